@@ -1,0 +1,66 @@
+//! The Cedar names Vakt's data maps onto: entity types, the default action and the
+//! context attributes Vakt derives. The schema in schema/ must declare all of them.
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+pub const NAMESPACE: &str = "Vakt";
+/// The action used when a request names none.
+pub const DEFAULT_ACTION: &str = "useSystemUser";
+
+/// Context attributes Vakt sets itself; a caller may not send them.
+pub const CTX_CLIENT: &str = "client";
+pub const CTX_ACCESS_PACKAGE: &str = "accessPackage";
+pub const CTX_PORTFOLIO_TEAMS: &str = "portfolioTeams";
+pub const CTX_CLIENT_LINK: &str = "clientLink";
+pub const DERIVED_CONTEXT: [&str; 4] = [
+    CTX_CLIENT,
+    CTX_ACCESS_PACKAGE,
+    CTX_PORTFOLIO_TEAMS,
+    CTX_CLIENT_LINK,
+];
+
+/// The entity type names, parsed once.
+pub struct Types {
+    pub employee: EntityTypeName,
+    pub team: EntityTypeName,
+    pub system_user: EntityTypeName,
+    pub organization: EntityTypeName,
+    pub access_package: EntityTypeName,
+    pub action: EntityTypeName,
+}
+
+pub fn types() -> &'static Types {
+    static TYPES: OnceLock<Types> = OnceLock::new();
+    TYPES.get_or_init(|| {
+        // Constant type names, not ids: parsing them cannot be steered by input.
+        let t = |n: &str| EntityTypeName::from_str(n).expect("constant type name parses");
+        Types {
+            employee: t("Vakt::Employee"),
+            team: t("Vakt::Team"),
+            system_user: t("Vakt::SystemUser"),
+            organization: t("Vakt::Organization"),
+            access_package: t("Vakt::AccessPackage"),
+            action: t("Vakt::Action"),
+        }
+    })
+}
+
+/// Builds an entity uid through the API: the id is never parsed as Cedar text.
+pub fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}
+
+impl Types {
+    /// True for the entity types whose records come from Vakt's data format.
+    pub fn is_core(&self, ty: &EntityTypeName) -> bool {
+        [
+            &self.employee,
+            &self.team,
+            &self.system_user,
+            &self.organization,
+        ]
+        .contains(&ty)
+    }
+}

@@ -1,0 +1,95 @@
+//! The access packages Vakt knows: Altinn's list of package URNs, read from the
+//! schema directory (`access-packages.json`) so an operator can extend it.
+
+use std::collections::HashSet;
+
+/// The file in the schema directory that lists the known access packages.
+pub const FILE_NAME: &str = "access-packages.json";
+
+/// Prefix every access package URN carries.
+pub const URN_PREFIX: &str = "urn:altinn:accesspackage:";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct PackageListError {
+    pub file: String,
+    pub message: String,
+}
+
+/// The set of known access package URNs.
+#[derive(Debug, Clone, Default)]
+pub struct AccessPackages {
+    urns: HashSet<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListFile {
+    packages: Vec<Entry>,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    urn: String,
+}
+
+impl AccessPackages {
+    /// Parses the package list (`{"packages": [{"urn": ...}, ...]}`); `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, PackageListError> {
+        let err = |message: String| PackageListError {
+            file: file.to_owned(),
+            message,
+        };
+        let list: ListFile = serde_json::from_str(text)
+            .map_err(|e| err(format!("line {}, column {}: {e}", e.line(), e.column())))?;
+        let mut urns = HashSet::with_capacity(list.packages.len());
+        for (i, p) in list.packages.into_iter().enumerate() {
+            if !p.urn.starts_with(URN_PREFIX) || p.urn.len() == URN_PREFIX.len() {
+                return Err(err(format!(
+                    "packages[{i}].urn {:?} does not start with {URN_PREFIX}",
+                    p.urn
+                )));
+            }
+            if !urns.insert(p.urn.clone()) {
+                return Err(err(format!(
+                    "packages[{i}].urn {:?} is listed twice",
+                    p.urn
+                )));
+            }
+        }
+        Ok(Self { urns })
+    }
+
+    pub fn contains(&self, urn: &str) -> bool {
+        self.urns.contains(urn)
+    }
+
+    pub fn len(&self) -> usize {
+        self.urns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urns.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_list_parses() {
+        let text = include_str!("../schema/access-packages.json");
+        let p = AccessPackages::parse("access-packages.json", text).unwrap();
+        assert_eq!(p.len(), 223);
+        assert!(p.contains("urn:altinn:accesspackage:a-ordning"));
+        assert!(!p.contains("urn:altinn:accesspackage:sykmelding"));
+    }
+
+    #[test]
+    fn bad_lists_are_refused() {
+        let e = AccessPackages::parse("f.json", r#"{"packages":[{"urn":"x"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("packages[0].urn"), "{e}");
+        let e = AccessPackages::parse("f.json", "{").unwrap_err();
+        assert!(e.to_string().starts_with("f.json: line 1"), "{e}");
+    }
+}

@@ -1,0 +1,87 @@
+//! `Authorize`: one decision. Reads straight down: load snapshot → check →
+//! decide → log → respond.
+
+use super::convert;
+use super::{new_decision_id, CallError, CallMeta, Vakt};
+use crate::decide::{decide, Decision, Query};
+use crate::decision_log::{now_rfc3339, DecisionRecord};
+use crate::proto;
+use crate::snapshot::Snapshot;
+use std::time::Instant;
+
+pub(super) fn handle(
+    vakt: &Vakt,
+    req: proto::AuthorizeRequest,
+    meta: &CallMeta,
+) -> Result<proto::AuthorizeResponse, CallError> {
+    let snap = vakt.snapshot.load();
+    let query = Query::check(&snap, req.into(), "")?;
+    Ok(decide_and_log(vakt, &snap, &query, meta))
+}
+
+/// Decides one checked query and records it; shared with AuthorizeBatch.
+pub(super) fn decide_and_log(
+    vakt: &Vakt,
+    snap: &Snapshot,
+    q: &Query,
+    meta: &CallMeta,
+) -> proto::AuthorizeResponse {
+    let started = Instant::now();
+    let decision = decide(snap, q);
+    let elapsed = started.elapsed();
+    let decision_id = new_decision_id();
+    log(
+        vakt,
+        snap,
+        q,
+        &decision,
+        &decision_id,
+        elapsed.as_micros() as u64,
+        meta,
+    );
+    proto::AuthorizeResponse {
+        decision: convert::decision(&decision) as i32,
+        reasons: convert::reasons(&decision.reasons),
+        decision_id,
+        revision: snap.revision.clone(),
+    }
+}
+
+fn log(
+    vakt: &Vakt,
+    snap: &Snapshot,
+    q: &Query,
+    d: &Decision,
+    decision_id: &str,
+    evaluation_us: u64,
+    meta: &CallMeta,
+) {
+    let su = snap.world.system_user(&q.system_user);
+    vakt.log.record(&DecisionRecord {
+        decision_id,
+        timestamp: now_rfc3339(),
+        call: "authorize",
+        employee_id: &q.employee,
+        system_user_id: Some(&q.system_user),
+        system_user_external_ref: su.map(|s| s.external_ref.as_str()),
+        system_user_owner: su.map(|s| s.owner.as_str()),
+        usable_system_users: None,
+        client_org_number: &q.client,
+        access_package: &q.access_package,
+        action: &q.action_id,
+        decision: if d.allowed { "allow" } else { "deny" },
+        reasons: &d.reasons,
+        revision: &snap.revision,
+        evaluation_us,
+        caller: &meta.caller,
+        trace: &meta.trace,
+    });
+    tracing::debug!(
+        decision_id,
+        employee = %q.employee,
+        system_user = %q.system_user,
+        client = %q.client,
+        allowed = d.allowed,
+        "decision"
+    );
+}

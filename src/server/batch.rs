@@ -1,0 +1,34 @@
+//! `AuthorizeBatch`: several decisions against one snapshot, answered in order.
+//! Every request is checked before any is decided, so a malformed item fails the
+//! whole batch with INVALID_ARGUMENT naming `requests[i].<field>`.
+
+use super::authorize::decide_and_log;
+use super::{CallError, CallMeta, Vakt};
+use crate::decide::Query;
+use crate::proto;
+
+pub(super) fn handle(
+    vakt: &Vakt,
+    req: proto::AuthorizeBatchRequest,
+    meta: &CallMeta,
+) -> Result<proto::AuthorizeBatchResponse, CallError> {
+    let got = req.requests.len();
+    if got > vakt.max_batch {
+        return Err(CallError::BatchTooLarge {
+            got,
+            max: vakt.max_batch,
+        });
+    }
+    let snap = vakt.snapshot.load();
+    let queries = req
+        .requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Query::check(&snap, r.into(), &format!("requests[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let responses = queries
+        .iter()
+        .map(|q| decide_and_log(vakt, &snap, q, meta))
+        .collect();
+    Ok(proto::AuthorizeBatchResponse { responses })
+}

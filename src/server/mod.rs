@@ -1,0 +1,127 @@
+//! The gRPC server: the `vakt.v1.Authorizer` service with health checking and
+//! server reflection. The caller hands in the listener and the shutdown signal,
+//! so tests can bind 127.0.0.1:0 and stop the server when they are done.
+//!
+//! One file per call (authorize, batch, resolve) behind the dispatcher below;
+//! every failure is a [`CallError`], mapped to a status in `error.rs`.
+
+mod authorize;
+mod batch;
+mod convert;
+mod error;
+mod resolve;
+
+pub use error::CallError;
+
+use crate::decision_log::{Caller, DecisionLog, Trace};
+use crate::proto::{self, authorizer_server::AuthorizerServer};
+use crate::snapshot::SnapshotHandle;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+/// Default maximum number of requests in one AuthorizeBatch.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+
+/// The state every call shares.
+pub struct Vakt {
+    pub snapshot: SnapshotHandle,
+    pub log: DecisionLog,
+    pub max_batch: usize,
+}
+
+/// What the transport tells about a call, for the decision log.
+pub(crate) struct CallMeta {
+    pub caller: Caller,
+    pub trace: Trace,
+}
+
+impl CallMeta {
+    fn of<T>(req: &Request<T>) -> Self {
+        let header = |name: &str| {
+            req.metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            caller: Caller {
+                peer: req.remote_addr().map(|a| a.to_string()),
+                service: header("x-vakt-caller").filter(|s| crate::ids::check_id(s).is_ok()),
+            },
+            trace: header("traceparent")
+                .map(|v| Trace::from_traceparent(&v))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+struct Service(Arc<Vakt>);
+
+#[tonic::async_trait]
+impl proto::authorizer_server::Authorizer for Service {
+    async fn authorize(
+        &self,
+        req: Request<proto::AuthorizeRequest>,
+    ) -> Result<Response<proto::AuthorizeResponse>, Status> {
+        let meta = CallMeta::of(&req);
+        Ok(Response::new(authorize::handle(
+            &self.0,
+            req.into_inner(),
+            &meta,
+        )?))
+    }
+
+    async fn authorize_batch(
+        &self,
+        req: Request<proto::AuthorizeBatchRequest>,
+    ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
+        let meta = CallMeta::of(&req);
+        Ok(Response::new(batch::handle(
+            &self.0,
+            req.into_inner(),
+            &meta,
+        )?))
+    }
+
+    async fn resolve_system_user(
+        &self,
+        req: Request<proto::ResolveSystemUserRequest>,
+    ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
+        let meta = CallMeta::of(&req);
+        Ok(Response::new(resolve::handle(
+            &self.0,
+            req.into_inner(),
+            &meta,
+        )?))
+    }
+}
+
+/// Serves until `shutdown` completes, then finishes in-flight calls and returns.
+pub async fn serve(
+    listener: TcpListener,
+    vakt: Arc<Vakt>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AuthorizerServer<Service>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor set is valid");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(AuthorizerServer::new(Service(vakt)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// A new decision id: a UUIDv7, so ids sort by time.
+pub(crate) fn new_decision_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,61 @@
+//! `ResolveSystemUser`: which system users may this employee use for this client
+//! and package, i.e. which system user's token the end-user system should fetch.
+
+use super::convert;
+use super::{new_decision_id, CallError, CallMeta, Vakt};
+use crate::decide::{resolve, ResolveQuery};
+use crate::decision_log::{now_rfc3339, DecisionRecord};
+use crate::proto;
+use std::time::Instant;
+
+pub(super) fn handle(
+    vakt: &Vakt,
+    req: proto::ResolveSystemUserRequest,
+    meta: &CallMeta,
+) -> Result<proto::ResolveSystemUserResponse, CallError> {
+    let snap = vakt.snapshot.load();
+    let rq = ResolveQuery::check(&snap, req.into())?;
+    let started = Instant::now();
+    let found = resolve(&snap, &rq);
+    let evaluation_us = started.elapsed().as_micros() as u64;
+    let decision_id = new_decision_id();
+    vakt.log.record(&DecisionRecord {
+        decision_id: &decision_id,
+        timestamp: now_rfc3339(),
+        call: "resolve_system_user",
+        employee_id: &rq.employee,
+        system_user_id: None,
+        system_user_external_ref: None,
+        system_user_owner: None,
+        usable_system_users: Some(found.usable.iter().map(|s| s.id.as_str()).collect()),
+        client_org_number: &rq.client,
+        access_package: &rq.access_package,
+        action: &rq.action_id,
+        decision: if found.usable.is_empty() {
+            "deny"
+        } else {
+            "allow"
+        },
+        reasons: &found.reasons,
+        revision: &snap.revision,
+        evaluation_us,
+        caller: &meta.caller,
+        trace: &meta.trace,
+    });
+    Ok(proto::ResolveSystemUserResponse {
+        system_users: found
+            .usable
+            .iter()
+            .map(|s| proto::SystemUserChoice {
+                id: s.id.clone(),
+                external_ref: s.external_ref.clone(),
+                system_id: s.system_id.clone(),
+                user_type: s.user_type.as_str().to_owned(),
+                integration_title: s.integration_title.clone(),
+            })
+            .collect(),
+        reasons: convert::reasons(&found.reasons),
+        decision_id,
+        revision: snap.revision.clone(),
+    })
+}

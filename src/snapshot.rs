@@ -1,0 +1,275 @@
+//! One immutable snapshot of everything a decision reads: schema, policies, access
+//! package list and world, with the revision that names them. Requests load the
+//! current snapshot without locks; a reload builds a whole new one and swaps it in,
+//! so policies and data always change together and a failed reload changes nothing.
+
+use crate::embedded;
+use crate::model::{self, types, DERIVED_CONTEXT};
+use crate::packages::{self, AccessPackages};
+use crate::policy::{load_policies, load_schema, Policies};
+use crate::problem::{Problem, Problems};
+use crate::world::{build_world, load_dir, SourceFile, World};
+use arc_swap::ArcSwap;
+use cedar_policy::{Authorizer, Context, EntityUid, Request, Schema};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a snapshot's inputs come from: a directory, or the copy built into the binary.
+#[derive(Debug, Clone, Default)]
+pub struct SourcePaths {
+    pub policies: Option<PathBuf>,
+    pub schema: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+}
+
+/// The text of every input of a snapshot.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub schema: Vec<SourceFile>,
+    pub packages: SourceFile,
+    pub policies: Vec<SourceFile>,
+    pub data: Vec<SourceFile>,
+}
+
+impl Sources {
+    /// The shipped policies, schema and example world.
+    pub fn embedded() -> Self {
+        Self {
+            schema: embedded::source_files(embedded::SCHEMA),
+            packages: embedded::source_files(&[embedded::PACKAGES]).remove(0),
+            policies: embedded::source_files(embedded::POLICIES),
+            data: embedded::source_files(embedded::WORLD),
+        }
+    }
+
+    /// Reads each directory given; the others come from the embedded default.
+    pub fn read(paths: &SourcePaths) -> Result<Self, Problems> {
+        let mut s = Self::embedded();
+        let mut problems = Vec::new();
+        if let Some(dir) = &paths.policies {
+            match read_files(dir, |n| n.ends_with(".cedar")) {
+                Ok(f) => s.policies = f,
+                Err(p) => problems.push(p),
+            }
+        }
+        if let Some(dir) = &paths.schema {
+            match read_files(dir, |n| {
+                n.ends_with(".cedarschema") || n.ends_with(".cedarschema.json")
+            }) {
+                Ok(f) => s.schema = f,
+                Err(p) => problems.push(p),
+            }
+            match read_files(dir, |n| n == packages::FILE_NAME) {
+                Ok(mut f) if !f.is_empty() => s.packages = f.remove(0),
+                Ok(_) => {}
+                Err(p) => problems.push(p),
+            }
+        }
+        if let Some(dir) = &paths.data {
+            match load_dir(dir) {
+                Ok(f) => s.data = f,
+                Err(p) => problems.extend(p.0),
+            }
+        }
+        if problems.is_empty() {
+            Ok(s)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+}
+
+/// Reads the files in `dir` (not its subdirectories) whose name passes `keep`, by name.
+fn read_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<SourceFile>, Problem> {
+    let fail = |m: String| Problem::new(dir.display().to_string(), "", m);
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| fail(format!("cannot read directory: {e}")))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            std::fs::read_to_string(&p)
+                .map(|text| SourceFile {
+                    name: p.display().to_string(),
+                    text,
+                })
+                .map_err(|e| Problem::new(p.display().to_string(), "", format!("cannot read: {e}")))
+        })
+        .collect()
+}
+
+/// Everything one decision reads.
+pub struct Snapshot {
+    pub schema: Schema,
+    pub policies: Policies,
+    pub packages: AccessPackages,
+    pub world: World,
+    /// Names the inputs: the first 16 hex digits of a SHA-256 over every file.
+    pub revision: String,
+    pub authorizer: Authorizer,
+    /// Actions whose principal is an employee and resource a system user, by id.
+    pub actions: BTreeMap<String, EntityUid>,
+    /// True when the schema's context has caller attributes that are required, so even
+    /// a request without context must be checked against the schema.
+    pub context_always_checked: bool,
+}
+
+impl Snapshot {
+    /// Parses and checks every input, reporting every problem in every file.
+    pub fn build(src: &Sources) -> Result<Self, Problems> {
+        let schema = load_schema(&src.schema)?;
+        let packages = AccessPackages::parse(&src.packages.name, &src.packages.text)
+            .map_err(|e| Problems(vec![Problem::new(e.file, "", e.message)]))?;
+        // Report policy and data problems together.
+        let policies = load_policies(&src.policies, &schema);
+        let world = build_world(&src.data, &packages, &schema);
+        let (policies, world) = match (policies, world) {
+            (Ok(p), Ok(w)) => (p, w),
+            (p, w) => {
+                let mut all = p.err().map(|e| e.0).unwrap_or_default();
+                all.extend(w.err().map(|e| e.0).unwrap_or_default());
+                return Err(Problems(all));
+            }
+        };
+        let actions = employee_actions(&schema);
+        let context_always_checked = check_schema_contract(&schema, &actions, &src.schema)?;
+        Ok(Self {
+            revision: revision(src),
+            schema,
+            policies,
+            packages,
+            world,
+            authorizer: Authorizer::new(),
+            actions,
+            context_always_checked,
+        })
+    }
+}
+
+/// The schema's actions that apply to an employee using a system user.
+fn employee_actions(schema: &Schema) -> BTreeMap<String, EntityUid> {
+    let t = types();
+    schema
+        .request_envs()
+        .filter(|env| env.principal() == &t.employee && env.resource() == &t.system_user)
+        .map(|env| {
+            (
+                env.action().id().unescaped().to_owned(),
+                env.action().clone(),
+            )
+        })
+        .collect()
+}
+
+/// Checks that the schema declares what Vakt derives (the entity types and the
+/// context attributes it fills in) by validating a sample request against it.
+/// Returns whether the context has required caller attributes.
+fn check_schema_contract(
+    schema: &Schema,
+    actions: &BTreeMap<String, EntityUid>,
+    files: &[SourceFile],
+) -> Result<bool, Problems> {
+    let file = files.first().map_or("schema", |f| f.name.as_str());
+    let fail = |m: String| Problems(vec![Problem::new(file, "", m)]);
+    let Some(action) = actions.get(model::DEFAULT_ACTION) else {
+        return Err(fail(format!(
+            "the schema must declare action {:?} for principal Vakt::Employee and resource Vakt::SystemUser",
+            model::DEFAULT_ACTION
+        )));
+    };
+    let t = types();
+    let mut required_caller_attrs = false;
+    for (name, action) in actions {
+        let result = Context::from_json_value(sample_derived_context(None), Some((schema, action)))
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                let (p, r) = (
+                    model::uid(&t.employee, "x"),
+                    model::uid(&t.system_user, "x"),
+                );
+                Request::new(p, action.clone(), r, c, Some(schema))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        let Err(e) = result else { continue };
+        // Either a derived attribute is missing or mistyped, or the schema has
+        // required caller attributes; only the first is a broken schema.
+        if DERIVED_CONTEXT
+            .iter()
+            .any(|a| e.contains(&format!("`{a}`")))
+        {
+            return Err(fail(format!(
+                "action {name}: the context must declare client: Vakt::Organization, accessPackage: Vakt::AccessPackage, portfolioTeams: Set<Vakt::Team> and an optional clientLink record: {e}"
+            )));
+        }
+        required_caller_attrs = true;
+    }
+    let _ = action;
+    Ok(required_caller_attrs)
+}
+
+/// A context holding only what Vakt derives, with placeholder values, in Cedar's
+/// JSON form; the caller's attributes are added to it to check them against the schema.
+pub fn sample_derived_context(
+    user: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        model::CTX_CLIENT.into(),
+        serde_json::json!({"__entity": {"type": "Vakt::Organization", "id": "000000000"}}),
+    );
+    m.insert(
+        model::CTX_ACCESS_PACKAGE.into(),
+        serde_json::json!({"__entity": {"type": "Vakt::AccessPackage", "id": "urn:altinn:accesspackage:x"}}),
+    );
+    m.insert(model::CTX_PORTFOLIO_TEAMS.into(), serde_json::json!([]));
+    if let Some(user) = user {
+        for (k, v) in user {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+fn revision(src: &Sources) -> String {
+    let mut h = Sha256::new();
+    let mut add = |kind: &str, f: &SourceFile| {
+        // Base names only: the same files give the same revision wherever they sit.
+        let base = Path::new(&f.name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&f.name);
+        for part in [kind.as_bytes(), base.as_bytes(), f.text.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    };
+    src.schema.iter().for_each(|f| add("schema", f));
+    add("packages", &src.packages);
+    src.policies.iter().for_each(|f| add("policy", f));
+    src.data.iter().for_each(|f| add("data", f));
+    hex::encode(&h.finalize()[..8])
+}
+
+/// The current snapshot, shared by every request; swapped whole on reload.
+pub struct SnapshotHandle(ArcSwap<Snapshot>);
+
+impl SnapshotHandle {
+    pub fn new(s: Snapshot) -> Self {
+        Self(ArcSwap::from_pointee(s))
+    }
+    /// The snapshot to decide on: a lock-free load.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+    pub fn store(&self, s: Snapshot) {
+        self.0.store(Arc::new(s));
+    }
+}

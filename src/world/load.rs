@@ -1,0 +1,641 @@
+//! Reading the world from a directory of JSON or YAML files, and checking it.
+//!
+//! Every file is an object with any of the keys `organizations`, `systemUsers`,
+//! `teams` and `employees`, each a list of records (format in README "Data files").
+//! A file whose top level is a list holds entities in Cedar's own JSON format.
+//! Every problem found is reported, each naming the file and the record; nothing
+//! is loaded unless the whole world is consistent.
+
+use super::*;
+use crate::ids::{check_id, check_org_number};
+use crate::model::{types, uid};
+use crate::packages::AccessPackages;
+use crate::problem::{Problem, Problems};
+use cedar_policy::{Entities, Schema};
+use serde::Deserialize;
+use std::path::Path;
+
+/// One input file, by display name (its path) and text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+// ---- The file format. Field names follow Altinn's APIs. ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DataFile {
+    #[serde(default)]
+    organizations: Vec<serde_json::Value>,
+    #[serde(default)]
+    system_users: Vec<serde_json::Value>,
+    #[serde(default)]
+    teams: Vec<serde_json::Value>,
+    #[serde(default)]
+    employees: Vec<serde_json::Value>,
+}
+
+/// Altinn-shaped records tolerate fields Vakt does not use, so a vendor can feed
+/// what Altinn returns as it is.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationRecord {
+    pub org_number: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub parent_org_number: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemUserRecord {
+    pub id: String,
+    #[serde(default)]
+    pub integration_title: Option<String>,
+    #[serde(default)]
+    pub system_id: Option<String>,
+    pub reportee_org_no: String,
+    pub user_type: String,
+    #[serde(default)]
+    pub access_packages: Vec<PackageRef>,
+    #[serde(default)]
+    pub external_ref: Option<String>,
+    #[serde(default)]
+    pub is_deleted: bool,
+    #[serde(default)]
+    pub self_delegated: bool,
+    #[serde(default)]
+    pub clients: Vec<ClientRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PackageRef {
+    pub urn: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientRecord {
+    #[serde(default)]
+    pub client_id: Option<String>,
+    pub client_organization_number: String,
+    #[serde(default)]
+    pub client_organization_name: Option<String>,
+    #[serde(default)]
+    pub access: Vec<AccessRecord>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AccessRecord {
+    pub role: String,
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+/// Vakt's own records are strict: a misspelt field is an error, not a silent default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TeamRecord {
+    pub id: String,
+    pub organization: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub system_users: Vec<String>,
+    pub clients: ClientsRecord,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ClientsRecord {
+    Keyword(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EmployeeRecord {
+    pub id: String,
+    pub organization: String,
+    #[serde(default)]
+    pub name: String,
+    pub active: bool,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub audit_clients: Vec<String>,
+}
+
+/// Where a record came from, for messages.
+#[derive(Debug, Clone)]
+struct Origin {
+    file: usize,
+    record: String,
+}
+
+/// Reads every `*.json`, `*.yaml` and `*.yml` file directly in `dir`, in name order.
+pub fn load_dir(dir: &Path) -> Result<Vec<SourceFile>, Problems> {
+    let fail =
+        |message: String| Problems(vec![Problem::new(dir.display().to_string(), "", message)]);
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| fail(format!("cannot read directory: {e}")))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("json" | "yaml" | "yml")
+                )
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(fail("holds no .json, .yaml or .yml data file".into()));
+    }
+    let mut files = Vec::with_capacity(paths.len());
+    let mut errors = Vec::new();
+    for p in paths {
+        match std::fs::read_to_string(&p) {
+            Ok(text) => files.push(SourceFile {
+                name: p.display().to_string(),
+                text,
+            }),
+            Err(e) => errors.push(Problem::new(
+                p.display().to_string(),
+                "",
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(Problems(errors))
+    }
+}
+
+/// Collects records from files, then checks and indexes them into a [`World`].
+#[derive(Default)]
+pub struct WorldBuilder {
+    files: Vec<String>,
+    orgs: Vec<(Origin, OrganizationRecord)>,
+    system_users: Vec<(Origin, SystemUserRecord)>,
+    teams: Vec<(Origin, TeamRecord)>,
+    employees: Vec<(Origin, EmployeeRecord)>,
+    cedar_json: Vec<(usize, serde_json::Value)>,
+    errors: Vec<Problem>,
+}
+
+impl WorldBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn error(&mut self, file: usize, record: impl Into<String>, message: impl Into<String>) {
+        let p = Problem::new(self.files[file].clone(), record, message);
+        self.errors.push(p);
+    }
+
+    /// Parses one file; problems are collected, not returned.
+    pub fn add_file(&mut self, src: &SourceFile) {
+        let file = self.files.len();
+        self.files.push(src.name.clone());
+        let is_yaml = src.name.ends_with(".yaml") || src.name.ends_with(".yml");
+        let value: serde_json::Value = if is_yaml {
+            match serde_yaml::from_str(&src.text) {
+                Ok(v) => v,
+                Err(e) => {
+                    let at = e
+                        .location()
+                        .map(|l| format!("{}:{}", l.line(), l.column()))
+                        .unwrap_or_default();
+                    return self.error(file, at, format!("not valid YAML: {e}"));
+                }
+            }
+        } else {
+            match serde_json::from_str(&src.text) {
+                Ok(v) => v,
+                Err(e) => {
+                    let at = format!("{}:{}", e.line(), e.column());
+                    return self.error(file, at, format!("not valid JSON: {e}"));
+                }
+            }
+        };
+        if value.is_array() {
+            self.cedar_json.push((file, value));
+            return;
+        }
+        let data: DataFile = match serde_path_to_error::deserialize(value) {
+            Ok(d) => d,
+            Err(e) => {
+                return self.error(
+                    file,
+                    "",
+                    format!(
+                        "expected an object with keys organizations, systemUsers, teams, employees: {} at {}",
+                        e.inner(),
+                        e.path()
+                    ),
+                )
+            }
+        };
+        self.parse_records(file, "organizations", data.organizations, |b, o, r| {
+            b.orgs.push((o, r))
+        });
+        self.parse_records(file, "systemUsers", data.system_users, |b, o, r| {
+            b.system_users.push((o, r))
+        });
+        self.parse_records(file, "teams", data.teams, |b, o, r| b.teams.push((o, r)));
+        self.parse_records(file, "employees", data.employees, |b, o, r| {
+            b.employees.push((o, r))
+        });
+    }
+
+    fn parse_records<R: serde::de::DeserializeOwned>(
+        &mut self,
+        file: usize,
+        key: &str,
+        values: Vec<serde_json::Value>,
+        mut push: impl FnMut(&mut Self, Origin, R),
+    ) {
+        for (i, v) in values.into_iter().enumerate() {
+            let label = record_label(key, i, &v);
+            match serde_path_to_error::deserialize::<_, R>(v) {
+                Ok(r) => push(
+                    self,
+                    Origin {
+                        file,
+                        record: label,
+                    },
+                    r,
+                ),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let msg = if path == "." {
+                        e.inner().to_string()
+                    } else {
+                        format!("{path}: {}", e.inner())
+                    };
+                    self.error(file, label, msg);
+                }
+            }
+        }
+    }
+
+    /// Checks every reference and builds the world, or reports every problem.
+    pub fn build(mut self, packages: &AccessPackages, schema: &Schema) -> Result<World, Problems> {
+        let t = types();
+        let mut world = World::default();
+        let mut errs: Vec<(Origin, String)> = Vec::new();
+
+        // Organisations first: everything else refers to them.
+        for (o, r) in &self.orgs {
+            if let Err(e) = check_org_number(&r.org_number) {
+                errs.push((o.clone(), format!("orgNumber {:?} {e}", r.org_number)));
+                continue;
+            }
+            if let Some(p) = &r.parent_org_number {
+                if let Err(e) = check_org_number(p) {
+                    errs.push((o.clone(), format!("parentOrgNumber {p:?} {e}")));
+                }
+            }
+            let org = Organization {
+                org_number: r.org_number.clone(),
+                name: r.name.clone(),
+                parent: r.parent_org_number.clone(),
+                uid: uid(&t.organization, &r.org_number),
+            };
+            if world.orgs.insert(r.org_number.clone(), org).is_some() {
+                errs.push((
+                    o.clone(),
+                    format!("orgNumber {:?} is defined twice", r.org_number),
+                ));
+            }
+        }
+        for (o, r) in &self.orgs {
+            let Some(p) = &r.parent_org_number else {
+                continue;
+            };
+            match world.orgs.get(p) {
+                _ if p == &r.org_number => {
+                    errs.push((o.clone(), "parentOrgNumber is the organisation itself".into()))
+                }
+                None => errs.push((o.clone(), format!("parentOrgNumber {p:?} is not a known organisation"))),
+                // Operational units sit one level below a legal entity; a unit under a
+                // unit would silently extend inheritance beyond what Altinn grants.
+                Some(parent) if parent.parent.is_some() => errs.push((
+                    o.clone(),
+                    format!("parentOrgNumber {p:?} is itself an operational unit; units are one level deep"),
+                )),
+                Some(_) => {}
+            }
+        }
+        let known_org =
+            |world: &World, errs: &mut Vec<(Origin, String)>, o: &Origin, field: &str, n: &str| {
+                if let Err(e) = check_org_number(n) {
+                    errs.push((o.clone(), format!("{field} {n:?} {e}")));
+                } else if !world.orgs.contains_key(n) {
+                    errs.push((
+                        o.clone(),
+                        format!("{field} {n:?} is not a known organisation"),
+                    ));
+                }
+            };
+
+        for (o, r) in &self.system_users {
+            if let Err(e) = check_id(&r.id) {
+                errs.push((o.clone(), format!("id {e}")));
+                continue;
+            }
+            known_org(&world, &mut errs, o, "reporteeOrgNo", &r.reportee_org_no);
+            let user_type = match r.user_type.as_str() {
+                "standard" => UserType::Standard,
+                "agent" => UserType::Agent,
+                other => {
+                    errs.push((
+                        o.clone(),
+                        format!("userType {other:?} must be \"standard\" or \"agent\""),
+                    ));
+                    UserType::Standard
+                }
+            };
+            for (i, p) in r.access_packages.iter().enumerate() {
+                if !packages.contains(&p.urn) {
+                    errs.push((
+                        o.clone(),
+                        format!(
+                            "accessPackages[{i}].urn {:?} is not a known access package",
+                            p.urn
+                        ),
+                    ));
+                }
+            }
+            if user_type == UserType::Standard && !r.clients.is_empty() {
+                errs.push((
+                    o.clone(),
+                    "clients: a standard system user has no client links; use userType \"agent\""
+                        .into(),
+                ));
+            }
+            if user_type == UserType::Standard && r.self_delegated {
+                errs.push((
+                    o.clone(),
+                    "selfDelegated applies only to agent system users".into(),
+                ));
+            }
+            let mut links = HashMap::new();
+            for (i, c) in r.clients.iter().enumerate() {
+                let field = format!("clients[{i}].clientOrganizationNumber");
+                known_org(&world, &mut errs, o, &field, &c.client_organization_number);
+                let active = match c.status.as_deref() {
+                    None | Some("active") => true,
+                    Some("removed") => false,
+                    Some(other) => {
+                        errs.push((
+                            o.clone(),
+                            format!(
+                                "clients[{i}].status {other:?} must be \"active\" or \"removed\""
+                            ),
+                        ));
+                        false
+                    }
+                };
+                for (j, a) in c.access.iter().enumerate() {
+                    if !a.role.starts_with("urn:altinn:") {
+                        errs.push((
+                            o.clone(),
+                            format!(
+                                "clients[{i}].access[{j}].role {:?} is not an Altinn role URN",
+                                a.role
+                            ),
+                        ));
+                    }
+                    for (k, p) in a.packages.iter().enumerate() {
+                        if !packages.contains(p) {
+                            errs.push((o.clone(), format!("clients[{i}].access[{j}].packages[{k}] {p:?} is not a known access package")));
+                        }
+                    }
+                }
+                let link = ClientLink {
+                    client_id: c.client_id.clone().unwrap_or_default(),
+                    org_number: c.client_organization_number.clone(),
+                    roles: c.access.iter().map(|a| a.role.clone()).collect(),
+                    packages: c
+                        .access
+                        .iter()
+                        .flat_map(|a| a.packages.iter().cloned())
+                        .collect(),
+                    active,
+                };
+                if links
+                    .insert(c.client_organization_number.clone(), link)
+                    .is_some()
+                {
+                    errs.push((
+                        o.clone(),
+                        format!("{field} {:?} is linked twice", c.client_organization_number),
+                    ));
+                }
+            }
+            let su = SystemUser {
+                id: r.id.clone(),
+                integration_title: r.integration_title.clone().unwrap_or_default(),
+                system_id: r.system_id.clone().unwrap_or_default(),
+                owner: r.reportee_org_no.clone(),
+                user_type,
+                access_packages: r.access_packages.iter().map(|p| p.urn.clone()).collect(),
+                external_ref: r.external_ref.clone().unwrap_or_default(),
+                is_deleted: r.is_deleted,
+                self_delegated: r.self_delegated,
+                links,
+                granted_to: Vec::new(),
+                uid: uid(&t.system_user, &r.id),
+                owner_uid: uid(&t.organization, &r.reportee_org_no),
+                granted_uids: Vec::new(),
+                package_uids: r
+                    .access_packages
+                    .iter()
+                    .map(|p| uid(&t.access_package, &p.urn))
+                    .collect(),
+            };
+            if world.system_users.insert(r.id.clone(), su).is_some() {
+                errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
+            }
+        }
+
+        for (o, r) in &self.teams {
+            if let Err(e) = check_id(&r.id) {
+                errs.push((o.clone(), format!("id {e}")));
+                continue;
+            }
+            known_org(&world, &mut errs, o, "organization", &r.organization);
+            let mut system_users = HashSet::new();
+            for (i, s) in r.system_users.iter().enumerate() {
+                match world.system_users.get_mut(s) {
+                    Some(su) => {
+                        if system_users.insert(s.clone()) {
+                            su.granted_to.push(r.id.clone());
+                        }
+                    }
+                    None => errs.push((
+                        o.clone(),
+                        format!("systemUsers[{i}] {s:?} is not a known system user"),
+                    )),
+                }
+            }
+            let clients = match &r.clients {
+                ClientsRecord::Keyword(k) if k == "all" => ClientScope::All,
+                ClientsRecord::Keyword(k) => {
+                    errs.push((
+                        o.clone(),
+                        format!("clients {k:?} must be \"all\" or a list of org numbers"),
+                    ));
+                    ClientScope::Listed(HashSet::new())
+                }
+                ClientsRecord::List(l) => {
+                    for (i, n) in l.iter().enumerate() {
+                        known_org(&world, &mut errs, o, &format!("clients[{i}]"), n);
+                    }
+                    ClientScope::Listed(l.iter().cloned().collect())
+                }
+            };
+            let team = Team {
+                id: r.id.clone(),
+                organization: r.organization.clone(),
+                name: r.name.clone(),
+                system_users,
+                clients,
+                uid: uid(&t.team, &r.id),
+            };
+            if world.teams.insert(r.id.clone(), team).is_some() {
+                errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
+            }
+        }
+
+        for (o, r) in &self.employees {
+            if let Err(e) = check_id(&r.id) {
+                errs.push((o.clone(), format!("id {e}")));
+                continue;
+            }
+            known_org(&world, &mut errs, o, "organization", &r.organization);
+            let kind = match r.kind.as_deref() {
+                None | Some("person") => EmployeeKind::Person,
+                Some("automation") => EmployeeKind::Automation,
+                Some(other) => {
+                    errs.push((
+                        o.clone(),
+                        format!("kind {other:?} must be \"person\" or \"automation\""),
+                    ));
+                    EmployeeKind::Person
+                }
+            };
+            for (i, team) in r.teams.iter().enumerate() {
+                if !world.teams.contains_key(team) {
+                    errs.push((
+                        o.clone(),
+                        format!("teams[{i}] {team:?} is not a known team"),
+                    ));
+                }
+            }
+            for (i, n) in r.audit_clients.iter().enumerate() {
+                known_org(&world, &mut errs, o, &format!("auditClients[{i}]"), n);
+            }
+            let mut teams = r.teams.clone();
+            teams.sort();
+            teams.dedup();
+            let team_uids = teams.iter().map(|id| uid(&t.team, id)).collect();
+            let e = Employee {
+                id: r.id.clone(),
+                organization: r.organization.clone(),
+                name: r.name.clone(),
+                active: r.active,
+                kind,
+                teams,
+                audit_clients: r.audit_clients.iter().cloned().collect(),
+                uid: uid(&t.employee, &r.id),
+                organization_uid: uid(&t.organization, &r.organization),
+                team_uids,
+            };
+            if world.employees.insert(r.id.clone(), e).is_some() {
+                errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
+            }
+        }
+
+        for (file, value) in std::mem::take(&mut self.cedar_json) {
+            match Entities::from_json_value(value, Some(schema)) {
+                Err(e) => self.error(file, "", format!("Cedar entities: {e}")),
+                Ok(entities) => {
+                    for e in entities.iter() {
+                        let u = e.uid();
+                        if t.is_core(u.type_name()) {
+                            self.error(
+                                file,
+                                "",
+                                format!("Cedar entity {u}: {} records belong in the Vakt data format (organizations, systemUsers, teams, employees)", u.type_name()),
+                            );
+                        } else if u.type_name() != &t.action {
+                            world.extra_entities.push(e.clone());
+                        }
+                    }
+                }
+            }
+        }
+
+        for su in world.system_users.values_mut() {
+            su.granted_to.sort();
+            su.granted_uids = su.granted_to.iter().map(|id| uid(&t.team, id)).collect();
+        }
+        for su in world.system_users.values() {
+            world
+                .system_users_by_owner
+                .entry(su.owner.clone())
+                .or_default()
+                .push(su.id.clone());
+        }
+        for ids in world.system_users_by_owner.values_mut() {
+            ids.sort();
+        }
+
+        for (o, msg) in errs {
+            self.error(o.file, o.record, msg);
+        }
+        if self.errors.is_empty() {
+            Ok(world)
+        } else {
+            Err(Problems(self.errors))
+        }
+    }
+}
+
+/// `employees[3] (id "kari")`: the key, index and, when readable, the record's id.
+fn record_label(key: &str, i: usize, v: &serde_json::Value) -> String {
+    let id = ["id", "orgNumber"]
+        .iter()
+        .find_map(|k| v.get(k).and_then(|x| x.as_str()));
+    match id {
+        Some(id) => format!("{key}[{i}] ({id:?})"),
+        None => format!("{key}[{i}]"),
+    }
+}
+
+/// Parses and checks a whole data set.
+pub fn build_world(
+    files: &[SourceFile],
+    packages: &AccessPackages,
+    schema: &Schema,
+) -> Result<World, Problems> {
+    let mut b = WorldBuilder::new();
+    for f in files {
+        b.add_file(f);
+    }
+    b.build(packages, schema)
+}
