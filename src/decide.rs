@@ -155,18 +155,48 @@ fn check_context(
         ));
     }
     let full = sample_derived_context(Some(user));
-    let ctx = Context::from_json_value(full, Some((&snap.schema, action))).map_err(|e| {
-        let mut m = e.to_string();
-        if let Some(h) = miette::Diagnostic::help(&e) {
-            m = format!("{m} ({h})");
-        }
-        m
-    })?;
+    let ctx =
+        Context::from_json_value(full, Some((&snap.schema, action))).map_err(|e| with_help(&e))?;
+    // Parsing with the schema resolves entity references but does not type-check
+    // every attribute; validation does.
+    if let Err(e) = ctx.validate(&snap.schema, action) {
+        return Err(name_bad_attribute(snap, action, user).unwrap_or_else(|| with_help(&e)));
+    }
     let pairs = ctx
         .into_iter()
         .filter(|(k, _)| !model::DERIVED_CONTEXT.contains(&k.as_str()))
         .collect();
     Ok(CallerContext { pairs })
+}
+
+/// Finds the caller attribute whose value does not fit the schema, checking each
+/// on its own, so the error names it instead of quoting the whole context.
+fn name_bad_attribute(
+    snap: &Snapshot,
+    action: &EntityUid,
+    user: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    user.iter().find_map(|(k, v)| {
+        let one = serde_json::Map::from_iter([(k.clone(), v.clone())]);
+        let fits = Context::from_json_value(
+            sample_derived_context(Some(&one)),
+            Some((&snap.schema, action)),
+        )
+        .is_ok_and(|c| c.validate(&snap.schema, action).is_ok());
+        (!fits).then(|| {
+            format!(
+                "attribute {k:?} does not have the type the schema declares (got {})",
+                short(&v.to_string())
+            )
+        })
+    })
+}
+
+fn with_help(e: &dyn miette::Diagnostic) -> String {
+    match e.help() {
+        Some(h) => format!("{e} ({h})"),
+        None => e.to_string(),
+    }
 }
 
 /// One reason for a decision.

@@ -1,0 +1,237 @@
+//! Loading: bad data, schema and policies are refused with messages naming the
+//! file and record, every problem at once; a security team's policy file changes
+//! decisions without touching Rust; the binary refuses to start on bad input.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use vakt::snapshot::{Snapshot, SourcePaths, Sources};
+
+fn build(
+    policies: Option<&Path>,
+    data: Option<&Path>,
+) -> Result<Snapshot, vakt::problem::Problems> {
+    let paths = SourcePaths {
+        policies: policies.map(Path::to_path_buf),
+        schema: None,
+        data: data.map(Path::to_path_buf),
+    };
+    Snapshot::build(&Sources::read(&paths)?)
+}
+
+fn messages(p: &vakt::problem::Problems) -> Vec<String> {
+    p.0.iter().map(ToString::to_string).collect()
+}
+
+const ORGS: &str = r#"organizations:
+  - orgNumber: "310001015"
+    name: Tall og Kontroll AS
+  - orgNumber: "310015156"
+    name: Bakeri Brød AS
+"#;
+
+#[test]
+fn bad_data_is_refused_naming_file_and_record_and_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orgs.yaml"), ORGS).unwrap();
+    std::fs::write(
+        dir.path().join("rest.json"),
+        r#"{
+  "systemUsers": [
+    {"id": "su1", "reporteeOrgNo": "310001015", "userType": "agent", "isDeleted": false,
+     "accessPackages": [{"urn": "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet"}],
+     "clients": [{"clientOrganizationNumber": "310030309", "access": []}]},
+    {"id": "su1", "reporteeOrgNo": "310001016", "userType": "robot"}
+  ],
+  "teams": [{"id": "t1", "organization": "310001015", "systemUsers": ["su1", "nope"], "clients": "some"}],
+  "employees": [
+    {"id": "kari", "organization": "310001015", "active": true, "teams": ["t1", "ghost-team"]},
+    {"id": "ola", "organization": "310001015", "active": "yes", "teams": []},
+    {"id": "kari", "organization": "310001015", "active": true, "teams": []}
+  ]
+}"#,
+    )
+    .unwrap();
+    let err = build(None, Some(dir.path()))
+        .err()
+        .expect("bad data is refused");
+    let all = messages(&err).join("\n");
+    let expect = [
+        // A link to an unknown organisation.
+        r#"rest.json: systemUsers[0] ("su1"): clients[0].clientOrganizationNumber "310030309" is not a known organisation"#,
+        // Duplicate id, mod-11 failure, bad enum.
+        r#"rest.json: systemUsers[1] ("su1"): id "su1" is defined twice"#,
+        r#"rest.json: systemUsers[1] ("su1"): reporteeOrgNo "310001016" fails the mod-11 check digit"#,
+        r#"rest.json: systemUsers[1] ("su1"): userType "robot" must be "standard" or "agent""#,
+        r#"rest.json: teams[0] ("t1"): systemUsers[1] "nope" is not a known system user"#,
+        r#"rest.json: teams[0] ("t1"): clients "some" must be "all" or a list of org numbers"#,
+        // An employee in an unknown team.
+        r#"rest.json: employees[0] ("kari"): teams[1] "ghost-team" is not a known team"#,
+        r#"rest.json: employees[1] ("ola"): active: invalid type: string "yes", expected a boolean"#,
+        r#"rest.json: employees[2] ("kari"): id "kari" is defined twice"#,
+    ];
+    for e in expect {
+        assert!(all.contains(e), "missing {e:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn syntax_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.json"),
+        "{\n  \"organizations\": [\n    {\"orgNumber\": }\n  ]\n}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "organizations:\n  - orgNumber: \"310001015\"\n   name: [unclosed\n",
+    )
+    .unwrap();
+    let err = build(None, Some(dir.path())).err().expect("refused");
+    let all = messages(&err).join("\n");
+    assert!(all.contains("a.json:3:19: not valid JSON"), "{all}");
+    assert!(all.contains("b.yaml:3:"), "{all}");
+}
+
+#[test]
+fn unit_of_a_unit_and_unknown_parent_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgs.yaml"),
+        r#"organizations:
+  - {orgNumber: "310001015", name: Parent}
+  - {orgNumber: "310003034", name: Unit, parentOrgNumber: "310001015"}
+  - {orgNumber: "310004049", name: Unit of unit, parentOrgNumber: "310003034"}
+  - {orgNumber: "310005053", name: Orphan, parentOrgNumber: "310006068"}
+"#,
+    )
+    .unwrap();
+    let all = messages(&build(None, Some(dir.path())).err().unwrap()).join("\n");
+    assert!(all.contains(r#"organizations[2] ("310004049"): parentOrgNumber "310003034" is itself an operational unit"#), "{all}");
+    assert!(all.contains(r#"organizations[3] ("310005053"): parentOrgNumber "310006068" is not a known organisation"#), "{all}");
+}
+
+#[test]
+fn policy_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in vakt::embedded::POLICIES {
+        let base = Path::new(name).file_name().unwrap();
+        std::fs::write(dir.path().join(base), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("90-broken.cedar"),
+        "@id(\"broken\")\nforbid (principal, action, resource)\nwhen { principal.shoeSize > 3 };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("91-syntax.cedar"),
+        "@id(\"syntax\")\npermit (principal, action resource);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("92-noid.cedar"),
+        "forbid (principal, action, resource);\n",
+    )
+    .unwrap();
+    let all = messages(&build(Some(dir.path()), None).err().expect("refused")).join("\n");
+    assert!(
+        all.contains("90-broken.cedar:3:8:") && all.contains("shoeSize"),
+        "{all}"
+    );
+    assert!(all.contains("91-syntax.cedar:2:"), "{all}");
+    assert!(
+        all.contains("92-noid.cedar: policy 1 of the file: policy has no @id"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_policy_file_changes_decisions_without_touching_rust() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in vakt::embedded::POLICIES {
+        std::fs::write(dir.path().join(Path::new(name).file_name().unwrap()), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("20-require-mfa.cedar"),
+        r#"@id("require-mfa")
+@reason("employee {employee} must sign in with multi-factor authentication to use {system_user}")
+forbid (principal, action, resource)
+when { principal has kind && principal.kind == "person" }
+unless { context has mfa && context.mfa };
+"#,
+    )
+    .unwrap();
+    let mut s = start(snapshot_from(Some(dir.path()), None, None)).await;
+    let r = s.ask("kari", "tk-regnskap", "310015156", REGNSKAP).await;
+    assert_deny(&r, &["require-mfa"]);
+    assert_eq!(
+        r.reasons[0].message,
+        "employee kari must sign in with multi-factor authentication to use tk-regnskap"
+    );
+    // The batch job is no person.
+    assert_allow(
+        &s.ask("tk-amelding-batch", "tk-regnskap", "310015156", REGNSKAP)
+            .await,
+    );
+}
+
+#[test]
+fn binary_refuses_to_start_on_bad_data() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgs.yaml"),
+        "organizations:\n  - orgNumber: \"123456789\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"orgs.yaml: organizations[0] ("123456789"): orgNumber "123456789" fails the mod-11 check digit"#), "{stderr}");
+}
+
+#[test]
+fn validate_and_check_commands() {
+    let vakt = env!("CARGO_BIN_EXE_vakt");
+    let out = Command::new(vakt).arg("validate").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 13 policies"));
+
+    let out = Command::new(vakt)
+        .args([
+            "check",
+            "--employee",
+            "per",
+            "--system-user",
+            "tk-regnskap",
+            "--client",
+            "310020206",
+            "--package",
+            SYKEFRAVAER,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("DENY\n"), "{stdout}");
+    for id in [
+        "employee-deactivated",
+        "package-not-held",
+        "client-not-linked",
+    ] {
+        assert!(stdout.contains(id), "{stdout}");
+    }
+    let out = Command::new(vakt)
+        .args(["validate", "--data", "/nonexistent/dir"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir: cannot read directory")
+    );
+}

@@ -1,0 +1,339 @@
+//! The gRPC contract: malformed input, hostile ids, batches, decision ids,
+//! health checking and reflection.
+
+mod common;
+use common::*;
+use prost_types::{value::Kind, Struct, Value};
+use tonic::Code;
+use vakt::proto::{AuthorizeBatchRequest, AuthorizeRequest, Decision};
+
+fn with_context(mut r: AuthorizeRequest, pairs: &[(&str, Kind)]) -> AuthorizeRequest {
+    r.context = Some(Struct {
+        fields: pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Value {
+                        kind: Some(v.clone()),
+                    },
+                )
+            })
+            .collect(),
+    });
+    r
+}
+
+async fn invalid(s: &mut TestServer, r: AuthorizeRequest) -> String {
+    let err = s
+        .client
+        .authorize(r)
+        .await
+        .expect_err("expected INVALID_ARGUMENT");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    err.message().to_owned()
+}
+
+#[tokio::test]
+async fn malformed_fields_are_named() {
+    let mut s = start(default_snapshot()).await;
+    let ok = request("kari", "tk-regnskap", "310015156", REGNSKAP);
+    let cases: Vec<(AuthorizeRequest, &str)> = vec![
+        (
+            AuthorizeRequest {
+                employee_id: "".into(),
+                ..ok.clone()
+            },
+            "employee_id:",
+        ),
+        (
+            AuthorizeRequest {
+                system_user_id: "".into(),
+                ..ok.clone()
+            },
+            "system_user_id:",
+        ),
+        (
+            AuthorizeRequest {
+                client_org_number: "".into(),
+                ..ok.clone()
+            },
+            "client_org_number:",
+        ),
+        // Fails the mod-11 check digit.
+        (
+            AuthorizeRequest {
+                client_org_number: "310015157".into(),
+                ..ok.clone()
+            },
+            "client_org_number:",
+        ),
+        (
+            AuthorizeRequest {
+                client_org_number: "31001515".into(),
+                ..ok.clone()
+            },
+            "client_org_number:",
+        ),
+        (
+            AuthorizeRequest {
+                access_package: "".into(),
+                ..ok.clone()
+            },
+            "access_package:",
+        ),
+        (
+            AuthorizeRequest {
+                access_package: "urn:altinn:accesspackage:sykmelding".into(),
+                ..ok.clone()
+            },
+            "access_package:",
+        ),
+        (
+            AuthorizeRequest {
+                access_package: "regnskapsforer-med-signeringsrettighet".into(),
+                ..ok.clone()
+            },
+            "access_package:",
+        ),
+        (
+            AuthorizeRequest {
+                action: "deleteEverything".into(),
+                ..ok.clone()
+            },
+            "action:",
+        ),
+        (
+            with_context(ok.clone(), &[("mfa", Kind::StringValue("yes".into()))]),
+            "context:",
+        ),
+        (
+            with_context(ok.clone(), &[("unknownAttribute", Kind::BoolValue(true))]),
+            "context:",
+        ),
+        (
+            with_context(
+                ok.clone(),
+                &[("client", Kind::StringValue("310015156".into()))],
+            ),
+            "context:",
+        ),
+        (
+            with_context(
+                ok.clone(),
+                &[("portfolioTeams", Kind::StringValue("x".into()))],
+            ),
+            "context:",
+        ),
+    ];
+    for (r, field) in cases {
+        let msg = invalid(&mut s, r.clone()).await;
+        assert!(msg.starts_with(field), "{r:?} -> {msg}");
+    }
+    // The same request, well-formed, is allowed: the cases above failed on their field.
+    assert_allow(&s.client.authorize(ok).await.unwrap().into_inner());
+}
+
+#[tokio::test]
+async fn hostile_ids_never_allow_and_never_crash() {
+    let mut s = start(default_snapshot()).await;
+    let long = "k".repeat(10 * 1024);
+    let hostile: Vec<String> = vec![
+        "kari\"".into(),
+        "kari\" || true || \"".into(),
+        "Vakt::Employee::\"kari\"".into(),
+        "kari::x".into(),
+        "kari\\".into(),
+        "kari\\\"".into(),
+        "kari\n".into(),
+        "kari\r\nFAKE LOG LINE".into(),
+        "kari\u{0}".into(),
+        "kårî 🙂 ΚΑΡΙ".into(),
+        "\u{202e}irak".into(),
+        " kari".into(),
+        long.clone(),
+        format!("kari{long}"),
+    ];
+    for id in &hostile {
+        for (employee, system_user) in [(id.as_str(), "tk-regnskap"), ("kari", id.as_str())] {
+            let r = request(employee, system_user, "310015156", REGNSKAP);
+            match s.client.authorize(r).await {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    assert_eq!(resp.decision(), Decision::Deny, "{id:?}: {resp:?}");
+                    assert!(!resp.reasons.is_empty());
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), Code::InvalidArgument, "{id:?}: {status:?}")
+                }
+            }
+        }
+    }
+    // The server is still up and still right.
+    assert_allow(&s.ask("kari", "tk-regnskap", "310015156", REGNSKAP).await);
+}
+
+#[tokio::test]
+async fn hostile_context_values_never_allow() {
+    let mut s = start(default_snapshot()).await;
+    let base = request("per", "tk-regnskap", "310015156", REGNSKAP);
+    for kind in [
+        Kind::NumberValue(f64::NAN),
+        Kind::NumberValue(1e300),
+        Kind::NumberValue(0.5),
+        Kind::NullValue(0),
+        Kind::StringValue("x".repeat(10_000)),
+    ] {
+        let r = with_context(base.clone(), &[("mfa", kind.clone())]);
+        match s.client.authorize(r).await {
+            Ok(resp) => assert_eq!(resp.into_inner().decision(), Decision::Deny),
+            Err(st) => assert_eq!(st.code(), Code::InvalidArgument, "{kind:?}: {st:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn decision_ids_are_unique_and_revision_names_the_snapshot() {
+    let mut s = start(default_snapshot()).await;
+    let mut ids = std::collections::HashSet::new();
+    let mut revisions = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let r = s.ask("kari", "tk-regnskap", "310015156", REGNSKAP).await;
+        assert!(
+            ids.insert(r.decision_id.clone()),
+            "duplicate {}",
+            r.decision_id
+        );
+        revisions.insert(r.revision);
+    }
+    assert_eq!(revisions.len(), 1);
+    let rev = revisions.into_iter().next().unwrap();
+    assert_eq!(rev, default_snapshot().revision);
+    assert_eq!(rev.len(), 16);
+}
+
+#[tokio::test]
+async fn batch_answers_in_order_and_checks_every_item() {
+    let mut s = start_with(
+        default_snapshot(),
+        vakt::decision_log::DecisionLog::disabled(),
+        3,
+    )
+    .await;
+    let reqs = vec![
+        request("kari", "tk-regnskap", "310015156", REGNSKAP),
+        request("per", "tk-regnskap", "310015156", REGNSKAP),
+        request("randi", "rr-revisjon", "310021210", REVISOR),
+    ];
+    let out = s
+        .client
+        .authorize_batch(AuthorizeBatchRequest {
+            requests: reqs.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let decisions: Vec<Decision> = out.responses.iter().map(|r| r.decision()).collect();
+    assert_eq!(
+        decisions,
+        [Decision::Allow, Decision::Deny, Decision::Allow]
+    );
+    assert_deny(&out.responses[1], &["employee-deactivated"]);
+    let ids: std::collections::HashSet<_> = out.responses.iter().map(|r| &r.decision_id).collect();
+    assert_eq!(ids.len(), 3);
+
+    // One over the configured maximum.
+    let mut four = reqs.clone();
+    four.push(request("kari", "tk-regnskap", "310015156", REGNSKAP));
+    let err = s
+        .client
+        .authorize_batch(AuthorizeBatchRequest { requests: four })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("requests:"), "{}", err.message());
+
+    // A malformed item is named by its index.
+    let mut bad = reqs.clone();
+    bad[1].client_org_number = "123".into();
+    let err = s
+        .client
+        .authorize_batch(AuthorizeBatchRequest { requests: bad })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("requests[1].client_org_number:"),
+        "{}",
+        err.message()
+    );
+
+    let empty = s
+        .client
+        .authorize_batch(AuthorizeBatchRequest { requests: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(empty.responses.is_empty());
+}
+
+#[tokio::test]
+async fn health_check_reports_serving() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let s = start(default_snapshot()).await;
+    let mut health = HealthClient::new(s.channel.clone());
+    for service in ["", "vakt.v1.Authorizer"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status(), ServingStatus::Serving, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_and_describes_the_service() {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let s = start(default_snapshot()).await;
+    let mut client = ServerReflectionClient::new(s.channel.clone());
+    let ask = |m: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    };
+    let reqs = vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "vakt.v1.Authorizer".into(),
+        )),
+    ];
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    match first.message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            let names: Vec<_> = l.service.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.contains(&"vakt.v1.Authorizer"), "{names:?}");
+            assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let second = stream.message().await.unwrap().unwrap();
+    match second.message_response {
+        Some(MessageResponse::FileDescriptorResponse(f)) => {
+            assert!(!f.file_descriptor_proto.is_empty())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
