@@ -7,16 +7,16 @@
 //! policies decide. Nothing here does I/O or takes a lock; the cost does not grow
 //! with the world. Any evaluation error denies.
 
+use crate::engine::Outcome;
 use crate::ids::{check_id, check_org_number};
-use crate::model::{self, types, uid};
+use crate::model::{self, types};
 use crate::policy::Var;
+use crate::slice::{self, Subject};
 use crate::snapshot::{sample_derived_context, Snapshot};
-use crate::world::{Employee, Organization, SystemUser, World};
-use cedar_policy::{
-    Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicyId, Request,
-    RestrictedExpression,
-};
-use std::collections::{HashMap, HashSet};
+use crate::world::SystemUser;
+use cedar_policy::{Context, EntityUid, PolicyId};
+use cedar_policy_core::ast::{EntityUID as CoreUid, Value as CoreValue};
+use smol_str::SmolStr;
 
 /// A request field that is malformed; becomes INVALID_ARGUMENT naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +41,7 @@ pub struct RawRequest {
 /// Caller-sent context attributes, checked against the schema.
 #[derive(Debug, Clone, Default)]
 pub struct CallerContext {
-    pairs: Vec<(String, RestrictedExpression)>,
+    pairs: Vec<(SmolStr, CoreValue)>,
 }
 
 /// A request whose every field has been checked.
@@ -51,6 +51,7 @@ pub struct Query {
     pub system_user: String,
     pub client: String,
     pub access_package: String,
+    pub package_uid: CoreUid,
     pub action_id: String,
     pub action: EntityUid,
     pub context: CallerContext,
@@ -66,12 +67,13 @@ impl Query {
         };
         check_id(&raw.employee_id).map_err(|e| bad("employee_id", e.to_string()))?;
         check_id(&raw.system_user_id).map_err(|e| bad("system_user_id", e.to_string()))?;
-        let (action_id, action, context) = check_common(snap, &raw, &bad)?;
+        let (package_uid, action_id, action, context) = check_common(snap, &raw, &bad)?;
         Ok(Self {
             employee: raw.employee_id,
             system_user: raw.system_user_id,
             client: raw.client_org_number,
             access_package: raw.access_package,
+            package_uid,
             action_id,
             action,
             context,
@@ -79,7 +81,7 @@ impl Query {
     }
 }
 
-type Common = (String, EntityUid, CallerContext);
+type Common = (CoreUid, String, EntityUid, CallerContext);
 
 /// Checks the fields Authorize and ResolveSystemUser share.
 pub fn check_common(
@@ -96,7 +98,7 @@ pub fn check_common(
     if raw.access_package.is_empty() {
         return Err(bad("access_package", "is empty".into()));
     }
-    if !snap.packages.contains(&raw.access_package) {
+    let Some(package_uid) = snap.packages.uid(&raw.access_package) else {
         return Err(bad(
             "access_package",
             format!(
@@ -104,7 +106,7 @@ pub fn check_common(
                 short(&raw.access_package)
             ),
         ));
-    }
+    };
     let action_id = if raw.action.is_empty() {
         model::DEFAULT_ACTION
     } else {
@@ -123,7 +125,12 @@ pub fn check_common(
     };
     let context =
         check_context(snap, action, raw.context.as_ref()).map_err(|m| bad("context", m))?;
-    Ok((action_id.to_owned(), action.clone(), context))
+    Ok((
+        package_uid.clone(),
+        action_id.to_owned(),
+        action.clone(),
+        context,
+    ))
 }
 
 /// At most 64 characters of caller input, for error messages.
@@ -162,10 +169,17 @@ fn check_context(
     if let Err(e) = ctx.validate(&snap.schema, action) {
         return Err(name_bad_attribute(snap, action, user).unwrap_or_else(|| with_help(&e)));
     }
-    let pairs = ctx
-        .into_iter()
-        .filter(|(k, _)| !model::DERIVED_CONTEXT.contains(&k.as_str()))
-        .collect();
+    let core: &cedar_policy_core::ast::Context = ctx.as_ref();
+    let pairs = match core {
+        cedar_policy_core::ast::Context::Value(m) => m
+            .iter()
+            .filter(|(k, _)| !model::DERIVED_CONTEXT.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cedar_policy_core::ast::Context::RestrictedResidual(_) => {
+            return Err("context holds unknown values".into())
+        }
+    };
     Ok(CallerContext { pairs })
 }
 
@@ -215,55 +229,15 @@ pub struct Decision {
 
 /// Decides one checked request against a snapshot.
 pub fn decide(snap: &Snapshot, q: &Query) -> Decision {
-    let w = &snap.world;
-    let employee = w.employee(&q.employee);
-    let su = w.system_user(&q.system_user);
-    decide_with(snap, q, employee, su, &q.system_user)
+    let subject = Subject::find(&snap.world, &q.employee, &q.system_user, &q.client);
+    decide_subject(snap, q, &subject, &q.system_user)
 }
 
-fn decide_with(
-    snap: &Snapshot,
-    q: &Query,
-    employee: Option<&Employee>,
-    su: Option<&SystemUser>,
-    su_id: &str,
-) -> Decision {
+fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str) -> Decision {
     let t = types();
     let w = &snap.world;
-    let client = w.organization(&q.client);
-    let parent = client.and_then(|c| c.parent.as_deref());
-    let client_uid = client.map_or_else(|| uid(&t.organization, &q.client), |c| c.uid.clone());
-
-    let slice = build_slice(w, employee, su, client, parent, &q.client);
-    let context = derived_context(w, q, employee, su, client_uid, parent);
-    let principal = employee.map_or_else(|| uid(&t.employee, &q.employee), |e| e.uid.clone());
-    let resource = su.map_or_else(|| uid(&t.system_user, su_id), |s| s.uid.clone());
-
-    let evaluated = slice.and_then(|entities| {
-        let context =
-            Context::from_pairs(context.into_iter().chain(q.context.pairs.iter().cloned()))
-                .map_err(|e| e.to_string())?;
-        let request = Request::new(principal, q.action.clone(), resource, context, None)
-            .map_err(|e| e.to_string())?;
-        Ok(snap
-            .authorizer
-            .is_authorized(&request, &snap.policies.set, &entities))
-    });
-    let vars = |v: Var| -> String {
-        match v {
-            Var::Employee => q.employee.clone(),
-            Var::SystemUser => su_id.to_owned(),
-            Var::Client => q.client.clone(),
-            Var::AccessPackage => q.access_package.clone(),
-            Var::Action => q.action_id.clone(),
-            Var::EmployeeOrganization => {
-                employee.map_or("(unknown)".into(), |e| e.organization.clone())
-            }
-            Var::SystemUserOwner => su.map_or("(unknown)".into(), |s| s.owner.clone()),
-        }
-    };
-    let response = match evaluated {
-        Ok(r) => r,
+    let entities = match slice::entities(w, subject) {
+        Ok(e) => e,
         // Building the slice cannot fail on checked data; if it ever does, deny.
         Err(e) => {
             return Decision {
@@ -275,214 +249,111 @@ fn decide_with(
             }
         }
     };
+    let context = slice::context(w, subject, &q.package_uid, &q.context.pairs);
+    let principal = subject.employee.map_or_else(
+        || slice::euid(&t.employee, &q.employee),
+        |e| e.cedar.uid().clone(),
+    );
+    let resource = subject.system_user.map_or_else(
+        || slice::euid(&t.system_user, su_id),
+        |s| s.cedar.uid().clone(),
+    );
+    let outcome = snap
+        .engine
+        .evaluate(principal, q.action.as_ref(), resource, context, &entities);
+    explain(snap, q, subject, su_id, outcome)
+}
 
-    let diag = response.diagnostics();
-    let mut reasons: Vec<Reason> = diag
-        .reason()
-        .map(|id| Reason {
-            policy_id: id.to_string(),
-            message: explain(snap, id, &vars, response.decision() == CedarDecision::Allow),
-        })
-        .collect();
-    let errors: Vec<Reason> = diag
-        .errors()
-        .map(|e| {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
-            Reason {
-                policy_id: pe.policy_id().to_string(),
-                message: format!("{e}; denied to fail closed"),
-            }
-        })
-        .collect();
-    // Fail closed: a policy that errored might have been a forbid.
-    let allowed = response.decision() == CedarDecision::Allow && errors.is_empty();
-    if !allowed {
-        reasons.retain(|_| response.decision() == CedarDecision::Deny);
-        reasons.extend(errors);
-        if reasons.is_empty() {
-            reasons.push(Reason {
-                policy_id: "vakt:no-permit".into(),
-                message: format!(
-                    "no policy permits employee {} to {} system user {} for client {} with {}",
-                    q.employee, q.action_id, su_id, q.client, q.access_package
-                ),
-            });
+/// Turns an evaluation outcome into a decision with reasons from the policies'
+/// `@reason` annotations.
+fn explain(
+    snap: &Snapshot,
+    q: &Query,
+    subject: &Subject<'_>,
+    su_id: &str,
+    outcome: Outcome,
+) -> Decision {
+    let vars = |v: Var| -> String {
+        match v {
+            Var::Employee => q.employee.clone(),
+            Var::SystemUser => su_id.to_owned(),
+            Var::Client => q.client.clone(),
+            Var::AccessPackage => q.access_package.clone(),
+            Var::Action => q.action_id.clone(),
+            Var::EmployeeOrganization => subject
+                .employee
+                .map_or("(unknown)".into(), |e| e.organization.clone()),
+            Var::SystemUserOwner => subject
+                .system_user
+                .map_or("(unknown)".into(), |s| s.owner.clone()),
         }
+    };
+    let render = |id: &PolicyId, allow: bool| Reason {
+        policy_id: id.to_string(),
+        message: match snap.policies.reasons.get(id) {
+            Some(t) => t.render(vars),
+            None if allow => format!("permitted by policy {id}"),
+            None => format!("forbidden by policy {id}"),
+        },
+    };
+    let allowed = outcome.allowed();
+    let mut reasons: Vec<Reason> = if allowed {
+        outcome.permits.iter().map(|id| render(id, true)).collect()
+    } else {
+        outcome.forbids.iter().map(|id| render(id, false)).collect()
+    };
+    // Fail closed: a policy that errored might have been a forbid.
+    reasons.extend(outcome.errors.iter().map(|(id, e)| Reason {
+        policy_id: id.to_string(),
+        message: format!("policy {id} could not be evaluated, so the request is denied: {e}"),
+    }));
+    if !allowed && reasons.is_empty() {
+        reasons.push(Reason {
+            policy_id: "vakt:no-permit".into(),
+            message: format!(
+                "no policy permits employee {} to {} system user {} for client {} with {}",
+                q.employee, q.action_id, su_id, q.client, q.access_package
+            ),
+        });
     }
     reasons.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
     Decision { allowed, reasons }
 }
 
-fn explain(snap: &Snapshot, id: &PolicyId, vars: &dyn Fn(Var) -> String, allow: bool) -> String {
-    match snap.policies.reasons.get(id) {
-        Some(t) => t.render(vars),
-        None if allow => format!("permitted by policy {id}"),
-        None => format!("forbidden by policy {id}"),
-    }
-}
-
-/// The entities one request can reach: the employee, the system user, the client,
-/// its parent and the system user's owner, plus any extra Cedar entities.
-fn build_slice(
-    w: &World,
-    employee: Option<&Employee>,
-    su: Option<&SystemUser>,
-    client: Option<&Organization>,
-    parent: Option<&str>,
-    client_org: &str,
-) -> Result<Entities, String> {
-    let mut list: Vec<Entity> = Vec::with_capacity(6 + w.extra_entities().len());
-    let mut orgs: Vec<&Organization> = Vec::with_capacity(3);
-    orgs.extend(client);
-    orgs.extend(parent.and_then(|p| w.organization(p)));
-    if let Some(owner) = su.and_then(|s| w.organization(&s.owner)) {
-        if !orgs.iter().any(|o| o.org_number == owner.org_number) {
-            orgs.push(owner);
-        }
-    }
-    if let Some(e) = employee {
-        list.push(employee_entity(e, client_org, parent)?);
-    }
-    if let Some(s) = su {
-        list.push(system_user_entity(s)?);
-    }
-    for o in orgs {
-        list.push(organization_entity(o)?);
-    }
-    list.extend(w.extra_entities().iter().cloned());
-    Entities::from_entities(list, None).map_err(|e| e.to_string())
-}
-
-fn uid_set<'a>(uids: impl IntoIterator<Item = &'a EntityUid>) -> RestrictedExpression {
-    RestrictedExpression::new_set(
-        uids.into_iter()
-            .cloned()
-            .map(RestrictedExpression::new_entity_uid),
-    )
-}
-
-fn s(v: &str) -> RestrictedExpression {
-    RestrictedExpression::new_string(v.to_owned())
-}
-
-fn employee_entity(e: &Employee, client: &str, parent: Option<&str>) -> Result<Entity, String> {
+/// Decides with `cedar_policy::Authorizer` on the same slice and context: the
+/// reference [`decide`] is tested against, and the benchmark's baseline.
+pub fn decide_reference(snap: &Snapshot, q: &Query) -> Decision {
     let t = types();
-    // Audit engagements are projected onto the client and its parent: all a rule
-    // about this request can ask, at a cost independent of the engagement count.
-    let audits = [Some(client), parent]
-        .into_iter()
-        .flatten()
-        .filter(|o| e.audit_clients.contains(*o))
-        .map(|o| RestrictedExpression::new_entity_uid(uid(&t.organization, o)));
-    let attrs = HashMap::from([
-        (
-            "organization".to_owned(),
-            RestrictedExpression::new_entity_uid(e.organization_uid.clone()),
-        ),
-        ("name".to_owned(), s(&e.name)),
-        (
-            "active".to_owned(),
-            RestrictedExpression::new_bool(e.active),
-        ),
-        ("kind".to_owned(), s(e.kind.as_str())),
-        ("teams".to_owned(), uid_set(&e.team_uids)),
-        (
-            "auditClients".to_owned(),
-            RestrictedExpression::new_set(audits),
-        ),
-    ]);
-    let parents: HashSet<EntityUid> = e.team_uids.iter().cloned().collect();
-    Entity::new(e.uid.clone(), attrs, parents).map_err(|e| e.to_string())
-}
-
-fn system_user_entity(su: &SystemUser) -> Result<Entity, String> {
-    let attrs = HashMap::from([
-        (
-            "owner".to_owned(),
-            RestrictedExpression::new_entity_uid(su.owner_uid.clone()),
-        ),
-        ("userType".to_owned(), s(su.user_type.as_str())),
-        (
-            "isDeleted".to_owned(),
-            RestrictedExpression::new_bool(su.is_deleted),
-        ),
-        (
-            "selfDelegated".to_owned(),
-            RestrictedExpression::new_bool(su.self_delegated),
-        ),
-        ("externalRef".to_owned(), s(&su.external_ref)),
-        ("systemId".to_owned(), s(&su.system_id)),
-        ("integrationTitle".to_owned(), s(&su.integration_title)),
-        ("accessPackages".to_owned(), uid_set(&su.package_uids)),
-    ]);
-    let parents: HashSet<EntityUid> = su.granted_uids.iter().cloned().collect();
-    Entity::new(su.uid.clone(), attrs, parents).map_err(|e| e.to_string())
-}
-
-fn organization_entity(o: &Organization) -> Result<Entity, String> {
-    let t = types();
-    let attrs = HashMap::from([
-        ("orgNumber".to_owned(), s(&o.org_number)),
-        ("name".to_owned(), s(&o.name)),
-    ]);
-    let parents: HashSet<EntityUid> = o.parent.iter().map(|p| uid(&t.organization, p)).collect();
-    Entity::new(o.uid.clone(), attrs, parents).map_err(|e| e.to_string())
-}
-
-/// The context attributes Vakt derives from the request and the world.
-fn derived_context(
-    w: &World,
-    q: &Query,
-    employee: Option<&Employee>,
-    su: Option<&SystemUser>,
-    client_uid: EntityUid,
-    parent: Option<&str>,
-) -> Vec<(String, RestrictedExpression)> {
-    let t = types();
-    // Team by team: only the employee's own teams whose scope covers the client.
-    let portfolio = employee
-        .into_iter()
-        .flat_map(|e| e.teams.iter().zip(&e.team_uids))
-        .filter(|(id, _)| {
-            w.team(id)
-                .is_some_and(|team| team.covers(&q.client, parent))
+    let w = &snap.world;
+    let subject = Subject::find(w, &q.employee, &q.system_user, &q.client);
+    let entities =
+        cedar_policy::Entities::from(slice::entities(w, &subject).expect("slice builds"));
+    let context = slice::context(w, &subject, &q.package_uid, &q.context.pairs);
+    let context = cedar_policy::Context::from(cedar_policy_core::ast::Context::Value(
+        std::sync::Arc::new(context),
+    ));
+    let principal = model::uid(&t.employee, &q.employee);
+    let resource = model::uid(&t.system_user, &q.system_user);
+    let request = cedar_policy::Request::new(principal, q.action.clone(), resource, context, None)
+        .expect("request builds");
+    let response = snap
+        .authorizer
+        .is_authorized(&request, &snap.policies.set, &entities);
+    let diag = response.diagnostics();
+    let mut outcome = Outcome::default();
+    let reasons: Vec<PolicyId> = diag.reason().cloned().collect();
+    match response.decision() {
+        cedar_policy::Decision::Allow => outcome.permits = reasons,
+        cedar_policy::Decision::Deny => outcome.forbids = reasons,
+    }
+    outcome.errors = diag
+        .errors()
+        .map(|e| {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+            (pe.policy_id().clone(), e.to_string())
         })
-        .map(|(_, u)| u);
-    let mut ctx = vec![
-        (
-            model::CTX_CLIENT.to_owned(),
-            RestrictedExpression::new_entity_uid(client_uid),
-        ),
-        (
-            model::CTX_ACCESS_PACKAGE.to_owned(),
-            RestrictedExpression::new_entity_uid(uid(&t.access_package, &q.access_package)),
-        ),
-        (model::CTX_PORTFOLIO_TEAMS.to_owned(), uid_set(portfolio)),
-    ];
-    if let Some(link) = su.and_then(|s| s.link_for(&q.client, parent)) {
-        let record = RestrictedExpression::new_record([
-            (
-                "client".to_owned(),
-                RestrictedExpression::new_entity_uid(uid(&t.organization, &link.org_number)),
-            ),
-            (
-                "roles".to_owned(),
-                RestrictedExpression::new_set(link.roles.iter().map(|r| s(r))),
-            ),
-            (
-                "packages".to_owned(),
-                RestrictedExpression::new_set(
-                    link.packages
-                        .iter()
-                        .map(|p| RestrictedExpression::new_entity_uid(uid(&t.access_package, p))),
-                ),
-            ),
-        ]);
-        if let Ok(record) = record {
-            ctx.push((model::CTX_CLIENT_LINK.to_owned(), record));
-        }
-    }
-    ctx
+        .collect();
+    explain(snap, q, &subject, &q.system_user, outcome)
 }
 
 /// The system users an employee may use for a client and package.
@@ -499,6 +370,7 @@ pub struct ResolveQuery {
     pub employee: String,
     pub client: String,
     pub access_package: String,
+    pub package_uid: CoreUid,
     pub action_id: String,
     pub action: EntityUid,
     pub context: CallerContext,
@@ -511,11 +383,12 @@ impl ResolveQuery {
             message,
         };
         check_id(&raw.employee_id).map_err(|e| bad("employee_id", e.to_string()))?;
-        let (action_id, action, context) = check_common(snap, &raw, &bad)?;
+        let (package_uid, action_id, action, context) = check_common(snap, &raw, &bad)?;
         Ok(Self {
             employee: raw.employee_id,
             client: raw.client_org_number,
             access_package: raw.access_package,
+            package_uid,
             action_id,
             action,
             context,
@@ -563,11 +436,13 @@ pub fn resolve<'a>(snap: &'a Snapshot, rq: &ResolveQuery) -> Resolution<'a> {
             system_user: id.clone(),
             client: rq.client.clone(),
             access_package: rq.access_package.clone(),
+            package_uid: rq.package_uid.clone(),
             action_id: rq.action_id.clone(),
             action: rq.action.clone(),
             context: rq.context.clone(),
         };
-        let d = decide_with(snap, &q, Some(employee), Some(su), id);
+        let subject = Subject::with(w, Some(employee), Some(su), &rq.client);
+        let d = decide_subject(snap, &q, &subject, id);
         if d.allowed {
             usable.push(su);
         } else {

@@ -13,7 +13,11 @@
 //! - [`server`]: the gRPC service, one file per call behind one dispatcher, and
 //!   the mapping of every failure to a gRPC status.
 //! - [`decide`]: the hot path. Checks a request, looks up what it needs, builds a
-//!   small Cedar slice, evaluates, explains. No I/O, no locks.
+//!   small Cedar slice ([`slice`]), evaluates ([`engine`]), explains. No I/O, no locks.
+//! - [`engine`]: Cedar evaluation with each policy's condition compiled once per
+//!   snapshot and only the policies that can apply to the action evaluated.
+//! - [`slice`]: records' Cedar values, computed at load, and the per-request
+//!   entities and context assembled from them.
 //! - [`snapshot`]: schema + policies + packages + world as one immutable value,
 //!   swapped whole on reload.
 //! - [`policy`]: loading and strictly validating the schema and policy files.
@@ -26,12 +30,14 @@ pub mod cli;
 pub mod decide;
 pub mod decision_log;
 pub mod embedded;
+pub mod engine;
 pub mod ids;
 pub mod model;
 pub mod packages;
 pub mod policy;
 pub mod problem;
 pub mod server;
+pub mod slice;
 pub mod snapshot;
 pub mod world;
 

@@ -1,7 +1,8 @@
 //! The access packages Vakt knows: Altinn's list of package URNs, read from the
 //! schema directory (`access-packages.json`) so an operator can extend it.
 
-use std::collections::HashSet;
+use cedar_policy_core::ast::EntityUID;
+use std::collections::HashMap;
 
 /// The file in the schema directory that lists the known access packages.
 pub const FILE_NAME: &str = "access-packages.json";
@@ -16,10 +17,10 @@ pub struct PackageListError {
     pub message: String,
 }
 
-/// The set of known access package URNs.
+/// The set of known access package URNs, each with its Cedar entity uid.
 #[derive(Debug, Clone, Default)]
 pub struct AccessPackages {
-    urns: HashSet<String>,
+    urns: HashMap<String, EntityUID>,
 }
 
 #[derive(serde::Deserialize)]
@@ -41,7 +42,7 @@ impl AccessPackages {
         };
         let list: ListFile = serde_json::from_str(text)
             .map_err(|e| err(format!("line {}, column {}: {e}", e.line(), e.column())))?;
-        let mut urns = HashSet::with_capacity(list.packages.len());
+        let mut urns = HashMap::with_capacity(list.packages.len());
         for (i, p) in list.packages.into_iter().enumerate() {
             if !p.urn.starts_with(URN_PREFIX) || p.urn.len() == URN_PREFIX.len() {
                 return Err(err(format!(
@@ -49,7 +50,8 @@ impl AccessPackages {
                     p.urn
                 )));
             }
-            if !urns.insert(p.urn.clone()) {
+            let uid = crate::slice::euid(&crate::model::types().access_package, &p.urn);
+            if urns.insert(p.urn.clone(), uid).is_some() {
                 return Err(err(format!(
                     "packages[{i}].urn {:?} is listed twice",
                     p.urn
@@ -60,7 +62,12 @@ impl AccessPackages {
     }
 
     pub fn contains(&self, urn: &str) -> bool {
-        self.urns.contains(urn)
+        self.urns.contains_key(urn)
+    }
+
+    /// The Cedar uid of a known package.
+    pub fn uid(&self, urn: &str) -> Option<&EntityUID> {
+        self.urns.get(urn)
     }
 
     pub fn len(&self) -> usize {

@@ -4,11 +4,12 @@
 //! so policies and data always change together and a failed reload changes nothing.
 
 use crate::embedded;
+use crate::engine::Engine;
 use crate::model::{self, types, DERIVED_CONTEXT};
 use crate::packages::{self, AccessPackages};
 use crate::policy::{load_policies, load_schema, Policies};
 use crate::problem::{Problem, Problems};
-use crate::world::{build_world, load_dir, SourceFile, World};
+use crate::world::{load_dir, SourceFile, World, WorldBuilder};
 use arc_swap::ArcSwap;
 use cedar_policy::{Authorizer, Context, EntityUid, Request, Schema};
 use sha2::{Digest, Sha256};
@@ -113,6 +114,9 @@ pub struct Snapshot {
     pub world: World,
     /// Names the inputs: the first 16 hex digits of a SHA-256 over every file.
     pub revision: String,
+    /// The policies compiled for evaluation.
+    pub engine: Engine,
+    /// Cedar's own authorizer, for `decide_reference`.
     pub authorizer: Authorizer,
     /// Actions whose principal is an employee and resource a system user, by id.
     pub actions: BTreeMap<String, EntityUid>,
@@ -124,12 +128,26 @@ pub struct Snapshot {
 impl Snapshot {
     /// Parses and checks every input, reporting every problem in every file.
     pub fn build(src: &Sources) -> Result<Self, Problems> {
+        Self::build_with(src, |_| {})
+    }
+
+    /// Like [`Snapshot::build`], with records added in code to the world (used by
+    /// generators and benchmarks; such records are not part of the revision).
+    pub fn build_with(
+        src: &Sources,
+        add: impl FnOnce(&mut WorldBuilder),
+    ) -> Result<Self, Problems> {
         let schema = load_schema(&src.schema)?;
         let packages = AccessPackages::parse(&src.packages.name, &src.packages.text)
             .map_err(|e| Problems(vec![Problem::new(e.file, "", e.message)]))?;
         // Report policy and data problems together.
         let policies = load_policies(&src.policies, &schema);
-        let world = build_world(&src.data, &packages, &schema);
+        let mut builder = WorldBuilder::new();
+        for f in &src.data {
+            builder.add_file(f);
+        }
+        add(&mut builder);
+        let world = builder.build(&packages, &schema);
         let (policies, world) = match (policies, world) {
             (Ok(p), Ok(w)) => (p, w),
             (p, w) => {
@@ -140,7 +158,9 @@ impl Snapshot {
         };
         let actions = employee_actions(&schema);
         let context_always_checked = check_schema_contract(&schema, &actions, &src.schema)?;
+        let engine = Engine::new(&policies.set, action_groups(&schema, &actions));
         Ok(Self {
+            engine,
             revision: revision(src),
             schema,
             policies,
@@ -164,6 +184,30 @@ fn employee_actions(schema: &Schema) -> BTreeMap<String, EntityUid> {
                 env.action().id().unescaped().to_owned(),
                 env.action().clone(),
             )
+        })
+        .collect()
+}
+
+/// Each action with its action groups (ancestors in the schema's action hierarchy).
+fn action_groups(
+    schema: &Schema,
+    actions: &BTreeMap<String, EntityUid>,
+) -> Vec<(
+    cedar_policy_core::ast::EntityUID,
+    Vec<cedar_policy_core::ast::EntityUID>,
+)> {
+    let hierarchy = schema.action_entities().ok();
+    actions
+        .values()
+        .map(|a| {
+            let groups = hierarchy
+                .as_ref()
+                .and_then(|h| {
+                    h.ancestors(a)
+                        .map(|it| it.cloned().map(Into::into).collect())
+                })
+                .unwrap_or_default();
+            (a.clone().into(), groups)
         })
         .collect()
 }

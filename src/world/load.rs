@@ -8,12 +8,14 @@
 
 use super::*;
 use crate::ids::{check_id, check_org_number};
-use crate::model::{types, uid};
+use crate::model::types;
 use crate::packages::AccessPackages;
 use crate::problem::{Problem, Problems};
+use crate::slice;
 use cedar_policy::{Entities, Schema};
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One input file, by display name (its path) and text.
 #[derive(Debug, Clone)]
@@ -205,6 +207,47 @@ impl WorldBuilder {
         self.errors.push(p);
     }
 
+    /// Adds records built in code (benchmarks, generators) under the file name `source`.
+    pub fn add_records(
+        &mut self,
+        source: &str,
+        organizations: Vec<OrganizationRecord>,
+        system_users: Vec<SystemUserRecord>,
+        teams: Vec<TeamRecord>,
+        employees: Vec<EmployeeRecord>,
+    ) {
+        let file = self.files.len();
+        self.files.push(source.to_owned());
+        let origin = |key: &str, i: usize| Origin {
+            file,
+            record: format!("{key}[{i}]"),
+        };
+        self.orgs.extend(
+            organizations
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (origin("organizations", i), r)),
+        );
+        self.system_users.extend(
+            system_users
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (origin("systemUsers", i), r)),
+        );
+        self.teams.extend(
+            teams
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (origin("teams", i), r)),
+        );
+        self.employees.extend(
+            employees
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (origin("employees", i), r)),
+        );
+    }
+
     /// Parses one file; problems are collected, not returned.
     pub fn add_file(&mut self, src: &SourceFile) {
         let file = self.files.len();
@@ -312,9 +355,17 @@ impl WorldBuilder {
                 org_number: r.org_number.clone(),
                 name: r.name.clone(),
                 parent: r.parent_org_number.clone(),
-                uid: uid(&t.organization, &r.org_number),
+                cedar: slice::organization_entity(
+                    &r.org_number,
+                    &r.name,
+                    r.parent_org_number.as_deref(),
+                ),
             };
-            if world.orgs.insert(r.org_number.clone(), org).is_some() {
+            if world
+                .orgs
+                .insert(r.org_number.as_str().into(), org)
+                .is_some()
+            {
                 errs.push((
                     o.clone(),
                     format!("orgNumber {:?} is defined twice", r.org_number),
@@ -325,7 +376,7 @@ impl WorldBuilder {
             let Some(p) = &r.parent_org_number else {
                 continue;
             };
-            match world.orgs.get(p) {
+            match world.orgs.get(p.as_str()) {
                 _ if p == &r.org_number => {
                     errs.push((o.clone(), "parentOrgNumber is the organisation itself".into()))
                 }
@@ -351,6 +402,7 @@ impl WorldBuilder {
                 }
             };
 
+        let mut interned: HashMap<(Vec<String>, Vec<String>), Arc<LinkAccess>> = HashMap::new();
         for (o, r) in &self.system_users {
             if let Err(e) = check_id(&r.id) {
                 errs.push((o.clone(), format!("id {e}")));
@@ -425,19 +477,24 @@ impl WorldBuilder {
                         }
                     }
                 }
+                let roles: Vec<String> = c.access.iter().map(|a| a.role.clone()).collect();
+                let link_packages: Vec<String> = c
+                    .access
+                    .iter()
+                    .flat_map(|a| a.packages.iter().cloned())
+                    .collect();
+                let access = interned
+                    .entry((roles, link_packages))
+                    .or_insert_with_key(|(r, p)| Arc::new(slice::link_access(r.clone(), p.clone())))
+                    .clone();
                 let link = ClientLink {
-                    client_id: c.client_id.clone().unwrap_or_default(),
-                    org_number: c.client_organization_number.clone(),
-                    roles: c.access.iter().map(|a| a.role.clone()).collect(),
-                    packages: c
-                        .access
-                        .iter()
-                        .flat_map(|a| a.packages.iter().cloned())
-                        .collect(),
+                    client_id: c.client_id.clone().unwrap_or_default().into(),
+                    org_number: c.client_organization_number.as_str().into(),
+                    access,
                     active,
                 };
                 if links
-                    .insert(c.client_organization_number.clone(), link)
+                    .insert(c.client_organization_number.as_str().into(), link)
                     .is_some()
                 {
                     errs.push((
@@ -458,16 +515,14 @@ impl WorldBuilder {
                 self_delegated: r.self_delegated,
                 links,
                 granted_to: Vec::new(),
-                uid: uid(&t.system_user, &r.id),
-                owner_uid: uid(&t.organization, &r.reportee_org_no),
-                granted_uids: Vec::new(),
-                package_uids: r
-                    .access_packages
-                    .iter()
-                    .map(|p| uid(&t.access_package, &p.urn))
-                    .collect(),
+                // Filled in once every team is known.
+                cedar: slice::placeholder(),
             };
-            if world.system_users.insert(r.id.clone(), su).is_some() {
+            if world
+                .system_users
+                .insert(r.id.as_str().into(), su)
+                .is_some()
+            {
                 errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
             }
         }
@@ -480,7 +535,7 @@ impl WorldBuilder {
             known_org(&world, &mut errs, o, "organization", &r.organization);
             let mut system_users = HashSet::new();
             for (i, s) in r.system_users.iter().enumerate() {
-                match world.system_users.get_mut(s) {
+                match world.system_users.get_mut(s.as_str()) {
                     Some(su) => {
                         if system_users.insert(s.clone()) {
                             su.granted_to.push(r.id.clone());
@@ -514,9 +569,8 @@ impl WorldBuilder {
                 name: r.name.clone(),
                 system_users,
                 clients,
-                uid: uid(&t.team, &r.id),
             };
-            if world.teams.insert(r.id.clone(), team).is_some() {
+            if world.teams.insert(r.id.as_str().into(), team).is_some() {
                 errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
             }
         }
@@ -539,7 +593,7 @@ impl WorldBuilder {
                 }
             };
             for (i, team) in r.teams.iter().enumerate() {
-                if !world.teams.contains_key(team) {
+                if !world.teams.contains_key(team.as_str()) {
                     errs.push((
                         o.clone(),
                         format!("teams[{i}] {team:?} is not a known team"),
@@ -552,8 +606,8 @@ impl WorldBuilder {
             let mut teams = r.teams.clone();
             teams.sort();
             teams.dedup();
-            let team_uids = teams.iter().map(|id| uid(&t.team, id)).collect();
-            let e = Employee {
+            let team_uids = teams.iter().map(|id| slice::team_uid(id)).collect();
+            let mut e = Employee {
                 id: r.id.clone(),
                 organization: r.organization.clone(),
                 name: r.name.clone(),
@@ -561,11 +615,11 @@ impl WorldBuilder {
                 kind,
                 teams,
                 audit_clients: r.audit_clients.iter().cloned().collect(),
-                uid: uid(&t.employee, &r.id),
-                organization_uid: uid(&t.organization, &r.organization),
+                cedar: slice::placeholder(),
                 team_uids,
             };
-            if world.employees.insert(r.id.clone(), e).is_some() {
+            e.cedar = slice::employee_entity(&e);
+            if world.employees.insert(r.id.as_str().into(), e).is_some() {
                 errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
             }
         }
@@ -583,21 +637,32 @@ impl WorldBuilder {
                                 format!("Cedar entity {u}: {} records belong in the Vakt data format (organizations, systemUsers, teams, employees)", u.type_name()),
                             );
                         } else if u.type_name() != &t.action {
-                            world.extra_entities.push(e.clone());
+                            world
+                                .extra_entities
+                                .push(std::sync::Arc::new(AsRef::<ast::Entity>::as_ref(e).clone()));
                         }
                     }
                 }
             }
         }
 
+        // Action entities travel in every slice, so `action in ...` sees the
+        // schema's action groups.
+        if let Ok(actions) = schema.action_entities() {
+            for a in actions.iter() {
+                world
+                    .extra_entities
+                    .push(std::sync::Arc::new(AsRef::<ast::Entity>::as_ref(a).clone()));
+            }
+        }
         for su in world.system_users.values_mut() {
             su.granted_to.sort();
-            su.granted_uids = su.granted_to.iter().map(|id| uid(&t.team, id)).collect();
+            su.cedar = slice::system_user_entity(su);
         }
         for su in world.system_users.values() {
             world
                 .system_users_by_owner
-                .entry(su.owner.clone())
+                .entry(su.owner.as_str().into())
                 .or_default()
                 .push(su.id.clone());
         }

@@ -9,10 +9,16 @@
 
 mod load;
 
-pub use load::{build_world, load_dir, SourceFile, WorldBuilder};
+pub use load::{
+    build_world, load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord,
+    OrganizationRecord, PackageRef, SourceFile, SystemUserRecord, TeamRecord, WorldBuilder,
+};
 
-use cedar_policy::{Entity, EntityUid};
+use crate::slice::CedarEntity;
+use cedar_policy_core::ast;
+use smol_str::SmolStr;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// One organisation from the Entity Register.
 #[derive(Debug, Clone)]
@@ -21,7 +27,7 @@ pub struct Organization {
     pub name: String,
     /// Set only for operational units (underenhet, BEDR/AAFY).
     pub parent: Option<String>,
-    pub uid: EntityUid,
+    pub cedar: CedarEntity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +54,9 @@ pub struct Employee {
     pub kind: EmployeeKind,
     pub teams: Vec<String>,
     pub audit_clients: HashSet<String>,
-    pub uid: EntityUid,
-    pub organization_uid: EntityUid,
-    pub team_uids: Vec<EntityUid>,
+    pub cedar: CedarEntity,
+    /// The uid of each team in `teams`, in the same order.
+    pub team_uids: Vec<ast::EntityUID>,
 }
 
 /// Which clients a team may act for.
@@ -68,7 +74,6 @@ pub struct Team {
     pub name: String,
     pub system_users: HashSet<String>,
     pub clients: ClientScope,
-    pub uid: EntityUid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,13 +94,24 @@ impl UserType {
 /// A client linked to an agent system user by the customer's client administrator.
 #[derive(Debug, Clone)]
 pub struct ClientLink {
-    pub client_id: String,
-    pub org_number: String,
+    pub client_id: Box<str>,
+    pub org_number: Box<str>,
+    /// What the link rests on; shared by every link with the same roles and packages.
+    pub access: Arc<LinkAccess>,
+    /// False once the link is removed.
+    pub active: bool,
+}
+
+/// The relationship roles and packages of a client link. Links repeat a handful of
+/// combinations, so each distinct one is held once.
+#[derive(Debug)]
+pub struct LinkAccess {
     /// Relationship URNs the link rests on.
     pub roles: Vec<String>,
     pub packages: Vec<String>,
-    /// False once the link is removed.
-    pub active: bool,
+    /// The same as Cedar sets, for `context.clientLink`.
+    pub cedar_roles: ast::Value,
+    pub cedar_packages: ast::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -110,13 +126,10 @@ pub struct SystemUser {
     pub is_deleted: bool,
     pub self_delegated: bool,
     /// Client links by client org number.
-    pub links: HashMap<String, ClientLink>,
+    pub links: HashMap<SmolStr, ClientLink>,
     /// Teams that are granted this system user, sorted.
     pub granted_to: Vec<String>,
-    pub uid: EntityUid,
-    pub owner_uid: EntityUid,
-    pub granted_uids: Vec<EntityUid>,
-    pub package_uids: Vec<EntityUid>,
+    pub cedar: CedarEntity,
 }
 
 impl SystemUser {
@@ -140,18 +153,19 @@ impl Team {
     }
 }
 
-/// The whole world, immutable once loaded.
+/// The whole world, immutable once loaded. Keys are `SmolStr`: ids of up to 23
+/// bytes sit inline in the table, so a lookup does not chase a pointer to compare keys.
 #[derive(Debug, Default)]
 pub struct World {
-    orgs: HashMap<String, Organization>,
-    employees: HashMap<String, Employee>,
-    teams: HashMap<String, Team>,
-    system_users: HashMap<String, SystemUser>,
+    orgs: HashMap<SmolStr, Organization>,
+    employees: HashMap<SmolStr, Employee>,
+    teams: HashMap<SmolStr, Team>,
+    system_users: HashMap<SmolStr, SystemUser>,
     /// System user ids by owner org number, sorted: the candidates for ResolveSystemUser.
-    system_users_by_owner: HashMap<String, Vec<String>>,
+    system_users_by_owner: HashMap<SmolStr, Vec<String>>,
     /// Entities given in Cedar's own JSON format for types beyond Vakt's core ones;
     /// added to every request's slice.
-    extra_entities: Vec<Entity>,
+    extra_entities: Vec<CedarEntity>,
 }
 
 impl World {
@@ -173,7 +187,7 @@ impl World {
             .get(org_number)
             .map_or(&[], Vec::as_slice)
     }
-    pub fn extra_entities(&self) -> &[Entity] {
+    pub fn extra_entities(&self) -> &[CedarEntity] {
         &self.extra_entities
     }
     /// Parent org number of an operational unit.

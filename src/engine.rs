@@ -1,0 +1,181 @@
+//! Cedar evaluation with policies compiled once per snapshot.
+//!
+//! `cedar_policy::Authorizer` rebuilds every policy's condition expression on every
+//! request (about a microsecond per policy) and evaluates every policy whatever the
+//! action. Vakt builds each condition once, when a snapshot is loaded, keeps per
+//! action only the policies whose action scope can match, and evaluates them with
+//! the evaluator of the very `cedar-policy-core` version `cedar-policy` uses. The
+//! combination rule is Cedar's: allow iff some permit is satisfied and no forbid is;
+//! a policy that errors is skipped and reported. A differential test
+//! (tests/engine_equivalence.rs) checks this against `cedar_policy::Authorizer`.
+
+use cedar_policy::{PolicyId, PolicySet};
+use cedar_policy_core::ast::{
+    self, ActionConstraint, Effect, EntityUID, EntityUIDEntry, Expr, Literal, SlotEnv, ValueKind,
+};
+use cedar_policy_core::entities::Entities;
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+struct CompiledPolicy {
+    id: PolicyId,
+    effect: Effect,
+    /// The policy's condition without its action scope, which the per-action
+    /// policy lists have already decided, and without scope parts that are always true.
+    condition: Expr,
+    /// Cedar's full condition, for an action Vakt has no policy list for.
+    full_condition: Expr,
+    env: SlotEnv,
+    action: ActionConstraint,
+}
+
+fn is_true(e: &Expr) -> bool {
+    matches!(e.expr_kind(), ast::ExprKind::Lit(Literal::Bool(true)))
+}
+
+/// `principal-scope && resource-scope && body`, leaving out the parts that are
+/// literally `true`: each costs an interpreter step on every request.
+fn compile_condition(p: &ast::Policy) -> Expr {
+    let t = p.template();
+    let parts: Vec<Expr> = [
+        Some(t.principal_constraint().as_expr()),
+        Some(t.resource_constraint().as_expr()),
+        t.non_scope_constraints().cloned(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|e| !is_true(e))
+    .collect();
+    parts
+        .into_iter()
+        .reduce(Expr::and)
+        .unwrap_or_else(|| Expr::val(true))
+}
+
+/// The result of evaluating the policies for one request.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Satisfied permit policies.
+    pub permits: Vec<PolicyId>,
+    /// Satisfied forbid policies.
+    pub forbids: Vec<PolicyId>,
+    /// Policies that failed to evaluate, with the error.
+    pub errors: Vec<(PolicyId, String)>,
+}
+
+impl Outcome {
+    /// Cedar's rule: allowed iff a permit holds and no forbid does. Vakt adds: any
+    /// evaluation error denies, since the failed policy might have been a forbid.
+    pub fn allowed(&self) -> bool {
+        !self.permits.is_empty() && self.forbids.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// A policy set prepared for fast evaluation.
+pub struct Engine {
+    policies: Vec<CompiledPolicy>,
+    /// Indices of the policies that can apply, per action.
+    by_action: HashMap<EntityUID, Arc<[usize]>>,
+}
+
+impl Engine {
+    /// Compiles `set` for the given actions; `ancestors` gives each action's action
+    /// groups (its ancestors in the schema's action hierarchy).
+    pub fn new(
+        set: &PolicySet,
+        actions: impl IntoIterator<Item = (EntityUID, Vec<EntityUID>)>,
+    ) -> Self {
+        let policies: Vec<CompiledPolicy> = set
+            .policies()
+            .map(|p| {
+                let core: &ast::Policy = p.as_ref();
+                CompiledPolicy {
+                    id: p.id().clone(),
+                    effect: core.effect(),
+                    condition: compile_condition(core),
+                    full_condition: core.condition(),
+                    env: core.env().clone(),
+                    action: core.action_constraint().clone(),
+                }
+            })
+            .collect();
+        let by_action = actions
+            .into_iter()
+            .map(|(action, groups)| {
+                let applies = |c: &ActionConstraint| match c {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(a) => **a == action,
+                    ActionConstraint::In(list) => {
+                        list.iter().any(|a| **a == action || groups.contains(a))
+                    }
+                    // Any constraint Vakt does not understand is evaluated, never skipped.
+                    #[allow(unreachable_patterns)]
+                    _ => true,
+                };
+                let idx: Vec<usize> = policies
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| applies(&p.action))
+                    .map(|(i, _)| i)
+                    .collect();
+                (action, idx.into())
+            })
+            .collect();
+        Self {
+            policies,
+            by_action,
+        }
+    }
+
+    /// Evaluates the policies that can apply to `action` on one request.
+    pub fn evaluate(
+        &self,
+        principal: EntityUID,
+        action: &EntityUID,
+        resource: EntityUID,
+        context: BTreeMap<smol_str::SmolStr, ast::Value>,
+        entities: &Entities,
+    ) -> Outcome {
+        let all: Vec<usize>;
+        let (indices, full): (&[usize], bool) = match self.by_action.get(action) {
+            Some(i) => (i, false),
+            None => {
+                all = (0..self.policies.len()).collect();
+                (&all, true)
+            }
+        };
+        let request = ast::Request::new_unchecked(
+            EntityUIDEntry::known(principal, None),
+            EntityUIDEntry::known(action.clone(), None),
+            EntityUIDEntry::known(resource, None),
+            Some(ast::Context::Value(Arc::new(context))),
+        );
+        let eval = Evaluator::new(request, entities, Extensions::all_available());
+        let mut out = Outcome::default();
+        for &i in indices {
+            let p = &self.policies[i];
+            let condition = if full {
+                &p.full_condition
+            } else {
+                &p.condition
+            };
+            match eval.interpret(condition, &p.env) {
+                Ok(v) => match v.value_kind() {
+                    ValueKind::Lit(Literal::Bool(true)) => match p.effect {
+                        Effect::Permit => out.permits.push(p.id.clone()),
+                        Effect::Forbid => out.forbids.push(p.id.clone()),
+                    },
+                    ValueKind::Lit(Literal::Bool(false)) => {}
+                    other => out.errors.push((
+                        p.id.clone(),
+                        format!("condition evaluated to a non-boolean {other:?}"),
+                    )),
+                },
+                Err(e) => out.errors.push((p.id.clone(), e.to_string())),
+            }
+        }
+        out
+    }
+}
