@@ -13,6 +13,10 @@ use vakt::ids::check_org_number;
 use vakt::snapshot::{Snapshot, Sources};
 use vakt::world::*;
 
+// The same allocator as the `vakt` binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const REGNSKAP: &str = "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet";
 const SYK: &str = "urn:altinn:accesspackage:sykefravaer";
 const REVISOR_ROLE: &str = "urn:altinn:external-role:ccr:revisor";
@@ -304,7 +308,7 @@ fn main() {
         .collect();
 
     // Interleaved rounds: baseline, small world, large world, again and again.
-    let rounds = 40;
+    let rounds: usize = std::env::var("VAKT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
     let per_round = 2048;
     let mut samples: [Vec<u64>; 3] = Default::default();
     for round in 0..rounds {

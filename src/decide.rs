@@ -236,19 +236,6 @@ pub fn decide(snap: &Snapshot, q: &Query) -> Decision {
 fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str) -> Decision {
     let t = types();
     let w = &snap.world;
-    let entities = match slice::entities(w, subject) {
-        Ok(e) => e,
-        // Building the slice cannot fail on checked data; if it ever does, deny.
-        Err(e) => {
-            return Decision {
-                allowed: false,
-                reasons: vec![Reason {
-                    policy_id: "vakt:internal-error".into(),
-                    message: format!("Vakt could not build the request, so it is denied: {e}"),
-                }],
-            }
-        }
-    };
     let context = slice::context(w, subject, &q.package_uid, &q.context.pairs);
     let principal = subject.employee.map_or_else(
         || slice::euid(&t.employee, &q.employee),
@@ -260,7 +247,7 @@ fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str
     );
     let outcome = snap
         .engine
-        .evaluate(principal, q.action.as_ref(), resource, context, &entities);
+        .evaluate(principal, q.action.as_ref(), resource, context, w.entities());
     explain(snap, q, subject, su_id, outcome)
 }
 

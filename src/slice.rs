@@ -1,10 +1,9 @@
 //! The Cedar view of the world: each record's entity parts, computed once at load,
 //! and the per-request slice and context assembled from them.
 //!
-//! Every record's entity is built at load, so a request's slice shares a handful of
-//! reference-counted entities instead of constructing any. Hierarchies are closed
+//! Every record's entity is built once at load and shared. Hierarchies are closed
 //! by construction (a team has no parents; an operational unit's parent has none),
-//! so the slice skips the transitive-closure pass.
+//! so no transitive-closure pass is needed.
 
 use crate::model::{self, types};
 use crate::world::{ClientLink, Employee, LinkAccess, Organization, SystemUser, World};
@@ -65,6 +64,14 @@ pub fn organization_entity(org_number: &str, name: &str, parent: Option<&str>) -
         org_uid(org_number),
         attrs,
         parent.map(org_uid).into_iter().collect(),
+    )
+}
+
+pub fn team_entity(id: &str, organization: &str, name: &str) -> CedarEntity {
+    entity(
+        team_uid(id),
+        vec![attr("organization", org_uid(organization)), attr("name", name)],
+        HashSet::new(),
     )
 }
 
@@ -173,7 +180,9 @@ impl<'a> Subject<'a> {
 
 /// The entities one request can reach: the employee, the system user, the client,
 /// its parent and the system user's owner, plus any extra Cedar entities. Each is
-/// shared, not copied.
+/// shared, not copied. Vakt evaluates against the world's whole store instead
+/// ([`World::entities`]); this per-request slice is what `cedar_policy::Authorizer`
+/// is given in `decide_reference`.
 pub fn entities(w: &World, s: &Subject<'_>) -> Result<Entities, String> {
     let mut list: Vec<CedarEntity> = Vec::with_capacity(5 + w.extra_entities().len());
     list.extend(s.employee.map(|e| e.cedar.clone()));
@@ -192,6 +201,7 @@ pub fn entities(w: &World, s: &Subject<'_>) -> Result<Entities, String> {
         }
     }
     list.extend(w.extra_entities().iter().cloned());
+    list.extend(s.employee.into_iter().flat_map(|e| e.teams.iter()).filter_map(|t| w.team(t)).map(|t| t.cedar.clone()));
     Entities::new()
         .add_entities(
             list,

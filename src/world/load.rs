@@ -567,6 +567,7 @@ impl WorldBuilder {
                 id: r.id.clone(),
                 organization: r.organization.clone(),
                 name: r.name.clone(),
+                cedar: slice::team_entity(&r.id, &r.organization, &r.name),
                 system_users,
                 clients,
             };
@@ -646,7 +647,7 @@ impl WorldBuilder {
             }
         }
 
-        // Action entities travel in every slice, so `action in ...` sees the
+        // Action entities are part of the store, so `action in ...` sees the
         // schema's action groups.
         if let Ok(actions) = schema.action_entities() {
             for a in actions.iter() {
@@ -674,6 +675,10 @@ impl WorldBuilder {
             self.error(o.file, o.record, msg);
         }
         if self.errors.is_empty() {
+            if let Err(e) = world.index_entities() {
+                self.errors.push(Problem::new("data", "", format!("Cedar entities: {e}")));
+                return Err(Problems(self.errors));
+            }
             Ok(world)
         } else {
             Err(Problems(self.errors))

@@ -16,6 +16,8 @@ pub use load::{
 
 use crate::slice::CedarEntity;
 use cedar_policy_core::ast;
+use cedar_policy_core::entities::{Entities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 use smol_str::SmolStr;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -74,6 +76,7 @@ pub struct Team {
     pub name: String,
     pub system_users: HashSet<String>,
     pub clients: ClientScope,
+    pub cedar: CedarEntity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,12 +166,38 @@ pub struct World {
     system_users: HashMap<SmolStr, SystemUser>,
     /// System user ids by owner org number, sorted: the candidates for ResolveSystemUser.
     system_users_by_owner: HashMap<SmolStr, Vec<String>>,
-    /// Entities given in Cedar's own JSON format for types beyond Vakt's core ones;
-    /// added to every request's slice.
+    /// Entities given in Cedar's own JSON format for types beyond Vakt's core ones,
+    /// and the schema's action entities.
     extra_entities: Vec<CedarEntity>,
+    /// Every record's entity, indexed for Cedar. The entities are the records' own
+    /// (shared, not copied) and hierarchies are closed by construction, so indexing
+    /// is one hash insert per entity and no transitive-closure pass.
+    entities: Entities,
 }
 
 impl World {
+    /// Indexes every entity for evaluation; called once the world is complete.
+    fn index_entities(&mut self) -> Result<(), String> {
+        let all: Vec<CedarEntity> = self
+            .orgs
+            .values()
+            .map(|o| o.cedar.clone())
+            .chain(self.employees.values().map(|e| e.cedar.clone()))
+            .chain(self.system_users.values().map(|s| s.cedar.clone()))
+            .chain(self.teams.values().map(|t| t.cedar.clone()))
+            .chain(self.extra_entities.iter().cloned())
+            .collect();
+        self.entities = Entities::new()
+            .add_entities(all, None::<&NoEntitiesSchema>, TCComputation::AssumeAlreadyComputed, Extensions::none())
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The Cedar entity store every decision evaluates against.
+    pub fn entities(&self) -> &Entities {
+        &self.entities
+    }
+
     pub fn organization(&self, org_number: &str) -> Option<&Organization> {
         self.orgs.get(org_number)
     }
