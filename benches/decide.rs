@@ -308,7 +308,10 @@ fn main() {
         .collect();
 
     // Interleaved rounds: baseline, small world, large world, again and again.
-    let rounds: usize = std::env::var("VAKT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let rounds: usize = std::env::var("VAKT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let per_round = 2048;
     let mut samples: [Vec<u64>; 3] = Default::default();
     for round in 0..rounds {

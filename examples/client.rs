@@ -11,13 +11,30 @@ const REGNSKAP: &str = "urn:altinn:accesspackage:regnskapsforer-med-signeringsre
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "http://127.0.0.1:50051".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
     let mut vakt = AuthorizerClient::connect(addr).await?;
 
     for (employee, system_user, client, why) in [
-        ("kari", "tk-regnskap", "310015156", "Kari (accounting team) for client Bakeri Brød AS"),
-        ("kari", "tk-regnskap", "310020206", "Kari for Havbris AS, whose client link was removed"),
-        ("randi", "rr-regnskap", "310021210", "Randi, Fjordfisk's auditor, as its accountant"),
+        (
+            "kari",
+            "tk-regnskap",
+            "310015156",
+            "Kari (accounting team) for client Bakeri Brød AS",
+        ),
+        (
+            "kari",
+            "tk-regnskap",
+            "310020206",
+            "Kari for Havbris AS, whose client link was removed",
+        ),
+        (
+            "randi",
+            "rr-regnskap",
+            "310021210",
+            "Randi, Fjordfisk's auditor, as its accountant",
+        ),
     ] {
         let r = vakt
             .authorize(AuthorizeRequest {
@@ -29,7 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?
             .into_inner();
-        println!("{why}:\n  {:?} (decision {}, revision {})", r.decision(), r.decision_id, r.revision);
+        println!(
+            "{why}:\n  {:?} (decision {}, revision {})",
+            r.decision(),
+            r.decision_id,
+            r.revision
+        );
         for reason in &r.reasons {
             println!("    {}: {}", reason.policy_id, reason.message);
         }
@@ -46,7 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_inner();
     println!("System users Kari may use for Kaffebrenneriet AS with sykefravaer:");
     for s in &r.system_users {
-        println!("  {} (external ref {}, {})", s.id, s.external_ref, s.user_type);
+        println!(
+            "  {} (external ref {}, {})",
+            s.id, s.external_ref, s.user_type
+        );
     }
     Ok(())
 }

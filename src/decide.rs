@@ -245,9 +245,13 @@ fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str
         || slice::euid(&t.system_user, su_id),
         |s| s.cedar.uid().clone(),
     );
-    let outcome = snap
-        .engine
-        .evaluate(principal, q.action.as_ref(), resource, context, w.entities());
+    let outcome = snap.engine.evaluate(
+        principal,
+        q.action.as_ref(),
+        resource,
+        context,
+        w.entities(),
+    );
     explain(snap, q, subject, su_id, outcome)
 }
 

@@ -93,10 +93,9 @@ impl Engine {
                 // The same policy rebuilt from Cedar's JSON form has no source
                 // locations; the interpreter would otherwise copy one onto every
                 // intermediate value.
-                let stripped = p
-                    .to_json()
-                    .ok()
-                    .and_then(|json| cedar_policy::Policy::from_json(Some(p.id().clone()), json).ok());
+                let stripped = p.to_json().ok().and_then(|json| {
+                    cedar_policy::Policy::from_json(Some(p.id().clone()), json).ok()
+                });
                 let core: &ast::Policy = stripped.as_ref().unwrap_or(p).as_ref();
                 CompiledPolicy {
                     id: p.id().clone(),

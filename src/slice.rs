@@ -70,7 +70,10 @@ pub fn organization_entity(org_number: &str, name: &str, parent: Option<&str>) -
 pub fn team_entity(id: &str, organization: &str, name: &str) -> CedarEntity {
     entity(
         team_uid(id),
-        vec![attr("organization", org_uid(organization)), attr("name", name)],
+        vec![
+            attr("organization", org_uid(organization)),
+            attr("name", name),
+        ],
         HashSet::new(),
     )
 }
@@ -201,7 +204,13 @@ pub fn entities(w: &World, s: &Subject<'_>) -> Result<Entities, String> {
         }
     }
     list.extend(w.extra_entities().iter().cloned());
-    list.extend(s.employee.into_iter().flat_map(|e| e.teams.iter()).filter_map(|t| w.team(t)).map(|t| t.cedar.clone()));
+    list.extend(
+        s.employee
+            .into_iter()
+            .flat_map(|e| e.teams.iter())
+            .filter_map(|t| w.team(t))
+            .map(|t| t.cedar.clone()),
+    );
     Entities::new()
         .add_entities(
             list,

@@ -676,7 +676,8 @@ impl WorldBuilder {
         }
         if self.errors.is_empty() {
             if let Err(e) = world.index_entities() {
-                self.errors.push(Problem::new("data", "", format!("Cedar entities: {e}")));
+                self.errors
+                    .push(Problem::new("data", "", format!("Cedar entities: {e}")));
                 return Err(Problems(self.errors));
             }
             Ok(world)

@@ -188,7 +188,12 @@ impl World {
             .chain(self.extra_entities.iter().cloned())
             .collect();
         self.entities = Entities::new()
-            .add_entities(all, None::<&NoEntitiesSchema>, TCComputation::AssumeAlreadyComputed, Extensions::none())
+            .add_entities(
+                all,
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::none(),
+            )
             .map_err(|e| e.to_string())?;
         Ok(())
     }
