@@ -21,6 +21,12 @@ pub enum OrgNumberError {
 /// Checks a Norwegian organisation number: 9 digits, the last a mod-11 check digit
 /// over the first eight with weights 3,2,7,6,5,4,3,2. A remainder that would give
 /// check digit 10 makes the number invalid.
+///
+/// ```
+/// use vakt::ids::{check_org_number, OrgNumberError};
+/// assert_eq!(check_org_number("991825827"), Ok(()));
+/// assert_eq!(check_org_number("991825828"), Err(OrgNumberError::CheckDigit));
+/// ```
 pub fn check_org_number(s: &str) -> Result<(), OrgNumberError> {
     if s.is_empty() {
         return Err(OrgNumberError::Empty);

@@ -73,6 +73,17 @@ const VARS: [(&str, Var); 7] = [
 ];
 
 /// A parsed `@reason("...")` message with `{placeholders}`.
+///
+/// ```
+/// use vakt::policy::{ReasonTemplate, Var};
+/// let t = ReasonTemplate::parse("client {client} is not linked to system user {system_user}").unwrap();
+/// let text = t.render(|v| match v {
+///     Var::Client => "312004011".into(),
+///     Var::SystemUser => "tk-regnskap".into(),
+///     _ => String::new(),
+/// });
+/// assert_eq!(text, "client 312004011 is not linked to system user tk-regnskap");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReasonTemplate(Vec<Piece>);
 
