@@ -1,5 +1,7 @@
-//! The `vakt` command line: `serve`, `validate` and `check`. Errors become
-//! messages and exit codes here; nothing below this layer uses `anyhow`.
+//! The `vakt` command line: `serve`, `validate`, `check`, `test`, `fmt` and
+//! `replay`. Errors become messages and exit codes here; nothing below this layer
+//! uses `anyhow`. Exit codes: 0 success or allow, 1 invalid, failing or deny, 2 usage
+//! error (bad flags, missing paths, unreadable input).
 
 use crate::decide::{decide, Query, RawRequest};
 use crate::decision_log::DecisionLog;
@@ -31,6 +33,66 @@ enum Command {
     Validate(SourceArgs),
     /// Decide one request against local files, without a server.
     Check(CheckArgs),
+    /// Run policy test suites (*_test.yaml).
+    Test(TestArgs),
+    /// Format policy files in Cedar's canonical style.
+    Fmt(FmtArgs),
+    /// Re-decide logged decisions under candidate policies; report what would flip.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Suite files, or directories searched for *_test.yaml.
+    #[arg(default_value = "policies/tests")]
+    paths: Vec<PathBuf>,
+    /// Directory of *.cedar policy files under test.
+    #[arg(long, env = "VAKT_POLICIES", value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// Directory of *.cedarschema files.
+    #[arg(long, env = "VAKT_SCHEMA", value_name = "DIR")]
+    schema: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Pretty)]
+    format: Format,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Report, per policy, how many cases it decided.
+    #[arg(long)]
+    coverage: bool,
+    /// Fail when fewer than N percent of the policies decided at least one case.
+    #[arg(long, value_name = "N")]
+    min_coverage: Option<f64>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Pretty,
+    Json,
+}
+
+#[derive(Args)]
+struct FmtArgs {
+    /// List the files that would change and exit 1 instead of rewriting them.
+    #[arg(long)]
+    check: bool,
+    /// Policy files, or directories of *.cedar files.
+    #[arg(default_value = "policies")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// A decision log (JSON lines) written by `vakt serve`.
+    #[arg(long, value_name = "DECISIONS.jsonl")]
+    log: PathBuf,
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Exit 1 when a logged deny would be allowed (deny-to-allow) or on any flip (any).
+    #[arg(long, value_enum)]
+    fail_on: Option<crate::replay::FailOn>,
+    #[arg(long, value_enum, default_value_t = Format::Pretty)]
+    format: Format,
 }
 
 /// Where policies, schema and data come from; each defaults to the built-in copy.
@@ -48,6 +110,22 @@ struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// A directory named on the command line that does not exist is a usage error.
+    fn check_paths(&self) -> anyhow::Result<()> {
+        for (flag, p) in [
+            ("--policies", &self.policies),
+            ("--schema", &self.schema),
+            ("--data", &self.data),
+        ] {
+            if let Some(p) = p {
+                if !p.is_dir() {
+                    anyhow::bail!("{flag} {}: no such directory", p.display());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn paths(&self) -> SourcePaths {
         SourcePaths {
             policies: self.policies.clone(),
@@ -102,8 +180,11 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(a) => serve(a).map(|()| ExitCode::SUCCESS),
-        Command::Validate(a) => Ok(validate(&a)),
+        Command::Validate(a) => a.check_paths().map(|()| validate(&a)),
         Command::Check(a) => check(a),
+        Command::Test(a) => test(a),
+        Command::Fmt(a) => fmt(a),
+        Command::Replay(a) => replay(a),
     };
     match result {
         Ok(code) => code,
@@ -130,6 +211,7 @@ fn load(sources: &SourceArgs) -> Result<Snapshot, crate::problem::Problems> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.sources.check_paths()?;
     init_diagnostics();
     let snapshot = load(&args.sources).map_err(|p| anyhow::anyhow!("{p}"))?;
     if args.max_batch == 0 {
@@ -165,13 +247,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         tracing::info!(address = %listener.local_addr()?, "listening");
-        tokio::spawn(reload_on_hangup(vakt.clone(), args.sources.clone()));
+        let reload = tokio::spawn(reload_on_hangup(vakt.clone(), args.sources.clone()));
         server::serve(listener, vakt.clone(), shutdown_signal()).await?;
-        tracing::info!("stopped");
+        // The decision log's writer finishes once every handle to it is gone, so
+        // stop the reload task (it holds one) before waiting for the last records.
+        reload.abort();
+        let _ = reload.await;
         drop(vakt);
         if let Some(t) = log_task {
             let _ = t.await;
         }
+        tracing::info!("stopped");
         Ok(())
     })
 }
@@ -237,6 +323,7 @@ fn validate(args: &SourceArgs) -> ExitCode {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    args.sources.check_paths()?;
     let snap = load(&args.sources).map_err(|p| anyhow::anyhow!("{p}"))?;
     let context = match &args.context {
         None => None,
@@ -264,5 +351,130 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let sources = SourceArgs {
+        policies: args.policies.clone(),
+        schema: args.schema.clone(),
+        data: None,
+    };
+    sources.check_paths()?;
+    let base = Sources::read(&sources.paths()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let files = crate::suite::discover(&args.paths)?;
+    if files.is_empty() {
+        anyhow::bail!("no *_test.yaml suite found in {:?}", args.paths);
+    }
+    let report = crate::suite::run(&files, &base);
+    match args.format {
+        Format::Pretty => print!("{}", crate::suite::render_pretty(&report, args.coverage)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, crate::suite::render_junit(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut ok = report.failed() == 0;
+    if let Some(min) = args.min_coverage {
+        let got = report.coverage_percent();
+        if got < min {
+            eprintln!("coverage {got:.1}% is below the minimum of {min}%");
+            ok = false;
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Every *.cedar file in `paths` (files as given, directories not recursed).
+fn policy_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_file() {
+            out.push(p.clone());
+        } else if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().is_some_and(|e| e == "cedar"))
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            anyhow::bail!("{}: no such file or directory", p.display());
+        }
+    }
+    Ok(out)
+}
+
+fn fmt(args: FmtArgs) -> anyhow::Result<ExitCode> {
+    let config = cedar_policy_formatter::Config {
+        line_width: 80,
+        indent_width: 2,
+    };
+    let mut changed = Vec::new();
+    let mut failed = false;
+    for f in policy_files(&args.paths)? {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let pretty = match cedar_policy_formatter::policies_str_to_pretty(&text, &config) {
+            Ok(p) => p,
+            Err(e) => {
+                for p in
+                    crate::problem::from_diagnostic(&f.display().to_string(), &text, e.as_ref())
+                {
+                    eprintln!("{p}");
+                }
+                failed = true;
+                continue;
+            }
+        };
+        if pretty != text {
+            changed.push(f.clone());
+            if !args.check {
+                std::fs::write(&f, &pretty).with_context(|| format!("writing {}", f.display()))?;
+            }
+        }
+    }
+    for f in &changed {
+        println!(
+            "{}{}",
+            if args.check {
+                "would reformat "
+            } else {
+                "reformatted "
+            },
+            f.display()
+        );
+    }
+    Ok(if failed || (args.check && !changed.is_empty()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    args.sources.check_paths()?;
+    let text = std::fs::read_to_string(&args.log)
+        .with_context(|| format!("reading {}", args.log.display()))?;
+    let snap = load(&args.sources).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let name = args.log.display().to_string();
+    let report = crate::replay::replay(&name, &text, &snap);
+    match args.format {
+        Format::Pretty => print!("{}", crate::replay::render(&report, &name, &snap.revision)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if !report.problems.is_empty() {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(if report.fails(args.fail_on) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }

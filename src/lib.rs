@@ -8,8 +8,10 @@
 //!
 //! # Layout
 //!
-//! - `main.rs` / [`cli`]: the `vakt` command (serve, validate, check); the only
-//!   place that uses `anyhow`.
+//! - `main.rs` / [`cli`]: the `vakt` command (serve, validate, check, test, fmt,
+//!   replay); the only place that uses `anyhow`.
+//! - [`suite`], [`replay`]: policy test suites and decision-log replay, for
+//!   security teams and CI; both decide through [`decide`], like the server.
 //! - [`server`]: the gRPC service, one file per call behind one dispatcher, and
 //!   the mapping of every failure to a gRPC status.
 //! - [`decide`]: the hot path. Checks a request, looks up what it needs, builds a
@@ -36,9 +38,11 @@ pub mod model;
 pub mod packages;
 pub mod policy;
 pub mod problem;
+pub mod replay;
 pub mod server;
 pub mod slice;
 pub mod snapshot;
+pub mod suite;
 pub mod world;
 
 /// Generated gRPC types for `vakt.v1`.

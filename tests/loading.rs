@@ -230,8 +230,9 @@ fn validate_and_check_commands() {
         .args(["validate", "--data", "/nonexistent/dir"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A directory that does not exist is a usage error.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir: cannot read directory")
+        String::from_utf8_lossy(&out.stderr).contains("--data /nonexistent/dir: no such directory")
     );
 }

@@ -1,0 +1,252 @@
+//! `vakt replay`: re-decide logged requests under a candidate policy set and report
+//! every decision that would flip, grouped by the policies responsible.
+
+use crate::decide::{decide, Query, RawRequest};
+use crate::problem::Problem;
+use crate::snapshot::Snapshot;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The fields of a decision record that replay needs; others are ignored.
+#[derive(Debug, Deserialize)]
+struct LoggedDecision {
+    #[serde(default)]
+    decision_id: String,
+    #[serde(default)]
+    call: Option<String>,
+    employee_id: String,
+    system_user_id: String,
+    client_org_number: String,
+    access_package: String,
+    #[serde(default)]
+    action: String,
+    decision: String,
+    #[serde(default)]
+    reasons: Vec<LoggedReason>,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LoggedReason {
+    policy_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    AllowToDeny,
+    DenyToAllow,
+}
+
+/// One decision that would change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flip {
+    pub line: usize,
+    pub decision_id: String,
+    pub employee_id: String,
+    pub system_user_id: String,
+    pub client_org_number: String,
+    pub access_package: String,
+    pub direction: Direction,
+    /// Deny to allow: the policies that forbade it and no longer do. Allow to deny:
+    /// the policies that now forbid it.
+    pub responsible: Vec<String>,
+}
+
+/// Flips that share a direction and the policies responsible.
+pub type FlipGroup<'a> = ((Direction, Vec<String>), Vec<&'a Flip>);
+
+/// What replay found.
+#[derive(Debug, Default, Serialize)]
+pub struct ReplayReport {
+    pub replayed: usize,
+    pub unchanged: usize,
+    /// Lines that are not authorize decisions (resolve records, log notes).
+    pub skipped: usize,
+    pub flips: Vec<Flip>,
+    /// Lines that could not be read or replayed, with the reason.
+    pub problems: Vec<Problem>,
+}
+
+/// How far a change may go before `--fail-on` fails the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Fail when any logged deny would now be allowed.
+    DenyToAllow,
+    /// Fail on any flip.
+    Any,
+}
+
+impl ReplayReport {
+    pub fn count(&self, d: Direction) -> usize {
+        self.flips.iter().filter(|f| f.direction == d).count()
+    }
+
+    pub fn fails(&self, on: Option<FailOn>) -> bool {
+        match on {
+            None => false,
+            Some(FailOn::Any) => !self.flips.is_empty(),
+            Some(FailOn::DenyToAllow) => self.count(Direction::DenyToAllow) > 0,
+        }
+    }
+
+    /// Flips grouped by direction and responsible policies, largest group first.
+    pub fn groups(&self) -> Vec<FlipGroup<'_>> {
+        let mut g: BTreeMap<(Direction, Vec<String>), Vec<&Flip>> = BTreeMap::new();
+        for f in &self.flips {
+            g.entry((f.direction, f.responsible.clone()))
+                .or_default()
+                .push(f);
+        }
+        let mut v: Vec<_> = g.into_iter().collect();
+        v.sort_by(|a, b| a.0 .0.cmp(&b.0 .0).then(b.1.len().cmp(&a.1.len())));
+        v
+    }
+}
+
+/// Replays every line of a decision log (`file` names it in messages).
+pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
+    let mut r = ReplayReport::default();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                r.problems.push(Problem::new(
+                    file,
+                    format!("{n}:{}", e.column()),
+                    format!("not valid JSON: {e}"),
+                ));
+                continue;
+            }
+        };
+        // Log notes (e.g. dropped-record counts) and ResolveSystemUser records are
+        // not single decisions to replay.
+        let is_authorize = value
+            .get("call")
+            .and_then(|c| c.as_str())
+            .is_none_or(|c| c == "authorize");
+        if value.get("event").is_some() || !is_authorize {
+            r.skipped += 1;
+            continue;
+        }
+        let logged: LoggedDecision = match serde_json::from_value(value) {
+            Ok(l) => l,
+            Err(e) => {
+                r.problems.push(Problem::new(
+                    file,
+                    n.to_string(),
+                    format!("not a decision record: {e}"),
+                ));
+                continue;
+            }
+        };
+        let _ = &logged.call;
+        let was_allowed = match logged.decision.as_str() {
+            "allow" => true,
+            "deny" => false,
+            other => {
+                r.problems.push(Problem::new(
+                    file,
+                    n.to_string(),
+                    format!("decision {other:?} is neither \"allow\" nor \"deny\""),
+                ));
+                continue;
+            }
+        };
+        let raw = RawRequest {
+            employee_id: logged.employee_id.clone(),
+            system_user_id: logged.system_user_id.clone(),
+            client_org_number: logged.client_org_number.clone(),
+            access_package: logged.access_package.clone(),
+            action: logged.action.clone(),
+            context: logged.context.clone(),
+        };
+        let q = match Query::check(snap, raw, "") {
+            Ok(q) => q,
+            Err(e) => {
+                r.problems.push(Problem::new(
+                    file,
+                    n.to_string(),
+                    format!("cannot be replayed: {e}"),
+                ));
+                continue;
+            }
+        };
+        let d = decide(snap, &q);
+        r.replayed += 1;
+        if d.allowed == was_allowed {
+            r.unchanged += 1;
+            continue;
+        }
+        let (direction, responsible) = if was_allowed {
+            (
+                Direction::AllowToDeny,
+                d.reasons.iter().map(|x| x.policy_id.clone()).collect(),
+            )
+        } else {
+            (
+                Direction::DenyToAllow,
+                logged.reasons.iter().map(|x| x.policy_id.clone()).collect(),
+            )
+        };
+        r.flips.push(Flip {
+            line: n,
+            decision_id: logged.decision_id,
+            employee_id: logged.employee_id,
+            system_user_id: logged.system_user_id,
+            client_org_number: logged.client_org_number,
+            access_package: logged.access_package,
+            direction,
+            responsible,
+        });
+    }
+    r
+}
+
+/// The human-readable report: counts, then each group with up to three examples.
+pub fn render(r: &ReplayReport, file: &str, revision: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "replayed {} decisions from {file} under revision {revision}: {} unchanged, {} allow→deny, {} deny→allow ({} lines skipped)",
+        r.replayed,
+        r.unchanged,
+        r.count(Direction::AllowToDeny),
+        r.count(Direction::DenyToAllow),
+        r.skipped
+    );
+    for ((dir, policies), flips) in r.groups() {
+        let what = match dir {
+            Direction::AllowToDeny => {
+                format!("allow → deny, now forbidden by {}", policies.join(", "))
+            }
+            Direction::DenyToAllow => format!(
+                "deny → allow, no longer forbidden by {}",
+                policies.join(", ")
+            ),
+        };
+        let _ = writeln!(out, "  {what}: {}", flips.len());
+        for f in flips.iter().take(3) {
+            let _ = writeln!(
+                out,
+                "    e.g. line {} (decision {}): employee {}, system user {}, client {}, {}",
+                f.line,
+                f.decision_id,
+                f.employee_id,
+                f.system_user_id,
+                f.client_org_number,
+                f.access_package
+            );
+        }
+    }
+    for p in &r.problems {
+        let _ = writeln!(out, "ERROR {p}");
+    }
+    out
+}

@@ -1,0 +1,427 @@
+//! `vakt test`: policy test suites (`*_test.yaml`), run through the same loader and
+//! decision code as `vakt serve`.
+//!
+//! A suite names a world (a data directory, or the data inline) and cases: who
+//! asks for what, the expected decision and, optionally, the exact set of policy
+//! ids among the reasons. Format in README "Policy test suites".
+
+use crate::decide::{decide, Query, RawRequest};
+use crate::problem::Problem;
+use crate::snapshot::{Snapshot, Sources};
+use crate::world::{load_dir, SourceFile};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteDoc {
+    #[serde(default)]
+    name: Option<String>,
+    world: serde_json::Value,
+    cases: Vec<CaseDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CaseDoc {
+    name: String,
+    employee: String,
+    system_user: String,
+    client: String,
+    package: String,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+    expect: Expect,
+    #[serde(default)]
+    reasons: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Allow,
+    Deny,
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub suite: String,
+    pub name: String,
+    pub passed: bool,
+    pub expected: Expect,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_reasons: Option<Vec<String>>,
+    /// The decision made, when the case could be decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub got: Option<Expect>,
+    pub got_reasons: Vec<crate::decide::Reason>,
+    /// Why the case could not be decided (a malformed field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything `vakt test` found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub cases: Vec<CaseResult>,
+    /// Suites that could not be run at all (not YAML, inconsistent world, ...).
+    pub suite_errors: Vec<Problem>,
+    /// Per policy id, how many cases it decided (was among the reasons of).
+    pub coverage: BTreeMap<String, usize>,
+}
+
+impl Report {
+    pub fn passed(&self) -> usize {
+        self.cases.iter().filter(|c| c.passed).count()
+    }
+    pub fn failed(&self) -> usize {
+        self.cases.len() - self.passed() + self.suite_errors.len()
+    }
+    /// Percentage of policies that decided at least one case.
+    pub fn coverage_percent(&self) -> f64 {
+        if self.coverage.is_empty() {
+            return 100.0;
+        }
+        let hit = self.coverage.values().filter(|n| **n > 0).count();
+        100.0 * hit as f64 / self.coverage.len() as f64
+    }
+}
+
+/// A path given on the command line that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: no such file or directory")]
+pub struct MissingPath(pub String);
+
+/// Finds the suite files in `paths`: files as given, directories searched
+/// recursively for `*_test.yaml` / `*_test.yml`.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, MissingPath> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_file() {
+            out.push(p.clone());
+        } else if p.is_dir() {
+            walk(p, &mut out);
+        } else {
+            return Err(MissingPath(p.display().to_string()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("_test.yaml") || n.ends_with("_test.yml"))
+        {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs every suite against the policies and schema of `base` (its data is
+/// replaced by each suite's world).
+pub fn run(files: &[PathBuf], base: &Sources) -> Report {
+    let mut report = Report::default();
+    for file in files {
+        run_suite(file, base, &mut report);
+    }
+    report
+}
+
+fn run_suite(file: &Path, base: &Sources, report: &mut Report) {
+    let name = file.display().to_string();
+    let fail = |report: &mut Report, at: String, m: String| {
+        report.suite_errors.push(Problem::new(&name, at, m))
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return fail(report, String::new(), format!("cannot read: {e}")),
+    };
+    let doc: SuiteDoc = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| format!("{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            return fail(report, at, format!("not valid YAML: {e}"));
+        }
+        Ok(v) => match serde_path_to_error::deserialize(v) {
+            Ok(d) => d,
+            Err(e) => {
+                return fail(
+                    report,
+                    String::new(),
+                    format!(
+                        "not a test suite: {} at {} (expected keys name, world, cases)",
+                        e.inner(),
+                        e.path()
+                    ),
+                )
+            }
+        },
+    };
+    let world = match &doc.world {
+        serde_json::Value::String(rel) => {
+            let dir = file.parent().unwrap_or(Path::new(".")).join(rel);
+            match load_dir(&dir) {
+                Ok(f) => f,
+                Err(p) => {
+                    let m = p.0.iter().map(|p| format!("\n    {p}")).collect::<String>();
+                    return fail(
+                        report,
+                        "world".into(),
+                        format!("the world cannot be read:{m}"),
+                    );
+                }
+            }
+        }
+        serde_json::Value::Object(_) => vec![SourceFile {
+            name: format!("{name} (world).json"),
+            text: doc.world.to_string(),
+        }],
+        _ => {
+            return fail(
+                report,
+                "world".into(),
+                "must be a data directory path or the data inline".into(),
+            )
+        }
+    };
+    let sources = Sources {
+        data: world,
+        ..base.clone()
+    };
+    let snap = match Snapshot::build(&sources) {
+        Ok(s) => s,
+        Err(p) => {
+            let m = p.0.iter().map(|p| format!("\n    {p}")).collect::<String>();
+            return fail(
+                report,
+                "world".into(),
+                format!("the world is not consistent:{m}"),
+            );
+        }
+    };
+    for id in snap.policies.policy_ids() {
+        report.coverage.entry(id.to_string()).or_insert(0);
+    }
+    let suite = doc.name.clone().unwrap_or_else(|| name.clone());
+    let mut seen = BTreeSet::new();
+    for c in doc.cases {
+        if !seen.insert(c.name.clone()) {
+            fail(
+                report,
+                format!("case {:?}", c.name),
+                "case name is used twice in this suite".into(),
+            );
+        }
+        report
+            .cases
+            .push(run_case(&snap, &suite, c, &mut report.coverage));
+    }
+}
+
+fn run_case(
+    snap: &Snapshot,
+    suite: &str,
+    c: CaseDoc,
+    coverage: &mut BTreeMap<String, usize>,
+) -> CaseResult {
+    let raw = RawRequest {
+        employee_id: c.employee,
+        system_user_id: c.system_user,
+        client_org_number: c.client,
+        access_package: c.package,
+        action: c.action.unwrap_or_default(),
+        context: c.context,
+    };
+    let mut result = CaseResult {
+        suite: suite.to_owned(),
+        name: c.name,
+        passed: false,
+        expected: c.expect,
+        expected_reasons: c.reasons.clone(),
+        got: None,
+        got_reasons: Vec::new(),
+        error: None,
+    };
+    let q = match Query::check(snap, raw, "") {
+        Ok(q) => q,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return result;
+        }
+    };
+    let d = decide(snap, &q);
+    for r in &d.reasons {
+        if let Some(n) = coverage.get_mut(&r.policy_id) {
+            *n += 1;
+        }
+    }
+    let got = if d.allowed {
+        Expect::Allow
+    } else {
+        Expect::Deny
+    };
+    let got_ids: BTreeSet<&str> = d.reasons.iter().map(|r| r.policy_id.as_str()).collect();
+    let reasons_ok = c
+        .reasons
+        .as_ref()
+        .is_none_or(|want| want.iter().map(String::as_str).collect::<BTreeSet<_>>() == got_ids);
+    result.passed = got == c.expect && reasons_ok;
+    result.got = Some(got);
+    result.got_reasons = d.reasons;
+    result
+}
+
+/// The pretty, human-readable report.
+pub fn render_pretty(r: &Report, show_coverage: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut suite = "";
+    for c in &r.cases {
+        if c.suite != suite {
+            suite = &c.suite;
+            let _ = writeln!(out, "{suite}");
+        }
+        if c.passed {
+            let _ = writeln!(out, "  ok    {}", c.name);
+            continue;
+        }
+        let _ = writeln!(out, "  FAIL  {}", c.name);
+        let want = match &c.expected_reasons {
+            Some(ids) => format!("{:?} [{}]", c.expected, ids.join(", ")),
+            None => format!("{:?}", c.expected),
+        };
+        match (&c.error, c.got) {
+            (Some(e), _) => {
+                let _ = writeln!(
+                    out,
+                    "        expected {want}, but the case is malformed: {e}"
+                );
+            }
+            (None, Some(got)) => {
+                let ids: Vec<&str> = c.got_reasons.iter().map(|r| r.policy_id.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "        expected {want}, got {got:?} [{}]",
+                    ids.join(", ")
+                );
+                for reason in &c.got_reasons {
+                    let _ = writeln!(out, "          {}: {}", reason.policy_id, reason.message);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    for p in &r.suite_errors {
+        let _ = writeln!(out, "ERROR {p}");
+    }
+    if show_coverage {
+        let _ = writeln!(out, "coverage (cases decided per policy):");
+        for (id, n) in &r.coverage {
+            let _ = writeln!(out, "  {n:>5}  {id}");
+        }
+        let _ = writeln!(
+            out,
+            "  {:.1}% of policies decided at least one case",
+            r.coverage_percent()
+        );
+    }
+    let _ = writeln!(out, "{} passed, {} failed", r.passed(), r.failed());
+    out
+}
+
+/// JUnit XML: one test suite per suite file, one test case per case; suites that
+/// could not run are errored test cases.
+pub fn render_junit(r: &Report) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .chars()
+            .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+            .collect::<String>()
+    };
+    let mut by_suite: BTreeMap<&str, Vec<&CaseResult>> = BTreeMap::new();
+    for c in &r.cases {
+        by_suite.entry(&c.suite).or_default().push(c);
+    }
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(&format!(
+        "<testsuites name=\"vakt test\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
+        r.cases.len() + r.suite_errors.len(),
+        r.cases.len() - r.passed(),
+        r.suite_errors.len()
+    ));
+    for (suite, cases) in by_suite {
+        let failures = cases.iter().filter(|c| !c.passed).count();
+        out.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">\n",
+            esc(suite),
+            cases.len()
+        ));
+        for c in cases {
+            out.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                esc(suite),
+                esc(&c.name)
+            ));
+            if c.passed {
+                out.push_str("/>\n");
+                continue;
+            }
+            let got = match (&c.error, c.got) {
+                (Some(e), _) => format!("malformed case: {e}"),
+                (_, Some(g)) => {
+                    let ids: Vec<&str> =
+                        c.got_reasons.iter().map(|r| r.policy_id.as_str()).collect();
+                    format!("got {g:?} [{}]", ids.join(", "))
+                }
+                _ => String::new(),
+            };
+            let want = format!(
+                "{:?} {:?}",
+                c.expected,
+                c.expected_reasons.clone().unwrap_or_default()
+            );
+            out.push_str(&format!(
+                ">\n      <failure message=\"expected {}, {}\"/>\n    </testcase>\n",
+                esc(&want),
+                esc(&got)
+            ));
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    if !r.suite_errors.is_empty() {
+        out.push_str(&format!(
+            "  <testsuite name=\"suite errors\" tests=\"{0}\" errors=\"{0}\">\n",
+            r.suite_errors.len()
+        ));
+        for p in &r.suite_errors {
+            out.push_str(&format!(
+                "    <testcase classname=\"suite errors\" name=\"{}\">\n      <error message=\"{}\"/>\n    </testcase>\n",
+                esc(&p.file),
+                esc(&p.to_string())
+            ));
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
