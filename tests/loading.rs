@@ -59,17 +59,17 @@ fn bad_data_is_refused_naming_file_and_record_and_every_problem() {
     let all = messages(&err).join("\n");
     let expect = [
         // A link to an unknown organisation.
-        r#"rest.json: systemUsers[0] ("su1"): clients[0].clientOrganizationNumber "310030309" is not a known organisation"#,
+        r#"rest.json:3:12: systemUsers[0] ("su1"): clients[0].clientOrganizationNumber "310030309" is not a known organisation"#,
         // Duplicate id, mod-11 failure, bad enum.
-        r#"rest.json: systemUsers[1] ("su1"): id "su1" is defined twice"#,
-        r#"rest.json: systemUsers[1] ("su1"): reporteeOrgNo "310001016" fails the mod-11 check digit"#,
-        r#"rest.json: systemUsers[1] ("su1"): userType "robot" must be "standard" or "agent""#,
-        r#"rest.json: teams[0] ("t1"): systemUsers[1] "nope" is not a known system user"#,
-        r#"rest.json: teams[0] ("t1"): clients "some" must be "all" or a list of org numbers"#,
+        r#"rest.json:6:12: systemUsers[1] ("su1"): id "su1" is defined twice"#,
+        r#"rest.json:6:12: systemUsers[1] ("su1"): reporteeOrgNo "310001016" fails the mod-11 check digit"#,
+        r#"rest.json:6:12: systemUsers[1] ("su1"): userType "robot" must be "standard" or "agent""#,
+        r#"rest.json:8:20: teams[0] ("t1"): systemUsers[1] "nope" is not a known system user"#,
+        r#"rest.json:8:20: teams[0] ("t1"): clients "some" must be "all" or a list of org numbers"#,
         // An employee in an unknown team.
-        r#"rest.json: employees[0] ("kari"): teams[1] "ghost-team" is not a known team"#,
-        r#"rest.json: employees[1] ("ola"): active: invalid type: string "yes", expected a boolean"#,
-        r#"rest.json: employees[2] ("kari"): id "kari" is defined twice"#,
+        r#"rest.json:10:12: employees[0] ("kari"): teams[1] "ghost-team" is not a known team"#,
+        r#"rest.json:11:12: employees[1] ("ola"): active: invalid type: string "yes", expected a boolean"#,
+        r#"rest.json:12:12: employees[2] ("kari"): id "kari" is defined twice"#,
     ];
     for e in expect {
         assert!(all.contains(e), "missing {e:?} in:\n{all}");
@@ -192,7 +192,7 @@ fn binary_refuses_to_start_on_bad_data() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(r#"orgs.yaml: organizations[0] ("123456789"): orgNumber "123456789" fails the mod-11 check digit"#), "{stderr}");
+    assert!(stderr.contains(r#"orgs.yaml:2:16: organizations[0] ("123456789"): orgNumber "123456789" fails the mod-11 check digit"#), "{stderr}");
 }
 
 #[test]

@@ -139,6 +139,8 @@ pub struct EmployeeRecord {
 #[derive(Debug, Clone)]
 struct Origin {
     file: usize,
+    /// `line:column` of the record in its file, when it can be found.
+    at: String,
     record: String,
 }
 
@@ -207,6 +209,24 @@ impl WorldBuilder {
         self.errors.push(p);
     }
 
+    /// A problem with a record: at its position when known, naming the record.
+    fn record_error(&mut self, o: &Origin, message: impl std::fmt::Display) {
+        let p = if o.at.is_empty() {
+            Problem::new(
+                self.files[o.file].clone(),
+                o.record.clone(),
+                message.to_string(),
+            )
+        } else {
+            Problem::new(
+                self.files[o.file].clone(),
+                o.at.clone(),
+                format!("{}: {message}", o.record),
+            )
+        };
+        self.errors.push(p);
+    }
+
     /// Adds records built in code (benchmarks, generators) under the file name `source`.
     pub fn add_records(
         &mut self,
@@ -220,6 +240,7 @@ impl WorldBuilder {
         self.files.push(source.to_owned());
         let origin = |key: &str, i: usize| Origin {
             file,
+            at: String::new(),
             record: format!("{key}[{i}]"),
         };
         self.orgs.extend(
@@ -291,14 +312,21 @@ impl WorldBuilder {
                 )
             }
         };
-        self.parse_records(file, "organizations", data.organizations, |b, o, r| {
-            b.orgs.push((o, r))
-        });
-        self.parse_records(file, "systemUsers", data.system_users, |b, o, r| {
+        let text = src.text.as_str();
+        self.parse_records(
+            file,
+            text,
+            "organizations",
+            data.organizations,
+            |b, o, r| b.orgs.push((o, r)),
+        );
+        self.parse_records(file, text, "systemUsers", data.system_users, |b, o, r| {
             b.system_users.push((o, r))
         });
-        self.parse_records(file, "teams", data.teams, |b, o, r| b.teams.push((o, r)));
-        self.parse_records(file, "employees", data.employees, |b, o, r| {
+        self.parse_records(file, text, "teams", data.teams, |b, o, r| {
+            b.teams.push((o, r))
+        });
+        self.parse_records(file, text, "employees", data.employees, |b, o, r| {
             b.employees.push((o, r))
         });
     }
@@ -306,21 +334,29 @@ impl WorldBuilder {
     fn parse_records<R: serde::de::DeserializeOwned>(
         &mut self,
         file: usize,
+        text: &str,
         key: &str,
         values: Vec<serde_json::Value>,
         mut push: impl FnMut(&mut Self, Origin, R),
     ) {
+        let mut from = text.find(key).unwrap_or(0);
         for (i, v) in values.into_iter().enumerate() {
-            let label = record_label(key, i, &v);
+            let id = record_id(&v);
+            let at = id
+                .and_then(|id| find_value(text, from, id).map(|o| (o, id.len())))
+                .map(|(offset, len)| {
+                    from = offset + len + 1;
+                    let (l, c) = crate::problem::line_col(text, offset);
+                    format!("{l}:{c}")
+                })
+                .unwrap_or_default();
+            let origin = Origin {
+                file,
+                at,
+                record: record_label(key, i, id),
+            };
             match serde_path_to_error::deserialize::<_, R>(v) {
-                Ok(r) => push(
-                    self,
-                    Origin {
-                        file,
-                        record: label,
-                    },
-                    r,
-                ),
+                Ok(r) => push(self, origin, r),
                 Err(e) => {
                     let path = e.path().to_string();
                     let msg = if path == "." {
@@ -328,7 +364,7 @@ impl WorldBuilder {
                     } else {
                         format!("{path}: {}", e.inner())
                     };
-                    self.error(file, label, msg);
+                    self.record_error(&origin, msg);
                 }
             }
         }
@@ -672,7 +708,7 @@ impl WorldBuilder {
         }
 
         for (o, msg) in errs {
-            self.error(o.file, o.record, msg);
+            self.record_error(&o, msg);
         }
         if self.errors.is_empty() {
             if let Err(e) = world.index_entities() {
@@ -687,15 +723,38 @@ impl WorldBuilder {
     }
 }
 
-/// `employees[3] (id "kari")`: the key, index and, when readable, the record's id.
-fn record_label(key: &str, i: usize, v: &serde_json::Value) -> String {
-    let id = ["id", "orgNumber"]
+/// The record's id (`id`, or `orgNumber` for organisations), when it is a string.
+fn record_id(v: &serde_json::Value) -> Option<&str> {
+    ["id", "orgNumber"]
         .iter()
-        .find_map(|k| v.get(k).and_then(|x| x.as_str()));
+        .find_map(|k| v.get(k).and_then(|x| x.as_str()))
+}
+
+/// `employees[3] ("kari")`: the key, index and, when readable, the record's id.
+fn record_label(key: &str, i: usize, id: Option<&str>) -> String {
     match id {
         Some(id) => format!("{key}[{i}] ({id:?})"),
         None => format!("{key}[{i}]"),
     }
+}
+
+/// Byte offset of the first `value` at or after `from` that stands as a whole
+/// scalar (quoted, or a bare YAML value): where a record with that id starts.
+fn find_value(text: &str, from: usize, value: &str) -> Option<usize> {
+    let mut start = from.min(text.len());
+    while let Some(rel) = text.get(start..)?.find(value) {
+        let at = start + rel;
+        let before = text[..at].chars().next_back();
+        let after = text[at + value.len()..].chars().next();
+        let quoted = matches!(before, Some('"' | '\'')) && before == after;
+        let bare = matches!(before, Some(' ' | ':'))
+            && matches!(after, None | Some('\n' | '\r' | ',' | '}' | ' ' | '#'));
+        if quoted || bare {
+            return Some(if quoted { at - 1 } else { at });
+        }
+        start = at + value.len().max(1);
+    }
+    None
 }
 
 /// Parses and checks a whole data set.
