@@ -236,3 +236,28 @@ fn validate_and_check_commands() {
         String::from_utf8_lossy(&out.stderr).contains("--data /nonexistent/dir: no such directory")
     );
 }
+
+#[tokio::test]
+async fn altinn_shapes_are_accepted_as_altinn_writes_them() {
+    // Bare package URNs as well as {"urn": ...} objects, enum values in any case,
+    // and fields Vakt does not use.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("world.json"),
+        r#"{
+  "organizations": [{"orgNumber": "310001015", "name": "Firm", "unitType": "AS"},
+                    {"orgNumber": "310015156", "name": "Client"}],
+  "systemUsers": [{"id": "su", "reporteeOrgNo": "310001015", "userType": "Agent", "isDeleted": false,
+                   "created": "2026-01-01T00:00:00Z", "partyId": 50001,
+                   "accessPackages": ["urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet"],
+                   "clients": [{"clientOrganizationNumber": "310015156", "status": "Active",
+                                "access": [{"role": "urn:altinn:external-role:ccr:regnskapsforer",
+                                            "packages": [{"urn": "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet"}]}]}]}],
+  "teams": [{"id": "t", "organization": "310001015", "systemUsers": ["su"], "clients": "all"}],
+  "employees": [{"id": "e", "organization": "310001015", "active": true, "teams": ["t"]}]
+}"#,
+    )
+    .unwrap();
+    let mut s = start(snapshot_from(None, None, Some(dir.path()))).await;
+    assert_allow(&s.ask("e", "su", "310015156", REGNSKAP).await);
+}

@@ -61,7 +61,8 @@ pub struct SystemUserRecord {
     pub system_id: Option<String>,
     pub reportee_org_no: String,
     pub user_type: String,
-    #[serde(default)]
+    /// `[{"urn": ...}]` as Altinn returns them, or bare URNs.
+    #[serde(default, deserialize_with = "package_refs")]
     pub access_packages: Vec<PackageRef>,
     #[serde(default)]
     pub external_ref: Option<String>,
@@ -76,6 +77,30 @@ pub struct SystemUserRecord {
 #[derive(Debug, Deserialize)]
 pub struct PackageRef {
     pub urn: String,
+}
+
+/// A package as Altinn writes it in different APIs: `{"urn": ...}` or the bare URN.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PackageForm {
+    Urn(String),
+    Object { urn: String },
+}
+
+impl PackageForm {
+    fn into_urn(self) -> String {
+        match self {
+            Self::Urn(u) | Self::Object { urn: u } => u,
+        }
+    }
+}
+
+fn package_refs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PackageRef>, D::Error> {
+    package_urns(d).map(|v| v.into_iter().map(|urn| PackageRef { urn }).collect())
+}
+
+fn package_urns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Vec::<PackageForm>::deserialize(d).map(|v| v.into_iter().map(PackageForm::into_urn).collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,7 +120,8 @@ pub struct ClientRecord {
 #[derive(Debug, Deserialize)]
 pub struct AccessRecord {
     pub role: String,
-    #[serde(default)]
+    /// URNs, or `{"urn": ...}` objects.
+    #[serde(default, deserialize_with = "package_urns")]
     pub packages: Vec<String>,
 }
 
@@ -445,7 +471,8 @@ impl WorldBuilder {
                 continue;
             }
             known_org(&world, &mut errs, o, "reporteeOrgNo", &r.reportee_org_no);
-            let user_type = match r.user_type.as_str() {
+            // Altinn's APIs write enum values in varying case.
+            let user_type = match r.user_type.to_ascii_lowercase().as_str() {
                 "standard" => UserType::Standard,
                 "agent" => UserType::Agent,
                 other => {
@@ -484,7 +511,8 @@ impl WorldBuilder {
             for (i, c) in r.clients.iter().enumerate() {
                 let field = format!("clients[{i}].clientOrganizationNumber");
                 known_org(&world, &mut errs, o, &field, &c.client_organization_number);
-                let active = match c.status.as_deref() {
+                let status = c.status.as_deref().map(str::to_ascii_lowercase);
+                let active = match status.as_deref() {
                     None | Some("active") => true,
                     Some("removed") => false,
                     Some(other) => {
