@@ -4,13 +4,13 @@
 //! error (bad flags, missing paths, unreadable input).
 
 use crate::decide::{decide, Query, RawRequest};
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, Fsync, Writers};
 use crate::server::{self, Vakt, DEFAULT_MAX_BATCH};
 use crate::snapshot::{Snapshot, SnapshotHandle, SourcePaths, Sources};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -39,6 +39,23 @@ enum Command {
     Fmt(FmtArgs),
     /// Re-decide logged decisions under candidate policies; report what would flip.
     Replay(ReplayArgs),
+    /// Check decision logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of decision log files (oldest first, for rotated
+    /// files), and against a checkpoint detect a truncated tail.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A checkpoint written beside the log (`<log>.checkpoint`); defaults to the
+        /// one beside the last file, when it exists.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -145,9 +162,18 @@ struct ServeArgs {
     /// Largest number of requests accepted in one AuthorizeBatch.
     #[arg(long, env = "VAKT_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     max_batch: usize,
-    /// Where decision records go: "stdout" or "off".
-    #[arg(long, env = "VAKT_DECISION_LOG", default_value = "stdout")]
-    decision_log: String,
+    /// Where decision records go: "stdout" (buffered), "file:PATH" (durable: a call
+    /// is answered only once its record is written), or "off". Repeat for several.
+    #[arg(
+        long,
+        env = "VAKT_DECISION_LOG",
+        value_delimiter = ',',
+        default_value = "stdout"
+    )]
+    decision_log: Vec<String>,
+    /// When a durable decision log file is fsynced.
+    #[arg(long, env = "VAKT_DECISION_LOG_FSYNC", value_enum, default_value_t = Fsync::Always)]
+    decision_log_fsync: Fsync,
 }
 
 #[derive(Args)]
@@ -185,6 +211,9 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test(a),
         Command::Fmt(a) => fmt(a),
         Command::Replay(a) => replay(a),
+        Command::Audit(AuditCommand::Verify { files, checkpoint }) => {
+            audit_verify(&files, checkpoint)
+        }
     };
     match result {
         Ok(code) => code,
@@ -222,14 +251,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let (log, log_task) = match args.decision_log.as_str() {
-            "stdout" => {
-                let (l, t) = DecisionLog::spawn(Box::new(std::io::stdout()), 65_536);
-                (l, Some(t))
+        let mut log = DecisionLog::disabled();
+        let mut writers = Writers::default();
+        for sink in &args.decision_log {
+            match sink.as_str() {
+                "stdout" => log.add_buffered(Box::new(std::io::stdout()), 65_536, &mut writers),
+                "off" => {}
+                s if s.starts_with("file:") => log
+                    .add_durable_file(
+                        Path::new(&s["file:".len()..]),
+                        args.decision_log_fsync,
+                        &mut writers,
+                    )
+                    .map_err(|e| anyhow::anyhow!("--decision-log {s}: {e}"))?,
+                other => {
+                    anyhow::bail!("--decision-log {other:?}: expected stdout, file:PATH or off")
+                }
             }
-            "off" => (DecisionLog::disabled(), None),
-            other => anyhow::bail!("--decision-log {other:?}: expected \"stdout\" or \"off\""),
-        };
+        }
         let counts = snapshot.world.counts();
         tracing::info!(
             revision = %snapshot.revision,
@@ -254,9 +293,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         reload.abort();
         let _ = reload.await;
         drop(vakt);
-        if let Some(t) = log_task {
-            let _ = t.await;
-        }
+        tokio::task::spawn_blocking(move || writers.join()).await?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -477,4 +514,42 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn audit_verify(files: &[PathBuf], checkpoint: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let texts = files
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .map(|t| (f.display().to_string(), t))
+                .with_context(|| format!("reading {}", f.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let default_cp = files
+        .last()
+        .map(|f| crate::decision_log::checkpoint_path(f))
+        .filter(|p| p.is_file());
+    let cp = match checkpoint.or(default_cp) {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let cp: crate::audit::Checkpoint = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a checkpoint", path.display()))?;
+            Some(cp)
+        }
+    };
+    match crate::audit::verify(&texts, cp.as_ref()) {
+        Ok(v) => {
+            let against = cp
+                .map(|c| format!(", consistent with the checkpoint of {} records", c.records))
+                .unwrap_or_default();
+            println!("ok: {} records, chain head {}{against}", v.records, v.head);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            println!("BROKEN: {broken}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -2,12 +2,16 @@
 //! default), apart from Vakt's diagnostic logging (stderr). It is the only place
 //! that says which employee was behind a call Altinn saw as a system user's.
 //!
-//! Records are serialised on the request path and handed to a writer task through
-//! a bounded queue, so a slow sink never blocks a decision; records that do not fit
-//! are counted, and the count is written to the log once the pressure ends.
+//! Sinks: stdout (buffered: a bounded queue that never blocks a decision; records
+//! that do not fit are counted, and the count is written once the pressure ends)
+//! and files (durable: the call is answered only after its record is written and
+//! flushed, and fails with UNAVAILABLE when it cannot be). Every sink chains its
+//! records with SHA-256 (see [`crate::audit`]). Token-shaped values are never written.
 
+use crate::audit::{Chain, Checkpoint};
 use serde::Serialize;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -89,36 +93,130 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
 }
 
-/// Handle to the decision log; cheap to share.
+/// Why a decision could not be recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LogUnavailable(pub String);
+
+/// Token-shaped text (a JWT, an `Authorization` header value, a PEM key) is never
+/// written, whichever field it arrives in.
+pub fn looks_like_secret(s: &str) -> bool {
+    let t = s.trim();
+    let jwt = {
+        let parts: Vec<&str> = t.split('.').collect();
+        parts.len() >= 3
+            && parts[0].starts_with("eyJ")
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+            })
+    };
+    let lower = t.to_ascii_lowercase();
+    jwt || lower.starts_with("bearer ")
+        || lower.starts_with("basic ")
+        || t.contains("-----BEGIN")
+        || t.contains("eyJ") && t.matches('.').count() >= 2
+}
+
+fn scrub(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if looks_like_secret(s) => *s = "[redacted]".into(),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(scrub),
+        serde_json::Value::Object(o) => o.values_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+/// One record waiting for a durable sink, with the caller's acknowledgement.
+struct Pending {
+    record: String,
+    ack: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+enum Sink {
+    /// Never blocks the request path; overflow is counted and reported.
+    Buffered {
+        tx: mpsc::Sender<String>,
+        dropped: Arc<AtomicU64>,
+    },
+    /// The call is answered only after the record is written and flushed.
+    Durable {
+        tx: std::sync::mpsc::Sender<Pending>,
+    },
+}
+
+/// Handle to the decision log: every record goes to every sink. Cheap to share.
+#[derive(Default)]
 pub struct DecisionLog {
-    tx: Option<mpsc::Sender<String>>,
-    dropped: Arc<AtomicU64>,
+    sinks: Vec<Sink>,
+}
+
+/// Records submitted to durable sinks; wait for it before answering the call.
+#[must_use]
+pub struct Receipt(Vec<tokio::sync::oneshot::Receiver<Result<(), String>>>);
+
+impl Receipt {
+    /// Ok once every durable sink has written the record.
+    pub async fn wait(self) -> Result<(), LogUnavailable> {
+        for rx in self.0 {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(LogUnavailable(e)),
+                Err(_) => return Err(LogUnavailable("the decision log writer stopped".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The writer threads of a decision log; join them after the log is dropped.
+#[derive(Default)]
+pub struct Writers(Vec<std::thread::JoinHandle<()>>);
+
+impl Writers {
+    pub fn join(self) {
+        for t in self.0 {
+            let _ = t.join();
+        }
+    }
+}
+
+/// When the durable file sink calls fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fsync {
+    /// After every group commit, before any of its calls is answered.
+    Always,
+    /// Never; written records survive a crash of Vakt but not of the machine.
+    Never,
 }
 
 impl DecisionLog {
     /// A log that writes nothing (`--decision-log off`).
     pub fn disabled() -> Self {
-        Self {
-            tx: None,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+        Self::default()
     }
 
-    /// A log written to `out` by a background task, with room for `capacity` records.
-    pub fn spawn(
+    /// Adds a buffered sink writing JSON lines to `out` (stdout), with room for
+    /// `capacity` records. Records that do not fit are counted, and the count is
+    /// written to the log once the queue has room again.
+    pub fn add_buffered(
+        &mut self,
         out: Box<dyn Write + Send>,
         capacity: usize,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+        writers: &mut Writers,
+    ) {
         let (tx, mut rx) = mpsc::channel::<String>(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        writers.0.push(std::thread::spawn(move || {
             let mut out = std::io::BufWriter::new(out);
-            while let Some(line) = rx.blocking_recv() {
-                let _ = writeln!(out, "{line}");
+            let mut chain = Chain::default();
+            while let Some(rec) = rx.blocking_recv() {
+                let _ = writeln!(out, "{}", chain.link(&rec));
                 // Drain what is queued before flushing: many records, one write.
-                while let Ok(line) = rx.try_recv() {
-                    let _ = writeln!(out, "{line}");
+                while let Ok(rec) = rx.try_recv() {
+                    let _ = writeln!(out, "{}", chain.link(&rec));
                 }
                 let lost = counter.swap(0, Ordering::Relaxed);
                 if lost > 0 {
@@ -127,36 +225,170 @@ impl DecisionLog {
                         "event": "decision_records_dropped",
                         "dropped": lost,
                     });
-                    let _ = writeln!(out, "{note}");
+                    let _ = writeln!(out, "{}", chain.link(&note.to_string()));
                 }
                 let _ = out.flush();
             }
             let _ = out.flush();
-        });
-        (
-            Self {
-                tx: Some(tx),
-                dropped,
-            },
-            task,
-        )
+        }));
+        self.sinks.push(Sink::Buffered { tx, dropped });
     }
 
-    /// Queues one record; never blocks. A record that does not fit is counted.
-    pub fn record(&self, rec: &DecisionRecord<'_>) {
-        let Some(tx) = &self.tx else { return };
-        let line = match serde_json::to_string(rec) {
-            Ok(l) => l,
-            Err(_) => return,
+    /// Adds a durable sink appending to the file at `path`, continuing the hash
+    /// chain already in it. Concurrent calls share writes: the writer takes every
+    /// record queued, writes them with one system call, flushes (and fsyncs), then
+    /// acknowledges them all. A checkpoint of the chain head is kept in
+    /// `<path>.checkpoint` and logged.
+    pub fn add_durable_file(
+        &mut self,
+        path: &Path,
+        fsync: Fsync,
+        writers: &mut Writers,
+    ) -> Result<(), String> {
+        // Continue the chain of a log file that exists (a device such as /dev/null
+        // has no chain to continue).
+        let existing = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?,
+            _ => String::new(),
         };
-        if tx.try_send(line).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        let mut chain = Chain::resume(&existing).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: cannot open for writing: {e}", path.display()))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Pending>();
+        let path = path.to_owned();
+        let checkpoint_path = checkpoint_path(&path);
+        writers.0.push(std::thread::spawn(move || {
+            let mut last_checkpoint = std::time::Instant::now();
+            let mut checkpointed = chain.seq;
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while let Ok(p) = rx.try_recv() {
+                    batch.push(p);
+                }
+                let before = chain.clone();
+                let mut buf = String::new();
+                for p in &batch {
+                    buf.push_str(&chain.link(&p.record));
+                    buf.push('\n');
+                }
+                // One write for the whole group: a killed process leaves whole lines.
+                let result = file
+                    .write_all(buf.as_bytes())
+                    .and_then(|()| file.flush())
+                    .and_then(|()| {
+                        if fsync == Fsync::Always {
+                            file.sync_data()
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .map_err(|e| format!("{}: {e}", path.display()));
+                if result.is_err() {
+                    // Nothing of this group counts as written; the chain goes on from
+                    // the last record that was.
+                    chain = before;
+                }
+                for p in batch {
+                    let _ = p.ack.send(result.clone());
+                }
+                if chain.seq != checkpointed
+                    && last_checkpoint.elapsed() >= std::time::Duration::from_secs(1)
+                {
+                    write_checkpoint(&checkpoint_path, &chain);
+                    checkpointed = chain.seq;
+                    last_checkpoint = std::time::Instant::now();
+                }
+            }
+            if chain.seq != checkpointed {
+                write_checkpoint(&checkpoint_path, &chain);
+            }
+        }));
+        self.sinks.push(Sink::Durable { tx });
+        Ok(())
     }
 
-    /// Records dropped since the last note was written.
+    /// Hands one record to every sink without waiting; wait on the receipt before
+    /// answering the call.
+    pub fn submit(&self, rec: &DecisionRecord<'_>) -> Receipt {
+        if self.sinks.is_empty() {
+            return Receipt(Vec::new());
+        }
+        let line = match serde_json::to_value(rec) {
+            Ok(mut v) => {
+                scrub(&mut v);
+                v.to_string()
+            }
+            Err(e) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(format!("cannot serialise the record: {e}")));
+                return Receipt(vec![rx]);
+            }
+        };
+        let mut waits = Vec::new();
+        for sink in &self.sinks {
+            match sink {
+                Sink::Buffered { tx, dropped } => {
+                    if tx.try_send(line.clone()).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Sink::Durable { tx } => {
+                    let (ack, rx) = tokio::sync::oneshot::channel();
+                    if let Err(e) = tx.send(Pending {
+                        record: line.clone(),
+                        ack,
+                    }) {
+                        let _ = e.0.ack.send(Err("the decision log writer stopped".into()));
+                    }
+                    waits.push(rx);
+                }
+            }
+        }
+        Receipt(waits)
+    }
+
+    /// Records dropped by buffered sinks since their last note was written.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.sinks
+            .iter()
+            .map(|s| match s {
+                Sink::Buffered { dropped, .. } => dropped.load(Ordering::Relaxed),
+                Sink::Durable { .. } => 0,
+            })
+            .sum()
+    }
+}
+
+/// `<log>.checkpoint`: where the chain head of a log file is published.
+pub fn checkpoint_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".checkpoint");
+    PathBuf::from(name)
+}
+
+/// Writes the checkpoint atomically (temporary file, then rename) and logs it.
+fn write_checkpoint(path: &Path, chain: &Chain) {
+    let cp = Checkpoint {
+        records: chain.seq,
+        head: chain.head.clone(),
+        timestamp: now_rfc3339(),
+    };
+    let tmp = path.with_extension("checkpoint.tmp");
+    let written = serde_json::to_string(&cp)
+        .map_err(std::io::Error::other)
+        .and_then(|t| std::fs::write(&tmp, t + "\n"))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    match written {
+        Ok(()) => {
+            tracing::info!(records = cp.records, head = %cp.head, file = %path.display(), "decision log checkpoint")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, file = %path.display(), "decision log checkpoint failed")
+        }
     }
 }
 
@@ -186,5 +418,34 @@ mod tests {
         let t = now_rfc3339();
         assert_eq!(t.len(), "2026-11-23T18:23:02.123456Z".len(), "{t}");
         assert!(t.ends_with('Z'));
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn token_shaped_values_are_recognised() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJrYXJpIn0.c2lnbmF0dXJl";
+        for s in [
+            jwt,
+            "Bearer abc",
+            "bearer eyJ",
+            "-----BEGIN PRIVATE KEY-----",
+            &format!("kari {jwt}"),
+        ] {
+            assert!(looks_like_secret(s), "{s}");
+        }
+        for s in [
+            "kari",
+            "tk-regnskap",
+            "310015156",
+            "urn:altinn:accesspackage:a-ordning",
+            "01a209d4-7b0c-7347-bd2d-e94ff3ea883c",
+            "a.b.c",
+        ] {
+            assert!(!looks_like_secret(s), "{s}");
+        }
     }
 }

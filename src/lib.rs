@@ -28,6 +28,7 @@
 //! - [`model`], [`ids`], [`packages`], [`problem`], [`embedded`]: the Cedar names,
 //!   identifier checks, the access package list, error reports, built-in defaults.
 
+pub mod audit;
 pub mod cli;
 pub mod decide;
 pub mod decision_log;

@@ -4,33 +4,37 @@
 use super::convert;
 use super::{new_decision_id, CallError, CallMeta, Vakt};
 use crate::decide::{decide, Decision, Query};
-use crate::decision_log::{now_rfc3339, DecisionRecord};
+use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
 use crate::snapshot::Snapshot;
 use std::time::Instant;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     vakt: &Vakt,
     req: proto::AuthorizeRequest,
     meta: &CallMeta,
 ) -> Result<proto::AuthorizeResponse, CallError> {
     let snap = vakt.snapshot.load();
     let query = Query::check(&snap, req.into(), "")?;
-    Ok(decide_and_log(vakt, &snap, &query, meta))
+    let (response, receipt) = decide_and_log(vakt, &snap, &query, meta);
+    // No answer, and above all no ALLOW, without a record.
+    receipt.wait().await?;
+    Ok(response)
 }
 
-/// Decides one checked query and records it; shared with AuthorizeBatch.
+/// Decides one checked query and submits its record; shared with AuthorizeBatch.
+/// The caller waits on the receipt before answering.
 pub(super) fn decide_and_log(
     vakt: &Vakt,
     snap: &Snapshot,
     q: &Query,
     meta: &CallMeta,
-) -> proto::AuthorizeResponse {
+) -> (proto::AuthorizeResponse, Receipt) {
     let started = Instant::now();
     let decision = decide(snap, q);
     let elapsed = started.elapsed();
     let decision_id = new_decision_id();
-    log(
+    let receipt = log(
         vakt,
         snap,
         q,
@@ -39,12 +43,13 @@ pub(super) fn decide_and_log(
         elapsed.as_micros() as u64,
         meta,
     );
-    proto::AuthorizeResponse {
+    let response = proto::AuthorizeResponse {
         decision: convert::decision(&decision) as i32,
         reasons: convert::reasons(&decision.reasons),
         decision_id,
         revision: snap.revision.clone(),
-    }
+    };
+    (response, receipt)
 }
 
 fn log(
@@ -55,9 +60,9 @@ fn log(
     decision_id: &str,
     evaluation_us: u64,
     meta: &CallMeta,
-) {
+) -> Receipt {
     let su = snap.world.system_user(&q.system_user);
-    vakt.log.record(&DecisionRecord {
+    let receipt = vakt.log.submit(&DecisionRecord {
         decision_id,
         timestamp: now_rfc3339(),
         call: "authorize",
@@ -84,4 +89,5 @@ fn log(
         allowed = d.allowed,
         "decision"
     );
+    receipt
 }

@@ -7,7 +7,7 @@ use super::{CallError, CallMeta, Vakt};
 use crate::decide::Query;
 use crate::proto;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     vakt: &Vakt,
     req: proto::AuthorizeBatchRequest,
     meta: &CallMeta,
@@ -26,9 +26,13 @@ pub(super) fn handle(
         .enumerate()
         .map(|(i, r)| Query::check(&snap, r.into(), &format!("requests[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
-    let responses = queries
+    // Submit every record first, so a durable sink writes them in one group.
+    let (responses, receipts): (Vec<_>, Vec<_>) = queries
         .iter()
         .map(|q| decide_and_log(vakt, &snap, q, meta))
-        .collect();
+        .unzip();
+    for r in receipts {
+        r.wait().await?;
+    }
     Ok(proto::AuthorizeBatchResponse { responses })
 }

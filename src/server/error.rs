@@ -14,7 +14,7 @@ pub enum CallError {
     BatchTooLarge { got: usize, max: usize },
     /// The decision could not be recorded, so it is not answered (fail closed).
     #[error("the decision log cannot record decisions: {0}")]
-    LogUnavailable(String),
+    LogUnavailable(#[from] crate::decision_log::LogUnavailable),
 }
 
 impl From<CallError> for Status {

@@ -67,11 +67,9 @@ impl proto::authorizer_server::Authorizer for Service {
         req: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
         let meta = CallMeta::of(&req);
-        Ok(Response::new(authorize::handle(
-            &self.0,
-            req.into_inner(),
-            &meta,
-        )?))
+        Ok(Response::new(
+            authorize::handle(&self.0, req.into_inner(), &meta).await?,
+        ))
     }
 
     async fn authorize_batch(
@@ -79,11 +77,9 @@ impl proto::authorizer_server::Authorizer for Service {
         req: Request<proto::AuthorizeBatchRequest>,
     ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
         let meta = CallMeta::of(&req);
-        Ok(Response::new(batch::handle(
-            &self.0,
-            req.into_inner(),
-            &meta,
-        )?))
+        Ok(Response::new(
+            batch::handle(&self.0, req.into_inner(), &meta).await?,
+        ))
     }
 
     async fn resolve_system_user(
@@ -91,11 +87,9 @@ impl proto::authorizer_server::Authorizer for Service {
         req: Request<proto::ResolveSystemUserRequest>,
     ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
         let meta = CallMeta::of(&req);
-        Ok(Response::new(resolve::handle(
-            &self.0,
-            req.into_inner(),
-            &meta,
-        )?))
+        Ok(Response::new(
+            resolve::handle(&self.0, req.into_inner(), &meta).await?,
+        ))
     }
 }
 

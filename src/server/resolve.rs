@@ -8,7 +8,7 @@ use crate::decision_log::{now_rfc3339, DecisionRecord};
 use crate::proto;
 use std::time::Instant;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     vakt: &Vakt,
     req: proto::ResolveSystemUserRequest,
     meta: &CallMeta,
@@ -19,7 +19,7 @@ pub(super) fn handle(
     let found = resolve(&snap, &rq);
     let evaluation_us = started.elapsed().as_micros() as u64;
     let decision_id = new_decision_id();
-    vakt.log.record(&DecisionRecord {
+    let receipt = vakt.log.submit(&DecisionRecord {
         decision_id: &decision_id,
         timestamp: now_rfc3339(),
         call: "resolve_system_user",
@@ -42,6 +42,7 @@ pub(super) fn handle(
         caller: &meta.caller,
         trace: &meta.trace,
     });
+    receipt.wait().await?;
     Ok(proto::ResolveSystemUserResponse {
         system_users: found
             .usable

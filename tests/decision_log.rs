@@ -1,0 +1,372 @@
+//! The decision log through the real server: every field present and typed, no
+//! token ever written, durable records survive kill -9 whole, a log that cannot be
+//! written fails calls closed, and `vakt audit verify` catches tampering.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use tonic::Code;
+use vakt::decision_log::{DecisionLog, Fsync, Writers};
+use vakt::proto::{AuthorizeBatchRequest, ResolveSystemUserRequest};
+
+const JWT: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJrYXJpIiwiYXVkIjoiYWx0aW5uIn0.c2lnbmF0dXJlLWJ5dGVz";
+
+fn durable_log(path: &Path) -> (DecisionLog, Writers) {
+    let mut log = DecisionLog::disabled();
+    let mut writers = Writers::default();
+    log.add_durable_file(path, Fsync::Always, &mut writers)
+        .unwrap();
+    (log, writers)
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("torn or invalid line {l:?}: {e}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_field_is_present_and_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let (log, writers) = durable_log(&path);
+    let mut s = start_with(default_snapshot(), log, 10).await;
+    let mut req = tonic::Request::new(request("kari", "tk-regnskap", "310015156", REGNSKAP));
+    req.metadata_mut()
+        .insert("x-vakt-caller", "payroll-service".parse().unwrap());
+    req.metadata_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    let allow = s.client.authorize(req).await.unwrap().into_inner();
+    let deny = s.ask("per", "tk-regnskap", "310015156", REGNSKAP).await;
+    let batch = s
+        .client
+        .authorize_batch(AuthorizeBatchRequest {
+            requests: vec![request("ola", "tk-regnskap", "310017175", REGNSKAP)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let resolved = s
+        .client
+        .resolve_system_user(ResolveSystemUserRequest {
+            employee_id: "kari".into(),
+            client_org_number: "310019194".into(),
+            access_package: REGNSKAP.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Durable: every record is on disk before its call is answered.
+    let recs = lines(&path);
+    assert_eq!(recs.len(), 4);
+    let ids: Vec<&str> = recs
+        .iter()
+        .map(|r| r["decision_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            &allow.decision_id,
+            &deny.decision_id,
+            &batch.responses[0].decision_id,
+            &resolved.decision_id
+        ]
+    );
+    let r = &recs[0];
+    assert_eq!(r["seq"], 1);
+    assert_eq!(r["prev_hash"], vakt::audit::GENESIS);
+    let ts = r["timestamp"].as_str().unwrap();
+    assert!(
+        ts.len() == 27 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+        "{ts}"
+    );
+    assert_eq!(r["call"], "authorize");
+    assert_eq!(r["employee_id"], "kari");
+    assert_eq!(r["system_user_id"], "tk-regnskap");
+    assert_eq!(r["system_user_external_ref"], "tk-regnskap");
+    assert_eq!(r["system_user_owner"], "310001015");
+    assert_eq!(r["client_org_number"], "310015156");
+    assert_eq!(r["access_package"], REGNSKAP);
+    assert_eq!(r["action"], "useSystemUser");
+    assert_eq!(r["decision"], "allow");
+    assert_eq!(r["reasons"][0]["policy_id"], "use-system-user");
+    assert!(r["reasons"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("kari"));
+    assert_eq!(r["revision"], allow.revision);
+    assert!(r["evaluation_us"].is_u64());
+    assert!(r["caller"]["peer"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(r["caller"]["service"], "payroll-service");
+    assert_eq!(r["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(r["span_id"], "00f067aa0ba902b7");
+    assert_eq!(recs[1]["decision"], "deny");
+    assert_eq!(recs[1]["reasons"][0]["policy_id"], "employee-deactivated");
+    assert_eq!(recs[3]["call"], "resolve_system_user");
+    assert_eq!(
+        recs[3]["usable_system_users"],
+        serde_json::json!(["tk-regnskap", "tk-regnskap-syk"])
+    );
+    drop((s, writers));
+}
+
+#[tokio::test]
+async fn a_token_in_any_field_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let (log, writers) = durable_log(&path);
+    let mut s = start_with(default_snapshot(), log, 10).await;
+    let bearer = format!("Bearer {JWT}");
+    for (e, su) in [
+        (JWT, "tk-regnskap"),
+        ("kari", JWT),
+        (bearer.as_str(), bearer.as_str()),
+    ] {
+        let mut req = tonic::Request::new(request(e, su, "310015156", REGNSKAP));
+        req.metadata_mut()
+            .insert("x-vakt-caller", JWT.parse().unwrap());
+        let r = s.client.authorize(req).await.unwrap().into_inner();
+        assert_eq!(r.decision(), vakt::proto::Decision::Deny);
+    }
+    // Fields that are checked (org number, package, context) refuse a token outright.
+    let mut bad = request("kari", "tk-regnskap", JWT, JWT);
+    bad.action = JWT.into();
+    assert_eq!(
+        s.client.authorize(bad).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3);
+    assert!(!text.contains("eyJ") && !text.contains("Bearer"), "{text}");
+    assert!(text.contains("[redacted]"));
+    drop((s, writers));
+}
+
+#[tokio::test]
+async fn a_full_log_fails_calls_closed() {
+    // /dev/full accepts the open and refuses every write with ENOSPC.
+    let (log, writers) = durable_log(Path::new("/dev/full"));
+    let mut s = start_with(default_snapshot(), log, 10).await;
+    let err = s
+        .client
+        .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+        .await
+        .expect_err("an ALLOW must not be answered without a record");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains("decision log"), "{}", err.message());
+    let err = s
+        .client
+        .authorize_batch(AuthorizeBatchRequest {
+            requests: vec![request("kari", "tk-regnskap", "310015156", REGNSKAP)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    drop((s, writers));
+}
+
+#[test]
+fn the_server_refuses_to_start_on_an_unwritable_log() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--decision-log",
+            "file:/no/such/dir/decisions.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("/no/such/dir/decisions.jsonl: cannot open for writing"));
+}
+
+/// Starts `vakt serve` with a durable file log; returns the child and its address.
+fn serve_with_log(path: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--decision-log"])
+        .arg(format!("file:{}", path.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["fields"]["message"] == "listening" {
+            break v["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining diagnostics so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (child, addr)
+}
+
+#[test]
+fn kill_9_under_load_leaves_whole_lines_and_every_answered_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let (mut child, addr) = serve_with_log(&path);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let answered = rt.block_on(async {
+        let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let answered = answered.clone();
+            let addr = addr.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = vakt::proto::authorizer_client::AuthorizerClient::connect(format!(
+                    "http://{addr}"
+                ))
+                .await
+                .unwrap();
+                // Bounded: at most 400 calls per task; stops at the first failure (the kill).
+                for i in 0..400 {
+                    let e = if (i + t) % 3 == 0 { "per" } else { "kari" };
+                    match c
+                        .authorize(request(e, "tk-regnskap", "310015156", REGNSKAP))
+                        .await
+                    {
+                        Ok(r) => answered.lock().unwrap().push(r.into_inner().decision_id),
+                        Err(_) => break,
+                    }
+                }
+            }));
+        }
+        // Kill the server while the calls are in flight.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if answered.lock().unwrap().len() >= 300 {
+                break;
+            }
+        }
+        Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .unwrap();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let v = answered.lock().unwrap().clone();
+        v
+    });
+    let _ = child.wait();
+    assert!(answered.len() >= 300);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "torn last line");
+    let recs = lines(&path);
+    let logged: std::collections::HashSet<&str> = recs
+        .iter()
+        .map(|r| r["decision_id"].as_str().unwrap())
+        .collect();
+    for id in &answered {
+        assert!(
+            logged.contains(id.as_str()),
+            "answered decision {id} is not in the log"
+        );
+    }
+    let files = vec![(path.display().to_string(), text)];
+    assert_eq!(
+        vakt::audit::verify(&files, None).unwrap().records as usize,
+        recs.len()
+    );
+}
+
+#[test]
+fn audit_verify_catches_tampering_and_a_restart_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    // Two server runs on the same file: the second continues the chain.
+    for _ in 0..2 {
+        let (child, addr) = serve_with_log(&path);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c =
+                vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
+            for e in ["kari", "per", "ola"] {
+                c.authorize(request(e, "tk-regnskap", "310015156", REGNSKAP))
+                    .await
+                    .unwrap();
+            }
+        });
+        drop(rt);
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait_with_output().unwrap();
+    }
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify"];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("ok: 6 records")
+            && stdout.contains("consistent with the checkpoint of 6 records"),
+        "{stdout}"
+    );
+
+    let original = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let check = |content: String, expect: &str| {
+        std::fs::write(&path, content).unwrap();
+        let out = verify(&[]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{expect}: {stdout}");
+        assert!(stdout.contains(expect), "{expect}: {stdout}");
+    };
+    let join = |v: Vec<&str>| v.join("\n") + "\n";
+    check(
+        original.replacen("\"decision\":\"deny\"", "\"decision\":\"allow\"", 1),
+        "was edited, inserted, deleted or reordered",
+    );
+    let mut deleted = lines.clone();
+    deleted.remove(2);
+    check(join(deleted), "expected record seq 3, found seq 4");
+    let mut inserted = lines.clone();
+    inserted.insert(3, lines[1]);
+    check(join(inserted), "expected record seq 4, found seq 2");
+    let mut reordered = lines.clone();
+    reordered.swap(3, 4);
+    check(join(reordered), "expected record seq 4, found seq 5");
+    check(join(lines[..5].to_vec()), "the tail was truncated");
+    std::fs::write(&path, &original).unwrap();
+    assert_eq!(verify(&[]).status.code(), Some(0));
+}
