@@ -54,11 +54,13 @@ fn generate(b: &mut WorldBuilder, entities: usize) -> Vec<(String, String, Strin
             org_number: firm.clone(),
             name: format!("Firm {t}"),
             parent_org_number: None,
+            unit_type: None,
         });
         orgs.push(OrganizationRecord {
             org_number: unit.clone(),
             name: format!("Firm {t} unit"),
             parent_org_number: Some(firm.clone()),
+            unit_type: None,
         });
         let mut clients: Vec<String> = Vec::with_capacity(784);
         let mut parent = String::new();
@@ -72,6 +74,7 @@ fn generate(b: &mut WorldBuilder, entities: usize) -> Vec<(String, String, Strin
                 org_number: n.clone(),
                 name: format!("Client {t}-{i}"),
                 parent_org_number: p,
+                unit_type: None,
             });
             clients.push(n);
         }

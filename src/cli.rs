@@ -171,6 +171,14 @@ struct ServeArgs {
         default_value = "stdout"
     )]
     decision_log: Vec<String>,
+    /// Context attributes written as "[redacted]" in decision records.
+    #[arg(
+        long,
+        env = "VAKT_DECISION_LOG_REDACT",
+        value_delimiter = ',',
+        value_name = "FIELD"
+    )]
+    decision_log_redact: Vec<String>,
     /// When a durable decision log file is fsynced.
     #[arg(long, env = "VAKT_DECISION_LOG_FSYNC", value_enum, default_value_t = Fsync::Always)]
     decision_log_fsync: Fsync,
@@ -252,6 +260,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let mut log = DecisionLog::disabled();
+        log.redact_context_fields(args.decision_log_redact.iter().cloned());
         let mut writers = Writers::default();
         for sink in &args.decision_log {
             match sink.as_str() {
@@ -330,6 +339,15 @@ async fn reload_on_hangup(vakt: Arc<Vakt>, sources: SourceArgs) {
     }
 }
 
+/// Prints every problem to stderr; exit code 1.
+fn report_problems(problems: &crate::problem::Problems) -> ExitCode {
+    for p in &problems.0 {
+        eprintln!("{p}");
+    }
+    eprintln!("{} problem(s) found", problems.0.len());
+    ExitCode::from(1)
+}
+
 fn validate(args: &SourceArgs) -> ExitCode {
     match load(args) {
         Ok(snap) => {
@@ -349,19 +367,17 @@ fn validate(args: &SourceArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(problems) => {
-            for p in &problems.0 {
-                eprintln!("{p}");
-            }
-            eprintln!("{} problem(s) found", problems.0.len());
-            ExitCode::from(1)
-        }
+        Err(problems) => report_problems(&problems),
     }
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     args.sources.check_paths()?;
-    let snap = load(&args.sources).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let snap = match load(&args.sources) {
+        Ok(s) => s,
+        // Invalid policies or data: reported like `validate`, exit 1.
+        Err(problems) => return Ok(report_problems(&problems)),
+    };
     let context = match &args.context {
         None => None,
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
@@ -399,6 +415,10 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     };
     sources.check_paths()?;
     let base = Sources::read(&sources.paths()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    // Policies and schema under test must load before any suite can mean anything.
+    if let Err(problems) = Snapshot::build(&base) {
+        return Ok(report_problems(&problems));
+    }
     let files = crate::suite::discover(&args.paths)?;
     if files.is_empty() {
         anyhow::bail!("no *_test.yaml suite found in {:?}", args.paths);

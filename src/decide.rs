@@ -42,6 +42,8 @@ pub struct RawRequest {
 #[derive(Debug, Clone, Default)]
 pub struct CallerContext {
     pairs: Vec<(SmolStr, CoreValue)>,
+    /// The attributes as the caller sent them, for the decision log.
+    pub json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A request whose every field has been checked.
@@ -180,7 +182,10 @@ fn check_context(
             return Err("context holds unknown values".into())
         }
     };
-    Ok(CallerContext { pairs })
+    Ok(CallerContext {
+        pairs,
+        json: Some(user.clone()).filter(|m| !m.is_empty()),
+    })
 }
 
 /// Finds the caller attribute whose value does not fit the schema, checking each

@@ -83,6 +83,10 @@ pub struct DecisionRecord<'a> {
     pub reasons: &'a [crate::decide::Reason],
     pub revision: &'a str,
     pub evaluation_us: u64,
+    /// The caller's context attributes; fields named in `--decision-log-redact` are
+    /// written as "[redacted]".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<&'a serde_json::Map<String, serde_json::Value>>,
     pub caller: &'a Caller,
     #[serde(flatten)]
     pub trace: &'a Trace,
@@ -101,9 +105,8 @@ pub struct LogUnavailable(pub String);
 /// Token-shaped text (a JWT, an `Authorization` header value, a PEM key) is never
 /// written, whichever field it arrives in.
 pub fn looks_like_secret(s: &str) -> bool {
-    let t = s.trim();
-    let jwt = {
-        let parts: Vec<&str> = t.split('.').collect();
+    let jwt = |w: &str| {
+        let parts: Vec<&str> = w.split('.').collect();
         parts.len() >= 3
             && parts[0].starts_with("eyJ")
             && parts.iter().all(|p| {
@@ -112,11 +115,12 @@ pub fn looks_like_secret(s: &str) -> bool {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
             })
     };
-    let lower = t.to_ascii_lowercase();
-    jwt || lower.starts_with("bearer ")
+    let lower = s.trim().to_ascii_lowercase();
+    lower.starts_with("bearer ")
         || lower.starts_with("basic ")
-        || t.contains("-----BEGIN")
-        || t.contains("eyJ") && t.matches('.').count() >= 2
+        || s.contains("-----BEGIN")
+        || s.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == ';')
+            .any(jwt)
 }
 
 fn scrub(v: &mut serde_json::Value) {
@@ -150,6 +154,8 @@ enum Sink {
 #[derive(Default)]
 pub struct DecisionLog {
     sinks: Vec<Sink>,
+    /// Context attributes never written as they are.
+    redact: Vec<String>,
 }
 
 /// Records submitted to durable sinks; wait for it before answering the call.
@@ -195,6 +201,11 @@ impl DecisionLog {
     /// A log that writes nothing (`--decision-log off`).
     pub fn disabled() -> Self {
         Self::default()
+    }
+
+    /// Names context attributes whose values are written as "[redacted]".
+    pub fn redact_context_fields(&mut self, names: impl IntoIterator<Item = String>) {
+        self.redact.extend(names);
     }
 
     /// Adds a buffered sink writing JSON lines to `out` (stdout), with room for
@@ -319,6 +330,13 @@ impl DecisionLog {
         }
         let line = match serde_json::to_value(rec) {
             Ok(mut v) => {
+                if let Some(ctx) = v.get_mut("context").and_then(|c| c.as_object_mut()) {
+                    for name in &self.redact {
+                        if let Some(x) = ctx.get_mut(name) {
+                            *x = "[redacted]".into();
+                        }
+                    }
+                }
                 scrub(&mut v);
                 v.to_string()
             }

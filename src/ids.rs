@@ -54,13 +54,21 @@ pub fn check_org_number(s: &str) -> Result<(), OrgNumberError> {
 }
 
 /// Why a record id is not valid.
+/// Control characters, and the invisible formatting characters (bidi overrides,
+/// zero-width characters, line separators) that make a logged id read differently
+/// from what it is.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("is empty")]
     Empty,
     #[error("is longer than {MAX_ID_LEN} bytes")]
     TooLong,
-    #[error("contains a control character")]
+    #[error("contains a control or invisible formatting character")]
     ControlCharacter,
     #[error("has leading or trailing whitespace")]
     Whitespace,
@@ -77,7 +85,7 @@ pub fn check_id(s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong);
     }
-    if s.chars().any(char::is_control) {
+    if s.chars().any(is_invisible) {
         return Err(IdError::ControlCharacter);
     }
     if s.trim() != s {
@@ -153,6 +161,8 @@ mod tests {
         assert_eq!(check_id("a\"b::c\\d æøå 🙂"), Ok(()));
         assert_eq!(check_id(""), Err(IdError::Empty));
         assert_eq!(check_id("a\nb"), Err(IdError::ControlCharacter));
+        assert_eq!(check_id("\u{202e}irak"), Err(IdError::ControlCharacter));
+        assert_eq!(check_id("ka\u{200b}ri"), Err(IdError::ControlCharacter));
         assert_eq!(check_id(" a"), Err(IdError::Whitespace));
         assert_eq!(check_id(&"x".repeat(10_000)), Err(IdError::TooLong));
     }

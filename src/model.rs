@@ -9,6 +9,9 @@ pub const NAMESPACE: &str = "Vakt";
 /// The action used when a request names none.
 pub const DEFAULT_ACTION: &str = "useSystemUser";
 
+/// The Entity Register role of a registered auditor.
+pub const AUDITOR_ROLE: &str = "urn:altinn:external-role:ccr:revisor";
+
 /// Context attributes Vakt sets itself; a caller may not send them.
 pub const CTX_CLIENT: &str = "client";
 pub const CTX_ACCESS_PACKAGE: &str = "accessPackage";

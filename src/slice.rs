@@ -118,15 +118,19 @@ pub fn system_user_entity(su: &SystemUser) -> CedarEntity {
 }
 
 /// The roles and packages of a client link, with their Cedar sets.
-pub fn link_access(roles: Vec<String>, packages: Vec<String>) -> LinkAccess {
+pub fn link_access(
+    roles: Vec<String>,
+    packages: Vec<String>,
+    auditor_packages: Vec<String>,
+) -> LinkAccess {
     let t = types();
-    let uids: Vec<EntityUID> = packages
-        .iter()
-        .map(|p| euid(&t.access_package, p))
-        .collect();
+    let uids = |ps: &[String]| -> Vec<EntityUID> {
+        ps.iter().map(|p| euid(&t.access_package, p)).collect()
+    };
     LinkAccess {
         cedar_roles: Value::set(roles.iter().map(|r| Value::from(r.as_str())), None),
-        cedar_packages: uid_set(&uids),
+        cedar_packages: uid_set(&uids(&packages)),
+        cedar_auditor_packages: uid_set(&uids(&auditor_packages)),
         roles,
         packages,
     }
@@ -139,6 +143,10 @@ fn link_value(link: &ClientLink) -> Value {
             ("client", Value::from(org_uid(&link.org_number))),
             ("roles", link.access.cedar_roles.clone()),
             ("packages", link.access.cedar_packages.clone()),
+            (
+                "auditorPackages",
+                link.access.cedar_auditor_packages.clone(),
+            ),
         ],
         None,
     )

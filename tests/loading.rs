@@ -261,3 +261,30 @@ async fn altinn_shapes_are_accepted_as_altinn_writes_them() {
     let mut s = start(snapshot_from(None, None, Some(dir.path()))).await;
     assert_allow(&s.ask("e", "su", "310015156", REGNSKAP).await);
 }
+
+#[tokio::test]
+async fn a_sub_entity_with_a_parent_in_the_entity_register_inherits_nothing() {
+    // Entity Register data gives an ORGL a parent too; only BEDR/AAFY units inherit.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("world.yaml"),
+        r#"organizations:
+  - {orgNumber: "310008087", name: Oslo kommune, unitType: KOMM}
+  - {orgNumber: "310010103", name: Utdanningsetaten, parentOrgNumber: "310008087", unitType: ORGL}
+  - {orgNumber: "310009091", name: Rådhuset, parentOrgNumber: "310008087", unitType: BEDR}
+systemUsers:
+  - {id: ok-egen, reporteeOrgNo: "310008087", userType: standard, accessPackages: [{urn: urn:altinn:accesspackage:sykefravaer}]}
+teams:
+  - {id: lonn, organization: "310008087", systemUsers: [ok-egen], clients: all}
+employees:
+  - {id: ingrid, organization: "310008087", active: true, teams: [lonn]}
+"#,
+    )
+    .unwrap();
+    let mut s = start(snapshot_from(None, None, Some(dir.path()))).await;
+    assert_allow(&s.ask("ingrid", "ok-egen", "310009091", SYKEFRAVAER).await);
+    assert_deny(
+        &s.ask("ingrid", "ok-egen", "310010103", SYKEFRAVAER).await,
+        &["client-not-covered"],
+    );
+}

@@ -78,6 +78,7 @@ fn log(
         reasons: &d.reasons,
         revision: &snap.revision,
         evaluation_us,
+        context: q.context.json.as_ref(),
         caller: &meta.caller,
         trace: &meta.trace,
     });

@@ -39,6 +39,7 @@ pub(super) async fn handle(
         reasons: &found.reasons,
         revision: &snap.revision,
         evaluation_us,
+        context: rq.context.json.as_ref(),
         caller: &meta.caller,
         trace: &meta.trace,
     });

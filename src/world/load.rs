@@ -49,6 +49,10 @@ pub struct OrganizationRecord {
     pub name: String,
     #[serde(default)]
     pub parent_org_number: Option<String>,
+    /// The Entity Register's organisation form, when given (BEDR, AAFY, ORGL, AS, ...).
+    /// Only an operational unit (BEDR, AAFY) inherits from its parent.
+    #[serde(default, alias = "organizationForm")]
+    pub unit_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,15 +417,17 @@ impl WorldBuilder {
                     errs.push((o.clone(), format!("parentOrgNumber {p:?} {e}")));
                 }
             }
+            // A sub-entity (ORGL) or any other legal entity has a parent in the Entity
+            // Register but inherits nothing from it: only BEDR/AAFY units do.
+            let parent = match r.unit_type.as_deref().map(str::to_ascii_uppercase) {
+                Some(t) if t != "BEDR" && t != "AAFY" => None,
+                _ => r.parent_org_number.clone(),
+            };
             let org = Organization {
                 org_number: r.org_number.clone(),
                 name: r.name.clone(),
-                parent: r.parent_org_number.clone(),
-                cedar: slice::organization_entity(
-                    &r.org_number,
-                    &r.name,
-                    r.parent_org_number.as_deref(),
-                ),
+                cedar: slice::organization_entity(&r.org_number, &r.name, parent.as_deref()),
+                parent,
             };
             if world
                 .orgs
@@ -435,9 +441,15 @@ impl WorldBuilder {
             }
         }
         for (o, r) in &self.orgs {
-            let Some(p) = &r.parent_org_number else {
+            // Only the parents that confer inheritance (see above) must be sound.
+            let Some(p) = world
+                .orgs
+                .get(r.org_number.as_str())
+                .and_then(|org| org.parent.clone())
+            else {
                 continue;
             };
+            let p = &p;
             match world.orgs.get(p.as_str()) {
                 _ if p == &r.org_number => {
                     errs.push((o.clone(), "parentOrgNumber is the organisation itself".into()))
@@ -464,7 +476,8 @@ impl WorldBuilder {
                 }
             };
 
-        let mut interned: HashMap<(Vec<String>, Vec<String>), Arc<LinkAccess>> = HashMap::new();
+        type AccessKey = (Vec<String>, Vec<String>, Vec<String>);
+        let mut interned: HashMap<AccessKey, Arc<LinkAccess>> = HashMap::new();
         for (o, r) in &self.system_users {
             if let Err(e) = check_id(&r.id) {
                 errs.push((o.clone(), format!("id {e}")));
@@ -547,9 +560,27 @@ impl WorldBuilder {
                     .iter()
                     .flat_map(|a| a.packages.iter().cloned())
                     .collect();
+                // The packages delegated through the auditor role; an entry that lists
+                // none carries the system user's packages, as a new link does in Altinn.
+                let mut auditor_packages: Vec<String> = c
+                    .access
+                    .iter()
+                    .filter(|a| a.role == crate::model::AUDITOR_ROLE)
+                    .flat_map(|a| {
+                        if a.packages.is_empty() {
+                            r.access_packages.iter().map(|p| p.urn.clone()).collect()
+                        } else {
+                            a.packages.clone()
+                        }
+                    })
+                    .collect();
+                auditor_packages.sort();
+                auditor_packages.dedup();
                 let access = interned
-                    .entry((roles, link_packages))
-                    .or_insert_with_key(|(r, p)| Arc::new(slice::link_access(r.clone(), p.clone())))
+                    .entry((roles, link_packages, auditor_packages))
+                    .or_insert_with_key(|(r, p, a)| {
+                        Arc::new(slice::link_access(r.clone(), p.clone(), a.clone()))
+                    })
                     .clone();
                 let link = ClientLink {
                     client_id: c.client_id.clone().unwrap_or_default().into(),

@@ -115,6 +115,8 @@ pub struct LinkAccess {
     /// The same as Cedar sets, for `context.clientLink`.
     pub cedar_roles: ast::Value,
     pub cedar_packages: ast::Value,
+    /// The packages delegated through the auditor role, for rule 8.
+    pub cedar_auditor_packages: ast::Value,
 }
 
 #[derive(Debug, Clone)]
