@@ -3,9 +3,8 @@
 //! failing, 2 usage error or unreadable input).
 
 mod common;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn vakt(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vakt"))
@@ -234,24 +233,7 @@ fn fmt_checks_and_rewrites_policy_files() {
 
 /// Runs the real server, makes decisions, stops it, and returns its decision log.
 fn record_decisions() -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited before listening"
-        );
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["fields"]["message"] == "listening" {
-            break v["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
+    let (child, addr) = common::spawn_server(&[], true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

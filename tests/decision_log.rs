@@ -4,9 +4,8 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use tonic::Code;
 use vakt::decision_log::{DecisionLog, Fsync, Writers};
 use vakt::proto::{AuthorizeBatchRequest, ResolveSystemUserRequest};
@@ -198,28 +197,10 @@ fn the_server_refuses_to_start_on_an_unwritable_log() {
 
 /// Starts `vakt serve` with a durable file log; returns the child and its address.
 fn serve_with_log(path: &Path) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--decision-log"])
-        .arg(format!("file:{}", path.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited before listening"
-        );
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["fields"]["message"] == "listening" {
-            break v["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining diagnostics so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    (child, addr)
+    spawn_server(
+        &["--decision-log", &format!("file:{}", path.display())],
+        false,
+    )
 }
 
 #[test]

@@ -3,24 +3,12 @@
 
 mod common;
 use common::*;
-use prost_types::{value::Kind, Struct, Value};
+use prost_types::value::Kind;
 use tonic::Code;
 use vakt::proto::{AuthorizeBatchRequest, AuthorizeRequest, Decision};
 
 fn with_context(mut r: AuthorizeRequest, pairs: &[(&str, Kind)]) -> AuthorizeRequest {
-    r.context = Some(Struct {
-        fields: pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    Value {
-                        kind: Some(v.clone()),
-                    },
-                )
-            })
-            .collect(),
-    });
+    r.context = Some(context(pairs));
     r
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use prost_types::{value::Kind, Struct, Value};
+use prost_types::value::Kind;
 use vakt::proto::Decision;
 
 // Org numbers in examples/world.
@@ -18,22 +18,6 @@ const LYSVERKET: &str = "310024244";
 const SOLSIDEN: &str = "310025259";
 const ELVEBREDDEN: &str = "310026263";
 
-fn ctx(pairs: &[(&str, Kind)]) -> Struct {
-    Struct {
-        fields: pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    Value {
-                        kind: Some(v.clone()),
-                    },
-                )
-            })
-            .collect(),
-    }
-}
-
 #[tokio::test]
 async fn rule1_employee_known_active_authenticated() {
     let mut s = start(default_snapshot()).await;
@@ -48,11 +32,11 @@ async fn rule1_employee_known_active_authenticated() {
     );
 
     let mut r = request("kari", "tk-regnskap", BAKERI, REGNSKAP);
-    r.context = Some(ctx(&[("authenticated", Kind::BoolValue(false))]));
+    r.context = Some(context(&[("authenticated", Kind::BoolValue(false))]));
     let resp = s.client.authorize(r.clone()).await.unwrap().into_inner();
     assert_deny(&resp, &["employee-not-authenticated"]);
 
-    r.context = Some(ctx(&[
+    r.context = Some(context(&[
         ("authenticated", Kind::BoolValue(true)),
         ("mfa", Kind::BoolValue(true)),
     ]));

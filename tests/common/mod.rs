@@ -140,3 +140,54 @@ pub fn assert_deny(r: &AuthorizeResponse, ids: &[&str]) {
     assert_eq!(got, want, "{r:#?}");
     assert!(r.reasons.iter().all(|x| !x.message.is_empty()));
 }
+
+/// A google.protobuf.Struct of caller context attributes.
+pub fn context(pairs: &[(&str, prost_types::value::Kind)]) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    prost_types::Value {
+                        kind: Some(v.clone()),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Starts the `vakt` binary with `serve --listen 127.0.0.1:0` and `args`, waits for
+/// its "listening" line, and returns it with its address. Its stdout (the decision
+/// log) is piped when `capture_stdout`; its diagnostics keep being drained.
+pub fn spawn_server(args: &[&str], capture_stdout: bool) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(if capture_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["fields"]["message"] == "listening" {
+            break v["fields"]["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining diagnostics so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (child, addr)
+}
