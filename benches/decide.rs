@@ -42,7 +42,11 @@ impl Iterator for OrgNumbers {
 /// One accounting firm per 1,000 entities: the firm, its operational unit, 4 system
 /// users, 10 teams, 200 employees and 784 client organisations (a quarter of them
 /// operational units), the big agent linked to every client.
-fn generate(b: &mut WorldBuilder, entities: usize) -> Vec<(String, String, String, String)> {
+type RawQuery = (String, String, String, String);
+
+/// Returns the same mix of requests twice: spread over every tenant, and confined
+/// to the first tenant (the working set of the 1,000-entity world).
+fn generate(b: &mut WorldBuilder, entities: usize) -> (Vec<RawQuery>, Vec<RawQuery>) {
     let tenants = (entities / 1000).max(1);
     let mut numbers = OrgNumbers(40_000_000);
     let mut tenant_orgs: Vec<(String, String, Vec<String>)> = Vec::with_capacity(tenants);
@@ -202,47 +206,53 @@ fn generate(b: &mut WorldBuilder, entities: usize) -> Vec<(String, String, Strin
         tenant_orgs.push((firm, unit, clients));
     }
     b.add_records("generated", orgs, sus, teams, emps);
-    // The same mix of requests in every world, spread over all tenants: allows and
-    // denies of several kinds (portfolio, deactivated employee, unlinked client,
-    // standard system user, cross-tenant).
-    (0..2048usize)
-        .map(|k| {
-            let t = (k * 7919) % tenants;
-            let (firm, unit, clients) = &tenant_orgs[t];
-            let e = format!("t{t}-e{}", (k * 37) % 200);
-            let (s, c, p) = match k % 4 {
-                0 => (
-                    format!("t{t}-regnskap"),
-                    clients[(k * 97) % 784].clone(),
-                    REGNSKAP,
-                ),
-                1 => (format!("t{t}-syk"), clients[(k * 53) % 784].clone(), SYK),
-                2 => (
-                    format!("t{t}-egen"),
-                    if k % 8 == 2 {
-                        firm.clone()
-                    } else {
-                        unit.clone()
-                    },
-                    SYK,
-                ),
-                // Cross-tenant: Tall og Kontroll's system user from the example world.
-                _ => ("tk-regnskap".to_owned(), clients[k % 784].clone(), REGNSKAP),
-            };
-            (e, s, c, p.to_owned())
-        })
-        .collect()
+    // The same mix of requests in every world: allows and denies of several kinds
+    // (portfolio, deactivated employee, unlinked client, standard system user,
+    // cross-tenant).
+    let mix = |spread: usize| -> Vec<RawQuery> {
+        (0..2048usize)
+            .map(|k| {
+                let t = (k * 7919) % spread;
+                let (firm, unit, clients) = &tenant_orgs[t];
+                let e = format!("t{t}-e{}", (k * 37) % 200);
+                let (s, c, p) = match k % 4 {
+                    0 => (
+                        format!("t{t}-regnskap"),
+                        clients[(k * 97) % 784].clone(),
+                        REGNSKAP,
+                    ),
+                    1 => (format!("t{t}-syk"), clients[(k * 53) % 784].clone(), SYK),
+                    2 => (
+                        format!("t{t}-egen"),
+                        if k % 8 == 2 {
+                            firm.clone()
+                        } else {
+                            unit.clone()
+                        },
+                        SYK,
+                    ),
+                    // Cross-tenant: Tall og Kontroll's system user from the example world.
+                    _ => ("tk-regnskap".to_owned(), clients[k % 784].clone(), REGNSKAP),
+                };
+                (e, s, c, p.to_owned())
+            })
+            .collect()
+    };
+    (mix(tenants), mix(1))
 }
 
 struct World1 {
     name: String,
     snap: Snapshot,
+    /// Requests spread over every tenant.
     queries: Vec<Query>,
+    /// The same requests confined to one tenant.
+    focused: Vec<Query>,
 }
 
 fn build(entities: usize) -> World1 {
     let started = Instant::now();
-    let mut raw = Vec::new();
+    let mut raw = (Vec::new(), Vec::new());
     let snap = Snapshot::build_with(&Sources::embedded(), |b| raw = generate(b, entities))
         .expect("generated world is valid");
     let counts = snap.world.counts();
@@ -253,23 +263,26 @@ fn build(entities: usize) -> World1 {
         started.elapsed().as_secs_f64(),
         resident_mb()
     );
-    let queries = raw
-        .into_iter()
-        .map(|(e, s, c, p)| {
-            let raw = RawRequest {
-                employee_id: e,
-                system_user_id: s,
-                client_org_number: c,
-                access_package: p,
-                ..Default::default()
-            };
-            Query::check(&snap, raw, "").expect("bench query is well-formed")
-        })
-        .collect();
+    let check = |raw: Vec<RawQuery>| -> Vec<Query> {
+        raw.into_iter()
+            .map(|(e, s, c, p)| {
+                let raw = RawRequest {
+                    employee_id: e,
+                    system_user_id: s,
+                    client_org_number: c,
+                    access_package: p,
+                    ..Default::default()
+                };
+                Query::check(&snap, raw, "").expect("bench query is well-formed")
+            })
+            .collect()
+    };
+    let (queries, focused) = (check(raw.0), check(raw.1));
     World1 {
         name: format!("{}", counts.entities()),
         snap,
         queries,
+        focused,
     }
 }
 
@@ -310,68 +323,83 @@ fn main() {
         })
         .collect();
 
-    // Interleaved rounds: baseline, small world, large world, again and again.
+    // Interleaved rounds: baseline, small world, large world (requests spread over
+    // all tenants), large world (requests confined to one tenant), again and again.
     let rounds: usize = std::env::var("VAKT_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let per_round = 2048;
-    let mut samples: [Vec<u64>; 3] = Default::default();
+    let (small, big) = (&worlds[0], &worlds[1]);
+    let series: [(&str, &Snapshot, &[Query]); 3] = [
+        ("small", &small.snap, &small.queries),
+        ("spread", &big.snap, &big.queries),
+        ("focused", &big.snap, &big.focused),
+    ];
+    let mut samples: [Vec<u64>; 4] = Default::default();
     for round in 0..rounds {
-        let big = &worlds[1];
         for i in 0..per_round {
             let q = &big.queries[(round * per_round + i) % big.queries.len()];
             let t0 = Instant::now();
             black_box(decide_reference(&big.snap, black_box(q)));
             samples[0].push(t0.elapsed().as_nanos() as u64);
         }
-        for (w, world) in worlds.iter().enumerate() {
-            let n = world.queries.len();
+        for (w, (_, snap, queries)) in series.iter().enumerate() {
             for i in 0..per_round {
-                let q = &world.queries[(round * per_round + i) % n];
+                let q = &queries[(round * per_round + i) % queries.len()];
                 let t0 = Instant::now();
-                black_box(decide(&world.snap, black_box(q)));
+                black_box(decide(snap, black_box(q)));
                 samples[w + 1].push(t0.elapsed().as_nanos() as u64);
             }
         }
     }
     let names = [
         format!(
-            "baseline: same slices, cedar_policy::Authorizer, {} entities",
-            worlds[1].name
+            "baseline: cedar_policy::Authorizer, {} entities, spread",
+            big.name
         ),
-        format!("vakt decide, world of {} entities", worlds[0].name),
-        format!("vakt decide, world of {} entities", worlds[1].name),
+        format!("vakt decide, {} entities", small.name),
+        format!(
+            "vakt decide, {} entities, spread over all tenants",
+            big.name
+        ),
+        format!("vakt decide, {} entities, one tenant's requests", big.name),
     ];
-    let mut medians = [0u64; 3];
-    println!(
-        "{:<58} {:>10} {:>10} {:>10}",
-        "", "p50 µs", "p90 µs", "p99 µs"
-    );
+    let mut medians = [0u64; 4];
+    println!("{:<62} {:>8} {:>8} {:>8}", "", "p50 µs", "p90 µs", "p99 µs");
     for (i, s) in samples.iter_mut().enumerate() {
         s.sort_unstable();
         medians[i] = percentile(s, 0.5);
         println!(
-            "{:<58} {:>10.2} {:>10.2} {:>10.2}",
+            "{:<62} {:>8.2} {:>8.2} {:>8.2}",
             names[i],
             percentile(s, 0.5) as f64 / 1e3,
             percentile(s, 0.9) as f64 / 1e3,
             percentile(s, 0.99) as f64 / 1e3
         );
     }
+    let focused_allowed = big
+        .focused
+        .iter()
+        .filter(|q| decide(&big.snap, q).allowed)
+        .count();
     println!(
-        "queries: {} and {} ({} and {} allowed)",
-        worlds[0].queries.len(),
-        worlds[1].queries.len(),
+        "allowed: {} of {} (small), {} (spread), {} (one tenant)",
         allowed[0],
-        allowed[1]
+        small.queries.len(),
+        allowed[1],
+        focused_allowed
     );
     println!(
-        "ratio large/small world (p50): {:.2}",
+        "ratio large/small, requests spread (p50): {:.2}",
         medians[2] as f64 / medians[1] as f64
     );
     println!(
-        "ratio large world/baseline (p50): {:.2}",
+        "ratio large/small, same working set (p50): {:.2}",
+        medians[3] as f64 / medians[1] as f64
+    );
+    println!(
+        "ratio large spread/baseline (p50): {:.2}",
         medians[2] as f64 / medians[0] as f64
     );
 }
