@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use vakt::decision_log::{DecisionLog, Fsync, Writers};
+use vakt::decision_log::{DecisionLog, FileSink, Writers};
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::AuthorizeRequest;
 use vakt::server::{serve, Vakt};
@@ -78,7 +78,7 @@ fn main() {
         let none = start(DecisionLog::disabled()).await;
         let mut log = DecisionLog::disabled();
         let mut writers = Writers::default();
-        log.add_durable_file(&path, Fsync::Always, &mut writers).unwrap();
+        log.add_durable_file(&path, FileSink::default(), &mut writers).unwrap();
         let durable = start(log).await;
         let (mut a, mut b) = (Vec::new(), Vec::new());
         round(&none).await; // warm-up

@@ -4,7 +4,7 @@
 //! error (bad flags, missing paths, unreadable input).
 
 use crate::decide::{decide, Query, RawRequest};
-use crate::decision_log::{DecisionLog, Fsync, Writers};
+use crate::decision_log::{DecisionLog, FileSink, Fsync, Writers};
 use crate::server::{self, Vakt, DEFAULT_MAX_BATCH};
 use crate::snapshot::{Snapshot, SnapshotHandle, SourcePaths, Sources};
 use anyhow::Context as _;
@@ -182,6 +182,12 @@ struct ServeArgs {
     /// When a durable decision log file is fsynced.
     #[arg(long, env = "VAKT_DECISION_LOG_FSYNC", value_enum, default_value_t = Fsync::Always)]
     decision_log_fsync: Fsync,
+    /// Rotate a decision log file once it holds this many bytes.
+    #[arg(long, env = "VAKT_DECISION_LOG_ROTATE_BYTES", value_name = "BYTES")]
+    decision_log_rotate_bytes: Option<u64>,
+    /// Rotate a decision log file once it has been written to for this many seconds.
+    #[arg(long, env = "VAKT_DECISION_LOG_ROTATE_SECS", value_name = "SECONDS")]
+    decision_log_rotate_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -269,7 +275,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 s if s.starts_with("file:") => log
                     .add_durable_file(
                         Path::new(&s["file:".len()..]),
-                        args.decision_log_fsync,
+                        FileSink {
+                            fsync: args.decision_log_fsync,
+                            rotate_bytes: args.decision_log_rotate_bytes.filter(|b| *b > 0),
+                            rotate_after: args
+                                .decision_log_rotate_secs
+                                .filter(|s| *s > 0)
+                                .map(std::time::Duration::from_secs),
+                        },
                         &mut writers,
                     )
                     .map_err(|e| anyhow::anyhow!("--decision-log {s}: {e}"))?,

@@ -253,17 +253,35 @@ impl DecisionLog {
     pub fn add_durable_file(
         &mut self,
         path: &Path,
-        fsync: Fsync,
+        opts: FileSink,
         writers: &mut Writers,
     ) -> Result<(), String> {
+        let FileSink {
+            fsync,
+            rotate_bytes,
+            rotate_after,
+        } = opts;
         // Continue the chain of a log file that exists (a device such as /dev/null
-        // has no chain to continue).
+        // has no chain to continue); a file that is empty because it was just
+        // rotated continues from its checkpoint.
         let existing = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => std::fs::read_to_string(path)
                 .map_err(|e| format!("{}: cannot read: {e}", path.display()))?,
             _ => String::new(),
         };
         let mut chain = Chain::resume(&existing).map_err(|e| format!("{}: {e}", path.display()))?;
+        if existing.trim().is_empty() {
+            if let Ok(text) = std::fs::read_to_string(checkpoint_path(path)) {
+                let cp: Checkpoint = serde_json::from_str(&text).map_err(|e| {
+                    format!("{}: not a checkpoint: {e}", checkpoint_path(path).display())
+                })?;
+                chain = Chain {
+                    seq: cp.records,
+                    head: cp.head,
+                };
+            }
+        }
+        let mut written = existing.len() as u64;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -274,6 +292,7 @@ impl DecisionLog {
         let checkpoint_path = checkpoint_path(&path);
         writers.0.push(std::thread::spawn(move || {
             let mut last_checkpoint = std::time::Instant::now();
+            let mut opened = std::time::Instant::now();
             let mut checkpointed = chain.seq;
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
@@ -302,9 +321,33 @@ impl DecisionLog {
                     // Nothing of this group counts as written; the chain goes on from
                     // the last record that was.
                     chain = before;
+                } else {
+                    written += buf.len() as u64;
                 }
                 for p in batch {
                     let _ = p.ack.send(result.clone());
+                }
+                // Rotate between groups, so no record is ever split across files.
+                let full = rotate_bytes.is_some_and(|max| written >= max);
+                let old = rotate_after.is_some_and(|age| opened.elapsed() >= age);
+                if result.is_ok() && (full || old) {
+                    let rotated = rotated_path(&path, chain.seq);
+                    let reopened = std::fs::rename(&path, &rotated).and_then(|()| {
+                        std::fs::OpenOptions::new().create(true).append(true).open(&path)
+                    });
+                    match reopened {
+                        Ok(f) => {
+                            file = f;
+                            written = 0;
+                            opened = std::time::Instant::now();
+                            // The new file starts empty: its checkpoint carries the chain.
+                            write_checkpoint(&checkpoint_path, &chain);
+                            checkpointed = chain.seq;
+                            tracing::info!(file = %rotated.display(), records = chain.seq, "decision log rotated");
+                        }
+                        // Keep appending to the handle we have: nothing is lost.
+                        Err(e) => tracing::error!(error = %e, file = %path.display(), "decision log rotation failed"),
+                    }
                 }
                 if chain.seq != checkpointed
                     && last_checkpoint.elapsed() >= std::time::Duration::from_secs(1)
@@ -379,6 +422,34 @@ impl DecisionLog {
             })
             .sum()
     }
+}
+
+/// How a durable file sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSink {
+    pub fsync: Fsync,
+    /// Rotate once the file holds this many bytes.
+    pub rotate_bytes: Option<u64>,
+    /// Rotate once the file has been written to for this long.
+    pub rotate_after: Option<std::time::Duration>,
+}
+
+impl Default for FileSink {
+    fn default() -> Self {
+        Self {
+            fsync: Fsync::Always,
+            rotate_bytes: None,
+            rotate_after: None,
+        }
+    }
+}
+
+/// `<log>.<seq of its last record, 12 digits>`: a rotated log file. The names sort
+/// in chain order, so `vakt audit verify log.* log` checks the whole chain.
+pub fn rotated_path(log: &Path, last_seq: u64) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{last_seq:012}"));
+    PathBuf::from(name)
 }
 
 /// `<log>.checkpoint`: where the chain head of a log file is published.

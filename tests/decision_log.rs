@@ -7,7 +7,7 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 use tonic::Code;
-use vakt::decision_log::{DecisionLog, Fsync, Writers};
+use vakt::decision_log::{DecisionLog, FileSink, Writers};
 use vakt::proto::{AuthorizeBatchRequest, ResolveSystemUserRequest};
 
 const JWT: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJrYXJpIiwiYXVkIjoiYWx0aW5uIn0.c2lnbmF0dXJlLWJ5dGVz";
@@ -15,7 +15,7 @@ const JWT: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJrYXJpIiwiYXVk
 fn durable_log(path: &Path) -> (DecisionLog, Writers) {
     let mut log = DecisionLog::disabled();
     let mut writers = Writers::default();
-    log.add_durable_file(path, Fsync::Always, &mut writers)
+    log.add_durable_file(path, FileSink::default(), &mut writers)
         .unwrap();
     (log, writers)
 }
@@ -414,4 +414,94 @@ async fn context_is_logged_with_named_fields_redacted_and_replays_faithfully() {
         report.problems[0]
     );
     drop((s, writers));
+}
+
+#[test]
+fn rotation_keeps_whole_records_and_one_verifiable_chain_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let log_arg = format!("file:{}", path.display());
+    // Two server runs with a small rotation size: many files, one chain.
+    for _ in 0..2 {
+        let (child, addr) = spawn_server(
+            &[
+                "--decision-log",
+                &log_arg,
+                "--decision-log-rotate-bytes",
+                "3000",
+            ],
+            false,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c =
+                vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
+            for i in 0..20 {
+                let e = if i % 3 == 0 { "per" } else { "kari" };
+                c.authorize(request(e, "tk-regnskap", "310015156", REGNSKAP))
+                    .await
+                    .unwrap();
+            }
+        });
+        drop(rt);
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait_with_output().unwrap();
+    }
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with("decisions.jsonl.") && !n.ends_with("checkpoint")
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 3,
+        "expected several rotated files, got {files:?}"
+    );
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.ends_with('\n')
+                && text
+                    .lines()
+                    .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
+    }
+    files.push(path.clone());
+    let mut args: Vec<String> = vec!["audit".into(), "verify".into()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let out = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("ok: 40 records") && stdout.contains("checkpoint of 40 records"),
+        "{stdout}"
+    );
+
+    // Leaving out a rotated file in the middle breaks the chain.
+    let mut gap = args.clone();
+    gap.remove(3);
+    let out = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(&gap)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
