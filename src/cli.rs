@@ -272,6 +272,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             match sink.as_str() {
                 "stdout" => log.add_buffered(Box::new(std::io::stdout()), 65_536, &mut writers),
                 "off" => {}
+                s if s.starts_with("otlp:") || s.starts_with("otlp+durable:") => {
+                    let (durable, endpoint) = match s.strip_prefix("otlp+durable:") {
+                        Some(e) => (true, e),
+                        None => (false, &s["otlp:".len()..]),
+                    };
+                    log.add_otlp(endpoint, durable, &mut writers)
+                }
                 s if s.starts_with("file:") => log
                     .add_durable_file(
                         Path::new(&s["file:".len()..]),
@@ -286,9 +293,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         &mut writers,
                     )
                     .map_err(|e| anyhow::anyhow!("--decision-log {s}: {e}"))?,
-                other => {
-                    anyhow::bail!("--decision-log {other:?}: expected stdout, file:PATH or off")
-                }
+                other => anyhow::bail!(
+                    "--decision-log {other:?}: expected stdout, file:PATH, otlp:URL, otlp+durable:URL or off"
+                ),
             }
         }
         let counts = snapshot.world.counts();
@@ -315,7 +322,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         reload.abort();
         let _ = reload.await;
         drop(vakt);
-        tokio::task::spawn_blocking(move || writers.join()).await?;
+        writers.finish().await;
         tracing::info!("stopped");
         Ok(())
     })

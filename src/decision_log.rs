@@ -132,10 +132,10 @@ fn scrub(v: &mut serde_json::Value) {
     }
 }
 
-/// One record waiting for a durable sink, with the caller's acknowledgement.
-struct Pending {
-    record: String,
-    ack: tokio::sync::oneshot::Sender<Result<(), String>>,
+/// One record waiting for a sink, with the caller's acknowledgement.
+pub struct Pending {
+    pub(crate) record: String,
+    pub(crate) ack: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 enum Sink {
@@ -147,6 +147,13 @@ enum Sink {
     /// The call is answered only after the record is written and flushed.
     Durable {
         tx: std::sync::mpsc::Sender<Pending>,
+    },
+    /// OpenTelemetry logs over OTLP/gRPC; durable (the call waits for the export)
+    /// or buffered (a bounded queue; what does not fit or fails is counted).
+    Otlp {
+        tx: tokio::sync::mpsc::Sender<Pending>,
+        durable: bool,
+        dropped: Arc<AtomicU64>,
     },
 }
 
@@ -178,13 +185,24 @@ impl Receipt {
 
 /// The writer threads of a decision log; join them after the log is dropped.
 #[derive(Default)]
-pub struct Writers(Vec<std::thread::JoinHandle<()>>);
+pub struct Writers(
+    Vec<std::thread::JoinHandle<()>>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
 
 impl Writers {
-    pub fn join(self) {
-        for t in self.0 {
-            let _ = t.join();
+    /// Waits for every writer to finish what was queued.
+    pub async fn finish(self) {
+        for t in self.1 {
+            let _ = t.await;
         }
+        let threads = self.0;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -365,6 +383,21 @@ impl DecisionLog {
         Ok(())
     }
 
+    /// Adds an OpenTelemetry logs sink exporting to `endpoint` (e.g.
+    /// `http://127.0.0.1:4317`), durable or buffered. Must be called inside a tokio
+    /// runtime.
+    pub fn add_otlp(&mut self, endpoint: &str, durable: bool, writers: &mut Writers) {
+        let (tx, rx) = tokio::sync::mpsc::channel(65_536);
+        writers
+            .1
+            .push(tokio::spawn(crate::otlp::run(endpoint.to_owned(), rx)));
+        self.sinks.push(Sink::Otlp {
+            tx,
+            durable,
+            dropped: Arc::new(AtomicU64::new(0)),
+        });
+    }
+
     /// Hands one record to every sink without waiting; wait on the receipt before
     /// answering the call.
     pub fn submit(&self, rec: &DecisionRecord<'_>) -> Receipt {
@@ -397,6 +430,40 @@ impl DecisionLog {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                Sink::Otlp {
+                    tx,
+                    durable,
+                    dropped,
+                } => {
+                    let (ack, rx) = tokio::sync::oneshot::channel();
+                    let pending = Pending {
+                        record: line.clone(),
+                        ack,
+                    };
+                    match tx.try_send(pending) {
+                        Ok(()) if *durable => waits.push(rx),
+                        Ok(()) => {
+                            // Buffered: count what the exporter could not deliver.
+                            let dropped = dropped.clone();
+                            tokio::spawn(async move {
+                                if !matches!(rx.await, Ok(Ok(()))) {
+                                    dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            });
+                        }
+                        Err(e) if *durable => {
+                            let p = match e {
+                                mpsc::error::TrySendError::Full(p)
+                                | mpsc::error::TrySendError::Closed(p) => p,
+                            };
+                            let _ = p.ack.send(Err("the OTLP export queue is full".into()));
+                            waits.push(rx);
+                        }
+                        Err(_) => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 Sink::Durable { tx } => {
                     let (ack, rx) = tokio::sync::oneshot::channel();
                     if let Err(e) = tx.send(Pending {
@@ -418,6 +485,7 @@ impl DecisionLog {
             .iter()
             .map(|s| match s {
                 Sink::Buffered { dropped, .. } => dropped.load(Ordering::Relaxed),
+                Sink::Otlp { dropped, .. } => dropped.load(Ordering::Relaxed),
                 Sink::Durable { .. } => 0,
             })
             .sum()

@@ -36,6 +36,7 @@ pub mod embedded;
 pub mod engine;
 pub mod ids;
 pub mod model;
+pub mod otlp;
 pub mod packages;
 pub mod policy;
 pub mod problem;

@@ -505,3 +505,119 @@ fn rotation_keeps_whole_records_and_one_verifiable_chain_across_restarts() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+mod otlp_receiver {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+        LogsService, LogsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use std::sync::{Arc, Mutex};
+
+    /// A real OTLP/gRPC logs receiver on 127.0.0.1:0 that keeps what it is sent.
+    #[derive(Clone, Default)]
+    pub struct Receiver(pub Arc<Mutex<Vec<LogRecord>>>);
+
+    #[tonic::async_trait]
+    impl LogsService for Receiver {
+        async fn export(
+            &self,
+            req: tonic::Request<ExportLogsServiceRequest>,
+        ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+            let mut got = self.0.lock().unwrap();
+            for rl in req.into_inner().resource_logs {
+                for sl in rl.scope_logs {
+                    got.extend(sl.log_records);
+                }
+            }
+            Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+        }
+    }
+
+    pub async fn start() -> (Receiver, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let r = Receiver::default();
+        let svc = LogsServiceServer::new(r.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (r, format!("http://{addr}"))
+    }
+}
+
+#[tokio::test]
+async fn the_otlp_sink_delivers_chained_records_to_a_receiver() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let (receiver, url) = otlp_receiver::start().await;
+    let mut log = DecisionLog::disabled();
+    let mut writers = Writers::default();
+    log.add_otlp(&url, true, &mut writers);
+    let mut s = start_with(default_snapshot(), log, 10).await;
+    let mut ids = Vec::new();
+    for e in ["kari", "per", "ola"] {
+        ids.push(
+            s.ask(e, "tk-regnskap", "310015156", REGNSKAP)
+                .await
+                .decision_id,
+        );
+    }
+    // Durable: each call was answered only after the receiver had its record.
+    let got = receiver.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 3);
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|r| match r.body.as_ref().and_then(|b| b.value.clone()) {
+            Some(Any::StringValue(s)) => s,
+            other => panic!("unexpected body {other:?}"),
+        })
+        .collect();
+    for (body, id) in bodies.iter().zip(&ids) {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["decision_id"], id.as_str());
+    }
+    let attr = |r: &opentelemetry_proto::tonic::logs::v1::LogRecord, k: &str| {
+        r.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    assert_eq!(
+        attr(&got[1], "decision"),
+        Some(Any::StringValue("deny".into()))
+    );
+    assert_eq!(
+        attr(&got[0], "employee_id"),
+        Some(Any::StringValue("kari".into()))
+    );
+    let files = vec![("otlp".to_owned(), bodies.join("\n") + "\n")];
+    assert_eq!(vakt::audit::verify(&files, None).unwrap().records, 3);
+    drop(s);
+    drop(writers);
+}
+
+#[tokio::test]
+async fn a_durable_otlp_sink_that_cannot_deliver_fails_calls_closed() {
+    // Nothing listens here: a port that was just free.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut log = DecisionLog::disabled();
+    let mut writers = Writers::default();
+    log.add_otlp(&format!("http://127.0.0.1:{port}"), true, &mut writers);
+    let mut s = start_with(default_snapshot(), log, 10).await;
+    let err = s
+        .client
+        .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    drop((s, writers));
+}
