@@ -279,10 +279,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     };
                     log.add_otlp(endpoint, durable, &mut writers)
                 }
-                s if s.starts_with("file:") => log
+                s if s.starts_with("file:") || s.starts_with("file+buffered:") => log
                     .add_durable_file(
-                        Path::new(&s["file:".len()..]),
+                        Path::new(s.split_once(':').map_or("", |(_, p)| p)),
                         FileSink {
+                            durable: s.starts_with("file:"),
                             fsync: args.decision_log_fsync,
                             rotate_bytes: args.decision_log_rotate_bytes.filter(|b| *b > 0),
                             rotate_after: args
@@ -294,7 +295,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     )
                     .map_err(|e| anyhow::anyhow!("--decision-log {s}: {e}"))?,
                 other => anyhow::bail!(
-                    "--decision-log {other:?}: expected stdout, file:PATH, otlp:URL, otlp+durable:URL or off"
+                    "--decision-log {other:?}: expected stdout, file:PATH, file+buffered:PATH, otlp:URL, otlp+durable:URL or off"
                 ),
             }
         }

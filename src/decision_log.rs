@@ -146,7 +146,11 @@ enum Sink {
     },
     /// The call is answered only after the record is written and flushed.
     Durable {
-        tx: std::sync::mpsc::Sender<Pending>,
+        tx: std::sync::mpsc::SyncSender<Pending>,
+        /// False for a buffered file: the call does not wait, and records lost to a
+        /// full queue or a failed write are counted.
+        durable: bool,
+        dropped: Arc<AtomicU64>,
     },
     /// OpenTelemetry logs over OTLP/gRPC; durable (the call waits for the export)
     /// or buffered (a bounded queue; what does not fit or fails is counted).
@@ -278,6 +282,7 @@ impl DecisionLog {
             fsync,
             rotate_bytes,
             rotate_after,
+            durable,
         } = opts;
         // Continue the chain of a log file that exists (a device such as /dev/null
         // has no chain to continue); a file that is empty because it was just
@@ -305,7 +310,9 @@ impl DecisionLog {
             .append(true)
             .open(path)
             .map_err(|e| format!("{}: cannot open for writing: {e}", path.display()))?;
-        let (tx, rx) = std::sync::mpsc::channel::<Pending>();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Pending>(65_536);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let lost = dropped.clone();
         let path = path.to_owned();
         let checkpoint_path = checkpoint_path(&path);
         writers.0.push(std::thread::spawn(move || {
@@ -339,8 +346,27 @@ impl DecisionLog {
                     // Nothing of this group counts as written; the chain goes on from
                     // the last record that was.
                     chain = before;
+                    if !durable {
+                        lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
                 } else {
                     written += buf.len() as u64;
+                    // A buffered file notes, once it can write again, how many records
+                    // it lost.
+                    let n = lost.swap(0, Ordering::Relaxed);
+                    if n > 0 {
+                        let note = serde_json::json!({
+                            "timestamp": now_rfc3339(),
+                            "event": "decision_records_dropped",
+                            "dropped": n,
+                        });
+                        let line = chain.link(&note.to_string()) + "\n";
+                        if file.write_all(line.as_bytes()).is_ok() {
+                            written += line.len() as u64;
+                        } else {
+                            lost.fetch_add(n, Ordering::Relaxed);
+                        }
+                    }
                 }
                 for p in batch {
                     let _ = p.ack.send(result.clone());
@@ -379,7 +405,11 @@ impl DecisionLog {
                 write_checkpoint(&checkpoint_path, &chain);
             }
         }));
-        self.sinks.push(Sink::Durable { tx });
+        self.sinks.push(Sink::Durable {
+            tx,
+            durable,
+            dropped,
+        });
         Ok(())
     }
 
@@ -464,15 +494,35 @@ impl DecisionLog {
                         }
                     }
                 }
-                Sink::Durable { tx } => {
+                Sink::Durable {
+                    tx,
+                    durable,
+                    dropped,
+                } => {
                     let (ack, rx) = tokio::sync::oneshot::channel();
-                    if let Err(e) = tx.send(Pending {
+                    let pending = Pending {
                         record: line.clone(),
                         ack,
-                    }) {
-                        let _ = e.0.ack.send(Err("the decision log writer stopped".into()));
+                    };
+                    match tx.try_send(pending) {
+                        Ok(()) if *durable => waits.push(rx),
+                        Ok(()) => {}
+                        // Durable and the queue is full (or the writer is gone): fail
+                        // the call rather than block or answer unrecorded.
+                        Err(e) if *durable => {
+                            let p = match e {
+                                std::sync::mpsc::TrySendError::Full(p)
+                                | std::sync::mpsc::TrySendError::Disconnected(p) => p,
+                            };
+                            let _ = p
+                                .ack
+                                .send(Err("the decision log queue is full or stopped".into()));
+                            waits.push(rx);
+                        }
+                        Err(_) => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    waits.push(rx);
                 }
             }
         }
@@ -486,7 +536,7 @@ impl DecisionLog {
             .map(|s| match s {
                 Sink::Buffered { dropped, .. } => dropped.load(Ordering::Relaxed),
                 Sink::Otlp { dropped, .. } => dropped.load(Ordering::Relaxed),
-                Sink::Durable { .. } => 0,
+                Sink::Durable { dropped, .. } => dropped.load(Ordering::Relaxed),
             })
             .sum()
     }
@@ -500,6 +550,8 @@ pub struct FileSink {
     pub rotate_bytes: Option<u64>,
     /// Rotate once the file has been written to for this long.
     pub rotate_after: Option<std::time::Duration>,
+    /// Durable (the default): a call waits for its record. Buffered: it does not.
+    pub durable: bool,
 }
 
 impl Default for FileSink {
@@ -508,6 +560,7 @@ impl Default for FileSink {
             fsync: Fsync::Always,
             rotate_bytes: None,
             rotate_after: None,
+            durable: true,
         }
     }
 }

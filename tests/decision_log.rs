@@ -621,3 +621,72 @@ async fn a_durable_otlp_sink_that_cannot_deliver_fails_calls_closed() {
     assert_eq!(err.code(), Code::Unavailable);
     drop((s, writers));
 }
+
+#[tokio::test]
+async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
+    let buffered = FileSink {
+        durable: false,
+        ..FileSink::default()
+    };
+    // A full disk: calls are still answered, and the loss is counted.
+    let mut log = DecisionLog::disabled();
+    let mut writers = Writers::default();
+    log.add_durable_file(Path::new("/dev/full"), buffered, &mut writers)
+        .unwrap();
+    let vakt_log = std::sync::Arc::new(log);
+    let mut s = start_with(default_snapshot(), DecisionLog::disabled(), 10).await;
+    drop(
+        s.client
+            .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap(),
+    );
+    let rec = vakt::decision_log::DecisionRecord {
+        decision_id: "d1",
+        timestamp: vakt::decision_log::now_rfc3339(),
+        call: "authorize",
+        employee_id: "kari",
+        system_user_id: None,
+        system_user_external_ref: None,
+        system_user_owner: None,
+        usable_system_users: None,
+        client_org_number: "310015156",
+        access_package: REGNSKAP,
+        action: "useSystemUser",
+        decision: "allow",
+        reasons: &[],
+        revision: "r",
+        evaluation_us: 1,
+        context: None,
+        caller: &Default::default(),
+        trace: &Default::default(),
+    };
+    for _ in 0..5 {
+        vakt_log
+            .submit(&rec)
+            .wait()
+            .await
+            .expect("a buffered sink never fails the call");
+    }
+    let mut waited = 0;
+    while vakt_log.dropped() < 5 && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    assert_eq!(vakt_log.dropped(), 5);
+
+    // A writable file: the records arrive, chained, without the call waiting for them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let mut log = DecisionLog::disabled();
+    log.add_durable_file(&path, buffered, &mut writers).unwrap();
+    for _ in 0..3 {
+        log.submit(&rec).wait().await.unwrap();
+    }
+    // The writers finish once every handle to their logs is gone.
+    drop((log, vakt_log, s));
+    writers.finish().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let files = vec![("f".to_owned(), text)];
+    assert_eq!(vakt::audit::verify(&files, None).unwrap().records, 3);
+}
