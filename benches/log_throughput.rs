@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use vakt::decision_log::{DecisionLog, FileSink, Writers};
+use vakt::decision_log::{DecisionLog, LogOptions, SinkSpec};
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::AuthorizeRequest;
 use vakt::server::{serve, Vakt};
@@ -76,9 +76,11 @@ fn main() {
     let path = dir.path().join("decisions.jsonl");
     rt.block_on(async {
         let none = start(DecisionLog::disabled()).await;
-        let mut log = DecisionLog::disabled();
-        let mut writers = Writers::default();
-        log.add_durable_file(&path, FileSink::default(), &mut writers).unwrap();
+        let spec = SinkSpec::File {
+            path: path.clone(),
+            delivery: vakt::decision_log::Delivery::Durable,
+        };
+        let (log, _writers) = DecisionLog::open(&[spec], &LogOptions::default()).unwrap();
         let durable = start(log).await;
         let (mut a, mut b) = (Vec::new(), Vec::new());
         round(&none).await; // warm-up

@@ -1,5 +1,6 @@
 //! The shipped defaults compiled into the binary, so `vakt serve` runs with no
-//! files: the policies, the schema, the access package list and the example world.
+//! files: the policies, the schema, the access package list, the example world and
+//! the policy test suites.
 
 use crate::world::SourceFile;
 
@@ -19,6 +20,14 @@ pub const POLICIES: &[(&str, &str)] = files![
     "policies/06-client-coverage.cedar",
     "policies/07-portfolio.cedar",
     "policies/08-separation-of-duties.cedar",
+];
+
+/// The shipped policy test suites, so `vakt test` runs them from any directory.
+pub const SUITES: &[(&str, &str)] = files![
+    "policies/tests/cross_tenant_test.yaml",
+    "policies/tests/rules_test.yaml",
+    "policies/tests/scenarios_test.yaml",
+    "policies/tests/separation_of_duties_test.yaml",
 ];
 
 pub const SCHEMA: &[(&str, &str)] = files!["schema/vakt.cedarschema"];
@@ -57,6 +66,7 @@ mod tests {
             ("policies", "cedar", POLICIES),
             ("schema", "cedarschema", SCHEMA),
             ("examples/world", "yaml", WORLD),
+            ("policies/tests", "yaml", SUITES),
         ] {
             let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
             let mut on_disk: Vec<String> = std::fs::read_dir(format!("{root}{dir}"))

@@ -28,7 +28,6 @@
 //! - [`model`], [`ids`], [`packages`], [`problem`], [`embedded`]: the Cedar names,
 //!   identifier checks, the access package list, error reports, built-in defaults.
 
-pub mod audit;
 pub mod cli;
 pub mod decide;
 pub mod decision_log;
@@ -36,7 +35,6 @@ pub mod embedded;
 pub mod engine;
 pub mod ids;
 pub mod model;
-pub mod otlp;
 pub mod packages;
 pub mod policy;
 pub mod problem;

@@ -6,7 +6,7 @@
 //! ids among the reasons. Format in README "Policy test suites".
 
 use crate::decide::{decide, Query, RawRequest};
-use crate::problem::Problem;
+use crate::problem::{Problem, Problems};
 use crate::snapshot::{Snapshot, Sources};
 use crate::world::{load_dir, SourceFile};
 use serde::{Deserialize, Serialize};
@@ -96,9 +96,41 @@ impl Report {
 #[error("{0}: no such file or directory")]
 pub struct MissingPath(pub String);
 
+/// One suite file: its name, its text and where a relative `world:` path starts.
+#[derive(Debug, Clone)]
+pub struct SuiteFile {
+    pub name: String,
+    pub text: Result<String, String>,
+    /// The directory the suite sits in, or `None` for a built-in suite, whose
+    /// relative world paths name the built-in data.
+    pub dir: Option<PathBuf>,
+}
+
+impl SuiteFile {
+    fn read(path: &Path) -> Self {
+        Self {
+            name: path.display().to_string(),
+            text: std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}")),
+            dir: Some(path.parent().unwrap_or(Path::new(".")).to_owned()),
+        }
+    }
+}
+
+/// The suites shipped in `policies/tests/`, built into the binary.
+pub fn builtin() -> Vec<SuiteFile> {
+    crate::embedded::SUITES
+        .iter()
+        .map(|(name, text)| SuiteFile {
+            name: (*name).to_owned(),
+            text: Ok((*text).to_owned()),
+            dir: None,
+        })
+        .collect()
+}
+
 /// Finds the suite files in `paths`: files as given, directories searched
 /// recursively for `*_test.yaml` / `*_test.yml`.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, MissingPath> {
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<SuiteFile>, MissingPath> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_file() {
@@ -111,7 +143,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, MissingPath> {
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    Ok(out.iter().map(|p| SuiteFile::read(p)).collect())
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -134,7 +166,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Runs every suite against the policies and schema of `base` (its data is
 /// replaced by each suite's world).
-pub fn run(files: &[PathBuf], base: &Sources) -> Report {
+pub fn run(files: &[SuiteFile], base: &Sources) -> Report {
     let mut report = Report::default();
     for file in files {
         run_suite(file, base, &mut report);
@@ -142,16 +174,50 @@ pub fn run(files: &[PathBuf], base: &Sources) -> Report {
     report
 }
 
-fn run_suite(file: &Path, base: &Sources, report: &mut Report) {
-    let name = file.display().to_string();
+/// The data files a suite's `world: <relative path>` names.
+fn world_files(file: &SuiteFile, rel: &str) -> Result<Vec<SourceFile>, String> {
+    let list = |p: Problems| p.0.iter().map(|p| format!("\n    {p}")).collect::<String>();
+    match &file.dir {
+        Some(dir) => {
+            load_dir(&dir.join(rel)).map_err(|p| format!("the world cannot be read:{}", list(p)))
+        }
+        None => {
+            // A built-in suite sits in policies/tests/; the only built-in world is
+            // examples/world/.
+            let base = Path::new(&file.name).parent().unwrap_or(Path::new(""));
+            let joined = base.join(rel);
+            let mut named = PathBuf::new();
+            for c in joined.components() {
+                match c {
+                    std::path::Component::ParentDir => {
+                        named.pop();
+                    }
+                    std::path::Component::Normal(n) => named.push(n),
+                    _ => {}
+                }
+            }
+            if named == Path::new("examples/world") {
+                Ok(crate::embedded::source_files(crate::embedded::WORLD))
+            } else {
+                Err(format!(
+                    "{rel:?} names {}, but the only built-in world is examples/world",
+                    named.display()
+                ))
+            }
+        }
+    }
+}
+
+fn run_suite(file: &SuiteFile, base: &Sources, report: &mut Report) {
+    let name = file.name.clone();
     let fail = |report: &mut Report, at: String, m: String| {
         report.suite_errors.push(Problem::new(&name, at, m))
     };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => return fail(report, String::new(), format!("cannot read: {e}")),
+    let text = match &file.text {
+        Ok(t) => t.as_str(),
+        Err(e) => return fail(report, String::new(), e.clone()),
     };
-    let doc: SuiteDoc = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
+    let doc: SuiteDoc = match serde_yaml::from_str::<serde_yaml::Value>(text) {
         Err(e) => {
             let at = e
                 .location()
@@ -175,20 +241,10 @@ fn run_suite(file: &Path, base: &Sources, report: &mut Report) {
         },
     };
     let world = match &doc.world {
-        serde_json::Value::String(rel) => {
-            let dir = file.parent().unwrap_or(Path::new(".")).join(rel);
-            match load_dir(&dir) {
-                Ok(f) => f,
-                Err(p) => {
-                    let m = p.0.iter().map(|p| format!("\n    {p}")).collect::<String>();
-                    return fail(
-                        report,
-                        "world".into(),
-                        format!("the world cannot be read:{m}"),
-                    );
-                }
-            }
-        }
+        serde_json::Value::String(rel) => match world_files(file, rel) {
+            Ok(f) => f,
+            Err(m) => return fail(report, "world".into(), m),
+        },
         serde_json::Value::Object(_) => vec![SourceFile {
             name: format!("{name} (world).json"),
             text: doc.world.to_string(),
@@ -349,79 +405,53 @@ pub fn render_pretty(r: &Report, show_coverage: bool) -> String {
 /// JUnit XML: one test suite per suite file, one test case per case; suites that
 /// could not run are errored test cases.
 pub fn render_junit(r: &Report) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-            .chars()
-            .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-            .collect::<String>()
-    };
+    use quick_junit::{NonSuccessKind, Report as Junit, TestCase, TestCaseStatus, TestSuite};
+    let mut junit = Junit::new("vakt test");
     let mut by_suite: BTreeMap<&str, Vec<&CaseResult>> = BTreeMap::new();
     for c in &r.cases {
         by_suite.entry(&c.suite).or_default().push(c);
     }
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    out.push_str(&format!(
-        "<testsuites name=\"vakt test\" tests=\"{}\" failures=\"{}\" errors=\"{}\">\n",
-        r.cases.len() + r.suite_errors.len(),
-        r.cases.len() - r.passed(),
-        r.suite_errors.len()
-    ));
     for (suite, cases) in by_suite {
-        let failures = cases.iter().filter(|c| !c.passed).count();
-        out.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">\n",
-            esc(suite),
-            cases.len()
-        ));
+        let mut ts = TestSuite::new(suite);
         for c in cases {
-            out.push_str(&format!(
-                "    <testcase classname=\"{}\" name=\"{}\"",
-                esc(suite),
-                esc(&c.name)
-            ));
-            if c.passed {
-                out.push_str("/>\n");
-                continue;
-            }
-            let got = match (&c.error, c.got) {
-                (Some(e), _) => format!("malformed case: {e}"),
-                (_, Some(g)) => {
-                    let ids: Vec<&str> =
-                        c.got_reasons.iter().map(|r| r.policy_id.as_str()).collect();
-                    format!("got {g:?} [{}]", ids.join(", "))
-                }
-                _ => String::new(),
+            let status = if c.passed {
+                TestCaseStatus::success()
+            } else {
+                let got = match (&c.error, c.got) {
+                    (Some(e), _) => format!("malformed case: {e}"),
+                    (_, Some(g)) => {
+                        let ids: Vec<&str> =
+                            c.got_reasons.iter().map(|r| r.policy_id.as_str()).collect();
+                        format!("got {g:?} [{}]", ids.join(", "))
+                    }
+                    _ => String::new(),
+                };
+                let want = format!(
+                    "{:?} {:?}",
+                    c.expected,
+                    c.expected_reasons.clone().unwrap_or_default()
+                );
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(format!("expected {want}, {got}"));
+                st
             };
-            let want = format!(
-                "{:?} {:?}",
-                c.expected,
-                c.expected_reasons.clone().unwrap_or_default()
-            );
-            out.push_str(&format!(
-                ">\n      <failure message=\"expected {}, {}\"/>\n    </testcase>\n",
-                esc(&want),
-                esc(&got)
-            ));
+            let mut tc = TestCase::new(c.name.as_str(), status);
+            tc.set_classname(suite);
+            ts.add_test_case(tc);
         }
-        out.push_str("  </testsuite>\n");
+        junit.add_test_suite(ts);
     }
     if !r.suite_errors.is_empty() {
-        out.push_str(&format!(
-            "  <testsuite name=\"suite errors\" tests=\"{0}\" errors=\"{0}\">\n",
-            r.suite_errors.len()
-        ));
+        let mut ts = TestSuite::new("suite errors");
         for p in &r.suite_errors {
-            out.push_str(&format!(
-                "    <testcase classname=\"suite errors\" name=\"{}\">\n      <error message=\"{}\"/>\n    </testcase>\n",
-                esc(&p.file),
-                esc(&p.to_string())
-            ));
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+            st.set_message(p.to_string());
+            let mut tc = TestCase::new(p.file.as_str(), st);
+            tc.set_classname("suite errors");
+            ts.add_test_case(tc);
         }
-        out.push_str("  </testsuite>\n");
+        junit.add_test_suite(ts);
     }
-    out.push_str("</testsuites>\n");
-    out
+    // Serialising an in-memory report to a string cannot fail.
+    junit.to_string().unwrap_or_default()
 }

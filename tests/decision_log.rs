@@ -7,17 +7,20 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 use tonic::Code;
-use vakt::decision_log::{DecisionLog, FileSink, Writers};
+use vakt::decision_log::verify::verify;
+use vakt::decision_log::{DecisionLog, LogOptions, Writers};
 use vakt::proto::{AuthorizeBatchRequest, ResolveSystemUserRequest};
 
 const JWT: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJrYXJpIiwiYXVkIjoiYWx0aW5uIn0.c2lnbmF0dXJlLWJ5dGVz";
 
 fn durable_log(path: &Path) -> (DecisionLog, Writers) {
-    let mut log = DecisionLog::disabled();
-    let mut writers = Writers::default();
-    log.add_durable_file(path, FileSink::default(), &mut writers)
-        .unwrap();
-    (log, writers)
+    open_log(&format!("file:{}", path.display()), &LogOptions::default())
+}
+
+/// Opens a decision log with the sinks `specs` names, as `--decision-log` takes them.
+fn open_log(specs: &str, opts: &LogOptions) -> (DecisionLog, Writers) {
+    let specs: Vec<_> = specs.split(',').map(|s| s.parse().unwrap()).collect();
+    DecisionLog::open(&specs, opts).unwrap()
 }
 
 fn lines(path: &Path) -> Vec<serde_json::Value> {
@@ -84,7 +87,7 @@ async fn every_field_is_present_and_typed() {
     );
     let r = &recs[0];
     assert_eq!(r["seq"], 1);
-    assert_eq!(r["prev_hash"], vakt::audit::GENESIS);
+    assert_eq!(r["prev_hash"], vakt::decision_log::chain::GENESIS);
     let ts = r["timestamp"].as_str().unwrap();
     assert!(
         ts.len() == 27 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
@@ -271,10 +274,7 @@ fn kill_9_under_load_leaves_whole_lines_and_every_answered_decision() {
         );
     }
     let files = vec![(path.display().to_string(), text)];
-    assert_eq!(
-        vakt::audit::verify(&files, None).unwrap().records as usize,
-        recs.len()
-    );
+    assert_eq!(verify(&files, None).unwrap().records as usize, recs.len());
 }
 
 #[test]
@@ -357,8 +357,13 @@ async fn context_is_logged_with_named_fields_redacted_and_replays_faithfully() {
     use prost_types::{value::Kind, Struct, Value};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("decisions.jsonl");
-    let (mut log, writers) = durable_log(&path);
-    log.redact_context_fields(["mfa".to_owned()]);
+    let (log, writers) = open_log(
+        &format!("file:{}", path.display()),
+        &LogOptions {
+            redact: vec!["mfa".to_owned()],
+            ..LogOptions::default()
+        },
+    );
     let mut s = start_with(default_snapshot(), log, 10).await;
     let mut r = request("kari", "tk-regnskap", "310015156", REGNSKAP);
     let ctx = |pairs: &[(&str, bool)]| Struct {
@@ -554,9 +559,7 @@ mod otlp_receiver {
 async fn the_otlp_sink_delivers_chained_records_to_a_receiver() {
     use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
     let (receiver, url) = otlp_receiver::start().await;
-    let mut log = DecisionLog::disabled();
-    let mut writers = Writers::default();
-    log.add_otlp(&url, true, &mut writers);
+    let (log, writers) = open_log(&format!("otlp+durable:{url}"), &LogOptions::default());
     let mut s = start_with(default_snapshot(), log, 10).await;
     let mut ids = Vec::new();
     for e in ["kari", "per", "ola"] {
@@ -596,7 +599,7 @@ async fn the_otlp_sink_delivers_chained_records_to_a_receiver() {
         Some(Any::StringValue("kari".into()))
     );
     let files = vec![("otlp".to_owned(), bodies.join("\n") + "\n")];
-    assert_eq!(vakt::audit::verify(&files, None).unwrap().records, 3);
+    assert_eq!(verify(&files, None).unwrap().records, 3);
     drop(s);
     drop(writers);
 }
@@ -609,9 +612,10 @@ async fn a_durable_otlp_sink_that_cannot_deliver_fails_calls_closed() {
         .local_addr()
         .unwrap()
         .port();
-    let mut log = DecisionLog::disabled();
-    let mut writers = Writers::default();
-    log.add_otlp(&format!("http://127.0.0.1:{port}"), true, &mut writers);
+    let (log, writers) = open_log(
+        &format!("otlp+durable:http://127.0.0.1:{port}"),
+        &LogOptions::default(),
+    );
     let mut s = start_with(default_snapshot(), log, 10).await;
     let err = s
         .client
@@ -624,15 +628,8 @@ async fn a_durable_otlp_sink_that_cannot_deliver_fails_calls_closed() {
 
 #[tokio::test]
 async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
-    let buffered = FileSink {
-        durable: false,
-        ..FileSink::default()
-    };
     // A full disk: calls are still answered, and the loss is counted.
-    let mut log = DecisionLog::disabled();
-    let mut writers = Writers::default();
-    log.add_durable_file(Path::new("/dev/full"), buffered, &mut writers)
-        .unwrap();
+    let (log, full_writers) = open_log("file+buffered:/dev/full", &LogOptions::default());
     let vakt_log = std::sync::Arc::new(log);
     let mut s = start_with(default_snapshot(), DecisionLog::disabled(), 10).await;
     drop(
@@ -678,15 +675,18 @@ async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
     // A writable file: the records arrive, chained, without the call waiting for them.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("decisions.jsonl");
-    let mut log = DecisionLog::disabled();
-    log.add_durable_file(&path, buffered, &mut writers).unwrap();
+    let (log, writers) = open_log(
+        &format!("file+buffered:{}", path.display()),
+        &LogOptions::default(),
+    );
     for _ in 0..3 {
         log.submit(&rec).wait().await.unwrap();
     }
     // The writers finish once every handle to their logs is gone.
     drop((log, vakt_log, s));
     writers.finish().await;
+    full_writers.finish().await;
     let text = std::fs::read_to_string(&path).unwrap();
     let files = vec![("f".to_owned(), text)];
-    assert_eq!(vakt::audit::verify(&files, None).unwrap().records, 3);
+    assert_eq!(verify(&files, None).unwrap().records, 3);
 }

@@ -1,90 +1,7 @@
-//! Tamper evidence for the decision log: a hash chain over the records, checkpoints
-//! of its head, and `vakt audit verify`.
-//!
-//! Every record line carries `seq` (1, 2, ... per log) and `prev_hash`, the SHA-256
-//! of the previous record's line (64 zeros before the first). Editing, deleting,
-//! inserting or reordering a record breaks the chain at the next record; cutting
-//! records off the end is caught against a checkpoint, which records how many
-//! records the log had and the hash of the last one.
+//! `vakt audit verify`: checking a decision log's hash chain, across rotated files,
+//! and against a checkpoint.
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-/// `prev_hash` of the first record of a log.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The running head of a chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chain {
-    pub seq: u64,
-    pub head: String,
-}
-
-impl Default for Chain {
-    fn default() -> Self {
-        Self {
-            seq: 0,
-            head: GENESIS.to_owned(),
-        }
-    }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-impl Chain {
-    /// Links a record (a JSON object) into the chain: returns the line to write,
-    /// with `seq` and `prev_hash` first, and advances the head.
-    pub fn link(&mut self, record_json: &str) -> String {
-        let body = record_json.strip_prefix('{').unwrap_or(record_json);
-        let sep = if body.trim_start().starts_with('}') {
-            ""
-        } else {
-            ","
-        };
-        let line = format!(
-            "{{\"seq\":{},\"prev_hash\":\"{}\"{sep}{body}",
-            self.seq + 1,
-            self.head
-        );
-        self.seq += 1;
-        self.head = sha256_hex(line.as_bytes());
-        line
-    }
-
-    /// The chain after the last complete record of an existing log (so a restarted
-    /// Vakt continues it), or an error naming the line that is not a record.
-    pub fn resume(text: &str) -> Result<Self, String> {
-        let mut chain = Self::default();
-        for (i, line) in text.lines().enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let rec: Linked = serde_json::from_str(line)
-                .map_err(|e| format!("line {}: not a chained decision record: {e}", i + 1))?;
-            chain.seq = rec.seq;
-            chain.head = sha256_hex(line.as_bytes());
-        }
-        Ok(chain)
-    }
-}
-
-#[derive(Deserialize)]
-struct Linked {
-    seq: u64,
-    prev_hash: String,
-    #[serde(default)]
-    decision_id: Option<String>,
-}
-
-/// A published chain head: how many records the log had, and the last one's hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub records: u64,
-    pub head: String,
-    pub timestamp: String,
-}
+use super::chain::{sha256_hex, Checkpoint, Linked, GENESIS};
 
 /// What `verify` found wrong, first problem only, as an auditor reads it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,7 +46,8 @@ pub fn verify(
     files: &[(String, String)],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<Verified, Broken> {
-    let mut chain: Option<Chain> = None;
+    // The seq and hash of the last record read.
+    let mut chain: Option<(u64, String)> = None;
     let mut head_at_checkpoint = None;
     for (file, text) in files {
         for (i, line) in text.lines().enumerate() {
@@ -156,17 +74,17 @@ pub fn verify(
                     })
                 }
                 None => {}
-                Some(c) => {
-                    if rec.seq != c.seq + 1 {
+                Some((seq, head)) => {
+                    if rec.seq != seq + 1 {
                         return Err(Broken::Sequence {
                             file: file.clone(),
                             line: n,
-                            expected: c.seq + 1,
+                            expected: seq + 1,
                             found: rec.seq,
                             decision,
                         });
                     }
-                    if rec.prev_hash != c.head {
+                    if &rec.prev_hash != head {
                         return Err(Broken::Chain {
                             file: file.clone(),
                             line: n,
@@ -180,14 +98,14 @@ pub fn verify(
             if checkpoint.is_some_and(|cp| cp.records == rec.seq) {
                 head_at_checkpoint = Some(head.clone());
             }
-            chain = Some(Chain { seq: rec.seq, head });
+            chain = Some((rec.seq, head));
         }
     }
-    let chain = chain.unwrap_or_default();
+    let (records, head) = chain.unwrap_or_else(|| (0, GENESIS.to_owned()));
     if let Some(cp) = checkpoint {
-        if chain.seq < cp.records {
+        if records < cp.records {
             return Err(Broken::Truncated {
-                have: chain.seq,
+                have: records,
                 records: cp.records,
                 at: cp.timestamp.clone(),
             });
@@ -198,15 +116,13 @@ pub fn verify(
             });
         }
     }
-    Ok(Verified {
-        records: chain.seq,
-        head: chain.head,
-    })
+    Ok(Verified { records, head })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision_log::chain::Chain;
 
     fn log(n: usize) -> (Vec<String>, Chain) {
         let mut c = Chain::default();
@@ -228,7 +144,7 @@ mod tests {
     fn an_untouched_log_verifies_and_resumes() {
         let (lines, c) = log(5);
         let v = check(&lines, None).unwrap();
-        assert_eq!((v.records, v.head.clone()), (5, c.head.clone()));
+        assert_eq!((v.records, v.head.clone()), (5, c.head()));
         assert_eq!(Chain::resume(&lines.join("\n")).unwrap(), c);
         assert!(lines[0].starts_with(&format!(
             "{{\"seq\":1,\"prev_hash\":\"{GENESIS}\",\"decision_id\""
@@ -277,7 +193,7 @@ mod tests {
         let (lines, c) = log(5);
         let cp = Checkpoint {
             records: 5,
-            head: c.head.clone(),
+            head: c.head(),
             timestamp: "t".into(),
         };
         assert!(check(&lines, Some(&cp)).is_ok());

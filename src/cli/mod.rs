@@ -1,0 +1,163 @@
+//! The `vakt` command line: parses the arguments and hands each command to its own
+//! file. Errors become messages and exit codes here; nothing below this layer uses
+//! `anyhow`.
+//!
+//! Exit codes: 0 success or allow; 1 invalid, failing or deny; 2 usage error (bad
+//! flags, missing paths, unreadable input).
+
+mod audit;
+mod check;
+mod fmt;
+mod replay;
+mod serve;
+mod test;
+mod validate;
+
+use crate::problem::Problems;
+use crate::snapshot::{Snapshot, SourcePaths, Sources};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "vakt",
+    version,
+    about = "Authorization sidecar for employees acting through Altinn system users"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC sidecar (with no flags: shipped policies, schema and example world).
+    Serve(serve::ServeArgs),
+    /// Parse and strictly validate policies, schema and data; report every problem.
+    Validate(SourceArgs),
+    /// Decide one request against local files, without a server.
+    Check(check::CheckArgs),
+    /// Run policy test suites (*_test.yaml).
+    Test(test::TestArgs),
+    /// Format policy files in Cedar's canonical style.
+    Fmt(fmt::FmtArgs),
+    /// Re-decide logged decisions under candidate policies; report what would flip.
+    Replay(replay::ReplayArgs),
+    /// Check decision logs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// Runs the command line and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Validate(a) => validate::run(&a),
+        Command::Check(a) => check::run(a),
+        Command::Test(a) => test::run(a),
+        Command::Fmt(a) => fmt::run(a),
+        Command::Replay(a) => replay::run(a),
+        Command::Audit(a) => audit::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vakt: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Where policies, schema and data come from; each defaults to the built-in copy.
+#[derive(Args, Clone, Default)]
+struct SourceArgs {
+    /// Directory of *.cedar policy files [default: the built-in copy of policies/]
+    #[arg(long, env = "VAKT_POLICIES", value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// Directory of *.cedarschema files and access-packages.json [default: the
+    /// built-in copy of schema/]
+    #[arg(long, env = "VAKT_SCHEMA", value_name = "DIR")]
+    schema: Option<PathBuf>,
+    /// Directory of JSON/YAML data files (organizations, systemUsers, teams,
+    /// employees) [default: the built-in example world, examples/world/]
+    #[arg(long, env = "VAKT_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    /// A directory named on the command line that does not exist is a usage error.
+    fn check_paths(&self) -> anyhow::Result<()> {
+        for (flag, p) in [
+            ("--policies", &self.policies),
+            ("--schema", &self.schema),
+            ("--data", &self.data),
+        ] {
+            if let Some(p) = p {
+                if !p.is_dir() {
+                    anyhow::bail!("{flag} {}: no such directory", p.display());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn paths(&self) -> SourcePaths {
+        SourcePaths {
+            policies: self.policies.clone(),
+            schema: self.schema.clone(),
+            data: self.data.clone(),
+        }
+    }
+
+    /// Reads and builds the snapshot these sources name.
+    fn load(&self) -> Result<Snapshot, Problems> {
+        Snapshot::build(&Sources::read(&self.paths())?)
+    }
+
+    /// One line on stderr saying where each input came from, so that a command run
+    /// from any directory says what it decided on.
+    fn announce(&self, with_data: bool) {
+        let from = |p: &Option<PathBuf>, builtin: &str| match p {
+            Some(d) => d.display().to_string(),
+            None => format!("built-in {builtin}"),
+        };
+        let mut line = format!(
+            "vakt: policies from {}, schema from {}",
+            from(&self.policies, "policies/"),
+            from(&self.schema, "schema/")
+        );
+        if with_data {
+            line.push_str(&format!(
+                ", data from {}",
+                from(&self.data, "example world (examples/world/)")
+            ));
+        }
+        eprintln!("{line}");
+    }
+}
+
+/// Prints every problem to stderr; exit code 1.
+fn report_problems(problems: &Problems) -> ExitCode {
+    for p in &problems.0 {
+        eprintln!("{p}");
+    }
+    eprintln!("{} problem(s) found", problems.0.len());
+    ExitCode::from(1)
+}
+
+/// Output format of the reporting commands.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// Readable text.
+    Pretty,
+    /// One JSON document.
+    Json,
+}

@@ -1,0 +1,156 @@
+//! `vakt serve`: the sidecar. Reads every setting, loads the snapshot, opens the
+//! decision log, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.
+
+use super::SourceArgs;
+use crate::decision_log::{DecisionLog, Fsync, LogOptions, Rotation, SinkSpec};
+use crate::server::{self, Vakt, DEFAULT_MAX_BATCH};
+use crate::snapshot::SnapshotHandle;
+use anyhow::Context as _;
+use clap::Args;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+#[derive(Args)]
+pub(super) struct ServeArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Address to listen on. A sidecar listens on loopback by default.
+    #[arg(long, env = "VAKT_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Largest number of requests accepted in one AuthorizeBatch.
+    #[arg(long, env = "VAKT_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+    /// Where decision records go, comma-separated or repeated: stdout (buffered),
+    /// file:PATH (durable: a call is answered once its record is written),
+    /// file+buffered:PATH, otlp:URL (buffered), otlp+durable:URL, or off.
+    #[arg(
+        long,
+        env = "VAKT_DECISION_LOG",
+        value_delimiter = ',',
+        default_value = "stdout",
+        value_name = "SINK"
+    )]
+    decision_log: Vec<SinkSpec>,
+    /// Context attributes written as "[redacted]" in decision records [default: none]
+    #[arg(
+        long,
+        env = "VAKT_DECISION_LOG_REDACT",
+        value_delimiter = ',',
+        value_name = "FIELD"
+    )]
+    decision_log_redact: Vec<String>,
+    /// When a decision log file is fsynced.
+    #[arg(long, env = "VAKT_DECISION_LOG_FSYNC", value_enum, default_value_t = Fsync::Always)]
+    decision_log_fsync: Fsync,
+    /// Rotate a decision log file once it holds this many bytes [default: never]
+    #[arg(long, env = "VAKT_DECISION_LOG_ROTATE_BYTES", value_name = "BYTES")]
+    decision_log_rotate_bytes: Option<u64>,
+    /// Rotate a decision log file once it has been written to for this many seconds
+    /// [default: never]
+    #[arg(long, env = "VAKT_DECISION_LOG_ROTATE_SECS", value_name = "SECONDS")]
+    decision_log_rotate_secs: Option<u64>,
+}
+
+fn init_diagnostics() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("VAKT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Diagnostics go to stderr; stdout carries decision records.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .json()
+        .try_init();
+}
+
+pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    args.sources.check_paths()?;
+    if args.max_batch == 0 {
+        anyhow::bail!("--max-batch must be at least 1");
+    }
+    init_diagnostics();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGHUP or SIGTERM that arrives while a large world is still
+    // loading must not kill the process with the signal's default action.
+    let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let sources = args.sources.clone();
+    let snapshot = tokio::task::spawn_blocking(move || sources.load())
+        .await?
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let (log, writers) = DecisionLog::open(
+        &args.decision_log,
+        &LogOptions {
+            fsync: args.decision_log_fsync,
+            rotation: Rotation {
+                max_bytes: args.decision_log_rotate_bytes.filter(|b| *b > 0),
+                max_age: args
+                    .decision_log_rotate_secs
+                    .filter(|s| *s > 0)
+                    .map(std::time::Duration::from_secs),
+            },
+            redact: args.decision_log_redact.clone(),
+        },
+    )?;
+    let counts = snapshot.world.counts();
+    tracing::info!(
+        revision = %snapshot.revision,
+        policies = snapshot.policies.set.policies().count(),
+        entities = counts.entities(),
+        client_links = counts.client_links,
+        "snapshot loaded"
+    );
+    let vakt = Arc::new(Vakt {
+        snapshot: SnapshotHandle::new(snapshot),
+        log,
+        max_batch: args.max_batch,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let reload = tokio::spawn(reload_on_hangup(hangup, vakt.clone(), args.sources.clone()));
+    server::serve(listener, vakt.clone(), shutdown_signal(term)).await?;
+    // The decision log's writers finish once every handle to it is gone, so stop
+    // the reload task (it holds one) before waiting for the last records.
+    reload.abort();
+    let _ = reload.await;
+    drop(vakt);
+    writers.finish().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal(mut term: Signal) {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// On SIGHUP, re-reads every source and swaps in the new snapshot; on any problem,
+/// keeps serving the old one.
+async fn reload_on_hangup(mut hup: Signal, vakt: Arc<Vakt>, sources: SourceArgs) {
+    while hup.recv().await.is_some() {
+        let s = sources.clone();
+        match tokio::task::spawn_blocking(move || s.load()).await {
+            Ok(Ok(snap)) => {
+                tracing::info!(revision = %snap.revision, "snapshot reloaded");
+                vakt.snapshot.store(snap);
+            }
+            Ok(Err(problems)) => {
+                tracing::error!(problems = %problems, "reload failed; keeping the current snapshot")
+            }
+            Err(e) => tracing::error!(error = %e, "reload failed; keeping the current snapshot"),
+        }
+    }
+}

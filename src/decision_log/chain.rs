@@ -1,0 +1,165 @@
+//! The hash chain over a sink's records and the checkpoints that publish its head.
+//!
+//! Every record line carries `seq` (1, 2, ... per log) and `prev_hash`, the SHA-256
+//! of the previous record's line (64 zeros before the first). Editing, deleting,
+//! inserting or reordering a record breaks the chain at the next record; cutting
+//! records off the end is caught against a checkpoint, which records how many
+//! records the log had and the hash of the last one.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// `prev_hash` of the first record of a log.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The running head of a chain: how many records it holds and the last one's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Chain {
+    pub seq: u64,
+    head: [u8; 32],
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Chain {
+    /// A chain that continues after record `seq` whose line hashes to `head` (hex).
+    pub fn at(seq: u64, head: &str) -> Result<Self, String> {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(head, &mut h)
+            .map_err(|_| format!("{head:?} is not a SHA-256 in hex"))?;
+        Ok(Self { seq, head: h })
+    }
+
+    /// The hash of the last record (64 zeros for an empty chain), in hex.
+    pub fn head(&self) -> String {
+        hex::encode(self.head)
+    }
+
+    /// Links a record (a JSON object) into the chain: appends the line to write to
+    /// `out`, with `seq` and `prev_hash` first and no newline, and advances the head.
+    pub fn link_into(&mut self, out: &mut Vec<u8>, record_json: &str) {
+        let start = out.len();
+        let body = record_json.strip_prefix('{').unwrap_or(record_json);
+        let sep = if body.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
+        let _ = write!(out, "{{\"seq\":{},\"prev_hash\":\"", self.seq + 1);
+        let mut hex_head = [0u8; 64];
+        // Encoding 32 bytes into 64 cannot fail.
+        let _ = hex::encode_to_slice(self.head, &mut hex_head);
+        out.extend_from_slice(&hex_head);
+        out.push(b'"');
+        out.extend_from_slice(sep.as_bytes());
+        out.extend_from_slice(body.as_bytes());
+        self.seq += 1;
+        self.head = Sha256::digest(&out[start..]).into();
+    }
+
+    /// [`Chain::link_into`] as a new string.
+    pub fn link(&mut self, record_json: &str) -> String {
+        let mut out = Vec::with_capacity(record_json.len() + 100);
+        self.link_into(&mut out, record_json);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The chain after the last complete record of an existing log (so a restarted
+    /// Vakt continues it), or an error naming the line that is not a record.
+    pub fn resume(text: &str) -> Result<Self, String> {
+        let mut chain = Self::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let rec: Linked = serde_json::from_str(line)
+                .map_err(|e| format!("line {}: not a chained decision record: {e}", i + 1))?;
+            chain.seq = rec.seq;
+            chain.head = Sha256::digest(line.as_bytes()).into();
+        }
+        Ok(chain)
+    }
+}
+
+/// The chain fields of a record line.
+#[derive(Deserialize)]
+pub(crate) struct Linked {
+    pub seq: u64,
+    pub prev_hash: String,
+    #[serde(default)]
+    pub decision_id: Option<String>,
+}
+
+/// A published chain head: how many records the log had, and the last one's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub records: u64,
+    pub head: String,
+    pub timestamp: String,
+}
+
+impl Checkpoint {
+    pub fn of(chain: &Chain) -> Self {
+        Self {
+            records: chain.seq,
+            head: chain.head(),
+            timestamp: super::record::now_rfc3339(),
+        }
+    }
+}
+
+/// `<log>.checkpoint`: where the chain head of a log file is published.
+pub fn checkpoint_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".checkpoint");
+    PathBuf::from(name)
+}
+
+/// Writes the checkpoint atomically (temporary file, then rename) and logs it.
+pub(crate) fn write_checkpoint(path: &Path, chain: &Chain) {
+    let cp = Checkpoint::of(chain);
+    let tmp = path.with_extension("checkpoint.tmp");
+    let written = serde_json::to_string(&cp)
+        .map_err(std::io::Error::other)
+        .and_then(|t| std::fs::write(&tmp, t + "\n"))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    match written {
+        Ok(()) => {
+            tracing::info!(records = cp.records, head = %cp.head, file = %path.display(), "decision log checkpoint")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, file = %path.display(), "decision log checkpoint failed")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_starts_with_its_place_in_the_chain() {
+        let mut c = Chain::default();
+        let first = c.link(r#"{"decision_id":"d1"}"#);
+        assert_eq!(
+            first,
+            format!(r#"{{"seq":1,"prev_hash":"{GENESIS}","decision_id":"d1"}}"#)
+        );
+        assert_eq!(c.head(), sha256_hex(first.as_bytes()));
+        let second = c.link("{}");
+        assert_eq!(
+            second,
+            format!(
+                r#"{{"seq":2,"prev_hash":"{}"}}"#,
+                sha256_hex(first.as_bytes())
+            )
+        );
+        assert_eq!(Chain::resume(&format!("{first}\n{second}\n")).unwrap(), c);
+        assert_eq!(Chain::at(2, &c.head()).unwrap(), c);
+        assert!(Chain::at(2, "zz").is_err());
+    }
+}

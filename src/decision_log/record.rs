@@ -1,0 +1,325 @@
+//! One decision record and its serialisation to a JSON line, with every string that
+//! came from outside scrubbed of secrets on the way out.
+
+use super::redact::{self, Redactor};
+use crate::decide::Reason;
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
+use serde::Serialize;
+
+/// Who called, as far as the transport tells.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Caller {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The `x-vakt-caller` header, when the calling service sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// W3C trace context of the call, when it carried a `traceparent` header.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Trace {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+}
+
+impl Trace {
+    /// Parses `traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`.
+    pub fn from_traceparent(v: &str) -> Self {
+        let parts: Vec<&str> = v.trim().split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
+        };
+        match parts.as_slice() {
+            [ver, trace, span, flags]
+                if (hex(ver, 2) || *ver == "00")
+                    && hex(trace, 32)
+                    && hex(span, 16)
+                    && flags.len() == 2 =>
+            {
+                Self {
+                    trace_id: Some(trace.to_ascii_lowercase()),
+                    span_id: Some(span.to_ascii_lowercase()),
+                }
+            }
+            _ => Self::default(),
+        }
+    }
+}
+
+/// One decision, as written to the log.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord<'a> {
+    pub decision_id: &'a str,
+    /// RFC 3339, UTC, microseconds.
+    pub timestamp: String,
+    /// "authorize" or "resolve_system_user".
+    pub call: &'a str,
+    pub employee_id: &'a str,
+    pub system_user_id: Option<&'a str>,
+    pub system_user_external_ref: Option<&'a str>,
+    pub system_user_owner: Option<&'a str>,
+    /// For resolve_system_user: the system users found usable.
+    pub usable_system_users: Option<Vec<&'a str>>,
+    pub client_org_number: &'a str,
+    pub access_package: &'a str,
+    pub action: &'a str,
+    /// "allow" or "deny".
+    pub decision: &'a str,
+    pub reasons: &'a [Reason],
+    pub revision: &'a str,
+    pub evaluation_us: u64,
+    /// The caller's context attributes.
+    pub context: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub caller: &'a Caller,
+    pub trace: &'a Trace,
+}
+
+/// RFC 3339 timestamp in UTC with microseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+impl DecisionRecord<'_> {
+    /// The record as one JSON object on one line (no newline), secrets scrubbed and
+    /// the context fields `redactor` names replaced.
+    pub fn to_json(&self, redactor: &Redactor) -> String {
+        let mut out = Vec::with_capacity(512);
+        let mut ser = serde_json::Serializer::new(&mut out);
+        // Serialising plain strings, numbers and maps cannot fail.
+        let _ = Scrubbed {
+            rec: self,
+            redactor,
+        }
+        .serialize(&mut ser);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// A record seen through the redactor: every string that came from a request is
+/// written as [`redact::scrub`] leaves it.
+struct Scrubbed<'r, 'a> {
+    rec: &'r DecisionRecord<'a>,
+    redactor: &'r Redactor,
+}
+
+/// A string written with any secret in it replaced.
+struct S<'a>(&'a str);
+
+impl Serialize for S<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        s.serialize_str(&redact::scrub(self.0))
+    }
+}
+
+impl Serialize for Scrubbed<'_, '_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let r = self.rec;
+        let mut m = s.serialize_struct("DecisionRecord", 20)?;
+        m.serialize_field("decision_id", &S(r.decision_id))?;
+        m.serialize_field("timestamp", &r.timestamp)?;
+        m.serialize_field("call", r.call)?;
+        m.serialize_field("employee_id", &S(r.employee_id))?;
+        if let Some(v) = r.system_user_id {
+            m.serialize_field("system_user_id", &S(v))?;
+        }
+        if let Some(v) = r.system_user_external_ref {
+            m.serialize_field("system_user_external_ref", &S(v))?;
+        }
+        if let Some(v) = r.system_user_owner {
+            m.serialize_field("system_user_owner", &S(v))?;
+        }
+        if let Some(v) = &r.usable_system_users {
+            m.serialize_field("usable_system_users", &StrList(v))?;
+        }
+        m.serialize_field("client_org_number", &S(r.client_org_number))?;
+        m.serialize_field("access_package", &S(r.access_package))?;
+        m.serialize_field("action", &S(r.action))?;
+        m.serialize_field("decision", r.decision)?;
+        m.serialize_field("reasons", &Reasons(r.reasons))?;
+        m.serialize_field("revision", r.revision)?;
+        m.serialize_field("evaluation_us", &r.evaluation_us)?;
+        if let Some(ctx) = r.context {
+            m.serialize_field(
+                "context",
+                &Context {
+                    map: ctx,
+                    redactor: self.redactor,
+                },
+            )?;
+        }
+        m.serialize_field("caller", &CallerOut(r.caller))?;
+        if let Some(t) = &r.trace.trace_id {
+            m.serialize_field("trace_id", t)?;
+        }
+        if let Some(t) = &r.trace.span_id {
+            m.serialize_field("span_id", t)?;
+        }
+        m.end()
+    }
+}
+
+struct StrList<'r>(&'r [&'r str]);
+
+impl Serialize for StrList<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for x in self.0 {
+            seq.serialize_element(&S(x))?;
+        }
+        seq.end()
+    }
+}
+
+struct Reasons<'r>(&'r [Reason]);
+
+impl Serialize for Reasons<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for r in self.0 {
+            seq.serialize_element(&ReasonOut(r))?;
+        }
+        seq.end()
+    }
+}
+
+struct ReasonOut<'r>(&'r Reason);
+
+impl Serialize for ReasonOut<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let mut m = s.serialize_struct("Reason", 2)?;
+        m.serialize_field("policy_id", &S(&self.0.policy_id))?;
+        // Messages quote request fields, so they are scrubbed like them.
+        m.serialize_field("message", &S(&self.0.message))?;
+        m.end()
+    }
+}
+
+struct CallerOut<'r>(&'r Caller);
+
+impl Serialize for CallerOut<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let c = self.0;
+        let n = usize::from(c.peer.is_some()) + usize::from(c.service.is_some());
+        let mut m = s.serialize_struct("Caller", n)?;
+        if let Some(p) = &c.peer {
+            m.serialize_field("peer", &S(p))?;
+        }
+        if let Some(v) = &c.service {
+            m.serialize_field("service", &S(v))?;
+        }
+        m.end()
+    }
+}
+
+/// The caller's context: named fields replaced, every string scrubbed, at any depth.
+struct Context<'r> {
+    map: &'r serde_json::Map<String, serde_json::Value>,
+    redactor: &'r Redactor,
+}
+
+impl Serialize for Context<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let mut m = s.serialize_map(Some(self.map.len()))?;
+        for (k, v) in self.map {
+            if self.redactor.is_redacted_field(k) {
+                m.serialize_entry(&S(k), redact::REDACTED)?;
+            } else {
+                m.serialize_entry(&S(k), &Json(v))?;
+            }
+        }
+        m.end()
+    }
+}
+
+struct Json<'r>(&'r serde_json::Value);
+
+impl Serialize for Json<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        use serde_json::Value as V;
+        match self.0 {
+            V::String(x) => S(x).serialize(s),
+            V::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for x in a {
+                    seq.serialize_element(&Json(x))?;
+                }
+                seq.end()
+            }
+            V::Object(o) => {
+                let mut m = s.serialize_map(Some(o.len()))?;
+                for (k, x) in o {
+                    m.serialize_entry(&S(k), &Json(x))?;
+                }
+                m.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent() {
+        let t = Trace::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            t.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(t.span_id.as_deref(), Some("00f067aa0ba902b7"));
+        for bad in [
+            "",
+            "00-xyz-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            assert!(Trace::from_traceparent(bad).trace_id.is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamp_is_rfc3339_utc_micros() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), "2026-11-23T18:23:02.123456Z".len(), "{t}");
+        assert!(t.ends_with('Z'));
+    }
+
+    #[test]
+    fn fields_keep_their_order_and_secrets_are_scrubbed() {
+        let ctx = serde_json::json!({"mfa": true, "ticket": "abc", "note": "Bearer abc.def"});
+        let reasons = [Reason {
+            policy_id: "p".into(),
+            message: "employee Bearer xyz is not known".into(),
+        }];
+        let rec = DecisionRecord {
+            decision_id: "d",
+            timestamp: "t".into(),
+            call: "authorize",
+            employee_id: "kari",
+            system_user_id: Some("su"),
+            system_user_external_ref: None,
+            system_user_owner: Some("310015156"),
+            usable_system_users: None,
+            client_org_number: "310015156",
+            access_package: "urn:altinn:accesspackage:a-ordning",
+            action: "useSystemUser",
+            decision: "deny",
+            reasons: &reasons,
+            revision: "r",
+            evaluation_us: 3,
+            context: ctx.as_object(),
+            caller: &Caller::default(),
+            trace: &Trace::default(),
+        };
+        let redactor = Redactor::new(["ticket".to_owned()]);
+        let line = rec.to_json(&redactor);
+        assert_eq!(
+            line,
+            r#"{"decision_id":"d","timestamp":"t","call":"authorize","employee_id":"kari","system_user_id":"su","system_user_owner":"310015156","client_org_number":"310015156","access_package":"urn:altinn:accesspackage:a-ordning","action":"useSystemUser","decision":"deny","reasons":[{"policy_id":"p","message":"employee [redacted] is not known"}],"revision":"r","evaluation_us":3,"context":{"mfa":true,"ticket":"[redacted]","note":"[redacted]"},"caller":{}}"#
+        );
+    }
+}
