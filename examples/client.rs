@@ -1,21 +1,31 @@
-//! A small client for a running Vakt: one allow, one deny with reasons, and which
+//! A small client for a running Vakt: one allow, two denies with reasons, and which
 //! system user to fetch a token for.
 //!
 //! Run `cargo run --release -- serve` in one terminal, then
 //! `cargo run --example client [http://127.0.0.1:50051]` in another.
+//! (tests/readme.rs runs `run` against a real server and checks that the README
+//! shows exactly what it prints.)
 
+use std::fmt::Write as _;
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::{AuthorizeRequest, ResolveSystemUserRequest};
 
 const REGNSKAP: &str = "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet";
 
+#[allow(dead_code)]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "http://127.0.0.1:50051".into());
-    let mut vakt = AuthorizerClient::connect(addr).await?;
+    print!("{}", run(addr).await?);
+    Ok(())
+}
 
+/// Asks the questions and returns what to print.
+pub async fn run(addr: String) -> Result<String, Box<dyn std::error::Error>> {
+    let mut vakt = AuthorizerClient::connect(addr).await?;
+    let mut out = String::new();
     for (employee, system_user, client, why) in [
         (
             "kari",
@@ -46,14 +56,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?
             .into_inner();
-        println!(
+        writeln!(
+            out,
             "{why}:\n  {:?} (decision {}, revision {})",
             r.decision(),
             r.decision_id,
             r.revision
-        );
+        )?;
         for reason in &r.reasons {
-            println!("    {}: {}", reason.policy_id, reason.message);
+            writeln!(out, "    {}: {}", reason.policy_id, reason.message)?;
         }
     }
 
@@ -66,12 +77,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?
         .into_inner();
-    println!("System users Kari may use for Kaffebrenneriet AS with sykefravaer:");
+    writeln!(
+        out,
+        "System users Kari may use for Kaffebrenneriet AS with sykefravaer:"
+    )?;
     for s in &r.system_users {
-        println!(
+        writeln!(
+            out,
             "  {} (external ref {}, {})",
             s.id, s.external_ref, s.user_type
-        );
+        )?;
     }
-    Ok(())
+    Ok(out)
 }

@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 struct LoggedDecision {
     #[serde(default)]
     decision_id: String,
-    #[serde(default)]
-    call: Option<String>,
     employee_id: String,
     system_user_id: String,
     client_org_number: String,
@@ -62,11 +60,20 @@ pub type FlipGroup<'a> = ((Direction, Vec<String>), Vec<&'a Flip>);
 pub struct ReplayReport {
     pub replayed: usize,
     pub unchanged: usize,
-    /// Lines that are not authorize decisions (resolve records, log notes).
+    /// How many lines are not authorize decisions (resolve records, log notes).
     pub skipped: usize,
+    /// Each skipped line and why.
+    pub skipped_lines: Vec<Skipped>,
     pub flips: Vec<Flip>,
     /// Lines that could not be read or replayed, with the reason.
     pub problems: Vec<Problem>,
+}
+
+/// A line replay did not re-decide, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub line: usize,
+    pub reason: String,
 }
 
 /// How far a change may go before `--fail-on` fails the run.
@@ -126,12 +133,21 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
         };
         // Log notes (e.g. dropped-record counts) and ResolveSystemUser records are
         // not single decisions to replay.
-        let is_authorize = value
-            .get("call")
-            .and_then(|c| c.as_str())
-            .is_none_or(|c| c == "authorize");
-        if value.get("event").is_some() || !is_authorize {
+        let call = value.get("call").and_then(|c| c.as_str());
+        let skip = match (value.get("event").and_then(|e| e.as_str()), call) {
+            (Some(event), _) => Some(format!("a log note ({event}), not a decision")),
+            (None, Some("resolve_system_user")) => Some(
+                "a ResolveSystemUser record: it names no single system user to re-decide"
+                    .to_owned(),
+            ),
+            (None, Some(c)) if c != "authorize" => {
+                Some(format!("a {c:?} record, not an Authorize decision"))
+            }
+            _ => None,
+        };
+        if let Some(reason) = skip {
             r.skipped += 1;
+            r.skipped_lines.push(Skipped { line: n, reason });
             continue;
         }
         let logged: LoggedDecision = match serde_json::from_value(value) {
@@ -145,7 +161,6 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
                 continue;
             }
         };
-        let _ = &logged.call;
         let was_allowed = match logged.decision.as_str() {
             "allow" => true,
             "deny" => false,
@@ -214,13 +229,17 @@ pub fn render(r: &ReplayReport, file: &str, revision: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "replayed {} decisions from {file} under revision {revision}: {} unchanged, {} allow→deny, {} deny→allow ({} lines skipped)",
+        "replayed {} decisions from {file} under revision {revision}: {} unchanged, {} allow→deny, {} deny→allow ({} {} skipped)",
         r.replayed,
         r.unchanged,
         r.count(Direction::AllowToDeny),
         r.count(Direction::DenyToAllow),
-        r.skipped
+        r.skipped,
+        if r.skipped == 1 { "line" } else { "lines" }
     );
+    for s in &r.skipped_lines {
+        let _ = writeln!(out, "  skipped line {}: {}", s.line, s.reason);
+    }
     for ((dir, policies), flips) in r.groups() {
         let what = match dir {
             Direction::AllowToDeny => {

@@ -205,6 +205,13 @@ fn fmt_checks_and_rewrites_policy_files() {
         "shipped policies are formatted: {}",
         text(&out.stdout)
     );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!(
+            "{} policy files already formatted",
+            vakt::embedded::POLICIES.len()
+        )
+    );
     let ugly = dir.path().join("60-ugly.cedar");
     std::fs::write(&ugly, "@id(\"ugly\")\nforbid(principal,action,resource) when {principal has active&&!principal.active};\n").unwrap();
     let out = vakt(&["fmt", "--check", p(dir.path())]);
@@ -229,20 +236,79 @@ fn fmt_checks_and_rewrites_policy_files() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("61-broken.cedar"));
     assert_eq!(vakt(&["fmt", "/no/such/dir"]).status.code(), Some(2));
+    // With no path, fmt looks for ./policies only, and says where it looked.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = in_dir(elsewhere.path(), &["fmt"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: no such directory",
+            elsewhere.path().join("policies").display()
+        )),
+        "{err}"
+    );
+}
+
+/// Runs `vakt ARGS` with `dir` as the working directory.
+fn in_dir(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn reading_commands_work_from_any_directory_on_the_built_in_copy() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let d = elsewhere.path();
+    let out = in_dir(d, &["test"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).trim_end().ends_with("passed, 0 failed"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("suites from the built-in copy of policies/tests/")
+            && err.contains("policies from built-in policies/"),
+        "{err}"
+    );
+    let out = in_dir(d, &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("data from built-in example world"));
+    let out = in_dir(
+        d,
+        &[
+            "check",
+            "--employee",
+            "kari",
+            "--system-user",
+            "tk-regnskap",
+            "--client",
+            "310015156",
+            "--package",
+            common::REGNSKAP,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ALLOW"));
+    let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/decisions.jsonl");
+    let out = in_dir(
+        d,
+        &["replay", "--log", log.to_str().unwrap(), "--fail-on", "any"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
 
 /// Runs the real server, makes decisions, stops it, and returns its decision log.
 fn record_decisions() -> String {
-    let (child, addr) = common::spawn_server(&[], true);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut c =
-            vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
-                .await
-                .unwrap();
+    let server = common::Spawned::start(&[], true);
+    server.with_client(|mut c| async move {
         for (e, s, client, pkg) in [
             ("kari", "tk-regnskap", "310015156", common::REGNSKAP), // allow
             ("ola", "tk-regnskap", "310015156", common::REGNSKAP),  // allow, portfolio holds
@@ -255,14 +321,7 @@ fn record_decisions() -> String {
                 .unwrap();
         }
     });
-    // Close the client's connection, so the server's graceful stop need not wait.
-    drop(rt);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    text(&out.stdout)
+    server.stop()
 }
 
 #[test]
@@ -345,6 +404,25 @@ fn replay_reports_flips_grouped_by_policy() {
         .status
         .code(),
         Some(1)
+    );
+
+    // Lines that are not Authorize decisions are named, each with why.
+    let resolve =
+        r#"{"seq":9,"decision_id":"r1","call":"resolve_system_user","employee_id":"kari"}"#;
+    let note = r#"{"seq":10,"event":"decision_records_dropped","dropped":2}"#;
+    std::fs::write(&log_path, format!("{log}{resolve}\n")).unwrap();
+    let s = text(&vakt(&["replay", "--log", lp]).stdout);
+    assert!(s.contains("(1 line skipped)"), "{s}");
+    assert!(
+        s.contains("skipped line 6: a ResolveSystemUser record"),
+        "{s}"
+    );
+    std::fs::write(&log_path, format!("{log}{resolve}\n{note}\n")).unwrap();
+    let s = text(&vakt(&["replay", "--log", lp]).stdout);
+    assert!(s.contains("(2 lines skipped)"), "{s}");
+    assert!(
+        s.contains("skipped line 7: a log note (decision_records_dropped)"),
+        "{s}"
     );
 
     // A line that is not JSON is reported with its number; nothing else is lost.

@@ -199,8 +199,8 @@ fn the_server_refuses_to_start_on_an_unwritable_log() {
 }
 
 /// Starts `vakt serve` with a durable file log; returns the child and its address.
-fn serve_with_log(path: &Path) -> (std::process::Child, String) {
-    spawn_server(
+fn serve_with_log(path: &Path) -> Spawned {
+    Spawned::start(
         &["--decision-log", &format!("file:{}", path.display())],
         false,
     )
@@ -210,7 +210,8 @@ fn serve_with_log(path: &Path) -> (std::process::Child, String) {
 fn kill_9_under_load_leaves_whole_lines_and_every_answered_decision() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("decisions.jsonl");
-    let (mut child, addr) = serve_with_log(&path);
+    let mut server = serve_with_log(&path);
+    let addr = server.addr.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -242,23 +243,19 @@ fn kill_9_under_load_leaves_whole_lines_and_every_answered_decision() {
             }));
         }
         // Kill the server while the calls are in flight.
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            if answered.lock().unwrap().len() >= 300 {
-                break;
-            }
-        }
-        Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status()
-            .unwrap();
+        eventually(
+            std::time::Duration::from_secs(60),
+            "300 answered calls",
+            || answered.lock().unwrap().len() >= 300,
+        )
+        .await;
+        server.kill9();
         for t in tasks {
             let _ = t.await;
         }
         let v = answered.lock().unwrap().clone();
         v
     });
-    let _ = child.wait();
     assert!(answered.len() >= 300);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.is_empty() || text.ends_with('\n'), "torn last line");
@@ -283,28 +280,15 @@ fn audit_verify_catches_tampering_and_a_restart_continues_the_chain() {
     let path = dir.path().join("decisions.jsonl");
     // Two server runs on the same file: the second continues the chain.
     for _ in 0..2 {
-        let (child, addr) = serve_with_log(&path);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut c =
-                vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
-                    .await
-                    .unwrap();
+        let server = serve_with_log(&path);
+        server.with_client(|mut c| async move {
             for e in ["kari", "per", "ola"] {
                 c.authorize(request(e, "tk-regnskap", "310015156", REGNSKAP))
                     .await
                     .unwrap();
             }
         });
-        drop(rt);
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait_with_output().unwrap();
+        server.stop();
     }
     let verify = |extra: &[&str]| {
         let mut args = vec!["audit", "verify"];
@@ -428,7 +412,7 @@ fn rotation_keeps_whole_records_and_one_verifiable_chain_across_restarts() {
     let log_arg = format!("file:{}", path.display());
     // Two server runs with a small rotation size: many files, one chain.
     for _ in 0..2 {
-        let (child, addr) = spawn_server(
+        let server = Spawned::start(
             &[
                 "--decision-log",
                 &log_arg,
@@ -437,15 +421,7 @@ fn rotation_keeps_whole_records_and_one_verifiable_chain_across_restarts() {
             ],
             false,
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut c =
-                vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
-                    .await
-                    .unwrap();
+        server.with_client(|mut c| async move {
             for i in 0..20 {
                 let e = if i % 3 == 0 { "per" } else { "kari" };
                 c.authorize(request(e, "tk-regnskap", "310015156", REGNSKAP))
@@ -453,12 +429,7 @@ fn rotation_keeps_whole_records_and_one_verifiable_chain_across_restarts() {
                     .unwrap();
             }
         });
-        drop(rt);
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait_with_output().unwrap();
+        server.stop();
     }
     let mut files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -665,11 +636,12 @@ async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
             .await
             .expect("a buffered sink never fails the call");
     }
-    let mut waited = 0;
-    while vakt_log.dropped() < 5 && waited < 100 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        waited += 1;
-    }
+    eventually(
+        std::time::Duration::from_secs(10),
+        "5 dropped records",
+        || vakt_log.dropped() >= 5,
+    )
+    .await;
     assert_eq!(vakt_log.dropped(), 5);
 
     // A writable file: the records arrive, chained, without the call waiting for them.
@@ -689,4 +661,31 @@ async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
     let text = std::fs::read_to_string(&path).unwrap();
     let files = vec![("f".to_owned(), text)];
     assert_eq!(verify(&files, None).unwrap().records, 3);
+}
+
+#[tokio::test]
+async fn the_checkpoint_follows_an_idle_log_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let (log, writers) = durable_log(&path);
+    let mut s = start_with(default_snapshot(), log, 10).await;
+    let cp_path = vakt::decision_log::chain::checkpoint_path(&path);
+    for n in 1..=3u64 {
+        s.ask("kari", "tk-regnskap", "310015156", REGNSKAP).await;
+        // The sidecar is idle now: the checkpoint must catch up with the record.
+        let started = std::time::Instant::now();
+        eventually(
+            std::time::Duration::from_secs(1),
+            "the checkpoint to name the last record",
+            || {
+                std::fs::read_to_string(&cp_path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .is_some_and(|cp| cp["records"] == n)
+            },
+        )
+        .await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+    drop((s, writers));
 }

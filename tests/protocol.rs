@@ -164,17 +164,45 @@ async fn hostile_ids_never_allow_and_never_crash() {
 #[tokio::test]
 async fn hostile_context_values_never_allow() {
     let mut s = start(default_snapshot()).await;
-    let base = request("per", "tk-regnskap", "310015156", REGNSKAP);
+    // A request the context decides: allowed when authenticated, denied when not.
+    let base = request("kari", "tk-regnskap", "310015156", REGNSKAP);
+    let authenticated = |v: Kind| with_context(base.clone(), &[("authenticated", v)]);
+    let yes = s
+        .client
+        .authorize(authenticated(Kind::BoolValue(true)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_allow(&yes);
+    let no = s
+        .client
+        .authorize(authenticated(Kind::BoolValue(false)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_deny(&no, &["employee-not-authenticated"]);
+    let list = |v: Kind| {
+        Kind::ListValue(prost_types::ListValue {
+            values: vec![prost_types::Value { kind: Some(v) }],
+        })
+    };
     for kind in [
         Kind::NumberValue(f64::NAN),
         Kind::NumberValue(1e300),
         Kind::NumberValue(0.5),
+        Kind::NumberValue(1.0),
         Kind::NullValue(0),
+        Kind::StringValue("true".into()),
         Kind::StringValue("x".repeat(10_000)),
+        list(Kind::BoolValue(true)),
+        Kind::StructValue(context(&[("value", Kind::BoolValue(true))])),
     ] {
-        let r = with_context(base.clone(), &[("mfa", kind.clone())]);
-        match s.client.authorize(r).await {
-            Ok(resp) => assert_eq!(resp.into_inner().decision(), Decision::Deny),
+        match s.client.authorize(authenticated(kind.clone())).await {
+            Ok(resp) => assert_eq!(
+                resp.into_inner().decision(),
+                Decision::Deny,
+                "{kind:?} must not allow"
+            ),
             Err(st) => assert_eq!(st.code(), Code::InvalidArgument, "{kind:?}: {st:?}"),
         }
     }

@@ -161,3 +161,46 @@ enum Format {
     /// One JSON document.
     Json,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `--help` explains every flag of every command.
+    #[test]
+    fn every_flag_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some_and(|h| !h.to_string().is_empty()),
+                    "{path} {id} has no description"
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                assert!(
+                    sub.get_about().is_some(),
+                    "{path} {} has no description",
+                    sub.get_name()
+                );
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "vakt");
+    }
+
+    #[test]
+    fn check_shows_the_real_default_action() {
+        let cmd = Cli::command();
+        let check = cmd.find_subcommand("check").unwrap();
+        let action = check
+            .get_arguments()
+            .find(|a| a.get_id() == "action")
+            .unwrap();
+        assert_eq!(action.get_default_values(), [crate::model::DEFAULT_ACTION]);
+    }
+}

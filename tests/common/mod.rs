@@ -158,36 +158,155 @@ pub fn context(pairs: &[(&str, prost_types::value::Kind)]) -> prost_types::Struc
     }
 }
 
-/// Starts the `vakt` binary with `serve --listen 127.0.0.1:0` and `args`, waits for
-/// its "listening" line, and returns it with its address. Its stdout (the decision
-/// log) is piped when `capture_stdout`; its diagnostics keep being drained.
-pub fn spawn_server(args: &[&str], capture_stdout: bool) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(if capture_stdout {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited before listening"
-        );
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["fields"]["message"] == "listening" {
-            break v["fields"]["address"].as_str().unwrap().to_owned();
+/// The `vakt` binary running `serve` in a child process; stopped with SIGKILL if
+/// it is still running when dropped.
+pub struct Spawned {
+    child: std::process::Child,
+    /// `host:port` it listens on.
+    pub addr: String,
+}
+
+impl Spawned {
+    /// Starts `vakt serve --listen 127.0.0.1:0 ARGS` and waits (at most 60 s) for
+    /// its "listening" line. Its stdout (the decision log) is piped when
+    /// `capture_stdout`; its diagnostics keep being drained.
+    pub fn start(args: &[&str], capture_stdout: bool) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(if capture_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads diagnostics for the address, then keeps draining them so the
+        // server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["fields"]["message"] == "listening" {
+                    let _ = tx.send(v["fields"]["address"].as_str().unwrap_or("").to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("vakt serve {args:?} did not start listening within 60 s");
+            }
+        };
+        Self { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for a graceful exit; returns what it
+    /// wrote to stdout when that was captured.
+    pub fn stop(mut self) -> String {
+        use std::io::Read;
+        // Read stdout while waiting, so a full pipe cannot hold the server up.
+        let reader = self.child.stdout.take().map(|mut stdout| {
+            std::thread::spawn(move || {
+                let mut out = String::new();
+                let _ = stdout.read_to_string(&mut out);
+                out
+            })
+        });
+        signal(self.pid(), libc::SIGTERM);
+        let status = wait_at_most(&mut self.child, std::time::Duration::from_secs(30));
+        if status.is_none() {
+            let _ = self.child.kill();
         }
-    };
-    // Keep draining diagnostics so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    (child, addr)
+        let out = reader
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "vakt serve did not exit cleanly on SIGTERM: {status:?}"
+        );
+        out
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        signal(self.pid(), libc::SIGKILL);
+        let _ = wait_at_most(&mut self.child, std::time::Duration::from_secs(30));
+    }
+
+    /// Runs `calls` with a client connected to the server, on a runtime of its own.
+    pub fn with_client<F, Fut, T>(&self, calls: F) -> T
+    where
+        F: FnOnce(AuthorizerClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The runtime, and with it the client's connection, is gone when this
+        // returns, so a graceful stop need not wait for it.
+        rt.block_on(async {
+            let client = AuthorizerClient::connect(self.url()).await.unwrap();
+            calls(client).await
+        })
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends `sig` to process `pid`.
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+/// Waits for the child to exit, at most `limit`.
+pub fn wait_at_most(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Polls `done` every 10 ms until it holds; panics with `what` after `limit`.
+pub async fn eventually(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
