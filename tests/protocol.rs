@@ -353,3 +353,30 @@ async fn reflection_lists_and_describes_the_service() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Small responses must not wait for Nagle and the peer's delayed ACK (about 40 ms
+/// each): 200 sequential calls on one connection to the real binary take a fraction
+/// of a second with TCP_NODELAY on the server's sockets, and 8 s or more without.
+#[test]
+fn sequential_calls_on_one_connection_do_not_stall() {
+    let server = Spawned::start(&[], false);
+    let took = server.with_client(|mut c| async move {
+        // Warm the connection up first.
+        c.authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        for i in 0..200 {
+            let e = if i % 2 == 0 { "kari" } else { "per" };
+            c.authorize(request(e, "tk-regnskap", "310015156", REGNSKAP))
+                .await
+                .unwrap();
+        }
+        started.elapsed()
+    });
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "200 sequential calls took {took:?}: responses are stalling"
+    );
+    server.stop();
+}

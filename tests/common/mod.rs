@@ -253,7 +253,8 @@ impl Spawned {
         F: FnOnce(AuthorizerClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
