@@ -1,22 +1,24 @@
-//! The decision: check a request at the edge, then load → slice → evaluate → explain.
+//! The decision: check a request at the edge, then look up → derive → evaluate →
+//! explain.
 //!
-//! For each request Vakt looks up the few records it needs in the world (employee,
-//! system user, client and its parent, the system user's owner), builds a small
-//! Cedar entity slice from them, derives the per-request facts (which of the
-//! employee's teams cover the client, which client link applies), and lets the
-//! policies decide. Nothing here does I/O or takes a lock; the cost does not grow
-//! with the world. Any evaluation error denies.
+//! For each request Vakt looks up the few records it needs (employee, system user,
+//! client and its parent), derives the facts Cedar cannot express (which of the
+//! employee's teams cover the client, which client link applies), and evaluates the
+//! policies over the world's records read in place ([`crate::engine`]). Nothing
+//! here does I/O or takes a lock, and no step grows with the size of the world.
+//! Any evaluation error denies.
 
-use crate::engine::Outcome;
+use crate::engine::value::{entity_value, Elems};
+use crate::engine::{Outcome, Request, Val};
 use crate::ids::{check_id, check_org_number};
-use crate::model::{self, types};
+use crate::model::{self, core_types};
 use crate::policy::Var;
-use crate::slice::{self, Subject};
 use crate::snapshot::{sample_derived_context, Snapshot};
-use crate::world::SystemUser;
+use crate::world::{Employee, OrgNo, Organization, SystemUser, World};
 use cedar_policy::{Context, EntityUid, PolicyId};
 use cedar_policy_core::ast::{EntityUID as CoreUid, Value as CoreValue};
 use smol_str::SmolStr;
+use std::sync::Arc;
 
 /// A request field that is malformed; becomes INVALID_ARGUMENT naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,93 +48,97 @@ pub struct CallerContext {
     pub json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// A request whose every field has been checked.
+/// A request whose every field has been checked. For ResolveSystemUser the system
+/// user is empty until each candidate is tried.
 #[derive(Debug, Clone)]
 pub struct Query {
     pub employee: String,
     pub system_user: String,
     pub client: String,
+    pub client_no: OrgNo,
     pub access_package: String,
-    pub package_uid: CoreUid,
+    pub package_uid: Arc<CoreUid>,
     pub action_id: String,
-    pub action: EntityUid,
+    pub action: Arc<CoreUid>,
     pub context: CallerContext,
 }
 
 impl Query {
-    /// Checks every field of `raw`; `prefix` goes before field names in errors
-    /// (e.g. `requests[2].`). `system_user` may be absent for ResolveSystemUser.
+    /// Checks every field of an Authorize request; `prefix` goes before field names
+    /// in errors (e.g. `requests[2].`).
     pub fn check(snap: &Snapshot, raw: RawRequest, prefix: &str) -> Result<Self, InvalidField> {
+        Self::check_fields(snap, raw, prefix, true)
+    }
+
+    /// Checks every field of a ResolveSystemUser request (which names no system user).
+    pub fn check_resolve(snap: &Snapshot, raw: RawRequest) -> Result<Self, InvalidField> {
+        Self::check_fields(snap, raw, "", false)
+    }
+
+    fn check_fields(
+        snap: &Snapshot,
+        raw: RawRequest,
+        prefix: &str,
+        with_system_user: bool,
+    ) -> Result<Self, InvalidField> {
         let bad = |field: &str, message: String| InvalidField {
             field: format!("{prefix}{field}"),
             message,
         };
         check_id(&raw.employee_id).map_err(|e| bad("employee_id", e.to_string()))?;
-        check_id(&raw.system_user_id).map_err(|e| bad("system_user_id", e.to_string()))?;
-        let (package_uid, action_id, action, context) = check_common(snap, &raw, &bad)?;
+        if with_system_user {
+            check_id(&raw.system_user_id).map_err(|e| bad("system_user_id", e.to_string()))?;
+        }
+        check_org_number(&raw.client_org_number).map_err(|e| {
+            bad(
+                "client_org_number",
+                format!("{:?} {e}", short(&raw.client_org_number)),
+            )
+        })?;
+        let client_no = OrgNo::parse(&raw.client_org_number)
+            .map_err(|e| bad("client_org_number", e.to_string()))?;
+        if raw.access_package.is_empty() {
+            return Err(bad("access_package", "is empty".into()));
+        }
+        let Some(package_uid) = snap.packages.uid(&raw.access_package) else {
+            return Err(bad(
+                "access_package",
+                format!(
+                    "{:?} is not a known access package URN (urn:altinn:accesspackage:...)",
+                    short(&raw.access_package)
+                ),
+            ));
+        };
+        let action_id = if raw.action.is_empty() {
+            model::DEFAULT_ACTION
+        } else {
+            raw.action.as_str()
+        };
+        let Some(action) = snap.actions.get(action_id) else {
+            let known: Vec<&str> = snap.actions.keys().map(String::as_str).collect();
+            return Err(bad(
+                "action",
+                format!(
+                    "{:?} is not an action in the schema; known: {}",
+                    short(action_id),
+                    known.join(", ")
+                ),
+            ));
+        };
+        let context = check_context(snap, &action.uid, raw.context.as_ref())
+            .map_err(|m| bad("context", m))?;
         Ok(Self {
             employee: raw.employee_id,
             system_user: raw.system_user_id,
             client: raw.client_org_number,
+            client_no,
             access_package: raw.access_package,
-            package_uid,
-            action_id,
-            action,
+            package_uid: package_uid.clone(),
+            action_id: action_id.to_owned(),
+            action: action.core.clone(),
             context,
         })
     }
-}
-
-type Common = (CoreUid, String, EntityUid, CallerContext);
-
-/// Checks the fields Authorize and ResolveSystemUser share.
-pub fn check_common(
-    snap: &Snapshot,
-    raw: &RawRequest,
-    bad: &dyn Fn(&str, String) -> InvalidField,
-) -> Result<Common, InvalidField> {
-    check_org_number(&raw.client_org_number).map_err(|e| {
-        bad(
-            "client_org_number",
-            format!("{:?} {e}", short(&raw.client_org_number)),
-        )
-    })?;
-    if raw.access_package.is_empty() {
-        return Err(bad("access_package", "is empty".into()));
-    }
-    let Some(package_uid) = snap.packages.uid(&raw.access_package) else {
-        return Err(bad(
-            "access_package",
-            format!(
-                "{:?} is not a known access package URN (urn:altinn:accesspackage:...)",
-                short(&raw.access_package)
-            ),
-        ));
-    };
-    let action_id = if raw.action.is_empty() {
-        model::DEFAULT_ACTION
-    } else {
-        raw.action.as_str()
-    };
-    let Some(action) = snap.actions.get(action_id) else {
-        let known: Vec<&str> = snap.actions.keys().map(String::as_str).collect();
-        return Err(bad(
-            "action",
-            format!(
-                "{:?} is not an action in the schema; known: {}",
-                short(action_id),
-                known.join(", ")
-            ),
-        ));
-    };
-    let context =
-        check_context(snap, action, raw.context.as_ref()).map_err(|m| bad("context", m))?;
-    Ok((
-        package_uid.clone(),
-        action_id.to_owned(),
-        action.clone(),
-        context,
-    ))
 }
 
 /// At most 64 characters of caller input, for error messages.
@@ -232,37 +238,153 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
 }
 
+/// What one request is about, as found in the world.
+pub struct Subject<'w> {
+    pub employee: Option<&'w Employee>,
+    pub system_user: Option<&'w SystemUser>,
+    pub client: Option<&'w Organization>,
+    /// The client's parent, when the client is an operational unit.
+    pub parent: Option<OrgNo>,
+}
+
+impl<'w> Subject<'w> {
+    pub fn find(w: &'w World, q: &Query) -> Self {
+        Self::with(
+            w,
+            w.employee(&q.employee),
+            w.system_user(&q.system_user),
+            q.client_no,
+        )
+    }
+
+    pub fn with(
+        w: &'w World,
+        employee: Option<&'w Employee>,
+        system_user: Option<&'w SystemUser>,
+        client: OrgNo,
+    ) -> Self {
+        let client = w.organization(client);
+        Self {
+            employee,
+            system_user,
+            client,
+            parent: client.and_then(|c| c.parent()),
+        }
+    }
+}
+
+/// The facts Vakt derives for one request, which the context record reads in place.
+pub struct Derived {
+    /// Those of the employee's teams whose client scope covers the client, sorted.
+    portfolio: Vec<SmolStr>,
+    /// The active link to the client (or its parent): the linked org and its access.
+    link: Option<(OrgNo, Arc<crate::world::LinkAccess>)>,
+}
+
+impl Derived {
+    pub fn of(w: &World, q: &Query, s: &Subject<'_>) -> Self {
+        let portfolio = s
+            .employee
+            .into_iter()
+            .flat_map(|e| e.teams.iter())
+            .filter(|id| {
+                w.team(id)
+                    .is_some_and(|team| team.covers(q.client_no, s.parent))
+            })
+            .cloned()
+            .collect();
+        let link = s
+            .system_user
+            .and_then(|su| su.link_for(q.client_no, s.parent))
+            .map(|(org, l)| (org, l.access.clone()));
+        Self { portfolio, link }
+    }
+}
+
+/// Runs `f` with the request's context record: what Vakt derives, then the
+/// caller's attributes. The record reads the derived facts in place.
+pub fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) -> T) -> T {
+    let t = core_types();
+    let link_attrs: Option<[(SmolStr, Val<'_>); 4]> = d.link.as_ref().map(|(org, access)| {
+        [
+            (
+                SmolStr::new_static("auditorPackages"),
+                Val::Set(Elems::Entities(&t.access_package, &access.auditor_packages)),
+            ),
+            (
+                SmolStr::new_static("client"),
+                Val::V(entity_value(&t.organization, &org.digits())),
+            ),
+            (
+                SmolStr::new_static("packages"),
+                Val::Set(Elems::Entities(&t.access_package, &access.packages)),
+            ),
+            (
+                SmolStr::new_static("roles"),
+                Val::Set(Elems::Strings(&access.roles)),
+            ),
+        ]
+    });
+    let mut attrs: Vec<(SmolStr, Val<'_>)> = Vec::with_capacity(4 + q.context.pairs.len());
+    attrs.push((
+        SmolStr::new_static(model::CTX_ACCESS_PACKAGE),
+        Val::V(CoreValue::from(cedar_policy_core::ast::Literal::EntityUID(
+            q.package_uid.clone(),
+        ))),
+    ));
+    attrs.push((
+        SmolStr::new_static(model::CTX_CLIENT),
+        Val::V(entity_value(&t.organization, &q.client)),
+    ));
+    if let Some(link) = &link_attrs {
+        attrs.push((
+            SmolStr::new_static(model::CTX_CLIENT_LINK),
+            Val::Record(link),
+        ));
+    }
+    attrs.push((
+        SmolStr::new_static(model::CTX_PORTFOLIO_TEAMS),
+        Val::Set(Elems::Entities(&t.team, &d.portfolio)),
+    ));
+    for (k, v) in &q.context.pairs {
+        attrs.push((k.clone(), Val::V(v.clone())));
+    }
+    f(Val::Record(&attrs))
+}
+
+/// The uids of the request's principal and resource.
+pub fn principal_and_resource(q: &Query, system_user: &str) -> (Arc<CoreUid>, Arc<CoreUid>) {
+    let t = core_types();
+    (
+        Arc::new(model::core_uid(&t.employee, &q.employee)),
+        Arc::new(model::core_uid(&t.system_user, system_user)),
+    )
+}
+
 /// Decides one checked request against a snapshot.
 pub fn decide(snap: &Snapshot, q: &Query) -> Decision {
-    let subject = Subject::find(&snap.world, &q.employee, &q.system_user, &q.client);
+    let subject = Subject::find(&snap.world, q);
     decide_subject(snap, q, &subject, &q.system_user)
 }
 
 fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str) -> Decision {
-    let t = types();
-    let w = &snap.world;
-    let context = slice::context(w, subject, &q.package_uid, &q.context.pairs);
-    let principal = subject.employee.map_or_else(
-        || slice::euid(&t.employee, &q.employee),
-        |e| e.cedar.uid().clone(),
-    );
-    let resource = subject.system_user.map_or_else(
-        || slice::euid(&t.system_user, su_id),
-        |s| s.cedar.uid().clone(),
-    );
-    let outcome = snap.engine.evaluate(
-        principal,
-        q.action.as_ref(),
-        resource,
-        context,
-        w.entities(),
-    );
+    let derived = Derived::of(&snap.world, q, subject);
+    let (principal, resource) = principal_and_resource(q, su_id);
+    let outcome = with_context(q, &derived, |context| {
+        let req = Request {
+            principal,
+            action: q.action.clone(),
+            resource,
+            context,
+        };
+        snap.engine.evaluate(&req, &snap.world)
+    });
     explain(snap, q, subject, su_id, outcome)
 }
 
 /// Turns an evaluation outcome into a decision with reasons from the policies'
 /// `@reason` annotations.
-fn explain(
+pub fn explain(
     snap: &Snapshot,
     q: &Query,
     subject: &Subject<'_>,
@@ -278,10 +400,10 @@ fn explain(
             Var::Action => q.action_id.clone(),
             Var::EmployeeOrganization => subject
                 .employee
-                .map_or("(unknown)".into(), |e| e.organization.clone()),
+                .map_or("(unknown)".into(), |e| e.organization.to_string()),
             Var::SystemUserOwner => subject
                 .system_user
-                .map_or("(unknown)".into(), |s| s.owner.clone()),
+                .map_or("(unknown)".into(), |s| s.owner.to_string()),
         }
     };
     let render = |id: &PolicyId, allow: bool| Reason {
@@ -316,42 +438,6 @@ fn explain(
     Decision { allowed, reasons }
 }
 
-/// Decides with `cedar_policy::Authorizer` on the same slice and context: the
-/// reference [`decide`] is tested against, and the benchmark's baseline.
-pub fn decide_reference(snap: &Snapshot, q: &Query) -> Decision {
-    let t = types();
-    let w = &snap.world;
-    let subject = Subject::find(w, &q.employee, &q.system_user, &q.client);
-    let entities =
-        cedar_policy::Entities::from(slice::entities(w, &subject).expect("slice builds"));
-    let context = slice::context(w, &subject, &q.package_uid, &q.context.pairs);
-    let context = cedar_policy::Context::from(cedar_policy_core::ast::Context::Value(
-        std::sync::Arc::new(context),
-    ));
-    let principal = model::uid(&t.employee, &q.employee);
-    let resource = model::uid(&t.system_user, &q.system_user);
-    let request = cedar_policy::Request::new(principal, q.action.clone(), resource, context, None)
-        .expect("request builds");
-    let response = snap
-        .authorizer
-        .is_authorized(&request, &snap.policies.set, &entities);
-    let diag = response.diagnostics();
-    let mut outcome = Outcome::default();
-    let reasons: Vec<PolicyId> = diag.reason().cloned().collect();
-    match response.decision() {
-        cedar_policy::Decision::Allow => outcome.permits = reasons,
-        cedar_policy::Decision::Deny => outcome.forbids = reasons,
-    }
-    outcome.errors = diag
-        .errors()
-        .map(|e| {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
-            (pe.policy_id().clone(), e.to_string())
-        })
-        .collect();
-    explain(snap, q, &subject, &q.system_user, outcome)
-}
-
 /// The system users an employee may use for a client and package.
 #[derive(Debug, Clone)]
 pub struct Resolution<'a> {
@@ -360,66 +446,29 @@ pub struct Resolution<'a> {
     pub reasons: Vec<Reason>,
 }
 
-/// A checked ResolveSystemUser request.
-#[derive(Debug, Clone)]
-pub struct ResolveQuery {
-    pub employee: String,
-    pub client: String,
-    pub access_package: String,
-    pub package_uid: CoreUid,
-    pub action_id: String,
-    pub action: EntityUid,
-    pub context: CallerContext,
-}
-
-impl ResolveQuery {
-    pub fn check(snap: &Snapshot, raw: RawRequest) -> Result<Self, InvalidField> {
-        let bad = |field: &str, message: String| InvalidField {
-            field: field.to_owned(),
-            message,
-        };
-        check_id(&raw.employee_id).map_err(|e| bad("employee_id", e.to_string()))?;
-        let (package_uid, action_id, action, context) = check_common(snap, &raw, &bad)?;
-        Ok(Self {
-            employee: raw.employee_id,
-            client: raw.client_org_number,
-            access_package: raw.access_package,
-            package_uid,
-            action_id,
-            action,
-            context,
-        })
-    }
-}
-
 /// Decides the request for every system user the employee's organisation owns and
 /// keeps those allowed: the same decision Authorize makes, once per candidate.
-pub fn resolve<'a>(snap: &'a Snapshot, rq: &ResolveQuery) -> Resolution<'a> {
+pub fn resolve<'a>(snap: &'a Snapshot, q: &Query) -> Resolution<'a> {
     let w = &snap.world;
-    let Some(employee) = w.employee(&rq.employee) else {
-        return Resolution {
-            usable: Vec::new(),
-            reasons: vec![Reason {
-                policy_id: "vakt:no-candidates".into(),
-                message: format!(
-                    "employee {} is not known, so no system user can be chosen",
-                    rq.employee
-                ),
-            }],
-        };
+    let none = |message: String| Resolution {
+        usable: Vec::new(),
+        reasons: vec![Reason {
+            policy_id: "vakt:no-candidates".into(),
+            message,
+        }],
     };
-    let candidates = w.system_users_owned_by(&employee.organization);
+    let Some(employee) = w.employee(&q.employee) else {
+        return none(format!(
+            "employee {} is not known, so no system user can be chosen",
+            q.employee
+        ));
+    };
+    let candidates = w.system_users_owned_by(employee.organization);
     if candidates.is_empty() {
-        return Resolution {
-            usable: Vec::new(),
-            reasons: vec![Reason {
-                policy_id: "vakt:no-candidates".into(),
-                message: format!(
-                    "organisation {} owns no system users",
-                    employee.organization
-                ),
-            }],
-        };
+        return none(format!(
+            "organisation {} owns no system users",
+            employee.organization
+        ));
     }
     let mut usable = Vec::new();
     let mut reasons = Vec::new();
@@ -427,18 +476,8 @@ pub fn resolve<'a>(snap: &'a Snapshot, rq: &ResolveQuery) -> Resolution<'a> {
         let Some(su) = w.system_user(id) else {
             continue;
         };
-        let q = Query {
-            employee: rq.employee.clone(),
-            system_user: id.clone(),
-            client: rq.client.clone(),
-            access_package: rq.access_package.clone(),
-            package_uid: rq.package_uid.clone(),
-            action_id: rq.action_id.clone(),
-            action: rq.action.clone(),
-            context: rq.context.clone(),
-        };
-        let subject = Subject::with(w, Some(employee), Some(su), &rq.client);
-        let d = decide_subject(snap, &q, &subject, id);
+        let subject = Subject::with(w, Some(employee), Some(su), q.client_no);
+        let d = decide_subject(snap, q, &subject, id);
         if d.allowed {
             usable.push(su);
         } else {

@@ -67,3 +67,39 @@ impl Types {
         .contains(&ty)
     }
 }
+
+/// The same entity types as `cedar-policy-core` holds them, for the evaluator.
+pub struct CoreTypes {
+    pub employee: cedar_policy_core::ast::EntityType,
+    pub team: cedar_policy_core::ast::EntityType,
+    pub system_user: cedar_policy_core::ast::EntityType,
+    pub organization: cedar_policy_core::ast::EntityType,
+    pub access_package: cedar_policy_core::ast::EntityType,
+}
+
+pub fn core_types() -> &'static CoreTypes {
+    static CORE: OnceLock<CoreTypes> = OnceLock::new();
+    CORE.get_or_init(|| {
+        let t = types();
+        let c = |n: &EntityTypeName| -> cedar_policy_core::ast::EntityType { n.as_ref().clone() };
+        CoreTypes {
+            employee: c(&t.employee),
+            team: c(&t.team),
+            system_user: c(&t.system_user),
+            organization: c(&t.organization),
+            access_package: c(&t.access_package),
+        }
+    })
+}
+
+/// A core entity uid, built through the API from a type and a raw id.
+pub fn core_uid(
+    ty: &cedar_policy_core::ast::EntityType,
+    id: &str,
+) -> cedar_policy_core::ast::EntityUID {
+    cedar_policy_core::ast::EntityUID::from_components(
+        ty.clone(),
+        cedar_policy_core::ast::Eid::new(id),
+        None,
+    )
+}

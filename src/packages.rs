@@ -3,6 +3,7 @@
 
 use cedar_policy_core::ast::EntityUID;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The file in the schema directory that lists the known access packages.
 pub const FILE_NAME: &str = "access-packages.json";
@@ -20,7 +21,7 @@ pub struct PackageListError {
 /// The set of known access package URNs, each with its Cedar entity uid.
 #[derive(Debug, Clone, Default)]
 pub struct AccessPackages {
-    urns: HashMap<String, EntityUID>,
+    urns: HashMap<String, Arc<EntityUID>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -50,7 +51,10 @@ impl AccessPackages {
                     p.urn
                 )));
             }
-            let uid = crate::slice::euid(&crate::model::types().access_package, &p.urn);
+            let uid = Arc::new(crate::model::core_uid(
+                &crate::model::core_types().access_package,
+                &p.urn,
+            ));
             if urns.insert(p.urn.clone(), uid).is_some() {
                 return Err(err(format!(
                     "packages[{i}].urn {:?} is listed twice",
@@ -66,7 +70,7 @@ impl AccessPackages {
     }
 
     /// The Cedar uid of a known package.
-    pub fn uid(&self, urn: &str) -> Option<&EntityUID> {
+    pub fn uid(&self, urn: &str) -> Option<&Arc<EntityUID>> {
         self.urns.get(urn)
     }
 

@@ -11,7 +11,8 @@ use crate::policy::{load_policies, load_schema, Policies};
 use crate::problem::{Problem, Problems};
 use crate::world::{load_dir, SourceFile, World, WorldBuilder};
 use arc_swap::ArcSwap;
-use cedar_policy::{Authorizer, Context, EntityUid, Request, Schema};
+use cedar_policy::{Context, EntityUid, Request, Schema};
+use cedar_policy_core::ast::EntityUID as CoreUid;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,14 @@ fn read_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<SourceFile>
         .collect()
 }
 
+/// An action a request may name.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub uid: EntityUid,
+    /// The same uid as the evaluator holds it.
+    pub core: Arc<CoreUid>,
+}
+
 /// Everything one decision reads.
 pub struct Snapshot {
     pub schema: Schema,
@@ -116,10 +125,8 @@ pub struct Snapshot {
     pub revision: String,
     /// The policies compiled for evaluation.
     pub engine: Engine,
-    /// Cedar's own authorizer, for `decide_reference`.
-    pub authorizer: Authorizer,
     /// Actions whose principal is an employee and resource a system user, by id.
-    pub actions: BTreeMap<String, EntityUid>,
+    pub actions: BTreeMap<String, Action>,
     /// True when the schema's context has caller attributes that are required, so even
     /// a request without context must be checked against the schema.
     pub context_always_checked: bool,
@@ -166,7 +173,6 @@ impl Snapshot {
             policies,
             packages,
             world,
-            authorizer: Authorizer::new(),
             actions,
             context_always_checked,
         })
@@ -174,15 +180,20 @@ impl Snapshot {
 }
 
 /// The schema's actions that apply to an employee using a system user.
-fn employee_actions(schema: &Schema) -> BTreeMap<String, EntityUid> {
+fn employee_actions(schema: &Schema) -> BTreeMap<String, Action> {
     let t = types();
     schema
         .request_envs()
         .filter(|env| env.principal() == &t.employee && env.resource() == &t.system_user)
         .map(|env| {
+            let uid = env.action().clone();
+            let core: &CoreUid = uid.as_ref();
             (
-                env.action().id().unescaped().to_owned(),
-                env.action().clone(),
+                uid.id().unescaped().to_owned(),
+                Action {
+                    core: Arc::new(core.clone()),
+                    uid,
+                },
             )
         })
         .collect()
@@ -191,7 +202,7 @@ fn employee_actions(schema: &Schema) -> BTreeMap<String, EntityUid> {
 /// Each action with its action groups (ancestors in the schema's action hierarchy).
 fn action_groups(
     schema: &Schema,
-    actions: &BTreeMap<String, EntityUid>,
+    actions: &BTreeMap<String, Action>,
 ) -> Vec<(
     cedar_policy_core::ast::EntityUID,
     Vec<cedar_policy_core::ast::EntityUID>,
@@ -203,11 +214,11 @@ fn action_groups(
             let groups = hierarchy
                 .as_ref()
                 .and_then(|h| {
-                    h.ancestors(a)
+                    h.ancestors(&a.uid)
                         .map(|it| it.cloned().map(Into::into).collect())
                 })
                 .unwrap_or_default();
-            (a.clone().into(), groups)
+            (a.uid.clone().into(), groups)
         })
         .collect()
 }
@@ -217,31 +228,32 @@ fn action_groups(
 /// Returns whether the context has required caller attributes.
 fn check_schema_contract(
     schema: &Schema,
-    actions: &BTreeMap<String, EntityUid>,
+    actions: &BTreeMap<String, Action>,
     files: &[SourceFile],
 ) -> Result<bool, Problems> {
     let file = files.first().map_or("schema", |f| f.name.as_str());
     let fail = |m: String| Problems(vec![Problem::new(file, "", m)]);
-    let Some(action) = actions.get(model::DEFAULT_ACTION) else {
+    if !actions.contains_key(model::DEFAULT_ACTION) {
         return Err(fail(format!(
             "the schema must declare action {:?} for principal Vakt::Employee and resource Vakt::SystemUser",
             model::DEFAULT_ACTION
         )));
-    };
+    }
     let t = types();
     let mut required_caller_attrs = false;
     for (name, action) in actions {
-        let result = Context::from_json_value(sample_derived_context(None), Some((schema, action)))
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                let (p, r) = (
-                    model::uid(&t.employee, "x"),
-                    model::uid(&t.system_user, "x"),
-                );
-                Request::new(p, action.clone(), r, c, Some(schema))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
+        let result =
+            Context::from_json_value(sample_derived_context(None), Some((schema, &action.uid)))
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    let (p, r) = (
+                        model::uid(&t.employee, "x"),
+                        model::uid(&t.system_user, "x"),
+                    );
+                    Request::new(p, action.uid.clone(), r, c, Some(schema))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                });
         let Err(e) = result else { continue };
         // Either a derived attribute is missing or mistyped, or the schema has
         // required caller attributes; only the first is a broken schema.
@@ -255,7 +267,6 @@ fn check_schema_contract(
         }
         required_caller_attrs = true;
     }
-    let _ = action;
     Ok(required_caller_attrs)
 }
 

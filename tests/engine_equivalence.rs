@@ -1,13 +1,45 @@
-//! Vakt's compiled engine decides exactly as `cedar_policy::Authorizer` does: same
-//! decision, same reasons, for every combination of employee, system user, client
-//! and package in the example world, plus unknown ids and caller context.
+//! Vakt's engine decides exactly as `cedar_policy::Authorizer` does over the same
+//! world as a Cedar entity store: same decision, same reasons (error messages
+//! included), for every combination of employee, system user, client and package
+//! in the example world, plus unknown ids and caller context; with the shipped
+//! policies, and with a set that uses every kind of expression and fails to
+//! evaluate on purpose (tests/data/exotic.cedar).
 
-use vakt::decide::{decide, decide_reference, Query, RawRequest};
+use vakt::decide::{decide, Query, RawRequest};
+use vakt::reference::Reference;
 use vakt::snapshot::{Snapshot, Sources};
 
 #[test]
-fn compiled_engine_matches_cedar_authorizer_on_the_example_world() {
-    let snap = Snapshot::build(&Sources::embedded()).unwrap();
+fn the_engine_matches_cedar_on_the_shipped_policies() {
+    let (checked, allowed, errors) = compare(Sources::embedded(), 3);
+    // The comparison covered both outcomes in bulk.
+    assert!(checked > 30_000, "{checked}");
+    assert!(
+        allowed > 50 && allowed < checked / 2,
+        "{allowed} of {checked}"
+    );
+    assert_eq!(errors, 0);
+}
+
+#[test]
+fn the_engine_matches_cedar_on_every_kind_of_expression_and_error() {
+    let mut sources = Sources::embedded();
+    sources.policies.push(vakt::world::SourceFile {
+        name: "exotic.cedar".into(),
+        text: include_str!("data/exotic.cedar").into(),
+    });
+    let (checked, allowed, errors) = compare(sources, 7);
+    assert!(checked > 5_000, "{checked}");
+    assert!(allowed > 10, "{allowed} of {checked}");
+    // Unknown employees and system users, and the overflow, make policies fail.
+    assert!(errors > 1_000, "{errors} of {checked}");
+}
+
+/// Decides every combination (every context on one in `every` of them) with both
+/// engines; returns how many were checked, allowed, and had a failed policy.
+fn compare(sources: Sources, every: usize) -> (usize, usize, usize) {
+    let snap = Snapshot::build(&sources).unwrap();
+    let reference = Reference::new(&snap.world);
     let employees = [
         "kari",
         "ola",
@@ -65,13 +97,13 @@ fn compiled_engine_matches_cedar_authorizer_on_the_example_world() {
         Some(serde_json::json!({"authenticated": false})),
         Some(serde_json::json!({"mfa": true})),
     ];
-    let (mut checked, mut allowed) = (0, 0);
+    let (mut checked, mut allowed, mut errors) = (0, 0, 0);
     for e in employees {
         for s in system_users {
             for (i, c) in orgs.iter().enumerate() {
                 for (j, p) in packages.iter().enumerate() {
-                    // Every context on a third of the combinations keeps the run short.
-                    let ctxs: &[Option<serde_json::Value>] = if (i + j) % 3 == 0 {
+                    // Every context on some of the combinations keeps the run short.
+                    let ctxs: &[Option<serde_json::Value>] = if (i + j) % every == 0 {
                         &contexts
                     } else {
                         &contexts[..1]
@@ -87,20 +119,20 @@ fn compiled_engine_matches_cedar_authorizer_on_the_example_world() {
                         };
                         let q = Query::check(&snap, raw, "").unwrap();
                         let ours = decide(&snap, &q);
-                        let cedar = decide_reference(&snap, &q);
+                        let cedar = reference.decide(&snap, &q);
                         assert_eq!(ours.allowed, cedar.allowed, "{e} {s} {c} {p} {ctx:?}");
                         assert_eq!(ours.reasons, cedar.reasons, "{e} {s} {c} {p} {ctx:?}");
                         checked += 1;
                         allowed += usize::from(ours.allowed);
+                        errors += usize::from(
+                            ours.reasons
+                                .iter()
+                                .any(|r| r.message.contains("could not be evaluated")),
+                        );
                     }
                 }
             }
         }
     }
-    // The comparison covered both outcomes in bulk.
-    assert!(checked > 30_000, "{checked}");
-    assert!(
-        allowed > 50 && allowed < checked / 2,
-        "{allowed} of {checked}"
-    );
+    (checked, allowed, errors)
 }

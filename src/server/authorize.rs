@@ -62,14 +62,15 @@ fn log(
     meta: &CallMeta,
 ) -> Receipt {
     let su = snap.world.system_user(&q.system_user);
+    let owner = su.map(|s| s.owner.digits());
     let receipt = vakt.log.submit(&DecisionRecord {
         decision_id,
         timestamp: now_rfc3339(),
         call: "authorize",
         employee_id: &q.employee,
         system_user_id: Some(&q.system_user),
-        system_user_external_ref: su.map(|s| s.external_ref.as_str()),
-        system_user_owner: su.map(|s| s.owner.as_str()),
+        system_user_external_ref: su.map(|s| &*s.external_ref),
+        system_user_owner: owner.as_deref(),
         usable_system_users: None,
         client_org_number: &q.client,
         access_package: &q.access_package,

@@ -3,7 +3,7 @@
 
 use super::convert;
 use super::{new_decision_id, CallError, CallMeta, Vakt};
-use crate::decide::{resolve, ResolveQuery};
+use crate::decide::{resolve, Query};
 use crate::decision_log::{now_rfc3339, DecisionRecord};
 use crate::proto;
 use std::time::Instant;
@@ -14,7 +14,7 @@ pub(super) async fn handle(
     meta: &CallMeta,
 ) -> Result<proto::ResolveSystemUserResponse, CallError> {
     let snap = vakt.snapshot.load();
-    let rq = ResolveQuery::check(&snap, req.into())?;
+    let rq = Query::check_resolve(&snap, req.into())?;
     let started = Instant::now();
     let found = resolve(&snap, &rq);
     let evaluation_us = started.elapsed().as_micros() as u64;
@@ -49,11 +49,11 @@ pub(super) async fn handle(
             .usable
             .iter()
             .map(|s| proto::SystemUserChoice {
-                id: s.id.clone(),
-                external_ref: s.external_ref.clone(),
-                system_id: s.system_id.clone(),
+                id: s.id.to_string(),
+                external_ref: s.external_ref.to_string(),
+                system_id: s.system_id.to_string(),
                 user_type: s.user_type.as_str().to_owned(),
-                integration_title: s.integration_title.clone(),
+                integration_title: s.integration_title.to_string(),
             })
             .collect(),
         reasons: convert::reasons(&found.reasons),

@@ -1,21 +1,14 @@
-//! Reading the world from a directory of JSON or YAML files, and checking it.
+//! Reading the world's data files: a directory of JSON or YAML files, each parsed
+//! into records that remember where they came from.
 //!
 //! Every file is an object with any of the keys `organizations`, `systemUsers`,
 //! `teams` and `employees`, each a list of records (format in README "Data files").
 //! A file whose top level is a list holds entities in Cedar's own JSON format.
-//! Every problem found is reported, each naming the file and the record; nothing
-//! is loaded unless the whole world is consistent.
+//! Checking the records against each other is `build`'s work.
 
-use super::*;
-use crate::ids::{check_id, check_org_number};
-use crate::model::types;
-use crate::packages::AccessPackages;
 use crate::problem::{Problem, Problems};
-use crate::slice;
-use cedar_policy::{Entities, Schema};
 use serde::Deserialize;
 use std::path::Path;
-use std::sync::Arc;
 
 /// One input file, by display name (its path) and text.
 #[derive(Debug, Clone)]
@@ -167,11 +160,25 @@ pub struct EmployeeRecord {
 
 /// Where a record came from, for messages.
 #[derive(Debug, Clone)]
-struct Origin {
-    file: usize,
+pub(super) struct Origin {
+    pub file: usize,
     /// `line:column` of the record in its file, when it can be found.
-    at: String,
-    record: String,
+    pub at: String,
+    /// The record's place and id, e.g. `employees[3] ("kari")`.
+    pub record: String,
+}
+
+/// The records of one file, each with its origin.
+#[derive(Default)]
+pub(super) struct Parsed {
+    pub orgs: Vec<(Origin, OrganizationRecord)>,
+    pub system_users: Vec<(Origin, SystemUserRecord)>,
+    pub teams: Vec<(Origin, TeamRecord)>,
+    pub employees: Vec<(Origin, EmployeeRecord)>,
+    /// Entities in Cedar's own JSON format.
+    pub cedar_json: Vec<serde_json::Value>,
+    /// Problems: (origin or whole-file position, message).
+    pub problems: Vec<(Origin, String)>,
 }
 
 /// Reads every `*.json`, `*.yaml` and `*.yml` file directly in `dir`, in name order.
@@ -217,569 +224,115 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SourceFile>, Problems> {
     }
 }
 
-/// Collects records from files, then checks and indexes them into a [`World`].
-#[derive(Default)]
-pub struct WorldBuilder {
-    files: Vec<String>,
-    orgs: Vec<(Origin, OrganizationRecord)>,
-    system_users: Vec<(Origin, SystemUserRecord)>,
-    teams: Vec<(Origin, TeamRecord)>,
-    employees: Vec<(Origin, EmployeeRecord)>,
-    cedar_json: Vec<(usize, serde_json::Value)>,
-    errors: Vec<Problem>,
+/// Parses one file (the `file`-th) into records; problems are collected.
+pub(super) fn parse_file(file: usize, src: &SourceFile) -> Parsed {
+    let mut out = Parsed::default();
+    let whole = |at: String| Origin {
+        file,
+        at,
+        record: String::new(),
+    };
+    let is_yaml = src.name.ends_with(".yaml") || src.name.ends_with(".yml");
+    let value: serde_json::Value = if is_yaml {
+        match serde_yaml::from_str(&src.text) {
+            Ok(v) => v,
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| format!("{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                out.problems
+                    .push((whole(at), format!("not valid YAML: {e}")));
+                return out;
+            }
+        }
+    } else {
+        match serde_json::from_str(&src.text) {
+            Ok(v) => v,
+            Err(e) => {
+                let at = format!("{}:{}", e.line(), e.column());
+                out.problems
+                    .push((whole(at), format!("not valid JSON: {e}")));
+                return out;
+            }
+        }
+    };
+    if value.is_array() {
+        out.cedar_json.push(value);
+        return out;
+    }
+    let data: DataFile = match serde_path_to_error::deserialize(value) {
+        Ok(d) => d,
+        Err(e) => {
+            out.problems.push((
+                whole(String::new()),
+                format!(
+                    "expected an object with keys organizations, systemUsers, teams, employees: {} at {}",
+                    e.inner(),
+                    e.path()
+                ),
+            ));
+            return out;
+        }
+    };
+    let text = src.text.as_str();
+    out.orgs = parse_records(
+        file,
+        text,
+        "organizations",
+        data.organizations,
+        &mut out.problems,
+    );
+    out.system_users = parse_records(
+        file,
+        text,
+        "systemUsers",
+        data.system_users,
+        &mut out.problems,
+    );
+    out.teams = parse_records(file, text, "teams", data.teams, &mut out.problems);
+    out.employees = parse_records(file, text, "employees", data.employees, &mut out.problems);
+    out
 }
 
-impl WorldBuilder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn error(&mut self, file: usize, record: impl Into<String>, message: impl Into<String>) {
-        let p = Problem::new(self.files[file].clone(), record, message);
-        self.errors.push(p);
-    }
-
-    /// A problem with a record: at its position when known, naming the record.
-    fn record_error(&mut self, o: &Origin, message: impl std::fmt::Display) {
-        let p = if o.at.is_empty() {
-            Problem::new(
-                self.files[o.file].clone(),
-                o.record.clone(),
-                message.to_string(),
-            )
-        } else {
-            Problem::new(
-                self.files[o.file].clone(),
-                o.at.clone(),
-                format!("{}: {message}", o.record),
-            )
-        };
-        self.errors.push(p);
-    }
-
-    /// Adds records built in code (benchmarks, generators) under the file name `source`.
-    pub fn add_records(
-        &mut self,
-        source: &str,
-        organizations: Vec<OrganizationRecord>,
-        system_users: Vec<SystemUserRecord>,
-        teams: Vec<TeamRecord>,
-        employees: Vec<EmployeeRecord>,
-    ) {
-        let file = self.files.len();
-        self.files.push(source.to_owned());
-        let origin = |key: &str, i: usize| Origin {
+fn parse_records<R: serde::de::DeserializeOwned>(
+    file: usize,
+    text: &str,
+    key: &str,
+    values: Vec<serde_json::Value>,
+    problems: &mut Vec<(Origin, String)>,
+) -> Vec<(Origin, R)> {
+    let mut out = Vec::with_capacity(values.len());
+    let mut from = text.find(key).unwrap_or(0);
+    for (i, v) in values.into_iter().enumerate() {
+        let id = record_id(&v);
+        let at = id
+            .and_then(|id| find_value(text, from, id).map(|o| (o, id.len())))
+            .map(|(offset, len)| {
+                from = offset + len + 1;
+                let (l, c) = crate::problem::line_col(text, offset);
+                format!("{l}:{c}")
+            })
+            .unwrap_or_default();
+        let origin = Origin {
             file,
-            at: String::new(),
-            record: format!("{key}[{i}]"),
+            at,
+            record: record_label(key, i, id),
         };
-        self.orgs.extend(
-            organizations
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| (origin("organizations", i), r)),
-        );
-        self.system_users.extend(
-            system_users
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| (origin("systemUsers", i), r)),
-        );
-        self.teams.extend(
-            teams
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| (origin("teams", i), r)),
-        );
-        self.employees.extend(
-            employees
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| (origin("employees", i), r)),
-        );
-    }
-
-    /// Parses one file; problems are collected, not returned.
-    pub fn add_file(&mut self, src: &SourceFile) {
-        let file = self.files.len();
-        self.files.push(src.name.clone());
-        let is_yaml = src.name.ends_with(".yaml") || src.name.ends_with(".yml");
-        let value: serde_json::Value = if is_yaml {
-            match serde_yaml::from_str(&src.text) {
-                Ok(v) => v,
-                Err(e) => {
-                    let at = e
-                        .location()
-                        .map(|l| format!("{}:{}", l.line(), l.column()))
-                        .unwrap_or_default();
-                    return self.error(file, at, format!("not valid YAML: {e}"));
-                }
-            }
-        } else {
-            match serde_json::from_str(&src.text) {
-                Ok(v) => v,
-                Err(e) => {
-                    let at = format!("{}:{}", e.line(), e.column());
-                    return self.error(file, at, format!("not valid JSON: {e}"));
-                }
-            }
-        };
-        if value.is_array() {
-            self.cedar_json.push((file, value));
-            return;
-        }
-        let data: DataFile = match serde_path_to_error::deserialize(value) {
-            Ok(d) => d,
+        match serde_path_to_error::deserialize::<_, R>(v) {
+            Ok(r) => out.push((origin, r)),
             Err(e) => {
-                return self.error(
-                    file,
-                    "",
-                    format!(
-                        "expected an object with keys organizations, systemUsers, teams, employees: {} at {}",
-                        e.inner(),
-                        e.path()
-                    ),
-                )
-            }
-        };
-        let text = src.text.as_str();
-        self.parse_records(
-            file,
-            text,
-            "organizations",
-            data.organizations,
-            |b, o, r| b.orgs.push((o, r)),
-        );
-        self.parse_records(file, text, "systemUsers", data.system_users, |b, o, r| {
-            b.system_users.push((o, r))
-        });
-        self.parse_records(file, text, "teams", data.teams, |b, o, r| {
-            b.teams.push((o, r))
-        });
-        self.parse_records(file, text, "employees", data.employees, |b, o, r| {
-            b.employees.push((o, r))
-        });
-    }
-
-    fn parse_records<R: serde::de::DeserializeOwned>(
-        &mut self,
-        file: usize,
-        text: &str,
-        key: &str,
-        values: Vec<serde_json::Value>,
-        mut push: impl FnMut(&mut Self, Origin, R),
-    ) {
-        let mut from = text.find(key).unwrap_or(0);
-        for (i, v) in values.into_iter().enumerate() {
-            let id = record_id(&v);
-            let at = id
-                .and_then(|id| find_value(text, from, id).map(|o| (o, id.len())))
-                .map(|(offset, len)| {
-                    from = offset + len + 1;
-                    let (l, c) = crate::problem::line_col(text, offset);
-                    format!("{l}:{c}")
-                })
-                .unwrap_or_default();
-            let origin = Origin {
-                file,
-                at,
-                record: record_label(key, i, id),
-            };
-            match serde_path_to_error::deserialize::<_, R>(v) {
-                Ok(r) => push(self, origin, r),
-                Err(e) => {
-                    let path = e.path().to_string();
-                    let msg = if path == "." {
-                        e.inner().to_string()
-                    } else {
-                        format!("{path}: {}", e.inner())
-                    };
-                    self.record_error(&origin, msg);
-                }
-            }
-        }
-    }
-
-    /// Checks every reference and builds the world, or reports every problem.
-    pub fn build(mut self, packages: &AccessPackages, schema: &Schema) -> Result<World, Problems> {
-        let t = types();
-        let mut world = World::default();
-        let mut errs: Vec<(Origin, String)> = Vec::new();
-
-        // Organisations first: everything else refers to them.
-        for (o, r) in &self.orgs {
-            if let Err(e) = check_org_number(&r.org_number) {
-                errs.push((o.clone(), format!("orgNumber {:?} {e}", r.org_number)));
-                continue;
-            }
-            if let Some(p) = &r.parent_org_number {
-                if let Err(e) = check_org_number(p) {
-                    errs.push((o.clone(), format!("parentOrgNumber {p:?} {e}")));
-                }
-            }
-            // A sub-entity (ORGL) or any other legal entity has a parent in the Entity
-            // Register but inherits nothing from it: only BEDR/AAFY units do.
-            let parent = match r.unit_type.as_deref().map(str::to_ascii_uppercase) {
-                Some(t) if t != "BEDR" && t != "AAFY" => None,
-                _ => r.parent_org_number.clone(),
-            };
-            let org = Organization {
-                org_number: r.org_number.clone(),
-                name: r.name.clone(),
-                cedar: slice::organization_entity(&r.org_number, &r.name, parent.as_deref()),
-                parent,
-            };
-            if world
-                .orgs
-                .insert(r.org_number.as_str().into(), org)
-                .is_some()
-            {
-                errs.push((
-                    o.clone(),
-                    format!("orgNumber {:?} is defined twice", r.org_number),
-                ));
-            }
-        }
-        for (o, r) in &self.orgs {
-            // Only the parents that confer inheritance (see above) must be sound.
-            let Some(p) = world
-                .orgs
-                .get(r.org_number.as_str())
-                .and_then(|org| org.parent.clone())
-            else {
-                continue;
-            };
-            let p = &p;
-            match world.orgs.get(p.as_str()) {
-                _ if p == &r.org_number => {
-                    errs.push((o.clone(), "parentOrgNumber is the organisation itself".into()))
-                }
-                None => errs.push((o.clone(), format!("parentOrgNumber {p:?} is not a known organisation"))),
-                // Operational units sit one level below a legal entity; a unit under a
-                // unit would silently extend inheritance beyond what Altinn grants.
-                Some(parent) if parent.parent.is_some() => errs.push((
-                    o.clone(),
-                    format!("parentOrgNumber {p:?} is itself an operational unit; units are one level deep"),
-                )),
-                Some(_) => {}
-            }
-        }
-        let known_org =
-            |world: &World, errs: &mut Vec<(Origin, String)>, o: &Origin, field: &str, n: &str| {
-                if let Err(e) = check_org_number(n) {
-                    errs.push((o.clone(), format!("{field} {n:?} {e}")));
-                } else if !world.orgs.contains_key(n) {
-                    errs.push((
-                        o.clone(),
-                        format!("{field} {n:?} is not a known organisation"),
-                    ));
-                }
-            };
-
-        type AccessKey = (Vec<String>, Vec<String>, Vec<String>);
-        let mut interned: HashMap<AccessKey, Arc<LinkAccess>> = HashMap::new();
-        for (o, r) in &self.system_users {
-            if let Err(e) = check_id(&r.id) {
-                errs.push((o.clone(), format!("id {e}")));
-                continue;
-            }
-            known_org(&world, &mut errs, o, "reporteeOrgNo", &r.reportee_org_no);
-            // Altinn's APIs write enum values in varying case.
-            let user_type = match r.user_type.to_ascii_lowercase().as_str() {
-                "standard" => UserType::Standard,
-                "agent" => UserType::Agent,
-                other => {
-                    errs.push((
-                        o.clone(),
-                        format!("userType {other:?} must be \"standard\" or \"agent\""),
-                    ));
-                    UserType::Standard
-                }
-            };
-            for (i, p) in r.access_packages.iter().enumerate() {
-                if !packages.contains(&p.urn) {
-                    errs.push((
-                        o.clone(),
-                        format!(
-                            "accessPackages[{i}].urn {:?} is not a known access package",
-                            p.urn
-                        ),
-                    ));
-                }
-            }
-            if user_type == UserType::Standard && !r.clients.is_empty() {
-                errs.push((
-                    o.clone(),
-                    "clients: a standard system user has no client links; use userType \"agent\""
-                        .into(),
-                ));
-            }
-            if user_type == UserType::Standard && r.self_delegated {
-                errs.push((
-                    o.clone(),
-                    "selfDelegated applies only to agent system users".into(),
-                ));
-            }
-            let mut links = HashMap::new();
-            for (i, c) in r.clients.iter().enumerate() {
-                let field = format!("clients[{i}].clientOrganizationNumber");
-                known_org(&world, &mut errs, o, &field, &c.client_organization_number);
-                let status = c.status.as_deref().map(str::to_ascii_lowercase);
-                let active = match status.as_deref() {
-                    None | Some("active") => true,
-                    Some("removed") => false,
-                    Some(other) => {
-                        errs.push((
-                            o.clone(),
-                            format!(
-                                "clients[{i}].status {other:?} must be \"active\" or \"removed\""
-                            ),
-                        ));
-                        false
-                    }
+                let path = e.path().to_string();
+                let msg = if path == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{path}: {}", e.inner())
                 };
-                for (j, a) in c.access.iter().enumerate() {
-                    if !a.role.starts_with("urn:altinn:") {
-                        errs.push((
-                            o.clone(),
-                            format!(
-                                "clients[{i}].access[{j}].role {:?} is not an Altinn role URN",
-                                a.role
-                            ),
-                        ));
-                    }
-                    for (k, p) in a.packages.iter().enumerate() {
-                        if !packages.contains(p) {
-                            errs.push((o.clone(), format!("clients[{i}].access[{j}].packages[{k}] {p:?} is not a known access package")));
-                        }
-                    }
-                }
-                let roles: Vec<String> = c.access.iter().map(|a| a.role.clone()).collect();
-                let link_packages: Vec<String> = c
-                    .access
-                    .iter()
-                    .flat_map(|a| a.packages.iter().cloned())
-                    .collect();
-                // The packages delegated through the auditor role; an entry that lists
-                // none carries the system user's packages, as a new link does in Altinn.
-                let mut auditor_packages: Vec<String> = c
-                    .access
-                    .iter()
-                    .filter(|a| a.role == crate::model::AUDITOR_ROLE)
-                    .flat_map(|a| {
-                        if a.packages.is_empty() {
-                            r.access_packages.iter().map(|p| p.urn.clone()).collect()
-                        } else {
-                            a.packages.clone()
-                        }
-                    })
-                    .collect();
-                auditor_packages.sort();
-                auditor_packages.dedup();
-                let access = interned
-                    .entry((roles, link_packages, auditor_packages))
-                    .or_insert_with_key(|(r, p, a)| {
-                        Arc::new(slice::link_access(r.clone(), p.clone(), a.clone()))
-                    })
-                    .clone();
-                let link = ClientLink {
-                    client_id: c.client_id.clone().unwrap_or_default().into(),
-                    org_number: c.client_organization_number.as_str().into(),
-                    access,
-                    active,
-                };
-                if links
-                    .insert(c.client_organization_number.as_str().into(), link)
-                    .is_some()
-                {
-                    errs.push((
-                        o.clone(),
-                        format!("{field} {:?} is linked twice", c.client_organization_number),
-                    ));
-                }
+                problems.push((origin, msg));
             }
-            let su = SystemUser {
-                id: r.id.clone(),
-                integration_title: r.integration_title.clone().unwrap_or_default(),
-                system_id: r.system_id.clone().unwrap_or_default(),
-                owner: r.reportee_org_no.clone(),
-                user_type,
-                access_packages: r.access_packages.iter().map(|p| p.urn.clone()).collect(),
-                external_ref: r.external_ref.clone().unwrap_or_default(),
-                is_deleted: r.is_deleted,
-                self_delegated: r.self_delegated,
-                links,
-                granted_to: Vec::new(),
-                // Filled in once every team is known.
-                cedar: slice::placeholder(),
-            };
-            if world
-                .system_users
-                .insert(r.id.as_str().into(), su)
-                .is_some()
-            {
-                errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
-            }
-        }
-
-        for (o, r) in &self.teams {
-            if let Err(e) = check_id(&r.id) {
-                errs.push((o.clone(), format!("id {e}")));
-                continue;
-            }
-            known_org(&world, &mut errs, o, "organization", &r.organization);
-            let mut system_users = HashSet::new();
-            for (i, s) in r.system_users.iter().enumerate() {
-                match world.system_users.get_mut(s.as_str()) {
-                    Some(su) => {
-                        if system_users.insert(s.clone()) {
-                            su.granted_to.push(r.id.clone());
-                        }
-                    }
-                    None => errs.push((
-                        o.clone(),
-                        format!("systemUsers[{i}] {s:?} is not a known system user"),
-                    )),
-                }
-            }
-            let clients = match &r.clients {
-                ClientsRecord::Keyword(k) if k == "all" => ClientScope::All,
-                ClientsRecord::Keyword(k) => {
-                    errs.push((
-                        o.clone(),
-                        format!("clients {k:?} must be \"all\" or a list of org numbers"),
-                    ));
-                    ClientScope::Listed(HashSet::new())
-                }
-                ClientsRecord::List(l) => {
-                    for (i, n) in l.iter().enumerate() {
-                        known_org(&world, &mut errs, o, &format!("clients[{i}]"), n);
-                    }
-                    ClientScope::Listed(l.iter().cloned().collect())
-                }
-            };
-            let team = Team {
-                id: r.id.clone(),
-                organization: r.organization.clone(),
-                name: r.name.clone(),
-                cedar: slice::team_entity(&r.id, &r.organization, &r.name),
-                system_users,
-                clients,
-            };
-            if world.teams.insert(r.id.as_str().into(), team).is_some() {
-                errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
-            }
-        }
-
-        for (o, r) in &self.employees {
-            if let Err(e) = check_id(&r.id) {
-                errs.push((o.clone(), format!("id {e}")));
-                continue;
-            }
-            known_org(&world, &mut errs, o, "organization", &r.organization);
-            let kind = match r.kind.as_deref() {
-                None | Some("person") => EmployeeKind::Person,
-                Some("automation") => EmployeeKind::Automation,
-                Some(other) => {
-                    errs.push((
-                        o.clone(),
-                        format!("kind {other:?} must be \"person\" or \"automation\""),
-                    ));
-                    EmployeeKind::Person
-                }
-            };
-            for (i, team) in r.teams.iter().enumerate() {
-                if !world.teams.contains_key(team.as_str()) {
-                    errs.push((
-                        o.clone(),
-                        format!("teams[{i}] {team:?} is not a known team"),
-                    ));
-                }
-            }
-            for (i, n) in r.audit_clients.iter().enumerate() {
-                known_org(&world, &mut errs, o, &format!("auditClients[{i}]"), n);
-            }
-            let mut teams = r.teams.clone();
-            teams.sort();
-            teams.dedup();
-            let team_uids = teams.iter().map(|id| slice::team_uid(id)).collect();
-            let mut e = Employee {
-                id: r.id.clone(),
-                organization: r.organization.clone(),
-                name: r.name.clone(),
-                active: r.active,
-                kind,
-                teams,
-                audit_clients: r.audit_clients.iter().cloned().collect(),
-                cedar: slice::placeholder(),
-                team_uids,
-            };
-            e.cedar = slice::employee_entity(&e);
-            if world.employees.insert(r.id.as_str().into(), e).is_some() {
-                errs.push((o.clone(), format!("id {:?} is defined twice", r.id)));
-            }
-        }
-
-        for (file, value) in std::mem::take(&mut self.cedar_json) {
-            match Entities::from_json_value(value, Some(schema)) {
-                Err(e) => self.error(file, "", format!("Cedar entities: {e}")),
-                Ok(entities) => {
-                    for e in entities.iter() {
-                        let u = e.uid();
-                        if t.is_core(u.type_name()) {
-                            self.error(
-                                file,
-                                "",
-                                format!("Cedar entity {u}: {} records belong in the Vakt data format (organizations, systemUsers, teams, employees)", u.type_name()),
-                            );
-                        } else if u.type_name() != &t.action {
-                            world
-                                .extra_entities
-                                .push(std::sync::Arc::new(AsRef::<ast::Entity>::as_ref(e).clone()));
-                        }
-                    }
-                }
-            }
-        }
-
-        // Action entities are part of the store, so `action in ...` sees the
-        // schema's action groups.
-        if let Ok(actions) = schema.action_entities() {
-            for a in actions.iter() {
-                world
-                    .extra_entities
-                    .push(std::sync::Arc::new(AsRef::<ast::Entity>::as_ref(a).clone()));
-            }
-        }
-        for su in world.system_users.values_mut() {
-            su.granted_to.sort();
-            su.cedar = slice::system_user_entity(su);
-        }
-        for su in world.system_users.values() {
-            world
-                .system_users_by_owner
-                .entry(su.owner.as_str().into())
-                .or_default()
-                .push(su.id.clone());
-        }
-        for ids in world.system_users_by_owner.values_mut() {
-            ids.sort();
-        }
-
-        for (o, msg) in errs {
-            self.record_error(&o, msg);
-        }
-        if self.errors.is_empty() {
-            if let Err(e) = world.index_entities() {
-                self.errors
-                    .push(Problem::new("data", "", format!("Cedar entities: {e}")));
-                return Err(Problems(self.errors));
-            }
-            Ok(world)
-        } else {
-            Err(Problems(self.errors))
         }
     }
+    out
 }
 
 /// The record's id (`id`, or `orgNumber` for organisations), when it is a string.
@@ -814,17 +367,4 @@ fn find_value(text: &str, from: usize, value: &str) -> Option<usize> {
         start = at + value.len().max(1);
     }
     None
-}
-
-/// Parses and checks a whole data set.
-pub fn build_world(
-    files: &[SourceFile],
-    packages: &AccessPackages,
-    schema: &Schema,
-) -> Result<World, Problems> {
-    let mut b = WorldBuilder::new();
-    for f in files {
-        b.add_file(f);
-    }
-    b.build(packages, schema)
 }

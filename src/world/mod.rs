@@ -1,234 +1,109 @@
-//! The world Vakt decides over: organisations, system users with their client links,
-//! teams and employees, held as plain indexed records.
+//! The world Vakt decides over: organisations, system users with their client
+//! links, teams and employees, held as compact records in persistent maps.
 //!
-//! Vakt does not keep a Cedar `Entities` for the whole world: building one costs
-//! seconds and gigabytes at a million entities, and every change would recompute the
-//! transitive closure. Instead each request looks up the handful of records it needs
-//! here (hash lookups, so the cost does not grow with the world) and `decide` builds
-//! a small entity slice from them.
+//! Vakt keeps no Cedar `Entities` for the world: building one costs seconds and
+//! gigabytes at a million entities, and every change would recompute it. The
+//! evaluator reads the records in place instead ([`entity`]), and a decision looks
+//! up only the handful it needs, so its cost does not grow with the world. The maps
+//! are persistent: a changed world shares every untouched record with the one
+//! before it, so a change costs a few path copies, not a rebuild, and a reader
+//! holding the old world is never disturbed.
+//!
+//! # Layout
+//!
+//! - [`records`]: the record types.
+//! - [`entity`]: the records as Cedar entities, for the evaluator and for export.
+//! - `load`: reading data files; `build`: checking records and building a world.
 
+mod build;
+pub mod entity;
 mod load;
+pub mod records;
 
+pub use build::WorldBuilder;
 pub use load::{
-    build_world, load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord,
-    OrganizationRecord, PackageRef, SourceFile, SystemUserRecord, TeamRecord, WorldBuilder,
+    load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord,
+    PackageRef, SourceFile, SystemUserRecord, TeamRecord,
+};
+pub use records::{
+    ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
+    SystemUser, Team, UserType,
 };
 
-use crate::slice::CedarEntity;
-use cedar_policy_core::ast;
-use cedar_policy_core::entities::{Entities, NoEntitiesSchema, TCComputation};
-use cedar_policy_core::extensions::Extensions;
-use smol_str::SmolStr;
-use std::collections::{HashMap, HashSet};
+use cedar_policy_core::ast::{self, EntityUID};
+use records::{map, Map};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-/// One organisation from the Entity Register.
-#[derive(Debug, Clone)]
-pub struct Organization {
-    pub org_number: String,
-    pub name: String,
-    /// Set only for operational units (underenhet, BEDR/AAFY).
-    pub parent: Option<String>,
-    pub cedar: CedarEntity,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmployeeKind {
-    Person,
-    Automation,
-}
-
-impl EmployeeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Person => "person",
-            Self::Automation => "automation",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Employee {
-    pub id: String,
-    pub organization: String,
-    pub name: String,
-    pub active: bool,
-    pub kind: EmployeeKind,
-    pub teams: Vec<String>,
-    pub audit_clients: HashSet<String>,
-    pub cedar: CedarEntity,
-    /// The uid of each team in `teams`, in the same order.
-    pub team_uids: Vec<ast::EntityUID>,
-}
-
-/// Which clients a team may act for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientScope {
-    All,
-    /// Listed org numbers; a listed parent covers its operational units.
-    Listed(HashSet<String>),
-}
-
-#[derive(Debug, Clone)]
-pub struct Team {
-    pub id: String,
-    pub organization: String,
-    pub name: String,
-    pub system_users: HashSet<String>,
-    pub clients: ClientScope,
-    pub cedar: CedarEntity,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserType {
-    Standard,
-    Agent,
-}
-
-impl UserType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Standard => "standard",
-            Self::Agent => "agent",
-        }
-    }
-}
-
-/// A client linked to an agent system user by the customer's client administrator.
-#[derive(Debug, Clone)]
-pub struct ClientLink {
-    pub client_id: Box<str>,
-    pub org_number: Box<str>,
-    /// What the link rests on; shared by every link with the same roles and packages.
-    pub access: Arc<LinkAccess>,
-    /// False once the link is removed.
-    pub active: bool,
-}
-
-/// The relationship roles and packages of a client link. Links repeat a handful of
-/// combinations, so each distinct one is held once.
-#[derive(Debug)]
-pub struct LinkAccess {
-    /// Relationship URNs the link rests on.
-    pub roles: Vec<String>,
-    pub packages: Vec<String>,
-    /// The same as Cedar sets, for `context.clientLink`.
-    pub cedar_roles: ast::Value,
-    pub cedar_packages: ast::Value,
-    /// The packages delegated through the auditor role, for rule 8.
-    pub cedar_auditor_packages: ast::Value,
-}
-
-#[derive(Debug, Clone)]
-pub struct SystemUser {
-    pub id: String,
-    pub integration_title: String,
-    pub system_id: String,
-    pub owner: String,
-    pub user_type: UserType,
-    pub access_packages: Vec<String>,
-    pub external_ref: String,
-    pub is_deleted: bool,
-    pub self_delegated: bool,
-    /// Client links by client org number.
-    pub links: HashMap<SmolStr, ClientLink>,
-    /// Teams that are granted this system user, sorted.
-    pub granted_to: Vec<String>,
-    pub cedar: CedarEntity,
-}
-
-impl SystemUser {
-    /// The active link through which this system user reaches `client`: the client's
-    /// own link, or else its parent's (an operational unit inherits from its parent).
-    pub fn link_for(&self, client: &str, parent: Option<&str>) -> Option<&ClientLink> {
-        let active = |org: &str| self.links.get(org).filter(|l| l.active);
-        active(client).or_else(|| parent.and_then(active))
-    }
-}
-
-impl Team {
-    /// Whether the team's client scope covers `client` (whose parent is `parent`).
-    pub fn covers(&self, client: &str, parent: Option<&str>) -> bool {
-        match &self.clients {
-            ClientScope::All => true,
-            ClientScope::Listed(orgs) => {
-                orgs.contains(client) || parent.is_some_and(|p| orgs.contains(p))
-            }
-        }
-    }
-}
-
-/// The whole world, immutable once loaded. Keys are `SmolStr`: ids of up to 23
-/// bytes sit inline in the table, so a lookup does not chase a pointer to compare keys.
-#[derive(Debug, Default)]
+/// The whole world at one moment; cheap to clone, never changed in place.
+#[derive(Clone)]
 pub struct World {
-    orgs: HashMap<SmolStr, Organization>,
-    employees: HashMap<SmolStr, Employee>,
-    teams: HashMap<SmolStr, Team>,
-    system_users: HashMap<SmolStr, SystemUser>,
-    /// System user ids by owner org number, sorted: the candidates for ResolveSystemUser.
-    system_users_by_owner: HashMap<SmolStr, Vec<String>>,
-    /// Entities given in Cedar's own JSON format for types beyond Vakt's core ones,
-    /// and the schema's action entities.
-    extra_entities: Vec<CedarEntity>,
-    /// Every record's entity, indexed for Cedar. The entities are the records' own
-    /// (shared, not copied) and hierarchies are closed by construction, so indexing
-    /// is one hash insert per entity and no transitive-closure pass.
-    entities: Entities,
+    orgs: Map<OrgNo, Arc<Organization>>,
+    employees: Map<Id, Arc<Employee>>,
+    teams: Map<Id, Arc<Team>>,
+    system_users: Map<Id, Arc<SystemUser>>,
+    /// System user ids by owner, sorted: the candidates for ResolveSystemUser.
+    by_owner: Map<OrgNo, Arc<[Id]>>,
+    /// Entities in Cedar's own JSON format for types beyond Vakt's own, and the
+    /// schema's actions, by uid.
+    extra: Arc<HashMap<EntityUID, ast::Entity>>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            orgs: map(),
+            employees: map(),
+            teams: map(),
+            system_users: map(),
+            by_owner: map(),
+            extra: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "World {:?}", self.counts())
+    }
 }
 
 impl World {
-    /// Indexes every entity for evaluation; called once the world is complete.
-    fn index_entities(&mut self) -> Result<(), String> {
-        let all: Vec<CedarEntity> = self
-            .orgs
-            .values()
-            .map(|o| o.cedar.clone())
-            .chain(self.employees.values().map(|e| e.cedar.clone()))
-            .chain(self.system_users.values().map(|s| s.cedar.clone()))
-            .chain(self.teams.values().map(|t| t.cedar.clone()))
-            .chain(self.extra_entities.iter().cloned())
-            .collect();
-        self.entities = Entities::new()
-            .add_entities(
-                all,
-                None::<&NoEntitiesSchema>,
-                TCComputation::AssumeAlreadyComputed,
-                Extensions::none(),
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(())
-    }
-
-    /// The Cedar entity store every decision evaluates against.
-    pub fn entities(&self) -> &Entities {
-        &self.entities
-    }
-
-    pub fn organization(&self, org_number: &str) -> Option<&Organization> {
-        self.orgs.get(org_number)
+    pub fn organization(&self, n: OrgNo) -> Option<&Organization> {
+        self.orgs.get(&n).map(|o| &**o)
     }
     pub fn employee(&self, id: &str) -> Option<&Employee> {
-        self.employees.get(id)
+        self.employees.get(id).map(|e| &**e)
     }
     pub fn team(&self, id: &str) -> Option<&Team> {
-        self.teams.get(id)
+        self.teams.get(id).map(|t| &**t)
     }
     pub fn system_user(&self, id: &str) -> Option<&SystemUser> {
-        self.system_users.get(id)
+        self.system_users.get(id).map(|s| &**s)
     }
-    /// The system users an organisation owns, by id.
-    pub fn system_users_owned_by(&self, org_number: &str) -> &[String] {
-        self.system_users_by_owner
-            .get(org_number)
-            .map_or(&[], Vec::as_slice)
+    /// The system users an organisation owns, by id, sorted.
+    pub fn system_users_owned_by(&self, owner: OrgNo) -> &[Id] {
+        self.by_owner.get(&owner).map_or(&[], |ids| &ids[..])
     }
-    pub fn extra_entities(&self) -> &[CedarEntity] {
-        &self.extra_entities
+    /// An entity given in Cedar's own format, or an action.
+    pub fn extra_entity(&self, uid: &EntityUID) -> Option<&ast::Entity> {
+        self.extra.get(uid)
     }
-    /// Parent org number of an operational unit.
-    pub fn parent_of(&self, org_number: &str) -> Option<&str> {
-        self.orgs.get(org_number)?.parent.as_deref()
+
+    pub fn organizations(&self) -> impl Iterator<Item = &Organization> {
+        self.orgs.values().map(|o| &**o)
+    }
+    pub fn employees(&self) -> impl Iterator<Item = &Employee> {
+        self.employees.values().map(|e| &**e)
+    }
+    pub fn teams(&self) -> impl Iterator<Item = &Team> {
+        self.teams.values().map(|t| &**t)
+    }
+    pub fn system_users(&self) -> impl Iterator<Item = &SystemUser> {
+        self.system_users.values().map(|s| &**s)
+    }
+    pub fn extra_entities(&self) -> impl Iterator<Item = &ast::Entity> {
+        self.extra.values()
     }
 
     /// Record counts, for the startup log and `vakt validate`.
@@ -239,7 +114,7 @@ impl World {
             client_links: self.system_users.values().map(|s| s.links.len()).sum(),
             teams: self.teams.len(),
             employees: self.employees.len(),
-            extra_entities: self.extra_entities.len(),
+            extra_entities: self.extra.len(),
         }
     }
 }
@@ -255,7 +130,7 @@ pub struct WorldCounts {
 }
 
 impl WorldCounts {
-    /// Records that become Cedar entities (client links are attributes, not entities).
+    /// Records that are Cedar entities (client links are attributes, not entities).
     pub fn entities(&self) -> usize {
         self.organizations + self.system_users + self.teams + self.employees + self.extra_entities
     }

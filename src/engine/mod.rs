@@ -1,22 +1,33 @@
-//! Cedar evaluation with policies compiled once per snapshot.
+//! Policy evaluation: each policy's condition prepared once per snapshot and
+//! evaluated by Vakt's own interpreter over the world's records.
 //!
-//! `cedar_policy::Authorizer` rebuilds every policy's condition expression on every
-//! request (about a microsecond per policy) and evaluates every policy whatever the
-//! action. Vakt builds each condition once, when a snapshot is loaded, keeps per
-//! action only the policies whose action scope can match, and evaluates them with
-//! the evaluator of the very `cedar-policy-core` version `cedar-policy` uses. The
-//! combination rule is Cedar's: allow iff some permit is satisfied and no forbid is;
-//! a policy that errors is skipped and reported. A differential test
-//! (tests/engine_equivalence.rs) checks this against `cedar_policy::Authorizer`.
+//! `cedar_policy::Authorizer` rebuilds every policy's condition on every request
+//! (about a microsecond per policy), evaluates every policy whatever the action, and
+//! needs a Cedar `Entities` holding the whole world (seconds and gigabytes to build
+//! at a million entities, and a full rebuild for each change). Vakt prepares each
+//! condition once, keeps per action only the policies whose action scope can match,
+//! and evaluates them over a [`Store`] that reads the world's records in place.
+//!
+//! # Layout
+//!
+//! - [`value`]: values during evaluation, and the [`Store`] / [`EntityData`] traits
+//!   the world implements.
+//! - `eval`: the interpreter; Cedar's own evaluator words its errors.
+//!
+//! The combination rule is Cedar's: allow iff some permit is satisfied and no
+//! forbid is; a policy that errors is skipped and reported, and Vakt denies. A
+//! differential test (tests/engine_equivalence.rs) checks every decision against
+//! `cedar_policy::Authorizer` over the same world as a Cedar entity store.
+
+mod eval;
+pub mod value;
+
+pub use eval::Request;
+pub use value::{EntityData, IdList, Store, Val};
 
 use cedar_policy::{PolicyId, PolicySet};
-use cedar_policy_core::ast::{
-    self, ActionConstraint, Effect, EntityUID, EntityUIDEntry, Expr, Literal, SlotEnv, ValueKind,
-};
-use cedar_policy_core::entities::Entities;
-use cedar_policy_core::evaluator::Evaluator;
-use cedar_policy_core::extensions::Extensions;
-use std::collections::{BTreeMap, HashMap};
+use cedar_policy_core::ast::{self, ActionConstraint, Effect, EntityUID, Expr, Literal, SlotEnv};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 struct CompiledPolicy {
@@ -135,30 +146,17 @@ impl Engine {
         }
     }
 
-    /// Evaluates the policies that can apply to `action` on one request.
-    pub fn evaluate(
-        &self,
-        principal: EntityUID,
-        action: &EntityUID,
-        resource: EntityUID,
-        context: BTreeMap<smol_str::SmolStr, ast::Value>,
-        entities: &Entities,
-    ) -> Outcome {
+    /// Evaluates the policies that can apply to the request's action.
+    pub fn evaluate(&self, req: &Request<'_>, store: &dyn Store) -> Outcome {
         let all: Vec<usize>;
-        let (indices, full): (&[usize], bool) = match self.by_action.get(action) {
+        let (indices, full): (&[usize], bool) = match self.by_action.get(req.action.as_ref()) {
             Some(i) => (i, false),
             None => {
                 all = (0..self.policies.len()).collect();
                 (&all, true)
             }
         };
-        let request = ast::Request::new_unchecked(
-            EntityUIDEntry::known(principal, None),
-            EntityUIDEntry::known(action.clone(), None),
-            EntityUIDEntry::known(resource, None),
-            Some(ast::Context::Value(Arc::new(context))),
-        );
-        let eval = Evaluator::new(request, entities, Extensions::all_available());
+        let eval = eval::Eval::new(req, store);
         let mut out = Outcome::default();
         for &i in indices {
             let p = &self.policies[i];
@@ -167,19 +165,18 @@ impl Engine {
             } else {
                 &p.condition
             };
-            match eval.interpret(condition, &p.env) {
-                Ok(v) => match v.value_kind() {
-                    ValueKind::Lit(Literal::Bool(true)) => match p.effect {
-                        Effect::Permit => out.permits.push(p.id.clone()),
-                        Effect::Forbid => out.forbids.push(p.id.clone()),
-                    },
-                    ValueKind::Lit(Literal::Bool(false)) => {}
-                    other => out.errors.push((
-                        p.id.clone(),
-                        format!("condition evaluated to a non-boolean {other:?}"),
-                    )),
+            match eval.condition(condition, &p.env) {
+                Ok(true) => match p.effect {
+                    Effect::Permit => out.permits.push(p.id.clone()),
+                    Effect::Forbid => out.forbids.push(p.id.clone()),
                 },
-                Err(e) => out.errors.push((p.id.clone(), e.to_string())),
+                Ok(false) => {}
+                Err(eval::Failed) => {
+                    // The failing policy also needs the action scope the per-action
+                    // list has already decided, when Cedar evaluates it again.
+                    let message = eval::explain_failure(req, store, &p.full_condition, &p.env);
+                    out.errors.push((p.id.clone(), message));
+                }
             }
         }
         out

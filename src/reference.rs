@@ -1,0 +1,105 @@
+//! Cedar's own authorizer over the same world, as the yardstick Vakt's engine is
+//! checked against (tests/engine_equivalence.rs) and measured against (the decide
+//! benchmark). Nothing on the serving path uses it.
+//!
+//! The world's records are written out in full as a Cedar entity store, the request
+//! context is the one Vakt derives, and `cedar_policy::Authorizer` decides; the
+//! outcome is explained with the same reason templates as [`crate::decide`].
+
+use crate::decide::{
+    explain, principal_and_resource, with_context, Decision, Derived, Query, Subject,
+};
+use crate::engine::{EntityData, Outcome};
+use crate::model::{self, core_types};
+use crate::snapshot::Snapshot;
+use crate::world::World;
+use cedar_policy::{Authorizer, PolicyId};
+use cedar_policy_core::ast::{self, ValueKind};
+use cedar_policy_core::entities::{Entities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
+use std::sync::Arc;
+
+/// Every record of a world as a Cedar entity, with the world's other entities.
+pub fn cedar_entities(world: &World) -> Vec<ast::Entity> {
+    let t = core_types();
+    let mut out = Vec::new();
+    for o in world.organizations() {
+        out.push(o.to_cedar(&model::core_uid(&t.organization, &o.org_number.digits())));
+    }
+    for e in world.employees() {
+        out.push(e.to_cedar(&model::core_uid(&t.employee, &e.id)));
+    }
+    for team in world.teams() {
+        out.push(team.to_cedar(&model::core_uid(&t.team, &team.id)));
+    }
+    for su in world.system_users() {
+        out.push(su.to_cedar(&model::core_uid(&t.system_user, &su.id)));
+    }
+    out.extend(world.extra_entities().cloned());
+    out
+}
+
+/// Cedar's authorizer with the whole world as its entity store.
+pub struct Reference {
+    entities: cedar_policy::Entities,
+    authorizer: Authorizer,
+}
+
+impl Reference {
+    pub fn new(world: &World) -> Self {
+        let entities = Entities::from_entities(
+            cedar_entities(world),
+            None::<&NoEntitiesSchema>,
+            TCComputation::ComputeNow,
+            Extensions::all_available(),
+        )
+        .expect("a world's entities form a valid Cedar entity store");
+        Self {
+            entities: cedar_policy::Entities::from(entities),
+            authorizer: Authorizer::new(),
+        }
+    }
+
+    /// Decides as `cedar_policy::Authorizer` does, explained like [`crate::decide::decide`].
+    pub fn decide(&self, snap: &Snapshot, q: &Query) -> Decision {
+        let subject = Subject::find(&snap.world, q);
+        let derived = Derived::of(&snap.world, q, &subject);
+        let context = with_context(q, &derived, |c| match c.to_value().value {
+            ValueKind::Record(r) => ast::Context::Value(r),
+            _ => ast::Context::empty(),
+        });
+        let (principal, resource) = principal_and_resource(q, &q.system_user);
+        let action = snap
+            .actions
+            .get(&q.action_id)
+            .expect("a checked query names a known action");
+        let request = cedar_policy::Request::new(
+            Arc::unwrap_or_clone(principal).into(),
+            action.uid.clone(),
+            Arc::unwrap_or_clone(resource).into(),
+            cedar_policy::Context::from(context),
+            None,
+        )
+        .expect("without a schema a request always builds");
+        let response = self
+            .authorizer
+            .is_authorized(&request, &snap.policies.set, &self.entities);
+        let diag = response.diagnostics();
+        let mut outcome = Outcome::default();
+        let reasons: Vec<PolicyId> = diag.reason().cloned().collect();
+        match response.decision() {
+            cedar_policy::Decision::Allow => outcome.permits = reasons,
+            cedar_policy::Decision::Deny => outcome.forbids = reasons,
+        }
+        outcome.errors = diag
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+                (pe.policy_id().clone(), pe.inner().to_string())
+            })
+            .collect();
+        // Cedar lists what it found in no particular order; Vakt's engine in policy
+        // order. The explanation sorts reasons, so only the sets matter.
+        explain(snap, q, &subject, &q.system_user, outcome)
+    }
+}

@@ -1,0 +1,538 @@
+//! Checking records against each other and building a [`World`] from them.
+//!
+//! Each step checks one kind of record and adds it: organisations, then their
+//! operational units' parents, system users with their client links, teams (which
+//! grant system users), employees, and entities in Cedar's own format. Every
+//! problem is reported, each naming the file, the record's position and the
+//! record; nothing is built unless the whole world is consistent.
+
+use super::load::{self, Origin, Parsed, SourceFile};
+use super::records::{
+    ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
+    SystemUser, Team, UserType,
+};
+use super::{
+    ClientsRecord, EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord, World,
+};
+use crate::ids::check_id;
+use crate::model::types;
+use crate::packages::AccessPackages;
+use crate::problem::{Problem, Problems};
+use cedar_policy::{Entities, Schema};
+use cedar_policy_core::ast;
+use smol_str::SmolStr;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Collects records from files (or from code), then checks them and builds a world.
+#[derive(Default)]
+pub struct WorldBuilder {
+    files: Vec<String>,
+    records: Parsed,
+    /// Entities in Cedar's own format, with the file they came from.
+    cedar_json: Vec<(usize, serde_json::Value)>,
+}
+
+impl WorldBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses one file; its problems are reported by [`WorldBuilder::build`].
+    pub fn add_file(&mut self, src: &SourceFile) {
+        let file = self.files.len();
+        self.files.push(src.name.clone());
+        let p = load::parse_file(file, src);
+        self.records.orgs.extend(p.orgs);
+        self.records.system_users.extend(p.system_users);
+        self.records.teams.extend(p.teams);
+        self.records.employees.extend(p.employees);
+        self.records.problems.extend(p.problems);
+        self.cedar_json
+            .extend(p.cedar_json.into_iter().map(|v| (file, v)));
+    }
+
+    /// Adds records built in code (benchmarks, generators) under the file name `source`.
+    pub fn add_records(
+        &mut self,
+        source: &str,
+        organizations: Vec<OrganizationRecord>,
+        system_users: Vec<SystemUserRecord>,
+        teams: Vec<TeamRecord>,
+        employees: Vec<EmployeeRecord>,
+    ) {
+        let file = self.files.len();
+        self.files.push(source.to_owned());
+        let origin = |key: &str, i: usize| Origin {
+            file,
+            at: String::new(),
+            record: format!("{key}[{i}]"),
+        };
+        let r = &mut self.records;
+        r.orgs.extend(
+            organizations
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| (origin("organizations", i), x)),
+        );
+        r.system_users.extend(
+            system_users
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| (origin("systemUsers", i), x)),
+        );
+        r.teams.extend(
+            teams
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| (origin("teams", i), x)),
+        );
+        r.employees.extend(
+            employees
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| (origin("employees", i), x)),
+        );
+    }
+
+    /// Checks every record and reference and builds the world, or reports every
+    /// problem.
+    pub fn build(self, packages: &AccessPackages, schema: &Schema) -> Result<World, Problems> {
+        let Self {
+            files,
+            records,
+            cedar_json,
+        } = self;
+        let mut b = Build {
+            files: &files,
+            packages,
+            problems: Vec::new(),
+            world: World::default(),
+            interned: HashMap::new(),
+            granted_to: HashMap::new(),
+        };
+        for (o, m) in &records.problems {
+            b.problem(o, m);
+        }
+        b.cedar_entities(cedar_json, schema);
+        b.organizations(&records.orgs);
+        b.operational_units(&records.orgs);
+        b.system_users(&records.system_users);
+        b.teams(&records.teams);
+        b.employees(&records.employees);
+        b.indexes();
+        if b.problems.is_empty() {
+            Ok(b.world)
+        } else {
+            Err(Problems(b.problems))
+        }
+    }
+}
+
+struct Build<'a> {
+    files: &'a [String],
+    packages: &'a AccessPackages,
+    problems: Vec<Problem>,
+    world: World,
+    /// Each distinct client-link access, held once.
+    interned: HashMap<LinkAccess, Arc<LinkAccess>>,
+    /// The teams granted each system user, collected from the teams.
+    granted_to: HashMap<Id, Vec<Id>>,
+}
+
+impl Build<'_> {
+    /// A problem with a record: at its position when known, naming the record.
+    fn problem(&mut self, o: &Origin, message: impl std::fmt::Display) {
+        let file = self.files[o.file].clone();
+        let p = match (o.at.is_empty(), o.record.is_empty()) {
+            (true, _) => Problem::new(file, o.record.clone(), message.to_string()),
+            (false, true) => Problem::new(file, o.at.clone(), message.to_string()),
+            (false, false) => Problem::new(file, o.at.clone(), format!("{}: {message}", o.record)),
+        };
+        self.problems.push(p);
+    }
+
+    /// An org number that must be valid and name a known organisation.
+    fn known_org(&mut self, o: &Origin, field: &str, n: &str) -> Option<OrgNo> {
+        match OrgNo::parse(n) {
+            Err(e) => {
+                self.problem(o, format!("{field} {n:?} {e}"));
+                None
+            }
+            Ok(no) if self.world.orgs.contains_key(&no) => Some(no),
+            Ok(no) => {
+                self.problem(o, format!("{field} {n:?} is not a known organisation"));
+                Some(no)
+            }
+        }
+    }
+
+    /// A record id that must be well formed.
+    fn id(&mut self, o: &Origin, id: &str) -> Option<Id> {
+        match check_id(id) {
+            Ok(()) => Some(id.into()),
+            Err(e) => {
+                self.problem(o, format!("id {e}"));
+                None
+            }
+        }
+    }
+
+    fn organizations(&mut self, recs: &[(Origin, OrganizationRecord)]) {
+        for (o, r) in recs {
+            let n = match OrgNo::parse(&r.org_number) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.problem(o, format!("orgNumber {:?} {e}", r.org_number));
+                    continue;
+                }
+            };
+            let parent = match r.parent_org_number.as_deref().map(OrgNo::parse) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => {
+                    self.problem(
+                        o,
+                        format!(
+                            "parentOrgNumber {:?} {e}",
+                            r.parent_org_number.as_deref().unwrap_or("")
+                        ),
+                    );
+                    None
+                }
+            };
+            let org = Organization {
+                org_number: n,
+                name: r.name.as_str().into(),
+                parent_org_number: parent,
+                unit_type: r
+                    .unit_type
+                    .as_deref()
+                    .map(|t| t.to_ascii_uppercase().into()),
+            };
+            if self.world.orgs.insert(n, Arc::new(org)).is_some() {
+                self.problem(o, format!("orgNumber {:?} is defined twice", r.org_number));
+            }
+        }
+    }
+
+    /// Operational units sit one level below a known legal entity. Only the parents
+    /// that confer inheritance (BEDR/AAFY units) must be sound.
+    fn operational_units(&mut self, recs: &[(Origin, OrganizationRecord)]) {
+        for (o, r) in recs {
+            let Ok(n) = OrgNo::parse(&r.org_number) else {
+                continue;
+            };
+            let Some(p) = self.world.orgs.get(&n).and_then(|org| org.parent()) else {
+                continue;
+            };
+            let message = match self.world.orgs.get(&p) {
+                _ if p == n => "parentOrgNumber is the organisation itself".to_owned(),
+                None => format!("parentOrgNumber \"{p}\" is not a known organisation"),
+                // A unit under a unit would silently extend inheritance beyond what
+                // Altinn grants.
+                Some(parent) if parent.parent().is_some() => format!(
+                    "parentOrgNumber \"{p}\" is itself an operational unit; units are one level deep"
+                ),
+                Some(_) => continue,
+            };
+            self.problem(o, message);
+        }
+    }
+
+    fn system_users(&mut self, recs: &[(Origin, SystemUserRecord)]) {
+        for (o, r) in recs {
+            let Some(id) = self.id(o, &r.id) else {
+                continue;
+            };
+            let owner = self.known_org(o, "reporteeOrgNo", &r.reportee_org_no);
+            // Altinn's APIs write enum values in varying case.
+            let user_type = match r.user_type.to_ascii_lowercase().as_str() {
+                "standard" => UserType::Standard,
+                "agent" => UserType::Agent,
+                other => {
+                    self.problem(
+                        o,
+                        format!("userType {other:?} must be \"standard\" or \"agent\""),
+                    );
+                    UserType::Standard
+                }
+            };
+            let mut own: Vec<SmolStr> = Vec::new();
+            for (i, p) in r.access_packages.iter().enumerate() {
+                if self.packages.contains(&p.urn) {
+                    own.push(p.urn.as_str().into());
+                } else {
+                    self.problem(
+                        o,
+                        format!(
+                            "accessPackages[{i}].urn {:?} is not a known access package",
+                            p.urn
+                        ),
+                    );
+                }
+            }
+            own.sort();
+            own.dedup();
+            if user_type == UserType::Standard && !r.clients.is_empty() {
+                self.problem(
+                    o,
+                    "clients: a standard system user has no client links; use userType \"agent\"",
+                );
+            }
+            if user_type == UserType::Standard && r.self_delegated {
+                self.problem(o, "selfDelegated applies only to agent system users");
+            }
+            let links = self.client_links(o, r, &own);
+            let su = SystemUser {
+                id: id.clone(),
+                integration_title: r.integration_title.as_deref().unwrap_or("").into(),
+                system_id: r.system_id.as_deref().unwrap_or("").into(),
+                owner: owner.unwrap_or(OrgNo::PLACEHOLDER),
+                user_type,
+                access_packages: own.into_boxed_slice(),
+                external_ref: r.external_ref.as_deref().unwrap_or("").into(),
+                is_deleted: r.is_deleted,
+                self_delegated: r.self_delegated,
+                links,
+                granted_to: Box::default(),
+            };
+            if self.world.system_users.insert(id, Arc::new(su)).is_some() {
+                self.problem(o, format!("id {:?} is defined twice", r.id));
+            }
+        }
+    }
+
+    fn client_links(
+        &mut self,
+        o: &Origin,
+        r: &SystemUserRecord,
+        own: &[SmolStr],
+    ) -> super::records::Map<OrgNo, ClientLink> {
+        let mut links = super::records::map();
+        for (i, c) in r.clients.iter().enumerate() {
+            let field = format!("clients[{i}].clientOrganizationNumber");
+            let Some(n) = self.known_org(o, &field, &c.client_organization_number) else {
+                continue;
+            };
+            let active = match c.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("active") => true,
+                Some("removed") => false,
+                Some(other) => {
+                    self.problem(
+                        o,
+                        format!("clients[{i}].status {other:?} must be \"active\" or \"removed\""),
+                    );
+                    false
+                }
+            };
+            let mut entries = Vec::with_capacity(c.access.len());
+            for (j, a) in c.access.iter().enumerate() {
+                if !a.role.starts_with("urn:altinn:") {
+                    self.problem(
+                        o,
+                        format!(
+                            "clients[{i}].access[{j}].role {:?} is not an Altinn role URN",
+                            a.role
+                        ),
+                    );
+                }
+                for (k, p) in a.packages.iter().enumerate() {
+                    if !self.packages.contains(p) {
+                        self.problem(
+                            o,
+                            format!("clients[{i}].access[{j}].packages[{k}] {p:?} is not a known access package"),
+                        );
+                    }
+                }
+                entries.push((
+                    SmolStr::from(a.role.as_str()),
+                    a.packages
+                        .iter()
+                        .map(|p| SmolStr::from(p.as_str()))
+                        .collect(),
+                ));
+            }
+            let access = LinkAccess::new(entries, own);
+            let access = self
+                .interned
+                .entry(access.clone())
+                .or_insert_with(|| Arc::new(access))
+                .clone();
+            let link = ClientLink {
+                client_id: ClientId::parse(c.client_id.as_deref()),
+                access,
+                active,
+            };
+            if links.insert(n, link).is_some() {
+                self.problem(
+                    o,
+                    format!("{field} {:?} is linked twice", c.client_organization_number),
+                );
+            }
+        }
+        links
+    }
+
+    fn teams(&mut self, recs: &[(Origin, TeamRecord)]) {
+        for (o, r) in recs {
+            let Some(id) = self.id(o, &r.id) else {
+                continue;
+            };
+            let organization = self.known_org(o, "organization", &r.organization);
+            let mut system_users: Vec<Id> = Vec::new();
+            for (i, s) in r.system_users.iter().enumerate() {
+                if self.world.system_users.contains_key(s.as_str()) {
+                    system_users.push(s.as_str().into());
+                } else {
+                    self.problem(
+                        o,
+                        format!("systemUsers[{i}] {s:?} is not a known system user"),
+                    );
+                }
+            }
+            system_users.sort();
+            system_users.dedup();
+            for s in &system_users {
+                self.granted_to
+                    .entry(s.clone())
+                    .or_default()
+                    .push(id.clone());
+            }
+            let clients = match &r.clients {
+                ClientsRecord::Keyword(k) if k == "all" => ClientScope::All,
+                ClientsRecord::Keyword(k) => {
+                    self.problem(
+                        o,
+                        format!("clients {k:?} must be \"all\" or a list of org numbers"),
+                    );
+                    ClientScope::Listed(Box::default())
+                }
+                ClientsRecord::List(l) => {
+                    let mut listed: Vec<OrgNo> = Vec::with_capacity(l.len());
+                    for (i, n) in l.iter().enumerate() {
+                        listed.extend(self.known_org(o, &format!("clients[{i}]"), n));
+                    }
+                    listed.sort();
+                    listed.dedup();
+                    ClientScope::Listed(listed.into_boxed_slice())
+                }
+            };
+            let team = Team {
+                id: id.clone(),
+                organization: organization.unwrap_or(OrgNo::PLACEHOLDER),
+                name: r.name.as_str().into(),
+                system_users: system_users.into_boxed_slice(),
+                clients,
+            };
+            if self.world.teams.insert(id, Arc::new(team)).is_some() {
+                self.problem(o, format!("id {:?} is defined twice", r.id));
+            }
+        }
+    }
+
+    fn employees(&mut self, recs: &[(Origin, EmployeeRecord)]) {
+        for (o, r) in recs {
+            let Some(id) = self.id(o, &r.id) else {
+                continue;
+            };
+            let organization = self.known_org(o, "organization", &r.organization);
+            let kind = match r.kind.as_deref() {
+                None | Some("person") => EmployeeKind::Person,
+                Some("automation") => EmployeeKind::Automation,
+                Some(other) => {
+                    self.problem(
+                        o,
+                        format!("kind {other:?} must be \"person\" or \"automation\""),
+                    );
+                    EmployeeKind::Person
+                }
+            };
+            for (i, team) in r.teams.iter().enumerate() {
+                if !self.world.teams.contains_key(team.as_str()) {
+                    self.problem(o, format!("teams[{i}] {team:?} is not a known team"));
+                }
+            }
+            let mut audit_clients = Vec::with_capacity(r.audit_clients.len());
+            for (i, n) in r.audit_clients.iter().enumerate() {
+                audit_clients.extend(self.known_org(o, &format!("auditClients[{i}]"), n));
+            }
+            audit_clients.sort();
+            audit_clients.dedup();
+            let mut teams: Vec<Id> = r.teams.iter().map(|t| t.as_str().into()).collect();
+            teams.sort();
+            teams.dedup();
+            let e = Employee {
+                id: id.clone(),
+                organization: organization.unwrap_or(OrgNo::PLACEHOLDER),
+                name: r.name.as_str().into(),
+                active: r.active,
+                kind,
+                teams: teams.into_boxed_slice(),
+                audit_clients: audit_clients.into_boxed_slice(),
+            };
+            if self.world.employees.insert(id, Arc::new(e)).is_some() {
+                self.problem(o, format!("id {:?} is defined twice", r.id));
+            }
+        }
+    }
+
+    /// Entities in Cedar's own JSON format, checked against the schema, for types
+    /// beyond Vakt's own; and the schema's actions, so `action in ...` sees groups.
+    fn cedar_entities(&mut self, json: Vec<(usize, serde_json::Value)>, schema: &Schema) {
+        let t = types();
+        let mut extra: HashMap<ast::EntityUID, ast::Entity> = HashMap::new();
+        for (file, value) in json {
+            let o = Origin {
+                file,
+                at: String::new(),
+                record: String::new(),
+            };
+            match Entities::from_json_value(value, Some(schema)) {
+                Err(e) => self.problem(&o, format!("Cedar entities: {e}")),
+                Ok(entities) => {
+                    for e in entities.iter() {
+                        let u = e.uid();
+                        if t.is_core(u.type_name()) {
+                            self.problem(
+                                &o,
+                                format!("Cedar entity {u}: {} records belong in the Vakt data format (organizations, systemUsers, teams, employees)", u.type_name()),
+                            );
+                        } else if u.type_name() != &t.action {
+                            let core: &ast::Entity = e.as_ref();
+                            extra.insert(core.uid().clone(), core.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if let Ok(actions) = schema.action_entities() {
+            for a in actions.iter() {
+                let core: &ast::Entity = a.as_ref();
+                extra.insert(core.uid().clone(), core.clone());
+            }
+        }
+        self.world.extra = Arc::new(extra);
+    }
+
+    /// The derived indexes: the teams granted each system user, and the system
+    /// users of each owner.
+    fn indexes(&mut self) {
+        let granted = std::mem::take(&mut self.granted_to);
+        for (su, mut teams) in granted {
+            teams.sort();
+            teams.dedup();
+            if let Some(s) = self.world.system_users.get_mut(su.as_str()) {
+                Arc::make_mut(s).granted_to = teams.into_boxed_slice();
+            }
+        }
+        let mut by_owner: BTreeMap<OrgNo, Vec<Id>> = BTreeMap::new();
+        for su in self.world.system_users.values() {
+            by_owner.entry(su.owner).or_default().push(su.id.clone());
+        }
+        for (owner, mut ids) in by_owner {
+            ids.sort();
+            self.world.by_owner.insert(owner, ids.into());
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The world's records as Cedar entities: read in place by the evaluator
+//! ([`EntityData`]), or written out in full as Cedar holds them (for Cedar's own
+//! authorizer in tests, error messages, and counterexamples).
+//!
+//! The attribute names and types here are those `schema/vakt.cedarschema` declares
+//! for Vakt's own entity types.
+
+use super::records::{Employee, OrgNo, Organization, SystemUser, Team};
+use super::World;
+use crate::engine::value::{entity_value, sorted_contains, Elems, EntityData, IdList, Store, Val};
+use crate::model::{core_types, core_uid};
+use cedar_policy_core::ast::{self, EntityType, EntityUID, PartialValue, Value};
+use smol_str::SmolStr;
+use std::collections::HashSet;
+
+fn org_value(n: OrgNo) -> Value {
+    entity_value(&core_types().organization, &n.digits())
+}
+
+fn org_uid(n: OrgNo) -> EntityUID {
+    core_uid(&core_types().organization, &n.digits())
+}
+
+/// Whether `uid` names the organisation `n`.
+fn is_org(uid: &EntityUID, n: OrgNo) -> bool {
+    uid.entity_type() == &core_types().organization
+        && OrgNo::parse(uid.eid().as_ref()).is_ok_and(|m| m == n)
+}
+
+/// Writes an entity out in full: every attribute the evaluator can read, and its
+/// parents (Vakt's hierarchies are one level deep, so they are all its ancestors).
+fn cedar_entity(
+    uid: &EntityUID,
+    data: &dyn EntityData,
+    attrs: &[&str],
+    parents: impl IntoIterator<Item = EntityUID>,
+) -> ast::Entity {
+    let attrs: Vec<(SmolStr, PartialValue)> = attrs
+        .iter()
+        .filter_map(|a| {
+            data.attr(a)
+                .map(|v| (SmolStr::new(a), PartialValue::Value(v.to_value())))
+        })
+        .collect();
+    ast::Entity::new_with_attr_partial_value(
+        uid.clone(),
+        attrs,
+        HashSet::new(),
+        parents.into_iter().collect(),
+        [],
+    )
+}
+
+impl EntityData for Organization {
+    fn attr(&self, name: &str) -> Option<Val<'_>> {
+        Some(Val::V(match name {
+            "orgNumber" => Value::from(&*self.org_number.digits()),
+            "name" => Value::from(&*self.name),
+            "parent" => org_value(self.parent()?),
+            _ => return None,
+        }))
+    }
+    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
+        self.parent().is_some_and(|p| is_org(ancestor, p))
+    }
+    fn in_any(&self, ty: &EntityType, ids: &dyn IdList) -> bool {
+        ty == &core_types().organization && self.parent().is_some_and(|p| ids.contains(&p.digits()))
+    }
+    fn to_cedar(&self, uid: &EntityUID) -> ast::Entity {
+        cedar_entity(
+            uid,
+            self,
+            &["orgNumber", "name", "parent"],
+            self.parent().map(org_uid),
+        )
+    }
+}
+
+impl EntityData for Team {
+    fn attr(&self, name: &str) -> Option<Val<'_>> {
+        Some(Val::V(match name {
+            "organization" => org_value(self.organization),
+            "name" => Value::from(&*self.name),
+            _ => return None,
+        }))
+    }
+    fn is_descendant_of(&self, _: &EntityUID) -> bool {
+        false
+    }
+    fn in_any(&self, _: &EntityType, _: &dyn IdList) -> bool {
+        false
+    }
+    fn to_cedar(&self, uid: &EntityUID) -> ast::Entity {
+        cedar_entity(uid, self, &["organization", "name"], [])
+    }
+}
+
+/// Whether `ancestor` is a team in `teams`.
+fn is_team_in(teams: &[SmolStr], ancestor: &EntityUID) -> bool {
+    ancestor.entity_type() == &core_types().team && sorted_contains(teams, ancestor.eid().as_ref())
+}
+
+/// Whether the sorted `teams` meet the team ids `ids`.
+fn teams_meet(teams: &[SmolStr], ty: &EntityType, ids: &dyn IdList) -> bool {
+    ty == &core_types().team && teams.iter().any(|t| ids.contains(t))
+}
+
+impl EntityData for Employee {
+    fn attr(&self, name: &str) -> Option<Val<'_>> {
+        let t = core_types();
+        Some(match name {
+            "organization" => Val::V(org_value(self.organization)),
+            "name" => Val::V(Value::from(&*self.name)),
+            "active" => Val::V(Value::from(self.active)),
+            "kind" => Val::V(Value::from(self.kind.as_str())),
+            "teams" => Val::Set(Elems::Entities(&t.team, &self.teams)),
+            "auditClients" => Val::Set(Elems::Entities(&t.organization, &self.audit_clients)),
+            _ => return None,
+        })
+    }
+    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
+        is_team_in(&self.teams, ancestor)
+    }
+    fn in_any(&self, ty: &EntityType, ids: &dyn IdList) -> bool {
+        teams_meet(&self.teams, ty, ids)
+    }
+    fn to_cedar(&self, uid: &EntityUID) -> ast::Entity {
+        let t = core_types();
+        cedar_entity(
+            uid,
+            self,
+            &[
+                "organization",
+                "name",
+                "active",
+                "kind",
+                "teams",
+                "auditClients",
+            ],
+            self.teams.iter().map(|id| core_uid(&t.team, id)),
+        )
+    }
+}
+
+impl EntityData for SystemUser {
+    fn attr(&self, name: &str) -> Option<Val<'_>> {
+        let t = core_types();
+        Some(match name {
+            "owner" => Val::V(org_value(self.owner)),
+            "userType" => Val::V(Value::from(self.user_type.as_str())),
+            "isDeleted" => Val::V(Value::from(self.is_deleted)),
+            "selfDelegated" => Val::V(Value::from(self.self_delegated)),
+            "externalRef" => Val::V(Value::from(&*self.external_ref)),
+            "systemId" => Val::V(Value::from(&*self.system_id)),
+            "integrationTitle" => Val::V(Value::from(&*self.integration_title)),
+            "accessPackages" => Val::Set(Elems::Entities(&t.access_package, &self.access_packages)),
+            _ => return None,
+        })
+    }
+    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
+        is_team_in(&self.granted_to, ancestor)
+    }
+    fn in_any(&self, ty: &EntityType, ids: &dyn IdList) -> bool {
+        teams_meet(&self.granted_to, ty, ids)
+    }
+    fn to_cedar(&self, uid: &EntityUID) -> ast::Entity {
+        let t = core_types();
+        cedar_entity(
+            uid,
+            self,
+            &[
+                "owner",
+                "userType",
+                "isDeleted",
+                "selfDelegated",
+                "externalRef",
+                "systemId",
+                "integrationTitle",
+                "accessPackages",
+            ],
+            self.granted_to.iter().map(|id| core_uid(&t.team, id)),
+        )
+    }
+}
+
+impl Store for World {
+    fn entity(&self, uid: &EntityUID) -> Option<&dyn EntityData> {
+        let t = core_types();
+        let ty = uid.entity_type();
+        let id = uid.eid().as_ref();
+        if ty == &t.employee {
+            self.employee(id).map(|e| e as &dyn EntityData)
+        } else if ty == &t.system_user {
+            self.system_user(id).map(|e| e as &dyn EntityData)
+        } else if ty == &t.organization {
+            let n = OrgNo::parse(id).ok()?;
+            self.organization(n).map(|e| e as &dyn EntityData)
+        } else if ty == &t.team {
+            self.team(id).map(|e| e as &dyn EntityData)
+        } else {
+            // Access packages are not entities of the store: only their ids are used.
+            self.extra_entity(uid).map(|e| e as &dyn EntityData)
+        }
+    }
+}
