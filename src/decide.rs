@@ -8,16 +8,17 @@
 //! here does I/O or takes a lock, and no step grows with the size of the world.
 //! Any evaluation error denies.
 
-use crate::engine::value::{entity_value, Elems};
+use crate::engine::value::{Elems, Ent};
 use crate::engine::{Outcome, Request, Val};
 use crate::ids::{check_id, check_org_number};
 use crate::model::{self, core_types};
 use crate::policy::Var;
 use crate::snapshot::{sample_derived_context, Snapshot};
 use crate::world::{Employee, OrgNo, Organization, SystemUser, World};
-use cedar_policy::{Context, EntityUid, PolicyId};
+use cedar_policy::{Context, EntityUid};
 use cedar_policy_core::ast::{EntityUID as CoreUid, Value as CoreValue};
 use smol_str::SmolStr;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A request field that is malformed; becomes INVALID_ARGUMENT naming the field.
@@ -313,7 +314,9 @@ pub fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) -> T) -> 
             ),
             (
                 SmolStr::new_static("client"),
-                Val::V(entity_value(&t.organization, &org.digits())),
+                Val::Ent(
+                    Ent::inline(&t.organization, &org.digits()).expect("nine digits fit inline"),
+                ),
             ),
             (
                 SmolStr::new_static("packages"),
@@ -328,13 +331,11 @@ pub fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) -> T) -> 
     let mut attrs: Vec<(SmolStr, Val<'_>)> = Vec::with_capacity(4 + q.context.pairs.len());
     attrs.push((
         SmolStr::new_static(model::CTX_ACCESS_PACKAGE),
-        Val::V(CoreValue::from(cedar_policy_core::ast::Literal::EntityUID(
-            q.package_uid.clone(),
-        ))),
+        Val::Ent(Ent::new(&t.access_package, &q.access_package)),
     ));
     attrs.push((
         SmolStr::new_static(model::CTX_CLIENT),
-        Val::V(entity_value(&t.organization, &q.client)),
+        Val::Ent(Ent::new(&t.organization, &q.client)),
     ));
     if let Some(link) = &link_attrs {
         attrs.push((
@@ -352,13 +353,15 @@ pub fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) -> T) -> 
     f(Val::Record(&attrs))
 }
 
-/// The uids of the request's principal and resource.
-pub fn principal_and_resource(q: &Query, system_user: &str) -> (Arc<CoreUid>, Arc<CoreUid>) {
+/// The request: the employee asks to act on the system user, with `context`.
+pub fn request<'a>(q: &'a Query, system_user: &'a str, context: Val<'a>) -> Request<'a> {
     let t = core_types();
-    (
-        Arc::new(model::core_uid(&t.employee, &q.employee)),
-        Arc::new(model::core_uid(&t.system_user, system_user)),
-    )
+    Request {
+        principal: Ent::new(&t.employee, &q.employee),
+        action: Ent::new(q.action.entity_type(), q.action.eid().as_ref()),
+        resource: Ent::new(&t.system_user, system_user),
+        context,
+    }
 }
 
 /// Decides one checked request against a snapshot.
@@ -369,15 +372,9 @@ pub fn decide(snap: &Snapshot, q: &Query) -> Decision {
 
 fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str) -> Decision {
     let derived = Derived::of(&snap.world, q, subject);
-    let (principal, resource) = principal_and_resource(q, su_id);
     let outcome = with_context(q, &derived, |context| {
-        let req = Request {
-            principal,
-            action: q.action.clone(),
-            resource,
-            context,
-        };
-        snap.engine.evaluate(&req, &snap.world)
+        snap.engine
+            .evaluate(&request(q, su_id, context), &snap.world)
     });
     explain(snap, q, subject, su_id, outcome)
 }
@@ -391,39 +388,45 @@ pub fn explain(
     su_id: &str,
     outcome: Outcome,
 ) -> Decision {
-    let vars = |v: Var| -> String {
+    let vars = |v: Var| -> Cow<'_, str> {
         match v {
-            Var::Employee => q.employee.clone(),
-            Var::SystemUser => su_id.to_owned(),
-            Var::Client => q.client.clone(),
-            Var::AccessPackage => q.access_package.clone(),
-            Var::Action => q.action_id.clone(),
+            Var::Employee => Cow::Borrowed(&q.employee),
+            Var::SystemUser => Cow::Borrowed(su_id),
+            Var::Client => Cow::Borrowed(&q.client),
+            Var::AccessPackage => Cow::Borrowed(&q.access_package),
+            Var::Action => Cow::Borrowed(&q.action_id),
             Var::EmployeeOrganization => subject
                 .employee
-                .map_or("(unknown)".into(), |e| e.organization.to_string()),
+                .map_or("(unknown)".into(), |e| e.organization.to_string().into()),
             Var::SystemUserOwner => subject
                 .system_user
-                .map_or("(unknown)".into(), |s| s.owner.to_string()),
+                .map_or("(unknown)".into(), |s| s.owner.to_string().into()),
         }
     };
-    let render = |id: &PolicyId, allow: bool| Reason {
-        policy_id: id.to_string(),
-        message: match snap.policies.reasons.get(id) {
-            Some(t) => t.render(vars),
-            None if allow => format!("permitted by policy {id}"),
-            None => format!("forbidden by policy {id}"),
-        },
+    let render = |i: usize, allow: bool| {
+        let (id, template) = snap.engine.policy(i);
+        Reason {
+            policy_id: id.to_owned(),
+            message: match template {
+                Some(t) => t.render(vars),
+                None if allow => format!("permitted by policy {id}"),
+                None => format!("forbidden by policy {id}"),
+            },
+        }
     };
     let allowed = outcome.allowed();
     let mut reasons: Vec<Reason> = if allowed {
-        outcome.permits.iter().map(|id| render(id, true)).collect()
+        outcome.permits.iter().map(|&i| render(i, true)).collect()
     } else {
-        outcome.forbids.iter().map(|id| render(id, false)).collect()
+        outcome.forbids.iter().map(|&i| render(i, false)).collect()
     };
     // Fail closed: a policy that errored might have been a forbid.
-    reasons.extend(outcome.errors.iter().map(|(id, e)| Reason {
-        policy_id: id.to_string(),
-        message: format!("policy {id} could not be evaluated, so the request is denied: {e}"),
+    reasons.extend(outcome.errors.iter().map(|(i, e)| {
+        let (id, _) = snap.engine.policy(*i);
+        Reason {
+            policy_id: id.to_owned(),
+            message: format!("policy {id} could not be evaluated, so the request is denied: {e}"),
+        }
     }));
     if !allowed && reasons.is_empty() {
         reasons.push(Reason {

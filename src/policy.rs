@@ -80,7 +80,7 @@ const VARS: [(&str, Var); 7] = [
 /// let text = t.render(|v| match v {
 ///     Var::Client => "312004011".into(),
 ///     Var::SystemUser => "tk-regnskap".into(),
-///     _ => String::new(),
+///     _ => "".into(),
 /// });
 /// assert_eq!(text, "client 312004011 is not linked to system user tk-regnskap");
 /// ```
@@ -121,8 +121,8 @@ impl ReasonTemplate {
     }
 
     /// Fills in the placeholders; `value` gives each variable's text.
-    pub fn render(&self, value: impl Fn(Var) -> String) -> String {
-        let mut out = String::new();
+    pub fn render<'v>(&self, value: impl Fn(Var) -> std::borrow::Cow<'v, str>) -> String {
+        let mut out = String::with_capacity(128);
         for p in &self.0 {
             match p {
                 Piece::Text(t) => out.push_str(t),

@@ -6,9 +6,7 @@
 //! context is the one Vakt derives, and `cedar_policy::Authorizer` decides; the
 //! outcome is explained with the same reason templates as [`crate::decide`].
 
-use crate::decide::{
-    explain, principal_and_resource, with_context, Decision, Derived, Query, Subject,
-};
+use crate::decide::{explain, with_context, Decision, Derived, Query, Subject};
 use crate::engine::{EntityData, Outcome};
 use crate::model::{self, core_types};
 use crate::snapshot::Snapshot;
@@ -17,7 +15,6 @@ use cedar_policy::{Authorizer, PolicyId};
 use cedar_policy_core::ast::{self, ValueKind};
 use cedar_policy_core::entities::{Entities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
-use std::sync::Arc;
 
 /// Every record of a world as a Cedar entity, with the world's other entities.
 pub fn cedar_entities(world: &World) -> Vec<ast::Entity> {
@@ -68,15 +65,17 @@ impl Reference {
             ValueKind::Record(r) => ast::Context::Value(r),
             _ => ast::Context::empty(),
         });
-        let (principal, resource) = principal_and_resource(q, &q.system_user);
+        let t = core_types();
+        let principal = model::core_uid(&t.employee, &q.employee);
+        let resource = model::core_uid(&t.system_user, &q.system_user);
         let action = snap
             .actions
             .get(&q.action_id)
             .expect("a checked query names a known action");
         let request = cedar_policy::Request::new(
-            Arc::unwrap_or_clone(principal).into(),
+            principal.into(),
             action.uid.clone(),
-            Arc::unwrap_or_clone(resource).into(),
+            resource.into(),
             cedar_policy::Context::from(context),
             None,
         )
@@ -86,7 +85,12 @@ impl Reference {
             .is_authorized(&request, &snap.policies.set, &self.entities);
         let diag = response.diagnostics();
         let mut outcome = Outcome::default();
-        let reasons: Vec<PolicyId> = diag.reason().cloned().collect();
+        let index = |id: &PolicyId| {
+            snap.engine
+                .index_of(id)
+                .expect("Cedar names only policies of the set")
+        };
+        let reasons: Vec<usize> = diag.reason().map(index).collect();
         match response.decision() {
             cedar_policy::Decision::Allow => outcome.permits = reasons,
             cedar_policy::Decision::Deny => outcome.forbids = reasons,
@@ -95,7 +99,7 @@ impl Reference {
             .errors()
             .map(|e| {
                 let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
-                (pe.policy_id().clone(), pe.inner().to_string())
+                (index(pe.policy_id()), pe.inner().to_string())
             })
             .collect();
         // Cedar lists what it found in no particular order; Vakt's engine in policy

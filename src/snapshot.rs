@@ -165,7 +165,11 @@ impl Snapshot {
         };
         let actions = employee_actions(&schema);
         let context_always_checked = check_schema_contract(&schema, &actions, &src.schema)?;
-        let engine = Engine::new(&policies.set, action_groups(&schema, &actions));
+        let engine = Engine::new(
+            &policies.set,
+            &policies.reasons,
+            action_groups(&schema, &actions),
+        );
         Ok(Self {
             engine,
             revision: revision(src),

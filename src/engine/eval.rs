@@ -7,9 +7,10 @@
 //! again by Cedar's own evaluator over the entities this one touched, so an error
 //! reads exactly as Cedar would word it.
 
-use super::value::{self, Elems, EntityData, Store, Val};
+use super::value::{self, Elems, Ent, EntityData, Store, Val};
 use cedar_policy_core::ast::{
-    self, BinaryOp, EntityUID, Expr, ExprKind, Literal, SlotEnv, UnaryOp, Value, ValueKind, Var,
+    self, BinaryOp, EntityType, EntityUID, Expr, ExprKind, Literal, SlotEnv, UnaryOp, Value,
+    ValueKind, Var,
 };
 use cedar_policy_core::entities::{Entities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::evaluator::{binary_arith, binary_relation, unary_app, Evaluator};
@@ -20,9 +21,9 @@ use std::sync::Arc;
 
 /// What a request gives the policies.
 pub struct Request<'e> {
-    pub principal: Arc<EntityUID>,
-    pub action: Arc<EntityUID>,
-    pub resource: Arc<EntityUID>,
+    pub principal: Ent<'e>,
+    pub action: Ent<'e>,
+    pub resource: Ent<'e>,
     /// The context record.
     pub context: Val<'e>,
 }
@@ -33,82 +34,88 @@ pub(super) struct Failed;
 
 type R<T> = Result<T, Failed>;
 
-/// One request's evaluator.
-pub(super) struct Eval<'e, 'r> {
-    req: &'r Request<'e>,
-    store: &'e dyn Store,
-    principal: Option<&'e dyn EntityData>,
-    resource: Option<&'e dyn EntityData>,
+/// One request's evaluator. Values it produces may borrow from the request, the
+/// store and the context, all of which outlive it (`'a`).
+pub(super) struct Eval<'a> {
+    req: &'a Request<'a>,
+    store: &'a dyn Store,
+    principal: Option<&'a dyn EntityData>,
+    resource: Option<&'a dyn EntityData>,
     /// When set, every entity looked up is noted here (for the error replay).
-    touched: Option<&'r RefCell<Vec<EntityUID>>>,
+    touched: Option<&'a RefCell<Vec<EntityUID>>>,
 }
 
-impl<'e, 'r> Eval<'e, 'r> {
-    pub fn new(req: &'r Request<'e>, store: &'e dyn Store) -> Self {
+/// A uid as an entity reference that borrows it.
+fn ent_of(uid: &EntityUID) -> Ent<'_> {
+    Ent::new(uid.entity_type(), uid.eid().as_ref())
+}
+
+/// Whether `e` is the entity `ty`/`id` (ids first: they differ more often, and
+/// the world's own types are compared by address before by name).
+fn is(e: &Ent<'_>, ty: &EntityType, id: &str) -> bool {
+    e.id.as_str() == id && value::same_type(e.ty, ty)
+}
+
+impl<'a> Eval<'a> {
+    pub fn new(req: &'a Request<'a>, store: &'a dyn Store) -> Self {
+        let find = |e: &Ent<'_>| store.entity(e.ty, e.id.as_str());
         Self {
             req,
             store,
-            principal: store.entity(&req.principal),
-            resource: store.entity(&req.resource),
+            principal: find(&req.principal),
+            resource: find(&req.resource),
             touched: None,
         }
     }
 
     fn recording(
-        req: &'r Request<'e>,
-        store: &'e dyn Store,
-        touched: &'r RefCell<Vec<EntityUID>>,
+        req: &'a Request<'a>,
+        store: &'a dyn Store,
+        touched: &'a RefCell<Vec<EntityUID>>,
     ) -> Self {
         let mut e = Self::new(req, store);
         e.touched = Some(touched);
         e
     }
 
-    /// The entity a uid names; the principal and resource are already at hand.
-    fn entity(&self, uid: &Arc<EntityUID>) -> Option<&'e dyn EntityData> {
+    /// The entity `ty`/`id`; the principal and resource are already at hand.
+    fn entity(&self, ty: &EntityType, id: &str) -> Option<&'a dyn EntityData> {
         if let Some(t) = self.touched {
-            t.borrow_mut().push(uid.as_ref().clone());
+            t.borrow_mut().push(EntityUID::from_components(
+                ty.clone(),
+                ast::Eid::new(id),
+                None,
+            ));
         }
-        if Arc::ptr_eq(uid, &self.req.principal) {
+        if is(&self.req.principal, ty, id) {
             return self.principal;
         }
-        if Arc::ptr_eq(uid, &self.req.resource) {
+        if is(&self.req.resource, ty, id) {
             return self.resource;
         }
-        self.store.entity(uid)
+        self.store.entity(ty, id)
     }
 
     /// Evaluates a policy condition to a boolean.
-    pub fn condition(&self, e: &Expr, slots: &SlotEnv) -> R<bool> {
+    pub fn condition(&self, e: &'a Expr, slots: &'a SlotEnv) -> R<bool> {
         self.eval(e, slots)?.as_bool().ok_or(Failed)
     }
 
-    fn bool_of(&self, e: &Expr, slots: &SlotEnv) -> R<bool> {
+    fn bool_of(&self, e: &'a Expr, slots: &'a SlotEnv) -> R<bool> {
         self.eval(e, slots)?.as_bool().ok_or(Failed)
     }
 
-    fn entity_of(v: &Val<'e>) -> R<Arc<EntityUID>> {
-        match v {
-            Val::V(v) => match v.value_kind() {
-                ValueKind::Lit(Literal::EntityUID(u)) => Ok(u.clone()),
-                _ => Err(Failed),
-            },
-            _ => Err(Failed),
-        }
-    }
-
-    fn eval(&self, e: &Expr, slots: &SlotEnv) -> R<Val<'e>> {
+    fn eval(&self, e: &'a Expr, slots: &'a SlotEnv) -> R<Val<'a>> {
         Ok(match e.expr_kind() {
+            ExprKind::Lit(Literal::EntityUID(u)) => Val::Ent(ent_of(u)),
             ExprKind::Lit(lit) => Val::V(Value::from(lit.clone())),
             ExprKind::Var(v) => match v {
-                Var::Principal => {
-                    Val::V(Value::from(Literal::EntityUID(self.req.principal.clone())))
-                }
-                Var::Action => Val::V(Value::from(Literal::EntityUID(self.req.action.clone()))),
-                Var::Resource => Val::V(Value::from(Literal::EntityUID(self.req.resource.clone()))),
+                Var::Principal => Val::Ent(self.req.principal),
+                Var::Action => Val::Ent(self.req.action),
+                Var::Resource => Val::Ent(self.req.resource),
                 Var::Context => self.req.context.clone(),
             },
-            ExprKind::Slot(id) => Val::V(Value::from(slots.get(id).ok_or(Failed)?.clone())),
+            ExprKind::Slot(id) => Val::Ent(ent_of(slots.get(id).ok_or(Failed)?)),
             ExprKind::If {
                 test_expr,
                 then_expr,
@@ -122,16 +129,17 @@ impl<'e, 'r> Eval<'e, 'r> {
             }
             ExprKind::And { left, right } => {
                 let v = self.bool_of(left, slots)? && self.bool_of(right, slots)?;
-                Val::V(v.into())
+                Val::Bool(v)
             }
             ExprKind::Or { left, right } => {
                 let v = self.bool_of(left, slots)? || self.bool_of(right, slots)?;
-                Val::V(v.into())
+                Val::Bool(v)
             }
             ExprKind::UnaryApp { op, arg } => {
                 let a = self.eval(arg, slots)?;
                 match op {
-                    UnaryOp::IsEmpty => Val::V(value::is_empty(&a).ok_or(Failed)?.into()),
+                    UnaryOp::IsEmpty => Val::Bool(value::is_empty(&a).ok_or(Failed)?),
+                    UnaryOp::Not => Val::Bool(!a.as_bool().ok_or(Failed)?),
                     _ => Val::V(unary_app(*op, a.to_value(), None).map_err(|_| Failed)?),
                 }
             }
@@ -159,7 +167,7 @@ impl<'e, 'r> Eval<'e, 'r> {
             }
             ExprKind::HasAttr { expr, attr } => {
                 let target = self.eval(expr, slots)?;
-                Val::V(self.has_attr(&target, attr)?.into())
+                Val::Bool(self.has_attr(&target, attr)?)
             }
             ExprKind::ExtHasAttr { expr, attrs } => {
                 let mut current = self.eval(expr, slots)?;
@@ -174,19 +182,19 @@ impl<'e, 'r> Eval<'e, 'r> {
                         current = self.get_attr(&current, attr)?;
                     }
                 }
-                Val::V(has.into())
+                Val::Bool(has)
             }
             ExprKind::Like { expr, pattern } => match self.eval(expr, slots)? {
                 Val::V(v) => match v.value_kind() {
-                    ValueKind::Lit(Literal::String(s)) => Val::V(pattern.wildcard_match(s).into()),
+                    ValueKind::Lit(Literal::String(s)) => Val::Bool(pattern.wildcard_match(s)),
                     _ => return Err(Failed),
                 },
                 _ => return Err(Failed),
             },
             ExprKind::Is { expr, entity_type } => {
                 let v = self.eval(expr, slots)?;
-                let u = Self::entity_of(&v)?;
-                Val::V((u.entity_type() == entity_type).into())
+                let (ty, _) = v.as_entity().ok_or(Failed)?;
+                Val::Bool(ty == entity_type)
             }
             ExprKind::Set(items) => {
                 let vals = items
@@ -208,9 +216,9 @@ impl<'e, 'r> Eval<'e, 'r> {
         })
     }
 
-    fn binary(&self, op: BinaryOp, a: Val<'e>, b: Val<'e>) -> R<Val<'e>> {
+    fn binary(&self, op: BinaryOp, a: Val<'a>, b: Val<'a>) -> R<Val<'a>> {
         Ok(match op {
-            BinaryOp::Eq => Val::V(value::equal(&a, &b).into()),
+            BinaryOp::Eq => Val::Bool(value::equal(&a, &b)),
             BinaryOp::Less | BinaryOp::LessEq => Val::V(
                 binary_relation(
                     op,
@@ -223,27 +231,23 @@ impl<'e, 'r> Eval<'e, 'r> {
             BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul => {
                 Val::V(binary_arith(op, a.to_value(), b.to_value(), None).map_err(|_| Failed)?)
             }
-            BinaryOp::In => Val::V(self.is_in(&a, &b)?.into()),
-            BinaryOp::Contains => Val::V(value::contains(&a, &b).ok_or(Failed)?.into()),
-            BinaryOp::ContainsAll => Val::V(
-                value::contains_all_or_any(&a, &b, true)
-                    .ok_or(Failed)?
-                    .into(),
-            ),
-            BinaryOp::ContainsAny => Val::V(
-                value::contains_all_or_any(&a, &b, false)
-                    .ok_or(Failed)?
-                    .into(),
-            ),
+            BinaryOp::In => Val::Bool(self.is_in(&a, &b)?),
+            BinaryOp::Contains => Val::Bool(value::contains(&a, &b).ok_or(Failed)?),
+            BinaryOp::ContainsAll => {
+                Val::Bool(value::contains_all_or_any(&a, &b, true).ok_or(Failed)?)
+            }
+            BinaryOp::ContainsAny => {
+                Val::Bool(value::contains_all_or_any(&a, &b, false).ok_or(Failed)?)
+            }
             BinaryOp::GetTag | BinaryOp::HasTag => {
-                let uid = Self::entity_of(&a)?;
+                let (ty, id) = a.as_entity().ok_or(Failed)?;
                 let Val::V(tag) = &b else { return Err(Failed) };
                 let ValueKind::Lit(Literal::String(tag)) = tag.value_kind() else {
                     return Err(Failed);
                 };
-                let found = self.entity(&uid).map(|e| e.tag(tag));
+                let found = self.entity(ty, id).map(|e| e.tag(tag));
                 match op {
-                    BinaryOp::HasTag => Val::V(found.flatten().is_some().into()),
+                    BinaryOp::HasTag => Val::Bool(found.flatten().is_some()),
                     _ => Val::V(found.flatten().ok_or(Failed)?),
                 }
             }
@@ -251,46 +255,51 @@ impl<'e, 'r> Eval<'e, 'r> {
     }
 
     /// `a in b`: a is b, or one of b's members, or a descendant of one of them.
-    fn is_in(&self, a: &Val<'e>, b: &Val<'e>) -> R<bool> {
-        let uid = Self::entity_of(a)?;
-        let entity = self.entity(&uid);
-        let under = |target: &EntityUID| {
-            uid.as_ref() == target || entity.is_some_and(|e| e.is_descendant_of(target))
+    fn is_in(&self, a: &Val<'a>, b: &Val<'a>) -> R<bool> {
+        let (ty, id) = a.as_entity().ok_or(Failed)?;
+        let entity = self.entity(ty, id);
+        let under = |t: &EntityType, i: &str| {
+            (t == ty && i == id) || entity.is_some_and(|e| e.is_descendant_of(t, i))
         };
         match b {
-            Val::Set(Elems::Entities(ty, ids)) => Ok((uid.entity_type() == *ty
-                && ids.contains(uid.eid().as_ref()))
-                || entity.is_some_and(|e| e.in_any(ty, *ids))),
+            Val::Set(Elems::Entities(t, ids)) => {
+                Ok((ty == *t && ids.contains(id)) || entity.is_some_and(|e| e.in_any(t, *ids)))
+            }
             // Cedar requires every member to be an entity, even when one matches first.
             Val::Set(Elems::Strings(ids)) if ids.is_empty() => Ok(false),
-            Val::Set(Elems::Strings(_)) | Val::Record(_) => Err(Failed),
+            Val::Set(Elems::Strings(_)) | Val::Record(_) | Val::Bool(_) => Err(Failed),
+            Val::Ent(e) => Ok(under(e.ty, e.id.as_str())),
             Val::V(v) => match v.value_kind() {
-                ValueKind::Lit(Literal::EntityUID(t)) => Ok(under(t)),
+                ValueKind::Lit(Literal::EntityUID(u)) => {
+                    Ok(under(u.entity_type(), u.eid().as_ref()))
+                }
                 ValueKind::Set(s) => {
                     let mut targets = Vec::with_capacity(s.len());
                     for m in s.iter() {
                         match m.value_kind() {
-                            ValueKind::Lit(Literal::EntityUID(t)) => targets.push(t),
+                            ValueKind::Lit(Literal::EntityUID(u)) => targets.push(u),
                             _ => return Err(Failed),
                         }
                     }
-                    Ok(targets.into_iter().any(|t| under(t)))
+                    Ok(targets
+                        .into_iter()
+                        .any(|u| under(u.entity_type(), u.eid().as_ref())))
                 }
                 _ => Err(Failed),
             },
         }
     }
 
-    fn get_attr(&self, target: &Val<'e>, attr: &SmolStr) -> R<Val<'e>> {
-        if let Ok(uid) = Self::entity_of(target) {
-            return self.entity(&uid).ok_or(Failed)?.attr(attr).ok_or(Failed);
+    fn get_attr(&self, target: &Val<'a>, attr: &SmolStr) -> R<Val<'a>> {
+        if let Some((ty, id)) = target.as_entity() {
+            return self.entity(ty, id).ok_or(Failed)?.attr(attr).ok_or(Failed);
         }
         target.record_attr(attr).flatten().ok_or(Failed)
     }
 
-    fn has_attr(&self, target: &Val<'e>, attr: &SmolStr) -> R<bool> {
-        if let Ok(uid) = Self::entity_of(target) {
-            return Ok(self.entity(&uid).is_some_and(|e| e.attr(attr).is_some()));
+    fn has_attr(&self, target: &Val<'a>, attr: &SmolStr) -> R<bool> {
+        if let Some((ty, id)) = target.as_entity() {
+            return Ok(self.entity(ty, id).is_some_and(|e| e.has_attr(attr)));
         }
         Ok(target.record_attr(attr).ok_or(Failed)?.is_some())
     }
@@ -308,16 +317,16 @@ pub(super) fn explain_failure(
     // Run again, noting every entity looked up on the way to the failure.
     let _ = Eval::recording(req, store, &touched).condition(condition, slots);
     let mut uids = touched.into_inner();
-    uids.extend([
-        req.principal.as_ref().clone(),
-        req.action.as_ref().clone(),
-        req.resource.as_ref().clone(),
-    ]);
+    uids.extend([req.principal.uid(), req.action.uid(), req.resource.uid()]);
     uids.sort();
     uids.dedup();
     let entities: Vec<ast::Entity> = uids
         .iter()
-        .filter_map(|u| store.entity(u).map(|e| e.to_cedar(u)))
+        .filter_map(|u| {
+            store
+                .entity(u.entity_type(), u.eid().as_ref())
+                .map(|e| e.to_cedar(u))
+        })
         .collect();
     let entities = match Entities::new().add_entities(
         entities.into_iter().map(Arc::new),
@@ -333,9 +342,9 @@ pub(super) fn explain_failure(
         _ => ast::Context::empty(),
     };
     let request = ast::Request::new_unchecked(
-        ast::EntityUIDEntry::known(req.principal.as_ref().clone(), None),
-        ast::EntityUIDEntry::known(req.action.as_ref().clone(), None),
-        ast::EntityUIDEntry::known(req.resource.as_ref().clone(), None),
+        ast::EntityUIDEntry::known(req.principal.uid(), None),
+        ast::EntityUIDEntry::known(req.action.uid(), None),
+        ast::EntityUIDEntry::known(req.resource.uid(), None),
         Some(context),
     );
     let cedar = Evaluator::new(request, &entities, Extensions::all_available());

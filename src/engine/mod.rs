@@ -25,6 +25,7 @@ pub mod value;
 pub use eval::Request;
 pub use value::{EntityData, IdList, Store, Val};
 
+use crate::policy::ReasonTemplate;
 use cedar_policy::{PolicyId, PolicySet};
 use cedar_policy_core::ast::{self, ActionConstraint, Effect, EntityUID, Expr, Literal, SlotEnv};
 use std::collections::HashMap;
@@ -32,6 +33,10 @@ use std::sync::Arc;
 
 struct CompiledPolicy {
     id: PolicyId,
+    /// The id as written in reasons, worked out once.
+    name: String,
+    /// The policy's `@reason` template.
+    reason: Option<ReasonTemplate>,
     effect: Effect,
     /// The policy's condition without its action scope, which the per-action
     /// policy lists have already decided, and without scope parts that are always true.
@@ -65,15 +70,16 @@ fn compile_condition(p: &ast::Policy) -> Expr {
         .unwrap_or_else(|| Expr::val(true))
 }
 
-/// The result of evaluating the policies for one request.
+/// The result of evaluating the policies for one request; each policy is named by
+/// its index in the [`Engine`] ([`Engine::policy`]).
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// Satisfied permit policies.
-    pub permits: Vec<PolicyId>,
+    pub permits: Vec<usize>,
     /// Satisfied forbid policies.
-    pub forbids: Vec<PolicyId>,
+    pub forbids: Vec<usize>,
     /// Policies that failed to evaluate, with the error.
-    pub errors: Vec<(PolicyId, String)>,
+    pub errors: Vec<(usize, String)>,
 }
 
 impl Outcome {
@@ -87,15 +93,20 @@ impl Outcome {
 /// A policy set prepared for fast evaluation.
 pub struct Engine {
     policies: Vec<CompiledPolicy>,
-    /// Indices of the policies that can apply, per action.
-    by_action: HashMap<EntityUID, Arc<[usize]>>,
+    /// Indices of the policies that can apply, per action (a handful of actions,
+    /// so a list beats hashing a uid).
+    by_action: Vec<(EntityUID, Arc<[usize]>)>,
+    /// Each policy's index, by id.
+    index: HashMap<PolicyId, usize>,
 }
 
 impl Engine {
-    /// Compiles `set` for the given actions; `ancestors` gives each action's action
-    /// groups (its ancestors in the schema's action hierarchy).
+    /// Compiles `set` for the given actions; `actions` gives each action with its
+    /// action groups (its ancestors in the schema's action hierarchy), `reasons`
+    /// each policy's `@reason` template.
     pub fn new(
         set: &PolicySet,
+        reasons: &HashMap<PolicyId, ReasonTemplate>,
         actions: impl IntoIterator<Item = (EntityUID, Vec<EntityUID>)>,
     ) -> Self {
         let policies: Vec<CompiledPolicy> = set
@@ -110,6 +121,8 @@ impl Engine {
                 let core: &ast::Policy = stripped.as_ref().unwrap_or(p).as_ref();
                 CompiledPolicy {
                     id: p.id().clone(),
+                    name: p.id().to_string(),
+                    reason: reasons.get(p.id()).cloned(),
                     effect: core.effect(),
                     condition: compile_condition(core),
                     full_condition: core.condition(),
@@ -140,16 +153,41 @@ impl Engine {
                 (action, idx.into())
             })
             .collect();
+        let index = policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
         Self {
             policies,
             by_action,
+            index,
         }
+    }
+
+    /// The id (as written in reasons) and `@reason` template of policy `i`.
+    pub fn policy(&self, i: usize) -> (&str, Option<&ReasonTemplate>) {
+        let p = &self.policies[i];
+        (&p.name, p.reason.as_ref())
+    }
+
+    /// The index of the policy with this id.
+    pub fn index_of(&self, id: &PolicyId) -> Option<usize> {
+        self.index.get(id).copied()
     }
 
     /// Evaluates the policies that can apply to the request's action.
     pub fn evaluate(&self, req: &Request<'_>, store: &dyn Store) -> Outcome {
         let all: Vec<usize>;
-        let (indices, full): (&[usize], bool) = match self.by_action.get(req.action.as_ref()) {
+        let listed = self
+            .by_action
+            .iter()
+            .find(|(a, _)| {
+                a.eid().as_ref() == req.action.id.as_str()
+                    && value::same_type(a.entity_type(), req.action.ty)
+            })
+            .map(|(_, i)| i);
+        let (indices, full): (&[usize], bool) = match listed {
             Some(i) => (i, false),
             None => {
                 all = (0..self.policies.len()).collect();
@@ -167,15 +205,15 @@ impl Engine {
             };
             match eval.condition(condition, &p.env) {
                 Ok(true) => match p.effect {
-                    Effect::Permit => out.permits.push(p.id.clone()),
-                    Effect::Forbid => out.forbids.push(p.id.clone()),
+                    Effect::Permit => out.permits.push(i),
+                    Effect::Forbid => out.forbids.push(i),
                 },
                 Ok(false) => {}
                 Err(eval::Failed) => {
                     // The failing policy also needs the action scope the per-action
                     // list has already decided, when Cedar evaluates it again.
                     let message = eval::explain_failure(req, store, &p.full_condition, &p.env);
-                    out.errors.push((p.id.clone(), message));
+                    out.errors.push((i, message));
                 }
             }
         }

@@ -66,13 +66,18 @@ impl Elems<'_> {
     }
 
     /// Whether `v` is an element.
-    fn contains(&self, v: &Value) -> bool {
-        match (self, v.value_kind()) {
-            (Self::Entities(ty, ids), ValueKind::Lit(Literal::EntityUID(u))) => {
-                u.entity_type() == *ty && ids.contains(u.eid().as_ref())
-            }
-            (Self::Strings(ids), ValueKind::Lit(Literal::String(s))) => ids.contains(s),
-            _ => false,
+    fn contains(&self, v: &Val<'_>) -> bool {
+        match self {
+            Self::Entities(ty, ids) => v
+                .as_entity()
+                .is_some_and(|(t, id)| same_type(t, ty) && ids.contains(id)),
+            Self::Strings(ids) => match v {
+                Val::V(x) => match x.value_kind() {
+                    ValueKind::Lit(Literal::String(s)) => ids.contains(s),
+                    _ => false,
+                },
+                _ => false,
+            },
         }
     }
 
@@ -105,11 +110,79 @@ pub fn entity_value(ty: &EntityType, id: &str) -> Value {
     ))
 }
 
+/// Whether two entity types are the same: by address first (the world's own types
+/// are shared statics), then by name.
+#[inline]
+pub fn same_type(a: &EntityType, b: &EntityType) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+/// An entity id held without allocating: borrowed, or short enough to sit inline.
+#[derive(Clone, Copy)]
+pub enum EntId<'e> {
+    Borrowed(&'e str),
+    Inline { len: u8, buf: [u8; 22] },
+}
+
+impl<'e> EntId<'e> {
+    /// `s` inline when it fits (an org number does), else `None`.
+    pub fn inline(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        (b.len() <= 22).then(|| {
+            let mut buf = [0u8; 22];
+            buf[..b.len()].copy_from_slice(b);
+            Self::Inline {
+                len: b.len() as u8,
+                buf,
+            }
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Borrowed(s) => s,
+            // Only whole UTF-8 strings are ever copied in.
+            Self::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// A reference to an entity by type and id, made without allocating.
+#[derive(Clone, Copy)]
+pub struct Ent<'e> {
+    pub ty: &'e EntityType,
+    pub id: EntId<'e>,
+}
+
+impl<'e> Ent<'e> {
+    pub fn new(ty: &'e EntityType, id: &'e str) -> Self {
+        Self {
+            ty,
+            id: EntId::Borrowed(id),
+        }
+    }
+
+    /// A reference whose id is copied in: it must fit inline (22 bytes).
+    pub fn inline(ty: &'e EntityType, id: &str) -> Option<Self> {
+        EntId::inline(id).map(|id| Self { ty, id })
+    }
+
+    pub fn uid(&self) -> EntityUID {
+        EntityUID::from_components(self.ty.clone(), ast::Eid::new(self.id.as_str()), None)
+    }
+}
+
 /// A value during evaluation.
 #[derive(Clone)]
 pub enum Val<'e> {
+    /// A boolean: most results are, and they need no Cedar value.
+    Bool(bool),
     /// A value as Cedar holds it.
     V(Value),
+    /// An entity reference, made without allocating.
+    Ent(Ent<'e>),
     /// A set held in place.
     Set(Elems<'e>),
     /// A record held in place: its attributes, by name.
@@ -126,7 +199,9 @@ impl<'e> Val<'e> {
     /// The value as Cedar holds it.
     pub fn to_value(&self) -> Value {
         match self {
+            Self::Bool(b) => Value::from(*b),
             Self::V(v) => v.clone(),
+            Self::Ent(e) => Value::from(e.uid()),
             Self::Set(e) => e.to_value(),
             Self::Record(attrs) => {
                 Value::record(attrs.iter().map(|(k, v)| (k.clone(), v.to_value())), None)
@@ -148,15 +223,16 @@ impl<'e> Val<'e> {
                 ValueKind::Record(r) => Some(r.get(name).cloned().map(Val::V)),
                 _ => None,
             },
-            Self::Set(_) => None,
+            Self::Bool(_) | Self::Ent(_) | Self::Set(_) => None,
         }
     }
 
-    /// The entity this value refers to, if it is an entity reference.
-    pub fn as_entity(&self) -> Option<&EntityUID> {
+    /// The type and id of the entity this value refers to, if it is one.
+    pub fn as_entity(&self) -> Option<(&EntityType, &str)> {
         match self {
+            Self::Ent(e) => Some((e.ty, e.id.as_str())),
             Self::V(v) => match v.value_kind() {
-                ValueKind::Lit(Literal::EntityUID(u)) => Some(u),
+                ValueKind::Lit(Literal::EntityUID(u)) => Some((u.entity_type(), u.eid().as_ref())),
                 _ => None,
             },
             _ => None,
@@ -165,6 +241,7 @@ impl<'e> Val<'e> {
 
     pub fn as_bool(&self) -> Option<bool> {
         match self {
+            Self::Bool(b) => Some(*b),
             Self::V(v) => match v.value_kind() {
                 ValueKind::Lit(Literal::Bool(b)) => Some(*b),
                 _ => None,
@@ -178,13 +255,22 @@ impl<'e> Val<'e> {
         match self {
             Self::Set(_) => true,
             Self::V(v) => matches!(v.value_kind(), ValueKind::Set(_)),
-            Self::Record(_) => false,
+            Self::Bool(_) | Self::Ent(_) | Self::Record(_) => false,
         }
     }
 }
 
 /// Cedar's `==`: structural equality, never an error.
 pub fn equal<'e>(a: &Val<'e>, b: &Val<'e>) -> bool {
+    match (a.as_entity(), b.as_entity()) {
+        (Some((t1, i1)), Some((t2, i2))) => return i1 == i2 && same_type(t1, t2),
+        // An entity equals only an entity.
+        (Some(_), None) | (None, Some(_)) => return false,
+        (None, None) => {}
+    }
+    if let (Some(x), Some(y)) = (a.as_bool(), b.as_bool()) {
+        return x == y;
+    }
     match (a, b) {
         (Val::V(x), Val::V(y)) => x == y,
         (Val::Set(x), Val::Set(y)) => {
@@ -199,6 +285,9 @@ pub fn equal<'e>(a: &Val<'e>, b: &Val<'e>) -> bool {
             all
         }
         (Val::Record(_), _) | (_, Val::Record(_)) => a.to_value() == b.to_value(),
+        // Entity references and booleans were compared above; a boolean equals
+        // only a boolean.
+        (Val::Ent(_), _) | (_, Val::Ent(_)) | (Val::Bool(_), _) | (_, Val::Bool(_)) => false,
         (Val::Set(_), other) | (other, Val::Set(_)) => {
             other.is_set() && a.to_value() == b.to_value()
         }
@@ -208,16 +297,13 @@ pub fn equal<'e>(a: &Val<'e>, b: &Val<'e>) -> bool {
 /// `set.contains(v)`; `None` when `set` is not a set (a type error).
 pub fn contains(set: &Val<'_>, v: &Val<'_>) -> Option<bool> {
     match set {
-        Val::Set(e) => Some(match v {
-            Val::V(x) => e.contains(x),
-            // A set of entities or strings holds no sets or records.
-            _ => false,
-        }),
+        // A set of entities or strings holds no sets or records.
+        Val::Set(e) => Some(e.contains(v)),
         Val::V(s) => match s.value_kind() {
             ValueKind::Set(s) => Some(s.contains(&v.to_value())),
             _ => None,
         },
-        Val::Record(_) => None,
+        Val::Bool(_) | Val::Ent(_) | Val::Record(_) => None,
     }
 }
 
@@ -238,10 +324,11 @@ pub fn contains_all_or_any<'e>(a: &Val<'e>, b: &Val<'e>, all: bool) -> Option<bo
         let ValueKind::Set(ys) = b.to_value().value else {
             return None;
         };
+        let held = |v: &Value| x.contains(&Val::V(v.clone()));
         return Some(if all {
-            ys.iter().all(|v| x.contains(v))
+            ys.iter().all(held)
         } else {
-            ys.iter().any(|v| x.contains(v))
+            ys.iter().any(held)
         });
     }
     let (ValueKind::Set(xs), ValueKind::Set(ys)) = (a.to_value().value, b.to_value().value) else {
@@ -262,7 +349,7 @@ pub fn is_empty(s: &Val<'_>) -> Option<bool> {
             ValueKind::Set(s) => Some(s.is_empty()),
             _ => None,
         },
-        Val::Record(_) => None,
+        Val::Bool(_) | Val::Ent(_) | Val::Record(_) => None,
     }
 }
 
@@ -270,20 +357,16 @@ pub fn is_empty(s: &Val<'_>) -> Option<bool> {
 pub trait EntityData {
     /// The attribute's value, or `None` when the entity has no such attribute.
     fn attr(&self, name: &str) -> Option<Val<'_>>;
-    /// Whether the entity is a (transitive) descendant of `ancestor`.
-    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool;
+    /// Whether the entity has the attribute (without building its value).
+    fn has_attr(&self, name: &str) -> bool {
+        self.attr(name).is_some()
+    }
+    /// Whether the entity is a (transitive) descendant of the entity `ty`/`id`.
+    fn is_descendant_of(&self, ty: &EntityType, id: &str) -> bool;
     /// Whether the entity is a descendant of any entity of type `ty` named in `ids`.
     fn in_any(&self, ty: &EntityType, ids: &dyn IdList) -> bool {
         let mut hit = false;
-        ids.each(&mut |id| {
-            if !hit {
-                hit = self.is_descendant_of(&EntityUID::from_components(
-                    ty.clone(),
-                    ast::Eid::new(id),
-                    None,
-                ));
-            }
-        });
+        ids.each(&mut |id| hit = hit || self.is_descendant_of(ty, id));
         hit
     }
     /// The tag's value, or `None` when the entity has no such tag.
@@ -296,7 +379,7 @@ pub trait EntityData {
 
 /// Where the evaluator finds entities.
 pub trait Store {
-    fn entity(&self, uid: &EntityUID) -> Option<&dyn EntityData>;
+    fn entity(&self, ty: &EntityType, id: &str) -> Option<&dyn EntityData>;
 }
 
 /// A Cedar entity (from Cedar's own JSON format, or an action) read as it is.
@@ -309,8 +392,14 @@ impl EntityData for ast::Entity {
             ast::PartialValue::Residual(_) => Some(Val::V(Value::empty_record(None))),
         }
     }
-    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
-        ast::Entity::is_descendant_of(self, ancestor)
+    fn has_attr(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+    fn is_descendant_of(&self, ty: &EntityType, id: &str) -> bool {
+        ast::Entity::is_descendant_of(
+            self,
+            &EntityUID::from_components(ty.clone(), ast::Eid::new(id), None),
+        )
     }
     fn tag(&self, name: &str) -> Option<Value> {
         match self.get_tag(name)? {

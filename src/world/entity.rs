@@ -7,24 +7,31 @@
 
 use super::records::{Employee, OrgNo, Organization, SystemUser, Team};
 use super::World;
-use crate::engine::value::{entity_value, sorted_contains, Elems, EntityData, IdList, Store, Val};
+use crate::engine::value::{sorted_contains, Elems, Ent, EntityData, IdList, Store, Val};
 use crate::model::{core_types, core_uid};
 use cedar_policy_core::ast::{self, EntityType, EntityUID, PartialValue, Value};
 use smol_str::SmolStr;
 use std::collections::HashSet;
 
-fn org_value(n: OrgNo) -> Value {
-    entity_value(&core_types().organization, &n.digits())
+/// A reference to the organisation `n`, made without allocating.
+fn org_ref(n: OrgNo) -> Val<'static> {
+    match Ent::inline(&core_types().organization, &n.digits()) {
+        Some(e) => Val::Ent(e),
+        None => Val::V(crate::engine::value::entity_value(
+            &core_types().organization,
+            &n.digits(),
+        )),
+    }
 }
 
 fn org_uid(n: OrgNo) -> EntityUID {
     core_uid(&core_types().organization, &n.digits())
 }
 
-/// Whether `uid` names the organisation `n`.
-fn is_org(uid: &EntityUID, n: OrgNo) -> bool {
-    uid.entity_type() == &core_types().organization
-        && OrgNo::parse(uid.eid().as_ref()).is_ok_and(|m| m == n)
+/// Whether `ty`/`id` names the organisation `n`.
+fn is_org(ty: &EntityType, id: &str, n: OrgNo) -> bool {
+    crate::engine::value::same_type(ty, &core_types().organization)
+        && OrgNo::from_digits(id) == Some(n)
 }
 
 /// Writes an entity out in full: every attribute the evaluator can read, and its
@@ -53,15 +60,22 @@ fn cedar_entity(
 
 impl EntityData for Organization {
     fn attr(&self, name: &str) -> Option<Val<'_>> {
-        Some(Val::V(match name {
-            "orgNumber" => Value::from(&*self.org_number.digits()),
-            "name" => Value::from(&*self.name),
-            "parent" => org_value(self.parent()?),
+        Some(match name {
+            "orgNumber" => Val::V(Value::from(&*self.org_number.digits())),
+            "name" => Val::V(Value::from(&*self.name)),
+            "parent" => org_ref(self.parent()?),
             _ => return None,
-        }))
+        })
     }
-    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
-        self.parent().is_some_and(|p| is_org(ancestor, p))
+    fn has_attr(&self, name: &str) -> bool {
+        match name {
+            "orgNumber" | "name" => true,
+            "parent" => self.parent().is_some(),
+            _ => false,
+        }
+    }
+    fn is_descendant_of(&self, ty: &EntityType, id: &str) -> bool {
+        self.parent().is_some_and(|p| is_org(ty, id, p))
     }
     fn in_any(&self, ty: &EntityType, ids: &dyn IdList) -> bool {
         ty == &core_types().organization && self.parent().is_some_and(|p| ids.contains(&p.digits()))
@@ -78,13 +92,16 @@ impl EntityData for Organization {
 
 impl EntityData for Team {
     fn attr(&self, name: &str) -> Option<Val<'_>> {
-        Some(Val::V(match name {
-            "organization" => org_value(self.organization),
-            "name" => Value::from(&*self.name),
+        Some(match name {
+            "organization" => org_ref(self.organization),
+            "name" => Val::V(Value::from(&*self.name)),
             _ => return None,
-        }))
+        })
     }
-    fn is_descendant_of(&self, _: &EntityUID) -> bool {
+    fn has_attr(&self, name: &str) -> bool {
+        matches!(name, "organization" | "name")
+    }
+    fn is_descendant_of(&self, _: &EntityType, _: &str) -> bool {
         false
     }
     fn in_any(&self, _: &EntityType, _: &dyn IdList) -> bool {
@@ -95,21 +112,21 @@ impl EntityData for Team {
     }
 }
 
-/// Whether `ancestor` is a team in `teams`.
-fn is_team_in(teams: &[SmolStr], ancestor: &EntityUID) -> bool {
-    ancestor.entity_type() == &core_types().team && sorted_contains(teams, ancestor.eid().as_ref())
+/// Whether `ty`/`id` is a team in `teams`.
+fn is_team_in(teams: &[SmolStr], ty: &EntityType, id: &str) -> bool {
+    crate::engine::value::same_type(ty, &core_types().team) && sorted_contains(teams, id)
 }
 
 /// Whether the sorted `teams` meet the team ids `ids`.
 fn teams_meet(teams: &[SmolStr], ty: &EntityType, ids: &dyn IdList) -> bool {
-    ty == &core_types().team && teams.iter().any(|t| ids.contains(t))
+    crate::engine::value::same_type(ty, &core_types().team) && teams.iter().any(|t| ids.contains(t))
 }
 
 impl EntityData for Employee {
     fn attr(&self, name: &str) -> Option<Val<'_>> {
         let t = core_types();
         Some(match name {
-            "organization" => Val::V(org_value(self.organization)),
+            "organization" => org_ref(self.organization),
             "name" => Val::V(Value::from(&*self.name)),
             "active" => Val::V(Value::from(self.active)),
             "kind" => Val::V(Value::from(self.kind.as_str())),
@@ -118,8 +135,14 @@ impl EntityData for Employee {
             _ => return None,
         })
     }
-    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
-        is_team_in(&self.teams, ancestor)
+    fn has_attr(&self, name: &str) -> bool {
+        matches!(
+            name,
+            "organization" | "name" | "active" | "kind" | "teams" | "auditClients"
+        )
+    }
+    fn is_descendant_of(&self, ty: &EntityType, id: &str) -> bool {
+        is_team_in(&self.teams, ty, id)
     }
     fn in_any(&self, ty: &EntityType, ids: &dyn IdList) -> bool {
         teams_meet(&self.teams, ty, ids)
@@ -146,7 +169,7 @@ impl EntityData for SystemUser {
     fn attr(&self, name: &str) -> Option<Val<'_>> {
         let t = core_types();
         Some(match name {
-            "owner" => Val::V(org_value(self.owner)),
+            "owner" => org_ref(self.owner),
             "userType" => Val::V(Value::from(self.user_type.as_str())),
             "isDeleted" => Val::V(Value::from(self.is_deleted)),
             "selfDelegated" => Val::V(Value::from(self.self_delegated)),
@@ -157,8 +180,21 @@ impl EntityData for SystemUser {
             _ => return None,
         })
     }
-    fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
-        is_team_in(&self.granted_to, ancestor)
+    fn has_attr(&self, name: &str) -> bool {
+        matches!(
+            name,
+            "owner"
+                | "userType"
+                | "isDeleted"
+                | "selfDelegated"
+                | "externalRef"
+                | "systemId"
+                | "integrationTitle"
+                | "accessPackages"
+        )
+    }
+    fn is_descendant_of(&self, ty: &EntityType, id: &str) -> bool {
+        is_team_in(&self.granted_to, ty, id)
     }
     fn in_any(&self, ty: &EntityType, ids: &dyn IdList) -> bool {
         teams_meet(&self.granted_to, ty, ids)
@@ -183,23 +219,53 @@ impl EntityData for SystemUser {
     }
 }
 
-impl Store for World {
-    fn entity(&self, uid: &EntityUID) -> Option<&dyn EntityData> {
-        let t = core_types();
-        let ty = uid.entity_type();
-        let id = uid.eid().as_ref();
-        if ty == &t.employee {
-            self.employee(id).map(|e| e as &dyn EntityData)
-        } else if ty == &t.system_user {
-            self.system_user(id).map(|e| e as &dyn EntityData)
-        } else if ty == &t.organization {
-            let n = OrgNo::parse(id).ok()?;
-            self.organization(n).map(|e| e as &dyn EntityData)
-        } else if ty == &t.team {
-            self.team(id).map(|e| e as &dyn EntityData)
+/// Vakt's own entity types.
+enum Kind {
+    Employee,
+    SystemUser,
+    Organization,
+    Team,
+    Other,
+}
+
+/// Which of Vakt's types `ty` is: by address first (references the world makes use
+/// the shared statics), by name otherwise.
+fn kind(ty: &EntityType) -> Kind {
+    let t = core_types();
+    let by = |eq: &dyn Fn(&EntityType) -> bool| {
+        if eq(&t.employee) {
+            Some(Kind::Employee)
+        } else if eq(&t.system_user) {
+            Some(Kind::SystemUser)
+        } else if eq(&t.organization) {
+            Some(Kind::Organization)
+        } else if eq(&t.team) {
+            Some(Kind::Team)
         } else {
-            // Access packages are not entities of the store: only their ids are used.
-            self.extra_entity(uid).map(|e| e as &dyn EntityData)
+            None
+        }
+    };
+    by(&|c| std::ptr::eq(ty, c))
+        .or_else(|| by(&|c| ty == c))
+        .unwrap_or(Kind::Other)
+}
+
+impl Store for World {
+    fn entity(&self, ty: &EntityType, id: &str) -> Option<&dyn EntityData> {
+        match kind(ty) {
+            Kind::Employee => self.employee(id).map(|e| e as &dyn EntityData),
+            Kind::SystemUser => self.system_user(id).map(|e| e as &dyn EntityData),
+            Kind::Organization => {
+                let n = OrgNo::from_digits(id)?;
+                self.organization(n).map(|e| e as &dyn EntityData)
+            }
+            Kind::Team => self.team(id).map(|e| e as &dyn EntityData),
+            Kind::Other => {
+                // Access packages are not entities of the store: only their ids
+                // are used.
+                self.extra_entity(&core_uid(ty, id))
+                    .map(|e| e as &dyn EntityData)
+            }
         }
     }
 }
