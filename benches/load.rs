@@ -195,10 +195,28 @@ struct Run {
     errors: u64,
     seconds: f64,
     latency: Histogram<u64>,
+    /// CPU time (user + system) the server and this load generator spent, in µs.
+    server_cpu_us: f64,
+    client_cpu_us: f64,
+}
+
+/// CPU time (user + system) a process has used so far, in µs, from /proc.
+fn cpu_us(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0);
+    // Linux reports CPU time in clock ticks of 1/100 s.
+    ticks * 10_000.0
 }
 
 async fn drive(
     addr: &str,
+    server_pid: u32,
     kind: Kind,
     concurrency: usize,
     warmup: Duration,
@@ -257,6 +275,11 @@ async fn drive(
             (calls, h)
         }));
     }
+    // CPU time is read over the measured window only.
+    tokio::time::sleep_until(tokio::time::Instant::from_std(start)).await;
+    let (s0, c0) = (cpu_us(&server_pid.to_string()), cpu_us("self"));
+    tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
+    let (s1, c1) = (cpu_us(&server_pid.to_string()), cpu_us("self"));
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut calls = 0;
     for t in tasks {
@@ -269,6 +292,8 @@ async fn drive(
         errors: errors.load(Ordering::Relaxed),
         seconds: time.as_secs_f64(),
         latency,
+        server_cpu_us: s1 - s0,
+        client_cpu_us: c1 - c0,
     }
 }
 
@@ -276,6 +301,9 @@ struct Totals {
     rates: Vec<f64>,
     errors: u64,
     latency: Histogram<u64>,
+    calls: u64,
+    server_cpu_us: f64,
+    client_cpu_us: f64,
 }
 
 impl Totals {
@@ -284,12 +312,23 @@ impl Totals {
             rates: Vec::new(),
             errors: 0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            calls: 0,
+            server_cpu_us: 0.0,
+            client_cpu_us: 0.0,
         }
     }
     fn add(&mut self, r: Run) {
         self.rates.push(r.calls as f64 / r.seconds);
         self.errors += r.errors;
         self.latency.add(r.latency).unwrap();
+        self.calls += r.calls;
+        self.server_cpu_us += r.server_cpu_us;
+        self.client_cpu_us += r.client_cpu_us;
+    }
+    /// CPU µs per call: the server's and the load generator's.
+    fn cpu_per_call(&self) -> (f64, f64) {
+        let n = self.calls.max(1) as f64;
+        (self.server_cpu_us / n, self.client_cpu_us / n)
     }
     fn median(&self) -> f64 {
         let mut v = self.rates.clone();
@@ -390,11 +429,11 @@ fn main() {
         for round in 0..opts.rounds {
             // Interleaved: the floor, then each mode, so noise hits all alike.
             for &k in &kinds {
-                let r = rt.block_on(drive(&floor.addr, k, c, warmup, time));
+                let r = rt.block_on(drive(&floor.addr, floor.child.id(), k, c, warmup, time));
                 floors.entry((c, k)).or_insert_with(Totals::new).add(r);
             }
             for (s, k) in &servers {
-                let r = rt.block_on(drive(&s.addr, *k, c, warmup, time));
+                let r = rt.block_on(drive(&s.addr, s.child.id(), *k, c, warmup, time));
                 results
                     .entry((c, s.name.clone()))
                     .or_insert_with(Totals::new)
@@ -414,8 +453,8 @@ fn main() {
         opts.rounds
     );
     println!();
-    println!("| concurrency | server | calls/s | decisions/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | ratio to floor | p99 / floor p99 |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| concurrency | server | calls/s | decisions/s | p50 µs | p90 µs | p99 µs | p99.9 µs | errors | ratio to floor | p99 / floor p99 | server CPU µs/call | client CPU µs/call |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &c in &opts.concurrency {
         for &k in &kinds {
             let f = &floors[&(c, k)];
@@ -459,8 +498,9 @@ fn row(c: usize, label: &str, t: &Totals, kind: Kind, floor: &Totals) {
         Kind::Single => 1.0,
         Kind::Batch(n) => n as f64,
     };
+    let (server_cpu, client_cpu) = t.cpu_per_call();
     println!(
-        "| {c} | {label} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} |",
+        "| {c} | {label} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {server_cpu:.1} | {client_cpu:.1} |",
         t.median(),
         t.median() * per_call,
         t.q(0.5),

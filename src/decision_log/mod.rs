@@ -171,6 +171,11 @@ impl Writers {
 pub struct Receipt(Vec<tokio::sync::oneshot::Receiver<Result<(), String>>>);
 
 impl Receipt {
+    /// The receipt of a record no durable sink takes.
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
     /// Ok once every durable sink has the record.
     pub async fn wait(self) -> Result<(), LogUnavailable> {
         for rx in self.0 {
@@ -240,6 +245,11 @@ impl DecisionLog {
             writers.0.push(thread);
         }
         Ok((log, writers))
+    }
+
+    /// Whether any sink takes records; when none does, callers need not build one.
+    pub fn is_enabled(&self) -> bool {
+        !self.sinks.is_empty()
     }
 
     /// Hands one record to every sink without waiting; wait on the receipt before

@@ -10,10 +10,11 @@
 
 use super::chain::Chain;
 use super::record::now_rfc3339;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Whether a call waits for its record.
@@ -56,11 +57,42 @@ impl SinkStats {
     }
 }
 
+/// How submitters wake the writer: only when it has gone idle, so that under load
+/// a record costs no system call on the request path.
+#[derive(Default)]
+struct Wake {
+    idle: AtomicBool,
+    writer: OnceLock<Thread>,
+}
+
+impl Wake {
+    fn wake_if_idle(&self) {
+        if self.idle.load(Ordering::SeqCst) {
+            self.idle.store(false, Ordering::SeqCst);
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.writer.get() {
+            t.unpark();
+        }
+    }
+}
+
 /// The request side of a sink: where records are submitted.
 pub(crate) struct SinkQueue {
     tx: SyncSender<Pending>,
     delivery: Delivery,
+    wake: Arc<Wake>,
     pub stats: Arc<SinkStats>,
+}
+
+impl Drop for SinkQueue {
+    /// The writer notices the closed queue at once instead of at its next tick.
+    fn drop(&mut self) {
+        self.wake.wake();
+    }
 }
 
 impl SinkQueue {
@@ -72,6 +104,7 @@ impl SinkQueue {
                 if self.tx.try_send(Pending { record, ack: None }).is_err() {
                     self.stats.drop_records(1);
                 }
+                self.wake.wake_if_idle();
                 None
             }
             Delivery::Durable => {
@@ -89,6 +122,7 @@ impl SinkQueue {
                         let _ = ack.send(Err(why.into()));
                     }
                 }
+                self.wake.wake_if_idle();
                 Some(rx)
             }
         }
@@ -153,6 +187,10 @@ pub(crate) trait Medium: Send + 'static {
 /// How long an idle writer sleeps before it calls [`Medium::tick`].
 pub(crate) const TICK: Duration = Duration::from_millis(200);
 
+/// How long a buffered sink's writer waits for more records after a batch before
+/// it goes idle: records gather into batches without waking it one by one.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// Most records written in one batch.
 const MAX_BATCH: usize = 4096;
 
@@ -167,14 +205,17 @@ pub(crate) fn start(
 ) -> std::io::Result<(SinkQueue, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
     let stats = Arc::new(SinkStats::default());
-    let writer_stats = stats.clone();
+    let wake = Arc::new(Wake::default());
+    let (writer_stats, writer_wake) = (stats.clone(), wake.clone());
     let thread = std::thread::Builder::new()
         .name(name)
-        .spawn(move || run(rx, medium, chain, delivery, &writer_stats))?;
+        .spawn(move || run(rx, medium, chain, delivery, &writer_stats, &writer_wake))?;
+    let _ = wake.writer.set(thread.thread().clone());
     Ok((
         SinkQueue {
             tx,
             delivery,
+            wake,
             stats,
         },
         thread,
@@ -182,25 +223,54 @@ pub(crate) fn start(
 }
 
 /// The writer loop: take everything queued, chain it, deliver it as one batch,
-/// answer the waiting calls, then note any records lost since the last note.
+/// answer the waiting calls, then note any records lost since the last note. With
+/// nothing queued it parks; submitters unpark it only once it has said it is idle.
 fn run(
     rx: Receiver<Pending>,
     mut medium: impl Medium,
     mut chain: Chain,
     delivery: Delivery,
     stats: &SinkStats,
+    wake: &Wake,
 ) {
     let mut batch = Batch::default();
     let mut acks: Vec<Ack> = Vec::new();
+    let mut lingered = false;
+    let mut last_tick = Instant::now();
     loop {
-        let first = match rx.recv_timeout(TICK) {
+        let first = match rx.try_recv() {
             Ok(p) => p,
-            Err(RecvTimeoutError::Timeout) => {
-                medium.tick(&chain);
-                continue;
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                if last_tick.elapsed() >= TICK {
+                    medium.tick(&chain);
+                    last_tick = Instant::now();
+                }
+                if delivery == Delivery::Buffered && !lingered {
+                    // Let more records gather, without anyone waking us for them.
+                    lingered = true;
+                    std::thread::park_timeout(LINGER);
+                    continue;
+                }
+                // Say we are idle, then look once more: a record sent before the
+                // flag was set is seen here, one sent after it unparks us.
+                wake.idle.store(true, Ordering::SeqCst);
+                match rx.try_recv() {
+                    Ok(p) => {
+                        wake.idle.store(false, Ordering::SeqCst);
+                        p
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        std::thread::park_timeout(TICK);
+                        wake.idle.store(false, Ordering::SeqCst);
+                        lingered = false;
+                        continue;
+                    }
+                }
             }
-            Err(RecvTimeoutError::Disconnected) => break,
         };
+        lingered = false;
         batch.clear();
         let before = chain;
         let mut take = |p: Pending, batch: &mut Batch, chain: &mut Chain| {
@@ -208,6 +278,8 @@ fn run(
             acks.extend(p.ack);
         };
         take(first, &mut batch, &mut chain);
+        // Everything queued meanwhile (while the last batch was written and
+        // synced) goes into this batch: group commit.
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => take(p, &mut batch, &mut chain),
@@ -240,6 +312,7 @@ fn run(
             note_dropped(&mut medium, &mut chain, &mut batch, stats);
         }
         medium.tick(&chain);
+        last_tick = Instant::now();
     }
     note_dropped(&mut medium, &mut chain, &mut batch, stats);
     medium.close(&chain);

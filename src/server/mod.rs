@@ -34,13 +34,19 @@ pub struct Vakt {
 }
 
 /// What the transport tells about a call, for the decision log.
+#[derive(Default)]
 pub(crate) struct CallMeta {
     pub caller: Caller,
     pub trace: Trace,
 }
 
 impl CallMeta {
-    fn of<T>(req: &Request<T>) -> Self {
+    /// What the call's transport and headers tell; nothing when no decision log
+    /// would record it.
+    fn of<T>(req: &Request<T>, log: &DecisionLog) -> Self {
+        if !log.is_enabled() {
+            return Self::default();
+        }
         let header = |name: &str| {
             req.metadata()
                 .get(name)
@@ -67,7 +73,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
-        let meta = CallMeta::of(&req);
+        let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             authorize::handle(&self.0, req.into_inner(), &meta).await?,
         ))
@@ -77,7 +83,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::AuthorizeBatchRequest>,
     ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
-        let meta = CallMeta::of(&req);
+        let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             batch::handle(&self.0, req.into_inner(), &meta).await?,
         ))
@@ -87,7 +93,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::ResolveSystemUserRequest>,
     ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
-        let meta = CallMeta::of(&req);
+        let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             resolve::handle(&self.0, req.into_inner(), &meta).await?,
         ))

@@ -4,7 +4,7 @@
 use super::convert;
 use super::{new_decision_id, CallError, CallMeta, Vakt};
 use crate::decide::{resolve, Query};
-use crate::decision_log::{now_rfc3339, DecisionRecord};
+use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
 use std::time::Instant;
 
@@ -19,30 +19,34 @@ pub(super) async fn handle(
     let found = resolve(&snap, &rq);
     let evaluation_us = started.elapsed().as_micros() as u64;
     let decision_id = new_decision_id();
-    let receipt = vakt.log.submit(&DecisionRecord {
-        decision_id: &decision_id,
-        timestamp: now_rfc3339(),
-        call: "resolve_system_user",
-        employee_id: &rq.employee,
-        system_user_id: None,
-        system_user_external_ref: None,
-        system_user_owner: None,
-        usable_system_users: Some(found.usable.iter().map(|s| s.id.as_str()).collect()),
-        client_org_number: &rq.client,
-        access_package: &rq.access_package,
-        action: &rq.action_id,
-        decision: if found.usable.is_empty() {
-            "deny"
-        } else {
-            "allow"
-        },
-        reasons: &found.reasons,
-        revision: &snap.revision,
-        evaluation_us,
-        context: rq.context.json.as_ref(),
-        caller: &meta.caller,
-        trace: &meta.trace,
-    });
+    let receipt = if !vakt.log.is_enabled() {
+        Receipt::none()
+    } else {
+        vakt.log.submit(&DecisionRecord {
+            decision_id: &decision_id,
+            timestamp: now_rfc3339(),
+            call: "resolve_system_user",
+            employee_id: &rq.employee,
+            system_user_id: None,
+            system_user_external_ref: None,
+            system_user_owner: None,
+            usable_system_users: Some(found.usable.iter().map(|s| s.id.as_str()).collect()),
+            client_org_number: &rq.client,
+            access_package: &rq.access_package,
+            action: &rq.action_id,
+            decision: if found.usable.is_empty() {
+                "deny"
+            } else {
+                "allow"
+            },
+            reasons: &found.reasons,
+            revision: &snap.revision,
+            evaluation_us,
+            context: rq.context.json.as_ref(),
+            caller: &meta.caller,
+            trace: &meta.trace,
+        })
+    };
     receipt.wait().await?;
     Ok(proto::ResolveSystemUserResponse {
         system_users: found
