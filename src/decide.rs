@@ -4,7 +4,7 @@
 //! For each request Vakt looks up the few records it needs (employee, system user,
 //! client and its parent), derives the facts Cedar cannot express (which of the
 //! employee's teams cover the client, which client link applies), and evaluates the
-//! policies over the world's records read in place ([`crate::engine`]). Nothing
+//! policies over the world's records read in place (`engine`). Nothing
 //! here does I/O or takes a lock, and no step grows with the size of the world.
 //! Any evaluation error denies.
 
@@ -14,7 +14,7 @@ use crate::ids::{check_id, check_org_number};
 use crate::model::{self, core_types};
 use crate::policy::Var;
 use crate::snapshot::{sample_derived_context, Snapshot};
-use crate::world::{Employee, OrgNo, Organization, SystemUser, World};
+use crate::world::{Employee, OrgNo, SystemUser, World};
 use cedar_policy::{Context, EntityUid};
 use cedar_policy_core::ast::{EntityUID as CoreUid, Value as CoreValue};
 use smol_str::SmolStr;
@@ -43,7 +43,7 @@ pub struct RawRequest {
 
 /// Caller-sent context attributes, checked against the schema.
 #[derive(Debug, Clone, Default)]
-pub struct CallerContext {
+pub(crate) struct CallerContext {
     pairs: Vec<(SmolStr, CoreValue)>,
     /// The attributes as the caller sent them, for the decision log.
     pub json: Option<serde_json::Map<String, serde_json::Value>>,
@@ -53,15 +53,14 @@ pub struct CallerContext {
 /// user is empty until each candidate is tried.
 #[derive(Debug, Clone)]
 pub struct Query {
-    pub employee: String,
-    pub system_user: String,
-    pub client: String,
-    pub client_no: OrgNo,
-    pub access_package: String,
-    pub package_uid: Arc<CoreUid>,
-    pub action_id: String,
-    pub action: Arc<CoreUid>,
-    pub context: CallerContext,
+    pub(crate) employee: String,
+    pub(crate) system_user: String,
+    pub(crate) client: String,
+    pub(crate) client_no: OrgNo,
+    pub(crate) access_package: String,
+    pub(crate) action_id: String,
+    pub(crate) action: Arc<CoreUid>,
+    pub(crate) context: CallerContext,
 }
 
 impl Query {
@@ -72,7 +71,7 @@ impl Query {
     }
 
     /// Checks every field of a ResolveSystemUser request (which names no system user).
-    pub fn check_resolve(snap: &Snapshot, raw: RawRequest) -> Result<Self, InvalidField> {
+    pub(crate) fn check_resolve(snap: &Snapshot, raw: RawRequest) -> Result<Self, InvalidField> {
         Self::check_fields(snap, raw, "", false)
     }
 
@@ -101,7 +100,7 @@ impl Query {
         if raw.access_package.is_empty() {
             return Err(bad("access_package", "is empty".into()));
         }
-        let Some(package_uid) = snap.packages.uid(&raw.access_package) else {
+        if !snap.packages.contains(&raw.access_package) {
             return Err(bad(
                 "access_package",
                 format!(
@@ -109,7 +108,7 @@ impl Query {
                     short(&raw.access_package)
                 ),
             ));
-        };
+        }
         let action_id = if raw.action.is_empty() {
             model::DEFAULT_ACTION
         } else {
@@ -134,7 +133,6 @@ impl Query {
             client: raw.client_org_number,
             client_no,
             access_package: raw.access_package,
-            package_uid: package_uid.clone(),
             action_id: action_id.to_owned(),
             action: action.core.clone(),
             context,
@@ -240,16 +238,15 @@ pub struct Decision {
 }
 
 /// What one request is about, as found in the world.
-pub struct Subject<'w> {
-    pub employee: Option<&'w Employee>,
-    pub system_user: Option<&'w SystemUser>,
-    pub client: Option<&'w Organization>,
+pub(crate) struct Subject<'w> {
+    pub(crate) employee: Option<&'w Employee>,
+    pub(crate) system_user: Option<&'w SystemUser>,
     /// The client's parent, when the client is an operational unit.
-    pub parent: Option<OrgNo>,
+    pub(crate) parent: Option<OrgNo>,
 }
 
 impl<'w> Subject<'w> {
-    pub fn find(w: &'w World, q: &Query) -> Self {
+    pub(crate) fn find(w: &'w World, q: &Query) -> Self {
         Self::with(
             w,
             w.employee(&q.employee),
@@ -258,24 +255,22 @@ impl<'w> Subject<'w> {
         )
     }
 
-    pub fn with(
+    pub(crate) fn with(
         w: &'w World,
         employee: Option<&'w Employee>,
         system_user: Option<&'w SystemUser>,
         client: OrgNo,
     ) -> Self {
-        let client = w.organization(client);
         Self {
             employee,
             system_user,
-            client,
-            parent: client.and_then(|c| c.parent()),
+            parent: w.organization(client).and_then(|c| c.parent()),
         }
     }
 }
 
 /// The facts Vakt derives for one request, which the context record reads in place.
-pub struct Derived {
+pub(crate) struct Derived {
     /// Those of the employee's teams whose client scope covers the client, sorted.
     portfolio: Vec<SmolStr>,
     /// The active link to the client (or its parent): the linked org and its access.
@@ -283,7 +278,7 @@ pub struct Derived {
 }
 
 impl Derived {
-    pub fn of(w: &World, q: &Query, s: &Subject<'_>) -> Self {
+    pub(crate) fn of(w: &World, q: &Query, s: &Subject<'_>) -> Self {
         let portfolio = s
             .employee
             .into_iter()
@@ -304,7 +299,7 @@ impl Derived {
 
 /// Runs `f` with the request's context record: what Vakt derives, then the
 /// caller's attributes. The record reads the derived facts in place.
-pub fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) -> T) -> T {
+pub(crate) fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) -> T) -> T {
     let t = core_types();
     let link_attrs: Option<[(SmolStr, Val<'_>); 4]> = d.link.as_ref().map(|(org, access)| {
         [
@@ -354,7 +349,7 @@ pub fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) -> T) -> 
 }
 
 /// The request: the employee asks to act on the system user, with `context`.
-pub fn request<'a>(q: &'a Query, system_user: &'a str, context: Val<'a>) -> Request<'a> {
+pub(crate) fn request<'a>(q: &'a Query, system_user: &'a str, context: Val<'a>) -> Request<'a> {
     let t = core_types();
     Request {
         principal: Ent::new(&t.employee, &q.employee),
@@ -381,7 +376,7 @@ fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str
 
 /// Turns an evaluation outcome into a decision with reasons from the policies'
 /// `@reason` annotations.
-pub fn explain(
+pub(crate) fn explain(
     snap: &Snapshot,
     q: &Query,
     subject: &Subject<'_>,
@@ -404,10 +399,10 @@ pub fn explain(
         }
     };
     let render = |i: usize, allow: bool| {
-        let (id, template) = snap.engine.policy(i);
+        let (id, _) = snap.engine.policy(i);
         Reason {
             policy_id: id.to_owned(),
-            message: match template {
+            message: match &snap.reasons[i] {
                 Some(t) => t.render(vars),
                 None if allow => format!("permitted by policy {id}"),
                 None => format!("forbidden by policy {id}"),
@@ -443,15 +438,15 @@ pub fn explain(
 
 /// The system users an employee may use for a client and package.
 #[derive(Debug, Clone)]
-pub struct Resolution<'a> {
-    pub usable: Vec<&'a SystemUser>,
+pub(crate) struct Resolution<'a> {
+    pub(crate) usable: Vec<&'a SystemUser>,
     /// Why each other candidate is not usable.
-    pub reasons: Vec<Reason>,
+    pub(crate) reasons: Vec<Reason>,
 }
 
 /// Decides the request for every system user the employee's organisation owns and
 /// keeps those allowed: the same decision Authorize makes, once per candidate.
-pub fn resolve<'a>(snap: &'a Snapshot, q: &Query) -> Resolution<'a> {
+pub(crate) fn resolve<'a>(snap: &'a Snapshot, q: &Query) -> Resolution<'a> {
     let w = &snap.world;
     let none = |message: String| Resolution {
         usable: Vec::new(),

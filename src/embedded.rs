@@ -2,7 +2,7 @@
 //! files: the policies, the schema, the access package list, the example world and
 //! the policy test suites.
 
-use crate::world::SourceFile;
+use crate::problem::SourceFile;
 
 macro_rules! files {
     ($($path:literal),* $(,)?) => {

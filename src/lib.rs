@@ -8,35 +8,41 @@
 //!
 //! # Layout
 //!
-//! - `main.rs` / [`cli`]: the `vakt` command (serve, validate, check, test, fmt,
-//!   replay); the only place that uses `anyhow`.
-//! - [`suite`], [`replay`]: policy test suites and decision-log replay, for
-//!   security teams and CI; both decide through [`decide`], like the server.
-//! - [`server`]: the gRPC service, one file per call behind one dispatcher, and
-//!   the mapping of every failure to a gRPC status.
-//! - [`decide`]: the hot path. Checks a request, looks up what it needs, builds a
-//!   small Cedar slice ([`slice`]), evaluates ([`engine`]), explains. No I/O, no locks.
-//! - [`engine`]: Cedar evaluation with each policy's condition compiled once per
-//!   snapshot and only the policies that can apply to the action evaluated.
-//! - [`slice`]: records' Cedar values, computed at load, and the per-request
-//!   entities and context assembled from them.
-//! - [`snapshot`]: schema + policies + packages + world as one immutable value,
-//!   swapped whole on reload.
-//! - [`policy`]: loading and strictly validating the schema and policy files.
-//! - [`world`]: the data files (Altinn-shaped JSON/YAML) and the indexed records.
-//! - [`decision_log`]: the audit trail of decisions, on its own stream.
-//! - [`model`], [`ids`], [`packages`], [`problem`], [`embedded`]: the Cedar names,
-//!   identifier checks, the access package list, error reports, built-in defaults.
+//! From the edge inwards (each module imports only modules further down the list):
+//!
+//! - `main.rs` / [`cli`]: the `vakt` command, one file per subcommand; the only
+//!   place that uses `anyhow`.
+//! - [`server`]: the gRPC service, one file per call behind one dispatcher, and the
+//!   mapping of every failure to a gRPC status.
+//! - [`suite`], [`replay`]: policy test suites and decision-log replay, for security
+//!   teams and CI; both decide through [`decide`], like the server.
+//! - [`reference`](mod@reference): Cedar's own authorizer over the same world, the yardstick the
+//!   engine is tested and measured against; never on the serving path.
+//! - [`decision_log`]: the audit trail of decisions: records, sinks (stdout, file,
+//!   OTLP), the hash chain and checkpoints, rotation, `audit verify`.
+//! - [`decide`]: the hot path. Checks a request, looks up what it needs, derives the
+//!   facts Cedar cannot express, evaluates (`engine`), explains. No I/O, no locks.
+//! - [`snapshot`]: schema, policies, packages and world as one immutable value with
+//!   the revision that names them, swapped whole on reload.
+//! - [`world`]: the data: compact records in persistent maps, the data files and
+//!   their checks, and the records read as Cedar entities.
+//! - `policy`: loading and strictly validating the schema and the policy files.
+//! - `engine`: policy evaluation: each condition prepared once per snapshot and
+//!   evaluated by Vakt's own interpreter over the records in place.
+//! - `packages`, `model`, [`ids`], [`embedded`], [`problem`]: the access package
+//!   list, the Cedar names Vakt uses, identifier checks, the built-in defaults, and
+//!   input files with the problems found in them.
+//! - [`proto`]: the generated gRPC types.
 
 pub mod cli;
 pub mod decide;
 pub mod decision_log;
 pub mod embedded;
-pub mod engine;
+pub(crate) mod engine;
 pub mod ids;
-pub mod model;
-pub mod packages;
-pub mod policy;
+pub(crate) mod model;
+pub(crate) mod packages;
+pub(crate) mod policy;
 pub mod problem;
 pub mod reference;
 pub mod replay;

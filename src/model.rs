@@ -5,7 +5,6 @@ use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-pub const NAMESPACE: &str = "Vakt";
 /// The action used when a request names none.
 pub const DEFAULT_ACTION: &str = "useSystemUser";
 

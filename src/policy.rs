@@ -1,8 +1,8 @@
 //! Loading the schema and the policy files: parse, name each policy by its `@id`,
 //! validate strictly against the schema, and pre-parse each `@reason` template.
 
+use crate::problem::SourceFile;
 use crate::problem::{from_diagnostic, Problem, Problems};
-use crate::world::SourceFile;
 use cedar_policy::{
     Policy, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator,
 };
@@ -72,18 +72,8 @@ const VARS: [(&str, Var); 7] = [
     ("system_user_owner", Var::SystemUserOwner),
 ];
 
-/// A parsed `@reason("...")` message with `{placeholders}`.
-///
-/// ```
-/// use vakt::policy::{ReasonTemplate, Var};
-/// let t = ReasonTemplate::parse("client {client} is not linked to system user {system_user}").unwrap();
-/// let text = t.render(|v| match v {
-///     Var::Client => "312004011".into(),
-///     Var::SystemUser => "tk-regnskap".into(),
-///     _ => "".into(),
-/// });
-/// assert_eq!(text, "client 312004011 is not linked to system user tk-regnskap");
-/// ```
+/// A parsed `@reason("...")` message with `{placeholders}`, e.g. `client {client}
+/// is not linked to system user {system_user}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReasonTemplate(Vec<Piece>);
 
@@ -138,8 +128,6 @@ impl ReasonTemplate {
 pub struct Policies {
     pub set: PolicySet,
     pub reasons: HashMap<PolicyId, ReasonTemplate>,
-    /// Which file each policy came from, for reports.
-    pub origin: HashMap<PolicyId, String>,
     pub warnings: Vec<Problem>,
 }
 
@@ -244,7 +232,6 @@ pub fn load_policies(files: &[SourceFile], schema: &Schema) -> Result<Policies, 
     Ok(Policies {
         set,
         reasons,
-        origin,
         warnings,
     })
 }

@@ -1,7 +1,14 @@
-//! One shape for every problem found in Vakt's inputs (schema, policies, data,
-//! test suites): the file, where in it, and a plain-English message.
+//! Vakt's input files, and one shape for every problem found in them (schema,
+//! policies, data, test suites): the file, where in it, and a plain-English message.
 
 use std::fmt;
+
+/// One input file, by display name (its path) and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {

@@ -7,9 +7,10 @@ use crate::embedded;
 use crate::engine::Engine;
 use crate::model::{self, types, DERIVED_CONTEXT};
 use crate::packages::{self, AccessPackages};
-use crate::policy::{load_policies, load_schema, Policies};
+use crate::policy::{load_policies, load_schema, Policies, ReasonTemplate};
+use crate::problem::SourceFile;
 use crate::problem::{Problem, Problems};
-use crate::world::{load_dir, SourceFile, World, WorldBuilder};
+use crate::world::{load_dir, World, WorldBuilder};
 use arc_swap::ArcSwap;
 use cedar_policy::{Context, EntityUid, Request, Schema};
 use cedar_policy_core::ast::EntityUID as CoreUid;
@@ -109,27 +110,29 @@ fn read_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<SourceFile>
 
 /// An action a request may name.
 #[derive(Debug, Clone)]
-pub struct Action {
-    pub uid: EntityUid,
+pub(crate) struct Action {
+    pub(crate) uid: EntityUid,
     /// The same uid as the evaluator holds it.
-    pub core: Arc<CoreUid>,
+    pub(crate) core: Arc<CoreUid>,
 }
 
 /// Everything one decision reads.
 pub struct Snapshot {
-    pub schema: Schema,
-    pub policies: Policies,
-    pub packages: AccessPackages,
+    pub(crate) schema: Schema,
+    pub(crate) policies: Policies,
+    pub(crate) packages: AccessPackages,
     pub world: World,
     /// Names the inputs: the first 16 hex digits of a SHA-256 over every file.
     pub revision: String,
     /// The policies compiled for evaluation.
-    pub engine: Engine,
+    pub(crate) engine: Engine,
+    /// Each policy's `@reason` template, by its index in the engine.
+    pub(crate) reasons: Vec<Option<ReasonTemplate>>,
     /// Actions whose principal is an employee and resource a system user, by id.
-    pub actions: BTreeMap<String, Action>,
+    pub(crate) actions: BTreeMap<String, Action>,
     /// True when the schema's context has caller attributes that are required, so even
     /// a request without context must be checked against the schema.
-    pub context_always_checked: bool,
+    pub(crate) context_always_checked: bool,
 }
 
 impl Snapshot {
@@ -165,13 +168,13 @@ impl Snapshot {
         };
         let actions = employee_actions(&schema);
         let context_always_checked = check_schema_contract(&schema, &actions, &src.schema)?;
-        let engine = Engine::new(
-            &policies.set,
-            &policies.reasons,
-            action_groups(&schema, &actions),
-        );
+        let engine = Engine::new(&policies.set, action_groups(&schema, &actions));
+        let reasons = (0..engine.policy_count())
+            .map(|i| policies.reasons.get(engine.policy(i).1).cloned())
+            .collect();
         Ok(Self {
             engine,
+            reasons,
             revision: revision(src),
             schema,
             policies,
@@ -276,7 +279,7 @@ fn check_schema_contract(
 
 /// A context holding only what Vakt derives, with placeholder values, in Cedar's
 /// JSON form; the caller's attributes are added to it to check them against the schema.
-pub fn sample_derived_context(
+pub(crate) fn sample_derived_context(
     user: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> serde_json::Value {
     let mut m = serde_json::Map::new();

@@ -6,9 +6,10 @@
 //! ids among the reasons. Format in README "Policy test suites".
 
 use crate::decide::{decide, Query, RawRequest};
+use crate::problem::SourceFile;
 use crate::problem::{Problem, Problems};
 use crate::snapshot::{Snapshot, Sources};
-use crate::world::{load_dir, SourceFile};
+use crate::world::load_dir;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -24,7 +24,7 @@ fn the_engine_matches_cedar_on_the_shipped_policies() {
 #[test]
 fn the_engine_matches_cedar_on_every_kind_of_expression_and_error() {
     let mut sources = Sources::embedded();
-    sources.policies.push(vakt::world::SourceFile {
+    sources.policies.push(vakt::problem::SourceFile {
         name: "exotic.cedar".into(),
         text: include_str!("data/exotic.cedar").into(),
     });

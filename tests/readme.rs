@@ -88,7 +88,7 @@ fn the_readme_policy_example_keeps_the_suites_green_and_does_what_it_says() {
     let (policy, _) = block_after(&readme, "### Changing policies");
     assert!(policy.contains("@id("), "{policy}");
     let mut sources = vakt::snapshot::Sources::embedded();
-    sources.policies.push(vakt::world::SourceFile {
+    sources.policies.push(vakt::problem::SourceFile {
         name: "README example.cedar".into(),
         text: policy,
     });

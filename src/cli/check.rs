@@ -1,6 +1,6 @@
 //! `vakt check`: one decision against local files, without a server.
 
-use super::{report_problems, SourceArgs};
+use super::args::{report_problems, SourceArgs};
 use crate::decide::{decide, Query, RawRequest};
 use clap::Args;
 use std::process::ExitCode;

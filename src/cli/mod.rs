@@ -5,6 +5,7 @@
 //! Exit codes: 0 success or allow; 1 invalid, failing or deny; 2 usage error (bad
 //! flags, missing paths, unreadable input).
 
+mod args;
 mod audit;
 mod check;
 mod fmt;
@@ -13,10 +14,8 @@ mod serve;
 mod test;
 mod validate;
 
-use crate::problem::Problems;
-use crate::snapshot::{Snapshot, SourcePaths, Sources};
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use args::SourceArgs;
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -74,92 +73,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Where policies, schema and data come from; each defaults to the built-in copy.
-#[derive(Args, Clone, Default)]
-struct SourceArgs {
-    /// Directory of *.cedar policy files [default: the built-in copy of policies/]
-    #[arg(long, env = "VAKT_POLICIES", value_name = "DIR")]
-    policies: Option<PathBuf>,
-    /// Directory of *.cedarschema files and access-packages.json [default: the
-    /// built-in copy of schema/]
-    #[arg(long, env = "VAKT_SCHEMA", value_name = "DIR")]
-    schema: Option<PathBuf>,
-    /// Directory of JSON/YAML data files (organizations, systemUsers, teams,
-    /// employees) [default: the built-in example world, examples/world/]
-    #[arg(long, env = "VAKT_DATA", value_name = "DIR")]
-    data: Option<PathBuf>,
-}
-
-impl SourceArgs {
-    /// A directory named on the command line that does not exist is a usage error.
-    fn check_paths(&self) -> anyhow::Result<()> {
-        for (flag, p) in [
-            ("--policies", &self.policies),
-            ("--schema", &self.schema),
-            ("--data", &self.data),
-        ] {
-            if let Some(p) = p {
-                if !p.is_dir() {
-                    anyhow::bail!("{flag} {}: no such directory", p.display());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn paths(&self) -> SourcePaths {
-        SourcePaths {
-            policies: self.policies.clone(),
-            schema: self.schema.clone(),
-            data: self.data.clone(),
-        }
-    }
-
-    /// Reads and builds the snapshot these sources name.
-    fn load(&self) -> Result<Snapshot, Problems> {
-        Snapshot::build(&Sources::read(&self.paths())?)
-    }
-
-    /// One line on stderr saying where each input came from, so that a command run
-    /// from any directory says what it decided on.
-    fn announce(&self, with_data: bool) {
-        let from = |p: &Option<PathBuf>, builtin: &str| match p {
-            Some(d) => d.display().to_string(),
-            None => format!("built-in {builtin}"),
-        };
-        let mut line = format!(
-            "vakt: policies from {}, schema from {}",
-            from(&self.policies, "policies/"),
-            from(&self.schema, "schema/")
-        );
-        if with_data {
-            line.push_str(&format!(
-                ", data from {}",
-                from(&self.data, "example world (examples/world/)")
-            ));
-        }
-        eprintln!("{line}");
-    }
-}
-
-/// Prints every problem to stderr; exit code 1.
-fn report_problems(problems: &Problems) -> ExitCode {
-    for p in &problems.0 {
-        eprintln!("{p}");
-    }
-    eprintln!("{} problem(s) found", problems.0.len());
-    ExitCode::from(1)
-}
-
-/// Output format of the reporting commands.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    /// Readable text.
-    Pretty,
-    /// One JSON document.
-    Json,
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `vakt replay`: re-decide logged decisions under candidate policies.
 
-use super::{Format, SourceArgs};
+use super::args::{Format, SourceArgs};
 use anyhow::Context as _;
 use clap::Args;
 use std::path::PathBuf;

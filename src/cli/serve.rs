@@ -1,7 +1,7 @@
 //! `vakt serve`: the sidecar. Reads every setting, loads the snapshot, opens the
 //! decision log, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.
 
-use super::SourceArgs;
+use super::args::SourceArgs;
 use crate::decision_log::{DecisionLog, Fsync, LogOptions, Rotation, SinkSpec};
 use crate::server::{self, Vakt, DEFAULT_MAX_BATCH};
 use crate::snapshot::SnapshotHandle;

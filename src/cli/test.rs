@@ -1,6 +1,6 @@
 //! `vakt test`: run policy test suites.
 
-use super::{report_problems, Format, SourceArgs};
+use super::args::{report_problems, Format, SourceArgs};
 use crate::snapshot::{Snapshot, Sources};
 use crate::suite;
 use anyhow::Context as _;

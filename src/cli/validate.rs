@@ -1,6 +1,6 @@
 //! `vakt validate`: parse and strictly validate policies, schema and data.
 
-use super::{report_problems, SourceArgs};
+use super::args::{report_problems, SourceArgs};
 use std::process::ExitCode;
 
 pub(super) fn run(args: &SourceArgs) -> anyhow::Result<ExitCode> {

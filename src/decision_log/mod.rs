@@ -5,7 +5,7 @@
 //! # Layout
 //!
 //! - [`record`]: the record and its serialisation, secrets scrubbed on the way out
-//!   ([`redact`]).
+//!   (`redact`).
 //! - `sink`: the one sink interface: a bounded queue, a writer thread, durable or
 //!   buffered delivery, and the shared submit path.
 //! - The media a sink writes to: `stdout`, `file` (with [`rotation`] and
@@ -16,7 +16,7 @@ pub mod chain;
 mod file;
 mod otlp;
 pub mod record;
-pub mod redact;
+mod redact;
 pub mod rotation;
 mod sink;
 mod stdout;
@@ -24,7 +24,7 @@ pub mod verify;
 
 pub use file::Fsync;
 pub use record::{now_rfc3339, Caller, DecisionRecord, Trace};
-pub use redact::Redactor;
+use redact::Redactor;
 pub use rotation::Rotation;
 pub use sink::{Delivery, SinkStats};
 

@@ -251,11 +251,6 @@ pub fn scrub(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Whether `s` holds anything secret-shaped.
-pub fn looks_like_secret(s: &str) -> bool {
-    matches!(scrub(s), Cow::Owned(_))
-}
-
 /// Every trigger occurrence, left to right. The search restarts one byte after each
 /// match, so a trigger whose shape check fails does not hide a later secret.
 fn triggers(s: &str) -> impl Iterator<Item = (usize, usize, Kind)> + '_ {

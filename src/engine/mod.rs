@@ -25,7 +25,6 @@ pub mod value;
 pub use eval::Request;
 pub use value::{EntityData, IdList, Store, Val};
 
-use crate::policy::ReasonTemplate;
 use cedar_policy::{PolicyId, PolicySet};
 use cedar_policy_core::ast::{self, ActionConstraint, Effect, EntityUID, Expr, Literal, SlotEnv};
 use std::collections::HashMap;
@@ -35,8 +34,6 @@ struct CompiledPolicy {
     id: PolicyId,
     /// The id as written in reasons, worked out once.
     name: String,
-    /// The policy's `@reason` template.
-    reason: Option<ReasonTemplate>,
     effect: Effect,
     /// The policy's condition without its action scope, which the per-action
     /// policy lists have already decided, and without scope parts that are always true.
@@ -102,11 +99,9 @@ pub struct Engine {
 
 impl Engine {
     /// Compiles `set` for the given actions; `actions` gives each action with its
-    /// action groups (its ancestors in the schema's action hierarchy), `reasons`
-    /// each policy's `@reason` template.
+    /// action groups (its ancestors in the schema's action hierarchy).
     pub fn new(
         set: &PolicySet,
-        reasons: &HashMap<PolicyId, ReasonTemplate>,
         actions: impl IntoIterator<Item = (EntityUID, Vec<EntityUID>)>,
     ) -> Self {
         let policies: Vec<CompiledPolicy> = set
@@ -122,7 +117,6 @@ impl Engine {
                 CompiledPolicy {
                     id: p.id().clone(),
                     name: p.id().to_string(),
-                    reason: reasons.get(p.id()).cloned(),
                     effect: core.effect(),
                     condition: compile_condition(core),
                     full_condition: core.condition(),
@@ -165,10 +159,15 @@ impl Engine {
         }
     }
 
-    /// The id (as written in reasons) and `@reason` template of policy `i`.
-    pub fn policy(&self, i: usize) -> (&str, Option<&ReasonTemplate>) {
+    /// How many policies there are; each is named by an index below this.
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// The id of policy `i` (as written in reasons) and Cedar's own id.
+    pub fn policy(&self, i: usize) -> (&str, &PolicyId) {
         let p = &self.policies[i];
-        (&p.name, p.reason.as_ref())
+        (&p.name, &p.id)
     }
 
     /// The index of the policy with this id.

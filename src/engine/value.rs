@@ -91,7 +91,7 @@ impl Elems<'_> {
     }
 
     /// The set as Cedar holds it.
-    pub fn to_value(&self) -> Value {
+    pub fn to_value(self) -> Value {
         let mut out = Vec::with_capacity(self.len());
         match self {
             Self::Entities(ty, ids) => ids.each(&mut |id| out.push(entity_value(ty, id))),

@@ -1,8 +1,9 @@
 //! `Authorize`: one decision. Reads straight down: load snapshot → check →
 //! decide → log → respond.
 
+use super::call::{new_decision_id, CallMeta, Vakt};
 use super::convert;
-use super::{new_decision_id, CallError, CallMeta, Vakt};
+use super::error::CallError;
 use crate::decide::{decide, Decision, Query};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;

@@ -3,7 +3,8 @@
 //! whole batch with INVALID_ARGUMENT naming `requests[i].<field>`.
 
 use super::authorize::decide_and_log;
-use super::{CallError, CallMeta, Vakt};
+use super::call::{CallMeta, Vakt};
+use super::error::CallError;
 use crate::decide::Query;
 use crate::proto;
 

@@ -2,68 +2,28 @@
 //! server reflection. The caller hands in the listener and the shutdown signal,
 //! so tests can bind 127.0.0.1:0 and stop the server when they are done.
 //!
-//! One file per call (authorize, batch, resolve) behind the dispatcher below;
-//! every failure is a [`CallError`], mapped to a status in `error.rs`.
+//! One file per call (authorize, batch, resolve) behind the dispatcher below, with
+//! what every call shares in `call.rs`; every failure is a `CallError`, mapped
+//! to a status in `error.rs`.
 
 mod authorize;
 mod batch;
+mod call;
 mod convert;
 mod error;
 mod resolve;
 
-pub use error::CallError;
+pub use call::{Vakt, DEFAULT_MAX_BATCH};
 
-use crate::decision_log::{Caller, DecisionLog, Trace};
 use crate::proto::{self, authorizer_server::AuthorizerServer};
-use crate::snapshot::SnapshotHandle;
+use call::CallMeta;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
-
-/// Default maximum number of requests in one AuthorizeBatch.
-pub const DEFAULT_MAX_BATCH: usize = 1000;
-
-/// The state every call shares.
-pub struct Vakt {
-    pub snapshot: SnapshotHandle,
-    pub log: DecisionLog,
-    pub max_batch: usize,
-}
-
-/// What the transport tells about a call, for the decision log.
-#[derive(Default)]
-pub(crate) struct CallMeta {
-    pub caller: Caller,
-    pub trace: Trace,
-}
-
-impl CallMeta {
-    /// What the call's transport and headers tell; nothing when no decision log
-    /// would record it.
-    fn of<T>(req: &Request<T>, log: &DecisionLog) -> Self {
-        if !log.is_enabled() {
-            return Self::default();
-        }
-        let header = |name: &str| {
-            req.metadata()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        Self {
-            caller: Caller {
-                peer: req.remote_addr().map(|a| a.to_string()),
-                service: header("x-vakt-caller").filter(|s| crate::ids::check_id(s).is_ok()),
-            },
-            trace: header("traceparent")
-                .map(|v| Trace::from_traceparent(&v))
-                .unwrap_or_default(),
-        }
-    }
-}
 
 struct Service(Arc<Vakt>);
 
@@ -145,9 +105,4 @@ pub async fn serve(
         .add_service(AuthorizerServer::new(Service(vakt)))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
-}
-
-/// A new decision id: a UUIDv7, so ids sort by time.
-pub(crate) fn new_decision_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }

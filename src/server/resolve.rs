@@ -1,8 +1,9 @@
 //! `ResolveSystemUser`: which system users may this employee use for this client
 //! and package, i.e. which system user's token the end-user system should fetch.
 
+use super::call::{new_decision_id, CallMeta, Vakt};
 use super::convert;
-use super::{new_decision_id, CallError, CallMeta, Vakt};
+use super::error::CallError;
 use crate::decide::{resolve, Query};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;

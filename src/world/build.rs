@@ -6,17 +6,19 @@
 //! problem is reported, each naming the file, the record's position and the
 //! record; nothing is built unless the whole world is consistent.
 
-use super::load::{self, Origin, Parsed, SourceFile};
+use super::load::{
+    self, ClientsRecord, EmployeeRecord, OrganizationRecord, Origin, Parsed, SystemUserRecord,
+    TeamRecord,
+};
 use super::records::{
-    ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
-    SystemUser, Team, UserType,
+    map, ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, Map, OrgNo,
+    Organization, SystemUser, Team, UserType,
 };
-use super::{
-    ClientsRecord, EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord, World,
-};
+use super::state::World;
 use crate::ids::check_id;
 use crate::model::types;
 use crate::packages::AccessPackages;
+use crate::problem::SourceFile;
 use crate::problem::{Problem, Problems};
 use cedar_policy::{Entities, Schema};
 use cedar_policy_core::ast;
@@ -308,8 +310,8 @@ impl Build<'_> {
         o: &Origin,
         r: &SystemUserRecord,
         own: &[SmolStr],
-    ) -> super::records::Map<OrgNo, ClientLink> {
-        let mut links = super::records::map();
+    ) -> Map<OrgNo, ClientLink> {
+        let mut links = map();
         for (i, c) in r.clients.iter().enumerate() {
             let field = format!("clients[{i}].clientOrganizationNumber");
             let Some(n) = self.known_org(o, &field, &c.client_organization_number) else {

@@ -6,7 +6,7 @@
 //! for Vakt's own entity types.
 
 use super::records::{Employee, OrgNo, Organization, SystemUser, Team};
-use super::World;
+use super::state::World;
 use crate::engine::value::{sorted_contains, Elems, Ent, EntityData, IdList, Store, Val};
 use crate::model::{core_types, core_uid};
 use cedar_policy_core::ast::{self, EntityType, EntityUID, PartialValue, Value};

@@ -6,16 +6,9 @@
 //! A file whose top level is a list holds entities in Cedar's own JSON format.
 //! Checking the records against each other is `build`'s work.
 
-use crate::problem::{Problem, Problems};
+use crate::problem::{Problem, Problems, SourceFile};
 use serde::Deserialize;
 use std::path::Path;
-
-/// One input file, by display name (its path) and text.
-#[derive(Debug, Clone)]
-pub struct SourceFile {
-    pub name: String,
-    pub text: String,
-}
 
 // ---- The file format. Field names follow Altinn's APIs. ----
 

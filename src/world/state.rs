@@ -1,0 +1,107 @@
+//! The world at one moment: the persistent maps of records and their look-ups.
+
+use super::records::{map, Employee, Id, Map, OrgNo, Organization, SystemUser, Team};
+use cedar_policy_core::ast::{self, EntityUID};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The whole world at one moment; cheap to clone, never changed in place.
+#[derive(Clone)]
+pub struct World {
+    pub(super) orgs: Map<OrgNo, Arc<Organization>>,
+    pub(super) employees: Map<Id, Arc<Employee>>,
+    pub(super) teams: Map<Id, Arc<Team>>,
+    pub(super) system_users: Map<Id, Arc<SystemUser>>,
+    /// System user ids by owner, sorted: the candidates for ResolveSystemUser.
+    pub(super) by_owner: Map<OrgNo, Arc<[Id]>>,
+    /// Entities in Cedar's own JSON format for types beyond Vakt's own, and the
+    /// schema's actions, by uid.
+    pub(super) extra: Arc<HashMap<EntityUID, ast::Entity>>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            orgs: map(),
+            employees: map(),
+            teams: map(),
+            system_users: map(),
+            by_owner: map(),
+            extra: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "World {:?}", self.counts())
+    }
+}
+
+impl World {
+    pub fn organization(&self, n: OrgNo) -> Option<&Organization> {
+        self.orgs.get(&n).map(|o| &**o)
+    }
+    pub fn employee(&self, id: &str) -> Option<&Employee> {
+        self.employees.get(id).map(|e| &**e)
+    }
+    pub fn team(&self, id: &str) -> Option<&Team> {
+        self.teams.get(id).map(|t| &**t)
+    }
+    pub fn system_user(&self, id: &str) -> Option<&SystemUser> {
+        self.system_users.get(id).map(|s| &**s)
+    }
+    /// The system users an organisation owns, by id, sorted.
+    pub fn system_users_owned_by(&self, owner: OrgNo) -> &[Id] {
+        self.by_owner.get(&owner).map_or(&[], |ids| &ids[..])
+    }
+    /// An entity given in Cedar's own format, or an action.
+    pub fn extra_entity(&self, uid: &EntityUID) -> Option<&ast::Entity> {
+        self.extra.get(uid)
+    }
+
+    pub fn organizations(&self) -> impl Iterator<Item = &Organization> {
+        self.orgs.values().map(|o| &**o)
+    }
+    pub fn employees(&self) -> impl Iterator<Item = &Employee> {
+        self.employees.values().map(|e| &**e)
+    }
+    pub fn teams(&self) -> impl Iterator<Item = &Team> {
+        self.teams.values().map(|t| &**t)
+    }
+    pub fn system_users(&self) -> impl Iterator<Item = &SystemUser> {
+        self.system_users.values().map(|s| &**s)
+    }
+    pub fn extra_entities(&self) -> impl Iterator<Item = &ast::Entity> {
+        self.extra.values()
+    }
+
+    /// Record counts, for the startup log and `vakt validate`.
+    pub fn counts(&self) -> WorldCounts {
+        WorldCounts {
+            organizations: self.orgs.len(),
+            system_users: self.system_users.len(),
+            client_links: self.system_users.values().map(|s| s.links.len()).sum(),
+            teams: self.teams.len(),
+            employees: self.employees.len(),
+            extra_entities: self.extra.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WorldCounts {
+    pub organizations: usize,
+    pub system_users: usize,
+    pub client_links: usize,
+    pub teams: usize,
+    pub employees: usize,
+    pub extra_entities: usize,
+}
+
+impl WorldCounts {
+    /// Records that are Cedar entities (client links are attributes, not entities).
+    pub fn entities(&self) -> usize {
+        self.organizations + self.system_users + self.teams + self.employees + self.extra_entities
+    }
+}
