@@ -2,6 +2,8 @@
 //! policies, data, test suites): the file, where in it, and a plain-English message.
 
 use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 /// One input file, by display name (its path) and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,93 @@ impl fmt::Display for Problem {
             Some(_) => write!(f, "{}: {}: {}", self.file, self.at, self.message),
         }
     }
+}
+
+/// The default limit on the size of one input file (`--max-file-bytes`).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads the files directly in `dir` whose name passes `keep`, in name order, each
+/// at most `max_bytes` long. An entry with a wanted name that is not a readable
+/// regular file (a directory, a FIFO, a dangling symbolic link, a link loop) is a
+/// problem, not a silent skip: data that is meant to be there and is not must not
+/// pass unnoticed. Kubernetes ConfigMap internals (`..data` and the like) are skipped.
+pub fn read_dir_files(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+    max_bytes: u64,
+) -> Result<Vec<SourceFile>, Problems> {
+    let shown = dir.display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Problems(vec![Problem::new(
+            &shown,
+            "",
+            format!("cannot read directory: {e}"),
+        )])
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with("..") && keep(n))
+        })
+        .collect();
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    let mut problems = Vec::new();
+    for p in paths {
+        match read_file(&p, max_bytes) {
+            Ok(text) => files.push(SourceFile {
+                name: p.display().to_string(),
+                text,
+            }),
+            Err(m) => problems.push(Problem::new(p.display().to_string(), "", m)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+/// One regular file's text, at most `max_bytes` long.
+fn read_file(p: &Path, max_bytes: u64) -> Result<String, String> {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) => {
+            return Err(match std::fs::symlink_metadata(p) {
+                Ok(l) if l.file_type().is_symlink() => {
+                    format!("is a symbolic link that leads nowhere readable: {e}")
+                }
+                _ => format!("cannot read: {e}"),
+            })
+        }
+    };
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a special file (FIFO, socket or device)"
+        };
+        return Err(format!("is {what}, not a regular file"));
+    }
+    let too_big = |n: u64| {
+        format!("is {n} bytes, more than the limit of {max_bytes} bytes (--max-file-bytes)")
+    };
+    if meta.len() > max_bytes {
+        return Err(too_big(meta.len()));
+    }
+    // The file may grow after the size was read: never read more than the limit.
+    let mut text = String::new();
+    std::fs::File::open(p)
+        .and_then(|f| f.take(max_bytes + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > max_bytes {
+        return Err(too_big(text.len() as u64));
+    }
+    Ok(text)
 }
 
 /// Every problem found; loading fails if there is any.

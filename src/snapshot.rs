@@ -9,7 +9,7 @@ use crate::model::{self, types, DERIVED_CONTEXT};
 use crate::packages::{self, AccessPackages};
 use crate::policy::{load_policies, load_schema, Policies, ReasonTemplate};
 use crate::problem::SourceFile;
-use crate::problem::{Problem, Problems};
+use crate::problem::{read_dir_files, Problem, Problems, DEFAULT_MAX_FILE_BYTES};
 use crate::world::{load_dir, World, WorldBuilder};
 use arc_swap::ArcSwap;
 use cedar_policy::{Context, EntityUid, Request, Schema};
@@ -20,11 +20,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where a snapshot's inputs come from: a directory, or the copy built into the binary.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SourcePaths {
     pub policies: Option<PathBuf>,
     pub schema: Option<PathBuf>,
     pub data: Option<PathBuf>,
+    /// The largest input file read, in bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for SourcePaths {
+    fn default() -> Self {
+        Self {
+            policies: None,
+            schema: None,
+            data: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+        }
+    }
 }
 
 /// The text of every input of a snapshot.
@@ -51,27 +64,31 @@ impl Sources {
     pub fn read(paths: &SourcePaths) -> Result<Self, Problems> {
         let mut s = Self::embedded();
         let mut problems = Vec::new();
+        let max = paths.max_file_bytes;
+        let mut read = |dir: &Path, keep: &dyn Fn(&str) -> bool| {
+            read_dir_files(dir, keep, max)
+                .map_err(|p| problems.extend(p.0))
+                .ok()
+        };
         if let Some(dir) = &paths.policies {
-            match read_files(dir, |n| n.ends_with(".cedar")) {
-                Ok(f) => s.policies = f,
-                Err(p) => problems.push(p),
+            if let Some(f) = read(dir, &|n| n.ends_with(".cedar")) {
+                s.policies = f;
             }
         }
         if let Some(dir) = &paths.schema {
-            match read_files(dir, |n| {
+            if let Some(f) = read(dir, &|n| {
                 n.ends_with(".cedarschema") || n.ends_with(".cedarschema.json")
             }) {
-                Ok(f) => s.schema = f,
-                Err(p) => problems.push(p),
+                s.schema = f;
             }
-            match read_files(dir, |n| n == packages::FILE_NAME) {
-                Ok(mut f) if !f.is_empty() => s.packages = f.remove(0),
-                Ok(_) => {}
-                Err(p) => problems.push(p),
+            if let Some(mut f) = read(dir, &|n| n == packages::FILE_NAME) {
+                if !f.is_empty() {
+                    s.packages = f.remove(0);
+                }
             }
         }
         if let Some(dir) = &paths.data {
-            match load_dir(dir) {
+            match load_dir(dir, max) {
                 Ok(f) => s.data = f,
                 Err(p) => problems.extend(p.0),
             }
@@ -82,30 +99,6 @@ impl Sources {
             Err(Problems(problems))
         }
     }
-}
-
-/// Reads the files in `dir` (not its subdirectories) whose name passes `keep`, by name.
-fn read_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<SourceFile>, Problem> {
-    let fail = |m: String| Problem::new(dir.display().to_string(), "", m);
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| fail(format!("cannot read directory: {e}")))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            std::fs::read_to_string(&p)
-                .map(|text| SourceFile {
-                    name: p.display().to_string(),
-                    text,
-                })
-                .map_err(|e| Problem::new(p.display().to_string(), "", format!("cannot read: {e}")))
-        })
-        .collect()
 }
 
 /// An action a request may name.

@@ -179,9 +179,8 @@ pub fn run(files: &[SuiteFile], base: &Sources) -> Report {
 fn world_files(file: &SuiteFile, rel: &str) -> Result<Vec<SourceFile>, String> {
     let list = |p: Problems| p.0.iter().map(|p| format!("\n    {p}")).collect::<String>();
     match &file.dir {
-        Some(dir) => {
-            load_dir(&dir.join(rel)).map_err(|p| format!("the world cannot be read:{}", list(p)))
-        }
+        Some(dir) => load_dir(&dir.join(rel), crate::problem::DEFAULT_MAX_FILE_BYTES)
+            .map_err(|p| format!("the world cannot be read:{}", list(p))),
         None => {
             // A built-in suite sits in policies/tests/; the only built-in world is
             // examples/world/.

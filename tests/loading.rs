@@ -16,6 +16,7 @@ fn build(
         policies: policies.map(Path::to_path_buf),
         schema: None,
         data: data.map(Path::to_path_buf),
+        ..Default::default()
     };
     Snapshot::build(&Sources::read(&paths)?)
 }
@@ -287,4 +288,111 @@ employees:
         &s.ask("ingrid", "ok-egen", "310010103", SYKEFRAVAER).await,
         &["client-not-covered"],
     );
+}
+
+/// A key given twice could re-activate a deactivated employee (the last one would
+/// win); it is an error naming the file, the line and the key, in JSON and YAML.
+#[test]
+fn a_key_given_twice_is_an_error_not_the_last_one_winning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orgs.yaml"), ORGS).unwrap();
+    std::fs::write(
+        dir.path().join("people.json"),
+        "{\n  \"employees\": [\n    {\"id\": \"per\", \"organization\": \"310001015\", \"active\": false,\n     \"teams\": [], \"active\": true}\n  ]\n}\n",
+    )
+    .unwrap();
+    let err = build(None, Some(dir.path())).err().expect("refused");
+    let all = messages(&err).join("\n");
+    assert!(
+        all.contains("people.json:3:12: employees[0] (\"per\"): duplicate field `active`"),
+        "{all}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgs.yaml"),
+        format!("{ORGS}employees:\n  - id: per\n    organization: \"310001015\"\n    active: false\n    active: true\n"),
+    )
+    .unwrap();
+    let err = build(None, Some(dir.path())).err().expect("refused");
+    let all = messages(&err).join("\n");
+    assert!(
+        all.contains("orgs.yaml:7:5: not valid YAML: employees[0]: duplicate entry with key \"active\""),
+        "{all}"
+    );
+
+    // A section given twice in one file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.json"),
+        "{\"organizations\": [], \"organizations\": []}",
+    )
+    .unwrap();
+    let err = build(None, Some(dir.path())).err().expect("refused");
+    assert!(
+        (messages(&err).join("\n") + "\n")
+            .contains("a.json:1:37: not a data file: duplicate key `organizations`\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("orgs.yaml"), ORGS).unwrap();
+    let paths = |max: u64| SourcePaths {
+        data: Some(dir.path().to_path_buf()),
+        max_file_bytes: max,
+        ..Default::default()
+    };
+    let err = Sources::read(&paths(50)).err().expect("refused");
+    assert!(
+        messages(&err)[0].ends_with(&format!(
+            "orgs.yaml: is {} bytes, more than the limit of 50 bytes (--max-file-bytes)",
+            ORGS.len()
+        )),
+        "{err}"
+    );
+    assert!(Sources::read(&paths(ORGS.len() as u64)).is_ok());
+    // A 4 GB sparse file under the default limit: refused from its size alone.
+    let f = std::fs::File::create(dir.path().join("huge.json")).unwrap();
+    f.set_len(4 << 30).unwrap();
+    let err = Sources::read(&SourcePaths {
+        data: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .err()
+    .expect("refused");
+    assert!(
+        messages(&err)[0].contains("huge.json: is 4294967296 bytes, more than the limit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn entries_that_are_not_regular_files_are_each_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("orgs.yaml"), ORGS).unwrap();
+    std::os::unix::fs::symlink(d.join("missing.json"), d.join("dangling.json")).unwrap();
+    std::os::unix::fs::symlink(d.join("loop-b.yaml"), d.join("loop-a.yaml")).unwrap();
+    std::os::unix::fs::symlink(d.join("loop-a.yaml"), d.join("loop-b.yaml")).unwrap();
+    std::fs::create_dir(d.join("folder.json")).unwrap();
+    let fifo = std::ffi::CString::new(d.join("pipe.yml").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    // Kubernetes ConfigMap internals are not data.
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("..data")).unwrap();
+    let err = build(None, Some(d)).err().expect("refused");
+    let all = messages(&err).join("\n");
+    for (file, why) in [
+        ("dangling.json", "is a symbolic link that leads nowhere readable"),
+        ("loop-a.yaml", "is a symbolic link that leads nowhere readable"),
+        ("loop-b.yaml", "is a symbolic link that leads nowhere readable"),
+        ("folder.json", "is a directory, not a regular file"),
+        ("pipe.yml", "is a special file (FIFO, socket or device), not a regular file"),
+    ] {
+        assert!(all.contains(&format!("{file}: {why}")), "{file}: {all}");
+    }
+    assert_eq!(err.0.len(), 5, "{all}");
 }

@@ -11,6 +11,7 @@ fn shipped_policy_suites_pass_with_full_coverage() {
         policies: Some(PathBuf::from("policies")),
         schema: Some(PathBuf::from("schema")),
         data: None,
+        ..Default::default()
     })
     .unwrap();
     let files = discover(&[PathBuf::from("policies/tests")]).unwrap();

@@ -21,6 +21,9 @@ pub(super) struct SourceArgs {
     /// employees) [default: the built-in example world, examples/world/]
     #[arg(long, env = "VAKT_DATA", value_name = "DIR")]
     pub(super) data: Option<PathBuf>,
+    /// Largest policy, schema or data file read, in bytes; a larger one is refused.
+    #[arg(long, env = "VAKT_MAX_FILE_BYTES", value_name = "BYTES", default_value_t = crate::problem::DEFAULT_MAX_FILE_BYTES)]
+    pub(super) max_file_bytes: u64,
 }
 
 impl SourceArgs {
@@ -45,6 +48,7 @@ impl SourceArgs {
             policies: self.policies.clone(),
             schema: self.schema.clone(),
             data: self.data.clone(),
+            max_file_bytes: self.max_file_bytes,
         }
     }
 

@@ -6,24 +6,11 @@
 //! A file whose top level is a list holds entities in Cedar's own JSON format.
 //! Checking the records against each other is `build`'s work.
 
-use crate::problem::{Problem, Problems, SourceFile};
+use crate::problem::{read_dir_files, Problem, Problems, SourceFile};
 use serde::Deserialize;
 use std::path::Path;
 
 // ---- The file format. Field names follow Altinn's APIs. ----
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct DataFile {
-    #[serde(default)]
-    organizations: Vec<serde_json::Value>,
-    #[serde(default)]
-    system_users: Vec<serde_json::Value>,
-    #[serde(default)]
-    teams: Vec<serde_json::Value>,
-    #[serde(default)]
-    employees: Vec<serde_json::Value>,
-}
 
 /// Altinn-shaped records tolerate fields Vakt does not use, so a vendor can feed
 /// what Altinn returns as it is.
@@ -174,165 +161,383 @@ pub(super) struct Parsed {
     pub problems: Vec<(Origin, String)>,
 }
 
-/// Reads every `*.json`, `*.yaml` and `*.yml` file directly in `dir`, in name order.
-pub fn load_dir(dir: &Path) -> Result<Vec<SourceFile>, Problems> {
-    let fail =
-        |message: String| Problems(vec![Problem::new(dir.display().to_string(), "", message)]);
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| fail(format!("cannot read directory: {e}")))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("json" | "yaml" | "yml")
-                )
-        })
-        .collect();
-    paths.sort();
-    if paths.is_empty() {
-        return Err(fail("holds no .json, .yaml or .yml data file".into()));
+/// Reads every `*.json`, `*.yaml` and `*.yml` file directly in `dir`, in name order,
+/// each at most `max_bytes` long.
+pub fn load_dir(dir: &Path, max_bytes: u64) -> Result<Vec<SourceFile>, Problems> {
+    let files = read_dir_files(
+        dir,
+        |n| n.ends_with(".json") || n.ends_with(".yaml") || n.ends_with(".yml"),
+        max_bytes,
+    )?;
+    if files.is_empty() {
+        return Err(Problems(vec![Problem::new(
+            dir.display().to_string(),
+            "",
+            "holds no .json, .yaml or .yml data file",
+        )]));
     }
-    let mut files = Vec::with_capacity(paths.len());
-    let mut errors = Vec::new();
-    for p in paths {
-        match std::fs::read_to_string(&p) {
-            Ok(text) => files.push(SourceFile {
-                name: p.display().to_string(),
-                text,
-            }),
-            Err(e) => errors.push(Problem::new(
-                p.display().to_string(),
-                "",
-                format!("cannot read: {e}"),
-            )),
-        }
+    Ok(files)
+}
+
+/// The sections of a data file, in the order records are checked.
+const SECTIONS: [&str; 4] = ["organizations", "systemUsers", "teams", "employees"];
+
+/// Line starts of a text, so that a byte offset becomes `line:column` without
+/// rescanning the text for every record.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self(starts)
     }
-    if errors.is_empty() {
-        Ok(files)
-    } else {
-        Err(Problems(errors))
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let line = self.0.partition_point(|&s| s <= offset).max(1);
+        let start = self.0[line - 1];
+        let col = text
+            .get(start..offset)
+            .map_or(offset - start, |l| l.chars().count())
+            + 1;
+        (line, col)
     }
 }
 
 /// Parses one file (the `file`-th) into records; problems are collected.
 pub(super) fn parse_file(file: usize, src: &SourceFile) -> Parsed {
-    let mut out = Parsed::default();
-    let whole = |at: String| Origin {
+    if src.name.ends_with(".yaml") || src.name.ends_with(".yml") {
+        parse_yaml(file, src)
+    } else {
+        parse_json(file, src)
+    }
+}
+
+fn whole(file: usize, at: String) -> Origin {
+    Origin {
         file,
         at,
         record: String::new(),
-    };
-    let is_yaml = src.name.ends_with(".yaml") || src.name.ends_with(".yml");
-    let value: serde_json::Value = if is_yaml {
-        match serde_yaml::from_str(&src.text) {
-            Ok(v) => v,
-            Err(e) => {
-                let at = e
-                    .location()
-                    .map(|l| format!("{}:{}", l.line(), l.column()))
-                    .unwrap_or_default();
-                out.problems
-                    .push((whole(at), format!("not valid YAML: {e}")));
-                return out;
+    }
+}
+
+/// The sections of a JSON data file, each a list of records kept as raw text
+/// (which says where each record sits); a key given twice, or one that is not a
+/// section, is an error.
+struct Sections<'a>(Vec<(String, Vec<&'a serde_json::value::RawValue>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Sections<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Sections<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "an object with keys {}", SECTIONS.join(", "))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out: Vec<(String, Vec<&'a serde_json::value::RawValue>)> = Vec::new();
+                while let Some(key) = m.next_key::<String>()? {
+                    if !SECTIONS.contains(&key.as_str()) {
+                        return Err(serde::de::Error::unknown_field(&key, &SECTIONS));
+                    }
+                    if out.iter().any(|(k, _)| *k == key) {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                    }
+                    let records = m.next_value()?;
+                    out.push((key, records));
+                }
+                Ok(Sections(out))
             }
         }
-    } else {
-        match serde_json::from_str(&src.text) {
-            Ok(v) => v,
-            Err(e) => {
-                let at = format!("{}:{}", e.line(), e.column());
-                out.problems
-                    .push((whole(at), format!("not valid JSON: {e}")));
-                return out;
-            }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+fn parse_json(file: usize, src: &SourceFile) -> Parsed {
+    let mut out = Parsed::default();
+    let text = src.text.as_str();
+    if text.trim_start().starts_with('[') {
+        // Entities in Cedar's own format; duplicate keys are caught by Cedar's parser.
+        match serde_json::from_str(text) {
+            Ok(v) => out.cedar_json.push(v),
+            Err(e) => out.problems.push((
+                whole(file, format!("{}:{}", e.line(), e.column())),
+                format!("not valid JSON: {e}"),
+            )),
         }
-    };
-    if value.is_array() {
-        out.cedar_json.push(value);
         return out;
     }
-    let data: DataFile = match serde_path_to_error::deserialize(value) {
-        Ok(d) => d,
+    let sections: Sections<'_> = match serde_json::from_str(text) {
+        Ok(s) => s,
         Err(e) => {
+            let what = if e.is_syntax() || e.is_eof() {
+                "not valid JSON"
+            } else {
+                "not a data file"
+            };
             out.problems.push((
-                whole(String::new()),
-                format!(
-                    "expected an object with keys organizations, systemUsers, teams, employees: {} at {}",
-                    e.inner(),
-                    e.path()
-                ),
+                whole(file, format!("{}:{}", e.line(), e.column())),
+                strip_position(&format!("{what}: {e}")),
             ));
             return out;
         }
     };
-    let text = src.text.as_str();
-    out.orgs = parse_records(
-        file,
-        text,
-        "organizations",
-        data.organizations,
-        &mut out.problems,
-    );
-    out.system_users = parse_records(
-        file,
-        text,
-        "systemUsers",
-        data.system_users,
-        &mut out.problems,
-    );
-    out.teams = parse_records(file, text, "teams", data.teams, &mut out.problems);
-    out.employees = parse_records(file, text, "employees", data.employees, &mut out.problems);
-    out
-}
-
-fn parse_records<R: serde::de::DeserializeOwned>(
-    file: usize,
-    text: &str,
-    key: &str,
-    values: Vec<serde_json::Value>,
-    problems: &mut Vec<(Origin, String)>,
-) -> Vec<(Origin, R)> {
-    let mut out = Vec::with_capacity(values.len());
-    let mut from = text.find(key).unwrap_or(0);
-    for (i, v) in values.into_iter().enumerate() {
-        let id = record_id(&v);
-        let at = id
-            .and_then(|id| find_value(text, from, id).map(|o| (o, id.len())))
-            .map(|(offset, len)| {
-                from = offset + len + 1;
-                let (l, c) = crate::problem::line_col(text, offset);
-                format!("{l}:{c}")
-            })
-            .unwrap_or_default();
-        let origin = Origin {
-            file,
-            at,
-            record: record_label(key, i, id),
+    let lines = LineIndex::new(text);
+    for (key, records) in sections.0 {
+        let at = |raw: &serde_json::value::RawValue| {
+            (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize)
         };
-        match serde_path_to_error::deserialize::<_, R>(v) {
-            Ok(r) => out.push((origin, r)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let msg = if path == "." {
-                    e.inner().to_string()
-                } else {
-                    format!("{path}: {}", e.inner())
-                };
-                problems.push((origin, msg));
-            }
+        let mut json = JsonRecords {
+            file,
+            text,
+            lines: &lines,
+            key: &key,
+            problems: &mut out.problems,
+        };
+        let with_offsets = records.into_iter().map(|r| (at(r), r));
+        match key.as_str() {
+            "organizations" => out.orgs = json.parse(with_offsets),
+            "systemUsers" => out.system_users = json.parse(with_offsets),
+            "teams" => out.teams = json.parse(with_offsets),
+            _ => out.employees = json.parse(with_offsets),
         }
     }
     out
 }
 
-/// The record's id (`id`, or `orgNumber` for organisations), when it is a string.
-fn record_id(v: &serde_json::Value) -> Option<&str> {
-    ["id", "orgNumber"]
-        .iter()
-        .find_map(|k| v.get(k).and_then(|x| x.as_str()))
+/// Parses the records of one section of a JSON file, each from its own text, so a
+/// problem points at the record (or into it) and a field given twice is an error.
+struct JsonRecords<'t, 'p> {
+    file: usize,
+    text: &'t str,
+    lines: &'t LineIndex,
+    key: &'t str,
+    problems: &'p mut Vec<(Origin, String)>,
+}
+
+/// A record's id (`orgNumber` for an organisation), for messages.
+pub(super) trait RecordId {
+    fn id(&self) -> &str;
+}
+
+impl RecordId for OrganizationRecord {
+    fn id(&self) -> &str {
+        &self.org_number
+    }
+}
+
+macro_rules! record_id {
+    ($($t:ty),*) => {$(
+        impl RecordId for $t {
+            fn id(&self) -> &str {
+                &self.id
+            }
+        }
+    )*};
+}
+
+record_id!(SystemUserRecord, TeamRecord, EmployeeRecord);
+
+impl JsonRecords<'_, '_> {
+    fn parse<'r, R: serde::de::DeserializeOwned + RecordId>(
+        &mut self,
+        records: impl Iterator<Item = (usize, &'r serde_json::value::RawValue)>,
+    ) -> Vec<(Origin, R)> {
+        let mut out = Vec::new();
+        for (i, (offset, raw)) in records.enumerate() {
+            // A record is placed where its id stands (or its opening brace, without one).
+            let origin = |id: Option<&str>| {
+                let at_id = id.and_then(|id| find_value(raw.get(), 0, id)).unwrap_or(0);
+                let (l, c) = self.lines.line_col(self.text, offset + at_id);
+                Origin {
+                    file: self.file,
+                    at: format!("{l}:{c}"),
+                    record: record_label(self.key, i, id),
+                }
+            };
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            match serde_path_to_error::deserialize::<_, R>(&mut de) {
+                Ok(r) => {
+                    let o = origin(Some(r.id()));
+                    out.push((o, r))
+                }
+                Err(e) => {
+                    let origin = origin(json_id(raw.get()).as_deref());
+                    let path = e.path().to_string();
+                    let msg = if path == "." {
+                        e.inner().to_string()
+                    } else {
+                        format!("{path}: {}", e.inner())
+                    };
+                    self.problems.push((origin, strip_position(&msg)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// serde_json appends " at line L column C" to its messages; the problem carries
+/// the position already.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// The id of a JSON record (`id`, or `orgNumber` for organisations), when it has one.
+fn json_id(raw: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Peek {
+        id: Option<String>,
+        org_number: Option<String>,
+    }
+    let p: Peek = serde_json::from_str(raw).ok()?;
+    p.id.or(p.org_number)
+}
+
+fn parse_yaml(file: usize, src: &SourceFile) -> Parsed {
+    let mut out = Parsed::default();
+    let text = src.text.as_str();
+    // Into YAML's own value first: it refuses a key given twice, at any depth.
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| format!("{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            out.problems.push((
+                whole(file, at),
+                strip_position(&format!("not valid YAML: {e}")),
+            ));
+            return out;
+        }
+    };
+    let map = match value {
+        serde_yaml::Value::Sequence(_) => {
+            match serde_json::to_value(&value) {
+                Ok(v) => out.cedar_json.push(v),
+                Err(e) => out.problems.push((
+                    whole(file, String::new()),
+                    format!("not Cedar entities: {e}"),
+                )),
+            }
+            return out;
+        }
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => return out,
+        _ => {
+            out.problems.push((
+                whole(file, String::new()),
+                format!("expected an object with keys {}", SECTIONS.join(", ")),
+            ));
+            return out;
+        }
+    };
+    let lines = LineIndex::new(text);
+    for (k, v) in map {
+        let key = match k.as_str() {
+            Some(k) if SECTIONS.contains(&k) => k.to_owned(),
+            _ => {
+                out.problems.push((
+                    whole(file, String::new()),
+                    format!(
+                        "unknown key {:?}; expected one of {}",
+                        k.as_str().unwrap_or("(not a string)"),
+                        SECTIONS.join(", ")
+                    ),
+                ));
+                continue;
+            }
+        };
+        let records = match v {
+            serde_yaml::Value::Sequence(s) => s,
+            serde_yaml::Value::Null => Vec::new(),
+            _ => {
+                out.problems.push((
+                    whole(file, String::new()),
+                    format!("{key}: expected a list of records"),
+                ));
+                continue;
+            }
+        };
+        let mut y = YamlRecords {
+            file,
+            text,
+            lines: &lines,
+            key: &key,
+            from: text.find(key.as_str()).unwrap_or(0),
+            problems: &mut out.problems,
+        };
+        match key.as_str() {
+            "organizations" => out.orgs = y.parse(records),
+            "systemUsers" => out.system_users = y.parse(records),
+            "teams" => out.teams = y.parse(records),
+            _ => out.employees = y.parse(records),
+        }
+    }
+    out
+}
+
+/// Parses the records of one section of a YAML file. YAML values carry no
+/// positions, so each record is found in the text by its id, searching forward from
+/// the record before it: one pass over the file.
+struct YamlRecords<'t, 'p> {
+    file: usize,
+    text: &'t str,
+    lines: &'t LineIndex,
+    key: &'t str,
+    from: usize,
+    problems: &'p mut Vec<(Origin, String)>,
+}
+
+impl YamlRecords<'_, '_> {
+    fn parse<R: serde::de::DeserializeOwned>(
+        &mut self,
+        records: Vec<serde_yaml::Value>,
+    ) -> Vec<(Origin, R)> {
+        let mut out = Vec::with_capacity(records.len());
+        for (i, v) in records.into_iter().enumerate() {
+            let id = ["id", "orgNumber"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|x| x.as_str()).map(str::to_owned));
+            let at = id
+                .as_deref()
+                .and_then(|id| find_value(self.text, self.from, id).map(|o| (o, id.len())))
+                .map(|(offset, len)| {
+                    self.from = offset + len + 1;
+                    let (l, c) = self.lines.line_col(self.text, offset);
+                    format!("{l}:{c}")
+                })
+                .unwrap_or_default();
+            let origin = Origin {
+                file: self.file,
+                at,
+                record: record_label(self.key, i, id.as_deref()),
+            };
+            match serde_path_to_error::deserialize::<_, R>(v) {
+                Ok(r) => out.push((origin, r)),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let msg = if path == "." {
+                        e.inner().to_string()
+                    } else {
+                        format!("{path}: {}", e.inner())
+                    };
+                    self.problems.push((origin, msg));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `employees[3] ("kari")`: the key, index and, when readable, the record's id.

@@ -53,6 +53,7 @@ pub fn snapshot_from(
         policies: policies.map(Path::to_path_buf),
         schema: schema.map(Path::to_path_buf),
         data: data.map(Path::to_path_buf),
+        ..Default::default()
     };
     Snapshot::build(&Sources::read(&paths).expect("sources read")).expect("snapshot builds")
 }
