@@ -317,7 +317,9 @@ fn a_key_given_twice_is_an_error_not_the_last_one_winning() {
     let err = build(None, Some(dir.path())).err().expect("refused");
     let all = messages(&err).join("\n");
     assert!(
-        all.contains("orgs.yaml:7:5: not valid YAML: employees[0]: duplicate entry with key \"active\""),
+        all.contains(
+            "orgs.yaml:7:5: not valid YAML: employees[0]: duplicate entry with key \"active\""
+        ),
         "{all}"
     );
 
@@ -345,7 +347,7 @@ fn a_file_over_the_size_limit_is_refused_without_reading_it() {
         max_file_bytes: max,
         ..Default::default()
     };
-    let err = Sources::read(&paths(50)).err().expect("refused");
+    let err = Sources::read(&paths(50)).expect_err("refused");
     assert!(
         messages(&err)[0].ends_with(&format!(
             "orgs.yaml: is {} bytes, more than the limit of 50 bytes (--max-file-bytes)",
@@ -361,8 +363,7 @@ fn a_file_over_the_size_limit_is_refused_without_reading_it() {
         data: Some(dir.path().to_path_buf()),
         ..Default::default()
     })
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(
         messages(&err)[0].contains("huge.json: is 4294967296 bytes, more than the limit"),
         "{err}"
@@ -386,11 +387,23 @@ fn entries_that_are_not_regular_files_are_each_reported() {
     let err = build(None, Some(d)).err().expect("refused");
     let all = messages(&err).join("\n");
     for (file, why) in [
-        ("dangling.json", "is a symbolic link that leads nowhere readable"),
-        ("loop-a.yaml", "is a symbolic link that leads nowhere readable"),
-        ("loop-b.yaml", "is a symbolic link that leads nowhere readable"),
+        (
+            "dangling.json",
+            "is a symbolic link that leads nowhere readable",
+        ),
+        (
+            "loop-a.yaml",
+            "is a symbolic link that leads nowhere readable",
+        ),
+        (
+            "loop-b.yaml",
+            "is a symbolic link that leads nowhere readable",
+        ),
         ("folder.json", "is a directory, not a regular file"),
-        ("pipe.yml", "is a special file (FIFO, socket or device), not a regular file"),
+        (
+            "pipe.yml",
+            "is a special file (FIFO, socket or device), not a regular file",
+        ),
     ] {
         assert!(all.contains(&format!("{file}: {why}")), "{file}: {all}");
     }
