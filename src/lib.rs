@@ -16,6 +16,7 @@
 //!   mapping of every failure to a gRPC status.
 //! - [`suite`], [`replay`]: policy test suites and decision-log replay, for security
 //!   teams and CI; both decide through [`decide`], like the server.
+//! - [`gen`]: generated worlds of accounting firms, for benchmarks and trials.
 //! - [`reference`](mod@reference): Cedar's own authorizer over the same world, the yardstick the
 //!   engine is tested and measured against; never on the serving path.
 //! - [`decision_log`]: the audit trail of decisions: records, sinks (stdout, file,
@@ -39,6 +40,7 @@ pub mod decide;
 pub mod decision_log;
 pub mod embedded;
 pub(crate) mod engine;
+pub mod gen;
 pub mod ids;
 pub(crate) mod model;
 pub(crate) mod packages;

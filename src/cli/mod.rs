@@ -9,6 +9,7 @@ mod args;
 mod audit;
 mod check;
 mod fmt;
+mod gen_world;
 mod replay;
 mod serve;
 mod test;
@@ -46,6 +47,8 @@ enum Command {
     /// Check decision logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Write a generated world of accounting firms, for benchmarks and trials.
+    GenWorld(gen_world::GenWorldArgs),
 }
 
 /// Runs the command line and returns its exit code.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::GenWorld(a) => gen_world::run(a),
     };
     match result {
         Ok(code) => code,

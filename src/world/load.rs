@@ -183,25 +183,39 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Result<Vec<SourceFile>, Problems>
 const SECTIONS: [&str; 4] = ["organizations", "systemUsers", "teams", "employees"];
 
 /// Line starts of a text, so that a byte offset becomes `line:column` without
-/// rescanning the text for every record.
-struct LineIndex(Vec<usize>);
+/// rescanning the text for every record; records come in order, so the column is
+/// counted on from the last one placed (a file may be one long line).
+struct LineIndex {
+    starts: Vec<usize>,
+    /// The last offset placed, with its line and column.
+    last: std::cell::Cell<(usize, usize, usize)>,
+}
 
 impl LineIndex {
     fn new(text: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self(starts)
+        Self {
+            starts,
+            last: std::cell::Cell::new((0, 1, 1)),
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
         let offset = offset.min(text.len());
-        let line = self.0.partition_point(|&s| s <= offset).max(1);
-        let start = self.0[line - 1];
-        let col = text
-            .get(start..offset)
-            .map_or(offset - start, |l| l.chars().count())
-            + 1;
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let (last_offset, last_line, last_col) = self.last.get();
+        let (from, col0) = if line == last_line && offset >= last_offset {
+            (last_offset, last_col)
+        } else {
+            (self.starts[line - 1], 1)
+        };
+        let col = col0
+            + text
+                .get(from..offset)
+                .map_or(offset - from, |l| l.chars().count());
+        self.last.set((offset, line, col));
         (line, col)
     }
 }
