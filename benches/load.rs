@@ -82,6 +82,13 @@ impl vakt::proto::authorizer_server::Authorizer for Floor {
     ) -> Result<tonic::Response<ResolveSystemUserResponse>, tonic::Status> {
         Ok(tonic::Response::new(ResolveSystemUserResponse::default()))
     }
+
+    async fn status(
+        &self,
+        _: tonic::Request<vakt::proto::StatusRequest>,
+    ) -> Result<tonic::Response<vakt::proto::StatusResponse>, tonic::Status> {
+        Ok(tonic::Response::new(vakt::proto::StatusResponse::default()))
+    }
 }
 
 /// Runs the floor server until stdin closes; prints its address first.
@@ -102,6 +109,7 @@ fn serve_floor() {
             }],
             decision_id: "019ad3c1-3f0a-7c2e-9d1b-5e8f2a4b6c7d".into(),
             revision: "fd75ee476d916713".into(),
+            data_sequence: 1,
         };
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let _ = std::io::stdin().read_line(&mut String::new());

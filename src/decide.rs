@@ -237,6 +237,23 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
 }
 
+/// The policy id of a deny because the data may not be decided on.
+pub const DATA_STALE: &str = "vakt:data-stale";
+
+impl Decision {
+    /// A deny because the data may miss a revocation: it is too old, or lacks a
+    /// change the caller asked for.
+    pub fn data_stale(why: &str) -> Self {
+        Self {
+            allowed: false,
+            reasons: vec![Reason {
+                policy_id: DATA_STALE.into(),
+                message: format!("{why}, so the request is denied"),
+            }],
+        }
+    }
+}
+
 /// What one request is about, as found in the world.
 pub(crate) struct Subject<'w> {
     pub(crate) employee: Option<&'w Employee>,
@@ -442,6 +459,16 @@ pub(crate) struct Resolution<'a> {
     pub(crate) usable: Vec<&'a SystemUser>,
     /// Why each other candidate is not usable.
     pub(crate) reasons: Vec<Reason>,
+}
+
+impl Resolution<'_> {
+    /// No system user, because the data may not be decided on.
+    pub(crate) fn data_stale(why: &str) -> Self {
+        Self {
+            usable: Vec::new(),
+            reasons: Decision::data_stale(why).reasons,
+        }
+    }
 }
 
 /// Decides the request for every system user the employee's organisation owns and

@@ -23,6 +23,8 @@
 //!   OTLP), the hash chain and checkpoints, rotation, `audit verify`.
 //! - [`decide`]: the hot path. Checks a request, looks up what it needs, derives the
 //!   facts Cedar cannot express, evaluates (`engine`), explains. No I/O, no locks.
+//! - [`source`]: where the data comes from (files that are watched) and how fresh
+//!   it is.
 //! - [`snapshot`]: schema, policies, packages and world as one immutable value with
 //!   the revision that names them, swapped whole on reload.
 //! - [`world`]: the data: compact records in persistent maps, the data files and
@@ -50,6 +52,7 @@ pub mod reference;
 pub mod replay;
 pub mod server;
 pub mod snapshot;
+pub mod source;
 pub mod suite;
 pub mod world;
 

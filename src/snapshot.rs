@@ -101,6 +101,10 @@ impl Sources {
     }
 }
 
+/// The records one data file holds: its name, their keys, and whether it holds
+/// entities in Cedar's own format.
+pub type FileKeys = (String, Vec<crate::world::RecordKey>, bool);
+
 /// An action a request may name.
 #[derive(Debug, Clone)]
 pub(crate) struct Action {
@@ -109,14 +113,12 @@ pub(crate) struct Action {
     pub(crate) core: Arc<CoreUid>,
 }
 
-/// Everything one decision reads.
-pub struct Snapshot {
+/// The rules a decision follows: schema, policies, packages and what is prepared
+/// from them. Shared by successive snapshots until the policies or schema change.
+pub struct Rules {
     pub(crate) schema: Schema,
     pub(crate) policies: Policies,
     pub(crate) packages: AccessPackages,
-    pub world: World,
-    /// Names the inputs: the first 16 hex digits of a SHA-256 over every file.
-    pub revision: String,
     /// The policies compiled for evaluation.
     pub(crate) engine: Engine,
     /// Each policy's `@reason` template, by its index in the engine.
@@ -126,12 +128,62 @@ pub struct Snapshot {
     /// True when the schema's context has caller attributes that are required, so even
     /// a request without context must be checked against the schema.
     pub(crate) context_always_checked: bool,
+    /// Names the schema, packages and policies: the first 16 hex digits of a SHA-256
+    /// over their files.
+    pub rules_revision: String,
+}
+
+/// Which data a snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataVersion {
+    /// The data sequence. From files it counts the change sets applied since the
+    /// first load (1). From PostgreSQL it is the database's position: every
+    /// transaction with an id up to it is in the data, except those `in_flight`.
+    pub sequence: u64,
+    /// Transactions below `sequence` that had not committed at this position.
+    pub in_flight: Arc<[u64]>,
+    /// What the data is, for the revision: a hash of the data files, or the
+    /// database's position.
+    pub identity: String,
+}
+
+impl DataVersion {
+    /// Whether a change made at `sequence` (a data sequence from a status call, or a
+    /// database transaction's id) is in this data.
+    pub fn covers(&self, sequence: u64) -> bool {
+        sequence <= self.sequence && !self.in_flight.contains(&sequence)
+    }
+}
+
+/// Everything one decision reads: the rules and the world, with the revision that
+/// names them together.
+pub struct Snapshot {
+    rules: Arc<Rules>,
+    pub world: World,
+    pub data: DataVersion,
+    /// Names the rules and the data: 16 hex digits.
+    pub revision: String,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = Rules;
+    fn deref(&self) -> &Rules {
+        &self.rules
+    }
 }
 
 impl Snapshot {
     /// Parses and checks every input, reporting every problem in every file.
     pub fn build(src: &Sources) -> Result<Self, Problems> {
         Self::build_with(src, |_| {})
+    }
+
+    /// Like [`Snapshot::build`], with the keys of the records each data file holds
+    /// (name, keys, whether it holds entities in Cedar's own format), in file order.
+    pub fn build_keyed(src: &Sources) -> Result<(Self, Vec<FileKeys>), Problems> {
+        let mut keys = Vec::new();
+        let snap = Self::build_with(src, |b| keys = b.keys())?;
+        Ok((snap, keys))
     }
 
     /// Like [`Snapshot::build`], with records added in code to the world (used by
@@ -165,17 +217,41 @@ impl Snapshot {
         let reasons = (0..engine.policy_count())
             .map(|i| policies.reasons.get(engine.policy(i).1).cloned())
             .collect();
-        Ok(Self {
+        let rules = Arc::new(Rules {
             engine,
             reasons,
-            revision: revision(src),
+            rules_revision: rules_revision(src),
             schema,
             policies,
             packages,
-            world,
             actions,
             context_always_checked,
-        })
+        });
+        let data = DataVersion {
+            sequence: 1,
+            in_flight: Arc::new([]),
+            identity: data_identity(&src.data),
+        };
+        Ok(Self::of(rules, world, data))
+    }
+
+    fn of(rules: Arc<Rules>, world: World, data: DataVersion) -> Self {
+        let mut h = Sha256::new();
+        for part in [rules.rules_revision.as_bytes(), data.identity.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        Self {
+            revision: hex::encode(&h.finalize()[..8]),
+            rules,
+            world,
+            data,
+        }
+    }
+
+    /// The same rules over another world: a data change needs no recompiling.
+    pub fn with_world(&self, world: World, data: DataVersion) -> Self {
+        Self::of(self.rules.clone(), world, data)
     }
 }
 
@@ -293,38 +369,62 @@ pub(crate) fn sample_derived_context(
     serde_json::Value::Object(m)
 }
 
-fn revision(src: &Sources) -> String {
+/// Adds a file to a hash by base name and text: the same files give the same
+/// hash wherever they sit.
+fn hash_file(h: &mut Sha256, kind: &str, f: &SourceFile) {
+    let base = Path::new(&f.name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(&f.name);
+    for part in [kind.as_bytes(), base.as_bytes(), f.text.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+}
+
+fn rules_revision(src: &Sources) -> String {
     let mut h = Sha256::new();
-    let mut add = |kind: &str, f: &SourceFile| {
-        // Base names only: the same files give the same revision wherever they sit.
-        let base = Path::new(&f.name)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(&f.name);
-        for part in [kind.as_bytes(), base.as_bytes(), f.text.as_bytes()] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part);
-        }
-    };
-    src.schema.iter().for_each(|f| add("schema", f));
-    add("packages", &src.packages);
-    src.policies.iter().for_each(|f| add("policy", f));
-    src.data.iter().for_each(|f| add("data", f));
+    src.schema
+        .iter()
+        .for_each(|f| hash_file(&mut h, "schema", f));
+    hash_file(&mut h, "packages", &src.packages);
+    src.policies
+        .iter()
+        .for_each(|f| hash_file(&mut h, "policy", f));
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Names a set of data files: a hash over their names and texts.
+pub fn data_identity(files: &[SourceFile]) -> String {
+    let mut h = Sha256::new();
+    files.iter().for_each(|f| hash_file(&mut h, "data", f));
     hex::encode(&h.finalize()[..8])
 }
 
 /// The current snapshot, shared by every request; swapped whole on reload.
-pub struct SnapshotHandle(ArcSwap<Snapshot>);
+pub struct SnapshotHandle {
+    current: ArcSwap<Snapshot>,
+    /// Told of every swap, for calls that wait for a change to arrive.
+    swapped: tokio::sync::watch::Sender<()>,
+}
 
 impl SnapshotHandle {
     pub fn new(s: Snapshot) -> Self {
-        Self(ArcSwap::from_pointee(s))
+        Self {
+            current: ArcSwap::from_pointee(s),
+            swapped: tokio::sync::watch::Sender::new(()),
+        }
     }
     /// The snapshot to decide on: a lock-free load.
     pub fn load(&self) -> Arc<Snapshot> {
-        self.0.load_full()
+        self.current.load_full()
     }
     pub fn store(&self, s: Snapshot) {
-        self.0.store(Arc::new(s));
+        self.current.store(Arc::new(s));
+        self.swapped.send_replace(());
+    }
+    /// Notified at every swap after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.swapped.subscribe()
     }
 }

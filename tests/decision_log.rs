@@ -624,6 +624,7 @@ async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
         decision: "allow",
         reasons: &[],
         revision: "r",
+        data_sequence: 1,
         evaluation_us: 1,
         context: None,
         caller: &Default::default(),

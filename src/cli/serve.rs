@@ -3,8 +3,10 @@
 
 use super::args::SourceArgs;
 use crate::decision_log::{DecisionLog, Fsync, LogOptions, Rotation, SinkSpec};
-use crate::server::{self, Vakt, DEFAULT_MAX_BATCH};
+use crate::server::{self, Options, Vakt, DEFAULT_MAX_BATCH};
 use crate::snapshot::SnapshotHandle;
+use crate::source::files::FileSource;
+use crate::source::DataStatus;
 use anyhow::Context as _;
 use clap::Args;
 use std::net::SocketAddr;
@@ -51,6 +53,18 @@ pub(super) struct ServeArgs {
     /// [default: never]
     #[arg(long, env = "VAKT_DECISION_LOG_ROTATE_SECS", value_name = "SECONDS")]
     decision_log_rotate_secs: Option<u64>,
+    /// Deny every request with vakt:data-stale once the data was last confirmed
+    /// current longer ago than this (e.g. 30s) [default: no limit]
+    #[arg(long, env = "VAKT_MAX_STALENESS", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_staleness: Option<std::time::Duration>,
+    /// How long a request that names a min_data_sequence waits for it
+    #[arg(long, env = "VAKT_SEQUENCE_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
+    sequence_wait: std::time::Duration,
+    /// How often the policy, schema and data directories are read again even
+    /// without a change event: a backstop for file systems that report none, and
+    /// what confirms that file data is current
+    #[arg(long, env = "VAKT_RESCAN_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5s")]
+    rescan_interval: std::time::Duration,
 }
 
 fn init_diagnostics() {
@@ -83,10 +97,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // loading must not kill the process with the signal's default action.
     let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let sources = args.sources.clone();
-    let snapshot = tokio::task::spawn_blocking(move || load(&sources))
-        .await?
-        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let paths = args.sources.paths();
+    let from_files = paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
+    let (source, snapshot) = tokio::task::spawn_blocking(move || {
+        let loaded = FileSource::load(paths);
+        release_freed_memory();
+        loaded
+    })
+    .await?
+    .map_err(|p| anyhow::anyhow!("{p}"))?;
     let (log, writers) = DecisionLog::open(
         &args.decision_log,
         &LogOptions {
@@ -104,64 +123,61 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let counts = snapshot.world.counts();
     tracing::info!(
         revision = %snapshot.revision,
+        data_sequence = snapshot.data.sequence,
         policies = snapshot.policies.set.policies().count(),
         entities = counts.entities(),
         client_links = counts.client_links,
         "snapshot loaded"
     );
     let vakt = Arc::new(Vakt {
-        snapshot: SnapshotHandle::new(snapshot),
+        snapshot: Arc::new(SnapshotHandle::new(snapshot)),
         log,
-        max_batch: args.max_batch,
+        data: Arc::new(DataStatus::new(if from_files {
+            "files"
+        } else {
+            "built-in"
+        })),
+        options: Options {
+            max_batch: args.max_batch,
+            max_staleness: args.max_staleness,
+            sequence_wait: args.sequence_wait,
+        },
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let reload = tokio::spawn(reload_on_hangup(hangup, vakt.clone(), args.sources.clone()));
+    let follow = tokio::spawn(crate::source::files::follow(
+        source,
+        vakt.snapshot.clone(),
+        vakt.data.clone(),
+        hangup,
+        args.rescan_interval,
+        release_freed_memory,
+    ));
     server::serve(listener, vakt.clone(), shutdown_signal(term)).await?;
     // The decision log's writers finish once every handle to it is gone, so stop
-    // the reload task (it holds one) before waiting for the last records.
-    reload.abort();
-    let _ = reload.await;
+    // the follower (it holds the snapshot, not the log) and drop the state.
+    follow.abort();
+    let _ = follow.await;
     drop(vakt);
     writers.finish().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Loads a snapshot, then hands the memory that parsing used back to the system:
-/// the allocator would otherwise keep it, and a world of a million entities
-/// parses through about three times the memory it keeps.
-fn load(sources: &SourceArgs) -> Result<crate::snapshot::Snapshot, crate::problem::Problems> {
-    let snapshot = sources.load();
+/// Hands the memory that building a snapshot used back to the system: the
+/// allocator would otherwise keep it, and a world of a million entities is built
+/// through about three times the memory it keeps.
+fn release_freed_memory() {
     // SAFETY: mi_collect only frees memory the allocator no longer hands out; the
     // binary's global allocator is mimalloc (src/main.rs).
     unsafe { libmimalloc_sys::mi_collect(true) };
-    snapshot
 }
 
 async fn shutdown_signal(mut term: Signal) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
-    }
-}
-
-/// On SIGHUP, re-reads every source and swaps in the new snapshot; on any problem,
-/// keeps serving the old one.
-async fn reload_on_hangup(mut hup: Signal, vakt: Arc<Vakt>, sources: SourceArgs) {
-    while hup.recv().await.is_some() {
-        let s = sources.clone();
-        match tokio::task::spawn_blocking(move || load(&s)).await {
-            Ok(Ok(snap)) => {
-                tracing::info!(revision = %snap.revision, "snapshot reloaded");
-                vakt.snapshot.store(snap);
-            }
-            Ok(Err(problems)) => {
-                tracing::error!(problems = %problems, "reload failed; keeping the current snapshot")
-            }
-            Err(e) => tracing::error!(error = %e, "reload failed; keeping the current snapshot"),
-        }
     }
 }

@@ -70,6 +70,8 @@ pub struct DecisionRecord<'a> {
     pub decision: &'a str,
     pub reasons: &'a [Reason],
     pub revision: &'a str,
+    /// The data sequence of the data decided on.
+    pub data_sequence: u64,
     pub evaluation_us: u64,
     /// The caller's context attributes.
     pub context: Option<&'a serde_json::Map<String, serde_json::Value>>,
@@ -140,6 +142,7 @@ impl Serialize for Scrubbed<'_, '_> {
         m.serialize_field("decision", r.decision)?;
         m.serialize_field("reasons", &Reasons(r.reasons))?;
         m.serialize_field("revision", r.revision)?;
+        m.serialize_field("data_sequence", &r.data_sequence)?;
         m.serialize_field("evaluation_us", &r.evaluation_us)?;
         if let Some(ctx) = r.context {
             m.serialize_field(
@@ -310,6 +313,7 @@ mod tests {
             decision: "deny",
             reasons: &reasons,
             revision: "r",
+            data_sequence: 7,
             evaluation_us: 3,
             context: ctx.as_object(),
             caller: &Caller::default(),
@@ -319,7 +323,7 @@ mod tests {
         let line = rec.to_json(&redactor);
         assert_eq!(
             line,
-            r#"{"decision_id":"d","timestamp":"t","call":"authorize","employee_id":"kari","system_user_id":"su","system_user_owner":"310015156","client_org_number":"310015156","access_package":"urn:altinn:accesspackage:a-ordning","action":"useSystemUser","decision":"deny","reasons":[{"policy_id":"p","message":"employee [redacted] is not known"}],"revision":"r","evaluation_us":3,"context":{"mfa":true,"ticket":"[redacted]","note":"[redacted]"},"caller":{}}"#
+            r#"{"decision_id":"d","timestamp":"t","call":"authorize","employee_id":"kari","system_user_id":"su","system_user_owner":"310015156","client_org_number":"310015156","access_package":"urn:altinn:accesspackage:a-ordning","action":"useSystemUser","decision":"deny","reasons":[{"policy_id":"p","message":"employee [redacted] is not known"}],"revision":"r","data_sequence":7,"evaluation_us":3,"context":{"mfa":true,"ticket":"[redacted]","note":"[redacted]"},"caller":{}}"#
         );
     }
 }

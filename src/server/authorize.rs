@@ -15,24 +15,29 @@ pub(super) async fn handle(
     req: proto::AuthorizeRequest,
     meta: &CallMeta,
 ) -> Result<proto::AuthorizeResponse, CallError> {
-    let snap = vakt.snapshot.load();
+    let (snap, stale) = vakt.snapshot_for(req.min_data_sequence).await;
     let query = Query::check(&snap, req.into(), "")?;
-    let (response, receipt) = decide_and_log(vakt, &snap, &query, meta);
+    let (response, receipt) = decide_and_log(vakt, &snap, &query, stale.as_deref(), meta);
     // No answer, and above all no ALLOW, without a record.
     receipt.wait().await?;
     Ok(response)
 }
 
 /// Decides one checked query and submits its record; shared with AuthorizeBatch.
+/// When the data may not be decided on (`stale` says why), the decision is a deny.
 /// The caller waits on the receipt before answering.
 pub(super) fn decide_and_log(
     vakt: &Vakt,
     snap: &Snapshot,
     q: &Query,
+    stale: Option<&str>,
     meta: &CallMeta,
 ) -> (proto::AuthorizeResponse, Receipt) {
     let started = Instant::now();
-    let decision = decide(snap, q);
+    let decision = match stale {
+        Some(why) => Decision::data_stale(why),
+        None => decide(snap, q),
+    };
     let elapsed = started.elapsed();
     let decision_id = new_decision_id();
     let receipt = log(
@@ -49,6 +54,7 @@ pub(super) fn decide_and_log(
         reasons: convert::reasons(&decision.reasons),
         decision_id,
         revision: snap.revision.clone(),
+        data_sequence: snap.data.sequence,
     };
     (response, receipt)
 }
@@ -82,6 +88,7 @@ fn log(
         decision: if d.allowed { "allow" } else { "deny" },
         reasons: &d.reasons,
         revision: &snap.revision,
+        data_sequence: snap.data.sequence,
         evaluation_us,
         context: q.context.json.as_ref(),
         caller: &meta.caller,

@@ -14,13 +14,20 @@ pub(super) async fn handle(
     meta: &CallMeta,
 ) -> Result<proto::AuthorizeBatchResponse, CallError> {
     let got = req.requests.len();
-    if got > vakt.max_batch {
+    if got > vakt.options.max_batch {
         return Err(CallError::BatchTooLarge {
             got,
-            max: vakt.max_batch,
+            max: vakt.options.max_batch,
         });
     }
-    let snap = vakt.snapshot.load();
+    // One snapshot for the whole batch: the newest data any item asks for.
+    let min = req
+        .requests
+        .iter()
+        .map(|r| r.min_data_sequence)
+        .max()
+        .unwrap_or(0);
+    let (snap, stale) = vakt.snapshot_for(min).await;
     let queries = req
         .requests
         .into_iter()
@@ -30,7 +37,7 @@ pub(super) async fn handle(
     // Submit every record first, so a durable sink writes them in one group.
     let (responses, receipts): (Vec<_>, Vec<_>) = queries
         .iter()
-        .map(|q| decide_and_log(vakt, &snap, q, meta))
+        .map(|q| decide_and_log(vakt, &snap, q, stale.as_deref(), meta))
         .unzip();
     for r in receipts {
         r.wait().await?;

@@ -2,17 +2,103 @@
 //! call, and decision ids.
 
 use crate::decision_log::{Caller, DecisionLog, Trace};
-use crate::snapshot::SnapshotHandle;
+use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::source::DataStatus;
+use std::sync::Arc;
+use std::time::Duration;
 use tonic::Request;
 
 /// Default maximum number of requests in one AuthorizeBatch.
 pub const DEFAULT_MAX_BATCH: usize = 1000;
 
+/// How long a call that asks for a data sequence the sidecar has not applied yet
+/// waits for it before it is denied with `vakt:data-stale`.
+pub const DEFAULT_SEQUENCE_WAIT: Duration = Duration::from_secs(2);
+
+/// What the operator sets for every call.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Largest number of requests accepted in one AuthorizeBatch.
+    pub max_batch: usize,
+    /// Past this data age every decision is a deny with `vakt:data-stale`.
+    pub max_staleness: Option<Duration>,
+    /// How long a call waits for the data sequence it asks for.
+    pub sequence_wait: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_batch: DEFAULT_MAX_BATCH,
+            max_staleness: None,
+            sequence_wait: DEFAULT_SEQUENCE_WAIT,
+        }
+    }
+}
+
 /// The state every call shares.
 pub struct Vakt {
-    pub snapshot: SnapshotHandle,
+    pub snapshot: Arc<SnapshotHandle>,
     pub log: DecisionLog,
-    pub max_batch: usize,
+    pub data: Arc<DataStatus>,
+    pub options: Options,
+}
+
+impl Vakt {
+    /// A sidecar serving `snapshot` from the built-in data, with default options.
+    pub fn new(snapshot: Snapshot, log: DecisionLog) -> Self {
+        Self {
+            snapshot: Arc::new(SnapshotHandle::new(snapshot)),
+            log,
+            data: Arc::new(DataStatus::new("built-in")),
+            options: Options::default(),
+        }
+    }
+
+    /// The snapshot to decide on, and why its data may not be decided on: too old
+    /// (`--max-staleness`), or without the change the call asked for, after waiting
+    /// for it a short while.
+    pub(super) async fn snapshot_for(&self, min_sequence: u64) -> (Arc<Snapshot>, Option<String>) {
+        let mut snap = self.snapshot.load();
+        if min_sequence > 0 && !snap.data.covers(min_sequence) {
+            let mut swapped = self.snapshot.subscribe();
+            let deadline = tokio::time::Instant::now() + self.options.sequence_wait;
+            while !snap.data.covers(min_sequence) {
+                // A swap may have landed between the load and the subscription.
+                snap = self.snapshot.load();
+                if snap.data.covers(min_sequence) {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, swapped.changed()).await {
+                    Ok(Ok(())) => snap = self.snapshot.load(),
+                    _ => {
+                        return (
+                            snap.clone(),
+                            Some(format!(
+                                "the data does not hold change {min_sequence} yet (it holds up to data sequence {}, waited {:?})",
+                                snap.data.sequence, self.options.sequence_wait
+                            )),
+                        )
+                    }
+                }
+            }
+        }
+        if let Some(max) = self.options.max_staleness {
+            let age = self.data.age();
+            if age > max {
+                return (
+                    snap,
+                    Some(format!(
+                        "the data was last confirmed current {:.1} s ago, more than the {:.1} s allowed ({})",
+                        age.as_secs_f64(),
+                        max.as_secs_f64(),
+                        self.data.state().as_str()
+                    )),
+                );
+            }
+        }
+        (snap, None)
+    }
 }
 
 /// What the transport tells about a call, for the decision log.

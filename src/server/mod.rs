@@ -12,8 +12,9 @@ mod call;
 mod convert;
 mod error;
 mod resolve;
+mod status;
 
-pub use call::{Vakt, DEFAULT_MAX_BATCH};
+pub use call::{Options, Vakt, DEFAULT_MAX_BATCH, DEFAULT_SEQUENCE_WAIT};
 
 use crate::proto::{self, authorizer_server::AuthorizerServer};
 use call::CallMeta;
@@ -57,6 +58,13 @@ impl proto::authorizer_server::Authorizer for Service {
         Ok(Response::new(
             resolve::handle(&self.0, req.into_inner(), &meta).await?,
         ))
+    }
+
+    async fn status(
+        &self,
+        _: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
+        Ok(Response::new(status::handle(&self.0)))
     }
 }
 

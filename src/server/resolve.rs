@@ -4,7 +4,7 @@
 use super::call::{new_decision_id, CallMeta, Vakt};
 use super::convert;
 use super::error::CallError;
-use crate::decide::{resolve, Query};
+use crate::decide::{resolve, Query, Resolution};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
 use std::time::Instant;
@@ -14,10 +14,13 @@ pub(super) async fn handle(
     req: proto::ResolveSystemUserRequest,
     meta: &CallMeta,
 ) -> Result<proto::ResolveSystemUserResponse, CallError> {
-    let snap = vakt.snapshot.load();
+    let (snap, stale) = vakt.snapshot_for(req.min_data_sequence).await;
     let rq = Query::check_resolve(&snap, req.into())?;
     let started = Instant::now();
-    let found = resolve(&snap, &rq);
+    let found = match stale {
+        Some(why) => Resolution::data_stale(&why),
+        None => resolve(&snap, &rq),
+    };
     let evaluation_us = started.elapsed().as_micros() as u64;
     let decision_id = new_decision_id();
     let receipt = if !vakt.log.is_enabled() {
@@ -42,6 +45,7 @@ pub(super) async fn handle(
             },
             reasons: &found.reasons,
             revision: &snap.revision,
+            data_sequence: snap.data.sequence,
             evaluation_us,
             context: rq.context.json.as_ref(),
             caller: &meta.caller,
@@ -64,5 +68,6 @@ pub(super) async fn handle(
         reasons: convert::reasons(&found.reasons),
         decision_id,
         revision: snap.revision.clone(),
+        data_sequence: snap.data.sequence,
     })
 }

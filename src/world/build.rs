@@ -6,6 +6,7 @@
 //! problem is reported, each naming the file, the record's position and the
 //! record; nothing is built unless the whole world is consistent.
 
+use super::change::{Change, RecordKey};
 use super::load::{
     self, ClientsRecord, EmployeeRecord, OrganizationRecord, Origin, Parsed, SystemUserRecord,
     TeamRecord,
@@ -23,7 +24,7 @@ use crate::problem::{Problem, Problems};
 use cedar_policy::{Entities, Schema};
 use cedar_policy_core::ast;
 use smol_str::SmolStr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Collects records from files (or from code), then checks them and builds a world.
@@ -97,6 +98,39 @@ impl WorldBuilder {
         );
     }
 
+    /// The keys of the records each file holds, by file name (files that hold
+    /// entities in Cedar's own format are marked, since their records have no key).
+    pub fn keys(&self) -> Vec<(String, Vec<RecordKey>, bool)> {
+        let mut out: Vec<(String, Vec<RecordKey>, bool)> = self
+            .files
+            .iter()
+            .map(|f| (f.clone(), Vec::new(), false))
+            .collect();
+        let r = &self.records;
+        for (o, x) in &r.orgs {
+            if let Ok(n) = OrgNo::parse(&x.org_number) {
+                out[o.file].1.push(RecordKey::Organization(n));
+            }
+        }
+        for (o, x) in &r.system_users {
+            out[o.file]
+                .1
+                .push(RecordKey::SystemUser(x.id.as_str().into()));
+        }
+        for (o, x) in &r.teams {
+            out[o.file].1.push(RecordKey::Team(x.id.as_str().into()));
+        }
+        for (o, x) in &r.employees {
+            out[o.file]
+                .1
+                .push(RecordKey::Employee(x.id.as_str().into()));
+        }
+        for (file, _) in &self.cedar_json {
+            out[*file].2 = true;
+        }
+        out
+    }
+
     /// Checks every record and reference and builds the world, or reports every
     /// problem.
     pub fn build(self, packages: &AccessPackages, schema: &Schema) -> Result<World, Problems> {
@@ -105,29 +139,36 @@ impl WorldBuilder {
             records,
             cedar_json,
         } = self;
-        let mut b = Build {
-            files: &files,
-            packages,
-            problems: Vec::new(),
-            world: World::default(),
-            interned: HashMap::new(),
-            granted_to: HashMap::new(),
-        };
-        for (o, m) in &records.problems {
-            b.problem(o, m);
-        }
+        let mut b = Build::new(&files, packages, World::default());
         b.cedar_entities(cedar_json, schema);
-        b.organizations(&records.orgs);
-        b.operational_units(&records.orgs);
-        b.system_users(&records.system_users);
-        b.teams(&records.teams);
-        b.employees(&records.employees);
-        b.indexes();
-        if b.problems.is_empty() {
-            Ok(b.world)
-        } else {
-            Err(Problems(b.problems))
+        b.records(&records);
+        b.finish(false)
+    }
+
+    /// Builds onto `base`: the records under `replaced` (the old contents of the
+    /// files read again) are taken out, and this builder's records are checked and
+    /// put in, as in [`WorldBuilder::build`]; then every reference in the whole world
+    /// is checked, since something taken out may still be referred to. Entities in
+    /// Cedar's own format are kept from `base`.
+    pub fn build_onto(
+        self,
+        base: &World,
+        replaced: &[RecordKey],
+        packages: &AccessPackages,
+    ) -> Result<World, Problems> {
+        let mut world = base.clone();
+        for k in replaced {
+            world.put(match k {
+                RecordKey::Organization(n) => Change::Organization(*n, None),
+                RecordKey::SystemUser(id) => Change::SystemUser(id.clone(), None),
+                RecordKey::Link(su, n) => Change::Link(su.clone(), *n, None),
+                RecordKey::Team(id) => Change::Team(id.clone(), None),
+                RecordKey::Employee(id) => Change::Employee(id.clone(), None),
+            });
         }
+        let mut b = Build::new(&self.files, packages, world);
+        b.records(&self.records);
+        b.finish(!replaced.is_empty())
     }
 }
 
@@ -138,11 +179,48 @@ struct Build<'a> {
     world: World,
     /// Each distinct client-link access, held once.
     interned: HashMap<LinkAccess, Arc<LinkAccess>>,
-    /// The teams granted each system user, collected from the teams.
-    granted_to: HashMap<Id, Vec<Id>>,
 }
 
-impl Build<'_> {
+impl<'a> Build<'a> {
+    fn new(files: &'a [String], packages: &'a AccessPackages, world: World) -> Self {
+        Self {
+            files,
+            packages,
+            problems: Vec::new(),
+            world,
+            interned: HashMap::new(),
+        }
+    }
+
+    /// Every step, in the order records refer to each other.
+    fn records(&mut self, records: &Parsed) {
+        for (o, m) in &records.problems {
+            self.problem(o, m);
+        }
+        self.organizations(&records.orgs);
+        self.operational_units(&records.orgs);
+        self.system_users(&records.system_users);
+        self.teams(&records.teams);
+        self.employees(&records.employees);
+    }
+
+    /// The derived indexes, then the world or every problem; `check_all` also
+    /// checks every reference in the world (after records were taken out).
+    fn finish(mut self, check_all: bool) -> Result<World, Problems> {
+        self.world.reindex();
+        if check_all && self.problems.is_empty() {
+            for p in self.world.check_references(self.packages) {
+                self.problems
+                    .push(Problem::new("data", "", format!("{p} (after this change)")));
+            }
+        }
+        if self.problems.is_empty() {
+            Ok(self.world)
+        } else {
+            Err(Problems(self.problems))
+        }
+    }
+
     /// A problem with a record: at its position when known, naming the record.
     fn problem(&mut self, o: &Origin, message: impl std::fmt::Display) {
         let file = self.files[o.file].clone();
@@ -395,12 +473,6 @@ impl Build<'_> {
             }
             system_users.sort();
             system_users.dedup();
-            for s in &system_users {
-                self.granted_to
-                    .entry(s.clone())
-                    .or_default()
-                    .push(id.clone());
-            }
             let clients = match &r.clients {
                 ClientsRecord::Keyword(k) if k == "all" => ClientScope::All,
                 ClientsRecord::Keyword(k) => {
@@ -515,26 +587,5 @@ impl Build<'_> {
             }
         }
         self.world.extra = Arc::new(extra);
-    }
-
-    /// The derived indexes: the teams granted each system user, and the system
-    /// users of each owner.
-    fn indexes(&mut self) {
-        let granted = std::mem::take(&mut self.granted_to);
-        for (su, mut teams) in granted {
-            teams.sort();
-            teams.dedup();
-            if let Some(s) = self.world.system_users.get_mut(su.as_str()) {
-                Arc::make_mut(s).granted_to = teams.into_boxed_slice();
-            }
-        }
-        let mut by_owner: BTreeMap<OrgNo, Vec<Id>> = BTreeMap::new();
-        for su in self.world.system_users.values() {
-            by_owner.entry(su.owner).or_default().push(su.id.clone());
-        }
-        for (owner, mut ids) in by_owner {
-            ids.sort();
-            self.world.by_owner.insert(owner, ids.into());
-        }
     }
 }

@@ -13,16 +13,19 @@
 //!
 //! - [`records`]: the record types.
 //! - `entity`: the records as Cedar entities, for the evaluator and for export.
-//! - `state`: the world at one moment, its maps and look-ups.
+//! - `state`: the world at one moment, its maps and look-ups; `change`: changing
+//!   it record by record.
 //! - `load`: reading data files; `build`: checking records and building a world.
 
 mod build;
+mod change;
 mod entity;
 mod load;
 pub mod records;
 mod state;
 
 pub use build::WorldBuilder;
+pub use change::{Change, ChangeProblem, RecordKey};
 pub use load::{
     load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord,
     PackageRef, SystemUserRecord, TeamRecord,

@@ -10,6 +10,11 @@ use std::sync::Arc;
 /// A record id (employee, team, system user): ids of up to 23 bytes sit inline.
 pub type Id = SmolStr;
 
+/// Whether the sorted `ids` hold `id`.
+pub fn sorted_has(ids: &[Id], id: &str) -> bool {
+    ids.binary_search_by(|x| x.as_str().cmp(id)).is_ok()
+}
+
 /// A persistent map: a change copies only the path to the changed entry, so a new
 /// world shares everything else with the one before it.
 pub type Map<K, V> =

@@ -12,7 +12,7 @@ use vakt::decision_log::DecisionLog;
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::{AuthorizeRequest, AuthorizeResponse, Decision};
 use vakt::server::{serve, Vakt};
-use vakt::snapshot::{Snapshot, SnapshotHandle, SourcePaths, Sources};
+use vakt::snapshot::{Snapshot, SourcePaths, Sources};
 
 pub const REGNSKAP: &str = "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet";
 pub const REVISOR: &str = "urn:altinn:accesspackage:ansvarlig-revisor";
@@ -63,13 +63,15 @@ pub async fn start(snapshot: Snapshot) -> TestServer {
 }
 
 pub async fn start_with(snapshot: Snapshot, log: DecisionLog, max_batch: usize) -> TestServer {
+    let mut vakt = Vakt::new(snapshot, log);
+    vakt.options.max_batch = max_batch;
+    start_vakt(Arc::new(vakt)).await
+}
+
+/// Serves `vakt` on 127.0.0.1:0 and connects a client.
+pub async fn start_vakt(vakt: Arc<Vakt>) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let vakt = Arc::new(Vakt {
-        snapshot: SnapshotHandle::new(snapshot),
-        log,
-        max_batch,
-    });
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         serve(listener, vakt, async {

@@ -1,0 +1,26 @@
+//! `Status`: what the sidecar decides on and how fresh its data is.
+
+use super::call::Vakt;
+use crate::proto;
+
+pub(super) fn handle(vakt: &Vakt) -> proto::StatusResponse {
+    let snap = vakt.snapshot.load();
+    let c = snap.world.counts();
+    let data = &vakt.data;
+    proto::StatusResponse {
+        revision: snap.revision.clone(),
+        rules_revision: snap.rules_revision.clone(),
+        data_sequence: snap.data.sequence,
+        data_age_seconds: data.age().as_secs_f64(),
+        sync_state: data.state().as_str().to_owned(),
+        last_error: data.last_error().unwrap_or_default(),
+        data_source: data.source.to_owned(),
+        changes_applied: data.changes_applied(),
+        max_staleness_seconds: vakt.options.max_staleness.map_or(0.0, |d| d.as_secs_f64()),
+        organizations: c.organizations as u64,
+        system_users: c.system_users as u64,
+        client_links: c.client_links as u64,
+        teams: c.teams as u64,
+        employees: c.employees as u64,
+    }
+}

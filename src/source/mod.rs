@@ -1,0 +1,125 @@
+//! Where the data comes from, and how fresh it is: the copy built into the binary,
+//! or files that are watched (`files`).
+//!
+//! Every source keeps a [`DataStatus`] that the status call reads and the request
+//! path checks against `--max-staleness` with two atomic loads: when the data was
+//! last confirmed current, and whether the source is in sync.
+
+pub mod files;
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How a source stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SyncState {
+    /// The data follows its source.
+    Live = 0,
+    /// The first load is under way.
+    Loading = 1,
+    /// The source cannot be reached; the last data keeps serving while it is tried
+    /// again.
+    Reconnecting = 2,
+    /// A change failed Vakt's checks; nothing after it is applied, and the last good
+    /// data keeps serving until the change is corrected.
+    Stopped = 3,
+    /// A reload failed; the last good snapshot keeps serving.
+    ReloadFailed = 4,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Loading => "loading",
+            Self::Reconnecting => "reconnecting",
+            Self::Stopped => "stopped",
+            Self::ReloadFailed => "reload-failed",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Live,
+            1 => Self::Loading,
+            2 => Self::Reconnecting,
+            3 => Self::Stopped,
+            _ => Self::ReloadFailed,
+        }
+    }
+}
+
+/// How the data stands: shared by the source (which writes it) and the server
+/// (which reads it on every request and for the status call).
+pub struct DataStatus {
+    /// What the data comes from, for the status call: `built-in`, `files`, `postgres`.
+    pub source: &'static str,
+    /// When the data was last confirmed current, in ms since the Unix epoch.
+    confirmed_ms: AtomicU64,
+    state: AtomicU8,
+    /// Change sets applied since start.
+    applied: AtomicU64,
+    /// The last failure (a reload's problems, a change that failed its checks, a
+    /// lost connection), for the status call; never read on the request path.
+    last_error: Mutex<Option<String>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl DataStatus {
+    pub fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            confirmed_ms: AtomicU64::new(now_ms()),
+            state: AtomicU8::new(SyncState::Live as u8),
+            applied: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// The data is current as of now.
+    pub fn confirm(&self) {
+        self.confirmed_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long ago the data was last confirmed current.
+    pub fn age(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.confirmed_ms.load(Ordering::Relaxed)))
+    }
+
+    pub fn state(&self) -> SyncState {
+        SyncState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, s: SyncState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// A change set was applied: the data is current and in sync.
+    pub fn applied(&self) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        self.set_state(SyncState::Live);
+        self.confirm();
+    }
+
+    pub fn changes_applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    pub fn fail(&self, state: SyncState, error: String) {
+        self.set_state(state);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(error);
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}

@@ -1,0 +1,394 @@
+//! Changing a world record by record, without a rebuild: the derived indexes
+//! (the teams that grant each system user, the system users of each owner) are kept
+//! right change by change, and the references of every changed record are checked
+//! against the world the changes lead to.
+//!
+//! A change set is applied to a copy of the world; the maps are persistent, so the
+//! copy costs nothing and shares every untouched record. Readers holding the old
+//! world never see a half-applied change.
+
+use super::records::{ClientLink, Employee, Id, OrgNo, Organization, SystemUser, Team, UserType};
+use super::state::World;
+use crate::packages::AccessPackages;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// The key of one record of the world.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKey {
+    Organization(OrgNo),
+    SystemUser(Id),
+    /// A client link: the system user and the client.
+    Link(Id, OrgNo),
+    Team(Id),
+    Employee(Id),
+}
+
+impl std::fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Organization(n) => write!(f, "organization {n}"),
+            Self::SystemUser(id) => write!(f, "system user {id:?}"),
+            Self::Link(su, n) => write!(f, "client link {n} of system user {su:?}"),
+            Self::Team(id) => write!(f, "team {id:?}"),
+            Self::Employee(id) => write!(f, "employee {id:?}"),
+        }
+    }
+}
+
+/// One change: a record put in (added or replaced) or taken out.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Organization(OrgNo, Option<Organization>),
+    /// A system user's own fields; its client links are changed on their own, and
+    /// the teams granting it are derived. Replacing a system user keeps its links.
+    SystemUser(Id, Option<SystemUser>),
+    Link(Id, OrgNo, Option<ClientLink>),
+    Team(Id, Option<Team>),
+    Employee(Id, Option<Employee>),
+}
+
+impl Change {
+    pub fn key(&self) -> RecordKey {
+        match self {
+            Self::Organization(n, _) => RecordKey::Organization(*n),
+            Self::SystemUser(id, _) => RecordKey::SystemUser(id.clone()),
+            Self::Link(su, n, _) => RecordKey::Link(su.clone(), *n),
+            Self::Team(id, _) => RecordKey::Team(id.clone()),
+            Self::Employee(id, _) => RecordKey::Employee(id.clone()),
+        }
+    }
+}
+
+/// A change that would leave the world inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ChangeProblem {
+    pub key: RecordKey,
+    pub message: String,
+}
+
+impl World {
+    /// The world after `changes`, applied in order, or every problem with them (the
+    /// world itself is never changed). References are checked once all are applied,
+    /// so a change set may add an organisation and the employees that refer to it
+    /// in any order.
+    pub fn apply(
+        &self,
+        changes: impl IntoIterator<Item = Change>,
+        packages: &AccessPackages,
+    ) -> Result<World, Vec<ChangeProblem>> {
+        let mut w = self.clone();
+        let mut touched = Vec::new();
+        for c in changes {
+            touched.push(c.key());
+            w.put(c);
+        }
+        let problems: Vec<ChangeProblem> = touched
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .flat_map(|k| w.check_record(&k, packages))
+            .collect();
+        if problems.is_empty() {
+            Ok(w)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Applies one change, keeping the derived indexes right.
+    pub(crate) fn put(&mut self, c: Change) {
+        match c {
+            Change::Organization(n, Some(o)) => {
+                self.orgs.insert(n, Arc::new(o));
+            }
+            Change::Organization(n, None) => {
+                self.orgs.remove(&n);
+            }
+            Change::SystemUser(id, Some(mut su)) => {
+                let old = self.system_users.get(id.as_str()).cloned();
+                if let Some(old) = &old {
+                    su.links = old.links.clone();
+                    su.granted_to = old.granted_to.clone();
+                    if old.owner != su.owner {
+                        self.unlist_owner(old.owner, &id);
+                    }
+                } else {
+                    su.granted_to = self.teams_granting(&id);
+                }
+                let owner = su.owner;
+                self.system_users.insert(id.clone(), Arc::new(su));
+                self.list_owner(owner, &id);
+            }
+            Change::SystemUser(id, None) => {
+                if let Some(old) = self.system_users.remove(id.as_str()) {
+                    self.unlist_owner(old.owner, &id);
+                }
+            }
+            Change::Link(su, n, link) => {
+                if let Some(s) = self.system_users.get_mut(su.as_str()) {
+                    let s = Arc::make_mut(s);
+                    match link {
+                        Some(l) => {
+                            s.links.insert(n, l);
+                        }
+                        None => {
+                            s.links.remove(&n);
+                        }
+                    }
+                }
+            }
+            Change::Team(id, team) => {
+                let before: Vec<Id> = self
+                    .teams
+                    .get(id.as_str())
+                    .map(|t| t.system_users.to_vec())
+                    .unwrap_or_default();
+                let after: Vec<Id> = team
+                    .as_ref()
+                    .map(|t| t.system_users.to_vec())
+                    .unwrap_or_default();
+                match team {
+                    Some(t) => {
+                        self.teams.insert(id.clone(), Arc::new(t));
+                    }
+                    None => {
+                        self.teams.remove(id.as_str());
+                    }
+                }
+                for su in before.iter().filter(|s| !after.contains(s)) {
+                    self.set_granted(su, &id, false);
+                }
+                for su in after.iter().filter(|s| !before.contains(s)) {
+                    self.set_granted(su, &id, true);
+                }
+            }
+            Change::Employee(id, Some(e)) => {
+                self.employees.insert(id, Arc::new(e));
+            }
+            Change::Employee(id, None) => {
+                self.employees.remove(id.as_str());
+            }
+        }
+    }
+
+    /// Works out the derived indexes afresh from the records: the teams granting each
+    /// system user and the system users of each owner. A pass over the teams and
+    /// system users (not the employees or organisations).
+    pub(crate) fn reindex(&mut self) {
+        let mut granted: std::collections::HashMap<Id, Vec<Id>> = std::collections::HashMap::new();
+        for t in self.teams.values() {
+            for s in t.system_users.iter() {
+                granted.entry(s.clone()).or_default().push(t.id.clone());
+            }
+        }
+        let ids: Vec<Id> = self.system_users.keys().cloned().collect();
+        let mut by_owner: std::collections::BTreeMap<OrgNo, Vec<Id>> = Default::default();
+        for id in ids {
+            let mut teams = granted.remove(&id).unwrap_or_default();
+            teams.sort();
+            teams.dedup();
+            if let Some(s) = self.system_users.get_mut(id.as_str()) {
+                if *s.granted_to != *teams {
+                    Arc::make_mut(s).granted_to = teams.into_boxed_slice();
+                }
+                by_owner.entry(s.owner).or_default().push(id);
+            }
+        }
+        self.by_owner = super::records::map();
+        for (owner, mut ids) in by_owner {
+            ids.sort();
+            self.by_owner.insert(owner, ids.into());
+        }
+    }
+
+    /// The teams that grant system user `su`, sorted: a scan of the teams, for a
+    /// system user that is added after the teams that name it.
+    fn teams_granting(&self, su: &str) -> Box<[Id]> {
+        let mut ids: Vec<Id> = self
+            .teams
+            .values()
+            .filter(|t| super::records::sorted_has(&t.system_users, su))
+            .map(|t| t.id.clone())
+            .collect();
+        ids.sort();
+        ids.into_boxed_slice()
+    }
+
+    fn set_granted(&mut self, su: &str, team: &Id, granted: bool) {
+        let Some(s) = self.system_users.get_mut(su) else {
+            return;
+        };
+        let has = s.granted_to.binary_search(team);
+        match (has, granted) {
+            (Err(i), true) => {
+                let mut v = s.granted_to.to_vec();
+                v.insert(i, team.clone());
+                Arc::make_mut(s).granted_to = v.into_boxed_slice();
+            }
+            (Ok(i), false) => {
+                let mut v = s.granted_to.to_vec();
+                v.remove(i);
+                Arc::make_mut(s).granted_to = v.into_boxed_slice();
+            }
+            _ => {}
+        }
+    }
+
+    fn list_owner(&mut self, owner: OrgNo, su: &Id) {
+        let mut ids: Vec<Id> = self.system_users_owned_by(owner).to_vec();
+        if let Err(i) = ids.binary_search(su) {
+            ids.insert(i, su.clone());
+            self.by_owner.insert(owner, ids.into());
+        }
+    }
+
+    fn unlist_owner(&mut self, owner: OrgNo, su: &Id) {
+        let mut ids: Vec<Id> = self.system_users_owned_by(owner).to_vec();
+        if let Ok(i) = ids.binary_search(su) {
+            ids.remove(i);
+            if ids.is_empty() {
+                self.by_owner.remove(&owner);
+            } else {
+                self.by_owner.insert(owner, ids.into());
+            }
+        }
+    }
+
+    /// Whether organisation `n` exists.
+    fn has_org(&self, n: OrgNo) -> bool {
+        self.orgs.contains_key(&n)
+    }
+
+    /// Every problem with the record under `key` in this world: references to
+    /// records that do not exist, and rules a single record must keep. A record that
+    /// is not there has none (removals are checked by what refers to them).
+    pub(crate) fn check_record(
+        &self,
+        key: &RecordKey,
+        packages: &AccessPackages,
+    ) -> Vec<ChangeProblem> {
+        let mut out = Vec::new();
+        let mut bad = |message: String| {
+            out.push(ChangeProblem {
+                key: key.clone(),
+                message,
+            })
+        };
+        match key {
+            RecordKey::Organization(n) => {
+                if let Some(p) = self.organization(*n).and_then(|o| o.parent()) {
+                    match self.organization(p) {
+                        None => bad(format!("its parent {p} is not a known organisation")),
+                        Some(_) if p == *n => bad("it is its own parent".into()),
+                        Some(parent) if parent.parent().is_some() => bad(format!(
+                            "its parent {p} is itself an operational unit; units are one level deep"
+                        )),
+                        Some(_) => {}
+                    }
+                }
+            }
+            RecordKey::SystemUser(id) => {
+                if let Some(su) = self.system_user(id) {
+                    if !self.has_org(su.owner) {
+                        bad(format!(
+                            "its owner {} is not a known organisation",
+                            su.owner
+                        ));
+                    }
+                    for p in su.access_packages.iter() {
+                        if !packages.contains(p) {
+                            bad(format!(
+                                "access package {p:?} is not a known access package"
+                            ));
+                        }
+                    }
+                    if su.user_type == UserType::Standard && su.self_delegated {
+                        bad("selfDelegated applies only to agent system users".into());
+                    }
+                    if su.user_type == UserType::Standard && !su.links.is_empty() {
+                        bad("a standard system user has no client links".into());
+                    }
+                }
+            }
+            RecordKey::Link(su_id, n) => {
+                let link = self
+                    .system_user(su_id)
+                    .and_then(|s| s.links.get(n).map(|l| (s, l)));
+                match link {
+                    None if self.system_user(su_id).is_none() => {
+                        bad(format!("system user {su_id:?} is not known"))
+                    }
+                    None => {}
+                    Some((su, l)) => {
+                        if su.user_type == UserType::Standard {
+                            bad(format!("system user {su_id:?} is a standard system user, which has no client links"));
+                        }
+                        if !self.has_org(*n) {
+                            bad(format!("client {n} is not a known organisation"));
+                        }
+                        for p in l.access.packages.iter() {
+                            if !packages.contains(p) {
+                                bad(format!(
+                                    "access package {p:?} is not a known access package"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            RecordKey::Team(id) => {
+                if let Some(t) = self.team(id) {
+                    if !self.has_org(t.organization) {
+                        bad(format!("its organisation {} is not known", t.organization));
+                    }
+                    for s in t.system_users.iter() {
+                        if self.system_user(s).is_none() {
+                            bad(format!("system user {s:?} is not known"));
+                        }
+                    }
+                    if let super::records::ClientScope::Listed(orgs) = &t.clients {
+                        for n in orgs.iter().filter(|n| !self.has_org(**n)) {
+                            bad(format!("client {n} is not a known organisation"));
+                        }
+                    }
+                }
+            }
+            RecordKey::Employee(id) => {
+                if let Some(e) = self.employee(id) {
+                    if !self.has_org(e.organization) {
+                        bad(format!("its organisation {} is not known", e.organization));
+                    }
+                    for t in e.teams.iter().filter(|t| self.team(t).is_none()) {
+                        bad(format!("team {t:?} is not known"));
+                    }
+                    for n in e.audit_clients.iter().filter(|n| !self.has_org(**n)) {
+                        bad(format!("audit client {n} is not a known organisation"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every dangling reference in the whole world: what removing records left
+    /// behind. One pass over every record.
+    pub(crate) fn check_references(&self, packages: &AccessPackages) -> Vec<ChangeProblem> {
+        let mut keys: Vec<RecordKey> = Vec::new();
+        keys.extend(self.orgs.keys().map(|n| RecordKey::Organization(*n)));
+        for su in self.system_users.values() {
+            keys.push(RecordKey::SystemUser(su.id.clone()));
+            keys.extend(su.links.keys().map(|n| RecordKey::Link(su.id.clone(), *n)));
+        }
+        keys.extend(self.teams.keys().map(|t| RecordKey::Team(t.clone())));
+        keys.extend(
+            self.employees
+                .keys()
+                .map(|e| RecordKey::Employee(e.clone())),
+        );
+        keys.iter()
+            .flat_map(|k| self.check_record(k, packages))
+            .collect()
+    }
+}
