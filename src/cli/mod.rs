@@ -12,6 +12,7 @@ mod fmt;
 mod gen_world;
 mod replay;
 mod serve;
+mod status;
 mod test;
 mod validate;
 
@@ -49,6 +50,9 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Write a generated world of accounting firms, for benchmarks and trials.
     GenWorld(gen_world::GenWorldArgs),
+    /// Ask a running sidecar how it stands: revision, data sequence and age, sync
+    /// state, last error. Exits 0 when it is live, 1 otherwise, 2 if it cannot be asked.
+    Status(status::StatusArgs),
 }
 
 /// Runs the command line and returns its exit code.
@@ -69,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Replay(a) => replay::run(a),
         Command::Audit(a) => audit::run(a),
         Command::GenWorld(a) => gen_world::run(a),
+        Command::Status(a) => status::run(a),
     };
     match result {
         Ok(code) => code,

@@ -79,6 +79,10 @@ fn init_diagnostics() {
 }
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Until the runtime's handlers are in place (`serve`), a SIGHUP must not kill
+    // the process with its default action.
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     args.sources.check_paths()?;
     if args.max_batch == 0 {
         anyhow::bail!("--max-batch must be at least 1");
@@ -97,6 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // loading must not kill the process with the signal's default action.
     let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tracing::info!("loading");
     let paths = args.sources.paths();
     let from_files = paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
     let (source, snapshot) = tokio::task::spawn_blocking(move || {

@@ -389,9 +389,13 @@ pub async fn follow(
         source = back;
         match result {
             Ok((Refreshed::Unchanged, _)) => {
-                if last_error.is_none() {
-                    status.confirm();
+                // The files are what is applied (a failed change may have been
+                // undone): the data is current.
+                if last_error.take().is_some() {
+                    tracing::info!("files are back to the applied data; following again");
                 }
+                status.set_state(super::SyncState::Live);
+                status.confirm();
             }
             Ok((what, Some(snap))) => {
                 let (revision, sequence) = (snap.revision.clone(), snap.data.sequence);

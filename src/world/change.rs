@@ -392,3 +392,147 @@ impl World {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Snapshot, Sources};
+
+    fn example() -> Snapshot {
+        Snapshot::build(&Sources::embedded()).unwrap()
+    }
+
+    fn org(n: &str) -> OrgNo {
+        OrgNo::parse(n).unwrap()
+    }
+
+    #[test]
+    fn changes_keep_the_indexes_right_and_leave_the_old_world_alone() {
+        let snap = example();
+        let w = &snap.world;
+        let team = w.team("tk-regnskap-team").unwrap().clone();
+        assert!(!w
+            .system_user("ed-regnskap")
+            .unwrap()
+            .granted_to
+            .contains(&team.id));
+        // The team is granted ed-regnskap, and loses tk-regnskap.
+        let mut changed = team.clone();
+        changed.system_users = vec![Id::from("ed-regnskap")].into_boxed_slice();
+        let w2 = w
+            .apply(
+                [Change::Team(team.id.clone(), Some(changed))],
+                &snap.packages,
+            )
+            .unwrap();
+        assert!(w2
+            .system_user("ed-regnskap")
+            .unwrap()
+            .granted_to
+            .contains(&team.id));
+        assert!(!w2
+            .system_user("tk-regnskap")
+            .unwrap()
+            .granted_to
+            .contains(&team.id));
+        assert!(w
+            .system_user("tk-regnskap")
+            .unwrap()
+            .granted_to
+            .contains(&team.id));
+        // Removing a client link.
+        let bakeri = org("310015156");
+        assert!(w
+            .system_user("tk-regnskap")
+            .unwrap()
+            .links
+            .contains_key(&bakeri));
+        let w3 = w
+            .apply(
+                [Change::Link("tk-regnskap".into(), bakeri, None)],
+                &snap.packages,
+            )
+            .unwrap();
+        assert!(!w3
+            .system_user("tk-regnskap")
+            .unwrap()
+            .links
+            .contains_key(&bakeri));
+        // A system user moved to another owner leaves the first owner's list.
+        let mut su = w.system_user("nm-egen").unwrap().clone();
+        let (old, new) = (su.owner, org("310001015"));
+        su.owner = new;
+        let w4 = w
+            .apply(
+                [Change::SystemUser(su.id.clone(), Some(su))],
+                &snap.packages,
+            )
+            .unwrap();
+        assert!(!w4.system_users_owned_by(old).contains(&Id::from("nm-egen")));
+        assert!(w4.system_users_owned_by(new).contains(&Id::from("nm-egen")));
+    }
+
+    #[test]
+    fn a_change_that_breaks_a_reference_is_refused_naming_it() {
+        let snap = example();
+        let w = &snap.world;
+        let mut kari = w.employee("kari").unwrap().clone();
+        kari.teams = vec![Id::from("no-such-team")].into_boxed_slice();
+        let err = w
+            .apply(
+                [Change::Employee(kari.id.clone(), Some(kari.clone()))],
+                &snap.packages,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "employee \"kari\": team \"no-such-team\" is not known"
+        );
+        // The team added in the same change set: fine, whatever the order.
+        let team = Team {
+            id: "no-such-team".into(),
+            organization: kari.organization,
+            name: "New".into(),
+            system_users: Box::default(),
+            clients: super::super::records::ClientScope::All,
+        };
+        assert!(w
+            .apply(
+                [
+                    Change::Employee(kari.id.clone(), Some(kari)),
+                    Change::Team(team.id.clone(), Some(team)),
+                ],
+                &snap.packages
+            )
+            .is_ok());
+        // A link to an unknown organisation, and to a standard system user.
+        let link = w
+            .system_user("tk-regnskap")
+            .unwrap()
+            .links
+            .values()
+            .next()
+            .unwrap()
+            .clone();
+        let err = w
+            .apply(
+                [
+                    Change::Link("tk-regnskap".into(), org("310030309"), Some(link.clone())),
+                    Change::Link("nm-egen".into(), org("310015156"), Some(link)),
+                ],
+                &snap.packages,
+            )
+            .unwrap_err();
+        let text: Vec<String> = err.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("client 310030309 is not a known organisation")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("\"nm-egen\" is a standard system user")),
+            "{text:?}"
+        );
+    }
+}
