@@ -198,9 +198,7 @@ impl Snapshot {
         // Report policy and data problems together.
         let policies = load_policies(&src.policies, &schema);
         let mut builder = WorldBuilder::new();
-        for f in &src.data {
-            builder.add_file(f);
-        }
+        builder.add_files(&src.data);
         add(&mut builder);
         let world = builder.build(&packages, &schema);
         let (policies, world) = match (policies, world) {
@@ -252,6 +250,17 @@ impl Snapshot {
     /// The same rules over another world: a data change needs no recompiling.
     pub fn with_world(&self, world: World, data: DataVersion) -> Self {
         Self::of(self.rules.clone(), world, data)
+    }
+
+    /// The snapshot after `changes` (see [`World::apply`]), at data version `data`;
+    /// every problem with them otherwise.
+    pub fn apply(
+        &self,
+        changes: impl IntoIterator<Item = crate::world::Change>,
+        data: DataVersion,
+    ) -> Result<Self, Vec<crate::world::ChangeProblem>> {
+        let world = self.world.apply(changes, &self.packages)?;
+        Ok(self.with_world(world, data))
     }
 }
 
