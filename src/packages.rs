@@ -74,6 +74,11 @@ impl AccessPackages {
         self.urns.get(urn)
     }
 
+    /// Every known package URN, in no particular order.
+    pub fn urns(&self) -> impl Iterator<Item = &str> {
+        self.urns.keys().map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.urns.len()
     }

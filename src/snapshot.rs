@@ -29,6 +29,17 @@ pub struct SourcePaths {
     pub max_file_bytes: u64,
 }
 
+impl SourcePaths {
+    /// The directories given, to watch.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        [&self.policies, &self.schema, &self.data]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
 impl Default for SourcePaths {
     fn default() -> Self {
         Self {
@@ -209,28 +220,23 @@ impl Snapshot {
                 return Err(Problems(all));
             }
         };
-        let actions = employee_actions(&schema);
-        let context_always_checked = check_schema_contract(&schema, &actions, &src.schema)?;
-        let engine = Engine::new(&policies.set, action_groups(&schema, &actions));
-        let reasons = (0..engine.policy_count())
-            .map(|i| policies.reasons.get(engine.policy(i).1).cloned())
-            .collect();
-        let rules = Arc::new(Rules {
-            engine,
-            reasons,
-            rules_revision: rules_revision(src),
-            schema,
-            policies,
-            packages,
-            actions,
-            context_always_checked,
-        });
+        let rules = Rules::compile(src, schema, policies, packages)?;
         let data = DataVersion {
             sequence: 1,
             in_flight: Arc::new([]),
             identity: data_identity(&src.data),
         };
         Ok(Self::of(rules, world, data))
+    }
+
+    /// A snapshot of `rules` over `world` (a world read from a database).
+    pub fn new(rules: Arc<Rules>, world: World, data: DataVersion) -> Self {
+        Self::of(rules, world, data)
+    }
+
+    /// The rules this snapshot follows.
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.rules
     }
 
     fn of(rules: Arc<Rules>, world: World, data: DataVersion) -> Self {
@@ -261,6 +267,42 @@ impl Snapshot {
     ) -> Result<Self, Vec<crate::world::ChangeProblem>> {
         let world = self.world.apply(changes, &self.packages)?;
         Ok(self.with_world(world, data))
+    }
+}
+
+impl Rules {
+    /// Parses and checks the schema, package list and policies of `src` (its data
+    /// is not read), reporting every problem.
+    pub fn build(src: &Sources) -> Result<Arc<Self>, Problems> {
+        let schema = load_schema(&src.schema)?;
+        let packages = AccessPackages::parse(&src.packages.name, &src.packages.text)
+            .map_err(|e| Problems(vec![Problem::new(e.file, "", e.message)]))?;
+        let policies = load_policies(&src.policies, &schema)?;
+        Self::compile(src, schema, policies, packages)
+    }
+
+    fn compile(
+        src: &Sources,
+        schema: Schema,
+        policies: Policies,
+        packages: AccessPackages,
+    ) -> Result<Arc<Self>, Problems> {
+        let actions = employee_actions(&schema);
+        let context_always_checked = check_schema_contract(&schema, &actions, &src.schema)?;
+        let engine = Engine::new(&policies.set, action_groups(&schema, &actions));
+        let reasons = (0..engine.policy_count())
+            .map(|i| policies.reasons.get(engine.policy(i).1).cloned())
+            .collect();
+        Ok(Arc::new(Rules {
+            engine,
+            reasons,
+            rules_revision: rules_revision(src),
+            schema,
+            policies,
+            packages,
+            actions,
+            context_always_checked,
+        }))
     }
 }
 

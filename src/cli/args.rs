@@ -1,11 +1,30 @@
 //! What several commands share: where policies, schema and data come from, the
 //! output format, and how problems are reported.
 
-use crate::problem::Problems;
-use crate::snapshot::{Snapshot, SourcePaths, Sources};
+use crate::problem::{Problem, Problems};
+use crate::snapshot::{Rules, Snapshot, SourcePaths, Sources};
+use crate::source::postgres::{Database, DbError, PostgresSource};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Where the data comes from: a directory of files, or a PostgreSQL database.
+#[derive(Clone, Debug)]
+pub(super) enum DataArg {
+    Dir(PathBuf),
+    Database(Box<Database>),
+}
+
+impl std::str::FromStr for DataArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if Database::is_url(s) {
+            s.parse().map(|db| Self::Database(Box::new(db)))
+        } else {
+            Ok(Self::Dir(PathBuf::from(s)))
+        }
+    }
+}
 
 /// Where policies, schema and data come from; each defaults to the built-in copy.
 #[derive(Args, Clone, Default)]
@@ -18,9 +37,10 @@ pub(super) struct SourceArgs {
     #[arg(long, env = "VAKT_SCHEMA", value_name = "DIR")]
     pub(super) schema: Option<PathBuf>,
     /// Directory of JSON/YAML data files (organizations, systemUsers, teams,
-    /// employees) [default: the built-in example world, examples/world/]
-    #[arg(long, env = "VAKT_DATA", value_name = "DIR")]
-    pub(super) data: Option<PathBuf>,
+    /// employees), or a PostgreSQL database as postgres://USER:PASSWORD@HOST/DB
+    /// [default: the built-in example world, examples/world/]
+    #[arg(long, env = "VAKT_DATA", value_name = "DIR|URL")]
+    pub(super) data: Option<DataArg>,
     /// Largest policy, schema or data file read, in bytes; a larger one is refused.
     #[arg(long, env = "VAKT_MAX_FILE_BYTES", value_name = "BYTES", default_value_t = crate::problem::DEFAULT_MAX_FILE_BYTES)]
     pub(super) max_file_bytes: u64,
@@ -32,7 +52,7 @@ impl SourceArgs {
         for (flag, p) in [
             ("--policies", &self.policies),
             ("--schema", &self.schema),
-            ("--data", &self.data),
+            ("--data", &self.data_dir()),
         ] {
             if let Some(p) = p {
                 if !p.is_dir() {
@@ -43,18 +63,44 @@ impl SourceArgs {
         Ok(())
     }
 
+    /// The data directory, when the data comes from files.
+    pub(super) fn data_dir(&self) -> Option<PathBuf> {
+        match &self.data {
+            Some(DataArg::Dir(d)) => Some(d.clone()),
+            _ => None,
+        }
+    }
+
+    /// The database, when the data comes from one.
+    pub(super) fn database(&self) -> Option<&Database> {
+        match &self.data {
+            Some(DataArg::Database(db)) => Some(db),
+            _ => None,
+        }
+    }
+
+    /// Where the files come from (no data directory when the data is a database).
     pub(super) fn paths(&self) -> SourcePaths {
         SourcePaths {
             policies: self.policies.clone(),
             schema: self.schema.clone(),
-            data: self.data.clone(),
+            data: self.data_dir(),
             max_file_bytes: self.max_file_bytes,
         }
     }
 
     /// Reads and builds the snapshot these sources name.
     pub(super) fn load(&self) -> Result<Snapshot, Problems> {
-        Snapshot::build(&Sources::read(&self.paths())?)
+        let Some(db) = self.database() else {
+            return Snapshot::build(&Sources::read(&self.paths())?);
+        };
+        let rules = Rules::build(&Sources::read(&self.paths())?)?;
+        let loaded = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| db_problems(db, DbError::Io(e)))?
+            .block_on(PostgresSource::load(db.clone(), rules));
+        loaded.map(|(_, s)| s).map_err(|e| db_problems(db, e))
     }
 
     /// One line on stderr saying where each input came from, so that a command run
@@ -70,12 +116,27 @@ impl SourceArgs {
             from(&self.schema, "schema/")
         );
         if with_data {
-            line.push_str(&format!(
-                ", data from {}",
-                from(&self.data, "example world (examples/world/)")
-            ));
+            let data = match &self.data {
+                Some(DataArg::Database(db)) => db.to_string(),
+                _ => from(&self.data_dir(), "example world (examples/world/)"),
+            };
+            line.push_str(&format!(", data from {data}"));
         }
         eprintln!("{line}");
+    }
+}
+
+/// A database's failure as problems: each of the data's problems on its own, named
+/// by the database.
+pub(super) fn db_problems(db: &Database, e: DbError) -> Problems {
+    let name = db.to_string();
+    match e {
+        DbError::Data(list) => Problems(
+            list.into_iter()
+                .map(|m| Problem::new(name.clone(), "", m))
+                .collect(),
+        ),
+        other => Problems(vec![Problem::new(name, "", other.to_string())]),
     }
 }
 

@@ -8,6 +8,7 @@
 mod args;
 mod audit;
 mod check;
+mod db;
 mod fmt;
 mod gen_world;
 mod replay;
@@ -53,6 +54,10 @@ enum Command {
     /// Ask a running sidecar how it stands: revision, data sequence and age, sync
     /// state, last error. Exits 0 when it is live, 1 otherwise, 2 if it cannot be asked.
     Status(status::StatusArgs),
+    /// PostgreSQL as the shared data source: apply the schema's migrations, and
+    /// move a world between files and the database.
+    #[command(subcommand)]
+    Db(db::DbCommand),
 }
 
 /// Runs the command line and returns its exit code.
@@ -73,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Replay(a) => replay::run(a),
         Command::Audit(a) => audit::run(a),
         Command::GenWorld(a) => gen_world::run(a),
+        Command::Db(a) => db::run(a),
         Command::Status(a) => status::run(a),
     };
     match result {

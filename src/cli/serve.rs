@@ -5,7 +5,9 @@ use super::args::SourceArgs;
 use crate::decision_log::{DecisionLog, Fsync, LogOptions, Rotation, SinkSpec};
 use crate::server::{self, Options, Vakt, DEFAULT_MAX_BATCH};
 use crate::snapshot::SnapshotHandle;
+use crate::snapshot::{Rules, Sources};
 use crate::source::files::FileSource;
+use crate::source::postgres::PostgresSource;
 use crate::source::DataStatus;
 use anyhow::Context as _;
 use clap::Args;
@@ -54,7 +56,8 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "VAKT_DECISION_LOG_ROTATE_SECS", value_name = "SECONDS")]
     decision_log_rotate_secs: Option<u64>,
     /// Deny every request with vakt:data-stale once the data was last confirmed
-    /// current longer ago than this (e.g. 30s) [default: no limit]
+    /// current longer ago than this (e.g. 30s; 0 for no limit) [default: 10s for a
+    /// database, no limit for files]
     #[arg(long, env = "VAKT_MAX_STALENESS", value_name = "DURATION", value_parser = humantime::parse_duration)]
     max_staleness: Option<std::time::Duration>,
     /// How long a request that names a min_data_sequence waits for it
@@ -65,6 +68,10 @@ pub(super) struct ServeArgs {
     /// what confirms that file data is current
     #[arg(long, env = "VAKT_RESCAN_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5s")]
     rescan_interval: std::time::Duration,
+    /// How often the database is asked for changes without a notification: the
+    /// heartbeat that confirms a quiet database is current
+    #[arg(long, env = "VAKT_POLL_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
+    poll_interval: std::time::Duration,
 }
 
 fn init_diagnostics() {
@@ -103,14 +110,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tracing::info!("loading");
     let paths = args.sources.paths();
-    let from_files = paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
-    let (source, snapshot) = tokio::task::spawn_blocking(move || {
-        let loaded = FileSource::load(paths);
-        release_freed_memory();
-        loaded
-    })
-    .await?
-    .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let loaded = match args.sources.database() {
+        None => load_files(paths).await?,
+        Some(db) => load_database(db.clone(), paths).await?,
+    };
+    let snapshot = loaded.snapshot;
     let (log, writers) = DecisionLog::open(
         &args.decision_log,
         &LogOptions {
@@ -137,14 +141,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let vakt = Arc::new(Vakt {
         snapshot: Arc::new(SnapshotHandle::new(snapshot)),
         log,
-        data: Arc::new(DataStatus::new(if from_files {
-            "files"
-        } else {
-            "built-in"
-        })),
+        data: Arc::new(DataStatus::new(loaded.kind)),
         options: Options {
             max_batch: args.max_batch,
-            max_staleness: args.max_staleness,
+            max_staleness: match args.max_staleness {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => loaded.default_max_staleness,
+            },
             sequence_wait: args.sequence_wait,
         },
     });
@@ -152,14 +156,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let follow = tokio::spawn(crate::source::files::follow(
-        source,
-        vakt.snapshot.clone(),
-        vakt.data.clone(),
-        hangup,
-        args.rescan_interval,
-        release_freed_memory,
-    ));
+    let follow = match loaded.source {
+        Loaded::Files(source) => tokio::spawn(crate::source::files::follow(
+            source,
+            vakt.snapshot.clone(),
+            vakt.data.clone(),
+            hangup,
+            args.rescan_interval,
+            release_freed_memory,
+        )),
+        Loaded::Database(source) => tokio::spawn(crate::source::postgres::follow(
+            *source,
+            args.sources.paths(),
+            vakt.snapshot.clone(),
+            vakt.data.clone(),
+            hangup,
+            args.poll_interval,
+            release_freed_memory,
+        )),
+    };
     server::serve(listener, vakt.clone(), shutdown_signal(term)).await?;
     // The decision log's writers finish once every handle to it is gone, so stop
     // the follower (it holds the snapshot, not the log) and drop the state.
@@ -169,6 +184,59 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writers.finish().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The first snapshot, and the source to follow.
+struct Start {
+    snapshot: crate::snapshot::Snapshot,
+    source: Loaded,
+    /// What the status call names the source.
+    kind: &'static str,
+    default_max_staleness: Option<std::time::Duration>,
+}
+
+enum Loaded {
+    Files(FileSource),
+    Database(Box<PostgresSource>),
+}
+
+async fn load_files(paths: crate::snapshot::SourcePaths) -> anyhow::Result<Start> {
+    let from_files = paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
+    let (source, snapshot) = tokio::task::spawn_blocking(move || {
+        let loaded = FileSource::load(paths);
+        release_freed_memory();
+        loaded
+    })
+    .await?
+    .map_err(|p| anyhow::anyhow!("{p}"))?;
+    Ok(Start {
+        snapshot,
+        source: Loaded::Files(source),
+        kind: if from_files { "files" } else { "built-in" },
+        default_max_staleness: None,
+    })
+}
+
+async fn load_database(
+    db: crate::source::postgres::Database,
+    paths: crate::snapshot::SourcePaths,
+) -> anyhow::Result<Start> {
+    let rules =
+        tokio::task::spawn_blocking(move || Sources::read(&paths).and_then(|s| Rules::build(&s)))
+            .await?
+            .map_err(|p| anyhow::anyhow!("{p}"))?;
+    tracing::info!(database = %db, "reading the world from the database");
+    let shown = db.to_string();
+    let (source, snapshot) = PostgresSource::load(db, rules)
+        .await
+        .with_context(|| format!("reading the world from {shown}"))?;
+    release_freed_memory();
+    Ok(Start {
+        snapshot,
+        source: Loaded::Database(Box::new(source)),
+        kind: "postgres",
+        default_max_staleness: Some(crate::source::postgres::DEFAULT_MAX_STALENESS),
+    })
 }
 
 /// Hands the memory that building a snapshot used back to the system: the

@@ -104,11 +104,7 @@ impl FileSource {
 
     /// The directories to watch.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        [&self.paths.policies, &self.paths.schema, &self.paths.data]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
+        self.paths.dirs()
     }
 
     /// Looks at the files again. Returns the snapshot to serve when something
@@ -319,10 +315,6 @@ pub fn concerns(p: &Path) -> bool {
     })
 }
 
-/// How long events are gathered before a refresh: an editor's save or a ConfigMap
-/// swap is several events.
-const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// Follows the files: refreshes on every change the watcher reports (debounced),
 /// every `every` as a backstop and heartbeat, and in full on SIGHUP; swaps each new
 /// snapshot into `snapshots` and keeps `status` current. `rebuilt` runs after a
@@ -335,34 +327,14 @@ pub async fn follow(
     every: std::time::Duration,
     rebuilt: fn(),
 ) {
-    use notify::Watcher as _;
-    let (tx, mut events) = tokio::sync::mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| e.paths.iter().any(|p| concerns(p))) {
-            let _ = tx.try_send(());
-        }
-    });
-    let mut watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "file watching unavailable; files are read again every interval");
-            None
-        }
-    };
-    for dir in source.dirs() {
-        if let Some(w) = watcher.as_mut() {
-            if let Err(e) = w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch directory; it is read again every interval");
-            }
-        }
-    }
+    let (_watcher, mut events) = super::watch(&source.dirs());
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
     loop {
         let force = tokio::select! {
             Some(()) = events.recv() => {
-                tokio::time::sleep(DEBOUNCE).await;
+                tokio::time::sleep(super::DEBOUNCE).await;
                 while events.try_recv().is_ok() {}
                 false
             }

@@ -1,11 +1,12 @@
 //! Where the data comes from, and how fresh it is: the copy built into the binary,
-//! or files that are watched (`files`).
+//! files that are watched (`files`), or PostgreSQL (`postgres`).
 //!
 //! Every source keeps a [`DataStatus`] that the status call reads and the request
 //! path checks against `--max-staleness` with two atomic loads: when the data was
 //! last confirmed current, and whether the source is in sync.
 
 pub mod files;
+pub mod postgres;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -122,4 +123,43 @@ impl DataStatus {
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
+}
+
+/// How long change events are gathered before acting on them: an editor's save or
+/// a ConfigMap swap is several events.
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Watches `dirs` for changes to the files Vakt reads; each batch of events sends
+/// one message (more are dropped while one is waiting). The watcher must be kept
+/// alive; without one (the platform refused), the receiver never yields and the
+/// caller's interval is the only check.
+pub(crate) fn watch(
+    dirs: &[std::path::PathBuf],
+) -> (
+    Option<notify::RecommendedWatcher>,
+    tokio::sync::mpsc::Receiver<()>,
+) {
+    use notify::Watcher as _;
+    let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
+    if dirs.is_empty() {
+        return (None, rx);
+    }
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| e.paths.iter().any(|p| files::concerns(p))) {
+            let _ = tx.try_send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "file watching unavailable; files are read again every interval");
+            return (None, rx);
+        }
+    };
+    for dir in dirs {
+        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch directory; it is read again every interval");
+        }
+    }
+    (Some(watcher), rx)
 }

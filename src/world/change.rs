@@ -97,6 +97,43 @@ impl World {
         }
     }
 
+    /// A whole world from `changes` (every record of it), with every reference
+    /// checked, or every problem. For a world read from a database, whose records
+    /// arrive as changes from nothing.
+    pub fn from_changes(
+        changes: impl IntoIterator<Item = Change>,
+        packages: &AccessPackages,
+    ) -> Result<World, Vec<ChangeProblem>> {
+        let mut w = World::default();
+        for c in changes {
+            w.put(c);
+        }
+        w.reindex();
+        let problems = w.check_references(packages);
+        if problems.is_empty() {
+            Ok(w)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// This world with `entities` (lists in Cedar's own JSON format, tagged with
+    /// where each came from) in place of its entities of types beyond Vakt's own;
+    /// every problem with them otherwise, tagged alike.
+    pub fn with_cedar_entities<T: Copy>(
+        &self,
+        entities: Vec<(T, serde_json::Value)>,
+        schema: &cedar_policy::Schema,
+    ) -> Result<World, Vec<(T, String)>> {
+        let (extra, problems) = super::build::cedar_entities(entities, schema);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut w = self.clone();
+        w.extra = Arc::new(extra);
+        Ok(w)
+    }
+
     /// Applies one change, keeping the derived indexes right.
     pub(crate) fn put(&mut self, c: Change) {
         match c {

@@ -15,17 +15,20 @@
 //! - `entity`: the records as Cedar entities, for the evaluator and for export.
 //! - `state`: the world at one moment, its maps and look-ups; `change`: changing
 //!   it record by record.
-//! - `load`: reading data files; `build`: checking records and building a world.
+//! - `load`: reading data files; `build`: checking records and building a world;
+//!   `export`: writing a world out as data files.
 
 mod build;
 mod change;
 mod entity;
+mod export;
 mod load;
 pub mod records;
 mod state;
 
 pub use build::WorldBuilder;
 pub use change::{Change, ChangeProblem, RecordKey};
+pub use export::{CEDAR_FILE, FILES};
 pub use load::{
     load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord,
     PackageRef, SystemUserRecord, TeamRecord,

@@ -245,7 +245,8 @@ pub struct ClientLink {
 /// each. Links repeat a handful of combinations, so each distinct one is held once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LinkAccess {
-    /// Each relationship (role URN) with the packages delegated through it, as given.
+    /// Each relationship (role URN), in the order given, with the packages
+    /// delegated through it, sorted.
     pub entries: Box<[(SmolStr, Box<[SmolStr]>)]>,
     /// Every role, sorted.
     pub roles: Box<[SmolStr]>,
@@ -285,10 +286,7 @@ impl LinkAccess {
                 .collect(),
         );
         Self {
-            entries: entries
-                .into_iter()
-                .map(|(r, p)| (r, p.into_boxed_slice()))
-                .collect(),
+            entries: entries.into_iter().map(|(r, p)| (r, sorted(p))).collect(),
             roles,
             packages,
             auditor_packages,

@@ -38,6 +38,24 @@ impl std::fmt::Debug for World {
     }
 }
 
+/// Two worlds are equal when they hold the same records (and so the same derived
+/// indexes) and the same entities in Cedar's own format, attributes included.
+impl PartialEq for World {
+    fn eq(&self, other: &Self) -> bool {
+        let json = |e: &ast::Entity| cedar_policy::Entity::from(e.clone()).to_json_value().ok();
+        self.orgs == other.orgs
+            && self.employees == other.employees
+            && self.teams == other.teams
+            && self.system_users == other.system_users
+            && self.by_owner == other.by_owner
+            && self.extra.len() == other.extra.len()
+            && self
+                .extra
+                .iter()
+                .all(|(uid, e)| other.extra.get(uid).is_some_and(|o| json(e) == json(o)))
+    }
+}
+
 impl World {
     pub fn organization(&self, n: OrgNo) -> Option<&Organization> {
         self.orgs.get(&n).map(|o| &**o)
@@ -74,6 +92,14 @@ impl World {
     }
     pub fn extra_entities(&self) -> impl Iterator<Item = &ast::Entity> {
         self.extra.values()
+    }
+    /// The entities given in Cedar's own format: the extra entities without the
+    /// schema's actions.
+    pub fn cedar_entities(&self) -> impl Iterator<Item = &ast::Entity> {
+        let action: &ast::EntityType = crate::model::types().action.as_ref();
+        self.extra
+            .values()
+            .filter(move |e| e.uid().entity_type() != action)
     }
 
     /// Record counts, for the startup log and `vakt validate`.

@@ -2,6 +2,8 @@
 //! real tonic client to it.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,221 @@
+//! The follower task: polls at every wake-up and heartbeat, swaps each new
+//! snapshot in, reconnects with backoff, and rebuilds when policies or schema
+//! change.
+
+use super::{connect, Connection, DbError, Polled, PostgresSource};
+use crate::snapshot::{Rules, SnapshotHandle, SourcePaths, Sources};
+use crate::source::{DataStatus, SyncState};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Follows the database until the task is dropped: polls at every notification
+/// and every `every` (the heartbeat that keeps a quiet database current), reads
+/// the policies and schema in `rules` again when they change or on SIGHUP, and
+/// keeps `status` current. `rebuilt` runs after a whole world was read again.
+pub async fn follow(
+    mut source: PostgresSource,
+    rules: SourcePaths,
+    snapshots: Arc<SnapshotHandle>,
+    status: Arc<DataStatus>,
+    mut hangup: tokio::signal::unix::Signal,
+    every: Duration,
+    rebuilt: fn(),
+) {
+    let (_watcher, mut rule_events) = crate::source::watch(&rules.dirs());
+    let mut backoff = FIRST_BACKOFF;
+    let mut conn: Option<Connection> = None;
+    // The last failure logged, so a condition that lasts is logged once.
+    let mut logged: Option<String> = None;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let Some(c) = conn.as_mut() else {
+            match connect(source.database()).await {
+                Ok(c) => {
+                    let fresh = match source.same_cluster(&c.client).await {
+                        Ok(same) => !same,
+                        Err(_) => true,
+                    };
+                    conn = Some(c);
+                    backoff = FIRST_BACKOFF;
+                    tracing::info!(database = %source.database(), "connected to the database; catching up");
+                    if fresh {
+                        let c = conn.as_mut().map(|c| &mut c.client);
+                        if let Some(client) = c {
+                            let rules = snapshots.load().rules().clone();
+                            match source.reload(client, rules).await {
+                                Ok(s) => {
+                                    swap(&snapshots, &status, s, "the database is another cluster now (a restore or failover): read again whole");
+                                    rebuilt();
+                                }
+                                Err(e) => {
+                                    failed(&status, &mut logged, &e);
+                                    conn = None;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed(&status, &mut logged, &e);
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            continue;
+        };
+        let wake = c.wake.clone();
+        let (mut reload_rules, mut force) = (false, false);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tick.tick() => {}
+            Some(()) = rule_events.recv() => {
+                tokio::time::sleep(crate::source::DEBOUNCE).await;
+                while rule_events.try_recv().is_ok() {}
+                reload_rules = true;
+            }
+            Some(()) = hangup.recv() => {
+                tracing::info!("SIGHUP: reading the policies, schema and the whole world again");
+                (reload_rules, force) = (true, true);
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if c.client.is_closed() {
+            failed(&status, &mut logged, &DbError::Closed);
+            conn = None;
+            continue;
+        }
+        if reload_rules {
+            let current = snapshots.load();
+            let built = {
+                let rules = rules.clone();
+                tokio::task::spawn_blocking(move || {
+                    Sources::read(&SourcePaths {
+                        data: None,
+                        ..rules
+                    })
+                    .and_then(|s| Rules::build(&s))
+                })
+                .await
+            };
+            match built {
+                Ok(Ok(new)) if force || new.rules_revision != current.rules_revision => {
+                    match source.reload(&mut c.client, new).await {
+                        Ok(s) => {
+                            swap(&snapshots, &status, s, "policies or schema changed: rebuilt with the whole world read again");
+                            rebuilt();
+                        }
+                        Err(e) => {
+                            failed(&status, &mut logged, &e);
+                            conn = None;
+                        }
+                    }
+                    continue;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(problems)) => {
+                    let text = problems.to_string();
+                    if logged.as_deref() != Some(text.as_str()) {
+                        tracing::error!(problems = %text, "reload failed; keeping the last good snapshot");
+                    }
+                    status.fail(SyncState::ReloadFailed, text.clone());
+                    logged = Some(text);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload task failed");
+                    continue;
+                }
+            }
+        }
+        let current = snapshots.load();
+        match source.poll(&mut c.client, &current).await {
+            Ok(Polled::Quiet) => {
+                if let Some(s) = source.moved(&current) {
+                    snapshots.store(s);
+                }
+                if logged.take().is_some() {
+                    tracing::info!("the database is followed again");
+                }
+                status.set_state(SyncState::Live);
+                status.confirm();
+            }
+            Ok(Polled::Applied(s, records)) => {
+                tracing::info!(
+                    revision = %s.revision,
+                    data_sequence = s.data.sequence,
+                    records,
+                    "data changed; applied"
+                );
+                snapshots.store(s);
+                status.applied();
+                logged = None;
+            }
+            Ok(Polled::Reloaded(s, why)) => {
+                swap(&snapshots, &status, s, why);
+                logged = None;
+                rebuilt();
+            }
+            Ok(Polled::Refused {
+                problems,
+                newest_xid,
+            }) => {
+                let text = problems.join("\n");
+                if logged.as_deref() != Some(text.as_str()) {
+                    tracing::error!(
+                        transaction = newest_xid.as_deref().unwrap_or(""),
+                        problems = %text,
+                        "a change in the database fails Vakt's checks; following stopped at it, the last good world keeps serving"
+                    );
+                }
+                status.fail(
+                    SyncState::Stopped,
+                    format!(
+                        "change stopped at transaction {}: {text}",
+                        newest_xid.as_deref().unwrap_or("?")
+                    ),
+                );
+                logged = Some(text);
+            }
+            Err(e) => {
+                failed(&status, &mut logged, &e);
+                conn = None;
+            }
+        }
+    }
+}
+
+fn swap(snapshots: &SnapshotHandle, status: &DataStatus, s: crate::snapshot::Snapshot, why: &str) {
+    tracing::info!(
+        revision = %s.revision,
+        data_sequence = s.data.sequence,
+        reason = why,
+        "snapshot rebuilt"
+    );
+    snapshots.store(s);
+    status.applied();
+}
+
+/// The connection is lost or unusable: the last snapshot keeps serving, and the
+/// data ages towards `--max-staleness`.
+fn failed(status: &DataStatus, logged: &mut Option<String>, e: &DbError) {
+    let text = e.to_string();
+    if logged.as_deref() != Some(text.as_str()) {
+        tracing::warn!(error = %text, "database unavailable; deciding on the last data while reconnecting");
+    }
+    status.fail(SyncState::Reconnecting, text.clone());
+    *logged = Some(text);
+}
+
+/// A wait of 75% to 125% of `d`, so replicas that lost the database together do
+/// not all come back at the same instant.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.75 + f64::from(nanos % 1000) / 2000.0)
+}

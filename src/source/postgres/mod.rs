@@ -1,0 +1,512 @@
+//! Data from PostgreSQL, shared by many sidecars: the world read from one
+//! consistent snapshot, then followed change by change through the change feed.
+//!
+//! # How the feed stays gap-free
+//!
+//! Triggers (see `migrations/0001_world.sql`) record the key of every written
+//! record with the writer's transaction id. Transaction ids are handed out at a
+//! transaction's first write, not at its commit, so "everything after id 42" would
+//! miss a transaction 41 that commits later. The position is therefore a whole
+//! `pg_snapshot` (`xmin:xmax:in-flight ids`). Each poll runs in one REPEATABLE READ
+//! transaction: it takes a newer snapshot, selects the change rows of exactly the
+//! transactions visible now but not at the position (`pg_visible_in_snapshot`),
+//! and reads those records again under the new snapshot. Every committed
+//! transaction becomes visible between exactly one pair of positions, so each
+//! poll moves the world from one consistent database state to a later one, with no
+//! change missed or applied twice, whatever order transactions commit in.
+//!
+//! LISTEN/NOTIFY wakes the follower at once after a commit; a poll every
+//! interval is the heartbeat that confirms a quiet database is still current.
+//!
+//! # Layout
+//!
+//! - `migrate`: the schema's migrations and the version check.
+//! - `read`: reading tables, whole or by key, into changes to a world.
+//! - `write`: writing a whole world into the tables (`vakt db import`).
+//! - `follow`: connecting, polling, reconnecting; the follower task.
+
+pub mod migrate;
+mod read;
+pub mod write;
+
+mod follow;
+pub use follow::follow;
+
+use crate::snapshot::{DataVersion, Rules, Snapshot};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::{Client, IsolationLevel, NoTls, Transaction};
+
+/// The default `--max-staleness` for a database source: ten heartbeats missed.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(10);
+
+/// How long one poll or load may take before the connection is given up as dead.
+const POLL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A database to read the world from, as given by a `postgres://` URL.
+#[derive(Clone)]
+pub struct Database {
+    config: tokio_postgres::Config,
+    /// The URL without its password, for logs and the status call.
+    shown: String,
+}
+
+impl Database {
+    /// Whether `s` names a database rather than a directory.
+    pub fn is_url(s: &str) -> bool {
+        s.starts_with("postgres://") || s.starts_with("postgresql://")
+    }
+}
+
+impl std::str::FromStr for Database {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !Self::is_url(s) {
+            return Err("a database URL starts with postgres:// or postgresql://".into());
+        }
+        let mut config: tokio_postgres::Config = s.parse().map_err(|e| format!("{e}"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        if config.get_application_name().is_none() {
+            config.application_name("vakt");
+        }
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+            .map(|(h, p)| match h {
+                tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+                tokio_postgres::config::Host::Unix(p2) => format!("{}:{p}", p2.display()),
+            })
+            .collect();
+        let shown = format!(
+            "postgres://{}{}/{}",
+            config
+                .get_user()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
+            hosts.join(","),
+            config.get_dbname().unwrap_or("")
+        );
+        Ok(Self { config, shown })
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the database has no Vakt schema; run `vakt db migrate` first")]
+    NotMigrated,
+    #[error("the database's Vakt schema is version {found}, this binary needs {needed}; run `vakt db migrate`")]
+    OldSchema { found: i64, needed: i64 },
+    #[error("the database's Vakt schema is version {found}, newer than this binary knows ({known}); upgrade Vakt")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("migration {version} ({name}) was changed after it was applied")]
+    MigrationChanged { version: i64, name: &'static str },
+    #[error("connected to a standby; Vakt follows the primary (a standby's snapshots do not list running transactions)")]
+    Standby,
+    #[error("the database connection closed")]
+    Closed,
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the data in the database fails Vakt's checks:\n{}", .0.join("\n"))]
+    Data(Vec<String>),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A PostgreSQL error with the server's message and detail, when there is one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" ({d})"));
+            }
+            if let Some(c) = db.constraint() {
+                s.push_str(&format!(" [constraint {c}]"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// A connection, and a wake-up for each committed change the database announces.
+pub(crate) struct Connection {
+    pub client: Client,
+    pub wake: Arc<tokio::sync::Notify>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Connects, checks the schema version, and listens for the change feed's
+/// wake-ups.
+pub(crate) async fn connect(db: &Database) -> Result<Connection, DbError> {
+    let (client, mut conn) = db.config.connect(NoTls).await?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let notify = wake.clone();
+    // Driving the connection ourselves is how notifications are received; a
+    // notification is only a wake-up, the poll reads the truth.
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => notify.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    // Wake the follower so it notices the closed connection now.
+                    notify.notify_one();
+                    break;
+                }
+            }
+        }
+    });
+    let c = Connection {
+        client,
+        wake,
+        driver,
+    };
+    migrate::check(&c.client).await?;
+    c.client.batch_execute("LISTEN vakt_feed").await?;
+    Ok(c)
+}
+
+/// Connects without listening: for commands (`vakt db ...`).
+pub async fn connect_plain(db: &Database) -> Result<Client, DbError> {
+    let (client, conn) = db.config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A consistent read: one REPEATABLE READ, READ ONLY transaction.
+async fn snapshot_tx(client: &mut Client) -> Result<Transaction<'_>, DbError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
+/// A position in the database's history: the text of a `pg_snapshot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    text: String,
+    xmax: u64,
+    in_flight: Vec<u64>,
+}
+
+impl Position {
+    fn parse(text: String) -> Option<Self> {
+        let mut parts = text.split(':');
+        let _xmin: u64 = parts.next()?.parse().ok()?;
+        let xmax: u64 = parts.next()?.parse().ok()?;
+        let in_flight = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<u64>, _>>()
+                .ok()?,
+        };
+        Some(Self {
+            text,
+            xmax,
+            in_flight,
+        })
+    }
+
+    /// The data sequence of this position: every transaction with an id up to it
+    /// is in the data, except those in flight.
+    fn sequence(&self) -> u64 {
+        self.xmax.saturating_sub(1)
+    }
+}
+
+/// The world in PostgreSQL, followed from a position.
+pub struct PostgresSource {
+    db: Database,
+    /// Where the serving world stands.
+    position: Position,
+    /// The cluster's system identifier and start time, checked on reconnect: a
+    /// restored or failed-over cluster is read again whole.
+    cluster: String,
+    /// Names the data for the revision: the cluster and the position of the last
+    /// change applied.
+    identity: String,
+}
+
+const HEAD: &str = "SELECT pg_current_snapshot()::text,
+       pg_is_in_recovery(),
+       (SELECT pruned_max FROM vakt.feed_meta) < pg_snapshot_xmin($1::text::pg_snapshot),
+       pg_snapshot_xmax(pg_current_snapshot()) >= pg_snapshot_xmax($1::text::pg_snapshot)";
+const CHANGED: &str = "SELECT kind, key, sub, max(xid)::text FROM vakt.feed_change
+ WHERE xid >= pg_snapshot_xmin($1::text::pg_snapshot)
+   AND NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot)
+ GROUP BY kind, key, sub";
+const CLUSTER: &str = "SELECT system_identifier::text || '/' || pg_postmaster_start_time()::text
+  FROM pg_control_system()";
+
+/// What a poll found.
+pub(crate) enum Polled {
+    /// Nothing followed changed; the position moved on.
+    Quiet,
+    /// Changes applied: the snapshot to serve, and how many records changed.
+    Applied(Snapshot, usize),
+    /// Read again whole (the feed could not be continued, or a whole table
+    /// changed): the snapshot to serve, and why.
+    Reloaded(Snapshot, &'static str),
+    /// The changes fail Vakt's checks: nothing applied, the position stays.
+    Refused {
+        problems: Vec<String>,
+        newest_xid: Option<String>,
+    },
+}
+
+impl PostgresSource {
+    /// Connects, reads the whole world from one snapshot, and builds the first
+    /// snapshot to serve with `rules`.
+    pub async fn load(db: Database, rules: Arc<Rules>) -> Result<(Self, Snapshot), DbError> {
+        let mut conn = connect(&db).await?;
+        let cluster: String = conn.client.query_one(CLUSTER, &[]).await?.get(0);
+        let (world, position) = tokio::time::timeout(
+            POLL_TIMEOUT * 8,
+            read_whole(&mut conn.client, rules.clone()),
+        )
+        .await
+        .map_err(|_| DbError::Timeout(POLL_TIMEOUT * 8))??;
+        let mut source = Self {
+            db,
+            position: position.clone(),
+            cluster,
+            identity: String::new(),
+        };
+        source.changed_at(&position);
+        let snapshot = Snapshot::new(rules, world, source.data_version());
+        Ok((source, snapshot))
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn changed_at(&mut self, p: &Position) {
+        let mut h = Sha256::new();
+        h.update(self.cluster.as_bytes());
+        h.update([0]);
+        h.update(p.text.as_bytes());
+        self.identity = hex::encode(&h.finalize()[..8]);
+    }
+
+    fn data_version(&self) -> DataVersion {
+        DataVersion {
+            sequence: self.position.sequence(),
+            in_flight: self.position.in_flight.clone().into(),
+            identity: self.identity.clone(),
+        }
+    }
+
+    /// After a reconnect: whether this is still the cluster the position belongs
+    /// to (a restore or failover starts history again).
+    pub(crate) async fn same_cluster(&self, client: &Client) -> Result<bool, DbError> {
+        let now: String = client.query_one(CLUSTER, &[]).await?.get(0);
+        Ok(now == self.cluster)
+    }
+
+    /// Reads the whole world again, under `rules` (new rules, or a reload the feed
+    /// asked for).
+    pub(crate) async fn reload(
+        &mut self,
+        client: &mut Client,
+        rules: Arc<Rules>,
+    ) -> Result<Snapshot, DbError> {
+        let cluster: String = client.query_one(CLUSTER, &[]).await?.get(0);
+        let (world, position) =
+            tokio::time::timeout(POLL_TIMEOUT * 8, read_whole(client, rules.clone()))
+                .await
+                .map_err(|_| DbError::Timeout(POLL_TIMEOUT * 8))??;
+        self.cluster = cluster;
+        self.position = position.clone();
+        self.changed_at(&position);
+        Ok(Snapshot::new(rules, world, self.data_version()))
+    }
+
+    /// One poll: what changed since the position, applied to `current`.
+    pub(crate) async fn poll(
+        &mut self,
+        client: &mut Client,
+        current: &Snapshot,
+    ) -> Result<Polled, DbError> {
+        tokio::time::timeout(POLL_TIMEOUT, self.poll_inner(client, current))
+            .await
+            .map_err(|_| DbError::Timeout(POLL_TIMEOUT))?
+    }
+
+    async fn poll_inner(
+        &mut self,
+        client: &mut Client,
+        current: &Snapshot,
+    ) -> Result<Polled, DbError> {
+        let tx = snapshot_tx(client).await?;
+        let head = tx.query_one(HEAD, &[&self.position.text]).await?;
+        if head.get::<_, bool>(1) {
+            return Err(DbError::Standby);
+        }
+        let at = Position::parse(head.get(0)).ok_or_else(|| {
+            DbError::Data(vec![format!(
+                "unreadable pg_snapshot {:?}",
+                head.get::<_, String>(0)
+            )])
+        })?;
+        let (complete, forward): (bool, bool) = (head.get(2), head.get(3));
+        if !complete || !forward {
+            drop(tx);
+            let why = if forward {
+                "changes were pruned from the feed before they were read"
+            } else {
+                "the database's history went back (a restore or failover)"
+            };
+            return Ok(Polled::Reloaded(
+                self.reload(client, current.rules().clone()).await?,
+                why,
+            ));
+        }
+        let mut changed = read::Changed::default();
+        for r in tx.query(CHANGED, &[&self.position.text]).await? {
+            changed.add(r.get(0), r.get(1), r.get(2));
+            let xid: String = r.get(3);
+            let newer = changed
+                .newest_xid
+                .as_ref()
+                .is_none_or(|n| n.parse::<u64>().ok() < xid.parse::<u64>().ok());
+            if newer {
+                changed.newest_xid = Some(xid);
+            }
+        }
+        if changed.whole {
+            drop(tx);
+            return Ok(Polled::Reloaded(
+                self.reload(client, current.rules().clone()).await?,
+                "a whole table changed (a TRUNCATE or a bulk load)",
+            ));
+        }
+        if changed.is_empty() {
+            tx.commit().await?;
+            self.position = at;
+            return Ok(Polled::Quiet);
+        }
+        let delta = read::changes(&tx, &changed, &current.world, current.rules()).await?;
+        tx.commit().await?;
+        let world = delta.and_then(|d| d.apply(&current.world, current.rules()));
+        match world {
+            Ok(world) => {
+                self.position = at.clone();
+                self.changed_at(&at);
+                Ok(Polled::Applied(
+                    current.with_world(world, self.data_version()),
+                    changed.len(),
+                ))
+            }
+            Err(problems) => Ok(Polled::Refused {
+                problems,
+                newest_xid: changed.newest_xid,
+            }),
+        }
+    }
+
+    /// The snapshot to serve after a quiet poll moved the position: the same world
+    /// at the new data version, or none if the version is the same.
+    pub(crate) fn moved(&self, current: &Snapshot) -> Option<Snapshot> {
+        let data = self.data_version();
+        (data != current.data).then(|| current.with_world(current.world.clone(), data))
+    }
+}
+
+/// Reads every table from one snapshot and builds the world (off the runtime's
+/// threads: a million records take seconds of CPU); with the snapshot's position.
+async fn read_whole(
+    client: &mut Client,
+    rules: Arc<Rules>,
+) -> Result<(crate::world::World, Position), DbError> {
+    let tx = snapshot_tx(client).await?;
+    // The first statement fixes the transaction's snapshot: every read below sees
+    // exactly the transactions this position says.
+    let head = tx
+        .query_one(
+            "SELECT pg_current_snapshot()::text, pg_is_in_recovery()",
+            &[],
+        )
+        .await?;
+    if head.get::<_, bool>(1) {
+        return Err(DbError::Standby);
+    }
+    let text: String = head.get(0);
+    let position = Position::parse(text.clone())
+        .ok_or_else(|| DbError::Data(vec![format!("unreadable pg_snapshot {text:?}")]))?;
+    let rows = read::all_rows(&tx).await?;
+    tx.commit().await?;
+    let world = tokio::task::spawn_blocking(move || read::world(rows, &rules))
+        .await
+        .map_err(|e| DbError::Data(vec![format!("building the world failed: {e}")]))?
+        .map_err(DbError::Data)?;
+    Ok((world, position))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_read_as_data_sequences() {
+        let p = Position::parse("773:776:773,775".into()).unwrap();
+        assert_eq!(p.sequence(), 775);
+        assert_eq!(p.in_flight, [773, 775]);
+        let q = Position::parse("775:775:".into()).unwrap();
+        assert_eq!(q.sequence(), 774);
+        assert!(q.in_flight.is_empty());
+        assert!(Position::parse("x:1:".into()).is_none());
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        let db: Database = "postgres://vakt:s3cret@db.example:6543/world"
+            .parse()
+            .unwrap();
+        assert_eq!(db.to_string(), "postgres://vakt@db.example:6543/world");
+        assert!(!format!("{db:?}").contains("s3cret"));
+        assert!("/var/data".parse::<Database>().is_err());
+    }
+}
