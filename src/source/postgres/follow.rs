@@ -11,6 +11,11 @@ use std::time::Duration;
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The least time between two polls. Under a stream of commits, each of which
+/// wakes the follower, the changes of this window are read and applied together:
+/// fewer, larger polls cost the database and the request threads less, and a
+/// revocation waits at most this much longer.
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Follows the database until the task is dropped: polls at every notification
 /// and every `every` (the heartbeat that keeps a quiet database current), reads
@@ -30,6 +35,7 @@ pub async fn follow(
     let mut conn: Option<Connection> = None;
     // The last failure logged, so a condition that lasts is logged once.
     let mut logged: Option<String> = None;
+    let mut last_poll = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -132,6 +138,8 @@ pub async fn follow(
                 }
             }
         }
+        tokio::time::sleep_until(last_poll + BATCH_WINDOW).await;
+        last_poll = tokio::time::Instant::now();
         let current = snapshots.load();
         match source.poll(&mut c.client, &current).await {
             Ok(Polled::Quiet) => {

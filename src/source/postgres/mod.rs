@@ -304,7 +304,7 @@ impl PostgresSource {
         let cluster: String = conn.client.query_one(CLUSTER, &[]).await?.get(0);
         let (world, position) = tokio::time::timeout(
             POLL_TIMEOUT * 8,
-            read_whole(&mut conn.client, rules.clone()),
+            read_whole(&db, &mut conn.client, rules.clone()),
         )
         .await
         .map_err(|_| DbError::Timeout(POLL_TIMEOUT * 8))??;
@@ -354,10 +354,12 @@ impl PostgresSource {
         rules: Arc<Rules>,
     ) -> Result<Snapshot, DbError> {
         let cluster: String = client.query_one(CLUSTER, &[]).await?.get(0);
-        let (world, position) =
-            tokio::time::timeout(POLL_TIMEOUT * 8, read_whole(client, rules.clone()))
-                .await
-                .map_err(|_| DbError::Timeout(POLL_TIMEOUT * 8))??;
+        let (world, position) = tokio::time::timeout(
+            POLL_TIMEOUT * 8,
+            read_whole(&self.db, client, rules.clone()),
+        )
+        .await
+        .map_err(|_| DbError::Timeout(POLL_TIMEOUT * 8))??;
         self.cluster = cluster;
         self.position = position.clone();
         self.changed_at(&position);
@@ -458,6 +460,7 @@ impl PostgresSource {
 /// Reads every table from one snapshot and builds the world (off the runtime's
 /// threads: a million records take seconds of CPU); with the snapshot's position.
 async fn read_whole(
+    db: &Database,
     client: &mut Client,
     rules: Arc<Rules>,
 ) -> Result<(crate::world::World, Position), DbError> {
@@ -476,12 +479,19 @@ async fn read_whole(
     let text: String = head.get(0);
     let position = Position::parse(text.clone())
         .ok_or_else(|| DbError::Data(vec![format!("unreadable pg_snapshot {text:?}")]))?;
-    let rows = read::all_rows(&tx).await?;
+    let started = std::time::Instant::now();
+    let rows = read::all_rows(db, &tx).await?;
     tx.commit().await?;
+    let read = started.elapsed();
     let world = tokio::task::spawn_blocking(move || read::world(rows, &rules))
         .await
         .map_err(|e| DbError::Data(vec![format!("building the world failed: {e}")]))?
         .map_err(DbError::Data)?;
+    tracing::debug!(
+        read_ms = read.as_millis() as u64,
+        build_ms = (started.elapsed() - read).as_millis() as u64,
+        "whole world read"
+    );
     Ok((world, position))
 }
 

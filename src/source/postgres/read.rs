@@ -42,6 +42,35 @@ const EMPLOYEES: &str = "SELECT e.id, e.organization, e.name, e.active, e.kind,
        ARRAY(SELECT a.client_org_number FROM vakt.employee_audit_client a
               WHERE a.employee_id = e.id ORDER BY 1)
   FROM vakt.employee e";
+/// The whole-table forms of [`LINKS`], [`TEAMS`] and [`EMPLOYEES`], with the same
+/// columns: one aggregation per child table joined by hash, where the per-row
+/// subqueries would probe an index once per row (2.5 times slower at a million
+/// entities).
+const LINKS_ALL: &str = "SELECT l.system_user_id, l.client_org_number, l.client_id, l.status,
+       r.role, coalesce(p.packages, '{}')
+  FROM vakt.client_link l
+  LEFT JOIN vakt.client_link_role r
+    ON r.system_user_id = l.system_user_id AND r.client_org_number = l.client_org_number
+  LEFT JOIN (SELECT system_user_id, client_org_number, position,
+                    array_agg(package ORDER BY package) AS packages
+               FROM vakt.client_link_role_package GROUP BY 1, 2, 3) p
+    ON p.system_user_id = r.system_user_id AND p.client_org_number = r.client_org_number
+   AND p.position = r.position
+ ORDER BY l.system_user_id, l.client_org_number, r.position";
+const TEAMS_ALL: &str = "SELECT t.id, t.organization, t.name, t.all_clients,
+       coalesce(s.system_users, '{}'), coalesce(c.clients, '{}')
+  FROM vakt.team t
+  LEFT JOIN (SELECT team_id, array_agg(system_user_id ORDER BY system_user_id) AS system_users
+               FROM vakt.team_system_user GROUP BY 1) s ON s.team_id = t.id
+  LEFT JOIN (SELECT team_id, array_agg(client_org_number ORDER BY client_org_number) AS clients
+               FROM vakt.team_client GROUP BY 1) c ON c.team_id = t.id";
+const EMPLOYEES_ALL: &str = "SELECT e.id, e.organization, e.name, e.active, e.kind,
+       coalesce(t.teams, '{}'), coalesce(a.clients, '{}')
+  FROM vakt.employee e
+  LEFT JOIN (SELECT employee_id, array_agg(team_id ORDER BY team_id) AS teams
+               FROM vakt.employee_team GROUP BY 1) t ON t.employee_id = e.id
+  LEFT JOIN (SELECT employee_id, array_agg(client_org_number ORDER BY client_org_number) AS clients
+               FROM vakt.employee_audit_client GROUP BY 1) a ON a.employee_id = e.id";
 const CEDAR: &str = "SELECT entity::text FROM vakt.cedar_entity ORDER BY entity_type, entity_id";
 
 /// The keys a change set touched, by kind, as the change feed names them.
@@ -379,16 +408,71 @@ pub(super) struct AllRows {
     cedar: Vec<String>,
 }
 
-/// Reads every table (within `tx`, so from one snapshot).
-pub(super) async fn all_rows(tx: &Transaction<'_>) -> Result<AllRows, DbError> {
+/// Settings for whole-table reads: compiling these scans and hash joins with JIT
+/// costs more than it saves, and the hashes of a million rows fit in memory only
+/// with more than the default 4 MB (the settings end with the transaction).
+const WHOLE_READ: &str = "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'";
+
+/// Reads every table from one snapshot: the small ones within `tx`, the two
+/// largest (links and employees) on connections of their own that import `tx`'s
+/// exported snapshot, so the database reads them in parallel while this process
+/// receives the rest.
+pub(super) async fn all_rows(
+    db: &super::Database,
+    tx: &Transaction<'_>,
+) -> Result<AllRows, DbError> {
+    tx.batch_execute(WHOLE_READ).await?;
+    let exported: String = tx
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await?
+        .get(0);
+    let side = |sql: &'static str| side_read(db, &exported, sql);
+    let (orgs, system_users, teams, cedar, links, employees) = tokio::try_join!(
+        async { Ok(tx.query(ORGS, &[]).await?) },
+        async { Ok(tx.query(SYSTEM_USERS, &[]).await?) },
+        async { Ok(tx.query(TEAMS_ALL, &[]).await?) },
+        cedar_rows(tx),
+        side(LINKS_ALL),
+        side(EMPLOYEES_ALL),
+    )?;
     Ok(AllRows {
-        orgs: tx.query(ORGS, &[]).await?,
-        system_users: tx.query(SYSTEM_USERS, &[]).await?,
-        links: tx.query(&format!("{LINKS}{LINKS_ORDER}"), &[]).await?,
-        teams: tx.query(TEAMS, &[]).await?,
-        employees: tx.query(EMPLOYEES, &[]).await?,
-        cedar: cedar_rows(tx).await?,
+        orgs,
+        system_users,
+        links,
+        teams,
+        employees,
+        cedar,
     })
+}
+
+/// One query on a connection of its own, in a read-only transaction that sees
+/// exactly the snapshot `exported` names.
+async fn side_read(
+    db: &super::Database,
+    exported: &str,
+    sql: &'static str,
+) -> Result<Vec<Row>, DbError> {
+    // The id comes from the server; it is checked before it goes into a statement
+    // (SET TRANSACTION SNAPSHOT takes no parameters).
+    if exported.is_empty() || !exported.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(DbError::Data(vec![format!(
+            "unexpected exported snapshot id {exported:?}"
+        )]));
+    }
+    let mut client = super::connect_plain(db).await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    tx.batch_execute(&format!(
+        "SET TRANSACTION SNAPSHOT '{exported}'; {WHOLE_READ}"
+    ))
+    .await?;
+    let rows = tx.query(sql, &[]).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 async fn cedar_rows(tx: &Transaction<'_>) -> Result<Vec<String>, DbError> {
