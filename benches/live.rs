@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench --bench live` (about 10 minutes; it starts its own PostgreSQL
 //! cluster, as the tests do). Without `--bench` (as `cargo test --benches` runs
-//! it) it is a short smoke run on small worlds.
+//! it) it is a short smoke run on small worlds. `VAKT_LIVE_FIRMS=1,100` picks
+//! other world sizes, in firms of about 1,000 entities.
 
 #[allow(dead_code)]
 #[path = "../tests/common/pg.rs"]
@@ -100,11 +101,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let sizes: &[usize] = if bench { &[1, 100, 1000] } else { &[1, 3] };
+    // VAKT_LIVE_FIRMS=1,100 picks other world sizes (in firms of 1,000 entities).
+    let sizes: Vec<usize> = match std::env::var("VAKT_LIVE_FIRMS") {
+        Ok(v) => v
+            .split(',')
+            .map(|n| n.trim().parse().expect("VAKT_LIVE_FIRMS"))
+            .collect(),
+        Err(_) if bench => vec![1, 100, 1000],
+        Err(_) => vec![1, 3],
+    };
     println!("| entities | files | JSON MB | load s | peak MB | steady MB |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let mut worlds = Vec::new();
-    for &firms in sizes {
+    for &firms in &sizes {
         let dir = tempfile::tempdir().unwrap();
         let files = firms.div_ceil(10);
         let g = vakt::gen::write_world(dir.path(), firms, files, 1).unwrap();
@@ -166,8 +175,11 @@ fn main() {
             ),
             1 => {
                 let s = world.system_user(su).unwrap();
-                let n = *s.links.keys().nth(i % s.links.len().max(1)).unwrap();
-                Change::Link(su.clone(), n, None)
+                match s.links.keys().nth(i % s.links.len().max(1)) {
+                    Some(n) => Change::Link(su.clone(), *n, None),
+                    // Every link of this one is gone (a small world): link one.
+                    None => Change::Link(su.clone(), orgs[i % orgs.len()], Some(link.clone())),
+                }
             }
             // An employee deactivated, or moved to another team.
             2 => {
