@@ -99,8 +99,9 @@ CREATE TABLE vakt.client_link_role (
     REFERENCES vakt.client_link ON DELETE CASCADE ON UPDATE CASCADE
 );
 
--- The packages delegated through each relationship. An auditor relationship that
--- lists none carries the system user's own packages, as a new link does in Altinn.
+-- The packages delegated through each relationship. A relationship that lists
+-- none carries none: Altinn accepts a call for a client only with a package
+-- delegated for it.
 CREATE TABLE vakt.client_link_role_package (
   system_user_id    text NOT NULL,
   client_org_number text NOT NULL,

@@ -201,7 +201,7 @@ fn validate_and_check_commands() {
     let vakt = env!("CARGO_BIN_EXE_vakt");
     let out = Command::new(vakt).arg("validate").output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 13 policies"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 14 policies"));
 
     let out = Command::new(vakt)
         .args([

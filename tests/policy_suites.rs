@@ -20,6 +20,6 @@ fn shipped_policy_suites_pass_with_full_coverage() {
     let text = render_pretty(&report, true);
     assert_eq!(report.failed(), 0, "{text}");
     assert!(report.cases.len() >= 75, "{text}");
-    assert_eq!(report.coverage.len(), 13, "{text}");
+    assert_eq!(report.coverage.len(), 14, "{text}");
     assert_eq!(report.coverage_percent(), 100.0, "{text}");
 }

@@ -126,7 +126,18 @@ async fn rule5_system_user_holds_the_package() {
     );
     assert_deny(
         &s.ask("kari", "tk-regnskap", FJELLSPORT, SYKEFRAVAER).await,
-        &["package-not-held"],
+        &["package-not-delegated-for-client", "package-not-held"],
+    );
+    // The agent holds a-ordning, but Bydel Grünerløkka's link carries only
+    // sykefravaer: Altinn would refuse the call, so Vakt denies it.
+    assert_allow(
+        &s.ask("ingrid", "ok-underenheter", "310013137", SYKEFRAVAER)
+            .await,
+    );
+    assert_deny(
+        &s.ask("ingrid", "ok-underenheter", "310013137", AORDNING)
+            .await,
+        &["package-not-delegated-for-client"],
     );
 }
 

@@ -122,7 +122,7 @@ async fn f_clients_with_extra_delegated_packages() {
     );
     assert_deny(
         &s.ask("kari", "tk-regnskap", BAKERI, SYKEFRAVAER).await,
-        &["package-not-held"],
+        &["package-not-delegated-for-client", "package-not-held"],
     );
 }
 

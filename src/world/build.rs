@@ -398,7 +398,7 @@ impl<'a> Build<'a> {
             if user_type == UserType::Standard && r.self_delegated {
                 self.problem(o, "selfDelegated applies only to agent system users");
             }
-            let links = self.client_links(o, r, &own);
+            let links = self.client_links(o, r);
             let su = SystemUser {
                 id: id.clone(),
                 integration_title: r.integration_title.as_deref().unwrap_or("").into(),
@@ -418,12 +418,7 @@ impl<'a> Build<'a> {
         }
     }
 
-    fn client_links(
-        &mut self,
-        o: &Origin,
-        r: &SystemUserRecord,
-        own: &[SmolStr],
-    ) -> Map<OrgNo, ClientLink> {
+    fn client_links(&mut self, o: &Origin, r: &SystemUserRecord) -> Map<OrgNo, ClientLink> {
         let mut links = map();
         for (i, c) in r.clients.iter().enumerate() {
             let field = format!("clients[{i}].clientOrganizationNumber");
@@ -468,7 +463,7 @@ impl<'a> Build<'a> {
                         .collect(),
                 ));
             }
-            let access = LinkAccess::new(entries, own);
+            let access = LinkAccess::new(entries);
             let access = self
                 .interned
                 .entry(access.clone())

@@ -252,14 +252,13 @@ pub struct LinkAccess {
     pub roles: Box<[SmolStr]>,
     /// Every package delegated through any role, sorted.
     pub packages: Box<[SmolStr]>,
-    /// The packages delegated through the auditor role, sorted; an auditor entry that
-    /// lists none carries the system user's own packages, as a new link does in Altinn.
+    /// The packages delegated through the auditor role, sorted.
     pub auditor_packages: Box<[SmolStr]>,
 }
 
 impl LinkAccess {
-    /// The access of a link with these entries, for a system user holding `own`.
-    pub fn new(entries: Vec<(SmolStr, Vec<SmolStr>)>, own: &[SmolStr]) -> Self {
+    /// The access of a link with these entries.
+    pub fn new(entries: Vec<(SmolStr, Vec<SmolStr>)>) -> Self {
         let sorted = |mut v: Vec<SmolStr>| {
             v.sort();
             v.dedup();
@@ -272,17 +271,13 @@ impl LinkAccess {
                 .flat_map(|(_, p)| p.iter().cloned())
                 .collect(),
         );
+        // A relationship that lists no packages carries none: Altinn accepts a call
+        // for a client only with a package delegated for it, so Vakt does not guess.
         let auditor_packages = sorted(
             entries
                 .iter()
                 .filter(|(r, _)| r == crate::model::AUDITOR_ROLE)
-                .flat_map(|(_, p)| {
-                    if p.is_empty() {
-                        own.to_vec()
-                    } else {
-                        p.clone()
-                    }
-                })
+                .flat_map(|(_, p)| p.iter().cloned())
                 .collect(),
         );
         Self {

@@ -228,14 +228,8 @@ impl Convert {
         }
     }
 
-    /// Client links from rows of [`LINKS`] (ordered by link, then position), given
-    /// each system user's own packages (an auditor relationship that lists no
-    /// packages carries them).
-    fn links<'r>(
-        &mut self,
-        rows: &'r [Row],
-        own: impl Fn(&str) -> Option<Box<[SmolStr]>>,
-    ) -> Vec<(&'r str, OrgNo, ClientLink)> {
+    /// Client links from rows of [`LINKS`] (ordered by link, then position).
+    fn links<'r>(&mut self, rows: &'r [Row]) -> Vec<(&'r str, OrgNo, ClientLink)> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < rows.len() {
@@ -284,7 +278,7 @@ impl Convert {
                     );
                 }
             }
-            let access = LinkAccess::new(entries, &own(su).unwrap_or_default());
+            let access = LinkAccess::new(entries);
             let access = self
                 .interned
                 .entry(access.clone())
@@ -513,7 +507,7 @@ pub(super) fn world(rows: AllRows, rules: &crate::snapshot::Rules) -> Result<Wor
         own.insert(su.id.clone(), su.access_packages.clone());
         changes.push(Change::SystemUser(su.id.clone(), Some(su)));
     }
-    for (su, n, link) in c.links(&rows.links, |su| own.get(su).cloned()) {
+    for (su, n, link) in c.links(&rows.links) {
         changes.push(Change::Link(su.into(), n, Some(link)));
     }
     for r in &rows.teams {
@@ -600,7 +594,7 @@ pub(super) async fn changes(
             fresh.insert(su.id.clone(), crate::world::records::map());
             out.push(Change::SystemUser(su.id.clone(), Some(su)));
         }
-        for (su, n, link) in c.links(&links, |su| own.get(su).cloned()) {
+        for (su, n, link) in c.links(&links) {
             if let Some(m) = fresh.get_mut(su) {
                 m.insert(n, link);
             }
@@ -640,9 +634,7 @@ pub(super) async fn changes(
             )
             .await?;
         let mut found = BTreeSet::new();
-        for (su, n, link) in c.links(&rows, |su| {
-            world.system_user(su).map(|s| s.access_packages.clone())
-        }) {
+        for (su, n, link) in c.links(&rows) {
             found.insert((su.to_owned(), n));
             out.push(Change::Link(su.into(), n, Some(link)));
         }
