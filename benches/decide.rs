@@ -100,11 +100,12 @@ fn generate(b: &mut WorldBuilder, entities: usize) -> (Vec<RawQuery>, Vec<RawQue
             integration_title: Some(id.clone()),
             system_id: Some("bench".into()),
             reportee_org_no: firm.clone(),
-            user_type: ty.into(),
-            access_packages: pkgs
-                .iter()
-                .map(|p| PackageRef { urn: (*p).into() })
-                .collect(),
+            user_type: Some(ty.into()),
+            access_packages: Some(
+                pkgs.iter()
+                    .map(|p| PackageRef { urn: (*p).into() })
+                    .collect(),
+            ),
             external_ref: Some(id),
             is_deleted: false,
             self_delegated: false,

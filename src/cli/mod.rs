@@ -69,6 +69,20 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        // The one-shot commands show the loader's warnings (a data file read with
+        // a caveat) as plain text; `serve` sets up its own JSON diagnostics.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("VAKT_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .without_time()
+            .with_target(false)
+            .try_init();
+    }
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
         Command::Validate(a) => validate::run(&a),

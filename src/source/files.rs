@@ -26,7 +26,8 @@ struct Tracked {
     hash: [u8; 32],
     text_len: usize,
     keys: Vec<RecordKey>,
-    /// The file holds entities in Cedar's own format (a change rebuilds).
+    /// A change to the data is read by rebuilding the world: the file holds
+    /// entities in Cedar's own format, or adds to system users of other files.
     cedar: bool,
 }
 
@@ -128,7 +129,11 @@ impl FileSource {
             || scan
                 .removed
                 .iter()
-                .any(|p| self.data.get(p).is_some_and(|t| t.cedar));
+                .any(|p| self.data.get(p).is_some_and(|t| t.cedar))
+            // Files that add to other files' system users: any data change is read
+            // whole, so an addition is never applied without its system user.
+            || ((!scan.changed.is_empty() || !scan.removed.is_empty())
+                && self.data.values().any(|t| t.cedar));
         if rebuild {
             let (fresh, snapshot) = Self::load(self.paths.clone())?;
             let snapshot = snapshot.with_world(

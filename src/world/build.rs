@@ -86,6 +86,7 @@ impl WorldBuilder {
         self.records.teams.extend(p.teams);
         self.records.employees.extend(p.employees);
         self.records.problems.extend(p.problems);
+        self.records.attachments.extend(p.attachments);
         self.cedar_json
             .extend(p.cedar_json.into_iter().map(|v| (file, v)));
     }
@@ -133,8 +134,10 @@ impl WorldBuilder {
         );
     }
 
-    /// The keys of the records each file holds, by file name (files that hold
-    /// entities in Cedar's own format are marked, since their records have no key).
+    /// The keys of the records each file holds, by file name. Files whose changes
+    /// are read by rebuilding the world are marked: those with entities in Cedar's
+    /// own format (their records have no key), and those that add to system users
+    /// of other files (Altinn's per-system-user responses).
     pub fn keys(&self) -> Vec<(String, Vec<RecordKey>, bool)> {
         let mut out: Vec<(String, Vec<RecordKey>, bool)> = self
             .files
@@ -163,6 +166,11 @@ impl WorldBuilder {
         for (file, _) in &self.cedar_json {
             out[*file].2 = true;
         }
+        // A file that adds to system users defined elsewhere ties the files
+        // together: a change to either is read whole.
+        for (o, _) in &r.attachments {
+            out[o.file].2 = true;
+        }
         out
     }
 
@@ -174,8 +182,13 @@ impl WorldBuilder {
             records,
             cedar_json,
         } = self;
+        let mut records = records;
+        let attached = attach(&mut records);
         let mut b = Build::new(&files, packages, World::default());
         b.cedar_entities(cedar_json, schema);
+        for (o, m) in attached {
+            b.problem(&o, m);
+        }
         b.records(&records);
         b.finish(false)
     }
@@ -201,10 +214,51 @@ impl WorldBuilder {
                 RecordKey::Employee(id) => Change::Employee(id.clone(), None),
             });
         }
+        let mut records = self.records;
+        let attached = attach(&mut records);
         let mut b = Build::new(&self.files, packages, world);
-        b.records(&self.records);
+        for (o, m) in attached {
+            b.problem(&o, m);
+        }
+        b.records(&records);
         b.finish(!replaced.is_empty())
     }
+}
+
+/// Puts what files add to system users (their clients, packages, self-delegation)
+/// into the system users' records; each addition for an unknown system user is a
+/// problem.
+fn attach(records: &mut Parsed) -> Vec<(Origin, String)> {
+    let mut problems = Vec::new();
+    let at: HashMap<String, usize> = records
+        .system_users
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r))| (r.id.clone(), i))
+        .collect();
+    for (o, a) in std::mem::take(&mut records.attachments) {
+        let Some(&i) = at.get(&a.system_user) else {
+            problems.push((
+                o,
+                format!(
+                    "systemUserId {:?} is not a known system user (it must be defined in a data file of this directory)",
+                    a.system_user
+                ),
+            ));
+            continue;
+        };
+        let su = &mut records.system_users[i].1;
+        if let Some(c) = a.clients {
+            su.clients.extend(c);
+        }
+        if let Some(p) = a.packages {
+            su.access_packages.get_or_insert_with(Vec::new).extend(p);
+        }
+        if let Some(s) = a.self_delegated {
+            su.self_delegated = s;
+        }
+    }
+    problems
 }
 
 struct Build<'a> {
@@ -361,20 +415,39 @@ impl<'a> Build<'a> {
                 continue;
             };
             let owner = self.known_org(o, "reporteeOrgNo", &r.reportee_org_no);
-            // Altinn's APIs write enum values in varying case.
-            let user_type = match r.user_type.to_ascii_lowercase().as_str() {
-                "standard" => UserType::Standard,
-                "agent" => UserType::Agent,
-                other => {
+            // Altinn's APIs write enum values in varying case, and Register spells
+            // them its own way.
+            let user_type = match r
+                .user_type
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                Some("standard" | "first-party-system-user") => UserType::Standard,
+                Some("agent" | "client-party-system-user") => UserType::Agent,
+                Some(other) => {
                     self.problem(
                         o,
-                        format!("userType {other:?} must be \"standard\" or \"agent\""),
+                        format!("userType {other:?} must be \"standard\" or \"agent\" (or Register's \"first-party-system-user\" or \"client-party-system-user\")"),
+                    );
+                    UserType::Standard
+                }
+                None => {
+                    self.problem(
+                        o,
+                        "userType: missing; Altinn's system-user API returns it (\"standard\" or \"agent\") for every system user since March 2025: fetch the record again, or add it",
                     );
                     UserType::Standard
                 }
             };
+            if r.access_packages.is_none() && !r.is_deleted {
+                self.problem(
+                    o,
+                    "accessPackages: missing, which would deny every request; Altinn's system-user API returns them (GET …/systemuser/agents, GET …/systemuser/{party}/{id}), and a standard system user's delegations list them (GET …/systemuser/{party}/{id}/delegations); give [] for none",
+                );
+            }
             let mut own: Vec<SmolStr> = Vec::new();
-            for (i, p) in r.access_packages.iter().enumerate() {
+            for (i, p) in r.access_packages.iter().flatten().enumerate() {
                 if self.packages.contains(&p.urn) {
                     own.push(p.urn.as_str().into());
                 } else {

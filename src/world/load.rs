@@ -6,6 +6,7 @@
 //! A file whose top level is a list holds entities in Cedar's own JSON format.
 //! Checking the records against each other is `build`'s work.
 
+use super::shapes;
 use crate::problem::{read_dir_files, Problem, Problems, SourceFile};
 use serde::Deserialize;
 use std::path::Path;
@@ -37,10 +38,14 @@ pub struct SystemUserRecord {
     #[serde(default)]
     pub system_id: Option<String>,
     pub reportee_org_no: String,
-    pub user_type: String,
-    /// `[{"urn": ...}]` as Altinn returns them, or bare URNs.
+    /// `standard` or `agent` in any case, or Register's `first-party-system-user`
+    /// and `client-party-system-user`. Missing is an error, never a default.
+    #[serde(default)]
+    pub user_type: Option<String>,
+    /// `[{"urn": ...}]` as Altinn returns them, or bare URNs. Missing is an error
+    /// (unless another file gives them), never "none".
     #[serde(default, deserialize_with = "package_refs")]
-    pub access_packages: Vec<PackageRef>,
+    pub access_packages: Option<Vec<PackageRef>>,
     #[serde(default)]
     pub external_ref: Option<String>,
     #[serde(default)]
@@ -72,8 +77,10 @@ impl PackageForm {
     }
 }
 
-fn package_refs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PackageRef>, D::Error> {
-    package_urns(d).map(|v| v.into_iter().map(|urn| PackageRef { urn }).collect())
+fn package_refs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<PackageRef>>, D::Error> {
+    package_urns(d).map(|v| Some(v.into_iter().map(|urn| PackageRef { urn }).collect()))
 }
 
 fn package_urns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -148,9 +155,23 @@ pub(super) struct Origin {
     pub record: String,
 }
 
+/// What a file adds to a system user another record defines: its clients (a
+/// client list), its packages (a standard system user's delegations), whether it
+/// is self-delegated.
+#[derive(Debug)]
+pub(super) struct Attachment {
+    pub system_user: String,
+    pub clients: Option<Vec<ClientRecord>>,
+    pub packages: Option<Vec<PackageRef>>,
+    pub self_delegated: Option<bool>,
+}
+
 /// The records of one file, each with its origin.
 #[derive(Default)]
 pub(super) struct Parsed {
+    /// Additions to system users defined elsewhere (Altinn's per-system-user
+    /// responses).
+    pub attachments: Vec<(Origin, Attachment)>,
     pub orgs: Vec<(Origin, OrganizationRecord)>,
     pub system_users: Vec<(Origin, SystemUserRecord)>,
     pub teams: Vec<(Origin, TeamRecord)>,
@@ -275,6 +296,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Sections<'a> {
 fn parse_json(file: usize, src: &SourceFile) -> Parsed {
     let mut out = Parsed::default();
     let text = src.text.as_str();
+    if let Some(restated) = shapes::restate(text) {
+        restated_records(file, src, restated, &mut out);
+        return out;
+    }
     if text.trim_start().starts_with('[') {
         // Entities in Cedar's own format; duplicate keys are caught by Cedar's parser.
         match serde_json::from_str(text) {
@@ -322,6 +347,107 @@ fn parse_json(file: usize, src: &SourceFile) -> Parsed {
         }
     }
     out
+}
+
+/// The records of a file in one of Altinn's shapes, restated in the compact
+/// format: checked as compact records are, each problem at its record's line.
+fn restated_records(
+    file: usize,
+    src: &SourceFile,
+    restated: Result<shapes::Restated, (usize, String)>,
+    out: &mut Parsed,
+) {
+    let text = src.text.as_str();
+    let lines = LineIndex::new(text);
+    let at = |offset: usize| {
+        let (l, c) = lines.line_col(text, offset);
+        format!("{l}:{c}")
+    };
+    let r = match restated {
+        Ok(r) => r,
+        Err((offset, m)) => {
+            out.problems.push((whole(file, at(offset)), m));
+            return;
+        }
+    };
+    for w in &r.warnings {
+        tracing::warn!(file = %src.name, warning = %w, "data file read with a caveat");
+    }
+    for (offset, m) in r.problems {
+        out.problems.push((whole(file, at(offset)), m));
+    }
+    /// One compact record from its restated value; a problem names the field.
+    fn typed<R: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<R, String> {
+        serde_path_to_error::deserialize::<_, R>(v).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            }
+        })
+    }
+    let origin = |key: &str, i: usize, offset: usize, v: &serde_json::Value| Origin {
+        file,
+        at: at(offset),
+        record: record_label(
+            key,
+            i,
+            v.get("id")
+                .or_else(|| v.get("orgNumber"))
+                .and_then(|x| x.as_str()),
+        ),
+    };
+    for (i, (offset, v)) in r.organizations.into_iter().enumerate() {
+        let o = origin("organizations", i, offset, &v);
+        match typed(v) {
+            Ok(rec) => out.orgs.push((o, rec)),
+            Err(m) => out.problems.push((o, m)),
+        }
+    }
+    for (i, (offset, v)) in r.system_users.into_iter().enumerate() {
+        let o = origin("systemUsers", i, offset, &v);
+        match typed(v) {
+            Ok(rec) => out.system_users.push((o, rec)),
+            Err(m) => out.problems.push((o, m)),
+        }
+    }
+    for (offset, a) in r.attachments {
+        let o = Origin {
+            file,
+            at: at(offset),
+            record: format!("systemUserId {:?}", a.system_user),
+        };
+        let mut clients = None;
+        if let Some(list) = a.clients {
+            let mut ok = Vec::with_capacity(list.len());
+            for (i, (offset, v)) in list.into_iter().enumerate() {
+                match typed::<ClientRecord>(v) {
+                    Ok(c) => ok.push(c),
+                    Err(m) => out.problems.push((
+                        Origin {
+                            file,
+                            at: at(offset),
+                            record: format!("clients[{i}]"),
+                        },
+                        m,
+                    )),
+                }
+            }
+            clients = Some(ok);
+        }
+        out.attachments.push((
+            o,
+            Attachment {
+                system_user: a.system_user,
+                clients,
+                packages: a
+                    .packages
+                    .map(|p| p.into_iter().map(|urn| PackageRef { urn }).collect()),
+                self_delegated: a.self_delegated,
+            },
+        ));
+    }
 }
 
 /// Parses the records of one section of a JSON file, each from its own text, so a

@@ -15,7 +15,8 @@
 //! - `entity`: the records as Cedar entities, for the evaluator and for export.
 //! - `state`: the world at one moment, its maps and look-ups; `change`: changing
 //!   it record by record.
-//! - `load`: reading data files; `build`: checking records and building a world;
+//! - `load`: reading data files; `shapes`: recognising Altinn's and the Entity
+//!   Register's response shapes in them; `build`: checking records and building a world;
 //!   `export`: writing a world out as data files.
 
 mod build;
@@ -24,6 +25,7 @@ mod entity;
 mod export;
 mod load;
 pub mod records;
+mod shapes;
 mod state;
 
 pub use build::WorldBuilder;
