@@ -292,10 +292,19 @@ pub(crate) struct Derived {
     portfolio: Vec<SmolStr>,
     /// The active link to the client (or its parent): the linked org and its access.
     link: Option<(OrgNo, Arc<crate::world::LinkAccess>)>,
+    /// When the link lists no packages for a relationship and the operator chose
+    /// to take the system user's own for it: the link's packages and auditor
+    /// packages with them.
+    assumed: Option<(Box<[SmolStr]>, Box<[SmolStr]>)>,
 }
 
 impl Derived {
-    pub(crate) fn of(w: &World, q: &Query, s: &Subject<'_>) -> Self {
+    pub(crate) fn of(
+        w: &World,
+        q: &Query,
+        s: &Subject<'_>,
+        link_packages: model::LinkPackages,
+    ) -> Self {
         let portfolio = s
             .employee
             .into_iter()
@@ -310,7 +319,53 @@ impl Derived {
             .system_user
             .and_then(|su| su.link_for(q.client_no, s.parent))
             .map(|(org, l)| (org, l.access.clone()));
-        Self { portfolio, link }
+        let assumed = match (&link, s.system_user, link_packages) {
+            (Some((_, access)), Some(su), model::LinkPackages::SystemUserPackages)
+                if access.entries.is_empty()
+                    || access.entries.iter().any(|(_, p)| p.is_empty()) =>
+            {
+                // A link that names no relationship at all (a delegated-clients
+                // list) carries the system user's packages, but through no
+                // auditor role.
+                let with_own = |auditor_only: bool| {
+                    let mut v: Vec<SmolStr> = Vec::new();
+                    if access.entries.is_empty() && !auditor_only {
+                        v.extend(su.access_packages.iter().cloned());
+                    }
+                    for (role, p) in access.entries.iter() {
+                        if auditor_only && role != model::AUDITOR_ROLE {
+                            continue;
+                        }
+                        if p.is_empty() {
+                            v.extend(su.access_packages.iter().cloned());
+                        } else {
+                            v.extend(p.iter().cloned());
+                        }
+                    }
+                    v.sort();
+                    v.dedup();
+                    v.into_boxed_slice()
+                };
+                Some((with_own(false), with_own(true)))
+            }
+            _ => None,
+        };
+        Self {
+            portfolio,
+            link,
+            assumed,
+        }
+    }
+
+    /// The note a decision carries when its link's packages were assumed.
+    pub(crate) fn note(&self, q: &Query, su_id: &str) -> Option<Reason> {
+        self.assumed.as_ref().map(|_| Reason {
+            policy_id: "vakt:link-packages-assumed".into(),
+            message: format!(
+                "the link of client {} to system user {su_id} lists no packages for a relationship; the system user's own packages were taken for it (links without packages: system-user-packages)",
+                q.client
+            ),
+        })
     }
 }
 
@@ -322,7 +377,12 @@ pub(crate) fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) ->
         [
             (
                 SmolStr::new_static("auditorPackages"),
-                Val::Set(Elems::Entities(&t.access_package, &access.auditor_packages)),
+                Val::Set(Elems::Entities(
+                    &t.access_package,
+                    d.assumed
+                        .as_ref()
+                        .map_or(&access.auditor_packages, |a| &a.1),
+                )),
             ),
             (
                 SmolStr::new_static("client"),
@@ -332,7 +392,10 @@ pub(crate) fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) ->
             ),
             (
                 SmolStr::new_static("packages"),
-                Val::Set(Elems::Entities(&t.access_package, &access.packages)),
+                Val::Set(Elems::Entities(
+                    &t.access_package,
+                    d.assumed.as_ref().map_or(&access.packages, |a| &a.0),
+                )),
             ),
             (
                 SmolStr::new_static("roles"),
@@ -383,12 +446,14 @@ pub fn decide(snap: &Snapshot, q: &Query) -> Decision {
 }
 
 fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str) -> Decision {
-    let derived = Derived::of(&snap.world, q, subject);
+    let derived = Derived::of(&snap.world, q, subject, snap.link_packages);
     let outcome = with_context(q, &derived, |context| {
         snap.engine
             .evaluate(&request(q, su_id, context), &snap.world)
     });
-    explain(snap, q, subject, su_id, outcome)
+    let mut d = explain(snap, q, subject, su_id, outcome);
+    d.reasons.extend(derived.note(q, su_id));
+    d
 }
 
 /// Turns an evaluation outcome into a decision with reasons from the policies'

@@ -102,3 +102,16 @@ pub fn core_uid(
         None,
     )
 }
+
+/// What a client link that lists no packages for a relationship carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LinkPackages {
+    /// Nothing: a request through it is denied with
+    /// `package-not-delegated-for-client` (Vakt does not guess).
+    #[default]
+    None,
+    /// The system user's own packages, as an operator may choose for lists that
+    /// carry no packages (the authentication API's delegated clients); every
+    /// decision that relied on it says so.
+    SystemUserPackages,
+}

@@ -60,7 +60,7 @@ impl Reference {
     /// Decides as `cedar_policy::Authorizer` does, explained like [`crate::decide::decide`].
     pub fn decide(&self, snap: &Snapshot, q: &Query) -> Decision {
         let subject = Subject::find(&snap.world, q);
-        let derived = Derived::of(&snap.world, q, &subject);
+        let derived = Derived::of(&snap.world, q, &subject, snap.link_packages);
         let context = with_context(q, &derived, |c| match c.to_value().value {
             ValueKind::Record(r) => ast::Context::Value(r),
             _ => ast::Context::empty(),
@@ -104,6 +104,8 @@ impl Reference {
             .collect();
         // Cedar lists what it found in no particular order; Vakt's engine in policy
         // order. The explanation sorts reasons, so only the sets matter.
-        explain(snap, q, &subject, &q.system_user, outcome)
+        let mut d = explain(snap, q, &subject, &q.system_user, outcome);
+        d.reasons.extend(derived.note(q, &q.system_user));
+        d
     }
 }

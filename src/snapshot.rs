@@ -27,6 +27,8 @@ pub struct SourcePaths {
     pub data: Option<PathBuf>,
     /// The largest input file read, in bytes.
     pub max_file_bytes: u64,
+    /// What a client link that lists no packages carries.
+    pub link_packages: model::LinkPackages,
 }
 
 impl SourcePaths {
@@ -47,6 +49,7 @@ impl Default for SourcePaths {
             schema: None,
             data: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            link_packages: model::LinkPackages::None,
         }
     }
 }
@@ -58,6 +61,9 @@ pub struct Sources {
     pub packages: SourceFile,
     pub policies: Vec<SourceFile>,
     pub data: Vec<SourceFile>,
+    /// What a client link that lists no packages carries (a setting, part of the
+    /// rules and their revision).
+    pub link_packages: model::LinkPackages,
 }
 
 impl Sources {
@@ -68,12 +74,14 @@ impl Sources {
             packages: embedded::source_files(&[embedded::PACKAGES]).remove(0),
             policies: embedded::source_files(embedded::POLICIES),
             data: embedded::source_files(embedded::WORLD),
+            link_packages: model::LinkPackages::None,
         }
     }
 
     /// Reads each directory given; the others come from the embedded default.
     pub fn read(paths: &SourcePaths) -> Result<Self, Problems> {
         let mut s = Self::embedded();
+        s.link_packages = paths.link_packages;
         let mut problems = Vec::new();
         let max = paths.max_file_bytes;
         let mut read = |dir: &Path, keep: &dyn Fn(&str) -> bool| {
@@ -139,6 +147,8 @@ pub struct Rules {
     /// True when the schema's context has caller attributes that are required, so even
     /// a request without context must be checked against the schema.
     pub(crate) context_always_checked: bool,
+    /// What a client link that lists no packages carries.
+    pub(crate) link_packages: model::LinkPackages,
     /// Names the schema, packages and policies: the first 16 hex digits of a SHA-256
     /// over their files.
     pub rules_revision: String,
@@ -297,6 +307,7 @@ impl Rules {
             engine,
             reasons,
             rules_revision: rules_revision(src),
+            link_packages: src.link_packages,
             schema,
             policies,
             packages,
@@ -442,6 +453,10 @@ fn rules_revision(src: &Sources) -> String {
     src.policies
         .iter()
         .for_each(|f| hash_file(&mut h, "policy", f));
+    // The setting changes decisions, so it is part of what the revision names.
+    if src.link_packages == model::LinkPackages::SystemUserPackages {
+        h.update(b"links-without-packages=system-user-packages");
+    }
     hex::encode(&h.finalize()[..8])
 }
 

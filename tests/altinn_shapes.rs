@@ -137,6 +137,34 @@ fn a_delegated_clients_list_carries_no_packages_so_its_links_deny() {
         .find(|l| l.contains("WARN") && l.contains("clients-tk-regnskap.json"))
         .unwrap_or_else(|| panic!("no WARN naming the file in:\n{stderr}"));
     assert!(warn.contains("carries no roles or packages"), "{warn}");
+    // An operator may take the system user's own packages for such links: then
+    // the request is allowed, and the decision says what it relied on.
+    let check = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args([
+                "check",
+                "--employee",
+                "kari",
+                "--system-user",
+                tk,
+                "--client",
+                "310015156",
+            ])
+            .args(["--package", regnskap, "--data"])
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let assumed = check(&["--links-without-packages", "system-user-packages"]);
+    assert!(assumed.starts_with("ALLOW\n"), "{assumed}");
+    assert!(assumed.contains("vakt:link-packages-assumed:"), "{assumed}");
+    let strict = check(&[]);
+    assert!(
+        strict.starts_with("DENY\n") && strict.contains("package-not-delegated-for-client"),
+        "{strict}"
+    );
     // With access management's list, the same request is allowed.
     let full = load(Path::new(SAVED)).unwrap();
     assert_eq!(

@@ -44,6 +44,27 @@ pub(super) struct SourceArgs {
     /// Largest policy, schema or data file read, in bytes; a larger one is refused.
     #[arg(long, env = "VAKT_MAX_FILE_BYTES", value_name = "BYTES", default_value_t = crate::problem::DEFAULT_MAX_FILE_BYTES)]
     pub(super) max_file_bytes: u64,
+    /// What a client link that lists no packages for a relationship (such as the
+    /// authentication API's delegated-clients list) carries
+    #[arg(
+        long,
+        env = "VAKT_LINKS_WITHOUT_PACKAGES",
+        value_enum,
+        default_value = "deny"
+    )]
+    pub(super) links_without_packages: LinksWithoutPackages,
+}
+
+/// `--links-without-packages`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub(super) enum LinksWithoutPackages {
+    /// No packages: requests through such a link are denied with
+    /// package-not-delegated-for-client
+    #[default]
+    Deny,
+    /// The system user's own packages; each decision that relied on it carries
+    /// the reason vakt:link-packages-assumed
+    SystemUserPackages,
 }
 
 impl SourceArgs {
@@ -86,6 +107,12 @@ impl SourceArgs {
             schema: self.schema.clone(),
             data: self.data_dir(),
             max_file_bytes: self.max_file_bytes,
+            link_packages: match self.links_without_packages {
+                LinksWithoutPackages::Deny => crate::model::LinkPackages::None,
+                LinksWithoutPackages::SystemUserPackages => {
+                    crate::model::LinkPackages::SystemUserPackages
+                }
+            },
         }
     }
 

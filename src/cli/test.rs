@@ -42,6 +42,7 @@ pub(super) fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         schema: args.schema.clone(),
         data: None,
         max_file_bytes: crate::problem::DEFAULT_MAX_FILE_BYTES,
+        links_without_packages: Default::default(),
     };
     sources.check_paths()?;
     let files = if args.paths.is_empty() {
