@@ -295,7 +295,13 @@ pub(crate) struct Derived {
     /// When the link lists no packages for a relationship and the operator chose
     /// to take the system user's own for it: the link's packages and auditor
     /// packages with them.
-    assumed: Option<(Box<[SmolStr]>, Box<[SmolStr]>)>,
+    assumed: Option<Assumed>,
+}
+
+/// A link's packages with the system user's own taken for what it does not list.
+pub(crate) struct Assumed {
+    packages: Box<[SmolStr]>,
+    auditor_packages: Box<[SmolStr]>,
 }
 
 impl Derived {
@@ -346,7 +352,10 @@ impl Derived {
                     v.dedup();
                     v.into_boxed_slice()
                 };
-                Some((with_own(false), with_own(true)))
+                Some(Assumed {
+                    packages: with_own(false),
+                    auditor_packages: with_own(true),
+                })
             }
             _ => None,
         };
@@ -381,7 +390,7 @@ pub(crate) fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) ->
                     &t.access_package,
                     d.assumed
                         .as_ref()
-                        .map_or(&access.auditor_packages, |a| &a.1),
+                        .map_or(&access.auditor_packages, |a| &a.auditor_packages),
                 )),
             ),
             (
@@ -394,7 +403,7 @@ pub(crate) fn with_context<T>(q: &Query, d: &Derived, f: impl FnOnce(Val<'_>) ->
                 SmolStr::new_static("packages"),
                 Val::Set(Elems::Entities(
                     &t.access_package,
-                    d.assumed.as_ref().map_or(&access.packages, |a| &a.0),
+                    d.assumed.as_ref().map_or(&access.packages, |a| &a.packages),
                 )),
             ),
             (
