@@ -273,3 +273,25 @@ fn every_problem_of_one_record_is_reported() {
     );
     assert!(err.contains("clients[0].access[0].role"), "{err}");
 }
+
+#[test]
+fn every_problem_of_a_compact_record_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("d.json"),
+        r#"{"organizations": [{"orgNumber": "310001015", "name": "T"}],
+ "systemUsers": [{"id": "su1", "reporteeOrgNo": "310001016", "userType": "robot", "isDeleted": "no", "accessPackages": ["urn:altinn:accesspackage:nope"]}]}"#,
+    )
+    .unwrap();
+    let Err(err) = load(dir.path()) else {
+        panic!("loaded")
+    };
+    for want in [
+        "d.json:2:25: systemUsers[0] (\"su1\"): isDeleted: invalid type",
+        "reporteeOrgNo \"310001016\" fails the mod-11 check digit",
+        "userType \"robot\" must be",
+        "\"urn:altinn:accesspackage:nope\" is not a known access package",
+    ] {
+        assert!(err.contains(want), "wanted {want:?} in:\n{err}");
+    }
+}

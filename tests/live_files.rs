@@ -374,3 +374,69 @@ fn sighup_while_a_large_world_loads_does_not_kill_the_sidecar() {
     let status = wait_at_most(&mut child, Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// Saved Altinn responses are followed too: a client dropped from access
+/// management's list of one agent (another file defines the agent) denies, and
+/// the system user's own file changing keeps the client lists of the others.
+#[test]
+fn altinn_client_lists_are_followed() {
+    const SAVED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/altinn-world");
+    const TK: &str = "0b7f3a52-6d1e-4c8a-9f43-1a2b3c4d5e01";
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(SAVED).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json" || x == "yaml") {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let data = dir.path().to_str().unwrap();
+    let s = Spawned::start(&["--data", data, "--rescan-interval", "1h"], false);
+    assert_eq!(
+        decide(&s, "kari", TK, "310015156").decision(),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(&s, "kari", TK, "310019194").decision(),
+        Decision::Allow
+    );
+    // The agents list changes (a title), so the agent's record is read again: its
+    // clients, from another file, stay.
+    let agents = dir.path().join("systemusers-agents.json");
+    let text = std::fs::read_to_string(&agents).unwrap();
+    save(
+        &agents,
+        &text.replacen(
+            "Tall og Kontroll regnskap",
+            "Tall og Kontroll regnskap 2",
+            1,
+        ),
+    );
+    until(Duration::from_secs(5), "the agents list to apply", || {
+        status(&s).data_sequence == 2
+    });
+    assert_eq!(
+        decide(&s, "kari", TK, "310015156").decision(),
+        Decision::Allow
+    );
+    // Bakeri Brød AS drops out of the agent's client list.
+    let clients = dir.path().join("clients-tk-regnskap.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&clients).unwrap()).unwrap();
+    v["clients"]["data"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| c["client"]["organizationIdentifier"] != "310015156");
+    save(&clients, &serde_json::to_string_pretty(&v).unwrap());
+    until(Duration::from_secs(5), "the revocation to apply", || {
+        decide(&s, "kari", TK, "310015156").decision() == Decision::Deny
+    });
+    assert_eq!(
+        policy_ids(&decide(&s, "kari", TK, "310015156")),
+        ["client-not-linked"]
+    );
+    assert_eq!(
+        decide(&s, "kari", TK, "310019194").decision(),
+        Decision::Allow
+    );
+    s.stop();
+}

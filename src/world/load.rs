@@ -508,18 +508,72 @@ impl JsonRecords<'_, '_> {
                 }
                 Err(e) => {
                     let origin = origin(json_id(raw.get()).as_deref());
-                    let path = e.path().to_string();
-                    let msg = if path == "." {
-                        e.inner().to_string()
-                    } else {
-                        format!("{path}: {}", e.inner())
-                    };
-                    self.problems.push((origin, strip_position(&msg)));
+                    let first = e.path().iter().next().cloned();
+                    self.problems
+                        .push((origin.clone(), strip_position(&path_message(&e))));
+                    // The record's other bad fields, so one does not hide the next.
+                    if let (Ok(v), Some(first)) =
+                        (serde_json::from_str::<serde_json::Value>(raw.get()), first)
+                    {
+                        let (more, rest) = other_problems::<R>(v, first);
+                        for m in more {
+                            self.problems.push((origin.clone(), m));
+                        }
+                        // What is left of the record is checked too (its
+                        // references, packages, org numbers); the problems above
+                        // keep the world from being built with it.
+                        if let Some(r) = rest {
+                            out.push((origin, r));
+                        }
+                    }
                 }
             }
         }
         out
     }
+}
+
+/// A deserialization error as `field.path: message`.
+fn path_message<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("{path}: {}", e.inner())
+    }
+}
+
+/// After a record failed on the field `first`: that field is taken out and the
+/// rest is tried again, and so on, giving each further bad field's problem (at
+/// most 32), and the record without its bad fields when that reads. A problem
+/// with the record as a whole (a missing field) ends it.
+fn other_problems<R: serde::de::DeserializeOwned>(
+    mut v: serde_json::Value,
+    first: serde_path_to_error::Segment,
+) -> (Vec<String>, Option<R>) {
+    let mut out = Vec::new();
+    let mut drop_field = Some(first);
+    for _ in 0..32 {
+        let (Some(serde_path_to_error::Segment::Map { key }), Some(obj)) =
+            (drop_field.take(), v.as_object_mut())
+        else {
+            break;
+        };
+        obj.remove(&key);
+        match serde_path_to_error::deserialize::<_, R>(v.clone()) {
+            Ok(r) => return (out, Some(r)),
+            Err(e) => {
+                if e.path().to_string() == "." {
+                    // A field it needs is gone now, or missing: not a new problem
+                    // of the record as written unless it is missing there too.
+                    break;
+                }
+                out.push(strip_position(&path_message(&e)));
+                drop_field = e.path().iter().next().cloned();
+            }
+        }
+    }
+    (out, None)
 }
 
 /// serde_json appends " at line L column C" to its messages; the problem carries
