@@ -148,6 +148,65 @@ fn short(s: &str) -> String {
     }
 }
 
+/// Most values (attributes, list elements, record fields, at any depth) a caller's
+/// context may hold.
+pub const MAX_CONTEXT_VALUES: usize = 1000;
+/// Deepest nesting of lists and records in a caller's context.
+pub const MAX_CONTEXT_DEPTH: usize = 8;
+/// Longest string (or attribute name) in a caller's context, in bytes.
+pub const MAX_CONTEXT_STRING_BYTES: usize = 4096;
+
+/// Checks the context's size before anything else reads it. The walk stops at
+/// the first limit passed, so a hostile context costs no more than the limits.
+fn context_within_limits(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    use serde_json::Value as J;
+    let mut stack: Vec<(&J, usize)> = Vec::new();
+    let mut values = 0usize;
+    let key_ok = |k: &str| {
+        if k.len() > MAX_CONTEXT_STRING_BYTES {
+            return Err(format!(
+                "holds an attribute name of {} bytes, more than the limit of {MAX_CONTEXT_STRING_BYTES}",
+                k.len()
+            ));
+        }
+        Ok(())
+    };
+    for (k, v) in m {
+        key_ok(k)?;
+        stack.push((v, 1));
+    }
+    while let Some((v, depth)) = stack.pop() {
+        values += 1;
+        if values > MAX_CONTEXT_VALUES {
+            return Err(format!(
+                "holds more than {MAX_CONTEXT_VALUES} values (attributes, list elements and record fields), the limit"
+            ));
+        }
+        if depth > MAX_CONTEXT_DEPTH {
+            return Err(format!(
+                "nests lists and records more than {MAX_CONTEXT_DEPTH} deep, the limit"
+            ));
+        }
+        match v {
+            J::String(s) if s.len() > MAX_CONTEXT_STRING_BYTES => {
+                return Err(format!(
+                    "holds a string of {} bytes, more than the limit of {MAX_CONTEXT_STRING_BYTES}",
+                    s.len()
+                ))
+            }
+            J::Array(a) => stack.extend(a.iter().map(|x| (x, depth + 1))),
+            J::Object(o) => {
+                for (k, x) in o {
+                    key_ok(k)?;
+                    stack.push((x, depth + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks caller context attributes against the schema's context type.
 fn check_context(
     snap: &Snapshot,
@@ -160,6 +219,7 @@ fn check_context(
         _ if !snap.context_always_checked => return Ok(CallerContext::default()),
         _ => &empty,
     };
+    context_within_limits(user)?;
     if let Some(k) = user
         .keys()
         .find(|k| model::DERIVED_CONTEXT.contains(&k.as_str()))

@@ -26,6 +26,25 @@ pub(super) struct ServeArgs {
     /// Largest number of requests accepted in one AuthorizeBatch.
     #[arg(long, env = "VAKT_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// Largest request message in bytes; a larger one is cut off by the transport
+    /// before it is decoded (status OUT_OF_RANGE)
+    #[arg(long, env = "VAKT_MAX_MESSAGE_BYTES", value_name = "BYTES", default_value_t = crate::server::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Most calls in progress at once; past it a call is refused at once with
+    /// RESOURCE_EXHAUSTED (health checks are not counted)
+    #[arg(long, env = "VAKT_MAX_IN_FLIGHT", default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Most HTTP/2 streams one connection may have open at once
+    #[arg(long, env = "VAKT_MAX_CONCURRENT_STREAMS", default_value_t = crate::server::DEFAULT_MAX_CONCURRENT_STREAMS)]
+    max_concurrent_streams: u32,
+    /// Longest a call may take; a shorter client deadline (grpc-timeout) wins
+    #[arg(long, env = "VAKT_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    request_timeout: std::time::Duration,
+    /// On SIGTERM or Ctrl-C, how long in-flight calls may take to finish before the
+    /// remaining connections (idle ones included) are closed; a second signal
+    /// stops at once
+    #[arg(long, env = "VAKT_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    shutdown_grace: std::time::Duration,
     /// Where decision records go, comma-separated or repeated: stdout (buffered),
     /// file:PATH (durable: a call is answered once its record is written),
     /// file+buffered:PATH, otlp:URL (buffered), otlp+durable:URL, or off.
@@ -91,6 +110,9 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     args.sources.check_paths()?;
+    if args.max_in_flight == 0 || args.max_concurrent_streams == 0 {
+        anyhow::bail!("--max-in-flight and --max-concurrent-streams must be at least 1");
+    }
     if args.max_batch == 0 {
         anyhow::bail!("--max-batch must be at least 1");
     }
@@ -107,7 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Handlers first: a SIGHUP or SIGTERM that arrives while a large world is still
     // loading must not kill the process with the signal's default action.
     let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tracing::info!("loading");
     let paths = args.sources.paths();
     let loaded = match args.sources.database() {
@@ -150,7 +172,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 None => loaded.default_max_staleness,
             },
             sequence_wait: args.sequence_wait,
+            max_message_bytes: args.max_message_bytes,
+            max_in_flight: args.max_in_flight,
+            max_concurrent_streams: args.max_concurrent_streams,
+            request_timeout: args.request_timeout,
         },
+        in_flight: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -175,7 +202,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             release_freed_memory,
         )),
     };
-    server::serve(listener, vakt.clone(), shutdown_signal(term)).await?;
+    // The first SIGTERM (or Ctrl-C) stops accepting and lets calls in progress
+    // finish; connections still open after the grace period (an idle client keeps
+    // one open for ever) are closed. A second signal stops at once.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        shutdown_signal(&mut term).await;
+        tracing::info!("stopping: no new calls; finishing those in progress");
+        let _ = stopping_tx.send(true);
+        shutdown_signal(&mut term).await;
+        tracing::warn!("second stop signal: exiting at once");
+        std::process::exit(1);
+    });
+    let mut graceful = stopping.clone();
+    let mut deadline = stopping;
+    let serving = server::serve(listener, vakt.clone(), async move {
+        let _ = graceful.wait_for(|s| *s).await;
+    });
+    tokio::select! {
+        r = serving => r?,
+        () = async {
+            let _ = deadline.wait_for(|s| *s).await;
+            tokio::time::sleep(args.shutdown_grace).await;
+        } => {
+            tracing::warn!(grace = ?args.shutdown_grace, "connections still open after the shutdown grace period; closing them");
+        }
+    }
+    signals.abort();
     // The decision log's writers finish once every handle to it is gone, so stop
     // the follower (it holds the snapshot, not the log) and drop the state.
     follow.abort();
@@ -248,7 +301,7 @@ fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-async fn shutdown_signal(mut term: Signal) {
+async fn shutdown_signal(term: &mut Signal) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},

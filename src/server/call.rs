@@ -24,7 +24,24 @@ pub struct Options {
     pub max_staleness: Option<Duration>,
     /// How long a call waits for the data sequence it asks for.
     pub sequence_wait: Duration,
+    /// Largest request message, in bytes: a larger one is cut off by the transport
+    /// before it is decoded.
+    pub max_message_bytes: usize,
+    /// Most calls in progress at once; past it a call is refused at once with
+    /// RESOURCE_EXHAUSTED (load shedding, never a queue). Health checks are not
+    /// counted.
+    pub max_in_flight: usize,
+    /// Most HTTP/2 streams one connection may have open.
+    pub max_concurrent_streams: u32,
+    /// Longest a call may take; a shorter client deadline (`grpc-timeout`) wins.
+    pub request_timeout: Duration,
 }
+
+/// A request is a few hundred bytes and a batch of 1,000 a few hundred KB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for Options {
     fn default() -> Self {
@@ -32,6 +49,10 @@ impl Default for Options {
             max_batch: DEFAULT_MAX_BATCH,
             max_staleness: None,
             sequence_wait: DEFAULT_SEQUENCE_WAIT,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -42,6 +63,17 @@ pub struct Vakt {
     pub log: DecisionLog,
     pub data: Arc<DataStatus>,
     pub options: Options,
+    /// Calls in progress, for load shedding.
+    pub in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// A call's place among those in progress; given back when the call ends.
+pub(super) struct Admitted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Vakt {
@@ -52,7 +84,23 @@ impl Vakt {
             log,
             data: Arc::new(DataStatus::new("built-in")),
             options: Options::default(),
+            in_flight: Default::default(),
         }
+    }
+
+    /// Admits a call, or refuses it at once when `max_in_flight` calls are in
+    /// progress: under overload, shedding keeps the admitted calls fast and memory
+    /// bounded, where a queue would grow without end.
+    pub(super) fn admit(&self) -> Result<Admitted<'_>, super::error::CallError> {
+        use std::sync::atomic::Ordering;
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(&self.in_flight);
+        if before >= self.options.max_in_flight {
+            return Err(super::error::CallError::Overloaded {
+                max: self.options.max_in_flight,
+            });
+        }
+        Ok(admitted)
     }
 
     /// The snapshot to decide on, and why its data may not be decided on: too old

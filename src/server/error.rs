@@ -12,6 +12,9 @@ pub enum CallError {
     /// The batch holds more requests than the configured maximum.
     #[error("requests: a batch of {got} exceeds the maximum of {max}")]
     BatchTooLarge { got: usize, max: usize },
+    /// Too many calls are in progress; this one is shed, not queued.
+    #[error("overloaded: {max} calls are in progress (--max-in-flight); try again")]
+    Overloaded { max: usize },
     /// The decision could not be recorded, so it is not answered (fail closed).
     #[error("the decision log cannot record decisions: {0}")]
     LogUnavailable(#[from] crate::decision_log::LogUnavailable),
@@ -22,6 +25,7 @@ impl From<CallError> for Status {
         let code = match &e {
             CallError::InvalidField(_) | CallError::BatchTooLarge { .. } => Code::InvalidArgument,
             CallError::LogUnavailable(_) => Code::Unavailable,
+            CallError::Overloaded { .. } => Code::ResourceExhausted,
         };
         Status::new(code, e.to_string())
     }

@@ -14,7 +14,10 @@ mod error;
 mod resolve;
 mod status;
 
-pub use call::{Options, Vakt, DEFAULT_MAX_BATCH, DEFAULT_SEQUENCE_WAIT};
+pub use call::{
+    Options, Vakt, DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEQUENCE_WAIT,
+};
 
 use crate::proto::{self, authorizer_server::AuthorizerServer};
 use call::CallMeta;
@@ -34,6 +37,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
+        let _admitted = self.0.admit()?;
         let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             authorize::handle(&self.0, req.into_inner(), &meta).await?,
@@ -44,6 +48,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::AuthorizeBatchRequest>,
     ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
+        let _admitted = self.0.admit()?;
         let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             batch::handle(&self.0, req.into_inner(), &meta).await?,
@@ -54,6 +59,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::ResolveSystemUserRequest>,
     ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
+        let _admitted = self.0.admit()?;
         let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             resolve::handle(&self.0, req.into_inner(), &meta).await?,
@@ -107,10 +113,17 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor set is valid");
+    let o = vakt.options.clone();
+    // A request larger than the limit is refused from its length prefix, before
+    // its body is read or decoded.
+    let authorizer =
+        AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
     transport()
+        .max_concurrent_streams(Some(o.max_concurrent_streams))
+        .timeout(o.request_timeout)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AuthorizerServer::new(Service(vakt)))
+        .add_service(authorizer)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
 }

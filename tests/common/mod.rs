@@ -246,6 +246,17 @@ impl Spawned {
         out
     }
 
+    /// Sends SIGTERM and waits at most `limit` for the exit; `None` if it did not
+    /// exit in time (it is killed then).
+    pub fn stop_within(mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        signal(self.pid(), libc::SIGTERM);
+        let status = wait_at_most(&mut self.child, limit);
+        if status.is_none() {
+            let _ = self.child.kill();
+        }
+        status
+    }
+
     /// Kills the server with SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         signal(self.pid(), libc::SIGKILL);
