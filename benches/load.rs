@@ -114,7 +114,7 @@ fn serve_floor() {
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let _ = std::io::stdin().read_line(&mut String::new());
         });
-        vakt::server::transport()
+        vakt::server::transport(&vakt::server::Options::default())
             .add_service(vakt::proto::authorizer_server::AuthorizerServer::new(Floor(response)))
             .serve_with_incoming_shutdown(vakt::server::incoming(listener), async {
                 let _ = stdin_closed.await;

@@ -84,8 +84,12 @@ impl proto::authorizer_server::Authorizer for Service {
 ///   no adaptive window (its BDP pings buy nothing on loopback or in a pod).
 /// - HTTP/2 keepalive pings every 30 s, and a peer that does not answer one within
 ///   10 s is dropped, so dead connections do not pile up.
-pub fn transport() -> tonic::transport::Server {
+/// - At most `max_concurrent_streams` streams per connection, and a time limit per
+///   call (`request_timeout`; a shorter client deadline wins).
+pub fn transport(o: &Options) -> tonic::transport::Server {
     tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(o.max_concurrent_streams))
+        .timeout(o.request_timeout)
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
         .http2_adaptive_window(Some(false))
@@ -118,9 +122,7 @@ pub async fn serve(
     // its body is read or decoded.
     let authorizer =
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
-    transport()
-        .max_concurrent_streams(Some(o.max_concurrent_streams))
-        .timeout(o.request_timeout)
+    transport(&o)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(authorizer)
