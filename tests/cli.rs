@@ -442,3 +442,28 @@ fn replay_reports_flips_grouped_by_policy() {
         Some(2)
     );
 }
+
+/// A database URL that can't be used is refused without echoing it: it may hold a
+/// password.
+#[test]
+fn a_bad_database_url_is_refused_without_showing_its_password() {
+    let url = "postgres://vakt:s3cret-pw@localhost/authz?sslmode=bogus";
+    for args in [
+        vec!["validate", "--data", url],
+        vec!["serve", "--data", url],
+        vec!["db", "migrate", "--database", url],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("not a usable database URL"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("sslmode"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("s3cret-pw"), "{args:?}: {stderr}");
+    }
+}

@@ -169,3 +169,23 @@ async fn the_recorded_decision_log_verifies_and_replays_unchanged() {
     assert!(report.flips.is_empty(), "{:?}", report.flips);
     assert!(report.replayed >= 6);
 }
+
+/// The data-file example in "Data files" is a world Vakt loads as it stands.
+#[test]
+fn the_data_file_example_loads() {
+    let text = std::fs::read_to_string(README).unwrap();
+    let start = text
+        .find("```yaml\norganizations:            # from the Entity Register")
+        .expect("the data-file example")
+        + "```yaml\n".len();
+    let end = start + text[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.yaml"), &text[start..end]).unwrap();
+    let src = vakt::snapshot::Sources::read(&vakt::snapshot::SourcePaths {
+        data: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    let snap = vakt::snapshot::Snapshot::build(&src).unwrap_or_else(|p| panic!("{p}"));
+    assert_eq!(snap.world.counts().employees, 1);
+}

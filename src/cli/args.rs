@@ -15,13 +15,54 @@ pub(super) enum DataArg {
     Database(Box<Database>),
 }
 
-impl std::str::FromStr for DataArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if Database::is_url(s) {
-            s.parse().map(|db| Self::Database(Box::new(db)))
+/// Parses a database URL without ever echoing it: clap's own message for a bad
+/// value quotes the value, and a URL may hold a password.
+#[derive(Clone, Copy)]
+pub(super) struct DatabaseParser;
+
+impl clap::builder::TypedValueParser for DatabaseParser {
+    type Value = Database;
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Database, clap::Error> {
+        let name = arg.map_or("the database".to_owned(), |a| format!("--{}", a.get_id()));
+        let bad = |m: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "{name}: not a usable database URL (not shown, it may hold a password): {m}\n"
+                ),
+            )
+        };
+        value
+            .to_str()
+            .ok_or_else(|| bad("not UTF-8".into()))?
+            .parse()
+            .map_err(bad)
+    }
+}
+
+/// `--data DIR|URL`, parsed without echoing a URL.
+#[derive(Clone, Copy)]
+pub(super) struct DataParser;
+
+impl clap::builder::TypedValueParser for DataParser {
+    type Value = DataArg;
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DataArg, clap::Error> {
+        if value.to_str().is_some_and(Database::is_url) {
+            DatabaseParser
+                .parse_ref(cmd, arg, value)
+                .map(|db| DataArg::Database(Box::new(db)))
         } else {
-            Ok(Self::Dir(PathBuf::from(s)))
+            Ok(DataArg::Dir(PathBuf::from(value)))
         }
     }
 }
@@ -39,7 +80,7 @@ pub(super) struct SourceArgs {
     /// Directory of JSON/YAML data files (organizations, systemUsers, teams,
     /// employees), or a PostgreSQL database as postgres://USER:PASSWORD@HOST/DB
     /// [default: the built-in example world, examples/world/]
-    #[arg(long, env = "VAKT_DATA", value_name = "DIR|URL")]
+    #[arg(long, env = "VAKT_DATA", value_name = "DIR|URL", value_parser = DataParser)]
     pub(super) data: Option<DataArg>,
     /// Largest policy, schema or data file read, in bytes; a larger one is refused.
     #[arg(long, env = "VAKT_MAX_FILE_BYTES", value_name = "BYTES", default_value_t = crate::problem::DEFAULT_MAX_FILE_BYTES)]

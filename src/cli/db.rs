@@ -24,7 +24,7 @@ pub(super) enum DbCommand {
 #[derive(Args)]
 pub(super) struct DbArgs {
     /// The database, as postgres://USER:PASSWORD@HOST:PORT/DB
-    #[arg(long, env = "VAKT_DATABASE", value_name = "URL")]
+    #[arg(long, env = "VAKT_DATABASE", value_name = "URL", value_parser = super::args::DatabaseParser)]
     database: Database,
     /// Directory of *.cedarschema files and access-packages.json, whose packages
     /// the database accepts [default: the built-in copy of schema/]

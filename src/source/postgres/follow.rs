@@ -11,10 +11,16 @@ use std::time::Duration;
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The least time between two polls. Under a stream of commits, each of which
-/// wakes the follower, the changes of this window are read and applied together:
-/// fewer, larger polls cost the database and the request threads less, and a
-/// revocation waits at most this much longer.
+/// The least time between two polls. Under a stream of commits the changes of this
+/// window are read and applied together: fewer, larger polls cost the database
+/// and the request threads less, and a revocation waits at most this much longer.
+///
+/// While changes keep coming, the follower stops listening and polls once per
+/// window instead: a notification per commit costs the database a signal to the
+/// listening backend and the sidecar a wake-up, a thousand times a second, for
+/// nothing the next poll would not find anyway (measured in BENCHMARKS.md). The
+/// first poll that finds nothing listens again, then polls once more, so a commit
+/// between the two is not left to the heartbeat.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Follows the database until the task is dropped: polls at every notification
@@ -35,7 +41,14 @@ pub async fn follow(
     let mut conn: Option<Connection> = None;
     // The last failure logged, so a condition that lasts is logged once.
     let mut logged: Option<String> = None;
+    let mut rules_failed = false;
     let mut last_poll = tokio::time::Instant::now();
+    // Whether the connection listens for the feed's notifications (see
+    // BATCH_WINDOW); a new connection does.
+    let mut listening = true;
+    // Poll again at the end of the window whatever wakes: changes are flowing,
+    // or listening just began again.
+    let mut poll_soon = false;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -47,6 +60,7 @@ pub async fn follow(
                         Err(_) => true,
                     };
                     conn = Some(c);
+                    (listening, poll_soon) = (true, true);
                     backoff = FIRST_BACKOFF;
                     tracing::info!(database = %source.database(), "connected to the database; catching up");
                     if fresh {
@@ -59,8 +73,10 @@ pub async fn follow(
                                     rebuilt();
                                 }
                                 Err(e) => {
-                                    failed(&status, &mut logged, &e);
-                                    conn = None;
+                                    if !refused(&status, &mut logged, &e) {
+                                        failed(&status, &mut logged, &e);
+                                        conn = None;
+                                    }
                                 }
                             }
                         }
@@ -76,9 +92,17 @@ pub async fn follow(
         };
         let wake = c.wake.clone();
         let (mut reload_rules, mut force) = (false, false);
+        // While the policies or schema on disk fail to load, the data may stay
+        // current, but the state says the reload failed.
+        let keep_failed = |status: &DataStatus, rules_failed: bool| {
+            if rules_failed {
+                status.set_state(SyncState::ReloadFailed);
+            }
+        };
         tokio::select! {
             _ = wake.notified() => {}
             _ = tick.tick() => {}
+            () = tokio::time::sleep_until(last_poll + BATCH_WINDOW), if poll_soon => {}
             Some(()) = rule_events.recv() => {
                 tokio::time::sleep(crate::source::DEBOUNCE).await;
                 while rule_events.try_recv().is_ok() {}
@@ -116,14 +140,18 @@ pub async fn follow(
                             rebuilt();
                         }
                         Err(e) => {
-                            failed(&status, &mut logged, &e);
-                            conn = None;
+                            if !refused(&status, &mut logged, &e) {
+                                failed(&status, &mut logged, &e);
+                                conn = None;
+                            }
                         }
                     }
+                    rules_failed = false;
                     continue;
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => rules_failed = false,
                 Ok(Err(problems)) => {
+                    rules_failed = true;
                     let text = problems.to_string();
                     if logged.as_deref() != Some(text.as_str()) {
                         tracing::error!(problems = %text, "reload failed; keeping the last good snapshot");
@@ -146,11 +174,23 @@ pub async fn follow(
                 if let Some(s) = source.moved(&current) {
                     snapshots.store(s);
                 }
+                poll_soon = false;
+                if !listening {
+                    match c.client.batch_execute("LISTEN vakt_feed").await {
+                        Ok(()) => (listening, poll_soon) = (true, true),
+                        Err(e) => {
+                            failed(&status, &mut logged, &e.into());
+                            conn = None;
+                            continue;
+                        }
+                    }
+                }
                 if logged.take().is_some() {
                     tracing::info!("the database is followed again");
                 }
                 status.set_state(SyncState::Live);
                 status.confirm();
+                keep_failed(&status, rules_failed);
             }
             Ok(Polled::Applied(s, records)) => {
                 tracing::info!(
@@ -161,7 +201,19 @@ pub async fn follow(
                 );
                 snapshots.store(s);
                 status.applied();
+                keep_failed(&status, rules_failed);
                 logged = None;
+                // Changes are flowing: poll per window, without a wake-up per commit.
+                poll_soon = true;
+                if listening {
+                    match c.client.batch_execute("UNLISTEN vakt_feed").await {
+                        Ok(()) => listening = false,
+                        Err(e) => {
+                            failed(&status, &mut logged, &e.into());
+                            conn = None;
+                        }
+                    }
+                }
             }
             Ok(Polled::Reloaded(s, why)) => {
                 swap(&snapshots, &status, s, why);
@@ -190,8 +242,10 @@ pub async fn follow(
                 logged = Some(text);
             }
             Err(e) => {
-                failed(&status, &mut logged, &e);
-                conn = None;
+                if !refused(&status, &mut logged, &e) {
+                    failed(&status, &mut logged, &e);
+                    conn = None;
+                }
             }
         }
     }
@@ -206,6 +260,29 @@ fn swap(snapshots: &SnapshotHandle, status: &DataStatus, s: crate::snapshot::Sna
     );
     snapshots.store(s);
     status.applied();
+}
+
+/// The world read again whole fails Vakt's checks: as for a change that fails
+/// them, following stops there (the connection is fine, so no reconnecting), the
+/// last good world keeps serving, and an ERROR and the status say why. Returns
+/// whether `e` was such a failure.
+fn refused(status: &DataStatus, logged: &mut Option<String>, e: &DbError) -> bool {
+    let DbError::Data(problems) = e else {
+        return false;
+    };
+    let text = problems.join("\n");
+    if logged.as_deref() != Some(text.as_str()) {
+        tracing::error!(
+            problems = %text,
+            "the world in the database fails Vakt's checks; following stopped, the last good world keeps serving"
+        );
+    }
+    status.fail(
+        SyncState::Stopped,
+        format!("the world read again whole fails Vakt's checks: {text}"),
+    );
+    *logged = Some(text);
+    true
 }
 
 /// The connection is lost or unusable: the last snapshot keeps serving, and the

@@ -65,7 +65,12 @@ impl std::str::FromStr for Database {
         if !Self::is_url(s) {
             return Err("a database URL starts with postgres:// or postgresql://".into());
         }
-        let mut config: tokio_postgres::Config = s.parse().map_err(|e| format!("{e}"))?;
+        let mut config: tokio_postgres::Config = s.parse().map_err(
+            |e: tokio_postgres::Error| match std::error::Error::source(&e) {
+                Some(why) => format!("{e}: {why}"),
+                None => e.to_string(),
+            },
+        )?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }

@@ -74,8 +74,13 @@ pub async fn import(
     rows += copy_teams(&tx, world).await?;
     rows += copy_employees(&tx, world).await?;
     rows += copy_cedar(&tx, world).await?;
-    tx.batch_execute("INSERT INTO vakt.feed_change (kind, key) VALUES ('world', NULL)")
-        .await?;
+    // The triggers were quiet (bulk load): one marker says "read everything", and
+    // one notification wakes the sidecars at commit.
+    tx.batch_execute(
+        "INSERT INTO vakt.feed_change (kind, key) VALUES ('world', NULL);
+         SELECT pg_notify('vakt_feed', '')",
+    )
+    .await?;
     tx.commit().await?;
     Ok(Imported { rows })
 }
