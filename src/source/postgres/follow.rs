@@ -11,16 +11,10 @@ use std::time::Duration;
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// The least time between two polls. Under a stream of commits the changes of this
-/// window are read and applied together: fewer, larger polls cost the database
-/// and the request threads less, and a revocation waits at most this much longer.
-///
-/// While changes keep coming, the follower stops listening and polls once per
-/// window instead: a notification per commit costs the database a signal to the
-/// listening backend and the sidecar a wake-up, a thousand times a second, for
-/// nothing the next poll would not find anyway (measured in BENCHMARKS.md). The
-/// first poll that finds nothing listens again, then polls once more, so a commit
-/// between the two is not left to the heartbeat.
+/// The least time between two polls. Under a stream of commits, each of which
+/// wakes the follower, the changes of this window are read and applied together:
+/// fewer, larger polls cost the database and the request threads less, and a
+/// revocation waits at most this much longer.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Follows the database until the task is dropped: polls at every notification
@@ -43,12 +37,6 @@ pub async fn follow(
     let mut logged: Option<String> = None;
     let mut rules_failed = false;
     let mut last_poll = tokio::time::Instant::now();
-    // Whether the connection listens for the feed's notifications (see
-    // BATCH_WINDOW); a new connection does.
-    let mut listening = true;
-    // Poll again at the end of the window whatever wakes: changes are flowing,
-    // or listening just began again.
-    let mut poll_soon = false;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -60,7 +48,6 @@ pub async fn follow(
                         Err(_) => true,
                     };
                     conn = Some(c);
-                    (listening, poll_soon) = (true, true);
                     backoff = FIRST_BACKOFF;
                     tracing::info!(database = %source.database(), "connected to the database; catching up");
                     if fresh {
@@ -102,7 +89,6 @@ pub async fn follow(
         tokio::select! {
             _ = wake.notified() => {}
             _ = tick.tick() => {}
-            () = tokio::time::sleep_until(last_poll + BATCH_WINDOW), if poll_soon => {}
             Some(()) = rule_events.recv() => {
                 tokio::time::sleep(crate::source::DEBOUNCE).await;
                 while rule_events.try_recv().is_ok() {}
@@ -174,17 +160,6 @@ pub async fn follow(
                 if let Some(s) = source.moved(&current) {
                     snapshots.store(s);
                 }
-                poll_soon = false;
-                if !listening {
-                    match c.client.batch_execute("LISTEN vakt_feed").await {
-                        Ok(()) => (listening, poll_soon) = (true, true),
-                        Err(e) => {
-                            failed(&status, &mut logged, &e.into());
-                            conn = None;
-                            continue;
-                        }
-                    }
-                }
                 if logged.take().is_some() {
                     tracing::info!("the database is followed again");
                 }
@@ -203,17 +178,6 @@ pub async fn follow(
                 status.applied();
                 keep_failed(&status, rules_failed);
                 logged = None;
-                // Changes are flowing: poll per window, without a wake-up per commit.
-                poll_soon = true;
-                if listening {
-                    match c.client.batch_execute("UNLISTEN vakt_feed").await {
-                        Ok(()) => listening = false,
-                        Err(e) => {
-                            failed(&status, &mut logged, &e.into());
-                            conn = None;
-                        }
-                    }
-                }
             }
             Ok(Polled::Reloaded(s, why)) => {
                 swap(&snapshots, &status, s, why);
