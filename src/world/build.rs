@@ -17,12 +17,10 @@ use super::records::{
 };
 use super::state::World;
 use crate::ids::check_id;
-use crate::model::types;
 use crate::packages::AccessPackages;
 use crate::problem::SourceFile;
 use crate::problem::{Problem, Problems};
-use cedar_policy::{Entities, Schema};
-use cedar_policy_core::ast;
+use cedar_policy::Schema;
 use smol_str::SmolStr;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -654,9 +652,9 @@ impl<'a> Build<'a> {
         }
     }
 
-    /// Entities in Cedar's own JSON format (see [`cedar_entities`]).
+    /// Entities in Cedar's own JSON format (see `entity::cedar_entities`).
     fn cedar_entities(&mut self, json: Vec<(usize, serde_json::Value)>, schema: &Schema) {
-        let (extra, problems) = cedar_entities(json, schema);
+        let (extra, problems) = super::entity::cedar_entities(json, schema);
         for (file, message) in problems {
             let o = Origin {
                 file,
@@ -667,42 +665,4 @@ impl<'a> Build<'a> {
         }
         self.world.extra = Arc::new(extra);
     }
-}
-
-/// Entities in Cedar's own JSON format, each value a list tagged with where it came
-/// from, checked against the schema, for types beyond Vakt's own; and the schema's
-/// actions, so `action in ...` sees groups. Every problem, tagged alike.
-pub(crate) fn cedar_entities<T: Copy>(
-    json: Vec<(T, serde_json::Value)>,
-    schema: &Schema,
-) -> (HashMap<ast::EntityUID, ast::Entity>, Vec<(T, String)>) {
-    let t = types();
-    let mut extra: HashMap<ast::EntityUID, ast::Entity> = HashMap::new();
-    let mut problems = Vec::new();
-    for (from, value) in json {
-        match Entities::from_json_value(value, Some(schema)) {
-            Err(e) => problems.push((from, format!("Cedar entities: {e}"))),
-            Ok(entities) => {
-                for e in entities.iter() {
-                    let u = e.uid();
-                    if t.is_core(u.type_name()) {
-                        problems.push((
-                            from,
-                            format!("Cedar entity {u}: {} records belong in the Vakt data format (organizations, systemUsers, teams, employees)", u.type_name()),
-                        ));
-                    } else if u.type_name() != &t.action {
-                        let core: &ast::Entity = e.as_ref();
-                        extra.insert(core.uid().clone(), core.clone());
-                    }
-                }
-            }
-        }
-    }
-    if let Ok(actions) = schema.action_entities() {
-        for a in actions.iter() {
-            let core: &ast::Entity = a.as_ref();
-            extra.insert(core.uid().clone(), core.clone());
-        }
-    }
-    (extra, problems)
 }

@@ -125,7 +125,7 @@ impl World {
         entities: Vec<(T, serde_json::Value)>,
         schema: &cedar_policy::Schema,
     ) -> Result<World, Vec<(T, String)>> {
-        let (extra, problems) = super::build::cedar_entities(entities, schema);
+        let (extra, problems) = super::entity::cedar_entities(entities, schema);
         if !problems.is_empty() {
             return Err(problems);
         }

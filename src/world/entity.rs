@@ -1,6 +1,7 @@
 //! The world's records as Cedar entities: read in place by the evaluator
 //! ([`EntityData`]), or written out in full as Cedar holds them (for Cedar's own
-//! authorizer in tests, error messages, and counterexamples).
+//! authorizer in tests, error messages, and counterexamples); and entities given
+//! in Cedar's own JSON format, checked against the schema.
 //!
 //! The attribute names and types here are those `schema/vakt.cedarschema` declares
 //! for Vakt's own entity types.
@@ -268,4 +269,46 @@ impl Store for World {
             }
         }
     }
+}
+
+/// Entities in Cedar's own JSON format, each value a list tagged with where it came
+/// from, checked against the schema, for types beyond Vakt's own; and the schema's
+/// actions, so `action in ...` sees groups. Every problem, tagged alike.
+pub(super) fn cedar_entities<T: Copy>(
+    json: Vec<(T, serde_json::Value)>,
+    schema: &cedar_policy::Schema,
+) -> (
+    std::collections::HashMap<ast::EntityUID, ast::Entity>,
+    Vec<(T, String)>,
+) {
+    let t = crate::model::types();
+    let mut extra: std::collections::HashMap<ast::EntityUID, ast::Entity> =
+        std::collections::HashMap::new();
+    let mut problems = Vec::new();
+    for (from, value) in json {
+        match cedar_policy::Entities::from_json_value(value, Some(schema)) {
+            Err(e) => problems.push((from, format!("Cedar entities: {e}"))),
+            Ok(entities) => {
+                for e in entities.iter() {
+                    let u = e.uid();
+                    if t.is_core(u.type_name()) {
+                        problems.push((
+                            from,
+                            format!("Cedar entity {u}: {} records belong in the Vakt data format (organizations, systemUsers, teams, employees)", u.type_name()),
+                        ));
+                    } else if u.type_name() != &t.action {
+                        let core: &ast::Entity = e.as_ref();
+                        extra.insert(core.uid().clone(), core.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(actions) = schema.action_entities() {
+        for a in actions.iter() {
+            let core: &ast::Entity = a.as_ref();
+            extra.insert(core.uid().clone(), core.clone());
+        }
+    }
+    (extra, problems)
 }

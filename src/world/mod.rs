@@ -12,7 +12,8 @@
 //! # Layout
 //!
 //! - [`records`]: the record types.
-//! - `entity`: the records as Cedar entities, for the evaluator and for export.
+//! - `entity`: the records as Cedar entities, for the evaluator and for export,
+//!   and entities given in Cedar's own format.
 //! - `state`: the world at one moment, its maps and look-ups; `change`: changing
 //!   it record by record.
 //! - `load`: reading data files; `shapes`: recognising Altinn's and the Entity
