@@ -493,12 +493,13 @@ fn a_lost_database_fails_closed_and_is_caught_up_with() {
     s.stop();
 }
 
-/// A bulk load (`vakt db import --replace`) and a TRUNCATE are read whole.
+/// A bulk load (`vakt db import --replace`) and a TRUNCATE are read whole; the
+/// import wakes the sidecar at its commit (the heartbeat here is an hour).
 #[test]
 fn a_replaced_world_is_read_again_whole() {
     let pg = Cluster::start();
     let url = with_world(&pg, "replaced");
-    let s = serve(&url, &[]);
+    let s = serve(&url, &["--poll-interval", "1h"]);
     let dir = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(WORLD).unwrap() {
         let p = e.unwrap().path();
@@ -528,6 +529,50 @@ fn a_replaced_world_is_read_again_whole() {
     pg.psql("replaced", "TRUNCATE vakt.employee CASCADE");
     until(Duration::from_secs(5), "the truncated table", || {
         status(&s).employees == 0
+    });
+    s.stop();
+}
+
+/// A world read again whole (here after a TRUNCATE) that fails Vakt's checks
+/// stops following, as a single bad change does: the connection is fine, so the
+/// state is `stopped`, not `reconnecting`, and the last good world keeps serving.
+#[test]
+fn a_whole_read_that_fails_the_checks_stops_too() {
+    let pg = Cluster::start();
+    let url = with_world(&pg, "wholebad");
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert_eq!(
+        decide(&s, "kari", "tk-regnskap", "310015156").decision(),
+        Decision::Allow
+    );
+    pg.psql(
+        "wholebad",
+        "BEGIN; TRUNCATE vakt.employee_audit_client; \
+         INSERT INTO vakt.organization VALUES ('310030309', 'Unit of a unit', '310009091', 'BEDR'); COMMIT",
+    );
+    until(Duration::from_secs(5), "following to stop", || {
+        status(&s).sync_state == "stopped"
+    });
+    let st = status(&s);
+    assert!(
+        st.last_error.contains("units are one level deep"),
+        "{}",
+        st.last_error
+    );
+    // Still stopped a while later: not taken for a lost connection.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status(&s).sync_state, "stopped");
+    assert_eq!(
+        decide(&s, "kari", "tk-regnskap", "310015156").decision(),
+        Decision::Allow
+    );
+    // Fixed: read whole again, and live.
+    pg.psql(
+        "wholebad",
+        "DELETE FROM vakt.organization WHERE org_number = '310030309'",
+    );
+    until(Duration::from_secs(5), "following to resume", || {
+        status(&s).sync_state == "live"
     });
     s.stop();
 }
