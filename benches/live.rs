@@ -29,6 +29,9 @@ use vakt::snapshot::SourcePaths;
 use vakt::source::files::FileSource;
 use vakt::world::{Change, ClientLink, OrgNo};
 
+mod support;
+use support::cpu_us;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -256,19 +259,6 @@ fn main() {
     );
     drop(current);
     postgres(bench, &worlds, wanted);
-}
-
-/// CPU time (user + system) a process has used so far, in µs, from /proc.
-fn cpu_us(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name (which may hold spaces) start after ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // Linux reports CPU time in clock ticks of 1/100 s.
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) * 10_000.0
 }
 
 /// CPU time of every PostgreSQL server process on the machine, in µs.

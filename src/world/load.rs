@@ -378,14 +378,7 @@ fn restated_records(
     }
     /// One compact record from its restated value; a problem names the field.
     fn typed<R: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<R, String> {
-        serde_path_to_error::deserialize::<_, R>(v).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                e.inner().to_string()
-            } else {
-                format!("{path}: {}", e.inner())
-            }
-        })
+        serde_path_to_error::deserialize::<_, R>(v).map_err(|e| path_message(&e))
     }
     let origin = |key: &str, i: usize, offset: usize, v: &serde_json::Value| Origin {
         file,

@@ -85,12 +85,17 @@ pub async fn import(
     Ok(Imported { rows })
 }
 
-/// Opens a binary COPY into `table` (`columns`, all text unless typed otherwise).
-async fn copier(
+/// Writes `rows` into `table` (`columns`, typed) with one binary COPY; returns
+/// the rows written.
+async fn copy<'r, I>(
     tx: &Transaction<'_>,
     table: &str,
     columns: &[(&str, Type)],
-) -> Result<BinaryCopyInWriter, DbError> {
+    rows: I,
+) -> Result<u64, DbError>
+where
+    I: IntoIterator<Item = Vec<Box<dyn ToSql + Sync + Send + 'r>>>,
+{
     let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
     let types: Vec<Type> = columns.iter().map(|(_, t)| t.clone()).collect();
     let sink = tx
@@ -99,15 +104,7 @@ async fn copier(
             names.join(", ")
         ))
         .await?;
-    Ok(BinaryCopyInWriter::new(sink, &types))
-}
-
-/// Writes rows through a copier, then finishes it; returns the rows written.
-async fn copy_rows<'r, I>(w: BinaryCopyInWriter, rows: I) -> Result<u64, DbError>
-where
-    I: IntoIterator<Item = Vec<Box<dyn ToSql + Sync + Send + 'r>>>,
-{
-    let mut w = std::pin::pin!(w);
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
     for row in rows {
         let refs: Vec<&(dyn ToSql + Sync)> = row.iter().map(|b| &**b as _).collect();
         w.as_mut().write(&refs).await?;
@@ -120,7 +117,7 @@ fn cells<'r>(v: Vec<Box<dyn ToSql + Sync + Send + 'r>>) -> Vec<Box<dyn ToSql + S
 }
 
 async fn copy_organizations(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError> {
-    let w = copier(
+    copy(
         tx,
         "organization",
         &[
@@ -129,10 +126,6 @@ async fn copy_organizations(tx: &Transaction<'_>, world: &World) -> Result<u64, 
             ("parent_org_number", Type::TEXT),
             ("unit_type", Type::TEXT),
         ],
-    )
-    .await?;
-    copy_rows(
-        w,
         world.organizations().map(|o| {
             cells(vec![
                 Box::new(o.org_number.to_string()),
@@ -146,7 +139,7 @@ async fn copy_organizations(tx: &Transaction<'_>, world: &World) -> Result<u64, 
 }
 
 async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError> {
-    let w = copier(
+    let mut n = copy(
         tx,
         "system_user",
         &[
@@ -159,10 +152,6 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
             ("is_deleted", Type::BOOL),
             ("self_delegated", Type::BOOL),
         ],
-    )
-    .await?;
-    let mut n = copy_rows(
-        w,
         world.system_users().map(|s| {
             cells(vec![
                 Box::new(s.id.to_string()),
@@ -177,14 +166,10 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "system_user_package",
         &[("system_user_id", Type::TEXT), ("package", Type::TEXT)],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.system_users().flat_map(|s| {
             s.access_packages
                 .iter()
@@ -192,7 +177,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "client_link",
         &[
@@ -201,10 +186,6 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
             ("client_id", Type::TEXT),
             ("status", Type::TEXT),
         ],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.system_users().flat_map(|s| {
             s.links.iter().map(|(c, l)| {
                 cells(vec![
@@ -217,7 +198,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "client_link_role",
         &[
@@ -226,10 +207,6 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
             ("position", Type::INT2),
             ("role", Type::TEXT),
         ],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.system_users().flat_map(|s| {
             s.links.iter().flat_map(move |(c, l)| {
                 l.access
@@ -248,7 +225,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "client_link_role_package",
         &[
@@ -257,10 +234,6 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
             ("position", Type::INT2),
             ("package", Type::TEXT),
         ],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.system_users().flat_map(|s| {
             s.links.iter().flat_map(move |(c, l)| {
                 l.access
@@ -285,7 +258,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
 }
 
 async fn copy_teams(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError> {
-    let w = copier(
+    let mut n = copy(
         tx,
         "team",
         &[
@@ -294,10 +267,6 @@ async fn copy_teams(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError>
             ("name", Type::TEXT),
             ("all_clients", Type::BOOL),
         ],
-    )
-    .await?;
-    let mut n = copy_rows(
-        w,
         world.teams().map(|t| {
             cells(vec![
                 Box::new(t.id.to_string()),
@@ -308,14 +277,10 @@ async fn copy_teams(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError>
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "team_system_user",
         &[("team_id", Type::TEXT), ("system_user_id", Type::TEXT)],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.teams().flat_map(|t| {
             t.system_users
                 .iter()
@@ -323,14 +288,10 @@ async fn copy_teams(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError>
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "team_client",
         &[("team_id", Type::TEXT), ("client_org_number", Type::TEXT)],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.teams().flat_map(|t| {
             let listed: &[crate::world::OrgNo] = match &t.clients {
                 ClientScope::All => &[],
@@ -346,7 +307,7 @@ async fn copy_teams(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError>
 }
 
 async fn copy_employees(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError> {
-    let w = copier(
+    let mut n = copy(
         tx,
         "employee",
         &[
@@ -356,10 +317,6 @@ async fn copy_employees(tx: &Transaction<'_>, world: &World) -> Result<u64, DbEr
             ("active", Type::BOOL),
             ("kind", Type::TEXT),
         ],
-    )
-    .await?;
-    let mut n = copy_rows(
-        w,
         world.employees().map(|e| {
             cells(vec![
                 Box::new(e.id.to_string()),
@@ -371,14 +328,10 @@ async fn copy_employees(tx: &Transaction<'_>, world: &World) -> Result<u64, DbEr
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "employee_team",
         &[("employee_id", Type::TEXT), ("team_id", Type::TEXT)],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.employees().flat_map(|e| {
             e.teams
                 .iter()
@@ -386,17 +339,13 @@ async fn copy_employees(tx: &Transaction<'_>, world: &World) -> Result<u64, DbEr
         }),
     )
     .await?;
-    let w = copier(
+    n += copy(
         tx,
         "employee_audit_client",
         &[
             ("employee_id", Type::TEXT),
             ("client_org_number", Type::TEXT),
         ],
-    )
-    .await?;
-    n += copy_rows(
-        w,
         world.employees().flat_map(|e| {
             e.audit_clients
                 .iter()
