@@ -271,7 +271,10 @@ fn kill_9_under_load_leaves_whole_lines_and_every_answered_decision() {
         );
     }
     let files = vec![(path.display().to_string(), text)];
-    assert_eq!(verify(&files, None).unwrap().records as usize, recs.len());
+    assert_eq!(
+        verify(&files, &Default::default()).unwrap().records as usize,
+        recs.len()
+    );
 }
 
 #[test]
@@ -304,7 +307,7 @@ fn audit_verify_catches_tampering_and_a_restart_continues_the_chain() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
         stdout.starts_with("ok: 6 records")
-            && stdout.contains("consistent with the checkpoint of 6 records"),
+            && stdout.contains("consistent with the checkpoint of record seq 6"),
         "{stdout}"
     );
 
@@ -463,7 +466,7 @@ fn rotation_keeps_whole_records_and_one_verifiable_chain_across_restarts() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.starts_with("ok: 40 records") && stdout.contains("checkpoint of 40 records"),
+        stdout.starts_with("ok: 40 records") && stdout.contains("checkpoint of record seq 40"),
         "{stdout}"
     );
 
@@ -570,7 +573,7 @@ async fn the_otlp_sink_delivers_chained_records_to_a_receiver() {
         Some(Any::StringValue("kari".into()))
     );
     let files = vec![("otlp".to_owned(), bodies.join("\n") + "\n")];
-    assert_eq!(verify(&files, None).unwrap().records, 3);
+    assert_eq!(verify(&files, &Default::default()).unwrap().records, 3);
     drop(s);
     drop(writers);
 }
@@ -661,7 +664,7 @@ async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
     full_writers.finish().await;
     let text = std::fs::read_to_string(&path).unwrap();
     let files = vec![("f".to_owned(), text)];
-    assert_eq!(verify(&files, None).unwrap().records, 3);
+    assert_eq!(verify(&files, &Default::default()).unwrap().records, 3);
 }
 
 #[tokio::test]
@@ -670,7 +673,7 @@ async fn the_checkpoint_follows_an_idle_log_within_a_second() {
     let path = dir.path().join("decisions.jsonl");
     let (log, writers) = durable_log(&path);
     let mut s = start_with(default_snapshot(), log, 10).await;
-    let cp_path = vakt::decision_log::chain::checkpoint_path(&path);
+    let cp_path = vakt::decision_log::checkpoint::checkpoint_path(&path);
     for n in 1..=3u64 {
         s.ask("kari", "tk-regnskap", "310015156", REGNSKAP).await;
         // The sidecar is idle now: the checkpoint must catch up with the record.
@@ -682,7 +685,7 @@ async fn the_checkpoint_follows_an_idle_log_within_a_second() {
                 std::fs::read_to_string(&cp_path)
                     .ok()
                     .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                    .is_some_and(|cp| cp["records"] == n)
+                    .is_some_and(|cp| cp["last_seq"] == n)
             },
         )
         .await;

@@ -153,7 +153,7 @@ async fn the_recorded_decision_log_verifies_and_replays_unchanged() {
     }
     let text = std::fs::read_to_string(DECISIONS).unwrap();
     let files = vec![(DECISIONS.to_owned(), text.clone())];
-    let verified = vakt::decision_log::verify::verify(&files, None)
+    let verified = vakt::decision_log::verify::verify(&files, &Default::default())
         .expect("examples/decisions.jsonl is an intact chain");
     assert!(verified.records >= 7);
     let snap = default_snapshot();

@@ -64,6 +64,20 @@ pub(super) struct ServeArgs {
         value_name = "FIELD"
     )]
     decision_log_redact: Vec<String>,
+    /// Sign decision log checkpoints with this Ed25519 private key (PKCS#8 PEM, as
+    /// `vakt audit keygen` writes it; keep it readable only by Vakt's user)
+    /// [default: checkpoints are not signed]
+    #[arg(long, env = "VAKT_DECISION_LOG_SIGNING_KEY", value_name = "FILE")]
+    decision_log_signing_key: Option<std::path::PathBuf>,
+    /// Continue a decision log file that does not match its checkpoint (edited,
+    /// cut, or its checkpoint replaced) instead of refusing to start; the log
+    /// records that this was done
+    #[arg(long, env = "VAKT_DECISION_LOG_ACCEPT_MISMATCH")]
+    decision_log_accept_mismatch: bool,
+    /// WARN when the file system of a decision log file has less free space than
+    /// this many bytes (0: never)
+    #[arg(long, env = "VAKT_DECISION_LOG_MIN_FREE_BYTES", value_name = "BYTES", default_value_t = crate::decision_log::DEFAULT_MIN_FREE_BYTES)]
+    decision_log_min_free_bytes: u64,
     /// When a decision log file is fsynced.
     #[arg(long, env = "VAKT_DECISION_LOG_FSYNC", value_enum, default_value_t = Fsync::Always)]
     decision_log_fsync: Fsync,
@@ -109,6 +123,10 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // the process with its default action.
     // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    // A write past a file-size limit (RLIMIT_FSIZE) must fail with EFBIG, which the
+    // decision log handles, rather than kill the process.
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     args.sources.check_paths()?;
     if args.max_in_flight == 0 || args.max_concurrent_streams == 0 {
         anyhow::bail!("--max-in-flight and --max-concurrent-streams must be at least 1");
@@ -137,6 +155,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(db) => load_database(db.clone(), paths).await?,
     };
     let snapshot = loaded.snapshot;
+    let signer = args
+        .decision_log_signing_key
+        .as_deref()
+        .map(crate::decision_log::checkpoint::Signer::read)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--decision-log-signing-key {e}"))?;
     let (log, writers) = DecisionLog::open(
         &args.decision_log,
         &LogOptions {
@@ -149,6 +173,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .map(std::time::Duration::from_secs),
             },
             redact: args.decision_log_redact.clone(),
+            signer: signer.map(Arc::new),
+            accept_mismatch: args.decision_log_accept_mismatch,
+            min_free_bytes: args.decision_log_min_free_bytes,
         },
     )?;
     let counts = snapshot.world.counts();

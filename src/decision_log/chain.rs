@@ -3,13 +3,12 @@
 //! Every record line carries `seq` (1, 2, ... per log) and `prev_hash`, the SHA-256
 //! of the previous record's line (64 zeros before the first). Editing, deleting,
 //! inserting or reordering a record breaks the chain at the next record; cutting
-//! records off the end is caught against a checkpoint, which records how many
-//! records the log had and the hash of the last one.
+//! records off either end is caught against a checkpoint (`checkpoint`), which
+//! names the first and last record of a file and the hash of the last one.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 
 /// `prev_hash` of the first record of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -92,49 +91,8 @@ pub(crate) struct Linked {
     pub prev_hash: String,
     #[serde(default)]
     pub decision_id: Option<String>,
-}
-
-/// A published chain head: how many records the log had, and the last one's hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub records: u64,
-    pub head: String,
-    pub timestamp: String,
-}
-
-impl Checkpoint {
-    pub fn of(chain: &Chain) -> Self {
-        Self {
-            records: chain.seq,
-            head: chain.head(),
-            timestamp: super::record::now_rfc3339(),
-        }
-    }
-}
-
-/// `<log>.checkpoint`: where the chain head of a log file is published.
-pub fn checkpoint_path(log: &Path) -> PathBuf {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".checkpoint");
-    PathBuf::from(name)
-}
-
-/// Writes the checkpoint atomically (temporary file, then rename) and logs it.
-pub(crate) fn write_checkpoint(path: &Path, chain: &Chain) {
-    let cp = Checkpoint::of(chain);
-    let tmp = path.with_extension("checkpoint.tmp");
-    let written = serde_json::to_string(&cp)
-        .map_err(std::io::Error::other)
-        .and_then(|t| std::fs::write(&tmp, t + "\n"))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    match written {
-        Ok(()) => {
-            tracing::info!(records = cp.records, head = %cp.head, file = %path.display(), "decision log checkpoint")
-        }
-        Err(e) => {
-            tracing::error!(error = %e, file = %path.display(), "decision log checkpoint failed")
-        }
-    }
+    #[serde(default)]
+    pub timestamp: Option<String>,
 }
 
 #[cfg(test)]

@@ -2,12 +2,15 @@
 //! fsync) per batch, rotated between batches, with the chain head checkpointed
 //! beside it.
 
-use super::chain::{checkpoint_path, write_checkpoint, Chain, Checkpoint};
+use super::chain::{Chain, GENESIS};
+use super::checkpoint::{checkpoint_path, publish, Checkpoint, Signer};
 use super::rotation::{rotated_path, Rotation};
 use super::sink::{Batch, Medium};
+use super::tail;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// When the file sink calls fsync.
@@ -25,66 +28,171 @@ pub enum Fsync {
 /// than about this plus one writer tick.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
+/// How a file sink checks and signs its log.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FileOptions {
+    pub fsync: Fsync,
+    pub rotation: Rotation,
+    /// Signs every checkpoint; without it checkpoints are unsigned.
+    pub signer: Option<Arc<Signer>>,
+    /// Continue a log that does not match its checkpoint, recording that it did.
+    pub accept_mismatch: bool,
+    /// WARN when the log's file system has less free space than this.
+    pub min_free_bytes: u64,
+}
+
+/// How often the free space on the log's file system is looked at.
+const FREE_SPACE_EVERY: Duration = Duration::from_secs(10);
+
 pub(crate) struct FileMedium {
     path: PathBuf,
     file: File,
-    fsync: Fsync,
-    rotation: Rotation,
+    opts: FileOptions,
+    /// False for a device such as /dev/null: nothing to checkpoint or rotate.
+    regular: bool,
     /// Bytes in the current file.
     bytes: u64,
     opened: Instant,
+    /// The seq of the current file's first record (the next one while it is empty).
+    first_seq: u64,
     checkpoint: PathBuf,
     /// The seq the checkpoint file holds, and when it was written.
     checkpointed: u64,
     last_checkpoint: Instant,
+    /// The hash of the last checkpoint written, which the next one names.
+    prev_checkpoint: String,
+    /// When free space was last looked at, and whether it was low then.
+    free_checked: Instant,
+    low_on_space: bool,
 }
 
 impl FileMedium {
-    /// Opens `path` for appending and reads the chain to continue: the records
-    /// already in it or, for a file emptied by rotation, its checkpoint.
-    pub fn open(path: &Path, fsync: Fsync, rotation: Rotation) -> Result<(Self, Chain), String> {
-        let shown = path.display();
-        // A device such as /dev/null has no chain to continue.
-        let existing = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => {
-                std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?
-            }
-            _ => String::new(),
-        };
-        let mut chain = Chain::resume(&existing).map_err(|e| format!("{shown}: {e}"))?;
+    /// Opens `path` for appending and finds the chain to continue: from the file's
+    /// tail, checked against its checkpoint, or, for a file emptied by rotation,
+    /// from the checkpoint. A log that does not match its checkpoint is refused
+    /// unless the operator accepts it, and either way that is logged; accepted,
+    /// the log itself records it. A fresh checkpoint is written at once, so records
+    /// written just before a crash are signed only after they were checked.
+    pub fn open(path: &Path, opts: FileOptions) -> Result<(Self, Chain), String> {
+        let shown = path.display().to_string();
         let checkpoint = checkpoint_path(path);
-        if existing.trim().is_empty() {
-            if let Ok(text) = std::fs::read_to_string(&checkpoint) {
-                let cp: Checkpoint = serde_json::from_str(&text)
-                    .map_err(|e| format!("{}: not a checkpoint: {e}", checkpoint.display()))?;
-                chain = Chain::at(cp.records, &cp.head)
-                    .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
-            }
-        }
-        let file = std::fs::OpenOptions::new()
+        let cp = match std::fs::read_to_string(&checkpoint) {
+            Ok(text) => Some(
+                serde_json::from_str::<Checkpoint>(&text)
+                    .map_err(|e| format!("{}: not a checkpoint: {e}", checkpoint.display()))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: {e}", checkpoint.display())),
+        };
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(|e| format!("{shown}: cannot open for writing: {e}"))?;
-        Ok((
-            Self {
-                path: path.to_owned(),
-                file,
-                fsync,
-                rotation,
-                bytes: existing.len() as u64,
-                opened: Instant::now(),
-                checkpoint,
-                checkpointed: chain.seq,
-                last_checkpoint: Instant::now(),
-            },
-            chain,
-        ))
+        // A device such as /dev/null has no chain to continue.
+        let is_file = file.metadata().is_ok_and(|m| m.is_file());
+        let public = opts.signer.as_ref().map(|s| s.public());
+        let continued = if is_file {
+            tail::check(&mut file, &shown, cp.as_ref(), public.as_ref())
+                .map_err(|e| e.to_string())?
+        } else {
+            Ok(tail::Continued {
+                chain: Chain::default(),
+                first_seq: 1,
+            })
+        };
+        let mut note = None;
+        let continued = match continued {
+            Ok(c) => c,
+            Err(mismatch) if opts.accept_mismatch => {
+                tracing::error!(
+                    file = %shown,
+                    problem = %mismatch,
+                    "decision log does not match its checkpoint; continuing it as the operator asked (--decision-log-accept-mismatch)"
+                );
+                note = Some(mismatch.0);
+                tail::check(&mut file, &shown, None, None)
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("{shown}: {e}"))?
+            }
+            Err(mismatch) => {
+                tracing::error!(
+                    file = %shown,
+                    problem = %mismatch,
+                    "decision log does not match its checkpoint; refusing to continue it"
+                );
+                return Err(format!(
+                    "{shown}: does not match its checkpoint {}: {mismatch}. Check it with `vakt audit verify`; to continue it anyway, pass --decision-log-accept-mismatch (recorded in the log)",
+                    checkpoint.display()
+                ));
+            }
+        };
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut medium = Self {
+            path: path.to_owned(),
+            file,
+            opts,
+            regular: is_file,
+            bytes,
+            opened: Instant::now(),
+            first_seq: continued.first_seq,
+            checkpoint,
+            checkpointed: u64::MAX,
+            last_checkpoint: Instant::now(),
+            prev_checkpoint: cp
+                .as_ref()
+                .map_or_else(|| GENESIS.to_owned(), Checkpoint::hash),
+            free_checked: Instant::now() - FREE_SPACE_EVERY,
+            low_on_space: false,
+        };
+        let mut chain = continued.chain;
+        if let Some(problem) = note {
+            medium.record_accepted_mismatch(&mut chain, &problem, cp.as_ref())?;
+        }
+        if is_file {
+            medium.write_checkpoint(&chain);
+        }
+        Ok((medium, chain))
+    }
+
+    /// Writes a record saying the log was continued although it did not match its
+    /// checkpoint, so the override is part of the chain an auditor verifies.
+    fn record_accepted_mismatch(
+        &mut self,
+        chain: &mut Chain,
+        problem: &str,
+        cp: Option<&Checkpoint>,
+    ) -> Result<(), String> {
+        let note = serde_json::json!({
+            "timestamp": super::record::now_rfc3339(),
+            "event": "checkpoint_mismatch_accepted",
+            "problem": problem,
+            "checkpoint": cp,
+        })
+        .to_string();
+        let mut line = chain.link(&note);
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if self.bytes == 0 {
+            self.first_seq = chain.seq;
+        }
+        self.bytes += line.len() as u64;
+        Ok(())
     }
 
     fn write_checkpoint(&mut self, chain: &Chain) {
-        write_checkpoint(&self.checkpoint, chain);
-        self.checkpointed = chain.seq;
+        let mut cp = Checkpoint::of(chain, self.first_seq, &self.prev_checkpoint);
+        if let Some(signer) = &self.opts.signer {
+            cp = cp.sign(signer);
+        }
+        if publish(&self.checkpoint, &cp).is_ok() {
+            self.prev_checkpoint = cp.hash();
+            self.checkpointed = chain.seq;
+        }
         self.last_checkpoint = Instant::now();
     }
 
@@ -95,6 +203,7 @@ impl FileMedium {
         let reopened = std::fs::rename(&self.path, &rotated).and_then(|()| {
             std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(&self.path)
         });
@@ -103,15 +212,50 @@ impl FileMedium {
                 self.file = f;
                 self.bytes = 0;
                 self.opened = Instant::now();
+                self.first_seq = chain.seq + 1;
                 // The new file starts empty: its checkpoint carries the chain.
                 self.write_checkpoint(chain);
-                tracing::info!(file = %rotated.display(), records = chain.seq, "decision log rotated");
+                tracing::info!(file = %rotated.display(), last_seq = chain.seq, "decision log rotated");
             }
             Err(e) => {
                 tracing::error!(error = %e, file = %self.path.display(), "decision log rotation failed")
             }
         }
     }
+
+    /// WARNs once free space on the log's file system falls below the threshold,
+    /// and again each time it falls below after recovering.
+    fn check_free_space(&mut self) {
+        if self.opts.min_free_bytes == 0 || self.free_checked.elapsed() < FREE_SPACE_EVERY {
+            return;
+        }
+        self.free_checked = Instant::now();
+        let Some(free) = free_bytes(&self.path) else {
+            return;
+        };
+        let low = free < self.opts.min_free_bytes;
+        if low && !self.low_on_space {
+            tracing::warn!(
+                file = %self.path.display(),
+                free_bytes = free,
+                min_free_bytes = self.opts.min_free_bytes,
+                "the decision log's file system is running out of space; durable calls will fail when it is full"
+            );
+        }
+        self.low_on_space = low;
+    }
+}
+
+/// Free bytes for unprivileged writers on the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 impl Medium for FileMedium {
@@ -121,7 +265,7 @@ impl Medium for FileMedium {
             .file
             .write_all(batch.bytes())
             .and_then(|()| self.file.flush())
-            .and_then(|()| match self.fsync {
+            .and_then(|()| match self.opts.fsync {
                 Fsync::Always => self.file.sync_data(),
                 Fsync::Never => Ok(()),
             });
@@ -131,19 +275,38 @@ impl Medium for FileMedium {
                 Ok(())
             }
             Err(e) => {
-                // A short write must not leave part of a record behind: cut the file
-                // back to the last whole record.
-                if self.file.metadata().is_ok_and(|m| m.is_file()) {
-                    let _ = self.file.set_len(self.bytes);
-                }
-                tracing::error!(error = %e, file = %self.path.display(), records = batch.len(), "decision log write failed");
+                // A short write (a full disk, a file-size limit, an I/O error) must
+                // not leave part of a record behind: cut the file back to the last
+                // whole record, so the log stays whole and the next write continues
+                // the chain from there.
+                let cut = if self.file.metadata().is_ok_and(|m| m.is_file()) {
+                    self.file
+                        .set_len(self.bytes)
+                        .and_then(|()| self.file.sync_data())
+                        .map_err(|e| e.to_string())
+                        .err()
+                } else {
+                    None
+                };
+                tracing::error!(
+                    error = %e,
+                    file = %self.path.display(),
+                    records = batch.len(),
+                    kept_bytes = self.bytes,
+                    cut_failed = cut,
+                    "decision log write failed; the file was cut back to its last whole record and calls fail until a write succeeds"
+                );
                 Err(format!("{}: {e}", self.path.display()))
             }
         }
     }
 
     fn tick(&mut self, chain: &Chain) {
-        if self.rotation.due(self.bytes, self.opened) {
+        if !self.regular {
+            return;
+        }
+        self.check_free_space();
+        if self.opts.rotation.due(self.bytes, self.opened) {
             self.rotate(chain);
         }
         if chain.seq != self.checkpointed && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
@@ -152,7 +315,8 @@ impl Medium for FileMedium {
     }
 
     fn close(&mut self, chain: &Chain) {
-        if chain.seq != self.checkpointed {
+        // The final checkpoint: a clean stop leaves every record signed.
+        if self.regular && chain.seq != self.checkpointed {
             self.write_checkpoint(chain);
         }
     }

@@ -10,9 +10,12 @@
 //!   buffered delivery, and the shared submit path.
 //! - The media a sink writes to: `stdout`, `file` (with [`rotation`] and
 //!   checkpoints) and `otlp`.
-//! - [`chain`]: the hash chain and its checkpoints; [`verify`]: checking them.
+//! - [`chain`]: the hash chain; [`checkpoint`]: signed checkpoints of its head and
+//!   their keys; `tail`: checking a log against its checkpoint when Vakt continues
+//!   it; [`verify`]: checking a whole log, for `vakt audit verify`.
 
 pub mod chain;
+pub mod checkpoint;
 mod file;
 mod otlp;
 pub mod record;
@@ -20,6 +23,7 @@ mod redact;
 pub mod rotation;
 mod sink;
 mod stdout;
+mod tail;
 pub mod verify;
 
 pub use file::Fsync;
@@ -121,7 +125,16 @@ pub struct LogOptions {
     pub rotation: Rotation,
     /// Context attributes never written as they are.
     pub redact: Vec<String>,
+    /// Signs every checkpoint of a file sink.
+    pub signer: Option<Arc<checkpoint::Signer>>,
+    /// Continue a file log that does not match its checkpoint (recorded in it).
+    pub accept_mismatch: bool,
+    /// WARN when a file log's file system has less free space than this (0: never).
+    pub min_free_bytes: u64,
 }
+
+/// The free space below which a file sink WARNs, by default.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 1 << 30;
 
 /// Records each sink's queue can hold before a buffered sink drops and a durable one
 /// fails calls.
@@ -218,8 +231,17 @@ impl DecisionLog {
                     QUEUE_CAPACITY,
                 ),
                 SinkSpec::File { path, delivery } => {
-                    let (medium, chain) =
-                        file::FileMedium::open(path, opts.fsync, opts.rotation).map_err(fail)?;
+                    let (medium, chain) = file::FileMedium::open(
+                        path,
+                        file::FileOptions {
+                            fsync: opts.fsync,
+                            rotation: opts.rotation,
+                            signer: opts.signer.clone(),
+                            accept_mismatch: opts.accept_mismatch,
+                            min_free_bytes: opts.min_free_bytes,
+                        },
+                    )
+                    .map_err(fail)?;
                     sink::start(
                         "vakt-log-file".into(),
                         medium,
@@ -270,6 +292,14 @@ impl DecisionLog {
     /// Each sink by name with its counters.
     pub fn stats(&self) -> impl Iterator<Item = (&str, &SinkStats)> {
         self.sinks.iter().map(|(n, q)| (n.as_str(), &*q.stats))
+    }
+
+    /// Whether a durable sink's last delivery failed: calls fail until one succeeds,
+    /// and the health service says the decision service is not serving.
+    pub fn durable_failing(&self) -> bool {
+        self.sinks.iter().any(|(_, q)| {
+            q.is_durable() && q.stats.failing.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     /// Records lost by buffered sinks, in all.

@@ -46,6 +46,8 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     /// Records a durable sink could not deliver (their calls failed).
     pub failed: AtomicU64,
+    /// Whether the last delivery failed.
+    pub failing: AtomicBool,
     /// Dropped records not yet reported in a note.
     unreported: AtomicU64,
 }
@@ -96,6 +98,10 @@ impl Drop for SinkQueue {
 }
 
 impl SinkQueue {
+    pub fn is_durable(&self) -> bool {
+        self.delivery == Delivery::Durable
+    }
+
     /// Queues a record without ever blocking. For a durable sink, returns what the
     /// call must wait for; a full or stopped queue fails it at once.
     pub fn submit(&self, record: Arc<str>) -> Option<oneshot::Receiver<Result<(), String>>> {
@@ -288,6 +294,10 @@ fn run(
         }
         let result = medium.deliver(&batch, &chain);
         let n = batch.len() as u64;
+        let was_failing = stats.failing.swap(result.is_err(), Ordering::Relaxed);
+        if was_failing && result.is_ok() {
+            tracing::info!(records = n, "decision log delivery works again");
+        }
         match &result {
             Ok(()) => {
                 stats.written.fetch_add(n, Ordering::Relaxed);

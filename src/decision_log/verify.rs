@@ -1,7 +1,9 @@
 //! `vakt audit verify`: checking a decision log's hash chain, across rotated files,
-//! and against a checkpoint.
+//! against its checkpoints and, with the public key, their signatures.
 
-use super::chain::{sha256_hex, Checkpoint, Linked, GENESIS};
+use super::chain::{sha256_hex, Linked, GENESIS};
+use super::checkpoint::{Checkpoint, PublicKey};
+use std::collections::HashMap;
 
 /// What `verify` found wrong, first problem only, as an auditor reads it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,10 +29,30 @@ pub enum Broken {
         found: u64,
         decision: String,
     },
-    #[error("the log holds {have} records but the checkpoint of {at} records {records}: the tail was truncated")]
+    #[error("{file}: the log begins at record seq {found}, not {expected}: records were cut from its head (or older rotated files were not given)")]
+    HeadCut {
+        file: String,
+        found: u64,
+        expected: u64,
+    },
+    #[error("the log holds records up to seq {have} but the checkpoint of {at} names record seq {records}: the tail was truncated")]
     Truncated { have: u64, records: u64, at: String },
-    #[error("record seq {records} does not match the checkpoint's head: the log was changed at or before that record")]
-    CheckpointMismatch { records: u64 },
+    #[error("record seq {records} does not match the head hash of the checkpoint of {at}: the log was changed at or before that record, or the checkpoint was replaced")]
+    CheckpointMismatch { records: u64, at: String },
+    #[error("the checkpoint of {at} (record seq {records}) does not verify: {why}: it was forged or replaced")]
+    CheckpointSignature {
+        records: u64,
+        at: String,
+        why: String,
+    },
+    #[error("the checkpoint beside the log names record seq {current}, but a checkpoint of {at} names record seq {newer}: the checkpoint was rolled back")]
+    RolledBack {
+        current: u64,
+        newer: u64,
+        at: String,
+    },
+    #[error("records seq {from} to {to} follow the last signed checkpoint (record seq {signed}): they were appended after it, or written in the second before a crash and not yet checked by a restart")]
+    UnsignedTail { from: u64, to: u64, signed: u64 },
 }
 
 /// The outcome of a clean verification.
@@ -38,18 +60,63 @@ pub enum Broken {
 pub struct Verified {
     pub records: u64,
     pub head: String,
+    /// The seq of the first record given.
+    pub first: u64,
+    /// Checkpoints the log was checked against.
+    pub checkpoints: usize,
+    /// Records after the newest checkpoint (only without a key; with one they are
+    /// an error).
+    pub unsigned_tail: u64,
+}
+
+/// What a log is checked against besides its own chain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Against<'a> {
+    /// The checkpoint published beside the log's current (last) file.
+    pub current: Option<&'a Checkpoint>,
+    /// Copies of checkpoints kept elsewhere, such as Vakt's diagnostic log.
+    pub copies: &'a [Checkpoint],
+    /// When given, every checkpoint must carry this key's signature and every
+    /// record must be covered by one.
+    pub key: Option<&'a PublicKey>,
 }
 
 /// Verifies the chain through `files` (in order: rotated files continue one chain),
-/// and, if given, against a checkpoint.
-pub fn verify(
-    files: &[(String, String)],
-    checkpoint: Option<&Checkpoint>,
-) -> Result<Verified, Broken> {
-    // The seq and hash of the last record read.
+/// and against the checkpoints in `against`.
+pub fn verify(files: &[(String, String)], against: &Against<'_>) -> Result<Verified, Broken> {
+    let all: Vec<&Checkpoint> = against.current.into_iter().chain(against.copies).collect();
+    if let Some(key) = against.key {
+        for cp in &all {
+            cp.verify_signature(key)
+                .map_err(|e| Broken::CheckpointSignature {
+                    records: cp.last_seq,
+                    at: cp.timestamp.clone(),
+                    why: e.to_string(),
+                })?;
+        }
+    }
+    if let Some(current) = against.current {
+        if let Some(newer) = against
+            .copies
+            .iter()
+            .find(|c| c.last_seq > current.last_seq)
+        {
+            return Err(Broken::RolledBack {
+                current: current.last_seq,
+                newer: newer.last_seq,
+                at: newer.timestamp.clone(),
+            });
+        }
+    }
+    // The hash of each record a checkpoint names, as the pass below meets it.
+    let mut pinned: HashMap<u64, Option<String>> = all.iter().map(|c| (c.last_seq, None)).collect();
+    // The seq and hash of the last record read, and the first record's seq and
+    // prev_hash.
     let mut chain: Option<(u64, String)> = None;
-    let mut head_at_checkpoint = None;
-    for (file, text) in files {
+    let mut first: Option<(u64, String)> = None;
+    let mut last_file_first = None;
+    for (file_index, (file, text)) in files.iter().enumerate() {
+        let is_last_file = file_index + 1 == files.len();
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
             if line.is_empty() {
@@ -61,9 +128,10 @@ pub fn verify(
                 message: e.to_string(),
             })?;
             let decision = rec.decision_id.clone().unwrap_or_else(|| "-".into());
+            if is_last_file && last_file_first.is_none() {
+                last_file_first = Some((file.clone(), rec.seq));
+            }
             match &chain {
-                // The first record of the first file: the genesis, or a later record
-                // when older rotated files are not given.
                 None if rec.prev_hash == GENESIS && rec.seq != 1 => {
                     return Err(Broken::Sequence {
                         file: file.clone(),
@@ -73,7 +141,7 @@ pub fn verify(
                         decision,
                     })
                 }
-                None => {}
+                None => first = Some((rec.seq, rec.prev_hash.clone())),
                 Some((seq, head)) => {
                     if rec.seq != seq + 1 {
                         return Err(Broken::Sequence {
@@ -95,34 +163,85 @@ pub fn verify(
                 }
             }
             let head = sha256_hex(line.as_bytes());
-            if checkpoint.is_some_and(|cp| cp.records == rec.seq) {
-                head_at_checkpoint = Some(head.clone());
+            if let Some(slot) = pinned.get_mut(&rec.seq) {
+                *slot = Some(head.clone());
             }
             chain = Some((rec.seq, head));
         }
     }
     let (records, head) = chain.unwrap_or_else(|| (0, GENESIS.to_owned()));
-    if let Some(cp) = checkpoint {
-        if records < cp.records {
-            return Err(Broken::Truncated {
-                have: records,
-                records: cp.records,
-                at: cp.timestamp.clone(),
-            });
-        }
-        if head_at_checkpoint.as_deref() != Some(cp.head.as_str()) {
-            return Err(Broken::CheckpointMismatch {
-                records: cp.records,
+    // The log must begin at its genesis, or where the checkpoint beside it says
+    // its current file begins when only that file is given.
+    if let Some((first_seq, _)) = &first {
+        let vouched =
+            against.current.is_some_and(|c| c.first_seq == *first_seq) && files.len() == 1;
+        if *first_seq != 1 && !vouched {
+            return Err(Broken::HeadCut {
+                file: files[0].0.clone(),
+                found: *first_seq,
+                expected: 1,
             });
         }
     }
-    Ok(Verified { records, head })
+    if let (Some(cp), Some((file, found))) = (against.current, &last_file_first) {
+        if cp.first_seq != 0 && cp.first_seq <= cp.last_seq && cp.first_seq != *found {
+            return Err(Broken::HeadCut {
+                file: file.clone(),
+                found: *found,
+                expected: cp.first_seq,
+            });
+        }
+    }
+    for cp in &all {
+        if records < cp.last_seq {
+            return Err(Broken::Truncated {
+                have: records,
+                records: cp.last_seq,
+                at: cp.timestamp.clone(),
+            });
+        }
+        let holds = match (&pinned[&cp.last_seq], &first) {
+            (Some(h), _) => *h == cp.head,
+            // The record just before the first one given: what that one follows.
+            (None, Some((seq, prev))) if *seq == cp.last_seq + 1 => *prev == cp.head,
+            // Earlier than the files given (older rotated files left out).
+            (None, Some((seq, _))) if *seq > cp.last_seq + 1 => true,
+            // A checkpoint of an empty log.
+            (None, _) => cp.last_seq == 0 && cp.head == GENESIS,
+        };
+        if !holds {
+            return Err(Broken::CheckpointMismatch {
+                records: cp.last_seq,
+                at: cp.timestamp.clone(),
+            });
+        }
+    }
+    let newest = all.iter().map(|c| c.last_seq).max();
+    let unsigned_tail = match newest {
+        Some(n) => records - n,
+        None => 0,
+    };
+    if against.key.is_some() && unsigned_tail > 0 {
+        return Err(Broken::UnsignedTail {
+            from: records - unsigned_tail + 1,
+            to: records,
+            signed: records - unsigned_tail,
+        });
+    }
+    Ok(Verified {
+        records,
+        head,
+        first: first.map_or(0, |(s, _)| s),
+        checkpoints: all.len(),
+        unsigned_tail,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decision_log::chain::Chain;
+    use crate::decision_log::checkpoint::Checkpoint;
 
     fn log(n: usize) -> (Vec<String>, Chain) {
         let mut c = Chain::default();
@@ -137,7 +256,13 @@ mod tests {
     }
 
     fn check(lines: &[String], cp: Option<&Checkpoint>) -> Result<Verified, Broken> {
-        verify(&[("log".into(), lines.join("\n") + "\n")], cp)
+        verify(
+            &[("log".into(), lines.join("\n") + "\n")],
+            &Against {
+                current: cp,
+                ..Against::default()
+            },
+        )
     }
 
     #[test]
@@ -191,11 +316,7 @@ mod tests {
     #[test]
     fn a_truncated_tail_is_caught_against_a_checkpoint() {
         let (lines, c) = log(5);
-        let cp = Checkpoint {
-            records: 5,
-            head: c.head(),
-            timestamp: "t".into(),
-        };
+        let cp = Checkpoint::of(&c, 1, GENESIS);
         assert!(check(&lines, Some(&cp)).is_ok());
         assert!(matches!(
             check(&lines[..4], Some(&cp)),
@@ -211,7 +332,7 @@ mod tests {
         last_edited[4] = last_edited[4].replace("allow", "deny");
         assert!(matches!(
             check(&last_edited, Some(&cp)),
-            Err(Broken::CheckpointMismatch { records: 5 })
+            Err(Broken::CheckpointMismatch { records: 5, .. })
         ));
     }
 }

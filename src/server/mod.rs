@@ -112,6 +112,9 @@ pub async fn serve(
     health_reporter
         .set_serving::<AuthorizerServer<Service>>()
         .await;
+    // It holds the state weakly: when the server future is dropped (shutdown past
+    // its grace period), the decision log must still close once the caller lets go.
+    let health = tokio::spawn(report_log_health(health_reporter, Arc::downgrade(&vakt)));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -122,10 +125,46 @@ pub async fn serve(
     // its body is read or decoded.
     let authorizer =
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
-    transport(&o)
+    let served = transport(&o)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(authorizer)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
+        .await;
+    health.abort();
+    served
+}
+
+/// How often the health service looks at the decision log.
+const HEALTH_EVERY: Duration = Duration::from_millis(100);
+
+/// Keeps the health service truthful about the decision log: while a durable sink
+/// cannot write, every decision call fails, so the decision service (and the server
+/// as a whole, for probes that ask about "") is NOT_SERVING until a write succeeds.
+async fn report_log_health(
+    reporter: tonic_health::server::HealthReporter,
+    vakt: std::sync::Weak<Vakt>,
+) {
+    use tonic_health::ServingStatus;
+    let name = <AuthorizerServer<Service> as tonic::server::NamedService>::NAME;
+    let mut failing = false;
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    loop {
+        tick.tick().await;
+        let Some(vakt) = vakt.upgrade() else { return };
+        let now = vakt.log.durable_failing();
+        drop(vakt);
+        if now == failing {
+            continue;
+        }
+        failing = now;
+        let status = if failing {
+            ServingStatus::NotServing
+        } else {
+            ServingStatus::Serving
+        };
+        for service in ["", name] {
+            reporter.set_service_status(service, status).await;
+        }
+    }
 }

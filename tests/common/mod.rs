@@ -169,6 +169,8 @@ pub struct Spawned {
     child: std::process::Child,
     /// `host:port` it listens on.
     pub addr: String,
+    /// Every diagnostic line it has written so far.
+    diagnostics: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Spawned {
@@ -176,9 +178,21 @@ impl Spawned {
     /// its "listening" line. Its stdout (the decision log) is piped when
     /// `capture_stdout`; its diagnostics keep being drained.
     pub fn start(args: &[&str], capture_stdout: bool) -> Self {
+        Self::start_with(args, capture_stdout, |_| {})
+    }
+
+    /// [`Spawned::start`], with `adjust` applied to the command first (for limits
+    /// set in the child, or its environment).
+    pub fn start_with(
+        args: &[&str],
+        capture_stdout: bool,
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vakt"));
+        adjust(&mut command);
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(if capture_stdout {
@@ -191,6 +205,8 @@ impl Spawned {
             .unwrap();
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
+        let diagnostics = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = diagnostics.clone();
         // Reads diagnostics for the address, then keeps draining them so the
         // server never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -199,6 +215,7 @@ impl Spawned {
                 if v["fields"]["message"] == "listening" {
                     let _ = tx.send(v["fields"]["address"].as_str().unwrap_or("").to_owned());
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
@@ -208,7 +225,16 @@ impl Spawned {
                 panic!("vakt serve {args:?} did not start listening within 60 s");
             }
         };
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            diagnostics,
+        }
+    }
+
+    /// The diagnostic lines written so far.
+    pub fn diagnostics(&self) -> Vec<String> {
+        self.diagnostics.lock().unwrap().clone()
     }
 
     pub fn url(&self) -> String {

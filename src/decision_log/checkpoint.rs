@@ -1,0 +1,339 @@
+//! Checkpoints: the published head of a log file's chain, signed with an Ed25519
+//! key, and the key files themselves.
+//!
+//! A checkpoint names the first and last `seq` of the file it sits beside, the hash
+//! of the last record, when it was written, and the hash of the checkpoint before
+//! it, so checkpoints form a chain of their own. Signed, it pins the log: whoever
+//! can edit the log but not read the key can recompute the records' hash chain, but
+//! not a signature over its head. The model is Certificate Transparency's signed
+//! tree heads; each checkpoint is also written to the diagnostic log, so copies live
+//! outside the log's directory.
+
+use super::chain::{sha256_hex, Chain, GENESIS};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What a signature covers: this tag, a newline, then the checkpoint's JSON without
+/// its signature, so a signature made for anything else never passes as one.
+const SIGNED_TAG: &str = "vakt-decision-log-checkpoint-v1\n";
+
+/// A published chain head of one log file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The seq of the first record in the file (last + 1 while it is empty); 0 in
+    /// checkpoints written before Vakt recorded it.
+    #[serde(default)]
+    pub first_seq: u64,
+    /// The seq of the last record written, in this file or (right after rotation)
+    /// in the file rotated before it.
+    #[serde(alias = "records")]
+    pub last_seq: u64,
+    /// The SHA-256 of the last record's line, in hex.
+    pub head: String,
+    /// When the checkpoint was written (RFC 3339, UTC).
+    pub timestamp: String,
+    /// The SHA-256 of the previous checkpoint's line (64 zeros for the first).
+    #[serde(default = "genesis")]
+    pub prev_checkpoint: String,
+    /// The first 16 hex digits of the SHA-256 of the signing key's public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Ed25519 signature over [`SIGNED_TAG`] and the checkpoint without this field,
+    /// in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+fn genesis() -> String {
+    GENESIS.to_owned()
+}
+
+/// Why a checkpoint's signature does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("it is not signed")]
+    Unsigned,
+    #[error("it was signed by key {found}, not by key {expected}")]
+    OtherKey { found: String, expected: String },
+    #[error("its signature does not match its contents: it was forged or edited")]
+    Invalid,
+}
+
+impl Checkpoint {
+    /// An unsigned checkpoint of `chain` for a file whose first record is
+    /// `first_seq`, following the checkpoint whose line hashes to `prev`.
+    pub fn of(chain: &Chain, first_seq: u64, prev: &str) -> Self {
+        Self {
+            first_seq,
+            last_seq: chain.seq,
+            head: chain.head(),
+            timestamp: super::record::now_rfc3339(),
+            prev_checkpoint: prev.to_owned(),
+            key_id: None,
+            signature: None,
+        }
+    }
+
+    /// The bytes a signature covers.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let unsigned = Self {
+            signature: None,
+            ..self.clone()
+        };
+        let mut out = SIGNED_TAG.as_bytes().to_vec();
+        // A struct of strings and numbers always serialises.
+        out.extend(serde_json::to_vec(&unsigned).unwrap_or_default());
+        out
+    }
+
+    /// Signs the checkpoint with `key`.
+    pub fn sign(mut self, key: &Signer) -> Self {
+        self.key_id = Some(key.key_id.clone());
+        self.signature = None;
+        let sig = key.key.sign(&self.signed_bytes());
+        self.signature = Some(hex::encode(sig.to_bytes()));
+        self
+    }
+
+    /// Checks the signature against `key`.
+    pub fn verify_signature(&self, key: &PublicKey) -> Result<(), SignatureError> {
+        let Some(sig_hex) = &self.signature else {
+            return Err(SignatureError::Unsigned);
+        };
+        if self.key_id.as_deref() != Some(&key.key_id) {
+            return Err(SignatureError::OtherKey {
+                found: self.key_id.clone().unwrap_or_else(|| "-".into()),
+                expected: key.key_id.clone(),
+            });
+        }
+        let mut bytes = [0u8; 64];
+        hex::decode_to_slice(sig_hex, &mut bytes).map_err(|_| SignatureError::Invalid)?;
+        key.key
+            .verify(&self.signed_bytes(), &Signature::from_bytes(&bytes))
+            .map_err(|_| SignatureError::Invalid)
+    }
+
+    /// The checkpoint as one line of JSON (no newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The hash the next checkpoint names as `prev_checkpoint`.
+    pub fn hash(&self) -> String {
+        sha256_hex(self.to_line().as_bytes())
+    }
+
+    /// Every checkpoint in `text`: checkpoint files, one checkpoint per line, or
+    /// Vakt's JSON diagnostic log, whose "decision log checkpoint" events carry one
+    /// each (other lines are skipped). Errors name the line.
+    pub fn parse_all(text: &str) -> Result<Vec<Self>, String> {
+        let mut found = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let value: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
+            let embedded = value
+                .pointer("/fields/checkpoint")
+                .and_then(|v| v.as_str())
+                .map(serde_json::from_str::<Self>);
+            match embedded {
+                Some(cp) => found.push(cp.map_err(|e| format!("line {}: {e}", i + 1))?),
+                None if value.get("fields").is_some() => {}
+                None => found.push(
+                    serde_json::from_value(value)
+                        .map_err(|e| format!("line {}: not a checkpoint: {e}", i + 1))?,
+                ),
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// `<log>.checkpoint`: where the checkpoint of a log file is published.
+pub fn checkpoint_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".checkpoint");
+    PathBuf::from(name)
+}
+
+/// Writes the checkpoint atomically (temporary file, fsync, rename) and sends a copy
+/// to the diagnostic log.
+pub(crate) fn publish(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("checkpoint.tmp");
+    let line = cp.to_line();
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(line.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_data()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    match &written {
+        Ok(()) => tracing::info!(
+            last_seq = cp.last_seq,
+            head = %cp.head,
+            file = %path.display(),
+            checkpoint = %line,
+            "decision log checkpoint"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, file = %path.display(), "decision log checkpoint failed")
+        }
+    }
+    written
+}
+
+/// The first 16 hex digits of the SHA-256 of a public key: what checkpoints name.
+fn key_id(key: &VerifyingKey) -> String {
+    sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
+/// A checkpoint signing key, read from a PKCS#8 PEM file.
+pub struct Signer {
+    key: SigningKey,
+    key_id: String,
+}
+
+impl std::fmt::Debug for Signer {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.key_id)
+    }
+}
+
+/// A public key to verify checkpoints with, read from an SPKI PEM file.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    key: VerifyingKey,
+    pub key_id: String,
+}
+
+impl Signer {
+    /// Reads a private key file; a key that others than its owner can read is
+    /// reported, since whoever can read it can sign a forged log.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let key = SigningKey::from_pkcs8_pem(&text)
+            .map_err(|e| format!("{shown}: not an Ed25519 private key in PKCS#8 PEM: {e}"))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Ok(m) = std::fs::metadata(path) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        file = %shown,
+                        mode = format!("{:o}", m.permissions().mode() & 0o777),
+                        "the checkpoint signing key can be read by others than its owner"
+                    );
+                }
+            }
+        }
+        let key_id = key_id(&key.verifying_key());
+        Ok(Self { key, key_id })
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        let key = self.key.verifying_key();
+        PublicKey {
+            key_id: key_id(&key),
+            key,
+        }
+    }
+}
+
+impl PublicKey {
+    /// Reads a public key file (SPKI PEM, as `vakt audit keygen` writes it).
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let key = VerifyingKey::from_public_key_pem(&text)
+            .map_err(|e| format!("{shown}: not an Ed25519 public key in PEM: {e}"))?;
+        Ok(Self {
+            key_id: key_id(&key),
+            key,
+        })
+    }
+}
+
+/// A new key pair as (private PKCS#8 PEM, public SPKI PEM, key id).
+pub fn generate_key_pair() -> Result<(String, String, String), String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the system: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    let private = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    Ok((private.to_string(), public, key_id(&key.verifying_key())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Signer, PublicKey) {
+        let (private, _, _) = generate_key_pair().unwrap();
+        let key = SigningKey::from_pkcs8_pem(&private).unwrap();
+        let s = Signer {
+            key_id: key_id(&key.verifying_key()),
+            key,
+        };
+        let p = s.public();
+        (s, p)
+    }
+
+    #[test]
+    fn a_signed_checkpoint_verifies_and_any_edit_breaks_it() {
+        let (signer, public) = pair();
+        let mut chain = Chain::default();
+        chain.link("{}");
+        let cp = Checkpoint::of(&chain, 1, GENESIS).sign(&signer);
+        assert_eq!(cp.verify_signature(&public), Ok(()));
+        let parsed = Checkpoint::parse_all(&cp.to_line()).unwrap();
+        assert_eq!(parsed, std::slice::from_ref(&cp));
+        let edited = Checkpoint {
+            last_seq: 2,
+            ..cp.clone()
+        };
+        assert_eq!(
+            edited.verify_signature(&public),
+            Err(SignatureError::Invalid)
+        );
+        let (_, other) = pair();
+        assert!(matches!(
+            cp.verify_signature(&other),
+            Err(SignatureError::OtherKey { .. })
+        ));
+        let unsigned = Checkpoint::of(&chain, 1, GENESIS);
+        assert_eq!(
+            unsigned.verify_signature(&public),
+            Err(SignatureError::Unsigned)
+        );
+    }
+
+    #[test]
+    fn checkpoints_are_found_in_diagnostic_logs_and_old_files() {
+        let old = r#"{"records":3,"head":"ab","timestamp":"t"}"#;
+        let cp = &Checkpoint::parse_all(old).unwrap()[0];
+        assert_eq!((cp.first_seq, cp.last_seq), (0, 3));
+        let diag = format!(
+            "{}\n{}\n",
+            r#"{"timestamp":"t","level":"INFO","fields":{"message":"listening"}}"#,
+            serde_json::json!({"fields": {"message": "decision log checkpoint", "checkpoint": old}})
+        );
+        assert_eq!(Checkpoint::parse_all(&diag).unwrap().len(), 1);
+        assert!(Checkpoint::parse_all("{\"x\":1}")
+            .unwrap_err()
+            .contains("line 1"));
+    }
+}

@@ -1,0 +1,610 @@
+//! Tamper evidence and faults of the durable decision log, through the real binary:
+//! every kind of tampering is caught by `vakt audit verify --public-key` and named;
+//! a restart checks the log against its signed checkpoint and refuses one that does
+//! not match unless told, recording the override; a torn last line is cut with a
+//! WARN; a write past a real file-size limit (RLIMIT_FSIZE) never leaves a partial
+//! record, fails calls closed and turns health NOT_SERVING until a write succeeds.
+
+mod common;
+use common::*;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use tonic::Code;
+
+fn vakt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A key pair made by `vakt audit keygen` in `dir`: (private, public).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let prefix = dir.join(name);
+    let out = vakt(&["audit", "keygen", "--out", prefix.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (key, public) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the private key must be readable only by its owner"
+    );
+    // It never overwrites a key by accident.
+    let again = vakt(&["audit", "keygen", "--out", prefix.to_str().unwrap()]);
+    assert!(!again.status.success());
+    (key, public)
+}
+
+fn serve_signed(log: &Path, key: &Path, extra: &[&str]) -> Spawned {
+    let sink = format!("file:{}", log.display());
+    let mut args = vec![
+        "--decision-log",
+        &sink,
+        "--decision-log-signing-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Spawned::start(&args, false)
+}
+
+fn calls(s: &Spawned, employees: &[&'static str]) {
+    let employees = employees.to_vec();
+    s.with_client(|mut c| async move {
+        for e in employees {
+            c.authorize(request(e, "tk-regnskap", "310015156", REGNSKAP))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// Rewrites the chain fields of `lines` from the first on, as an attacker who can
+/// edit the log (but not sign) would after changing it.
+fn rechain(lines: &[String]) -> Vec<String> {
+    let mut prev = "0".repeat(64);
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(l).unwrap();
+            v.insert("seq".into(), (i as u64 + 1).into());
+            v.insert("prev_hash".into(), prev.clone().into());
+            let line = serde_json::to_string(&v).unwrap();
+            prev = sha256_hex(line.as_bytes());
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn every_kind_of_tampering_is_caught_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let (_, other_public) = keygen(dir.path(), "other");
+    let log = dir.path().join("decisions.jsonl");
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["kari", "per", "ola", "kari"]);
+    // Idle long enough for a checkpoint of the first four records.
+    std::thread::sleep(Duration::from_millis(1500));
+    calls(&s, &["per", "kari", "ola", "kari"]);
+    let diagnostics = s.diagnostics();
+    s.stop();
+    // The copies of the checkpoints in the diagnostic log, as an operator keeps them.
+    let copies = dir.path().join("diagnostics.jsonl");
+    std::fs::write(&copies, diagnostics.join("\n") + "\n").unwrap();
+    let cp_path = dir.path().join("decisions.jsonl.checkpoint");
+    let checkpoint = std::fs::read_to_string(&cp_path).unwrap();
+    let cp: serde_json::Value = serde_json::from_str(&checkpoint).unwrap();
+    assert_eq!(
+        (cp["first_seq"].as_u64(), cp["last_seq"].as_u64()),
+        (Some(1), Some(8)),
+        "the final checkpoint covers every record: {checkpoint}"
+    );
+    assert!(cp["signature"].is_string() && cp["prev_checkpoint"].is_string());
+    let older: Vec<serde_json::Value> = diagnostics
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["fields"]["checkpoint"].as_str().map(str::to_owned))
+        .map(|c| serde_json::from_str(&c).unwrap())
+        .collect();
+    let earlier = older
+        .iter()
+        .find(|c| c["last_seq"] == 4)
+        .unwrap_or_else(|| panic!("no checkpoint of the first four records: {older:?}"))
+        .to_string();
+
+    let verify = |public: &Path| {
+        vakt(&[
+            "audit",
+            "verify",
+            "--public-key",
+            public.to_str().unwrap(),
+            "--checkpoint",
+            copies.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ])
+    };
+    let out = verify(&public);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("every checkpoint signed by key"),
+        "{}",
+        text(&out)
+    );
+
+    let original = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    let join = |v: &[String]| v.join("\n") + "\n";
+    let forged_record = {
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&lines[1]).unwrap();
+        v.insert("seq".into(), 9.into());
+        v.insert("prev_hash".into(), sha256_hex(lines[7].as_bytes()).into());
+        v.insert("employee_id".into(), "mallory".into());
+        serde_json::to_string(&v).unwrap()
+    };
+    // The first two records deleted, two forged ones appended to keep the count,
+    // and the whole chain recomputed.
+    let cut_head = rechain(&[&lines[2..], &lines[..2]].concat());
+    let mut forged_checkpoint = cp.clone();
+    forged_checkpoint["last_seq"] = 7.into();
+    forged_checkpoint["head"] = sha256_hex(lines[6].as_bytes()).into();
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replacen("\"decision\":\"", "\"decision\":\"x", 1);
+    let mut deleted = lines.clone();
+    deleted.remove(3);
+    let mut inserted = lines.clone();
+    inserted.insert(4, lines[1].clone());
+    let mut reordered = lines.clone();
+    reordered.swap(5, 6);
+    let cases: Vec<(&str, String, Option<String>, &str)> = vec![
+        (
+            "an edited record",
+            join(&edited),
+            None,
+            "was edited, inserted, deleted or reordered",
+        ),
+        (
+            "a deleted record",
+            join(&deleted),
+            None,
+            "expected record seq 4, found seq 5",
+        ),
+        (
+            "an inserted record",
+            join(&inserted),
+            None,
+            "expected record seq 5, found seq 2",
+        ),
+        (
+            "reordered records",
+            join(&reordered),
+            None,
+            "expected record seq 6, found seq 7",
+        ),
+        (
+            "a forged record appended with a valid chain",
+            join(&lines) + &forged_record + "\n",
+            None,
+            "follow the last signed checkpoint",
+        ),
+        (
+            "the first records deleted",
+            join(&lines[2..]),
+            None,
+            "records were cut from its head",
+        ),
+        (
+            "the first records deleted and the chain recomputed",
+            join(&cut_head),
+            None,
+            "does not match the head hash",
+        ),
+        (
+            "the last record cut",
+            join(&lines[..7]),
+            None,
+            "the tail was truncated",
+        ),
+        (
+            "the last record cut and the checkpoint edited to match",
+            join(&lines[..7]),
+            Some(forged_checkpoint.to_string()),
+            "its signature does not match its contents",
+        ),
+        (
+            "the checkpoint rolled back to an older signed one",
+            original.clone(),
+            Some(earlier.clone()),
+            "the checkpoint was rolled back",
+        ),
+    ];
+    for (what, log_text, checkpoint_text, expect) in cases {
+        std::fs::write(&log, &log_text).unwrap();
+        std::fs::write(&cp_path, checkpoint_text.as_deref().unwrap_or(&checkpoint)).unwrap();
+        let out = verify(&public);
+        assert_eq!(out.status.code(), Some(1), "{what} passed: {}", text(&out));
+        assert!(
+            text(&out).contains(expect),
+            "{what}: expected {expect:?} in {}",
+            text(&out)
+        );
+    }
+    // Without the copies, the rolled-back checkpoint shows as records no signed
+    // checkpoint covers.
+    std::fs::write(&log, &original).unwrap();
+    std::fs::write(&cp_path, &earlier).unwrap();
+    let out = vakt(&[
+        "audit",
+        "verify",
+        "--public-key",
+        public.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("records seq 5 to 8 follow the last signed checkpoint"),
+        "{}",
+        text(&out)
+    );
+    // Another key's public half does not verify the real checkpoint.
+    std::fs::write(&cp_path, &checkpoint).unwrap();
+    let out = verify(&other_public);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("was signed by key"), "{}", text(&out));
+    // And untouched, it still verifies.
+    assert!(verify(&public).status.success());
+}
+
+/// `vakt serve` with a signed durable log that is expected to refuse to start.
+fn refused(log: &Path, key: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--decision-log",
+            &format!("file:{}", log.display()),
+            "--decision-log-signing-key",
+            key.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_at_most(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let mut err = String::new();
+    use std::io::Read as _;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "serve should refuse the log: {status:?} {err}"
+    );
+    err
+}
+
+#[test]
+fn a_restart_checks_the_log_against_its_checkpoint_and_records_an_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let log = dir.path().join("decisions.jsonl");
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["kari", "per", "ola"]);
+    s.stop();
+    let original = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let cp_path = dir.path().join("decisions.jsonl.checkpoint");
+    let checkpoint = std::fs::read_to_string(&cp_path).unwrap();
+
+    // A cut tail and an edited record are refused, each named, with the way out.
+    std::fs::write(&log, lines[..2].join("\n") + "\n").unwrap();
+    let err = refused(&log, &key);
+    assert!(
+        err.contains("its tail was cut") && err.contains("--decision-log-accept-mismatch"),
+        "{err}"
+    );
+    // The restart reads only the file's first line and its tail, so this is a
+    // change to the record the checkpoint pins.
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[2] = edited[2].replacen("\"ola\"", "\"olav\"", 1);
+    let edited = edited.join("\n") + "\n";
+    std::fs::write(&log, &edited).unwrap();
+    std::fs::write(&cp_path, &checkpoint).unwrap();
+    let err = refused(&log, &key);
+    assert!(err.contains("does not match its checkpoint"), "{err}");
+    assert!(
+        err.contains("refusing to continue it"),
+        "the refusal is logged: {err}"
+    );
+
+    // The operator's override is honoured and recorded in the log itself.
+    std::fs::write(&cp_path, &checkpoint).unwrap();
+    let s = serve_signed(&log, &key, &["--decision-log-accept-mismatch"]);
+    calls(&s, &["kari"]);
+    s.stop();
+    let after = std::fs::read_to_string(&log).unwrap();
+    let note: serde_json::Value = serde_json::from_str(after.lines().nth(3).unwrap()).unwrap();
+    assert_eq!(note["event"], "checkpoint_mismatch_accepted", "{after}");
+    assert!(
+        note["problem"].as_str().unwrap().contains("head hash"),
+        "{note}"
+    );
+
+    // An untouched log is continued without a word, and verifies.
+    std::fs::write(&log, &original).unwrap();
+    std::fs::write(&cp_path, &checkpoint).unwrap();
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["per"]);
+    let diagnostics = s.diagnostics();
+    s.stop();
+    assert!(!diagnostics.iter().any(|l| l.contains("does not match")));
+    let out = vakt(&[
+        "audit",
+        "verify",
+        "--public-key",
+        public.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).starts_with("ok: 4 records"), "{}", text(&out));
+}
+
+#[test]
+fn a_torn_last_line_is_cut_at_start_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let log = dir.path().join("decisions.jsonl");
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["kari", "per"]);
+    s.stop();
+    // A crash in the middle of writing record 3.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    use std::io::Write as _;
+    f.write_all(br#"{"seq":3,"prev_hash":"0123"#).unwrap();
+    drop(f);
+    let s = serve_signed(&log, &key, &[]);
+    let warned = s
+        .diagnostics()
+        .into_iter()
+        .find(|l| l.contains("partial record"));
+    let warned = warned.expect("a WARN naming the cut record");
+    assert!(
+        warned.contains("\"WARN\"") && warned.contains("\"record_seq\":3"),
+        "{warned}"
+    );
+    calls(&s, &["ola"]);
+    s.stop();
+    let out = vakt(&[
+        "audit",
+        "verify",
+        "--public-key",
+        public.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).starts_with("ok: 3 records"), "{}", text(&out));
+}
+
+async fn health(url: String) -> i32 {
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+    h.check(tonic_health::pb::HealthCheckRequest {
+        service: "vakt.v1.Authorizer".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+}
+
+/// Sets the soft file-size limit of process `pid` (the hard limit stays unlimited,
+/// so it can be raised again without privileges).
+fn set_file_size_limit(pid: i32, bytes: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit reads `lim` and writes nothing (no old-limit pointer).
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &lim, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_write_past_the_file_size_limit_fails_closed_and_recovers_by_itself() {
+    const LIMIT: u64 = 24 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let sink = format!("file:{}", log.display());
+    let s = Spawned::start(&["--decision-log", &sink], false);
+    set_file_size_limit(s.pid(), LIMIT);
+    let url = s.url();
+    let pid = s.pid();
+    let log_for_client = log.clone();
+    s.with_client(|mut c| async move {
+        assert_eq!(health(url.clone()).await, 1, "SERVING before the fault");
+        // Calls that would be allowed, until the file reaches the limit.
+        let mut answered = 0;
+        let err = loop {
+            match c
+                .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+                .await
+            {
+                Ok(r) => {
+                    assert_eq!(r.into_inner().decision(), vakt::proto::Decision::Allow);
+                    answered += 1;
+                    assert!(answered < 1000, "the file-size limit never hit");
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(err.message().contains("decision log"), "{err:?}");
+        let text = std::fs::read_to_string(&log_for_client).unwrap();
+        assert!(text.ends_with('\n'), "a partial record was left behind");
+        assert_eq!(
+            text.lines().count(),
+            answered,
+            "exactly the answered records"
+        );
+        assert!(text
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+        let mut not_serving = false;
+        for _ in 0..50 {
+            if health(url.clone()).await == 2 {
+                not_serving = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(not_serving, "health did not turn NOT_SERVING");
+        // Still failing closed while the fault lasts.
+        let again = c
+            .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), Code::Unavailable);
+        // The operator makes room: the next write succeeds and the sink recovers
+        // by itself.
+        set_file_size_limit(pid, libc::RLIM_INFINITY);
+        let ok = c
+            .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ok.decision(), vakt::proto::Decision::Allow);
+        let mut serving = false;
+        for _ in 0..50 {
+            if health(url.clone()).await == 1 {
+                serving = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(serving, "health did not recover");
+    });
+    let diagnostics = s.diagnostics();
+    s.stop();
+    assert!(
+        diagnostics
+            .iter()
+            .any(|l| l.contains("\"ERROR\"") && l.contains("decision log write failed")),
+        "no ERROR logged for the failed write"
+    );
+    // The chain is intact across the failure.
+    let out = vakt(&["audit", "verify", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn low_free_space_is_warned_before_the_disk_fills() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let sink = format!("file:{}", log.display());
+    // More free space than any disk has: the warning must come at once.
+    let s = Spawned::start(
+        &[
+            "--decision-log",
+            &sink,
+            "--decision-log-min-free-bytes",
+            "1000000000000000000",
+        ],
+        false,
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(eventually(
+        Duration::from_secs(5),
+        "a WARN about free space",
+        || {
+            s.diagnostics()
+                .iter()
+                .any(|l| l.contains("\"WARN\"") && l.contains("running out of space"))
+        },
+    ));
+    s.stop();
+}
+
+/// Peak resident memory of process `pid`, in KiB.
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_restart_reads_only_the_tail_of_a_large_log() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    // 150 MB of chained records, with a checkpoint of the last one.
+    let big = dir.path().join("big.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+    let mut prev = "0".repeat(64);
+    let padding = "p".repeat(900);
+    let records = 150_000u64;
+    for seq in 1..=records {
+        let line = format!(
+            r#"{{"seq":{seq},"prev_hash":"{prev}","timestamp":"2026-12-01T00:00:00Z","decision_id":"d{seq}","note":"{padding}"}}"#
+        );
+        out.write_all(line.as_bytes()).unwrap();
+        out.write_all(b"\n").unwrap();
+        prev = sha256_hex(line.as_bytes());
+    }
+    out.flush().unwrap();
+    drop(out);
+    let cp = serde_json::json!({
+        "first_seq": 1, "last_seq": records, "head": prev,
+        "timestamp": "2026-12-01T00:00:01Z",
+    });
+    std::fs::write(dir.path().join("big.jsonl.checkpoint"), cp.to_string()).unwrap();
+    let small = dir.path().join("small.jsonl");
+    let peak = |log: &Path| {
+        let s = Spawned::start(
+            &["--decision-log", &format!("file:{}", log.display())],
+            false,
+        );
+        calls(&s, &["kari"]);
+        let kib = peak_rss_kib(s.pid());
+        s.stop();
+        kib
+    };
+    let (with_small, with_big) = (peak(&small), peak(&big));
+    // The chain went on from the last record.
+    let tail = std::fs::read_to_string(dir.path().join("big.jsonl.checkpoint")).unwrap();
+    assert!(
+        tail.contains(&format!("\"last_seq\":{}", records + 1)),
+        "{tail}"
+    );
+    assert!(
+        with_big < with_small + 20 * 1024,
+        "continuing a 150 MB log took {with_big} KiB at peak, against {with_small} KiB for an empty one"
+    );
+}
