@@ -134,8 +134,17 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
         // Log notes (e.g. dropped-record counts) and ResolveSystemUser records are
         // not single decisions to replay.
         let call = value.get("call").and_then(|c| c.as_str());
+        let redacted: Vec<&str> = value
+            .get("redacted")
+            .and_then(|r| r.as_array())
+            .map(|a| a.iter().filter_map(|f| f.as_str()).collect())
+            .unwrap_or_default();
         let skip = match (value.get("event").and_then(|e| e.as_str()), call) {
             (Some(event), _) => Some(format!("a log note ({event}), not a decision")),
+            (None, _) if !redacted.is_empty() => Some(format!(
+                "its {} had to be written as [redacted] (a secret-shaped value, or an attribute named in --decision-log-redact), so it cannot be re-decided",
+                redacted.join(", ")
+            )),
             (None, Some("resolve_system_user")) => Some(
                 "a ResolveSystemUser record: it names no single system user to re-decide"
                     .to_owned(),

@@ -5,6 +5,8 @@ use super::redact::{self, Redactor};
 use crate::decide::Reason;
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
 use serde::Serialize;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 
 /// Who called, as far as the transport tells.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -101,10 +103,32 @@ impl DecisionRecord<'_> {
 }
 
 /// A record seen through the redactor: every string that came from a request is
-/// written as [`redact::scrub`] leaves it.
+/// written as [`redact::scrub`] leaves it, and the request fields that had to be
+/// changed are listed last, in `redacted`, so that replay knows it cannot re-decide
+/// the record.
 struct Scrubbed<'r, 'a> {
     rec: &'r DecisionRecord<'a>,
     redactor: &'r Redactor,
+}
+
+/// The names of the request fields whose values were changed, as they are met.
+type Marks = RefCell<Vec<String>>;
+
+/// A request field, written scrubbed; its name is marked when that changed it.
+struct Field<'r> {
+    value: &'r str,
+    name: &'static str,
+    marks: &'r Marks,
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let scrubbed = redact::scrub(self.value);
+        if matches!(scrubbed, Cow::Owned(_)) {
+            self.marks.borrow_mut().push(self.name.to_owned());
+        }
+        s.serialize_str(&scrubbed)
+    }
 }
 
 /// A string written with any secret in it replaced.
@@ -119,26 +143,44 @@ impl Serialize for S<'_> {
 impl Serialize for Scrubbed<'_, '_> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         let r = self.rec;
-        let mut m = s.serialize_struct("DecisionRecord", 20)?;
+        let marks = Marks::default();
+        let field = |value, name| Field {
+            value,
+            name,
+            marks: &marks,
+        };
+        let mut m = s.serialize_struct("DecisionRecord", 21)?;
         m.serialize_field("decision_id", &S(r.decision_id))?;
         m.serialize_field("timestamp", &r.timestamp)?;
         m.serialize_field("call", r.call)?;
-        m.serialize_field("employee_id", &S(r.employee_id))?;
+        m.serialize_field("employee_id", &field(r.employee_id, "employee_id"))?;
         if let Some(v) = r.system_user_id {
-            m.serialize_field("system_user_id", &S(v))?;
+            m.serialize_field("system_user_id", &field(v, "system_user_id"))?;
         }
         if let Some(v) = r.system_user_external_ref {
-            m.serialize_field("system_user_external_ref", &S(v))?;
+            m.serialize_field(
+                "system_user_external_ref",
+                &field(v, "system_user_external_ref"),
+            )?;
         }
         if let Some(v) = r.system_user_owner {
             m.serialize_field("system_user_owner", &S(v))?;
         }
         if let Some(v) = &r.usable_system_users {
-            m.serialize_field("usable_system_users", &StrList(v))?;
+            m.serialize_field(
+                "usable_system_users",
+                &StrList {
+                    items: v,
+                    marks: &marks,
+                },
+            )?;
         }
-        m.serialize_field("client_org_number", &S(r.client_org_number))?;
-        m.serialize_field("access_package", &S(r.access_package))?;
-        m.serialize_field("action", &S(r.action))?;
+        m.serialize_field(
+            "client_org_number",
+            &field(r.client_org_number, "client_org_number"),
+        )?;
+        m.serialize_field("access_package", &field(r.access_package, "access_package"))?;
+        m.serialize_field("action", &field(r.action, "action"))?;
         m.serialize_field("decision", r.decision)?;
         m.serialize_field("reasons", &Reasons(r.reasons))?;
         m.serialize_field("revision", r.revision)?;
@@ -150,6 +192,7 @@ impl Serialize for Scrubbed<'_, '_> {
                 &Context {
                     map: ctx,
                     redactor: self.redactor,
+                    marks: &marks,
                 },
             )?;
         }
@@ -160,17 +203,28 @@ impl Serialize for Scrubbed<'_, '_> {
         if let Some(t) = &r.trace.span_id {
             m.serialize_field("span_id", t)?;
         }
+        let marks = marks.into_inner();
+        if !marks.is_empty() {
+            m.serialize_field("redacted", &marks)?;
+        }
         m.end()
     }
 }
 
-struct StrList<'r>(&'r [&'r str]);
+struct StrList<'r> {
+    items: &'r [&'r str],
+    marks: &'r Marks,
+}
 
 impl Serialize for StrList<'_> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for x in self.0 {
-            seq.serialize_element(&S(x))?;
+        let mut seq = s.serialize_seq(Some(self.items.len()))?;
+        for x in self.items {
+            seq.serialize_element(&Field {
+                value: x,
+                name: "usable_system_users",
+                marks: self.marks,
+            })?;
         }
         seq.end()
     }
@@ -217,44 +271,76 @@ impl Serialize for CallerOut<'_> {
     }
 }
 
-/// The caller's context: named fields replaced, every string scrubbed, at any depth.
+/// The caller's context: named fields replaced, every string scrubbed, at any depth;
+/// each attribute changed is marked as `context.<attribute>`.
 struct Context<'r> {
     map: &'r serde_json::Map<String, serde_json::Value>,
     redactor: &'r Redactor,
+    marks: &'r Marks,
 }
 
 impl Serialize for Context<'_> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         let mut m = s.serialize_map(Some(self.map.len()))?;
         for (k, v) in self.map {
+            let key = redact::scrub(k);
+            let changed = Cell::new(matches!(key, Cow::Owned(_)));
             if self.redactor.is_redacted_field(k) {
-                m.serialize_entry(&S(k), redact::REDACTED)?;
+                changed.set(true);
+                m.serialize_entry(&*key, redact::REDACTED)?;
             } else {
-                m.serialize_entry(&S(k), &Json(v))?;
+                m.serialize_entry(
+                    &*key,
+                    &Json {
+                        value: v,
+                        changed: &changed,
+                    },
+                )?;
+            }
+            if changed.get() {
+                self.marks.borrow_mut().push(format!("context.{key}"));
             }
         }
         m.end()
     }
 }
 
-struct Json<'r>(&'r serde_json::Value);
+/// A context value, scrubbed at any depth; `changed` is set when that changed it.
+struct Json<'r> {
+    value: &'r serde_json::Value,
+    changed: &'r Cell<bool>,
+}
+
+impl Json<'_> {
+    fn scrubbed<'s>(&self, x: &'s str) -> Cow<'s, str> {
+        let out = redact::scrub(x);
+        if matches!(out, Cow::Owned(_)) {
+            self.changed.set(true);
+        }
+        out
+    }
+}
 
 impl Serialize for Json<'_> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         use serde_json::Value as V;
-        match self.0 {
-            V::String(x) => S(x).serialize(s),
+        let inner = |value| Json {
+            value,
+            changed: self.changed,
+        };
+        match self.value {
+            V::String(x) => s.serialize_str(&self.scrubbed(x)),
             V::Array(a) => {
                 let mut seq = s.serialize_seq(Some(a.len()))?;
                 for x in a {
-                    seq.serialize_element(&Json(x))?;
+                    seq.serialize_element(&inner(x))?;
                 }
                 seq.end()
             }
             V::Object(o) => {
                 let mut m = s.serialize_map(Some(o.len()))?;
                 for (k, x) in o {
-                    m.serialize_entry(&S(k), &Json(x))?;
+                    m.serialize_entry(&*self.scrubbed(k), &inner(x))?;
                 }
                 m.end()
             }
@@ -323,7 +409,7 @@ mod tests {
         let line = rec.to_json(&redactor);
         assert_eq!(
             line,
-            r#"{"decision_id":"d","timestamp":"t","call":"authorize","employee_id":"kari","system_user_id":"su","system_user_owner":"310015156","client_org_number":"310015156","access_package":"urn:altinn:accesspackage:a-ordning","action":"useSystemUser","decision":"deny","reasons":[{"policy_id":"p","message":"employee [redacted] is not known"}],"revision":"r","data_sequence":7,"evaluation_us":3,"context":{"mfa":true,"ticket":"[redacted]","note":"[redacted]"},"caller":{}}"#
+            r#"{"decision_id":"d","timestamp":"t","call":"authorize","employee_id":"kari","system_user_id":"su","system_user_owner":"310015156","client_org_number":"310015156","access_package":"urn:altinn:accesspackage:a-ordning","action":"useSystemUser","decision":"deny","reasons":[{"policy_id":"p","message":"employee [redacted] is not known"}],"revision":"r","data_sequence":7,"evaluation_us":3,"context":{"mfa":true,"ticket":"[redacted]","note":"[redacted]"},"caller":{},"redacted":["context.ticket","context.note"]}"#
         );
     }
 }

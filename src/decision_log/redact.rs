@@ -68,6 +68,8 @@ const TRIGGERS: &[(&str, Kind)] = &[
     ("github_pat_", Kind::Prefix { min_tail: 20 }),
     ("glpat-", Kind::Prefix { min_tail: 16 }),
     ("sk_live_", Kind::Prefix { min_tail: 10 }),
+    ("sk-proj-", Kind::Prefix { min_tail: 20 }),
+    ("sk-ant-", Kind::Prefix { min_tail: 20 }),
     ("sk_test_", Kind::Prefix { min_tail: 10 }),
     ("rk_live_", Kind::Prefix { min_tail: 10 }),
     ("rk_test_", Kind::Prefix { min_tail: 10 }),

@@ -2,6 +2,7 @@
 //! real tonic client to it.
 #![allow(dead_code)]
 
+pub mod otlp;
 pub mod pg;
 
 use std::net::SocketAddr;
