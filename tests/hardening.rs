@@ -164,3 +164,174 @@ fn sigterm_with_an_idle_connection_open_exits_within_the_grace_period() {
         "did not exit cleanly within the grace period: {status:?}"
     );
 }
+
+/// Reads from `sock` until the server closes it; false if it is still open after
+/// `limit`.
+async fn closed_within(sock: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[test]
+fn connections_past_the_cap_are_closed_at_once_and_freed_places_are_reused() {
+    let s = Spawned::start(
+        &[
+            "--decision-log",
+            "off",
+            "--max-connections",
+            "3",
+            "--handshake-timeout",
+            "60s",
+        ],
+        false,
+    );
+    let addr = s.addr.clone();
+    s.with_client(|held| async move {
+        // The client made by with_client holds one place; two silent sockets take
+        // the rest.
+        let _held = held;
+        let mut silent = Vec::new();
+        for _ in 0..2 {
+            silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(5)).await,
+            "a connection past --max-connections was kept open"
+        );
+        // Silent sockets within the cap stay open (their deadline is a minute).
+        assert!(!closed_within(&mut silent[0], Duration::from_millis(300)).await);
+        // Once they go, their places are free again.
+        drop(silent);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut c =
+            vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap();
+        let r = c
+            .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.decision(), Decision::Allow);
+    });
+    s.stop();
+}
+
+#[test]
+fn a_connection_that_sends_nothing_or_stays_idle_is_closed() {
+    let s = Spawned::start(
+        &[
+            "--decision-log",
+            "off",
+            "--handshake-timeout",
+            "300ms",
+            "--request-timeout",
+            "200ms",
+            "--idle-timeout",
+            "600ms",
+        ],
+        false,
+    );
+    let addr = s.addr.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        use tokio::io::AsyncWriteExt as _;
+        let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(5)).await,
+            "a connection that sent nothing was kept open past --handshake-timeout"
+        );
+        // An HTTP/2 connection that opens properly and then makes no call.
+        let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        // It outlives the handshake deadline, then goes at the idle timeout.
+        assert!(!closed_within(&mut idle, Duration::from_millis(400)).await);
+        assert!(
+            closed_within(&mut idle, Duration::from_secs(5)).await,
+            "an idle connection was kept open past --idle-timeout"
+        );
+    });
+    s.stop();
+}
+
+/// A client whose connections come from `source` (a loopback address of its own).
+async fn client_from(
+    source: &str,
+    addr: &str,
+) -> vakt::proto::authorizer_client::AuthorizerClient<tonic::transport::Channel> {
+    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(tower::service_fn(
+            move |_: tonic::transport::Uri| async move {
+                let sock = tokio::net::TcpSocket::new_v4()?;
+                sock.bind(source)?;
+                let stream = sock.connect(target).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            },
+        ))
+        .await
+        .unwrap();
+    vakt::proto::authorizer_client::AuthorizerClient::new(channel)
+}
+
+#[test]
+fn one_noisy_peer_cannot_take_every_place() {
+    let s = Spawned::start(
+        &[
+            "--decision-log",
+            "off",
+            "--max-in-flight-per-peer",
+            "1",
+            "--sequence-wait",
+            "3s",
+        ],
+        false,
+    );
+    let addr = s.addr.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let noisy = client_from("127.0.0.1", &addr).await;
+        let mut holder = noisy.clone();
+        // The noisy peer's one place is held by a call that waits for data.
+        let held = tokio::spawn(async move {
+            let mut req = request("kari", "tk-regnskap", "310015156", REGNSKAP);
+            req.min_data_sequence = 1 << 40;
+            holder.authorize(req).await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let err = noisy
+            .clone()
+            .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(
+            err.message().contains("--max-in-flight-per-peer"),
+            "{err:?}"
+        );
+        // Another peer is served meanwhile.
+        let mut quiet = client_from("127.0.0.2", &addr).await;
+        let r = quiet
+            .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.decision(), Decision::Allow);
+        let _ = held.await;
+    });
+    s.stop();
+}

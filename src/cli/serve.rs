@@ -37,6 +37,28 @@ pub(super) struct ServeArgs {
     /// Most HTTP/2 streams one connection may have open at once
     #[arg(long, env = "VAKT_MAX_CONCURRENT_STREAMS", default_value_t = crate::server::DEFAULT_MAX_CONCURRENT_STREAMS)]
     max_concurrent_streams: u32,
+    /// Most connections open at once; a new one past it is closed at once. Kept
+    /// below the process's file-descriptor limit, so idle sockets can never lock
+    /// callers out
+    #[arg(long, env = "VAKT_MAX_CONNECTIONS", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most connections from one peer address (0: no limit of its own)
+    #[arg(long, env = "VAKT_MAX_CONNECTIONS_PER_PEER", default_value_t = 0)]
+    max_connections_per_peer: usize,
+    /// Most calls in progress from one peer address, so one noisy caller cannot
+    /// take every place (0: no limit of its own); refused with RESOURCE_EXHAUSTED
+    #[arg(long, env = "VAKT_MAX_IN_FLIGHT_PER_PEER", default_value_t = 0)]
+    max_in_flight_per_peer: usize,
+    /// How long a new connection may take to send its first bytes before it is
+    /// closed
+    #[arg(long, env = "VAKT_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    handshake_timeout: std::time::Duration,
+    /// Close a connection on which no call began for this long (0: never)
+    #[arg(long, env = "VAKT_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5m")]
+    idle_timeout: std::time::Duration,
+    /// Largest header block of a call, in bytes
+    #[arg(long, env = "VAKT_MAX_HEADER_BYTES", value_name = "BYTES", default_value_t = crate::server::DEFAULT_MAX_HEADER_BYTES)]
+    max_header_bytes: u32,
     /// Longest a call may take; a shorter client deadline (grpc-timeout) wins
     #[arg(long, env = "VAKT_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
     request_timeout: std::time::Duration,
@@ -107,6 +129,71 @@ pub(super) struct ServeArgs {
     poll_interval: std::time::Duration,
 }
 
+/// Checks the settings that can be wrong together and reports every one that is.
+fn check_settings(args: &ServeArgs) -> anyhow::Result<()> {
+    let mut bad = Vec::new();
+    for (flag, value) in [
+        ("--max-batch", args.max_batch),
+        ("--max-in-flight", args.max_in_flight),
+        (
+            "--max-concurrent-streams",
+            args.max_concurrent_streams as usize,
+        ),
+        ("--max-connections", args.max_connections),
+        ("--max-message-bytes", args.max_message_bytes),
+        ("--max-header-bytes", args.max_header_bytes as usize),
+    ] {
+        if value == 0 {
+            bad.push(format!("{flag} must be at least 1"));
+        }
+    }
+    for (flag, value) in [
+        ("--request-timeout", args.request_timeout),
+        ("--handshake-timeout", args.handshake_timeout),
+    ] {
+        if value.is_zero() {
+            bad.push(format!("{flag} must be longer than 0"));
+        }
+    }
+    if !args.idle_timeout.is_zero() && args.idle_timeout <= args.request_timeout {
+        bad.push(format!(
+            "--idle-timeout ({:?}) must be longer than --request-timeout ({:?}), or 0 for none",
+            args.idle_timeout, args.request_timeout
+        ));
+    }
+    if let Some(nofile) = open_files_limit() {
+        // Room for the decision log, data files, the database and the listener.
+        let room = nofile.saturating_sub(64) as usize;
+        if args.max_connections > room {
+            bad.push(format!(
+                "--max-connections {} is more than this process's file-descriptor limit ({nofile}) leaves room for ({room}); lower it or raise the limit (ulimit -n)",
+                args.max_connections
+            ));
+        }
+    }
+    if let Some(key) = &args.decision_log_signing_key {
+        if let Err(e) = crate::decision_log::checkpoint::Signer::read(key) {
+            bad.push(format!("--decision-log-signing-key {e}"));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", bad.join("\n"))
+    }
+}
+
+/// The soft limit on open files, when there is one.
+fn open_files_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+}
+
 fn init_diagnostics() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("VAKT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -128,12 +215,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: as above.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     args.sources.check_paths()?;
-    if args.max_in_flight == 0 || args.max_concurrent_streams == 0 {
-        anyhow::bail!("--max-in-flight and --max-concurrent-streams must be at least 1");
-    }
-    if args.max_batch == 0 {
-        anyhow::bail!("--max-batch must be at least 1");
-    }
+    check_settings(&args)?;
     init_diagnostics();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -203,8 +285,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_in_flight: args.max_in_flight,
             max_concurrent_streams: args.max_concurrent_streams,
             request_timeout: args.request_timeout,
+            max_connections: args.max_connections,
+            max_connections_per_peer: args.max_connections_per_peer,
+            max_in_flight_per_peer: args.max_in_flight_per_peer,
+            handshake_timeout: args.handshake_timeout,
+            idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
+            max_header_bytes: args.max_header_bytes,
         },
         in_flight: Default::default(),
+        in_flight_per_peer: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -4,6 +4,7 @@
 use crate::decision_log::{Caller, DecisionLog, Trace};
 use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::source::DataStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Request;
@@ -35,6 +36,18 @@ pub struct Options {
     pub max_concurrent_streams: u32,
     /// Longest a call may take; a shorter client deadline (`grpc-timeout`) wins.
     pub request_timeout: Duration,
+    /// Most connections open at once; past it a new one is closed at once.
+    pub max_connections: usize,
+    /// Most connections from one peer address (0: no limit of its own).
+    pub max_connections_per_peer: usize,
+    /// Most calls in progress from one peer address (0: no limit of its own).
+    pub max_in_flight_per_peer: usize,
+    /// How long a new connection may take to send its first bytes.
+    pub handshake_timeout: Duration,
+    /// A connection on which no call began for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// Largest header block of a call, in bytes.
+    pub max_header_bytes: u32,
 }
 
 /// A request is a few hundred bytes and a batch of 1,000 a few hundred KB.
@@ -42,6 +55,12 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Below the 1,024 file descriptors a process may have by default, with room for
+/// the decision log, data files and database connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 900;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_HEADER_BYTES: u32 = 16 * 1024;
 
 impl Default for Options {
     fn default() -> Self {
@@ -53,6 +72,12 @@ impl Default for Options {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_peer: 0,
+            max_in_flight_per_peer: 0,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }
@@ -64,15 +89,45 @@ pub struct Vakt {
     pub data: Arc<DataStatus>,
     pub options: Options,
     /// Calls in progress, for load shedding.
-    pub in_flight: std::sync::atomic::AtomicUsize,
+    pub in_flight: AtomicUsize,
+    /// Calls in progress per peer address, in buckets by the address's hash.
+    pub in_flight_per_peer: PeerBuckets,
+}
+
+/// Counters of calls in progress per peer address. A fixed array, so counting
+/// takes no lock and no memory grows with the number of peers; two addresses that
+/// share a bucket share its limit, which with 4,096 buckets is rare.
+pub struct PeerBuckets(Box<[AtomicUsize]>);
+
+const PEER_BUCKETS: usize = 4096;
+
+impl Default for PeerBuckets {
+    fn default() -> Self {
+        Self((0..PEER_BUCKETS).map(|_| AtomicUsize::new(0)).collect())
+    }
+}
+
+impl PeerBuckets {
+    fn bucket(&self, peer: std::net::IpAddr) -> &AtomicUsize {
+        use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+        let mut h = foldhash::fast::FixedState::with_seed(0x7661_6b74).build_hasher();
+        peer.hash(&mut h);
+        &self.0[(h.finish() as usize) % self.0.len()]
+    }
 }
 
 /// A call's place among those in progress; given back when the call ends.
-pub(super) struct Admitted<'a>(&'a std::sync::atomic::AtomicUsize);
+pub(super) struct Admitted<'a> {
+    total: &'a AtomicUsize,
+    peer: Option<&'a AtomicUsize>,
+}
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        if let Some(p) = self.peer {
+            p.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -85,20 +140,43 @@ impl Vakt {
             data: Arc::new(DataStatus::new("built-in")),
             options: Options::default(),
             in_flight: Default::default(),
+            in_flight_per_peer: Default::default(),
         }
     }
 
     /// Admits a call, or refuses it at once when `max_in_flight` calls are in
     /// progress: under overload, shedding keeps the admitted calls fast and memory
     /// bounded, where a queue would grow without end.
-    pub(super) fn admit(&self) -> Result<Admitted<'_>, super::error::CallError> {
-        use std::sync::atomic::Ordering;
+    /// With `--max-in-flight-per-peer`, a peer address past its own limit is refused
+    /// the same way, so one noisy caller cannot take every place.
+    pub(super) fn admit<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<Admitted<'_>, super::error::CallError> {
         let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let admitted = Admitted(&self.in_flight);
+        let mut admitted = Admitted {
+            total: &self.in_flight,
+            peer: None,
+        };
         if before >= self.options.max_in_flight {
             return Err(super::error::CallError::Overloaded {
                 max: self.options.max_in_flight,
+                limit: "--max-in-flight",
             });
+        }
+        let per_peer = self.options.max_in_flight_per_peer;
+        if per_peer > 0 {
+            if let Some(ip) = peer_of(req).map(|a| a.ip()) {
+                let bucket = self.in_flight_per_peer.bucket(ip);
+                let before = bucket.fetch_add(1, Ordering::Relaxed);
+                admitted.peer = Some(bucket);
+                if before >= per_peer {
+                    return Err(super::error::CallError::Overloaded {
+                        max: per_peer,
+                        limit: "--max-in-flight-per-peer",
+                    });
+                }
+            }
         }
         Ok(admitted)
     }
@@ -171,7 +249,7 @@ impl CallMeta {
         };
         Self {
             caller: Caller {
-                peer: req.remote_addr().map(|a| a.to_string()),
+                peer: peer_of(req).map(|a| a.to_string()),
                 service: header("x-vakt-caller").filter(|s| crate::ids::check_id(s).is_ok()),
             },
             trace: header("traceparent")
@@ -179,6 +257,14 @@ impl CallMeta {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The peer address of a call: from Vakt's own listener, or tonic's.
+fn peer_of<T>(req: &Request<T>) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<super::accept::ConnInfo>()
+        .and_then(|c| c.remote)
+        .or_else(|| req.remote_addr())
 }
 
 /// A new decision id: a UUIDv7, so ids sort by time.

@@ -13,8 +13,8 @@ pub enum CallError {
     #[error("requests: a batch of {got} exceeds the maximum of {max}")]
     BatchTooLarge { got: usize, max: usize },
     /// Too many calls are in progress; this one is shed, not queued.
-    #[error("overloaded: {max} calls are in progress (--max-in-flight); try again")]
-    Overloaded { max: usize },
+    #[error("overloaded: {max} calls are in progress ({limit}); try again")]
+    Overloaded { max: usize, limit: &'static str },
     /// The decision could not be recorded, so it is not answered (fail closed).
     #[error("the decision log cannot record decisions: {0}")]
     LogUnavailable(#[from] crate::decision_log::LogUnavailable),

@@ -6,6 +6,7 @@
 //! what every call shares in `call.rs`; every failure is a `CallError`, mapped
 //! to a status in `error.rs`.
 
+mod accept;
 mod authorize;
 mod batch;
 mod call;
@@ -14,9 +15,12 @@ mod error;
 mod resolve;
 mod status;
 
+pub use accept::incoming;
 pub use call::{
-    Options, Vakt, DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEQUENCE_WAIT,
+    Options, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SEQUENCE_WAIT,
 };
 
 use crate::proto::{self, authorizer_server::AuthorizerServer};
@@ -26,7 +30,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 struct Service(Arc<Vakt>);
@@ -37,7 +40,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
-        let _admitted = self.0.admit()?;
+        let _admitted = self.0.admit(&req)?;
         let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             authorize::handle(&self.0, req.into_inner(), &meta).await?,
@@ -48,7 +51,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::AuthorizeBatchRequest>,
     ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
-        let _admitted = self.0.admit()?;
+        let _admitted = self.0.admit(&req)?;
         let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             batch::handle(&self.0, req.into_inner(), &meta).await?,
@@ -59,7 +62,7 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::ResolveSystemUserRequest>,
     ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
-        let _admitted = self.0.admit()?;
+        let _admitted = self.0.admit(&req)?;
         let meta = CallMeta::of(&req, &self.0.log);
         Ok(Response::new(
             resolve::handle(&self.0, req.into_inner(), &meta).await?,
@@ -86,20 +89,21 @@ impl proto::authorizer_server::Authorizer for Service {
 ///   10 s is dropped, so dead connections do not pile up.
 /// - At most `max_concurrent_streams` streams per connection, and a time limit per
 ///   call (`request_timeout`; a shorter client deadline wins).
+/// - Header blocks of at most `max_header_bytes`, and a connection that keeps
+///   opening and resetting streams (the HTTP/2 "rapid reset" attack) is closed.
+///
+/// Connections themselves are limited where they are accepted ([`incoming`]).
 pub fn transport(o: &Options) -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(o.max_concurrent_streams))
+        .http2_max_header_list_size(o.max_header_bytes)
+        .http2_max_pending_accept_reset_streams(Some(64))
         .timeout(o.request_timeout)
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
         .http2_adaptive_window(Some(false))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-}
-
-/// Accepted connections from `listener`, each with `TCP_NODELAY` set.
-pub fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight calls and returns.
@@ -126,13 +130,22 @@ pub async fn serve(
     let authorizer =
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
     let served = transport(&o)
+        .layer(tonic::service::InterceptorLayer::new(note_call))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(authorizer)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener, &o), shutdown)
         .await;
     health.abort();
     served
+}
+
+/// Notes on its connection that a call began, for the idle timeout.
+fn note_call(req: Request<()>) -> Result<Request<()>, Status> {
+    if let Some(conn) = req.extensions().get::<accept::ConnInfo>() {
+        conn.touch();
+    }
+    Ok(req)
 }
 
 /// How often the health service looks at the decision log.

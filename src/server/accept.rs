@@ -1,0 +1,260 @@
+//! Accepting connections under limits: a cap on connections in all and per peer
+//! address, a deadline for a new connection's first bytes, an idle timeout, and
+//! `TCP_NODELAY` on every socket.
+//!
+//! Each limit closes a socket the server would otherwise hold for ever: an attacker
+//! who opens connections and sends nothing, or a client that keeps a connection it
+//! never uses, would otherwise use up the process's file descriptors and lock out
+//! every other caller. Accepting runs in a task of its own, so a socket that is slow
+//! to send its first bytes never holds up the next one.
+
+use super::call::Options;
+use std::collections::HashMap;
+use std::future::Future as _;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// What a call knows about its connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: Option<SocketAddr>,
+    /// When a call last began on the connection, in ms since `epoch`.
+    last_call: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl ConnInfo {
+    /// Notes that a call began: the connection is not idle.
+    pub fn touch(&self) {
+        self.last_call
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Connection counts, in all and per peer address.
+#[derive(Default)]
+struct Counts {
+    total: AtomicUsize,
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection's place in the counts; given back when the connection closes.
+struct Slot {
+    counts: Arc<Counts>,
+    peer: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counts.total.fetch_sub(1, Ordering::Relaxed);
+        let mut per_peer = self
+            .counts
+            .per_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                per_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl Counts {
+    /// Takes a place for a connection from `peer`, or says which cap is reached.
+    fn admit(self: &Arc<Self>, peer: IpAddr, o: &Options) -> Result<Slot, &'static str> {
+        if self.total.fetch_add(1, Ordering::Relaxed) >= o.max_connections {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err("--max-connections");
+        }
+        let mut per_peer = self.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per_peer.entry(peer).or_insert(0);
+        if o.max_connections_per_peer > 0 && *n >= o.max_connections_per_peer {
+            drop(per_peer);
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err("--max-connections-per-peer");
+        }
+        *n += 1;
+        Ok(Slot {
+            counts: self.clone(),
+            peer,
+        })
+    }
+}
+
+/// An accepted connection: the socket, its place in the counts, and its idle timer.
+pub struct Conn {
+    inner: TcpStream,
+    info: ConnInfo,
+    _slot: Slot,
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}
+
+impl Conn {
+    /// Whether the connection has been idle too long: no call began within the idle
+    /// timeout. (Calls end within `--request-timeout`, shorter than it.) When not
+    /// yet, the timer is set for the moment it would be.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some((limit, sleep)) = &mut self.idle else {
+            return false;
+        };
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let last = Duration::from_millis(self.info.last_call.load(Ordering::Relaxed));
+            let due = self.info.epoch + last + *limit;
+            if Instant::now() >= due {
+                return true;
+            }
+            sleep.as_mut().reset(due.into());
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.idle_expired(cx) {
+            // End of stream: the server closes the connection; a client reconnects
+            // on its next call.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The connections the server takes: accepted, counted, and handed on once they
+/// have sent their first bytes. Dropping it stops accepting.
+pub struct Incoming {
+    rx: mpsc::Receiver<Conn>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl tokio_stream::Stream for Incoming {
+    type Item = std::io::Result<Conn>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+/// Connections from `listener` under the limits in `o`.
+pub fn incoming(listener: TcpListener, o: &Options) -> Incoming {
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(accept_loop(listener, o.clone(), tx));
+    Incoming { rx, task }
+}
+
+/// How long to wait before accepting again after accept itself failed (out of file
+/// descriptors, typically), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+async fn accept_loop(listener: TcpListener, o: Options, tx: mpsc::Sender<Conn>) {
+    let counts = Arc::new(Counts::default());
+    let epoch = Instant::now();
+    let refused = AtomicU64::new(0);
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let slot = match counts.admit(peer.ip(), &o) {
+            Ok(s) => s,
+            Err(limit) => {
+                // Closed at once. Logged for the first and then every 1000th, so a
+                // flood does not flood the log too.
+                let n = refused.fetch_add(1, Ordering::Relaxed);
+                if n % 1000 == 0 {
+                    tracing::warn!(peer = %peer, limit, refused = n + 1, "connection refused: too many connections");
+                }
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let info = ConnInfo {
+            remote: Some(peer),
+            last_call: Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64)),
+            epoch,
+        };
+        let idle = o.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d))));
+        let conn = Conn {
+            inner: sock,
+            info,
+            _slot: slot,
+            idle,
+        };
+        let tx = tx.clone();
+        let first_bytes = o.handshake_timeout;
+        tokio::spawn(async move {
+            // A connection that sends nothing is closed after the deadline, and
+            // never reaches the server.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_bytes, conn.inner.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    let _ = tx.send(conn).await;
+                }
+                _ => {}
+            }
+        });
+    }
+}
