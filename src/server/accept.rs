@@ -224,7 +224,7 @@ async fn accept_loop(listener: TcpListener, o: Options, tx: mpsc::Sender<Conn>) 
                 // Closed at once. Logged for the first and then every 1000th, so a
                 // flood does not flood the log too.
                 let n = refused.fetch_add(1, Ordering::Relaxed);
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     tracing::warn!(peer = %peer, limit, refused = n + 1, "connection refused: too many connections");
                 }
                 continue;

@@ -109,10 +109,9 @@ impl Default for PeerBuckets {
 
 impl PeerBuckets {
     fn bucket(&self, peer: std::net::IpAddr) -> &AtomicUsize {
-        use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
-        let mut h = foldhash::fast::FixedState::with_seed(0x7661_6b74).build_hasher();
-        peer.hash(&mut h);
-        &self.0[(h.finish() as usize) % self.0.len()]
+        use std::hash::BuildHasher as _;
+        let h = foldhash::fast::FixedState::with_seed(0x7661_6b74).hash_one(peer);
+        &self.0[(h as usize) % self.0.len()]
     }
 }
 
