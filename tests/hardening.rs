@@ -335,3 +335,27 @@ fn one_noisy_peer_cannot_take_every_place() {
     });
     s.stop();
 }
+
+#[test]
+fn a_client_deadline_is_honoured() {
+    let s = Spawned::start(&["--decision-log", "off", "--sequence-wait", "5s"], false);
+    s.with_client(|mut c| async move {
+        // Would wait 5 s for a data sequence that never comes; the caller gives
+        // it 300 ms.
+        let mut req = tonic::Request::new(request("kari", "tk-regnskap", "310015156", REGNSKAP));
+        req.get_mut().min_data_sequence = 1 << 40;
+        req.set_timeout(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let err = c.authorize(req).await.unwrap_err();
+        assert!(
+            matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the call ran past its deadline: {:?}",
+            started.elapsed()
+        );
+    });
+    s.stop();
+}

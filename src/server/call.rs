@@ -152,6 +152,7 @@ impl Vakt {
         &self,
         req: &Request<T>,
     ) -> Result<Admitted<'_>, super::error::CallError> {
+        note_call(req);
         let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut admitted = Admitted {
             total: &self.in_flight,
@@ -255,6 +256,15 @@ impl CallMeta {
                 .map(|v| Trace::from_traceparent(&v))
                 .unwrap_or_default(),
         }
+    }
+}
+
+/// Notes on the call's connection that a call began, for the idle timeout. (Health
+/// checks do not count: a connection used only for them is closed when idle, and
+/// the prober opens a new one.)
+pub(super) fn note_call<T>(req: &Request<T>) {
+    if let Some(conn) = req.extensions().get::<super::accept::ConnInfo>() {
+        conn.touch();
     }
 }
 

@@ -71,8 +71,9 @@ impl proto::authorizer_server::Authorizer for Service {
 
     async fn status(
         &self,
-        _: Request<proto::StatusRequest>,
+        req: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
+        call::note_call(&req);
         Ok(Response::new(status::handle(&self.0)))
     }
 }
@@ -130,7 +131,6 @@ pub async fn serve(
     let authorizer =
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
     let served = transport(&o)
-        .layer(tonic::service::InterceptorLayer::new(note_call))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(authorizer)
@@ -138,14 +138,6 @@ pub async fn serve(
         .await;
     health.abort();
     served
-}
-
-/// Notes on its connection that a call began, for the idle timeout.
-fn note_call(req: Request<()>) -> Result<Request<()>, Status> {
-    if let Some(conn) = req.extensions().get::<accept::ConnInfo>() {
-        conn.touch();
-    }
-    Ok(req)
 }
 
 /// How often the health service looks at the decision log.

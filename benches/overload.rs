@@ -1,0 +1,375 @@
+//! Overload: `vakt serve` (default limits, decision log to stdout, piped to a file)
+//! driven past its peak over loopback, to show that it sheds rather than queues.
+//!
+//! 1. The peak: closed-loop Authorize at several concurrencies; the highest
+//!    throughput is the peak, at concurrency c*.
+//! 2. Open loop at twice the peak: calls are started at a fixed rate whatever
+//!    happens to earlier ones, over 16 connections.
+//! 3. Closed loop at ten times c*.
+//!
+//! In 2 and 3 it reports the throughput of admitted calls as a ratio to the peak,
+//! what was shed (RESOURCE_EXHAUSTED), the health check's latency (a separate
+//! connection, every 20 ms) and the server's resident memory. The load generator
+//! runs on the same two cores as the server, so at twice the peak it takes CPU
+//! the server would otherwise have; the ratios include that.
+//!
+//! Run: `cargo bench --bench overload` (about a minute). Options after `--`:
+//! `--seconds S` per phase (5). Without `--bench` it is a short smoke run.
+
+use hdrhistogram::Histogram;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+use vakt::proto::authorizer_client::AuthorizerClient;
+use vakt::proto::AuthorizeRequest;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const REGNSKAP: &str = "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet";
+
+fn requests() -> Vec<AuthorizeRequest> {
+    [
+        ("kari", "tk-regnskap", "310015156"),
+        ("per", "tk-regnskap", "310015156"),
+        ("ola", "tk-regnskap", "310017175"),
+        ("ola", "tk-regnskap", "310015156"),
+    ]
+    .into_iter()
+    .map(|(e, s, c)| AuthorizeRequest {
+        employee_id: e.into(),
+        system_user_id: s.into(),
+        client_org_number: c.into(),
+        access_package: REGNSKAP.into(),
+        ..Default::default()
+    })
+    .collect()
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_vakt(dir: &std::path::Path) -> Server {
+    let stdout = std::fs::File::create(dir.join("decisions.stdout")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "listening" {
+                let _ = tx.send(v["fields"]["address"].as_str().unwrap().to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("vakt serve starts listening");
+    Server { child, addr }
+}
+
+/// Resident memory of `pid` now and at its peak, in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn channels(addr: &str, n: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[derive(Default)]
+struct Outcome {
+    ok: AtomicU64,
+    shed: AtomicU64,
+    other: AtomicU64,
+}
+
+impl Outcome {
+    fn count(&self, r: &Result<tonic::Response<vakt::proto::AuthorizeResponse>, tonic::Status>) {
+        match r {
+            Ok(_) => &self.ok,
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => &self.shed,
+            Err(_) => &self.other,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Health checks every 20 ms on a connection of their own until `end`, from a
+/// thread and runtime of their own (so an overloaded generator does not delay
+/// them); their latencies in µs.
+fn spawn_health(addr: String, end: Instant) -> std::thread::JoinHandle<Histogram<u64>> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(watch_health(addr, end))
+    })
+}
+
+async fn watch_health(addr: String, end: Instant) -> Histogram<u64> {
+    let ch = channels(&addr, 1).await.pop().unwrap();
+    let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+    let mut lat = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        let ok = h
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "vakt.v1.Authorizer".into(),
+            })
+            .await
+            .is_ok_and(|r| r.into_inner().status == 1);
+        let us = if ok {
+            t0.elapsed().as_micros() as u64
+        } else {
+            // A failed check counts as the longest wait.
+            60_000_000
+        };
+        let _ = lat.record(us.max(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lat
+}
+
+/// Closed loop: `concurrency` callers each with one call in flight; admitted calls
+/// per second, and what happened to the others.
+async fn closed(
+    addr: &str,
+    concurrency: usize,
+    warmup: Duration,
+    time: Duration,
+) -> (f64, Outcome) {
+    let conns = channels(addr, concurrency.div_ceil(8).min(64)).await;
+    let reqs = Arc::new(requests());
+    let outcome = Arc::new(Outcome::default());
+    let start = Instant::now() + warmup;
+    let end = start + time;
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let mut c = AuthorizerClient::new(conns[i % conns.len()].clone());
+        let (reqs, outcome) = (reqs.clone(), outcome.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = i;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let r = c.authorize(reqs[n % reqs.len()].clone()).await;
+                n += 1;
+                if t0 >= start {
+                    outcome.count(&r);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let outcome = Arc::try_unwrap(outcome).unwrap_or_default();
+    (
+        outcome.ok.load(Ordering::Relaxed) as f64 / time.as_secs_f64(),
+        outcome,
+    )
+}
+
+/// Open loop: a call started every 1/`rate` s for `time`, over 16 connections,
+/// whatever happened to earlier ones (at most 50,000 outstanding, to bound the
+/// generator; calls it could not start are counted as not sent).
+async fn open(addr: &str, rate: f64, time: Duration) -> (f64, Outcome, u64) {
+    let conns = channels(addr, 16).await;
+    let reqs = Arc::new(requests());
+    let outcome = Arc::new(Outcome::default());
+    let outstanding = Arc::new(AtomicU64::new(0));
+    let mut not_sent = 0u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let end = start + time;
+    let mut next = start;
+    let mut n = 0usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    while next < end {
+        // Start every call whose time has come (the timer is coarser than the
+        // interval at high rates).
+        while next <= Instant::now() && next < end {
+            if outstanding.load(Ordering::Relaxed) >= 50_000 {
+                not_sent += 1;
+            } else {
+                let mut c = AuthorizerClient::new(conns[n % conns.len()].clone());
+                let req = reqs[n % reqs.len()].clone();
+                let (outcome, outstanding) = (outcome.clone(), outstanding.clone());
+                outstanding.fetch_add(1, Ordering::Relaxed);
+                tasks.spawn(async move {
+                    let r = c.authorize(req).await;
+                    outcome.count(&r);
+                    outstanding.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            n += 1;
+            next += interval;
+        }
+        while tasks.try_join_next().is_some() {}
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+    }
+    // Calls still outstanding at the end finish (bounded by the request timeout);
+    // admitted throughput counts those answered within the window plus them.
+    while tasks.join_next().await.is_some() {}
+    let elapsed = start.elapsed().as_secs_f64();
+    let outcome = Arc::try_unwrap(outcome).unwrap_or_default();
+    (
+        outcome.ok.load(Ordering::Relaxed) as f64 / elapsed,
+        outcome,
+        not_sent,
+    )
+}
+
+/// One hostile request of 3.9 MB (a context list of 350,000 strings, under tonic's
+/// default 4 MiB limit but over Vakt's 1 MiB): how long until it is refused, and
+/// what it cost the server in memory.
+async fn hostile_request(addr: &str, pid: u32) {
+    use prost_types::value::Kind;
+    let mut c = AuthorizerClient::new(channels(addr, 1).await.pop().unwrap())
+        .max_encoding_message_size(64 << 20);
+    let mut req = requests()[0].clone();
+    let values = (0..350_000)
+        .map(|i| prost_types::Value {
+            kind: Some(Kind::StringValue(format!("v{i}"))),
+        })
+        .collect();
+    req.context = Some(prost_types::Struct {
+        fields: [(
+            "tags".to_owned(),
+            prost_types::Value {
+                kind: Some(Kind::ListValue(prost_types::ListValue { values })),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    });
+    let size = prost::Message::encoded_len(&req);
+    let (_, hwm_before) = rss_mib(pid);
+    let t0 = Instant::now();
+    let r = c.authorize(req).await;
+    let took = t0.elapsed();
+    let (_, hwm_after) = rss_mib(pid);
+    println!(
+        "hostile request of {:.1} MB: {} in {:.1} ms; server peak resident {hwm_before:.0} -> {hwm_after:.0} MiB",
+        size as f64 / 1e6,
+        match &r {
+            Ok(_) => "ANSWERED".to_owned(),
+            Err(s) => format!("refused {:?}", s.code()),
+        },
+        took.as_secs_f64() * 1000.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let seconds: f64 = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if full { 5.0 } else { 0.5 });
+    let time = Duration::from_secs_f64(seconds);
+    let warmup = Duration::from_secs_f64(if full { 1.0 } else { 0.2 });
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_vakt(dir.path());
+    let pid = server.child.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // 1. The peak.
+        let mut peak = (0.0, 0usize);
+        for c in [8, 32, 128] {
+            let (rate, o) = closed(&server.addr, c, warmup, time).await;
+            println!(
+                "closed loop c={c:<4} {rate:>9.0} calls/s  shed {} other errors {}",
+                o.shed.load(Ordering::Relaxed),
+                o.other.load(Ordering::Relaxed)
+            );
+            if rate > peak.0 {
+                peak = (rate, c);
+            }
+        }
+        let (peak_rate, peak_c) = peak;
+        hostile_request(&server.addr, pid).await;
+        let (rss_before, _) = rss_mib(pid);
+        println!("peak: {peak_rate:.0} calls/s at c={peak_c}; server resident {rss_before:.0} MiB");
+
+        // 2. Open loop at twice the peak.
+        let end = Instant::now() + time + Duration::from_secs(1);
+        let health = spawn_health(server.addr.clone(), end);
+        let (admitted, o, not_sent) = open(&server.addr, 2.0 * peak_rate, time).await;
+        let health = health.join().unwrap();
+        let (rss, hwm) = rss_mib(pid);
+        println!(
+            "open loop at {:.0} calls/s (2x peak): admitted {admitted:.0} calls/s = {:.2} of peak; shed {}, other errors {}, not sent {not_sent}; health p50 {:.1} ms p99 {:.1} ms max {:.1} ms; server resident {rss:.0} MiB (peak {hwm:.0} MiB)",
+            2.0 * peak_rate,
+            admitted / peak_rate,
+            o.shed.load(Ordering::Relaxed),
+            o.other.load(Ordering::Relaxed),
+            health.value_at_quantile(0.5) as f64 / 1000.0,
+            health.value_at_quantile(0.99) as f64 / 1000.0,
+            health.max() as f64 / 1000.0,
+        );
+
+        // 3. Closed loop at ten times c*.
+        let c10 = peak_c * 10;
+        let end = Instant::now() + warmup + time + Duration::from_secs(1);
+        let health = spawn_health(server.addr.clone(), end);
+        let (rate, o) = closed(&server.addr, c10, warmup, time).await;
+        let health = health.join().unwrap();
+        let (rss, hwm) = rss_mib(pid);
+        println!(
+            "closed loop at c={c10} (10x c*): admitted {rate:.0} calls/s = {:.2} of peak; shed {}, other errors {}; health p50 {:.1} ms p99 {:.1} ms max {:.1} ms; server resident {rss:.0} MiB (peak {hwm:.0} MiB)",
+            rate / peak_rate,
+            o.shed.load(Ordering::Relaxed),
+            o.other.load(Ordering::Relaxed),
+            health.value_at_quantile(0.5) as f64 / 1000.0,
+            health.value_at_quantile(0.99) as f64 / 1000.0,
+            health.max() as f64 / 1000.0,
+        );
+    });
+    drop(server);
+}
