@@ -7,14 +7,18 @@
 //!    happens to earlier ones, over 16 connections.
 //! 3. Closed loop at ten times c*.
 //!
-//! In 2 and 3 it reports the throughput of admitted calls as a ratio to the peak,
+//! 2 and 3 run in rounds, each between two measurements of the peak at c*, whose
+//! mean is the round's baseline. It reports the throughput of admitted calls as a
+//! ratio to the peak, and the admitted calls per second of server CPU as a ratio to
+//! the peak's (what the server does with the CPU it gets),
 //! what was shed (RESOURCE_EXHAUSTED), the health check's latency (a separate
 //! connection, every 20 ms) and the server's resident memory. The load generator
 //! runs on the same two cores as the server, so at twice the peak it takes CPU
 //! the server would otherwise have; the ratios include that.
 //!
-//! Run: `cargo bench --bench overload` (about a minute). Options after `--`:
-//! `--seconds S` per phase (5). Without `--bench` it is a short smoke run.
+//! Run: `cargo bench --bench overload` (about 2 minutes). Options after `--`:
+//! `--seconds S` per phase (5), `--rounds R` (3). Without `--bench` it is a short
+//! smoke run.
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader};
@@ -25,6 +29,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::AuthorizeRequest;
+
+mod support;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -171,11 +177,12 @@ async fn watch_health(addr: String, end: Instant) -> Histogram<u64> {
 /// Closed loop: `concurrency` callers each with one call in flight; admitted calls
 /// per second, and what happened to the others.
 async fn closed(
+    pid: u32,
     addr: &str,
     concurrency: usize,
     warmup: Duration,
     time: Duration,
-) -> (f64, Outcome) {
+) -> (f64, f64, Outcome) {
     let conns = channels(addr, concurrency.div_ceil(8).min(64)).await;
     let reqs = Arc::new(requests());
     let outcome = Arc::new(Outcome::default());
@@ -200,20 +207,21 @@ async fn closed(
             }
         }));
     }
+    tokio::time::sleep_until(tokio::time::Instant::from_std(start)).await;
+    let cpu0 = support::cpu_us(&pid.to_string());
     for t in tasks {
         let _ = t.await;
     }
+    let cpu = (support::cpu_us(&pid.to_string()) - cpu0) / 1e6;
     let outcome = Arc::try_unwrap(outcome).unwrap_or_default();
-    (
-        outcome.ok.load(Ordering::Relaxed) as f64 / time.as_secs_f64(),
-        outcome,
-    )
+    let ok = outcome.ok.load(Ordering::Relaxed) as f64;
+    (ok / time.as_secs_f64(), ok / cpu.max(0.01), outcome)
 }
 
 /// Open loop: a call started every 1/`rate` s for `time`, over 16 connections,
 /// whatever happened to earlier ones (at most 50,000 outstanding, to bound the
 /// generator; calls it could not start are counted as not sent).
-async fn open(addr: &str, rate: f64, time: Duration) -> (f64, Outcome, u64) {
+async fn open(pid: u32, addr: &str, rate: f64, time: Duration) -> (f64, f64, Outcome, u64) {
     let conns = channels(addr, 16).await;
     let reqs = Arc::new(requests());
     let outcome = Arc::new(Outcome::default());
@@ -221,6 +229,7 @@ async fn open(addr: &str, rate: f64, time: Duration) -> (f64, Outcome, u64) {
     let mut not_sent = 0u64;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
+    let cpu0 = support::cpu_us(&pid.to_string());
     let end = start + time;
     let mut next = start;
     let mut n = 0usize;
@@ -252,12 +261,10 @@ async fn open(addr: &str, rate: f64, time: Duration) -> (f64, Outcome, u64) {
     // admitted throughput counts those answered within the window plus them.
     while tasks.join_next().await.is_some() {}
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = (support::cpu_us(&pid.to_string()) - cpu0) / 1e6;
     let outcome = Arc::try_unwrap(outcome).unwrap_or_default();
-    (
-        outcome.ok.load(Ordering::Relaxed) as f64 / elapsed,
-        outcome,
-        not_sent,
-    )
+    let ok = outcome.ok.load(Ordering::Relaxed) as f64;
+    (ok / elapsed, ok / cpu.max(0.01), outcome, not_sent)
 }
 
 /// One hostile request of 3.9 MB (a context list of 350,000 strings, under tonic's
@@ -283,20 +290,26 @@ async fn hostile_request(addr: &str, pid: u32) {
         .into_iter()
         .collect(),
     });
-    let size = prost::Message::encoded_len(&req);
+    // What encoding it costs this client, to tell apart from the server's part.
+    let t0 = Instant::now();
+    let size = prost::Message::encode_to_vec(&req).len();
+    let encode = t0.elapsed();
     let (_, hwm_before) = rss_mib(pid);
+    let cpu_before = support::cpu_us(&pid.to_string());
     let t0 = Instant::now();
     let r = c.authorize(req).await;
     let took = t0.elapsed();
+    let server_cpu_ms = (support::cpu_us(&pid.to_string()) - cpu_before) / 1000.0;
     let (_, hwm_after) = rss_mib(pid);
     println!(
-        "hostile request of {:.1} MB: {} in {:.1} ms; server peak resident {hwm_before:.0} -> {hwm_after:.0} MiB",
+        "hostile request of {:.1} MB: {} after {:.1} ms ({:.1} ms of it encoding in this client); server CPU {server_cpu_ms:.0} ms (clock ticks of 10 ms); server peak resident {hwm_before:.0} -> {hwm_after:.0} MiB",
         size as f64 / 1e6,
         match &r {
             Ok(_) => "ANSWERED".to_owned(),
             Err(s) => format!("refused {:?}", s.code()),
         },
-        took.as_secs_f64() * 1000.0
+        took.as_secs_f64() * 1000.0,
+        encode.as_secs_f64() * 1000.0,
     );
 }
 
@@ -311,6 +324,12 @@ fn main() {
         .unwrap_or(if full { 5.0 } else { 0.5 });
     let time = Duration::from_secs_f64(seconds);
     let warmup = Duration::from_secs_f64(if full { 1.0 } else { 0.2 });
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if full { 3 } else { 1 });
     let dir = tempfile::tempdir().unwrap();
     let server = start_vakt(dir.path());
     let pid = server.child.id();
@@ -319,12 +338,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        // 1. The peak.
+        // 1. The concurrency of the peak.
         let mut peak = (0.0, 0usize);
         for c in [8, 32, 128] {
-            let (rate, o) = closed(&server.addr, c, warmup, time).await;
+            let (rate, per_cpu, o) = closed(pid, &server.addr, c, warmup, time).await;
             println!(
-                "closed loop c={c:<4} {rate:>9.0} calls/s  shed {} other errors {}",
+                "closed loop c={c:<4} {rate:>9.0} calls/s, {per_cpu:>7.0} per server CPU second; shed {} other errors {}",
                 o.shed.load(Ordering::Relaxed),
                 o.other.load(Ordering::Relaxed)
             );
@@ -332,44 +351,56 @@ fn main() {
                 peak = (rate, c);
             }
         }
-        let (peak_rate, peak_c) = peak;
+        let peak_c = peak.1;
         hostile_request(&server.addr, pid).await;
         let (rss_before, _) = rss_mib(pid);
-        println!("peak: {peak_rate:.0} calls/s at c={peak_c}; server resident {rss_before:.0} MiB");
+        println!("peak at c={peak_c}; server resident {rss_before:.0} MiB");
 
-        // 2. Open loop at twice the peak.
-        let end = Instant::now() + time + Duration::from_secs(1);
-        let health = spawn_health(server.addr.clone(), end);
-        let (admitted, o, not_sent) = open(&server.addr, 2.0 * peak_rate, time).await;
-        let health = health.join().unwrap();
-        let (rss, hwm) = rss_mib(pid);
-        println!(
-            "open loop at {:.0} calls/s (2x peak): admitted {admitted:.0} calls/s = {:.2} of peak; shed {}, other errors {}, not sent {not_sent}; health p50 {:.1} ms p99 {:.1} ms max {:.1} ms; server resident {rss:.0} MiB (peak {hwm:.0} MiB)",
-            2.0 * peak_rate,
-            admitted / peak_rate,
-            o.shed.load(Ordering::Relaxed),
-            o.other.load(Ordering::Relaxed),
-            health.value_at_quantile(0.5) as f64 / 1000.0,
-            health.value_at_quantile(0.99) as f64 / 1000.0,
-            health.max() as f64 / 1000.0,
-        );
-
-        // 3. Closed loop at ten times c*.
-        let c10 = peak_c * 10;
-        let end = Instant::now() + warmup + time + Duration::from_secs(1);
-        let health = spawn_health(server.addr.clone(), end);
-        let (rate, o) = closed(&server.addr, c10, warmup, time).await;
-        let health = health.join().unwrap();
-        let (rss, hwm) = rss_mib(pid);
-        println!(
-            "closed loop at c={c10} (10x c*): admitted {rate:.0} calls/s = {:.2} of peak; shed {}, other errors {}; health p50 {:.1} ms p99 {:.1} ms max {:.1} ms; server resident {rss:.0} MiB (peak {hwm:.0} MiB)",
-            rate / peak_rate,
-            o.shed.load(Ordering::Relaxed),
-            o.other.load(Ordering::Relaxed),
-            health.value_at_quantile(0.5) as f64 / 1000.0,
-            health.value_at_quantile(0.99) as f64 / 1000.0,
-            health.max() as f64 / 1000.0,
-        );
+        // 2 and 3, in rounds, each between two measurements of the peak, which is
+        // their baseline (the machine drifts).
+        for round in 1..=rounds {
+            let (before, before_cpu, _) = closed(pid, &server.addr, peak_c, warmup, time).await;
+            let end = Instant::now() + time + Duration::from_secs(1);
+            let health = spawn_health(server.addr.clone(), end);
+            let (admitted, open_cpu, o, not_sent) =
+                open(pid, &server.addr, 2.0 * before, time).await;
+            let open_health = health.join().unwrap();
+            let (open_rss, _) = rss_mib(pid);
+            let c10 = peak_c * 10;
+            let end = Instant::now() + warmup + time + Duration::from_secs(1);
+            let health = spawn_health(server.addr.clone(), end);
+            let (many, many_cpu, o10) = closed(pid, &server.addr, c10, warmup, time).await;
+            let many_health = health.join().unwrap();
+            let (many_rss, hwm) = rss_mib(pid);
+            let (after, after_cpu, _) = closed(pid, &server.addr, peak_c, warmup, time).await;
+            let peak_rate = (before + after) / 2.0;
+            let peak_cpu = (before_cpu + after_cpu) / 2.0;
+            let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            println!(
+                "round {round}: peak {peak_rate:.0} calls/s ({before:.0} before, {after:.0} after), {peak_cpu:.0} per server CPU second"
+            );
+            println!(
+                "  open loop at {:.0} calls/s (2x peak): admitted {admitted:.0} calls/s = {:.2} of peak, {:.2} of the peak's calls per server CPU second; shed {}, other errors {}, not sent {not_sent}; health p50 {:.1} ms p99 {:.1} ms max {:.1} ms; server resident {open_rss:.0} MiB",
+                2.0 * before,
+                admitted / peak_rate,
+                open_cpu / peak_cpu,
+                o.shed.load(Ordering::Relaxed),
+                o.other.load(Ordering::Relaxed),
+                ms(&open_health, 0.5),
+                ms(&open_health, 0.99),
+                open_health.max() as f64 / 1000.0,
+            );
+            println!(
+                "  closed loop at c={c10} (10x c*): admitted {many:.0} calls/s = {:.2} of peak, {:.2} per server CPU second; shed {}, other errors {}; health p50 {:.1} ms p99 {:.1} ms max {:.1} ms; server resident {many_rss:.0} MiB (peak so far {hwm:.0} MiB)",
+                many / peak_rate,
+                many_cpu / peak_cpu,
+                o10.shed.load(Ordering::Relaxed),
+                o10.other.load(Ordering::Relaxed),
+                ms(&many_health, 0.5),
+                ms(&many_health, 0.99),
+                many_health.max() as f64 / 1000.0,
+            );
+        }
     });
     drop(server);
 }

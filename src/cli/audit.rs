@@ -106,6 +106,8 @@ fn run_verify(
             }
             if let Some(k) = &key {
                 line += &format!(", every checkpoint signed by key {}", k.key_id);
+            } else if current.as_ref().is_some_and(|c| c.signature.is_some()) {
+                line += "; the checkpoint is signed but its signature was not checked (give --public-key)";
             } else if v.unsigned_tail > 0 {
                 line += &format!(
                     "; the last {} records are after the newest checkpoint",

@@ -53,7 +53,10 @@ pub struct Options {
 /// A request is a few hundred bytes and a batch of 1,000 a few hundred KB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Enough for 60,000 calls/s on one connection at 0.5 ms a call; few enough that
+/// under a flood the excess waits in the client rather than as tasks in the
+/// server, where it would delay health checks (BENCHMARKS.md, "Overload").
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 32;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Below the 1,024 file descriptors a process may have by default, with room for
 /// the decision log, data files and database connections.
