@@ -219,6 +219,8 @@ pub fn verify(files: &[(String, String)], against: &Against<'_>) -> Result<Verif
     let newest = all.iter().map(|c| c.last_seq).max();
     let unsigned_tail = match newest {
         Some(n) => records - n,
+        // With a key, a log without any checkpoint is covered by no signature.
+        None if against.key.is_some() => records - first.as_ref().map_or(records, |(s, _)| s - 1),
         None => 0,
     };
     if against.key.is_some() && unsigned_tail > 0 {
