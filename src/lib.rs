@@ -21,6 +21,7 @@
 //!   engine is tested and measured against; never on the serving path.
 //! - [`decision_log`]: the audit trail of decisions: records, sinks (stdout, file,
 //!   OTLP), the hash chain and checkpoints, rotation, `audit verify`.
+//! - `metrics`: lock-free counters and histograms, and the Prometheus text format.
 //! - [`decide`]: the hot path. Checks a request, looks up what it needs, derives the
 //!   facts Cedar cannot express, evaluates (`engine`), explains. No I/O, no locks.
 //! - [`source`]: where the data comes from (files that are watched) and how fresh
@@ -44,6 +45,7 @@ pub mod embedded;
 pub(crate) mod engine;
 pub mod gen;
 pub mod ids;
+pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod packages;
 pub(crate) mod policy;

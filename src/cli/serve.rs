@@ -23,6 +23,10 @@ pub(super) struct ServeArgs {
     /// Address to listen on. A sidecar listens on loopback by default.
     #[arg(long, env = "VAKT_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Address of the admin HTTP listener: /metrics (Prometheus text format),
+    /// /healthz and /readyz [default: none]
+    #[arg(long, env = "VAKT_METRICS_LISTEN", value_name = "ADDRESS")]
+    metrics_listen: Option<SocketAddr>,
     /// Largest number of requests accepted in one AuthorizeBatch.
     #[arg(long, env = "VAKT_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     max_batch: usize,
@@ -230,6 +234,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // loading must not kill the process with the signal's default action.
     let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // The admin listener first, so probes see "not ready" while the world loads.
+    let admin_state = Arc::new(server::AdminState::default());
+    let admin = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --metrics-listen {addr}"))?;
+            tracing::info!(address = %listener.local_addr()?, "admin listening");
+            Some(tokio::spawn(server::serve_admin(
+                listener,
+                admin_state.clone(),
+            )))
+        }
+        None => None,
+    };
     tracing::info!("loading");
     let paths = args.sources.paths();
     let loaded = match args.sources.database() {
@@ -294,11 +313,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         in_flight: Default::default(),
         in_flight_per_peer: Default::default(),
+        metrics: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    admin_state.serving(&vakt);
     let follow = match loaded.source {
         Loaded::Files(source) => tokio::spawn(crate::source::files::follow(
             source,
@@ -345,6 +366,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     signals.abort();
+    if let Some(a) = admin {
+        a.abort();
+    }
     // The decision log's writers finish once every handle to it is gone, so stop
     // the follower (it holds the snapshot, not the log) and drop the state.
     follow.abort();

@@ -39,6 +39,8 @@ pub(crate) struct FileOptions {
     pub accept_mismatch: bool,
     /// WARN when the log's file system has less free space than this.
     pub min_free_bytes: u64,
+    /// Where each fsync's duration is recorded.
+    pub fsync_times: Arc<crate::metrics::Histogram>,
 }
 
 /// How often the free space on the log's file system is looked at.
@@ -266,7 +268,12 @@ impl Medium for FileMedium {
             .write_all(batch.bytes())
             .and_then(|()| self.file.flush())
             .and_then(|()| match self.opts.fsync {
-                Fsync::Always => self.file.sync_data(),
+                Fsync::Always => {
+                    let started = Instant::now();
+                    let synced = self.file.sync_data();
+                    self.opts.fsync_times.observe(started.elapsed());
+                    synced
+                }
                 Fsync::Never => Ok(()),
             });
         match result {

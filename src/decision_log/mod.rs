@@ -157,8 +157,16 @@ pub struct LogUnavailable(pub String);
 /// run until the last handle is dropped; then [`Writers::finish`] waits for them.
 #[derive(Default)]
 pub struct DecisionLog {
-    sinks: Vec<(String, sink::SinkQueue)>,
+    sinks: Vec<Sink>,
     redactor: Redactor,
+}
+
+/// One sink: its name (as `--decision-log` gives it), its queue, and for a file its
+/// fsync times.
+struct Sink {
+    name: String,
+    queue: sink::SinkQueue,
+    fsync: Option<Arc<crate::metrics::Histogram>>,
 }
 
 /// The writer threads of a decision log.
@@ -221,6 +229,7 @@ impl DecisionLog {
                 message,
             };
             let name = spec.to_string();
+            let mut fsync = None;
             let started = match spec {
                 SinkSpec::Off => continue,
                 SinkSpec::Stdout => sink::start(
@@ -231,6 +240,8 @@ impl DecisionLog {
                     QUEUE_CAPACITY,
                 ),
                 SinkSpec::File { path, delivery } => {
+                    let times = Arc::new(crate::metrics::Histogram::default());
+                    fsync = Some(times.clone());
                     let (medium, chain) = file::FileMedium::open(
                         path,
                         file::FileOptions {
@@ -239,6 +250,7 @@ impl DecisionLog {
                             signer: opts.signer.clone(),
                             accept_mismatch: opts.accept_mismatch,
                             min_free_bytes: opts.min_free_bytes,
+                            fsync_times: times,
                         },
                     )
                     .map_err(fail)?;
@@ -263,7 +275,7 @@ impl DecisionLog {
             };
             let (queue, thread) =
                 started.map_err(|e| fail(format!("cannot start its writer: {e}")))?;
-            log.sinks.push((name, queue));
+            log.sinks.push(Sink { name, queue, fsync });
             writers.0.push(thread);
         }
         Ok((log, writers))
@@ -284,21 +296,36 @@ impl DecisionLog {
         Receipt(
             self.sinks
                 .iter()
-                .filter_map(|(_, q)| q.submit(record.clone()))
+                .filter_map(|s| s.queue.submit(record.clone()))
                 .collect(),
         )
     }
 
     /// Each sink by name with its counters.
     pub fn stats(&self) -> impl Iterator<Item = (&str, &SinkStats)> {
-        self.sinks.iter().map(|(n, q)| (n.as_str(), &*q.stats))
+        self.sinks
+            .iter()
+            .map(|s| (s.name.as_str(), &*s.queue.stats))
+    }
+
+    /// Each sink by name with its counters and, for a file, its fsync times.
+    pub fn sinks(
+        &self,
+    ) -> impl Iterator<Item = (&str, &SinkStats, Option<&crate::metrics::Histogram>)> {
+        self.sinks
+            .iter()
+            .map(|s| (s.name.as_str(), &*s.queue.stats, s.fsync.as_deref()))
     }
 
     /// Whether a durable sink's last delivery failed: calls fail until one succeeds,
     /// and the health service says the decision service is not serving.
     pub fn durable_failing(&self) -> bool {
-        self.sinks.iter().any(|(_, q)| {
-            q.is_durable() && q.stats.failing.load(std::sync::atomic::Ordering::Relaxed)
+        self.sinks.iter().any(|s| {
+            s.queue.is_durable()
+                && s.queue
+                    .stats
+                    .failing
+                    .load(std::sync::atomic::Ordering::Relaxed)
         })
     }
 

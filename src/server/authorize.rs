@@ -17,7 +17,7 @@ pub(super) async fn handle(
 ) -> Result<proto::AuthorizeResponse, CallError> {
     let (snap, stale) = vakt.snapshot_for(req.min_data_sequence).await;
     let query = Query::check(&snap, req.into(), "")?;
-    let (response, receipt) = decide_and_log(vakt, &snap, &query, stale.as_deref(), meta);
+    let (response, receipt) = decide_and_log(vakt, &snap, &query, stale.as_deref(), meta, false);
     // No answer, and above all no ALLOW, without a record.
     receipt.wait().await?;
     Ok(response)
@@ -32,6 +32,7 @@ pub(super) fn decide_and_log(
     q: &Query,
     stale: Option<&str>,
     meta: &CallMeta,
+    batch: bool,
 ) -> (proto::AuthorizeResponse, Receipt) {
     let started = Instant::now();
     let decision = match stale {
@@ -39,6 +40,8 @@ pub(super) fn decide_and_log(
         None => decide(snap, q),
     };
     let elapsed = started.elapsed();
+    vakt.metrics
+        .decision(batch, decision.allowed, &decision.reasons);
     let decision_id = new_decision_id();
     let receipt = log(
         vakt,

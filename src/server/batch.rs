@@ -37,7 +37,7 @@ pub(super) async fn handle(
     // Submit every record first, so a durable sink writes them in one group.
     let (responses, receipts): (Vec<_>, Vec<_>) = queries
         .iter()
-        .map(|q| decide_and_log(vakt, &snap, q, stale.as_deref(), meta))
+        .map(|q| decide_and_log(vakt, &snap, q, stale.as_deref(), meta, true))
         .unzip();
     for r in receipts {
         r.wait().await?;

@@ -95,6 +95,8 @@ pub struct Vakt {
     pub in_flight: AtomicUsize,
     /// Calls in progress per peer address, in buckets by the address's hash.
     pub in_flight_per_peer: PeerBuckets,
+    /// What the calls record, for `/metrics`.
+    pub metrics: super::metrics::ServerMetrics,
 }
 
 /// Counters of calls in progress per peer address. A fixed array, so counting
@@ -143,6 +145,7 @@ impl Vakt {
             options: Options::default(),
             in_flight: Default::default(),
             in_flight_per_peer: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -182,6 +185,23 @@ impl Vakt {
             }
         }
         Ok(admitted)
+    }
+
+    /// Ends a call: counts it by method and status, with its duration, and turns
+    /// its failure into the status answered.
+    pub(super) fn finish<T>(
+        &self,
+        method: super::metrics::Method,
+        started: std::time::Instant,
+        answer: Result<T, super::error::CallError>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
+        let answer = answer.map_err(tonic::Status::from);
+        let code = match &answer {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.metrics.call(method, code, started.elapsed());
+        answer.map(tonic::Response::new)
     }
 
     /// The snapshot to decide on, and why its data may not be decided on: too old

@@ -7,24 +7,30 @@
 //! to a status in `error.rs`.
 
 mod accept;
+mod admin;
 mod authorize;
 mod batch;
 mod call;
 mod convert;
 mod error;
+mod metrics;
 mod resolve;
 mod status;
 
 pub use accept::incoming;
+pub use admin::{serve_admin, AdminState};
 pub use call::{
     Options, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SEQUENCE_WAIT,
 };
+pub use metrics::{render as render_metrics, ServerMetrics};
 
 use crate::proto::{self, authorizer_server::AuthorizerServer};
 use call::CallMeta;
+use metrics::Method;
+use std::time::Instant;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,41 +46,52 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
-        let _admitted = self.0.admit(&req)?;
-        let meta = CallMeta::of(&req, &self.0.log);
-        Ok(Response::new(
-            authorize::handle(&self.0, req.into_inner(), &meta).await?,
-        ))
+        let started = Instant::now();
+        let answer = async {
+            let _admitted = self.0.admit(&req)?;
+            let meta = CallMeta::of(&req, &self.0.log);
+            authorize::handle(&self.0, req.into_inner(), &meta).await
+        }
+        .await;
+        self.0.finish(Method::Authorize, started, answer)
     }
 
     async fn authorize_batch(
         &self,
         req: Request<proto::AuthorizeBatchRequest>,
     ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
-        let _admitted = self.0.admit(&req)?;
-        let meta = CallMeta::of(&req, &self.0.log);
-        Ok(Response::new(
-            batch::handle(&self.0, req.into_inner(), &meta).await?,
-        ))
+        let started = Instant::now();
+        let answer = async {
+            let _admitted = self.0.admit(&req)?;
+            let meta = CallMeta::of(&req, &self.0.log);
+            batch::handle(&self.0, req.into_inner(), &meta).await
+        }
+        .await;
+        self.0.finish(Method::AuthorizeBatch, started, answer)
     }
 
     async fn resolve_system_user(
         &self,
         req: Request<proto::ResolveSystemUserRequest>,
     ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
-        let _admitted = self.0.admit(&req)?;
-        let meta = CallMeta::of(&req, &self.0.log);
-        Ok(Response::new(
-            resolve::handle(&self.0, req.into_inner(), &meta).await?,
-        ))
+        let started = Instant::now();
+        let answer = async {
+            let _admitted = self.0.admit(&req)?;
+            let meta = CallMeta::of(&req, &self.0.log);
+            resolve::handle(&self.0, req.into_inner(), &meta).await
+        }
+        .await;
+        self.0.finish(Method::ResolveSystemUser, started, answer)
     }
 
     async fn status(
         &self,
         req: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
+        let started = Instant::now();
         call::note_call(&req);
-        Ok(Response::new(status::handle(&self.0)))
+        let answer = Ok::<_, error::CallError>(status::handle(&self.0));
+        self.0.finish(Method::Status, started, answer)
     }
 }
 

@@ -31,6 +31,15 @@ pub enum SyncState {
 }
 
 impl SyncState {
+    /// Every state, for metrics that show which one is current.
+    pub const ALL: [Self; 5] = [
+        Self::Live,
+        Self::Loading,
+        Self::Reconnecting,
+        Self::Stopped,
+        Self::ReloadFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Live => "live",
@@ -65,6 +74,9 @@ pub struct DataStatus {
     /// The last failure (a reload's problems, a change that failed its checks, a
     /// lost connection), for the status call; never read on the request path.
     last_error: Mutex<Option<String>>,
+    /// Reloads refused, and other failures to follow the source, since start.
+    reload_failures: AtomicU64,
+    sync_failures: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -81,6 +93,8 @@ impl DataStatus {
             state: AtomicU8::new(SyncState::Live as u8),
             applied: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            reload_failures: AtomicU64::new(0),
+            sync_failures: AtomicU64::new(0),
         }
     }
 
@@ -113,11 +127,25 @@ impl DataStatus {
         self.applied.load(Ordering::Relaxed)
     }
 
+    /// A failure: a reload refused, or the source could not be followed.
     pub fn fail(&self, state: SyncState, error: String) {
+        match state {
+            SyncState::ReloadFailed => &self.reload_failures,
+            _ => &self.sync_failures,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         self.set_state(state);
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(error);
         }
+    }
+
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn sync_failures(&self) -> u64 {
+        self.sync_failures.load(Ordering::Relaxed)
     }
 
     pub fn last_error(&self) -> Option<String> {

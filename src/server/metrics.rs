@@ -1,0 +1,262 @@
+//! The server's metrics: what the calls record as they go, and the whole set
+//! rendered for a Prometheus scrape, with the data's and the decision log's state
+//! read at scrape time.
+
+use super::call::Vakt;
+use crate::metrics::{Exposition, Histogram, Labelled};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The calls, as metric labels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Method {
+    Authorize = 0,
+    AuthorizeBatch = 1,
+    ResolveSystemUser = 2,
+    Status = 3,
+}
+
+const METHODS: [(Method, &str); 4] = [
+    (Method::Authorize, "Authorize"),
+    (Method::AuthorizeBatch, "AuthorizeBatch"),
+    (Method::ResolveSystemUser, "ResolveSystemUser"),
+    (Method::Status, "Status"),
+];
+
+/// gRPC status codes 0..=16, by name.
+const CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// What the calls record.
+#[derive(Debug, Default)]
+pub struct ServerMetrics {
+    calls: [[AtomicU64; 17]; 4],
+    latency: [Histogram; 4],
+    /// Decisions by method (Authorize, AuthorizeBatch) and outcome (allow, deny).
+    decisions: [[AtomicU64; 2]; 2],
+    denies_by_policy: Labelled,
+    shed: AtomicU64,
+}
+
+impl ServerMetrics {
+    /// One call ended with `code` after `took`.
+    pub(crate) fn call(&self, m: Method, code: tonic::Code, took: Duration) {
+        let c = (code as usize).min(16);
+        self.calls[m as usize][c].fetch_add(1, Ordering::Relaxed);
+        self.latency[m as usize].observe(took);
+        if code == tonic::Code::ResourceExhausted {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One decision of an Authorize or AuthorizeBatch call; a deny counts each
+    /// policy that denied it.
+    pub(crate) fn decision(&self, batch: bool, allowed: bool, reasons: &[crate::decide::Reason]) {
+        self.decisions[usize::from(batch)][usize::from(!allowed)].fetch_add(1, Ordering::Relaxed);
+        if !allowed {
+            for r in reasons {
+                self.denies_by_policy.add(&r.policy_id);
+            }
+        }
+    }
+}
+
+/// Every metric, in the Prometheus text format.
+pub fn render(vakt: &Vakt) -> String {
+    let m = &vakt.metrics;
+    let mut e = Exposition::default();
+    e.family(
+        "vakt_requests_total",
+        "counter",
+        "gRPC calls by method and status code.",
+    );
+    for (method, name) in METHODS {
+        for (code, code_name) in CODES.iter().enumerate() {
+            let n = m.calls[method as usize][code].load(Ordering::Relaxed);
+            if n > 0 || code == 0 {
+                e.sample(
+                    "vakt_requests_total",
+                    &[("method", name), ("code", code_name)],
+                    n as f64,
+                );
+            }
+        }
+    }
+    e.family(
+        "vakt_request_duration_seconds",
+        "histogram",
+        "Time from a call's arrival in Vakt's handler to its answer, by method.",
+    );
+    for (method, name) in METHODS {
+        e.histogram(
+            "vakt_request_duration_seconds",
+            &[("method", name)],
+            &m.latency[method as usize],
+        );
+    }
+    e.family(
+        "vakt_decisions_total",
+        "counter",
+        "Decisions answered, by method and decision.",
+    );
+    for (i, name) in ["Authorize", "AuthorizeBatch"].iter().enumerate() {
+        for (j, decision) in ["allow", "deny"].iter().enumerate() {
+            e.sample(
+                "vakt_decisions_total",
+                &[("method", name), ("decision", decision)],
+                m.decisions[i][j].load(Ordering::Relaxed) as f64,
+            );
+        }
+    }
+    e.family(
+        "vakt_denies_total",
+        "counter",
+        "Denies by the policy that denied (a deny with several reasons counts for each).",
+    );
+    for (policy, n) in m.denies_by_policy.snapshot() {
+        e.sample("vakt_denies_total", &[("policy_id", &policy)], n as f64);
+    }
+    e.family(
+        "vakt_requests_in_flight",
+        "gauge",
+        "Calls in progress (health checks not counted).",
+    );
+    e.sample(
+        "vakt_requests_in_flight",
+        &[],
+        vakt.in_flight.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vakt_requests_shed_total",
+        "counter",
+        "Calls refused with RESOURCE_EXHAUSTED because too many were in progress.",
+    );
+    e.sample(
+        "vakt_requests_shed_total",
+        &[],
+        m.shed.load(Ordering::Relaxed) as f64,
+    );
+
+    let snap = vakt.snapshot.load();
+    e.family(
+        "vakt_policy_info",
+        "gauge",
+        "The policy revision served (always 1; the revisions are labels).",
+    );
+    e.sample(
+        "vakt_policy_info",
+        &[
+            ("revision", &snap.revision),
+            ("rules_revision", &snap.rules_revision),
+        ],
+        1.0,
+    );
+    e.family(
+        "vakt_data_sequence",
+        "gauge",
+        "The data sequence of the world served.",
+    );
+    e.sample("vakt_data_sequence", &[], snap.data.sequence as f64);
+    let data = &vakt.data;
+    e.family(
+        "vakt_data_age_seconds",
+        "gauge",
+        "Time since the data was last confirmed current.",
+    );
+    e.sample("vakt_data_age_seconds", &[], data.age().as_secs_f64());
+    e.family(
+        "vakt_data_sync_state",
+        "gauge",
+        "The data source's state: 1 for the current one.",
+    );
+    let state = data.state().as_str();
+    for s in crate::source::SyncState::ALL {
+        let name = s.as_str();
+        e.sample(
+            "vakt_data_sync_state",
+            &[("state", name)],
+            if name == state { 1.0 } else { 0.0 },
+        );
+    }
+    e.family(
+        "vakt_data_changes_applied_total",
+        "counter",
+        "Data changes applied since start.",
+    );
+    e.sample(
+        "vakt_data_changes_applied_total",
+        &[],
+        data.changes_applied() as f64,
+    );
+    e.family(
+        "vakt_reload_failures_total",
+        "counter",
+        "Reloads of policies, schema or data refused (the last good snapshot kept serving).",
+    );
+    e.sample(
+        "vakt_reload_failures_total",
+        &[],
+        data.reload_failures() as f64,
+    );
+    e.family(
+        "vakt_data_sync_failures_total",
+        "counter",
+        "Times following the data source failed (lost connection, a refused change).",
+    );
+    e.sample(
+        "vakt_data_sync_failures_total",
+        &[],
+        data.sync_failures() as f64,
+    );
+
+    e.family(
+        "vakt_decision_log_records_total",
+        "counter",
+        "Decision records by sink and outcome: written, dropped (a buffered sink) or failed (a durable sink; the call failed).",
+    );
+    for (sink, stats, _) in vakt.log.sinks() {
+        for (outcome, n) in [
+            ("written", &stats.written),
+            ("dropped", &stats.dropped),
+            ("failed", &stats.failed),
+        ] {
+            e.sample(
+                "vakt_decision_log_records_total",
+                &[("sink", sink), ("outcome", outcome)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
+    }
+    e.family(
+        "vakt_decision_log_fsync_duration_seconds",
+        "histogram",
+        "Time a durable file sink's fsync took, per group of records.",
+    );
+    for (sink, _, fsync) in vakt.log.sinks() {
+        if let Some(h) = fsync {
+            e.histogram(
+                "vakt_decision_log_fsync_duration_seconds",
+                &[("sink", sink)],
+                h,
+            );
+        }
+    }
+    e.into_string()
+}
