@@ -3,11 +3,13 @@
 //! `anyhow`.
 //!
 //! Exit codes: 0 success or allow; 1 invalid, failing or deny; 2 usage error (bad
-//! flags, missing paths, unreadable input).
+//! flags, unreadable input); 78 a bad configuration (`vakt serve`, `vakt config`:
+//! every bad setting is reported at once).
 
 mod args;
 mod audit;
 mod check;
+mod config;
 mod db;
 mod fmt;
 mod gen_world;
@@ -18,7 +20,7 @@ mod test;
 mod validate;
 
 use args::SourceArgs;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -58,11 +60,50 @@ enum Command {
     /// move a world between files and the database.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Check or show `vakt serve`'s configuration without serving.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file (and the environment) the way `vakt serve` does:
+    /// every problem at once, exit 0 when good and 78 when not.
+    Check {
+        /// The file [default: $VAKT_CONFIG]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Print the settings `vakt serve` would use, from the file, the environment
+    /// and the built-in defaults, each with where it came from; passwords masked.
+    Show {
+        /// The file [default: $VAKT_CONFIG; none: environment and defaults only]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 /// Runs the command line and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    // `vakt serve --config FILE`: the file's settings become the flags' defaults.
+    if let Some(path) = config::path_for_serve(&args) {
+        let serve = command
+            .find_subcommand("serve")
+            .expect("serve is a command");
+        match config::read(&path, serve) {
+            Ok(settings) => command = config::apply(command, settings),
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("vakt: {p}");
+                }
+                return ExitCode::from(config::EX_CONFIG);
+            }
+        }
+    }
+    let cli = match command
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -94,12 +135,81 @@ pub fn main() -> ExitCode {
         Command::GenWorld(a) => gen_world::run(a),
         Command::Db(a) => db::run(a),
         Command::Status(a) => status::run(a),
+        Command::Config(c) => run_config(c),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vakt: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `vakt config check|show`.
+fn run_config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+    let (file, show) = match cmd {
+        ConfigCommand::Check { file } => (file, false),
+        ConfigCommand::Show { file } => (file, true),
+    };
+    let file = file.or_else(|| std::env::var_os("VAKT_CONFIG").map(Into::into));
+    let mut command = Cli::command();
+    let mut from_file = Vec::new();
+    match &file {
+        Some(path) => {
+            let serve = command
+                .find_subcommand("serve")
+                .expect("serve is a command");
+            match config::read(path, serve) {
+                Ok(settings) => {
+                    from_file = settings.iter().map(|s| s.id.clone()).collect();
+                    command = config::apply(command, settings);
+                }
+                Err(problems) => {
+                    for p in problems {
+                        println!("{p}");
+                    }
+                    return Ok(ExitCode::from(config::EX_CONFIG));
+                }
+            }
+        }
+        None if !show => anyhow::bail!("give the file to check, or set VAKT_CONFIG"),
+        None => {}
+    }
+    let serve_command = command
+        .find_subcommand("serve")
+        .expect("serve is a command")
+        .clone();
+    // As `vakt serve` alone would see it: the file, the environment, the defaults.
+    let matches = match command.try_get_matches_from(["vakt", "serve"]) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("{}", e.to_string().lines().next().unwrap_or_default());
+            return Ok(ExitCode::from(config::EX_CONFIG));
+        }
+    };
+    let Some(("serve", serve_matches)) = matches.subcommand() else {
+        anyhow::bail!("no serve settings");
+    };
+    if show {
+        print!(
+            "{}",
+            config::show(&serve_command, serve_matches, file.as_deref(), &from_file)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let args = serve::ServeArgs::from_arg_matches(serve_matches)?;
+    match serve::check_settings(&args) {
+        Ok(()) => {
+            let shown = file.map(|f| f.display().to_string()).unwrap_or_default();
+            println!("ok: {shown}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in problems {
+                println!("{p}");
+            }
+            Ok(ExitCode::from(config::EX_CONFIG))
         }
     }
 }

@@ -18,6 +18,11 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 #[derive(Args)]
 pub(super) struct ServeArgs {
+    /// Read settings from this TOML file; its keys are these flags without their
+    /// dashes (`max-in-flight = 2048`). Environment variables override it, and
+    /// flags override both [default: none]
+    #[arg(long, env = "VAKT_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(flatten)]
     sources: SourceArgs,
     /// Address to listen on. A sidecar listens on loopback by default.
@@ -133,9 +138,13 @@ pub(super) struct ServeArgs {
     poll_interval: std::time::Duration,
 }
 
-/// Checks the settings that can be wrong together and reports every one that is.
-fn check_settings(args: &ServeArgs) -> anyhow::Result<()> {
+/// Checks the settings that can be wrong together: every problem, so that all of
+/// them are reported at once.
+pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
     let mut bad = Vec::new();
+    if let Err(e) = args.sources.check_paths() {
+        bad.push(e.to_string());
+    }
     for (flag, value) in [
         ("--max-batch", args.max_batch),
         ("--max-in-flight", args.max_in_flight),
@@ -183,7 +192,7 @@ fn check_settings(args: &ServeArgs) -> anyhow::Result<()> {
     if bad.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!("{}", bad.join("\n"))
+        Err(bad)
     }
 }
 
@@ -218,8 +227,12 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // decision log handles, rather than kill the process.
     // SAFETY: as above.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    args.sources.check_paths()?;
-    check_settings(&args)?;
+    if let Err(problems) = check_settings(&args) {
+        for p in problems {
+            eprintln!("vakt: {p}");
+        }
+        return Ok(ExitCode::from(super::config::EX_CONFIG));
+    }
     init_diagnostics();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,298 @@
+//! The configuration file (`vakt serve --config vakt.toml`) and `vakt config
+//! check|show`.
+//!
+//! The file's keys are `vakt serve`'s flags without their dashes (`max-in-flight =
+//! 2048`), so one name means one setting everywhere. The file's values become the
+//! flags' defaults; a `VAKT_…` environment variable overrides the file, and a flag
+//! overrides both. Every key is checked with the flag's own parser before anything
+//! starts, and every problem is reported at once, by file, line and key.
+
+use clap::{ArgAction, Command};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).
+pub(super) const EX_CONFIG: u8 = 78;
+
+/// Flags that are not settings: they say where the settings are.
+const NOT_SETTINGS: &[&str] = &["help", "config"];
+
+/// One setting from the file: the flag's id and its value(s) as the flag takes them.
+pub(super) struct Setting {
+    pub id: String,
+    values: Vec<String>,
+}
+
+/// The configuration file `vakt serve` is to read: `--config FILE` (or
+/// `--config=FILE`) among its arguments, or `VAKT_CONFIG`.
+pub(super) fn path_for_serve(args: &[OsString]) -> Option<PathBuf> {
+    if args.get(1).and_then(|a| a.to_str()) != Some("serve") {
+        return None;
+    }
+    let mut it = args.iter().skip(2);
+    while let Some(a) = it.next() {
+        let Some(a) = a.to_str() else { continue };
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("VAKT_CONFIG").map(PathBuf::from)
+}
+
+/// Reads `path` and checks every key against `serve`'s flags: the settings, or
+/// every problem found, each as `file:line: key: what is wrong`.
+pub(super) fn read(path: &Path, serve: &Command) -> Result<Vec<Setting>, Vec<String>> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+    let table: toml::Spanned<toml::Table> = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(0, |s| line_of(&text, s.start));
+        vec![format!("{shown}:{line}: not TOML: {}", e.message())]
+    })?;
+    let mut settings = Vec::new();
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    for (key, value) in table.get_ref() {
+        let line = key_line(&text, key);
+        let problem = |what: String| (line, format!("{shown}:{line}: {key}: {what}"));
+        let Some(arg) = serve
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()) && !NOT_SETTINGS.contains(&key.as_str()))
+        else {
+            let hint = closest(key, serve)
+                .map(|k| format!(" (did you mean {k:?}?)"))
+                .unwrap_or_default();
+            problems.push(problem(format!(
+                "unknown key: not a `vakt serve` setting{hint}"
+            )));
+            continue;
+        };
+        let multi = matches!(arg.get_action(), ArgAction::Append);
+        let values = match (value, multi) {
+            (toml::Value::Array(items), true) => items.iter().map(scalar).collect(),
+            (toml::Value::Array(_), false) => Err("takes one value, not a list".to_owned()),
+            (v, _) => scalar(v).map(|s| vec![s]),
+        };
+        let values = match values {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(problem(e));
+                continue;
+            }
+        };
+        if let Err(e) = check_values(arg, &values) {
+            problems.push(problem(e));
+        } else {
+            settings.push(Setting {
+                id: arg.get_id().to_string(),
+                values,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        problems.sort();
+        Err(problems.into_iter().map(|(_, p)| p).collect())
+    }
+}
+
+/// Checks values with the flag's own parser, so a file gets the same check, and
+/// the same message, as the command line. (The flag is parsed alone, without its
+/// environment variable, so that a bad variable is not reported as the file's.)
+fn check_values(arg: &clap::Arg, values: &[String]) -> Result<(), String> {
+    if matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
+        return match values {
+            [v] if v == "true" || v == "false" => Ok(()),
+            _ => Err("must be true or false".into()),
+        };
+    }
+    let long = arg.get_long().unwrap_or_default();
+    let one = Command::new("vakt-serve")
+        .no_binary_name(true)
+        .arg(arg.clone().env(None::<&'static str>));
+    let mut argv = Vec::new();
+    for v in values {
+        argv.push(format!("--{long}"));
+        argv.push(v.clone());
+    }
+    one.try_get_matches_from(argv)
+        .map(|_| ())
+        .map_err(|e| clap_message(&e))
+}
+
+/// `cli` with `vakt serve`'s defaults taken from the settings.
+pub(super) fn apply(cli: Command, settings: Vec<Setting>) -> Command {
+    cli.mut_subcommand("serve", |mut serve| {
+        for s in settings {
+            serve = serve.mut_arg(s.id, |a| a.default_values(s.values));
+        }
+        serve
+    })
+}
+
+/// A TOML scalar as the flag would take it on the command line.
+fn scalar(v: &toml::Value) -> Result<String, String> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        toml::Value::Datetime(d) => Ok(d.to_string()),
+        toml::Value::Array(_) => Err("a list inside a list".into()),
+        toml::Value::Table(_) => Err("a table; settings are plain keys".into()),
+    }
+}
+
+/// The first line of a clap error, without its "error: " prefix.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line on which `key` is set, or its table begins.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let quoted = format!("\"{key}\"");
+            let set = l
+                .strip_prefix(key)
+                .or_else(|| l.strip_prefix(&quoted))
+                .is_some_and(|rest| rest.trim_start().starts_with('='));
+            let table = l
+                .strip_prefix('[')
+                .map(|r| r.trim_start_matches('['))
+                .and_then(|r| r.trim_start().strip_prefix(key))
+                .is_some_and(|rest| rest.trim_start().starts_with(']'));
+            set || table
+        })
+        .map_or(0, |i| i + 1)
+}
+
+/// The setting whose name is nearest to `key`, for a misspelt one.
+fn closest<'a>(key: &str, serve: &'a Command) -> Option<&'a str> {
+    let normal = key.replace('_', "-");
+    serve
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !NOT_SETTINGS.contains(l))
+        .map(|l| (distance(&normal, l), l))
+        .filter(|(d, l)| *d <= 3.max(l.len() / 4))
+        .min()
+        .map(|(_, l)| l)
+}
+
+/// Edit distance between two short strings.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The effective settings of `vakt serve` as TOML, each with where it came from,
+/// secrets masked.
+pub(super) fn show(
+    serve: &Command,
+    matches: &clap::ArgMatches,
+    file: Option<&Path>,
+    from_file: &[String],
+) -> String {
+    use clap::parser::ValueSource;
+    let mut out = String::new();
+    for arg in serve.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(long) = arg.get_long() else { continue };
+        if NOT_SETTINGS.contains(&long) {
+            continue;
+        }
+        let values: Vec<String> = matches
+            .get_raw(id)
+            .map(|v| v.map(|s| mask(&s.to_string_lossy())).collect())
+            .unwrap_or_default();
+        let source = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => format!("--{long}"),
+            Some(ValueSource::EnvVariable) => arg
+                .get_env()
+                .map_or("environment".into(), |e| e.to_string_lossy().into_owned()),
+            Some(ValueSource::DefaultValue) => match file {
+                Some(f) if from_file.iter().any(|k| k == id) => f.display().to_string(),
+                _ => "default".into(),
+            },
+            _ => "not set".into(),
+        };
+        let rendered = if matches!(arg.get_action(), ArgAction::Append) {
+            let items: Vec<String> = values.iter().map(|v| toml_scalar(v)).collect();
+            format!("[{}]", items.join(", "))
+        } else if let Some(v) = values.first() {
+            toml_scalar(v)
+        } else {
+            out.push_str(&format!("# {long} = (not set)\n"));
+            continue;
+        };
+        out.push_str(&format!("{long} = {rendered}  # {source}\n"));
+    }
+    out
+}
+
+/// A value as TOML: numbers and booleans bare, everything else quoted.
+fn toml_scalar(v: &str) -> String {
+    if v == "true" || v == "false" || (v.parse::<i64>().is_ok() && !v.starts_with('+')) {
+        v.to_owned()
+    } else {
+        toml::Value::String(v.to_owned()).to_string()
+    }
+}
+
+/// A URL's password replaced by `****`.
+fn mask(v: &str) -> String {
+    let Some(scheme_end) = v.find("://") else {
+        return v.to_owned();
+    };
+    let rest = &v[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:****{}",
+                &v[..scheme_end + 3],
+                &authority[..colon],
+                &rest[at..]
+            ),
+            None => v.to_owned(),
+        },
+        None => v.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            mask("postgres://vakt:s3cret@db:5432/vakt"),
+            "postgres://vakt:****@db:5432/vakt"
+        );
+        assert_eq!(mask("postgres://db/vakt"), "postgres://db/vakt");
+        assert_eq!(mask("/var/lib/vakt/data"), "/var/lib/vakt/data");
+        assert_eq!(distance("max-inflight", "max-in-flight"), 1);
+    }
+}

@@ -1,0 +1,225 @@
+//! The configuration file through the real binary: the example file documents
+//! every setting with its default and is accepted as it is and uncommented; every
+//! problem in a bad file is reported at once by line, with exit code 78; and the
+//! environment overrides the file, and flags override both, on a real server.
+
+mod common;
+use common::*;
+use std::process::{Command, Output};
+
+const EXAMPLE: &str = include_str!("../vakt.example.toml");
+
+fn vakt(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vakt"));
+    c.args(args);
+    // Settings from the environment of whoever runs the tests must not leak in.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VAKT_") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(env.iter().copied());
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every `--flag` of `vakt serve`, from its help.
+fn serve_flags() -> Vec<String> {
+    let help = text(&vakt(&["serve", "--help"], &[]));
+    let mut flags: Vec<String> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split([' ', '<']).next())
+        .map(str::to_owned)
+        .filter(|f| f != "help" && f != "config")
+        .collect();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn the_example_documents_every_setting_with_its_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Every setting is in it, set or commented out.
+    let flags = serve_flags();
+    assert!(flags.len() > 25, "{flags:?}");
+    for f in &flags {
+        let set = format!("\n{f} = ");
+        let commented = format!("\n# {f} = ");
+        assert!(
+            EXAMPLE.contains(&set) || EXAMPLE.contains(&commented),
+            "vakt.example.toml does not document {f}"
+        );
+    }
+
+    // What it sets is the built-in default: `config show` without a file agrees.
+    let defaults = text(&vakt(&["config", "show"], &[]));
+    for line in EXAMPLE
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(" = "))
+    {
+        let (key, value) = line.split_once(" = ").unwrap();
+        let shown = defaults
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("config show has no {key}"));
+        assert!(
+            shown.starts_with(&format!("{key} = {value}  #")),
+            "the example says {line:?}, the default is {shown:?}"
+        );
+    }
+
+    // The commented-out examples are accepted too, given real paths.
+    let out = vakt(
+        &[
+            "audit",
+            "keygen",
+            "--out",
+            dir.path().join("k").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let key = dir.path().join("k.key");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let uncommented: String = EXAMPLE
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.split(' ').nth(1) == Some("=") => {
+                let k = rest.split(' ').next().unwrap();
+                match k {
+                    "policies" => format!("policies = \"{root}/policies\""),
+                    "schema" => format!("schema = \"{root}/schema\""),
+                    "data" => format!("data = \"{root}/examples/world\""),
+                    "decision-log-signing-key" => {
+                        format!("decision-log-signing-key = \"{}\"", key.display())
+                    }
+                    _ => rest.to_owned(),
+                }
+            }
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, &uncommented).unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{uncommented}", text(&out));
+}
+
+#[test]
+fn every_problem_in_a_file_is_reported_at_once_with_exit_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:0\"\nmax-in-flight = \"lots\"\nmax-inflight = 3\ndecision-log = [\"nowhere\"]\n[tls]\ncert = \"x\"\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["config", "check", path.to_str().unwrap()],
+        vec!["serve", "--config", path.to_str().unwrap()],
+    ] {
+        let out = vakt(&args, &[]);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out));
+        let t = text(&out);
+        let shown = path.display();
+        for want in [
+            format!("{shown}:2: max-in-flight: invalid value 'lots'"),
+            format!("{shown}:3: max-inflight: unknown key"),
+            "did you mean \"max-in-flight\"".to_owned(),
+            format!("{shown}:4: decision-log: invalid value 'nowhere'"),
+            format!("{shown}:5: tls: unknown key"),
+        ] {
+            assert!(t.contains(&want), "{args:?}: {want:?} not in {t}");
+        }
+    }
+    // Settings that are wrong together are reported together too.
+    std::fs::write(
+        &path,
+        "max-in-flight = 0\nmax-batch = 0\npolicies = \"/no/such/dir\"\n",
+    )
+    .unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let t = text(&out);
+    for want in [
+        "--max-in-flight must be at least 1",
+        "--max-batch must be at least 1",
+        "/no/such/dir",
+    ] {
+        assert!(t.contains(want), "{want:?} not in {t}");
+    }
+}
+
+#[test]
+fn the_environment_overrides_the_file_and_flags_override_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(
+        &path,
+        "max-batch = 2\ndecision-log = \"off\"\ndata = \"postgres://vakt:s3cret@db.example:5432/vakt\"\n",
+    )
+    .unwrap();
+    let shown = text(&vakt(
+        &["config", "show", path.to_str().unwrap()],
+        &[("VAKT_MAX_BATCH", "3")],
+    ));
+    assert!(shown.contains("max-batch = 3  # VAKT_MAX_BATCH"), "{shown}");
+    assert!(
+        shown.contains(&format!("decision-log = [\"off\"]  # {}", path.display())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("postgres://vakt:****@db.example:5432/vakt") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+
+    // On a real server: a batch of 3 against max-batch from the file, the
+    // environment and a flag.
+    std::fs::write(&path, "max-batch = 2\ndecision-log = \"off\"\n").unwrap();
+    let config = path.to_str().unwrap();
+    let batch = || vakt::proto::AuthorizeBatchRequest {
+        requests: vec![request("kari", "tk-regnskap", "310015156", REGNSKAP); 3],
+    };
+    let from_file = Spawned::start(&["--config", config], false);
+    from_file.with_client(|mut c| async move {
+        let err = c.authorize_batch(batch()).await.unwrap_err();
+        assert!(err.message().contains("maximum of 2"), "{err:?}");
+    });
+    from_file.stop();
+    let from_env = Spawned::start_with(&["--config", config], false, |c| {
+        c.env("VAKT_MAX_BATCH", "3");
+    });
+    from_env.with_client(|mut c| async move {
+        assert_eq!(
+            c.authorize_batch(batch())
+                .await
+                .unwrap()
+                .into_inner()
+                .responses
+                .len(),
+            3
+        );
+    });
+    from_env.stop();
+    let from_flag = Spawned::start_with(&["--config", config, "--max-batch", "1"], false, |c| {
+        c.env("VAKT_MAX_BATCH", "3");
+    });
+    from_flag.with_client(|mut c| async move {
+        let err = c.authorize_batch(batch()).await.unwrap_err();
+        assert!(err.message().contains("maximum of 1"), "{err:?}");
+    });
+    from_flag.stop();
+}
