@@ -28,6 +28,14 @@ pub(super) struct ServeArgs {
     /// Address to listen on. A sidecar listens on loopback by default.
     #[arg(long, env = "VAKT_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Which diagnostics are written to stderr: a level (error, warn, info, debug,
+    /// trace) or per-module directives such as `info,vakt::source=debug`
+    #[arg(long, env = "VAKT_LOG", value_name = "FILTER", default_value = "info", value_parser = parse_filter)]
+    log_level: String,
+    /// How diagnostics are written: json (one object per line, for log
+    /// collectors) or text (for people)
+    #[arg(long, env = "VAKT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
     /// Address of the admin HTTP listener: /metrics (Prometheus text format),
     /// /healthz and /readyz [default: none]
     #[arg(long, env = "VAKT_METRICS_LISTEN", value_name = "ADDRESS")]
@@ -207,15 +215,34 @@ fn open_files_limit() -> Option<u64> {
     (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
-fn init_diagnostics() {
+/// How diagnostics are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+fn parse_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn init_diagnostics(level: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("VAKT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     // Diagnostics go to stderr; stdout carries decision records.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .json()
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -233,7 +260,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(super::config::EX_CONFIG));
     }
-    init_diagnostics();
+    init_diagnostics(&args.log_level, args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
