@@ -25,9 +25,18 @@ pub(super) struct ServeArgs {
     config: Option<std::path::PathBuf>,
     #[command(flatten)]
     sources: SourceArgs,
-    /// Address to listen on. A sidecar listens on loopback by default.
-    #[arg(long, env = "VAKT_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
+    /// TCP address to listen on, or `off` (with --listen-unix). A sidecar listens
+    /// on loopback by default
+    #[arg(long, env = "VAKT_LISTEN", value_name = "ADDRESS", default_value = "127.0.0.1:50051", value_parser = parse_listen)]
+    listen: ListenAddr,
+    /// Also listen on this Unix socket, for callers in the same pod; each decision
+    /// record names the caller's uid and pid as the kernel reports them
+    /// [default: none]
+    #[arg(long, env = "VAKT_LISTEN_UNIX", value_name = "PATH")]
+    listen_unix: Option<std::path::PathBuf>,
+    /// Permissions of the Unix socket, in octal: who may connect
+    #[arg(long, env = "VAKT_LISTEN_UNIX_MODE", value_name = "MODE", default_value = "660", value_parser = parse_mode)]
+    listen_unix_mode: u32,
     /// Which diagnostics are written to stderr: a level (error, warn, info, debug,
     /// trace) or per-module directives such as `info,vakt::source=debug`
     #[arg(long, env = "VAKT_LOG", value_name = "FILTER", default_value = "info", value_parser = parse_filter)]
@@ -182,6 +191,20 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
             args.idle_timeout, args.request_timeout
         ));
     }
+    if args.listen.0.is_none() && args.listen_unix.is_none() {
+        bad.push("--listen off needs --listen-unix: Vakt must listen somewhere".into());
+    }
+    if let Some(path) = &args.listen_unix {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+                bad.push(format!(
+                    "--listen-unix {}: exists and is not a socket",
+                    path.display()
+                ))
+            }
+            _ => {}
+        }
+    }
     if let Some(nofile) = open_files_limit() {
         // Room for the decision log, data files, the database and the listener.
         let room = nofile.saturating_sub(64) as usize;
@@ -213,6 +236,28 @@ fn open_files_limit() -> Option<u64> {
     // SAFETY: getrlimit writes into the struct it is given.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// The TCP address to listen on, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ListenAddr(Option<SocketAddr>);
+
+/// `off`, or a TCP address.
+fn parse_listen(s: &str) -> Result<ListenAddr, String> {
+    if s == "off" {
+        return Ok(ListenAddr(None));
+    }
+    s.parse()
+        .map(|a| ListenAddr(Some(a)))
+        .map_err(|e| format!("{e}: expected an address such as 127.0.0.1:50051, or off"))
+}
+
+/// File permissions in octal, such as 660.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not a file mode in octal, such as 660"))
 }
 
 /// How diagnostics are written.
@@ -355,10 +400,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         in_flight_per_peer: Default::default(),
         metrics: Default::default(),
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "listening");
+    let mut listeners = Vec::new();
+    if let Some(path) = &args.listen_unix {
+        listeners.push(server::Listener::Unix(bind_unix(
+            path,
+            args.listen_unix_mode,
+        )?));
+        tracing::info!(path = %path.display(), mode = format!("{:o}", args.listen_unix_mode), "listening on the unix socket");
+    }
+    if let Some(addr) = args.listen.0 {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        listeners.push(server::Listener::Tcp(listener));
+    }
     admin_state.serving(&vakt);
     let follow = match loaded.source {
         Loaded::Files(source) => tokio::spawn(crate::source::files::follow(
@@ -393,7 +449,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let mut graceful = stopping.clone();
     let mut deadline = stopping;
-    let serving = server::serve(listener, vakt.clone(), async move {
+    let serving = server::serve_on(listeners, vakt.clone(), async move {
         let _ = graceful.wait_for(|s| *s).await;
     });
     tokio::select! {
@@ -414,9 +470,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     follow.abort();
     let _ = follow.await;
     drop(vakt);
+    if let Some(path) = &args.listen_unix {
+        let _ = std::fs::remove_file(path);
+    }
     writers.finish().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the Unix socket: a socket left by an earlier run is replaced (never any
+/// other file), and the permissions are set before anyone can connect.
+fn bind_unix(path: &std::path::Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.file_type().is_socket() {
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the old socket {}", path.display()))?;
+        }
+    }
+    // Bound with no permissions at all, then opened up to `mode`: no one can
+    // connect in between.
+    // SAFETY: umask only sets the process's file-creation mask.
+    let old = unsafe { libc::umask(0o777) };
+    let bound = tokio::net::UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("binding --listen-unix {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the permissions of {}", path.display()))?;
+    Ok(listener)
 }
 
 /// The first snapshot, and the source to follow.

@@ -11,8 +11,15 @@ use std::cell::{Cell, RefCell};
 /// Who called, as far as the transport tells.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Caller {
+    /// The peer's address on TCP, or `unix` on the Unix socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// On the Unix socket, the peer's user and process as the kernel reports them
+    /// (`SO_PEERCRED`): the verified identity of the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
     /// The `x-vakt-caller` header, when the calling service sets one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -259,10 +266,19 @@ struct CallerOut<'r>(&'r Caller);
 impl Serialize for CallerOut<'_> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         let c = self.0;
-        let n = usize::from(c.peer.is_some()) + usize::from(c.service.is_some());
+        let n = usize::from(c.peer.is_some())
+            + usize::from(c.uid.is_some())
+            + usize::from(c.pid.is_some())
+            + usize::from(c.service.is_some());
         let mut m = s.serialize_struct("Caller", n)?;
         if let Some(p) = &c.peer {
             m.serialize_field("peer", &S(p))?;
+        }
+        if let Some(u) = c.uid {
+            m.serialize_field("uid", &u)?;
+        }
+        if let Some(p) = c.pid {
+            m.serialize_field("pid", &p)?;
         }
         if let Some(v) = &c.service {
             m.serialize_field("service", &S(v))?;

@@ -1,6 +1,8 @@
-//! Accepting connections under limits: a cap on connections in all and per peer
-//! address, a deadline for a new connection's first bytes, an idle timeout, and
-//! `TCP_NODELAY` on every socket.
+//! Accepting connections under limits, on TCP and on a Unix socket: a cap on
+//! connections in all and per peer (address, or user on the Unix socket), a
+//! deadline for a new connection's first bytes, an idle timeout, and `TCP_NODELAY`
+//! on every TCP socket. On the Unix socket the kernel tells who connected
+//! (`SO_PEERCRED`): that is the caller's verified identity.
 //!
 //! Each limit closes a socket the server would otherwise hold for ever: an attacker
 //! who opens connections and sends nothing, or a client that keeps a connection it
@@ -18,19 +20,45 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
+
+/// Who is at the other end of a Unix socket, as the kernel says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixPeer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
 
 /// What a call knows about its connection.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
+    /// The peer's address, on TCP.
     pub remote: Option<SocketAddr>,
+    /// The peer's credentials, on the Unix socket.
+    pub unix: Option<UnixPeer>,
     /// When a call last began on the connection, in ms since `epoch`.
     last_call: Arc<AtomicU64>,
     epoch: Instant,
 }
 
+/// What per-peer limits count by: the address on TCP, the user on a Unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    Ip(IpAddr),
+    Uid(u32),
+}
+
 impl ConnInfo {
+    pub fn peer_key(&self) -> Option<PeerKey> {
+        match (&self.remote, &self.unix) {
+            (Some(a), _) => Some(PeerKey::Ip(a.ip())),
+            (None, Some(u)) => Some(PeerKey::Uid(u.uid)),
+            (None, None) => None,
+        }
+    }
+
     /// Notes that a call began: the connection is not idle.
     pub fn touch(&self) {
         self.last_call
@@ -42,13 +70,13 @@ impl ConnInfo {
 #[derive(Default)]
 struct Counts {
     total: AtomicUsize,
-    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    per_peer: Mutex<HashMap<PeerKey, usize>>,
 }
 
 /// A connection's place in the counts; given back when the connection closes.
 struct Slot {
     counts: Arc<Counts>,
-    peer: IpAddr,
+    peer: PeerKey,
 }
 
 impl Drop for Slot {
@@ -70,7 +98,7 @@ impl Drop for Slot {
 
 impl Counts {
     /// Takes a place for a connection from `peer`, or says which cap is reached.
-    fn admit(self: &Arc<Self>, peer: IpAddr, o: &Options) -> Result<Slot, &'static str> {
+    fn admit(self: &Arc<Self>, peer: PeerKey, o: &Options) -> Result<Slot, &'static str> {
         if self.total.fetch_add(1, Ordering::Relaxed) >= o.max_connections {
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err("--max-connections");
@@ -90,9 +118,15 @@ impl Counts {
     }
 }
 
+/// A TCP or Unix socket.
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
 /// An accepted connection: the socket, its place in the counts, and its idle timer.
 pub struct Conn {
-    inner: TcpStream,
+    inner: Socket,
     info: ConnInfo,
     _slot: Slot,
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
@@ -139,7 +173,10 @@ impl AsyncRead for Conn {
             // on its next call.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        match &mut self.inner {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
     }
 }
 
@@ -149,7 +186,10 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match &mut self.inner {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
     }
 
     fn poll_write_vectored(
@@ -157,19 +197,31 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        match &mut self.inner {
+            Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            Socket::Tcp(s) => s.is_write_vectored(),
+            Socket::Unix(s) => s.is_write_vectored(),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match &mut self.inner {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match &mut self.inner {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 
@@ -194,10 +246,39 @@ impl tokio_stream::Stream for Incoming {
     }
 }
 
+/// Where connections come from.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
 /// Connections from `listener` under the limits in `o`.
 pub fn incoming(listener: TcpListener, o: &Options) -> Incoming {
+    incoming_from(vec![Listener::Tcp(listener)], o)
+}
+
+/// Connections from every listener, under one set of limits.
+pub fn incoming_from(listeners: Vec<Listener>, o: &Options) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(accept_loop(listener, o.clone(), tx));
+    let counts = Arc::new(Counts::default());
+    let epoch = Instant::now();
+    let tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(l, o.clone(), counts.clone(), epoch, tx.clone())))
+        .collect();
+    let task = tokio::spawn(async move {
+        // Holds the accept loops; aborting it (dropping Incoming) stops them.
+        struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
+        impl Drop for AbortAll {
+            fn drop(&mut self) {
+                for t in &self.0 {
+                    t.abort();
+                }
+            }
+        }
+        let _all = AbortAll(tasks);
+        std::future::pending::<()>().await;
+    });
     Incoming { rx, task }
 }
 
@@ -205,12 +286,55 @@ pub fn incoming(listener: TcpListener, o: &Options) -> Incoming {
 /// descriptors, typically), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-async fn accept_loop(listener: TcpListener, o: Options, tx: mpsc::Sender<Conn>) {
-    let counts = Arc::new(Counts::default());
-    let epoch = Instant::now();
+/// One accepted socket with what is known of its peer.
+async fn accept_one(listener: &Listener) -> std::io::Result<(Socket, ConnInfoParts)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (sock, peer) = l.accept().await?;
+            let _ = sock.set_nodelay(true);
+            Ok((
+                Socket::Tcp(sock),
+                ConnInfoParts {
+                    remote: Some(peer),
+                    unix: None,
+                },
+            ))
+        }
+        Listener::Unix(l) => {
+            let (sock, _) = l.accept().await?;
+            // The kernel's word for who connected; a socket without it is refused.
+            let cred = sock.peer_cred()?;
+            let unix = UnixPeer {
+                uid: cred.uid(),
+                gid: cred.gid(),
+                pid: cred.pid(),
+            };
+            Ok((
+                Socket::Unix(sock),
+                ConnInfoParts {
+                    remote: None,
+                    unix: Some(unix),
+                },
+            ))
+        }
+    }
+}
+
+struct ConnInfoParts {
+    remote: Option<SocketAddr>,
+    unix: Option<UnixPeer>,
+}
+
+async fn accept_loop(
+    listener: Listener,
+    o: Options,
+    counts: Arc<Counts>,
+    epoch: Instant,
+    tx: mpsc::Sender<Conn>,
+) {
     let refused = AtomicU64::new(0);
     loop {
-        let (sock, peer) = match listener.accept().await {
+        let (sock, parts) = match accept_one(&listener).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a connection failed");
@@ -218,23 +342,24 @@ async fn accept_loop(listener: TcpListener, o: Options, tx: mpsc::Sender<Conn>) 
                 continue;
             }
         };
-        let slot = match counts.admit(peer.ip(), &o) {
+        let info = ConnInfo {
+            remote: parts.remote,
+            unix: parts.unix,
+            last_call: Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64)),
+            epoch,
+        };
+        let Some(key) = info.peer_key() else { continue };
+        let slot = match counts.admit(key, &o) {
             Ok(s) => s,
             Err(limit) => {
                 // Closed at once. Logged for the first and then every 1000th, so a
                 // flood does not flood the log too.
                 let n = refused.fetch_add(1, Ordering::Relaxed);
                 if n.is_multiple_of(1000) {
-                    tracing::warn!(peer = %peer, limit, refused = n + 1, "connection refused: too many connections");
+                    tracing::warn!(peer = ?key, limit, refused = n + 1, "connection refused: too many connections");
                 }
                 continue;
             }
-        };
-        let _ = sock.set_nodelay(true);
-        let info = ConnInfo {
-            remote: Some(peer),
-            last_call: Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64)),
-            epoch,
         };
         let idle = o.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d))));
         let conn = Conn {
@@ -249,11 +374,16 @@ async fn accept_loop(listener: TcpListener, o: Options, tx: mpsc::Sender<Conn>) 
             // A connection that sends nothing is closed after the deadline, and
             // never reaches the server.
             let mut probe = [0u8; 1];
-            match tokio::time::timeout(first_bytes, conn.inner.peek(&mut probe)).await {
-                Ok(Ok(n)) if n > 0 => {
+            let peeked = match &conn.inner {
+                Socket::Tcp(s) => tokio::time::timeout(first_bytes, s.peek(&mut probe)).await,
+                Socket::Unix(s) => tokio::time::timeout(first_bytes, s.readable())
+                    .await
+                    .map(|r| r.map(|()| 1)),
+            };
+            if let Ok(Ok(n)) = peeked {
+                if n > 0 {
                     let _ = tx.send(conn).await;
                 }
-                _ => {}
             }
         });
     }

@@ -113,7 +113,7 @@ impl Default for PeerBuckets {
 }
 
 impl PeerBuckets {
-    fn bucket(&self, peer: std::net::IpAddr) -> &AtomicUsize {
+    fn bucket(&self, peer: super::accept::PeerKey) -> &AtomicUsize {
         use std::hash::BuildHasher as _;
         let h = foldhash::fast::FixedState::with_seed(0x7661_6b74).hash_one(peer);
         &self.0[(h as usize) % self.0.len()]
@@ -172,8 +172,16 @@ impl Vakt {
         }
         let per_peer = self.options.max_in_flight_per_peer;
         if per_peer > 0 {
-            if let Some(ip) = peer_of(req).map(|a| a.ip()) {
-                let bucket = self.in_flight_per_peer.bucket(ip);
+            let key = req
+                .extensions()
+                .get::<super::accept::ConnInfo>()
+                .and_then(|c| c.peer_key())
+                .or_else(|| {
+                    req.remote_addr()
+                        .map(|a| super::accept::PeerKey::Ip(a.ip()))
+                });
+            if let Some(key) = key {
+                let bucket = self.in_flight_per_peer.bucket(key);
                 let before = bucket.fetch_add(1, Ordering::Relaxed);
                 admitted.peer = Some(bucket);
                 if before >= per_peer {
@@ -271,9 +279,20 @@ impl CallMeta {
                 .map(str::to_owned)
         };
         Self {
-            caller: Caller {
-                peer: peer_of(req).map(|a| a.to_string()),
-                service: header("x-vakt-caller").filter(|s| crate::ids::check_id(s).is_ok()),
+            caller: {
+                let unix = req
+                    .extensions()
+                    .get::<super::accept::ConnInfo>()
+                    .and_then(|c| c.unix);
+                Caller {
+                    peer: match unix {
+                        Some(_) => Some("unix".to_owned()),
+                        None => peer_of(req).map(|a| a.to_string()),
+                    },
+                    uid: unix.map(|u| u.uid),
+                    pid: unix.and_then(|u| u.pid),
+                    service: header("x-vakt-caller").filter(|s| crate::ids::check_id(s).is_ok()),
+                }
             },
             trace: header("traceparent")
                 .map(|v| Trace::from_traceparent(&v))

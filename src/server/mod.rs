@@ -17,7 +17,7 @@ mod metrics;
 mod resolve;
 mod status;
 
-pub use accept::incoming;
+pub use accept::{incoming, Listener};
 pub use admin::{serve_admin, AdminState};
 pub use call::{
     Options, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
@@ -130,6 +130,15 @@ pub async fn serve(
     vakt: Arc<Vakt>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_on(vec![Listener::Tcp(listener)], vakt, shutdown).await
+}
+
+/// [`serve`] on several listeners (TCP and a Unix socket) at once.
+pub async fn serve_on(
+    listeners: Vec<Listener>,
+    vakt: Arc<Vakt>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AuthorizerServer<Service>>()
@@ -151,7 +160,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(authorizer)
-        .serve_with_incoming_shutdown(incoming(listener, &o), shutdown)
+        .serve_with_incoming_shutdown(accept::incoming_from(listeners, &o), shutdown)
         .await;
     health.abort();
     served
