@@ -29,6 +29,27 @@ pub(super) struct ServeArgs {
     /// on loopback by default
     #[arg(long, env = "VAKT_LISTEN", value_name = "ADDRESS", default_value = "127.0.0.1:50051", value_parser = parse_listen)]
     listen: ListenAddr,
+    /// Serve TLS on the TCP listener with this certificate chain (PEM); the files
+    /// are read again when they change [default: plaintext]
+    #[arg(long, env = "VAKT_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "VAKT_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates that chain to these CA certificates (PEM):
+    /// mutual TLS [default: no client certificates]
+    #[arg(long, env = "VAKT_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<std::path::PathBuf>,
+    /// Client identities allowed under mutual TLS, comma-separated: SAN URIs
+    /// (SPIFFE IDs) or DNS names, exact or as a prefix ending in `*`; others are
+    /// refused before any call, with a WARN [default: any certificate the CA signed]
+    #[arg(
+        long,
+        env = "VAKT_TLS_ALLOW",
+        value_name = "IDENTITY",
+        value_delimiter = ','
+    )]
+    tls_allow: Vec<String>,
     /// Also listen on this Unix socket, for callers in the same pod; each decision
     /// record names the caller's uid and pid as the kernel reports them
     /// [default: none]
@@ -215,6 +236,15 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
             ));
         }
     }
+    match tls_files(args) {
+        Err(e) => bad.push(e),
+        Ok(Some(files)) => {
+            if let Err(e) = server::Tls::load(files) {
+                bad.push(format!("TLS: {e}"));
+            }
+        }
+        Ok(None) => {}
+    }
     if let Some(key) = &args.decision_log_signing_key {
         if let Err(e) = crate::decision_log::checkpoint::Signer::read(key) {
             bad.push(format!("--decision-log-signing-key {e}"));
@@ -226,6 +256,36 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
         Err(bad)
     }
 }
+
+/// The TLS settings, if TLS is on, or what is wrong with their combination.
+fn tls_files(args: &ServeArgs) -> Result<Option<server::TlsFiles>, String> {
+    match (&args.tls_cert, &args.tls_key) {
+        (None, None) => {
+            if args.tls_client_ca.is_some() || !args.tls_allow.is_empty() {
+                return Err("--tls-client-ca and --tls-allow need --tls-cert and --tls-key".into());
+            }
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => {
+            if !args.tls_allow.is_empty() && args.tls_client_ca.is_none() {
+                return Err(
+                    "--tls-allow needs --tls-client-ca: identities come from client certificates"
+                        .into(),
+                );
+            }
+            Ok(Some(server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+                allow: args.tls_allow.clone(),
+            }))
+        }
+        _ => Err("--tls-cert and --tls-key go together".into()),
+    }
+}
+
+/// How often the TLS files are looked at for rotation.
+const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The soft limit on open files, when there is one.
 fn open_files_limit() -> Option<u64> {
@@ -408,12 +468,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?));
         tracing::info!(path = %path.display(), mode = format!("{:o}", args.listen_unix_mode), "listening on the unix socket");
     }
+    let mut tls_reload = None;
     if let Some(addr) = args.listen.0 {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(address = %listener.local_addr()?, "listening");
-        listeners.push(server::Listener::Tcp(listener));
+        let tls = tls_files(&args)
+            .map_err(anyhow::Error::msg)?
+            .map(server::Tls::load)
+            .transpose()?
+            .map(Arc::new);
+        tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "listening");
+        listeners.push(match tls {
+            None => server::Listener::Tcp(listener),
+            Some(tls) => {
+                let watched = tls.clone();
+                tls_reload = Some(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(TLS_RELOAD_EVERY);
+                    loop {
+                        tick.tick().await;
+                        watched.reload_if_changed();
+                    }
+                }));
+                server::Listener::Tls(listener, tls)
+            }
+        });
     }
     admin_state.serving(&vakt);
     let follow = match loaded.source {
@@ -462,8 +541,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     signals.abort();
-    if let Some(a) = admin {
-        a.abort();
+    for task in [admin, tls_reload].into_iter().flatten() {
+        task.abort();
     }
     // The decision log's writers finish once every handle to it is gone, so stop
     // the follower (it holds the snapshot, not the log) and drop the state.

@@ -11,6 +11,10 @@ use std::cell::{Cell, RefCell};
 /// Who called, as far as the transport tells.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Caller {
+    /// The client certificate's identity (SAN URI or DNS name), under mutual TLS:
+    /// the verified identity of the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// The peer's address on TCP, or `unix` on the Unix socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
@@ -266,11 +270,15 @@ struct CallerOut<'r>(&'r Caller);
 impl Serialize for CallerOut<'_> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         let c = self.0;
-        let n = usize::from(c.peer.is_some())
+        let n = usize::from(c.identity.is_some())
+            + usize::from(c.peer.is_some())
             + usize::from(c.uid.is_some())
             + usize::from(c.pid.is_some())
             + usize::from(c.service.is_some());
         let mut m = s.serialize_struct("Caller", n)?;
+        if let Some(i) = &c.identity {
+            m.serialize_field("identity", &S(i))?;
+        }
         if let Some(p) = &c.peer {
             m.serialize_field("peer", &S(p))?;
         }

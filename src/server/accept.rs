@@ -38,6 +38,8 @@ pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
     /// The peer's credentials, on the Unix socket.
     pub unix: Option<UnixPeer>,
+    /// The client certificate's identity, under mutual TLS.
+    pub identity: Option<String>,
     /// When a call last began on the connection, in ms since `epoch`.
     last_call: Arc<AtomicU64>,
     epoch: Instant,
@@ -118,9 +120,10 @@ impl Counts {
     }
 }
 
-/// A TCP or Unix socket.
+/// A TCP, TLS or Unix socket.
 enum Socket {
     Tcp(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Unix(UnixStream),
 }
 
@@ -175,6 +178,7 @@ impl AsyncRead for Conn {
         }
         match &mut self.inner {
             Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => Pin::new(s).poll_read(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -188,6 +192,7 @@ impl AsyncWrite for Conn {
     ) -> Poll<std::io::Result<usize>> {
         match &mut self.inner {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Tls(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
@@ -199,6 +204,7 @@ impl AsyncWrite for Conn {
     ) -> Poll<std::io::Result<usize>> {
         match &mut self.inner {
             Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
@@ -206,6 +212,7 @@ impl AsyncWrite for Conn {
     fn is_write_vectored(&self) -> bool {
         match &self.inner {
             Socket::Tcp(s) => s.is_write_vectored(),
+            Socket::Tls(s) => s.is_write_vectored(),
             Socket::Unix(s) => s.is_write_vectored(),
         }
     }
@@ -213,6 +220,7 @@ impl AsyncWrite for Conn {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match &mut self.inner {
             Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Tls(s) => Pin::new(s).poll_flush(cx),
             Socket::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
@@ -220,6 +228,7 @@ impl AsyncWrite for Conn {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match &mut self.inner {
             Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Tls(s) => Pin::new(s).poll_shutdown(cx),
             Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -249,6 +258,8 @@ impl tokio_stream::Stream for Incoming {
 /// Where connections come from.
 pub enum Listener {
     Tcp(TcpListener),
+    /// TCP with TLS (and, with a client CA, mutual TLS and its allow-list).
+    Tls(TcpListener, Arc<super::tls::Tls>),
     Unix(UnixListener),
 }
 
@@ -289,7 +300,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// One accepted socket with what is known of its peer.
 async fn accept_one(listener: &Listener) -> std::io::Result<(Socket, ConnInfoParts)> {
     match listener {
-        Listener::Tcp(l) => {
+        Listener::Tcp(l) | Listener::Tls(l, _) => {
             let (sock, peer) = l.accept().await?;
             let _ = sock.set_nodelay(true);
             Ok((
@@ -345,6 +356,7 @@ async fn accept_loop(
         let info = ConnInfo {
             remote: parts.remote,
             unix: parts.unix,
+            identity: None,
             last_call: Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64)),
             epoch,
         };
@@ -362,7 +374,7 @@ async fn accept_loop(
             }
         };
         let idle = o.idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d))));
-        let conn = Conn {
+        let mut conn = Conn {
             inner: sock,
             info,
             _slot: slot,
@@ -370,6 +382,34 @@ async fn accept_loop(
         };
         let tx = tx.clone();
         let first_bytes = o.handshake_timeout;
+        if let Listener::Tls(_, tls) = &listener {
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                // The handshake, client certificate included, within the deadline
+                // for a connection's first bytes; then the allow-list, before any
+                // call can be made.
+                let Socket::Tcp(tcp) = conn.inner else { return };
+                let accepted = tokio::time::timeout(first_bytes, tls.acceptor().accept(tcp)).await;
+                let stream = match accepted {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::warn!(peer = ?conn.info.remote, error = %e, "TLS handshake failed; connection refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                match tls.admit(stream.get_ref().1.peer_certificates()) {
+                    Ok(identity) => conn.info.identity = identity,
+                    Err(presented) => {
+                        tracing::warn!(peer = ?conn.info.remote, presented = %presented, "caller refused: its client certificate is not on the allow-list");
+                        return;
+                    }
+                }
+                conn.inner = Socket::Tls(Box::new(stream));
+                let _ = tx.send(conn).await;
+            });
+            continue;
+        }
         tokio::spawn(async move {
             // A connection that sends nothing is closed after the deadline, and
             // never reaches the server.
@@ -379,6 +419,7 @@ async fn accept_loop(
                 Socket::Unix(s) => tokio::time::timeout(first_bytes, s.readable())
                     .await
                     .map(|r| r.map(|()| 1)),
+                Socket::Tls(_) => return,
             };
             if let Ok(Ok(n)) = peeked {
                 if n > 0 {

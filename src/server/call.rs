@@ -284,7 +284,12 @@ impl CallMeta {
                     .extensions()
                     .get::<super::accept::ConnInfo>()
                     .and_then(|c| c.unix);
+                let identity = req
+                    .extensions()
+                    .get::<super::accept::ConnInfo>()
+                    .and_then(|c| c.identity.clone());
                 Caller {
+                    identity,
                     peer: match unix {
                         Some(_) => Some("unix".to_owned()),
                         None => peer_of(req).map(|a| a.to_string()),

@@ -16,6 +16,7 @@ mod error;
 mod metrics;
 mod resolve;
 mod status;
+mod tls;
 
 pub use accept::{incoming, Listener};
 pub use admin::{serve_admin, AdminState};
@@ -26,6 +27,7 @@ pub use call::{
     DEFAULT_SEQUENCE_WAIT,
 };
 pub use metrics::{render as render_metrics, ServerMetrics};
+pub use tls::{Tls, TlsError, TlsFiles};
 
 use crate::proto::{self, authorizer_server::AuthorizerServer};
 use call::CallMeta;
