@@ -99,6 +99,16 @@ fn the_example_documents_every_setting_with_its_default() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let key = dir.path().join("k.key");
+    // A certificate for the TLS settings.
+    let tls_key = rcgen::KeyPair::generate().unwrap();
+    let tls_cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&tls_key)
+        .unwrap();
+    let cert_path = dir.path().join("tls.crt");
+    let key_path = dir.path().join("tls.key");
+    std::fs::write(&cert_path, tls_cert.pem()).unwrap();
+    std::fs::write(&key_path, tls_key.serialize_pem()).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let uncommented: String = EXAMPLE
         .lines()
@@ -112,6 +122,9 @@ fn the_example_documents_every_setting_with_its_default() {
                     "decision-log-signing-key" => {
                         format!("decision-log-signing-key = \"{}\"", key.display())
                     }
+                    "tls-cert" => format!("tls-cert = \"{}\"", cert_path.display()),
+                    "tls-key" => format!("tls-key = \"{}\"", key_path.display()),
+                    "tls-client-ca" => format!("tls-client-ca = \"{}\"", cert_path.display()),
                     _ => rest.to_owned(),
                 }
             }

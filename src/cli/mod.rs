@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC sidecar (with no flags: shipped policies, schema and example world).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Parse and strictly validate policies, schema and data; report every problem.
     Validate(SourceArgs),
     /// Decide one request against local files, without a server.
@@ -125,7 +125,7 @@ pub fn main() -> ExitCode {
             .try_init();
     }
     let result = match cli.command {
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(*a),
         Command::Validate(a) => validate::run(&a),
         Command::Check(a) => check::run(a),
         Command::Test(a) => test::run(a),
