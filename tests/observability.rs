@@ -188,3 +188,66 @@ fn readyz_says_not_ready_while_the_durable_log_cannot_write() {
     );
     s.stop();
 }
+
+#[test]
+fn traces_continue_the_callers_trace_and_metrics_are_exported_over_otlp() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (receiver, url) = rt.block_on(common::otlp::traces_and_metrics::start());
+    let s = Spawned::start(
+        &[
+            "--otlp-endpoint",
+            &url,
+            "--otlp-metrics-interval",
+            "200ms",
+            "--decision-log",
+            "off",
+        ],
+        false,
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    s.with_client(|mut c| async move {
+        let mut req = tonic::Request::new(request("kari", "tk-regnskap", "310015156", REGNSKAP));
+        req.metadata_mut().insert(
+            "traceparent",
+            format!("00-{trace_id}-{parent}-01").parse().unwrap(),
+        );
+        c.authorize(req).await.unwrap();
+    });
+    rt.block_on(eventually(
+        std::time::Duration::from_secs(15),
+        "the call's span and the requests metric at the receiver",
+        || {
+            let spans = receiver.spans.lock().unwrap();
+            let metrics = receiver.metrics.lock().unwrap();
+            spans
+                .iter()
+                .any(|sp| sp.name == "vakt.v1.Authorizer/Authorize")
+                && metrics.iter().any(|m| m.name == "vakt.requests")
+        },
+    ));
+    let span = receiver
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|sp| sp.name == "vakt.v1.Authorizer/Authorize")
+        .cloned()
+        .unwrap();
+    assert_eq!(hex::encode(&span.trace_id), trace_id, "{span:?}");
+    assert_eq!(hex::encode(&span.parent_span_id), parent, "{span:?}");
+    let attr = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    assert_eq!(
+        attr("rpc.method"),
+        Some(Any::StringValue("Authorize".into()))
+    );
+    assert_eq!(attr("rpc.grpc.status_code"), Some(Any::IntValue(0)));
+    s.stop();
+}

@@ -16,6 +16,7 @@ mod gen_world;
 mod replay;
 mod serve;
 mod status;
+mod telemetry;
 mod test;
 mod validate;
 

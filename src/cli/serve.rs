@@ -2,6 +2,7 @@
 //! decision log, then serves until SIGTERM or Ctrl-C; SIGHUP reloads.
 
 use super::args::SourceArgs;
+use super::telemetry::{self, LogFormat};
 use crate::decision_log::{DecisionLog, Fsync, LogOptions, Rotation, SinkSpec};
 use crate::server::{self, Options, Vakt, DEFAULT_MAX_BATCH};
 use crate::snapshot::SnapshotHandle;
@@ -66,6 +67,14 @@ pub(super) struct ServeArgs {
     /// collectors) or text (for people)
     #[arg(long, env = "VAKT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    /// Export traces (a span per call, continuing the caller's W3C trace context)
+    /// and metrics over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317
+    /// [default: none]
+    #[arg(long, env = "VAKT_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// How often metrics are exported over OTLP
+    #[arg(long, env = "VAKT_OTLP_METRICS_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    otlp_metrics_interval: std::time::Duration,
     /// Address of the admin HTTP listener: /metrics (Prometheus text format),
     /// /healthz and /readyz [default: none]
     #[arg(long, env = "VAKT_METRICS_LISTEN", value_name = "ADDRESS")]
@@ -320,34 +329,10 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not a file mode in octal, such as 660"))
 }
 
-/// How diagnostics are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(super) enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
-}
-
 fn parse_filter(s: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(s)
         .map(|_| s.to_owned())
         .map_err(|e| e.to_string())
-}
-
-fn init_diagnostics(level: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Diagnostics go to stderr; stdout carries decision records.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-    };
 }
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -365,16 +350,25 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(super::config::EX_CONFIG));
     }
-    init_diagnostics(&args.log_level, args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(args))?;
+    rt.block_on(async {
+        let telemetry = telemetry::init(
+            &args.log_level,
+            args.log_format,
+            args.otlp_endpoint.as_deref(),
+            args.otlp_metrics_interval,
+        )?;
+        let served = serve(args, &telemetry).await;
+        telemetry.shutdown();
+        served
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Result<()> {
     // Handlers first: a SIGHUP or SIGTERM that arrives while a large world is still
     // loading must not kill the process with the signal's default action.
     let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -455,6 +449,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             handshake_timeout: args.handshake_timeout,
             idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
             max_header_bytes: args.max_header_bytes,
+            traces: args.otlp_endpoint.is_some(),
         },
         in_flight: Default::default(),
         in_flight_per_peer: Default::default(),
@@ -495,6 +490,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     admin_state.serving(&vakt);
+    if let Some(meter) = telemetry.meter() {
+        server::register_otlp(&meter, Arc::downgrade(&vakt));
+    }
     let follow = match loaded.source {
         Loaded::Files(source) => tokio::spawn(crate::source::files::follow(
             source,

@@ -48,6 +48,8 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// Largest header block of a call, in bytes.
     pub max_header_bytes: u32,
+    /// Whether each call gets a span (exported over OTLP).
+    pub traces: bool,
 }
 
 /// A request is a few hundred bytes and a batch of 1,000 a few hundred KB.
@@ -81,6 +83,7 @@ impl Default for Options {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            traces: false,
         }
     }
 }
@@ -202,6 +205,7 @@ impl Vakt {
         method: super::metrics::Method,
         started: std::time::Instant,
         answer: Result<T, super::error::CallError>,
+        span: &tracing::Span,
     ) -> Result<tonic::Response<T>, tonic::Status> {
         let answer = answer.map_err(tonic::Status::from);
         let code = match &answer {
@@ -209,7 +213,43 @@ impl Vakt {
             Err(s) => s.code(),
         };
         self.metrics.call(method, code, started.elapsed());
+        if !span.is_none() {
+            span.record("rpc.grpc.status_code", code as i64);
+            if code != tonic::Code::Ok {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         answer.map(tonic::Response::new)
+    }
+
+    /// The call's span when traces are exported (none otherwise, at no cost),
+    /// continuing the W3C trace context the caller sent in `traceparent`.
+    pub(super) fn call_span<T>(
+        &self,
+        req: &Request<T>,
+        method: super::metrics::Method,
+    ) -> tracing::Span {
+        if !self.options.traces {
+            return tracing::Span::none();
+        }
+        use opentelemetry::propagation::TextMapPropagator as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let name = method.name();
+        let span = tracing::info_span!(
+            target: "vakt::call",
+            "call",
+            otel.name = format!("vakt.v1.Authorizer/{name}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = "vakt.v1.Authorizer",
+            rpc.method = name,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .extract(&Metadata(req.metadata()));
+        let _ = span.set_parent(parent);
+        span
     }
 
     /// The snapshot to decide on, and why its data may not be decided on: too old
@@ -321,6 +361,25 @@ fn peer_of<T>(req: &Request<T>) -> Option<std::net::SocketAddr> {
         .get::<super::accept::ConnInfo>()
         .and_then(|c| c.remote)
         .or_else(|| req.remote_addr())
+}
+
+/// gRPC metadata as OpenTelemetry's propagators read it.
+struct Metadata<'a>(&'a tonic::metadata::MetadataMap);
+
+impl opentelemetry::propagation::Extractor for Metadata<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
 }
 
 /// A new decision id: a UUIDv7, so ids sort by time.

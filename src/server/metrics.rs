@@ -16,6 +16,12 @@ pub(crate) enum Method {
     Status = 3,
 }
 
+impl Method {
+    pub(crate) fn name(self) -> &'static str {
+        METHODS[self as usize].1
+    }
+}
+
 const METHODS: [(Method, &str); 4] = [
     (Method::Authorize, "Authorize"),
     (Method::AuthorizeBatch, "AuthorizeBatch"),
@@ -76,6 +82,151 @@ impl ServerMetrics {
             }
         }
     }
+}
+
+/// Registers the metrics with an OpenTelemetry meter, read from the same
+/// counters when the exporter collects: `vakt.requests` (method, code),
+/// `vakt.decisions` (method, decision), `vakt.denies` (policy_id),
+/// `vakt.requests.in_flight`, `vakt.requests.shed`, `vakt.data.sequence`,
+/// `vakt.data.age` (s), `vakt.reload.failures`, `vakt.data_sync.failures` and
+/// `vakt.decision_log.records` (sink, outcome).
+pub fn register_otlp(meter: &opentelemetry::metrics::Meter, vakt: std::sync::Weak<Vakt>) {
+    use opentelemetry::KeyValue;
+    let v = vakt.clone();
+    let _ = meter
+        .u64_observable_counter("vakt.requests")
+        .with_description("gRPC calls by method and status code")
+        .with_callback(move |o| {
+            let Some(vakt) = v.upgrade() else { return };
+            for (method, name) in METHODS {
+                for (code, code_name) in CODES.iter().enumerate() {
+                    let n = vakt.metrics.calls[method as usize][code].load(Ordering::Relaxed);
+                    if n > 0 {
+                        o.observe(
+                            n,
+                            &[
+                                KeyValue::new("method", name),
+                                KeyValue::new("code", *code_name),
+                            ],
+                        );
+                    }
+                }
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .u64_observable_counter("vakt.decisions")
+        .with_description("Decisions answered, by method and decision")
+        .with_callback(move |o| {
+            let Some(vakt) = v.upgrade() else { return };
+            for (i, name) in ["Authorize", "AuthorizeBatch"].iter().enumerate() {
+                for (j, decision) in ["allow", "deny"].iter().enumerate() {
+                    o.observe(
+                        vakt.metrics.decisions[i][j].load(Ordering::Relaxed),
+                        &[
+                            KeyValue::new("method", *name),
+                            KeyValue::new("decision", *decision),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .u64_observable_counter("vakt.denies")
+        .with_description("Denies by the policy that denied")
+        .with_callback(move |o| {
+            let Some(vakt) = v.upgrade() else { return };
+            for (policy, n) in vakt.metrics.denies_by_policy.snapshot() {
+                o.observe(n, &[KeyValue::new("policy_id", policy)]);
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .u64_observable_counter("vakt.requests.shed")
+        .with_description("Calls refused with RESOURCE_EXHAUSTED")
+        .with_callback(move |o| {
+            if let Some(vakt) = v.upgrade() {
+                o.observe(vakt.metrics.shed.load(Ordering::Relaxed), &[]);
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .i64_observable_gauge("vakt.requests.in_flight")
+        .with_description("Calls in progress")
+        .with_callback(move |o| {
+            if let Some(vakt) = v.upgrade() {
+                o.observe(vakt.in_flight.load(Ordering::Relaxed) as i64, &[]);
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .u64_observable_gauge("vakt.data.sequence")
+        .with_description("The data sequence served")
+        .with_callback(move |o| {
+            if let Some(vakt) = v.upgrade() {
+                o.observe(vakt.snapshot.load().data.sequence, &[]);
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .f64_observable_gauge("vakt.data.age")
+        .with_unit("s")
+        .with_description("Time since the data was last confirmed current")
+        .with_callback(move |o| {
+            if let Some(vakt) = v.upgrade() {
+                o.observe(vakt.data.age().as_secs_f64(), &[]);
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .u64_observable_counter("vakt.reload.failures")
+        .with_description("Reloads refused")
+        .with_callback(move |o| {
+            if let Some(vakt) = v.upgrade() {
+                o.observe(vakt.data.reload_failures(), &[]);
+            }
+        })
+        .build();
+    let v = vakt.clone();
+    let _ = meter
+        .u64_observable_counter("vakt.data_sync.failures")
+        .with_description("Failures to follow the data source")
+        .with_callback(move |o| {
+            if let Some(vakt) = v.upgrade() {
+                o.observe(vakt.data.sync_failures(), &[]);
+            }
+        })
+        .build();
+    let _ = meter
+        .u64_observable_counter("vakt.decision_log.records")
+        .with_description("Decision records by sink and outcome")
+        .with_callback(move |o| {
+            let Some(vakt) = vakt.upgrade() else { return };
+            for (sink, stats, _) in vakt.log.sinks() {
+                for (outcome, n) in [
+                    ("written", &stats.written),
+                    ("dropped", &stats.dropped),
+                    ("failed", &stats.failed),
+                ] {
+                    o.observe(
+                        n.load(Ordering::Relaxed),
+                        &[
+                            KeyValue::new("sink", sink.to_owned()),
+                            KeyValue::new("outcome", outcome),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
 }
 
 /// Every metric, in the Prometheus text format.

@@ -26,13 +26,18 @@ pub use call::{
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SEQUENCE_WAIT,
 };
-pub use metrics::{render as render_metrics, ServerMetrics};
+pub use metrics::{register_otlp, render as render_metrics, ServerMetrics};
+
+/// The target of the span each call gets when traces are exported, so the
+/// exporter can take those spans and nothing else.
+pub const CALL_SPAN_TARGET: &str = "vakt::call";
 pub use tls::{Tls, TlsError, TlsFiles};
 
 use crate::proto::{self, authorizer_server::AuthorizerServer};
 use call::CallMeta;
 use metrics::Method;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,13 +54,15 @@ impl proto::authorizer_server::Authorizer for Service {
         req: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
         let started = Instant::now();
+        let span = self.0.call_span(&req, Method::Authorize);
         let answer = async {
             let _admitted = self.0.admit(&req)?;
             let meta = CallMeta::of(&req, &self.0.log);
             authorize::handle(&self.0, req.into_inner(), &meta).await
         }
+        .instrument(span.clone())
         .await;
-        self.0.finish(Method::Authorize, started, answer)
+        self.0.finish(Method::Authorize, started, answer, &span)
     }
 
     async fn authorize_batch(
@@ -63,13 +70,16 @@ impl proto::authorizer_server::Authorizer for Service {
         req: Request<proto::AuthorizeBatchRequest>,
     ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
         let started = Instant::now();
+        let span = self.0.call_span(&req, Method::AuthorizeBatch);
         let answer = async {
             let _admitted = self.0.admit(&req)?;
             let meta = CallMeta::of(&req, &self.0.log);
             batch::handle(&self.0, req.into_inner(), &meta).await
         }
+        .instrument(span.clone())
         .await;
-        self.0.finish(Method::AuthorizeBatch, started, answer)
+        self.0
+            .finish(Method::AuthorizeBatch, started, answer, &span)
     }
 
     async fn resolve_system_user(
@@ -77,13 +87,16 @@ impl proto::authorizer_server::Authorizer for Service {
         req: Request<proto::ResolveSystemUserRequest>,
     ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
         let started = Instant::now();
+        let span = self.0.call_span(&req, Method::ResolveSystemUser);
         let answer = async {
             let _admitted = self.0.admit(&req)?;
             let meta = CallMeta::of(&req, &self.0.log);
             resolve::handle(&self.0, req.into_inner(), &meta).await
         }
+        .instrument(span.clone())
         .await;
-        self.0.finish(Method::ResolveSystemUser, started, answer)
+        self.0
+            .finish(Method::ResolveSystemUser, started, answer, &span)
     }
 
     async fn status(
@@ -93,7 +106,8 @@ impl proto::authorizer_server::Authorizer for Service {
         let started = Instant::now();
         call::note_call(&req);
         let answer = Ok::<_, error::CallError>(status::handle(&self.0));
-        self.0.finish(Method::Status, started, answer)
+        self.0
+            .finish(Method::Status, started, answer, &tracing::Span::none())
     }
 }
 

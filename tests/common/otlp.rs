@@ -40,3 +40,74 @@ pub async fn start() -> (Receiver, String) {
     );
     (r, format!("http://{addr}"))
 }
+
+/// A real OTLP/gRPC receiver of traces and metrics on 127.0.0.1:0 that keeps what
+/// it is sent.
+pub mod traces_and_metrics {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::metrics::v1::Metric;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub struct Receiver {
+        pub spans: Arc<Mutex<Vec<Span>>>,
+        pub metrics: Arc<Mutex<Vec<Metric>>>,
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Receiver {
+        async fn export(
+            &self,
+            req: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let mut got = self.spans.lock().unwrap();
+            for rs in req.into_inner().resource_spans {
+                for ss in rs.scope_spans {
+                    got.extend(ss.spans);
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl MetricsService for Receiver {
+        async fn export(
+            &self,
+            req: tonic::Request<ExportMetricsServiceRequest>,
+        ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+            let mut got = self.metrics.lock().unwrap();
+            for rm in req.into_inner().resource_metrics {
+                for sm in rm.scope_metrics {
+                    got.extend(sm.metrics);
+                }
+            }
+            Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+        }
+    }
+
+    pub async fn start() -> (Receiver, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let r = Receiver::default();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(r.clone()))
+                .add_service(MetricsServiceServer::new(r.clone()))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (r, format!("http://{addr}"))
+    }
+}
