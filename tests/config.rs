@@ -242,3 +242,92 @@ fn the_environment_overrides_the_file_and_flags_override_both() {
     });
     from_flag.stop();
 }
+
+#[test]
+fn a_sighup_reloads_the_settings_that_can_change_and_names_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    let log = format!("file:{}", dir.path().join("decisions.jsonl").display());
+    std::fs::write(&path, format!("max-batch = 2\ndecision-log = \"{log}\"\n")).unwrap();
+    let s = Spawned::start(&["--config", path.to_str().unwrap()], false);
+    let batch = |n: usize| vakt::proto::AuthorizeBatchRequest {
+        requests: vec![request("kari", "tk-regnskap", "310015156", REGNSKAP); n],
+    };
+    let hup = |s: &Spawned, expect: &str, count: usize| {
+        signal(s.pid(), libc::SIGHUP);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(eventually(
+            std::time::Duration::from_secs(10),
+            expect,
+            || {
+                s.diagnostics()
+                    .iter()
+                    .filter(|l| l.contains(expect))
+                    .count()
+                    >= count
+            },
+        ));
+    };
+    s.with_client(|mut c| async move {
+        assert!(c.authorize_batch(batch(3)).await.is_err());
+    });
+    // A limit that changes at run time, one that needs a restart, and more
+    // diagnostics.
+    std::fs::write(
+        &path,
+        format!("max-batch = 5\nmax-concurrent-streams = 16\nlog-level = \"debug\"\ndecision-log = \"{log}\"\n"),
+    )
+    .unwrap();
+    hup(&s, "settings reloaded", 1);
+    let warned = s
+        .diagnostics()
+        .into_iter()
+        .find(|l| l.contains("take effect only after a restart"))
+        .expect("a WARN for the setting that needs a restart");
+    assert!(
+        warned.contains("\"WARN\"") && warned.contains("max-concurrent-streams"),
+        "{warned}"
+    );
+    assert!(!warned.contains("max-batch"), "{warned}");
+    s.with_client(|mut c| async move {
+        assert_eq!(
+            c.authorize_batch(batch(5))
+                .await
+                .unwrap()
+                .into_inner()
+                .responses
+                .len(),
+            5
+        );
+        assert!(c.authorize_batch(batch(6)).await.is_err());
+    });
+    // The new log level: decisions are logged at debug.
+    tokio::runtime::Runtime::new().unwrap().block_on(eventually(
+        std::time::Duration::from_secs(10),
+        "a decision logged at debug",
+        || {
+            s.diagnostics()
+                .iter()
+                .any(|l| l.contains("\"DEBUG\"") && l.contains("\"decision\""))
+        },
+    ));
+    // Settings with a problem change nothing.
+    std::fs::write(
+        &path,
+        format!("max-batch = \"many\"\ndecision-log = \"{log}\"\n"),
+    )
+    .unwrap();
+    hup(&s, "settings not reloaded", 1);
+    s.with_client(|mut c| async move {
+        assert_eq!(
+            c.authorize_batch(batch(5))
+                .await
+                .unwrap()
+                .into_inner()
+                .responses
+                .len(),
+            5
+        );
+    });
+    s.stop();
+}

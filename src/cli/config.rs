@@ -122,6 +122,14 @@ fn check_values(arg: &clap::Arg, values: &[String]) -> Result<(), String> {
         .map_err(|e| clap_message(&e))
 }
 
+/// `vakt serve`'s own command with its defaults taken from the settings.
+pub(super) fn apply_to_serve(mut serve: Command, settings: Vec<Setting>) -> Command {
+    for s in settings {
+        serve = serve.mut_arg(s.id, |a| a.default_values(s.values));
+    }
+    serve
+}
+
 /// `cli` with `vakt serve`'s defaults taken from the settings.
 pub(super) fn apply(cli: Command, settings: Vec<Setting>) -> Command {
     cli.mut_subcommand("serve", |mut serve| {

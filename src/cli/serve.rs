@@ -266,6 +266,152 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
     }
 }
 
+/// The settings every call reads, from the arguments.
+fn options_of(args: &ServeArgs, default_max_staleness: Option<std::time::Duration>) -> Options {
+    Options {
+        max_batch: args.max_batch,
+        max_staleness: match args.max_staleness {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => default_max_staleness,
+        },
+        sequence_wait: args.sequence_wait,
+        max_message_bytes: args.max_message_bytes,
+        max_in_flight: args.max_in_flight,
+        max_concurrent_streams: args.max_concurrent_streams,
+        request_timeout: args.request_timeout,
+        max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
+        max_in_flight_per_peer: args.max_in_flight_per_peer,
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
+        max_header_bytes: args.max_header_bytes,
+        traces: args.otlp_endpoint.is_some(),
+    }
+}
+
+/// The settings that a SIGHUP changes at run time, by flag; any other that
+/// changed is named in a WARN and waits for a restart.
+const LIVE_SETTINGS: &[&str] = &[
+    "max-batch",
+    "max-in-flight",
+    "max-in-flight-per-peer",
+    "max-staleness",
+    "sequence-wait",
+    "log-level",
+    "tls-allow",
+    // Read again whenever they change, SIGHUP or not.
+    "tls-cert",
+    "tls-key",
+    "tls-client-ca",
+];
+
+/// Every setting of `vakt serve` as the command line, the environment and the
+/// configuration file give it now: the arguments, and each flag's raw values.
+fn read_settings(
+    argv: &[std::ffi::OsString],
+) -> Result<(ServeArgs, Vec<(String, Vec<String>)>), Vec<String>> {
+    use clap::{Args as _, FromArgMatches as _};
+    let mut cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+    if let Some(path) = super::config::path_for_serve(argv) {
+        let settings = super::config::read(&path, &cmd)?;
+        cmd = super::config::apply_to_serve(cmd, settings);
+    }
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(argv.iter().skip(1))
+        .map_err(|e| vec![e.to_string().lines().next().unwrap_or_default().to_owned()])?;
+    let args = ServeArgs::from_arg_matches(&matches).map_err(|e| vec![e.to_string()])?;
+    let raw = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let long = a.get_long()?;
+            let values = matches
+                .get_raw(a.get_id().as_str())
+                .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            Some((long.to_owned(), values))
+        })
+        .collect();
+    Ok((args, raw))
+}
+
+/// Re-reads the settings on SIGHUP: those that can change at run time take effect
+/// for the next calls; any other that changed is named in a WARN. Settings that
+/// fail their checks change nothing, with an ERROR naming every problem.
+async fn reload_settings_on_hangup(
+    argv: Vec<std::ffi::OsString>,
+    mut current: Vec<(String, Vec<String>)>,
+    vakt: std::sync::Weak<Vakt>,
+    telemetry: telemetry::LogLevel,
+    tls: Option<Arc<server::Tls>>,
+    default_max_staleness: Option<std::time::Duration>,
+) {
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let (args, raw) = match read_settings(&argv) {
+            Ok(r) => r,
+            Err(problems) => {
+                tracing::error!(problems = %problems.join("; "), "settings not reloaded: they have problems; the current ones stay");
+                continue;
+            }
+        };
+        if let Err(problems) = check_settings(&args) {
+            tracing::error!(problems = %problems.join("; "), "settings not reloaded: they have problems; the current ones stay");
+            continue;
+        }
+        let changed: Vec<&str> = raw
+            .iter()
+            .zip(&current)
+            .filter(|(new, old)| new.1 != old.1)
+            .map(|(new, _)| new.0.as_str())
+            .collect();
+        let Some(vakt) = vakt.upgrade() else { return };
+        let needs_restart: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|c| !LIVE_SETTINGS.contains(c))
+            .collect();
+        let mut options = options_of(&args, default_max_staleness);
+        // What only a restart changes stays as it was, so the settings in force
+        // are the ones serving.
+        let running = vakt.options.load();
+        options.max_message_bytes = running.max_message_bytes;
+        options.max_concurrent_streams = running.max_concurrent_streams;
+        options.request_timeout = running.request_timeout;
+        options.max_connections = running.max_connections;
+        options.max_connections_per_peer = running.max_connections_per_peer;
+        options.handshake_timeout = running.handshake_timeout;
+        options.idle_timeout = running.idle_timeout;
+        options.max_header_bytes = running.max_header_bytes;
+        options.traces = running.traces;
+        drop(running);
+        vakt.options.store(Arc::new(options));
+        telemetry.set(&args.log_level);
+        if let Some(tls) = &tls {
+            tls.set_allow(args.tls_allow.clone());
+        }
+        let live: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|c| LIVE_SETTINGS.contains(c))
+            .collect();
+        if !needs_restart.is_empty() {
+            tracing::warn!(settings = %needs_restart.join(", "), "changed settings take effect only after a restart");
+        }
+        tracing::info!(changed = %live.join(", "), "settings reloaded");
+        // What needs a restart keeps its old value as "current", so it is named
+        // again until the restart.
+        for (new, old) in raw.into_iter().zip(current.iter_mut()) {
+            if LIVE_SETTINGS.contains(&new.0.as_str()) {
+                *old = new;
+            }
+        }
+    }
+}
+
 /// The TLS settings, if TLS is on, or what is wrong with their combination.
 fn tls_files(args: &ServeArgs) -> Result<Option<server::TlsFiles>, String> {
     match (&args.tls_cert, &args.tls_key) {
@@ -431,26 +577,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         snapshot: Arc::new(SnapshotHandle::new(snapshot)),
         log,
         data: Arc::new(DataStatus::new(loaded.kind)),
-        options: Options {
-            max_batch: args.max_batch,
-            max_staleness: match args.max_staleness {
-                Some(d) if d.is_zero() => None,
-                Some(d) => Some(d),
-                None => loaded.default_max_staleness,
-            },
-            sequence_wait: args.sequence_wait,
-            max_message_bytes: args.max_message_bytes,
-            max_in_flight: args.max_in_flight,
-            max_concurrent_streams: args.max_concurrent_streams,
-            request_timeout: args.request_timeout,
-            max_connections: args.max_connections,
-            max_connections_per_peer: args.max_connections_per_peer,
-            max_in_flight_per_peer: args.max_in_flight_per_peer,
-            handshake_timeout: args.handshake_timeout,
-            idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
-            max_header_bytes: args.max_header_bytes,
-            traces: args.otlp_endpoint.is_some(),
-        },
+        options: arc_swap::ArcSwap::from_pointee(options_of(&args, loaded.default_max_staleness)),
         in_flight: Default::default(),
         in_flight_per_peer: Default::default(),
         metrics: Default::default(),
@@ -464,6 +591,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         tracing::info!(path = %path.display(), mode = format!("{:o}", args.listen_unix_mode), "listening on the unix socket");
     }
     let mut tls_reload = None;
+    let mut tls_state = None;
     if let Some(addr) = args.listen.0 {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -477,6 +605,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         listeners.push(match tls {
             None => server::Listener::Tcp(listener),
             Some(tls) => {
+                tls_state = Some(tls.clone());
                 let watched = tls.clone();
                 tls_reload = Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(TLS_RELOAD_EVERY);
@@ -490,6 +619,16 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         });
     }
     admin_state.serving(&vakt);
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let settings_now = read_settings(&argv).map(|(_, raw)| raw).unwrap_or_default();
+    let settings_reload = tokio::spawn(reload_settings_on_hangup(
+        argv,
+        settings_now,
+        Arc::downgrade(&vakt),
+        telemetry.log_level(),
+        tls_state,
+        loaded.default_max_staleness,
+    ));
     if let Some(meter) = telemetry.meter() {
         server::register_otlp(&meter, Arc::downgrade(&vakt));
     }
@@ -539,7 +678,10 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         }
     }
     signals.abort();
-    for task in [admin, tls_reload].into_iter().flatten() {
+    for task in [admin, tls_reload, Some(settings_reload)]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     // The decision log's writers finish once every handle to it is gone, so stop

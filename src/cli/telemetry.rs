@@ -18,14 +18,36 @@ pub(super) enum LogFormat {
     Text,
 }
 
-/// What has to be flushed at shutdown.
+/// What has to be flushed at shutdown, and the handle that changes the log level.
 #[derive(Default)]
 pub(super) struct Telemetry {
     traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    level: LogLevel,
+}
+
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Changes which diagnostics are written, at run time.
+#[derive(Clone, Default)]
+pub(super) struct LogLevel(Option<FilterHandle>);
+
+impl LogLevel {
+    /// Sets the filter (already checked when the settings were read).
+    pub fn set(&self, level: &str) {
+        if let (Some(h), Ok(f)) = (&self.0, tracing_subscriber::EnvFilter::try_new(level)) {
+            let _ = h.reload(f);
+        }
+    }
 }
 
 impl Telemetry {
+    /// The handle that changes the log level.
+    pub fn log_level(&self) -> LogLevel {
+        self.level.clone()
+    }
+
     /// The meter to register Vakt's metrics with, when metrics are exported.
     pub fn meter(&self) -> Option<opentelemetry::metrics::Meter> {
         use opentelemetry::metrics::MeterProvider as _;
@@ -59,6 +81,7 @@ pub(super) fn init(
 ) -> anyhow::Result<Telemetry> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Diagnostics go to stderr; stdout carries decision records.
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
@@ -68,7 +91,10 @@ pub(super) fn init(
             .with_filter(filter)
             .boxed(),
     };
-    let mut telemetry = Telemetry::default();
+    let mut telemetry = Telemetry {
+        level: LogLevel(Some(handle)),
+        ..Telemetry::default()
+    };
     let otel = match otlp {
         None => None,
         Some(endpoint) => {

@@ -14,11 +14,9 @@ pub(super) async fn handle(
     meta: &CallMeta,
 ) -> Result<proto::AuthorizeBatchResponse, CallError> {
     let got = req.requests.len();
-    if got > vakt.options.max_batch {
-        return Err(CallError::BatchTooLarge {
-            got,
-            max: vakt.options.max_batch,
-        });
+    let max = vakt.options.load().max_batch;
+    if got > max {
+        return Err(CallError::BatchTooLarge { got, max });
     }
     // One snapshot for the whole batch: the newest data any item asks for.
     let min = req

@@ -93,7 +93,9 @@ pub struct Vakt {
     pub snapshot: Arc<SnapshotHandle>,
     pub log: DecisionLog,
     pub data: Arc<DataStatus>,
-    pub options: Options,
+    /// The settings, swapped whole when a SIGHUP changes those that can change
+    /// at run time; each call reads them once, without a lock.
+    pub options: arc_swap::ArcSwap<Options>,
     /// Calls in progress, for load shedding.
     pub in_flight: AtomicUsize,
     /// Calls in progress per peer address, in buckets by the address's hash.
@@ -145,7 +147,7 @@ impl Vakt {
             snapshot: Arc::new(SnapshotHandle::new(snapshot)),
             log,
             data: Arc::new(DataStatus::new("built-in")),
-            options: Options::default(),
+            options: arc_swap::ArcSwap::from_pointee(Options::default()),
             in_flight: Default::default(),
             in_flight_per_peer: Default::default(),
             metrics: Default::default(),
@@ -162,18 +164,19 @@ impl Vakt {
         req: &Request<T>,
     ) -> Result<Admitted<'_>, super::error::CallError> {
         note_call(req);
+        let options = self.options.load();
         let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut admitted = Admitted {
             total: &self.in_flight,
             peer: None,
         };
-        if before >= self.options.max_in_flight {
+        if before >= options.max_in_flight {
             return Err(super::error::CallError::Overloaded {
-                max: self.options.max_in_flight,
+                max: options.max_in_flight,
                 limit: "--max-in-flight",
             });
         }
-        let per_peer = self.options.max_in_flight_per_peer;
+        let per_peer = options.max_in_flight_per_peer;
         if per_peer > 0 {
             let key = req
                 .extensions()
@@ -229,7 +232,7 @@ impl Vakt {
         req: &Request<T>,
         method: super::metrics::Method,
     ) -> tracing::Span {
-        if !self.options.traces {
+        if !self.options.load().traces {
             return tracing::Span::none();
         }
         use opentelemetry::propagation::TextMapPropagator as _;
@@ -256,10 +259,11 @@ impl Vakt {
     /// (`--max-staleness`), or without the change the call asked for, after waiting
     /// for it a short while.
     pub(super) async fn snapshot_for(&self, min_sequence: u64) -> (Arc<Snapshot>, Option<String>) {
+        let options = self.options.load();
         let mut snap = self.snapshot.load();
         if min_sequence > 0 && !snap.data.covers(min_sequence) {
             let mut swapped = self.snapshot.subscribe();
-            let deadline = tokio::time::Instant::now() + self.options.sequence_wait;
+            let deadline = tokio::time::Instant::now() + options.sequence_wait;
             while !snap.data.covers(min_sequence) {
                 // A swap may have landed between the load and the subscription.
                 snap = self.snapshot.load();
@@ -273,14 +277,14 @@ impl Vakt {
                             snap.clone(),
                             Some(format!(
                                 "the data does not hold change {min_sequence} yet (it holds up to data sequence {}, waited {:?})",
-                                snap.data.sequence, self.options.sequence_wait
+                                snap.data.sequence, options.sequence_wait
                             )),
                         )
                     }
                 }
             }
         }
-        if let Some(max) = self.options.max_staleness {
+        if let Some(max) = options.max_staleness {
             let age = self.data.age();
             if age > max {
                 return (

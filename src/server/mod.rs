@@ -167,7 +167,7 @@ pub async fn serve_on(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor set is valid");
-    let o = vakt.options.clone();
+    let o = Options::clone(&vakt.options.load());
     // A request larger than the limit is refused from its length prefix, before
     // its body is read or decoded.
     let authorizer =

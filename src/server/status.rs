@@ -16,7 +16,11 @@ pub(super) fn handle(vakt: &Vakt) -> proto::StatusResponse {
         last_error: data.last_error().unwrap_or_default(),
         data_source: data.source.to_owned(),
         changes_applied: data.changes_applied(),
-        max_staleness_seconds: vakt.options.max_staleness.map_or(0.0, |d| d.as_secs_f64()),
+        max_staleness_seconds: vakt
+            .options
+            .load()
+            .max_staleness
+            .map_or(0.0, |d| d.as_secs_f64()),
         organizations: c.organizations as u64,
         system_users: c.system_users as u64,
         client_links: c.client_links as u64,

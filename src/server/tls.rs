@@ -48,6 +48,8 @@ pub struct Tls {
     config: ArcSwap<rustls::ServerConfig>,
     /// When each file was last seen changed, to notice rotation.
     stamps: Mutex<Vec<Option<SystemTime>>>,
+    /// The allow-list, which a SIGHUP may change.
+    allow: ArcSwap<Vec<String>>,
 }
 
 impl Tls {
@@ -57,10 +59,16 @@ impl Tls {
         let config = build(&files)?;
         let stamps = Mutex::new(stamps(&files));
         Ok(Self {
+            allow: ArcSwap::from_pointee(files.allow.clone()),
             files,
             config: ArcSwap::from_pointee(config),
             stamps,
         })
+    }
+
+    /// A new allow-list, for the connections from now on.
+    pub fn set_allow(&self, allow: Vec<String>) {
+        self.allow.store(Arc::new(allow));
     }
 
     /// The acceptor for a new connection, with the current configuration.
@@ -103,12 +111,13 @@ impl Tls {
             return Err("no client certificate".into());
         };
         let names = identities(leaf);
-        if self.files.allow.is_empty() {
+        let allow = self.allow.load();
+        if allow.is_empty() {
             return Ok(names.into_iter().next());
         }
         names
             .iter()
-            .find(|n| self.files.allow.iter().any(|a| allows(a, n)))
+            .find(|n| allow.iter().any(|a| allows(a, n)))
             .cloned()
             .map(Some)
             .ok_or_else(|| {

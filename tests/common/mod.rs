@@ -66,8 +66,12 @@ pub async fn start(snapshot: Snapshot) -> TestServer {
 }
 
 pub async fn start_with(snapshot: Snapshot, log: DecisionLog, max_batch: usize) -> TestServer {
-    let mut vakt = Vakt::new(snapshot, log);
-    vakt.options.max_batch = max_batch;
+    let vakt = Vakt::new(snapshot, log);
+    vakt.options
+        .store(std::sync::Arc::new(vakt::server::Options {
+            max_batch,
+            ..Default::default()
+        }));
     start_vakt(Arc::new(vakt)).await
 }
 
