@@ -306,11 +306,12 @@ const LIVE_SETTINGS: &[&str] = &[
     "tls-client-ca",
 ];
 
+/// Each flag of `vakt serve` with its raw values.
+type RawSettings = Vec<(String, Vec<String>)>;
+
 /// Every setting of `vakt serve` as the command line, the environment and the
 /// configuration file give it now: the arguments, and each flag's raw values.
-fn read_settings(
-    argv: &[std::ffi::OsString],
-) -> Result<(ServeArgs, Vec<(String, Vec<String>)>), Vec<String>> {
+fn read_settings(argv: &[std::ffi::OsString]) -> Result<(ServeArgs, RawSettings), Vec<String>> {
     use clap::{Args as _, FromArgMatches as _};
     let mut cmd = ServeArgs::augment_args(clap::Command::new("serve"));
     if let Some(path) = super::config::path_for_serve(argv) {
@@ -341,7 +342,7 @@ fn read_settings(
 /// fail their checks change nothing, with an ERROR naming every problem.
 async fn reload_settings_on_hangup(
     argv: Vec<std::ffi::OsString>,
-    mut current: Vec<(String, Vec<String>)>,
+    mut current: RawSettings,
     vakt: std::sync::Weak<Vakt>,
     telemetry: telemetry::LogLevel,
     tls: Option<Arc<server::Tls>>,
