@@ -248,6 +248,9 @@ fn a_sighup_reloads_the_settings_that_can_change_and_names_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vakt.toml");
     let log = format!("file:{}", dir.path().join("decisions.jsonl").display());
+    // A second sink, added by the reload.
+    let second_path = dir.path().join("second.jsonl");
+    let second = format!("file:{}", second_path.display());
     std::fs::write(&path, format!("max-batch = 2\ndecision-log = \"{log}\"\n")).unwrap();
     let s = Spawned::start(&["--config", path.to_str().unwrap()], false);
     let batch = |n: usize| vakt::proto::AuthorizeBatchRequest {
@@ -275,7 +278,7 @@ fn a_sighup_reloads_the_settings_that_can_change_and_names_the_rest() {
     // diagnostics.
     std::fs::write(
         &path,
-        format!("max-batch = 5\nmax-concurrent-streams = 16\nlog-level = \"debug\"\ndecision-log = \"{log}\"\n"),
+        format!("max-batch = 5\nmax-concurrent-streams = 16\nlog-level = \"debug\"\ndecision-log = [\"{log}\", \"{second}\"]\n"),
     )
     .unwrap();
     hup(&s, "settings reloaded", 1);
@@ -311,6 +314,14 @@ fn a_sighup_reloads_the_settings_that_can_change_and_names_the_rest() {
                 .any(|l| l.contains("\"DEBUG\"") && l.contains("\"decision\""))
         },
     ));
+    // The added sink has the records since the reload; the first one went on with
+    // its chain, whole.
+    let in_second = std::fs::read_to_string(&second_path).unwrap();
+    assert_eq!(in_second.lines().count(), 5, "{in_second}");
+    let first = dir.path().join("decisions.jsonl");
+    let out = vakt(&["audit", "verify", first.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).starts_with("ok: 5 records"), "{}", text(&out));
     // Settings with a problem change nothing.
     std::fs::write(
         &path,

@@ -266,6 +266,30 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
     }
 }
 
+/// How the decision log's sinks write, from the arguments.
+fn log_options(args: &ServeArgs) -> anyhow::Result<LogOptions> {
+    let signer = args
+        .decision_log_signing_key
+        .as_deref()
+        .map(crate::decision_log::checkpoint::Signer::read)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--decision-log-signing-key {e}"))?;
+    Ok(LogOptions {
+        fsync: args.decision_log_fsync,
+        rotation: Rotation {
+            max_bytes: args.decision_log_rotate_bytes.filter(|b| *b > 0),
+            max_age: args
+                .decision_log_rotate_secs
+                .filter(|s| *s > 0)
+                .map(std::time::Duration::from_secs),
+        },
+        redact: args.decision_log_redact.clone(),
+        signer: signer.map(Arc::new),
+        accept_mismatch: args.decision_log_accept_mismatch,
+        min_free_bytes: args.decision_log_min_free_bytes,
+    })
+}
+
 /// The settings every call reads, from the arguments.
 fn options_of(args: &ServeArgs, default_max_staleness: Option<std::time::Duration>) -> Options {
     Options {
@@ -293,6 +317,8 @@ fn options_of(args: &ServeArgs, default_max_staleness: Option<std::time::Duratio
 /// The settings that a SIGHUP changes at run time, by flag; any other that
 /// changed is named in a WARN and waits for a restart.
 const LIVE_SETTINGS: &[&str] = &[
+    "decision-log",
+    "decision-log-redact",
     "max-batch",
     "max-in-flight",
     "max-in-flight-per-peer",
@@ -347,6 +373,7 @@ async fn reload_settings_on_hangup(
     telemetry: telemetry::LogLevel,
     tls: Option<Arc<server::Tls>>,
     default_max_staleness: Option<std::time::Duration>,
+    writers: Arc<std::sync::Mutex<crate::decision_log::Writers>>,
 ) {
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         return;
@@ -370,6 +397,31 @@ async fn reload_settings_on_hangup(
             .map(|(new, _)| new.0.as_str())
             .collect();
         let Some(vakt) = vakt.upgrade() else { return };
+        // New decision-log sinks are opened (those kept go on as they are) before
+        // anything changes: if one cannot be opened, nothing does.
+        let sinks_changed = changed
+            .iter()
+            .any(|c| *c == "decision-log" || *c == "decision-log-redact");
+        if sinks_changed {
+            let reopened = log_options(&args).map_err(|e| e.to_string()).and_then(|o| {
+                vakt.log
+                    .load()
+                    .reopen(&args.decision_log, &o)
+                    .map_err(|e| e.to_string())
+            });
+            match reopened {
+                Ok((log, opened)) => {
+                    vakt.log.store(Arc::new(log));
+                    if let Ok(mut w) = writers.lock() {
+                        w.extend(opened);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(problems = %e, "settings not reloaded: a decision-log sink cannot be opened; the current ones stay");
+                    continue;
+                }
+            }
+        }
         let needs_restart: Vec<&str> = changed
             .iter()
             .copied()
@@ -542,29 +594,9 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         Some(db) => load_database(db.clone(), paths).await?,
     };
     let snapshot = loaded.snapshot;
-    let signer = args
-        .decision_log_signing_key
-        .as_deref()
-        .map(crate::decision_log::checkpoint::Signer::read)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--decision-log-signing-key {e}"))?;
-    let (log, writers) = DecisionLog::open(
-        &args.decision_log,
-        &LogOptions {
-            fsync: args.decision_log_fsync,
-            rotation: Rotation {
-                max_bytes: args.decision_log_rotate_bytes.filter(|b| *b > 0),
-                max_age: args
-                    .decision_log_rotate_secs
-                    .filter(|s| *s > 0)
-                    .map(std::time::Duration::from_secs),
-            },
-            redact: args.decision_log_redact.clone(),
-            signer: signer.map(Arc::new),
-            accept_mismatch: args.decision_log_accept_mismatch,
-            min_free_bytes: args.decision_log_min_free_bytes,
-        },
-    )?;
+    let (log, writers) = DecisionLog::open(&args.decision_log, &log_options(&args)?)?;
+    // Writers of sinks a SIGHUP opens join these, so a stop waits for all of them.
+    let writers = Arc::new(std::sync::Mutex::new(writers));
     let counts = snapshot.world.counts();
     tracing::info!(
         revision = %snapshot.revision,
@@ -576,7 +608,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
     );
     let vakt = Arc::new(Vakt {
         snapshot: Arc::new(SnapshotHandle::new(snapshot)),
-        log,
+        log: arc_swap::ArcSwap::from_pointee(log),
         data: Arc::new(DataStatus::new(loaded.kind)),
         options: arc_swap::ArcSwap::from_pointee(options_of(&args, loaded.default_max_staleness)),
         in_flight: Default::default(),
@@ -629,6 +661,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         telemetry.log_level(),
         tls_state,
         loaded.default_max_staleness,
+        writers.clone(),
     ));
     if let Some(meter) = telemetry.meter() {
         server::register_otlp(&meter, Arc::downgrade(&vakt));
@@ -693,6 +726,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
     if let Some(path) = &args.listen_unix {
         let _ = std::fs::remove_file(path);
     }
+    let writers = std::mem::take(&mut *writers.lock().unwrap_or_else(|e| e.into_inner()));
     writers.finish().await;
     tracing::info!("stopped");
     Ok(())

@@ -157,13 +157,14 @@ pub struct LogUnavailable(pub String);
 /// run until the last handle is dropped; then [`Writers::finish`] waits for them.
 #[derive(Default)]
 pub struct DecisionLog {
-    sinks: Vec<Sink>,
+    sinks: Vec<Arc<Sink>>,
     redactor: Redactor,
 }
 
 /// One sink: its name (as `--decision-log` gives it), its queue, and for a file its
 /// fsync times.
 struct Sink {
+    spec: SinkSpec,
     name: String,
     queue: sink::SinkQueue,
     fsync: Option<Arc<crate::metrics::Histogram>>,
@@ -175,6 +176,11 @@ struct Sink {
 pub struct Writers(Vec<std::thread::JoinHandle<()>>);
 
 impl Writers {
+    /// Takes on the writers of sinks opened later.
+    pub fn extend(&mut self, more: Writers) {
+        self.0.extend(more.0);
+    }
+
     /// Waits for every writer to write what was queued and close its medium.
     pub async fn finish(self) {
         let threads = self.0;
@@ -218,12 +224,28 @@ impl DecisionLog {
 
     /// Opens every sink named; none is started unless all can be.
     pub fn open(specs: &[SinkSpec], opts: &LogOptions) -> Result<(Self, Writers), OpenError> {
+        Self::default().reopen(specs, opts)
+    }
+
+    /// A log with the sinks `specs` names: those this log already has are kept as
+    /// they are (their queues, writers and chains go on), the others are opened.
+    /// Sinks this log has and `specs` does not close once the last handle to this
+    /// log is dropped. Returns the new log and the writers of the sinks it opened.
+    pub fn reopen(
+        &self,
+        specs: &[SinkSpec],
+        opts: &LogOptions,
+    ) -> Result<(Self, Writers), OpenError> {
         let mut log = Self {
             sinks: Vec::new(),
             redactor: Redactor::new(opts.redact.iter().cloned()),
         };
         let mut writers = Writers::default();
         for spec in specs {
+            if let Some(kept) = self.sinks.iter().find(|s| &s.spec == spec) {
+                log.sinks.push(kept.clone());
+                continue;
+            }
             let fail = |message: String| OpenError {
                 spec: spec.to_string(),
                 message,
@@ -275,7 +297,12 @@ impl DecisionLog {
             };
             let (queue, thread) =
                 started.map_err(|e| fail(format!("cannot start its writer: {e}")))?;
-            log.sinks.push(Sink { name, queue, fsync });
+            log.sinks.push(Arc::new(Sink {
+                spec: spec.clone(),
+                name,
+                queue,
+                fsync,
+            }));
             writers.0.push(thread);
         }
         Ok((log, writers))

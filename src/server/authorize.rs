@@ -71,12 +71,13 @@ fn log(
     evaluation_us: u64,
     meta: &CallMeta,
 ) -> Receipt {
-    if !vakt.log.is_enabled() {
+    let decision_log = vakt.log.load();
+    if !decision_log.is_enabled() {
         return Receipt::none();
     }
     let su = snap.world.system_user(&q.system_user);
     let owner = su.map(|s| s.owner.digits());
-    let receipt = vakt.log.submit(&DecisionRecord {
+    let receipt = decision_log.submit(&DecisionRecord {
         decision_id,
         timestamp: now_rfc3339(),
         call: "authorize",

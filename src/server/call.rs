@@ -91,7 +91,8 @@ impl Default for Options {
 /// The state every call shares.
 pub struct Vakt {
     pub snapshot: Arc<SnapshotHandle>,
-    pub log: DecisionLog,
+    /// The decision log, swapped whole when a SIGHUP changes its sinks.
+    pub log: arc_swap::ArcSwap<DecisionLog>,
     pub data: Arc<DataStatus>,
     /// The settings, swapped whole when a SIGHUP changes those that can change
     /// at run time; each call reads them once, without a lock.
@@ -145,7 +146,7 @@ impl Vakt {
     pub fn new(snapshot: Snapshot, log: DecisionLog) -> Self {
         Self {
             snapshot: Arc::new(SnapshotHandle::new(snapshot)),
-            log,
+            log: arc_swap::ArcSwap::from_pointee(log),
             data: Arc::new(DataStatus::new("built-in")),
             options: arc_swap::ArcSwap::from_pointee(Options::default()),
             in_flight: Default::default(),

@@ -210,7 +210,8 @@ pub fn register_otlp(meter: &opentelemetry::metrics::Meter, vakt: std::sync::Wea
         .with_description("Decision records by sink and outcome")
         .with_callback(move |o| {
             let Some(vakt) = vakt.upgrade() else { return };
-            for (sink, stats, _) in vakt.log.sinks() {
+            let decision_log = vakt.log.load();
+            for (sink, stats, _) in decision_log.sinks() {
                 for (outcome, n) in [
                     ("written", &stats.written),
                     ("dropped", &stats.dropped),
@@ -382,7 +383,8 @@ pub fn render(vakt: &Vakt) -> String {
         "counter",
         "Decision records by sink and outcome: written, dropped (a buffered sink) or failed (a durable sink; the call failed).",
     );
-    for (sink, stats, _) in vakt.log.sinks() {
+    let decision_log = vakt.log.load();
+    for (sink, stats, _) in decision_log.sinks() {
         for (outcome, n) in [
             ("written", &stats.written),
             ("dropped", &stats.dropped),
@@ -400,7 +402,7 @@ pub fn render(vakt: &Vakt) -> String {
         "histogram",
         "Time a durable file sink's fsync took, per group of records.",
     );
-    for (sink, _, fsync) in vakt.log.sinks() {
+    for (sink, _, fsync) in decision_log.sinks() {
         if let Some(h) = fsync {
             e.histogram(
                 "vakt_decision_log_fsync_duration_seconds",

@@ -57,7 +57,7 @@ impl proto::authorizer_server::Authorizer for Service {
         let span = self.0.call_span(&req, Method::Authorize);
         let answer = async {
             let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log);
+            let meta = CallMeta::of(&req, &self.0.log.load());
             authorize::handle(&self.0, req.into_inner(), &meta).await
         }
         .instrument(span.clone())
@@ -73,7 +73,7 @@ impl proto::authorizer_server::Authorizer for Service {
         let span = self.0.call_span(&req, Method::AuthorizeBatch);
         let answer = async {
             let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log);
+            let meta = CallMeta::of(&req, &self.0.log.load());
             batch::handle(&self.0, req.into_inner(), &meta).await
         }
         .instrument(span.clone())
@@ -90,7 +90,7 @@ impl proto::authorizer_server::Authorizer for Service {
         let span = self.0.call_span(&req, Method::ResolveSystemUser);
         let answer = async {
             let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log);
+            let meta = CallMeta::of(&req, &self.0.log.load());
             resolve::handle(&self.0, req.into_inner(), &meta).await
         }
         .instrument(span.clone())
@@ -199,7 +199,7 @@ async fn report_log_health(
     loop {
         tick.tick().await;
         let Some(vakt) = vakt.upgrade() else { return };
-        let now = vakt.log.durable_failing();
+        let now = vakt.log.load().durable_failing();
         drop(vakt);
         if now == failing {
             continue;

@@ -23,10 +23,11 @@ pub(super) async fn handle(
     };
     let evaluation_us = started.elapsed().as_micros() as u64;
     let decision_id = new_decision_id();
-    let receipt = if !vakt.log.is_enabled() {
+    let decision_log = vakt.log.load();
+    let receipt = if !decision_log.is_enabled() {
         Receipt::none()
     } else {
-        vakt.log.submit(&DecisionRecord {
+        decision_log.submit(&DecisionRecord {
             decision_id: &decision_id,
             timestamp: now_rfc3339(),
             call: "resolve_system_user",
