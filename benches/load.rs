@@ -119,7 +119,7 @@ fn serve_floor() {
         });
         vakt::server::transport(&vakt::server::Options::default())
             .add_service(vakt::proto::authorizer_server::AuthorizerServer::new(Floor(response)))
-            .serve_with_incoming_shutdown(vakt::server::incoming(listener, &vakt::server::Options::default()), async {
+            .serve_with_incoming_shutdown(vakt::server::incoming(listener, &vakt::server::Options::default().accept_limits()), async {
                 let _ = stdin_closed.await;
             })
             .await

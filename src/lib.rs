@@ -13,7 +13,8 @@
 //! - `main.rs` / [`cli`]: the `vakt` command, one file per subcommand; the only
 //!   place that uses `anyhow`.
 //! - [`server`]: the gRPC service, one file per call behind one dispatcher, and the
-//!   mapping of every failure to a gRPC status.
+//!   mapping of every failure to a gRPC status; the listeners (TCP, TLS, a Unix
+//!   socket) and their limits; the admin HTTP listener, metrics and traces.
 //! - [`suite`], [`replay`]: policy test suites and decision-log replay, for security
 //!   teams and CI; both decide through [`decide`], like the server.
 //! - [`gen`]: generated worlds of accounting firms, for benchmarks and trials.

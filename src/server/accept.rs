@@ -10,7 +10,6 @@
 //! every other caller. Accepting runs in a task of its own, so a socket that is slow
 //! to send its first bytes never holds up the next one.
 
-use super::call::Options;
 use std::collections::HashMap;
 use std::future::Future as _;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +21,16 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::mpsc;
+
+/// The limits connections are accepted under.
+#[derive(Debug, Clone)]
+pub struct AcceptLimits {
+    pub max_connections: usize,
+    /// 0: no limit of its own.
+    pub max_connections_per_peer: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+}
 
 /// Who is at the other end of a Unix socket, as the kernel says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +109,7 @@ impl Drop for Slot {
 
 impl Counts {
     /// Takes a place for a connection from `peer`, or says which cap is reached.
-    fn admit(self: &Arc<Self>, peer: PeerKey, o: &Options) -> Result<Slot, &'static str> {
+    fn admit(self: &Arc<Self>, peer: PeerKey, o: &AcceptLimits) -> Result<Slot, &'static str> {
         if self.total.fetch_add(1, Ordering::Relaxed) >= o.max_connections {
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err("--max-connections");
@@ -264,12 +273,12 @@ pub enum Listener {
 }
 
 /// Connections from `listener` under the limits in `o`.
-pub fn incoming(listener: TcpListener, o: &Options) -> Incoming {
+pub fn incoming(listener: TcpListener, o: &AcceptLimits) -> Incoming {
     incoming_from(vec![Listener::Tcp(listener)], o)
 }
 
 /// Connections from every listener, under one set of limits.
-pub fn incoming_from(listeners: Vec<Listener>, o: &Options) -> Incoming {
+pub fn incoming_from(listeners: Vec<Listener>, o: &AcceptLimits) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
     let counts = Arc::new(Counts::default());
     let epoch = Instant::now();
@@ -338,7 +347,7 @@ struct ConnInfoParts {
 
 async fn accept_loop(
     listener: Listener,
-    o: Options,
+    o: AcceptLimits,
     counts: Arc<Counts>,
     epoch: Instant,
     tx: mpsc::Sender<Conn>,

@@ -99,7 +99,7 @@ fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>>
         }
         ("/metrics", vakt) => {
             let body = match vakt {
-                Some(v) => super::metrics::render(&v),
+                Some(v) => super::export::render(&v),
                 None => "# HELP vakt_ready Whether Vakt has loaded and serves.\n# TYPE vakt_ready gauge\nvakt_ready 0\n".into(),
             };
             text(

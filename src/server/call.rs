@@ -52,6 +52,18 @@ pub struct Options {
     pub traces: bool,
 }
 
+impl Options {
+    /// The limits connections are accepted under.
+    pub fn accept_limits(&self) -> super::accept::AcceptLimits {
+        super::accept::AcceptLimits {
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
 /// A request is a few hundred bytes and a batch of 1,000 a few hundred KB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;

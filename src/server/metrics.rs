@@ -1,9 +1,7 @@
-//! The server's metrics: what the calls record as they go, and the whole set
-//! rendered for a Prometheus scrape, with the data's and the decision log's state
-//! read at scrape time.
+//! The server's metrics: what the calls record as they go. `export` renders them
+//! with the rest of the sidecar's state.
 
-use super::call::Vakt;
-use crate::metrics::{Exposition, Histogram, Labelled};
+use crate::metrics::{Histogram, Labelled};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -22,7 +20,7 @@ impl Method {
     }
 }
 
-const METHODS: [(Method, &str); 4] = [
+pub(super) const METHODS: [(Method, &str); 4] = [
     (Method::Authorize, "Authorize"),
     (Method::AuthorizeBatch, "AuthorizeBatch"),
     (Method::ResolveSystemUser, "ResolveSystemUser"),
@@ -30,7 +28,7 @@ const METHODS: [(Method, &str); 4] = [
 ];
 
 /// gRPC status codes 0..=16, by name.
-const CODES: [&str; 17] = [
+pub(super) const CODES: [&str; 17] = [
     "OK",
     "CANCELLED",
     "UNKNOWN",
@@ -53,12 +51,12 @@ const CODES: [&str; 17] = [
 /// What the calls record.
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
-    calls: [[AtomicU64; 17]; 4],
-    latency: [Histogram; 4],
+    pub(super) calls: [[AtomicU64; 17]; 4],
+    pub(super) latency: [Histogram; 4],
     /// Decisions by method (Authorize, AuthorizeBatch) and outcome (allow, deny).
-    decisions: [[AtomicU64; 2]; 2],
-    denies_by_policy: Labelled,
-    shed: AtomicU64,
+    pub(super) decisions: [[AtomicU64; 2]; 2],
+    pub(super) denies_by_policy: Labelled,
+    pub(super) shed: AtomicU64,
 }
 
 impl ServerMetrics {
@@ -82,334 +80,4 @@ impl ServerMetrics {
             }
         }
     }
-}
-
-/// Registers the metrics with an OpenTelemetry meter, read from the same
-/// counters when the exporter collects: `vakt.requests` (method, code),
-/// `vakt.decisions` (method, decision), `vakt.denies` (policy_id),
-/// `vakt.requests.in_flight`, `vakt.requests.shed`, `vakt.data.sequence`,
-/// `vakt.data.age` (s), `vakt.reload.failures`, `vakt.data_sync.failures` and
-/// `vakt.decision_log.records` (sink, outcome).
-pub fn register_otlp(meter: &opentelemetry::metrics::Meter, vakt: std::sync::Weak<Vakt>) {
-    use opentelemetry::KeyValue;
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.requests")
-        .with_description("gRPC calls by method and status code")
-        .with_callback(move |o| {
-            let Some(vakt) = v.upgrade() else { return };
-            for (method, name) in METHODS {
-                for (code, code_name) in CODES.iter().enumerate() {
-                    let n = vakt.metrics.calls[method as usize][code].load(Ordering::Relaxed);
-                    if n > 0 {
-                        o.observe(
-                            n,
-                            &[
-                                KeyValue::new("method", name),
-                                KeyValue::new("code", *code_name),
-                            ],
-                        );
-                    }
-                }
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.decisions")
-        .with_description("Decisions answered, by method and decision")
-        .with_callback(move |o| {
-            let Some(vakt) = v.upgrade() else { return };
-            for (i, name) in ["Authorize", "AuthorizeBatch"].iter().enumerate() {
-                for (j, decision) in ["allow", "deny"].iter().enumerate() {
-                    o.observe(
-                        vakt.metrics.decisions[i][j].load(Ordering::Relaxed),
-                        &[
-                            KeyValue::new("method", *name),
-                            KeyValue::new("decision", *decision),
-                        ],
-                    );
-                }
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.denies")
-        .with_description("Denies by the policy that denied")
-        .with_callback(move |o| {
-            let Some(vakt) = v.upgrade() else { return };
-            for (policy, n) in vakt.metrics.denies_by_policy.snapshot() {
-                o.observe(n, &[KeyValue::new("policy_id", policy)]);
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.requests.shed")
-        .with_description("Calls refused with RESOURCE_EXHAUSTED")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.metrics.shed.load(Ordering::Relaxed), &[]);
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .i64_observable_gauge("vakt.requests.in_flight")
-        .with_description("Calls in progress")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.in_flight.load(Ordering::Relaxed) as i64, &[]);
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_gauge("vakt.data.sequence")
-        .with_description("The data sequence served")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.snapshot.load().data.sequence, &[]);
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .f64_observable_gauge("vakt.data.age")
-        .with_unit("s")
-        .with_description("Time since the data was last confirmed current")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.data.age().as_secs_f64(), &[]);
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.reload.failures")
-        .with_description("Reloads refused")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.data.reload_failures(), &[]);
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.data_sync.failures")
-        .with_description("Failures to follow the data source")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.data.sync_failures(), &[]);
-            }
-        })
-        .build();
-    let _ = meter
-        .u64_observable_counter("vakt.decision_log.records")
-        .with_description("Decision records by sink and outcome")
-        .with_callback(move |o| {
-            let Some(vakt) = vakt.upgrade() else { return };
-            let decision_log = vakt.log.load();
-            for (sink, stats, _) in decision_log.sinks() {
-                for (outcome, n) in [
-                    ("written", &stats.written),
-                    ("dropped", &stats.dropped),
-                    ("failed", &stats.failed),
-                ] {
-                    o.observe(
-                        n.load(Ordering::Relaxed),
-                        &[
-                            KeyValue::new("sink", sink.to_owned()),
-                            KeyValue::new("outcome", outcome),
-                        ],
-                    );
-                }
-            }
-        })
-        .build();
-}
-
-/// Every metric, in the Prometheus text format.
-pub fn render(vakt: &Vakt) -> String {
-    let m = &vakt.metrics;
-    let mut e = Exposition::default();
-    e.family(
-        "vakt_requests_total",
-        "counter",
-        "gRPC calls by method and status code.",
-    );
-    for (method, name) in METHODS {
-        for (code, code_name) in CODES.iter().enumerate() {
-            let n = m.calls[method as usize][code].load(Ordering::Relaxed);
-            if n > 0 || code == 0 {
-                e.sample(
-                    "vakt_requests_total",
-                    &[("method", name), ("code", code_name)],
-                    n as f64,
-                );
-            }
-        }
-    }
-    e.family(
-        "vakt_request_duration_seconds",
-        "histogram",
-        "Time from a call's arrival in Vakt's handler to its answer, by method.",
-    );
-    for (method, name) in METHODS {
-        e.histogram(
-            "vakt_request_duration_seconds",
-            &[("method", name)],
-            &m.latency[method as usize],
-        );
-    }
-    e.family(
-        "vakt_decisions_total",
-        "counter",
-        "Decisions answered, by method and decision.",
-    );
-    for (i, name) in ["Authorize", "AuthorizeBatch"].iter().enumerate() {
-        for (j, decision) in ["allow", "deny"].iter().enumerate() {
-            e.sample(
-                "vakt_decisions_total",
-                &[("method", name), ("decision", decision)],
-                m.decisions[i][j].load(Ordering::Relaxed) as f64,
-            );
-        }
-    }
-    e.family(
-        "vakt_denies_total",
-        "counter",
-        "Denies by the policy that denied (a deny with several reasons counts for each).",
-    );
-    for (policy, n) in m.denies_by_policy.snapshot() {
-        e.sample("vakt_denies_total", &[("policy_id", &policy)], n as f64);
-    }
-    e.family(
-        "vakt_requests_in_flight",
-        "gauge",
-        "Calls in progress (health checks not counted).",
-    );
-    e.sample(
-        "vakt_requests_in_flight",
-        &[],
-        vakt.in_flight.load(Ordering::Relaxed) as f64,
-    );
-    e.family(
-        "vakt_requests_shed_total",
-        "counter",
-        "Calls refused with RESOURCE_EXHAUSTED because too many were in progress.",
-    );
-    e.sample(
-        "vakt_requests_shed_total",
-        &[],
-        m.shed.load(Ordering::Relaxed) as f64,
-    );
-
-    let snap = vakt.snapshot.load();
-    e.family(
-        "vakt_policy_info",
-        "gauge",
-        "The policy revision served (always 1; the revisions are labels).",
-    );
-    e.sample(
-        "vakt_policy_info",
-        &[
-            ("revision", &snap.revision),
-            ("rules_revision", &snap.rules_revision),
-        ],
-        1.0,
-    );
-    e.family(
-        "vakt_data_sequence",
-        "gauge",
-        "The data sequence of the world served.",
-    );
-    e.sample("vakt_data_sequence", &[], snap.data.sequence as f64);
-    let data = &vakt.data;
-    e.family(
-        "vakt_data_age_seconds",
-        "gauge",
-        "Time since the data was last confirmed current.",
-    );
-    e.sample("vakt_data_age_seconds", &[], data.age().as_secs_f64());
-    e.family(
-        "vakt_data_sync_state",
-        "gauge",
-        "The data source's state: 1 for the current one.",
-    );
-    let state = data.state().as_str();
-    for s in crate::source::SyncState::ALL {
-        let name = s.as_str();
-        e.sample(
-            "vakt_data_sync_state",
-            &[("state", name)],
-            if name == state { 1.0 } else { 0.0 },
-        );
-    }
-    e.family(
-        "vakt_data_changes_applied_total",
-        "counter",
-        "Data changes applied since start.",
-    );
-    e.sample(
-        "vakt_data_changes_applied_total",
-        &[],
-        data.changes_applied() as f64,
-    );
-    e.family(
-        "vakt_reload_failures_total",
-        "counter",
-        "Reloads of policies, schema or data refused (the last good snapshot kept serving).",
-    );
-    e.sample(
-        "vakt_reload_failures_total",
-        &[],
-        data.reload_failures() as f64,
-    );
-    e.family(
-        "vakt_data_sync_failures_total",
-        "counter",
-        "Times following the data source failed (lost connection, a refused change).",
-    );
-    e.sample(
-        "vakt_data_sync_failures_total",
-        &[],
-        data.sync_failures() as f64,
-    );
-
-    e.family(
-        "vakt_decision_log_records_total",
-        "counter",
-        "Decision records by sink and outcome: written, dropped (a buffered sink) or failed (a durable sink; the call failed).",
-    );
-    let decision_log = vakt.log.load();
-    for (sink, stats, _) in decision_log.sinks() {
-        for (outcome, n) in [
-            ("written", &stats.written),
-            ("dropped", &stats.dropped),
-            ("failed", &stats.failed),
-        ] {
-            e.sample(
-                "vakt_decision_log_records_total",
-                &[("sink", sink), ("outcome", outcome)],
-                n.load(Ordering::Relaxed) as f64,
-            );
-        }
-    }
-    e.family(
-        "vakt_decision_log_fsync_duration_seconds",
-        "histogram",
-        "Time a durable file sink's fsync took, per group of records.",
-    );
-    for (sink, _, fsync) in decision_log.sinks() {
-        if let Some(h) = fsync {
-            e.histogram(
-                "vakt_decision_log_fsync_duration_seconds",
-                &[("sink", sink)],
-                h,
-            );
-        }
-    }
-    e.into_string()
 }

@@ -2,9 +2,12 @@
 //! server reflection. The caller hands in the listener and the shutdown signal,
 //! so tests can bind 127.0.0.1:0 and stop the server when they are done.
 //!
-//! One file per call (authorize, batch, resolve) behind the dispatcher below, with
-//! what every call shares in `call.rs`; every failure is a `CallError`, mapped
-//! to a status in `error.rs`.
+//! One file per call (authorize, batch, resolve, status) behind the dispatcher
+//! below, with what every call shares in `call.rs`; every failure is a
+//! `CallError`, mapped to a status in `error.rs`. Around them: `accept.rs` takes
+//! connections (TCP, TLS from `tls.rs`, a Unix socket) under their limits;
+//! `metrics.rs` holds what calls count and `export.rs` renders it (Prometheus,
+//! OTLP); `admin.rs` is the HTTP listener for `/metrics` and the probes.
 
 mod accept;
 mod admin;
@@ -13,12 +16,13 @@ mod batch;
 mod call;
 mod convert;
 mod error;
+mod export;
 mod metrics;
 mod resolve;
 mod status;
 mod tls;
 
-pub use accept::{incoming, Listener};
+pub use accept::{incoming, AcceptLimits, Listener};
 pub use admin::{serve_admin, AdminState};
 pub use call::{
     Options, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
@@ -26,7 +30,8 @@ pub use call::{
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SEQUENCE_WAIT,
 };
-pub use metrics::{register_otlp, render as render_metrics, ServerMetrics};
+pub use export::{register_otlp, render as render_metrics};
+pub use metrics::ServerMetrics;
 
 /// The target of the span each call gets when traces are exported, so the
 /// exporter can take those spans and nothing else.
@@ -176,7 +181,10 @@ pub async fn serve_on(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(authorizer)
-        .serve_with_incoming_shutdown(accept::incoming_from(listeners, &o), shutdown)
+        .serve_with_incoming_shutdown(
+            accept::incoming_from(listeners, &o.accept_limits()),
+            shutdown,
+        )
         .await;
     health.abort();
     served
