@@ -203,6 +203,32 @@ fn a_rotated_certificate_serves_new_connections_and_keeps_open_ones() {
     rt.block_on(async move {
         let mut open = connect(&addr, &old_pem, None).await.unwrap();
         ask(&mut open).await.unwrap();
+        // A stream of calls through the rotation, on the open connection and on
+        // new ones from a client that trusts both CAs: none may fail.
+        let both = format!("{old_pem}{new_pem}");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stream = {
+            let (stop, addr, mut open) = (stop.clone(), addr.clone(), open.clone());
+            tokio::spawn(async move {
+                let (mut calls, mut failures) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Err(e) = ask(&mut open).await {
+                        failures.push(format!("open connection: {e}"));
+                    }
+                    match connect(&addr, &both, None).await {
+                        Ok(mut c) => {
+                            if let Err(e) = ask(&mut c).await {
+                                failures.push(format!("new connection: {e}"));
+                            }
+                        }
+                        Err(e) => failures.push(format!("connecting: {e}")),
+                    }
+                    calls += 2;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (calls, failures)
+            })
+        };
         // Rotate: a certificate from a new CA, written as rotation tools do (a new
         // file renamed over the old).
         let (cert, key) = leaf(&new_ca, &["localhost", "127.0.0.1"], &[]);
@@ -223,8 +249,14 @@ fn a_rotated_certificate_serves_new_connections_and_keeps_open_ones() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // The connection made before the rotation still works.
+        // The connection made before the rotation still works, and no call of
+        // the stream failed.
         ask(&mut open).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (calls, failures) = stream.await.unwrap();
+        assert!(calls >= 10, "only {calls} calls during the rotation");
+        assert!(failures.is_empty(), "{} of {calls} calls failed: {failures:?}", failures.len());
         // And a client that trusts only the old CA can no longer connect anew.
         let stale = match connect(&addr, &old_pem, None).await {
             Ok(mut c) => ask(&mut c).await.is_ok(),
