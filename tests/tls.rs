@@ -256,7 +256,11 @@ fn a_rotated_certificate_serves_new_connections_and_keeps_open_ones() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (calls, failures) = stream.await.unwrap();
         assert!(calls >= 10, "only {calls} calls during the rotation");
-        assert!(failures.is_empty(), "{} of {calls} calls failed: {failures:?}", failures.len());
+        assert!(
+            failures.is_empty(),
+            "{} of {calls} calls failed: {failures:?}",
+            failures.len()
+        );
         // And a client that trusts only the old CA can no longer connect anew.
         let stale = match connect(&addr, &old_pem, None).await {
             Ok(mut c) => ask(&mut c).await.is_ok(),
