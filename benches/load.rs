@@ -165,25 +165,7 @@ fn start_floor() -> Server {
 /// container runtime's log driver would take it.
 fn start_vakt(name: &str, log: &str, dir: &std::path::Path) -> Server {
     let stdout = std::fs::File::create(dir.join(format!("{name}.stdout"))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--decision-log", log])
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "listening" {
-                let _ = tx.send(v["fields"]["address"].as_str().unwrap().to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("vakt serve starts listening");
+    let (child, addr) = support::spawn_vakt(&["--decision-log", log], stdout);
     Server {
         name: name.into(),
         child,

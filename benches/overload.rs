@@ -21,8 +21,7 @@
 //! smoke run.
 
 use hdrhistogram::Histogram;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,25 +68,7 @@ impl Drop for Server {
 
 fn start_vakt(dir: &std::path::Path) -> Server {
     let stdout = std::fs::File::create(dir.join("decisions.stdout")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "listening" {
-                let _ = tx.send(v["fields"]["address"].as_str().unwrap().to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("vakt serve starts listening");
+    let (child, addr) = support::spawn_vakt(&[], stdout);
     Server { child, addr }
 }
 

@@ -1,4 +1,5 @@
-//! What the benchmarks share: reading a process's CPU time.
+//! What the benchmarks share: starting `vakt serve`, and reading a process's CPU
+//! time.
 
 /// CPU time (user + system) a process has used so far, in µs, from /proc.
 pub fn cpu_us(pid: &str) -> f64 {
@@ -12,4 +13,35 @@ pub fn cpu_us(pid: &str) -> f64 {
     let ticks = f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0);
     // Linux reports CPU time in clock ticks of 1/100 s.
     ticks * 10_000.0
+}
+
+/// Starts `vakt serve --listen 127.0.0.1:0 ARGS` with its stdout in `stdout` (as
+/// a container runtime's log driver would take it); the child and the address it
+/// listens on, once it says so (at most 60 s).
+// Each benchmark compiles this module on its own; not every one starts a server.
+#[allow(dead_code)]
+pub fn spawn_vakt(args: &[&str], stdout: std::fs::File) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads the address, then keeps draining so the server never blocks.
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "listening" {
+                let _ = tx.send(v["fields"]["address"].as_str().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("vakt serve starts listening");
+    (child, addr)
 }

@@ -6,7 +6,10 @@
 use super::call::Vakt;
 use super::metrics::{CODES, METHODS};
 use crate::metrics::Exposition;
+use opentelemetry::metrics::{AsyncInstrument, Meter};
+use opentelemetry::KeyValue;
 use std::sync::atomic::Ordering;
+use std::sync::Weak;
 
 /// Registers the metrics with an OpenTelemetry meter, read from the same
 /// counters when the exporter collects: `vakt.requests` (method, code),
@@ -14,17 +17,16 @@ use std::sync::atomic::Ordering;
 /// `vakt.requests.in_flight`, `vakt.requests.shed`, `vakt.data.sequence`,
 /// `vakt.data.age` (s), `vakt.reload.failures`, `vakt.data_sync.failures` and
 /// `vakt.decision_log.records` (sink, outcome).
-pub fn register_otlp(meter: &opentelemetry::metrics::Meter, vakt: std::sync::Weak<Vakt>) {
-    use opentelemetry::KeyValue;
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.requests")
-        .with_description("gRPC calls by method and status code")
-        .with_callback(move |o| {
-            let Some(vakt) = v.upgrade() else { return };
+pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
+    counter(
+        meter,
+        &vakt,
+        "vakt.requests",
+        "gRPC calls by method and status code",
+        |v, o| {
             for (method, name) in METHODS {
                 for (code, code_name) in CODES.iter().enumerate() {
-                    let n = vakt.metrics.calls[method as usize][code].load(Ordering::Relaxed);
+                    let n = v.metrics.calls[method as usize][code].load(Ordering::Relaxed);
                     if n > 0 {
                         o.observe(
                             n,
@@ -36,18 +38,19 @@ pub fn register_otlp(meter: &opentelemetry::metrics::Meter, vakt: std::sync::Wea
                     }
                 }
             }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.decisions")
-        .with_description("Decisions answered, by method and decision")
-        .with_callback(move |o| {
-            let Some(vakt) = v.upgrade() else { return };
+        },
+    );
+    counter(
+        meter,
+        &vakt,
+        "vakt.decisions",
+        "Decisions answered, by method and decision",
+        |v, o| {
             for (i, name) in ["Authorize", "AuthorizeBatch"].iter().enumerate() {
                 for (j, decision) in ["allow", "deny"].iter().enumerate() {
+                    let n = v.metrics.decisions[i][j].load(Ordering::Relaxed);
                     o.observe(
-                        vakt.metrics.decisions[i][j].load(Ordering::Relaxed),
+                        n,
                         &[
                             KeyValue::new("method", *name),
                             KeyValue::new("decision", *decision),
@@ -55,29 +58,62 @@ pub fn register_otlp(meter: &opentelemetry::metrics::Meter, vakt: std::sync::Wea
                     );
                 }
             }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.denies")
-        .with_description("Denies by the policy that denied")
-        .with_callback(move |o| {
-            let Some(vakt) = v.upgrade() else { return };
-            for (policy, n) in vakt.metrics.denies_by_policy.snapshot() {
+        },
+    );
+    counter(
+        meter,
+        &vakt,
+        "vakt.denies",
+        "Denies by the policy that denied",
+        |v, o| {
+            for (policy, n) in v.metrics.denies_by_policy.snapshot() {
                 o.observe(n, &[KeyValue::new("policy_id", policy)]);
             }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.requests.shed")
-        .with_description("Calls refused with RESOURCE_EXHAUSTED")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.metrics.shed.load(Ordering::Relaxed), &[]);
+        },
+    );
+    counter(
+        meter,
+        &vakt,
+        "vakt.requests.shed",
+        "Calls refused with RESOURCE_EXHAUSTED",
+        |v, o| o.observe(v.metrics.shed.load(Ordering::Relaxed), &[]),
+    );
+    counter(
+        meter,
+        &vakt,
+        "vakt.reload.failures",
+        "Reloads refused",
+        |v, o| o.observe(v.data.reload_failures(), &[]),
+    );
+    counter(
+        meter,
+        &vakt,
+        "vakt.data_sync.failures",
+        "Failures to follow the data source",
+        |v, o| o.observe(v.data.sync_failures(), &[]),
+    );
+    counter(
+        meter,
+        &vakt,
+        "vakt.decision_log.records",
+        "Decision records by sink and outcome",
+        |v, o| {
+            let decision_log = v.log.load();
+            for (sink, stats, _) in decision_log.sinks() {
+                for (outcome, n) in [
+                    ("written", &stats.written),
+                    ("dropped", &stats.dropped),
+                    ("failed", &stats.failed),
+                ] {
+                    let labels = [
+                        KeyValue::new("sink", sink.to_owned()),
+                        KeyValue::new("outcome", outcome),
+                    ];
+                    o.observe(n.load(Ordering::Relaxed), &labels);
+                }
             }
-        })
-        .build();
+        },
+    );
     let v = vakt.clone();
     let _ = meter
         .i64_observable_gauge("vakt.requests.in_flight")
@@ -98,57 +134,34 @@ pub fn register_otlp(meter: &opentelemetry::metrics::Meter, vakt: std::sync::Wea
             }
         })
         .build();
-    let v = vakt.clone();
     let _ = meter
         .f64_observable_gauge("vakt.data.age")
         .with_unit("s")
         .with_description("Time since the data was last confirmed current")
         .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
+            if let Some(vakt) = vakt.upgrade() {
                 o.observe(vakt.data.age().as_secs_f64(), &[]);
             }
         })
         .build();
-    let v = vakt.clone();
+}
+
+/// Registers an observable counter that `read` fills from the sidecar's state,
+/// for as long as the sidecar lives.
+fn counter(
+    meter: &Meter,
+    vakt: &Weak<Vakt>,
+    name: &'static str,
+    description: &'static str,
+    read: impl Fn(&Vakt, &dyn AsyncInstrument<u64>) + Send + Sync + 'static,
+) {
+    let vakt = vakt.clone();
     let _ = meter
-        .u64_observable_counter("vakt.reload.failures")
-        .with_description("Reloads refused")
+        .u64_observable_counter(name)
+        .with_description(description)
         .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.data.reload_failures(), &[]);
-            }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_counter("vakt.data_sync.failures")
-        .with_description("Failures to follow the data source")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.data.sync_failures(), &[]);
-            }
-        })
-        .build();
-    let _ = meter
-        .u64_observable_counter("vakt.decision_log.records")
-        .with_description("Decision records by sink and outcome")
-        .with_callback(move |o| {
-            let Some(vakt) = vakt.upgrade() else { return };
-            let decision_log = vakt.log.load();
-            for (sink, stats, _) in decision_log.sinks() {
-                for (outcome, n) in [
-                    ("written", &stats.written),
-                    ("dropped", &stats.dropped),
-                    ("failed", &stats.failed),
-                ] {
-                    o.observe(
-                        n.load(Ordering::Relaxed),
-                        &[
-                            KeyValue::new("sink", sink.to_owned()),
-                            KeyValue::new("outcome", outcome),
-                        ],
-                    );
-                }
+            if let Some(v) = vakt.upgrade() {
+                read(&v, o);
             }
         })
         .build();
