@@ -625,6 +625,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
     }
     let mut tls_reload = None;
     let mut tls_state = None;
+    let mut tcp_listening = None;
     if let Some(addr) = args.listen.0 {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -634,7 +635,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
             .map(server::Tls::load)
             .transpose()?
             .map(Arc::new);
-        tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "listening");
+        tcp_listening = Some((listener.local_addr()?, tls.is_some()));
         listeners.push(match tls {
             None => server::Listener::Tcp(listener),
             Some(tls) => {
@@ -651,7 +652,12 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
             }
         });
     }
+    // Ready before the "listening" line, so a probe that follows that line
+    // (as tests and scripts do) never sees "not ready: loading".
     admin_state.serving(&vakt);
+    if let Some((address, tls)) = tcp_listening {
+        tracing::info!(%address, tls, "listening");
+    }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let settings_now = read_settings(&argv).map(|(_, raw)| raw).unwrap_or_default();
     let settings_reload = tokio::spawn(reload_settings_on_hangup(
