@@ -17,6 +17,9 @@
 //!   socket) and their limits; the admin HTTP listener, metrics and traces.
 //! - [`suite`], [`replay`]: policy test suites and decision-log replay, for security
 //!   teams and CI; both decide through [`decide`], like the server.
+//! - [`verify`]: proving properties of the policies with Cedar's symbolic compiler
+//!   and the cvc5 solver; counterexamples become data files and are replayed
+//!   through [`decide`].
 //! - [`gen`]: generated worlds of accounting firms, for benchmarks and trials.
 //! - [`reference`](mod@reference): Cedar's own authorizer over the same world, the yardstick the
 //!   engine is tested and measured against; never on the serving path.
@@ -57,6 +60,7 @@ pub mod server;
 pub mod snapshot;
 pub mod source;
 pub mod suite;
+pub mod verify;
 pub mod world;
 
 /// Generated gRPC types for `vakt.v1`.

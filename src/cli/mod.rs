@@ -19,6 +19,7 @@ mod status;
 mod telemetry;
 mod test;
 mod validate;
+mod verify;
 
 use args::SourceArgs;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
@@ -49,6 +50,9 @@ enum Command {
     Fmt(fmt::FmtArgs),
     /// Re-decide logged decisions under candidate policies; report what would flip.
     Replay(replay::ReplayArgs),
+    /// Prove properties of the policies over every world (needs the cvc5 solver),
+    /// or classify a change with --against OLD_POLICIES_DIR.
+    Verify(verify::VerifyArgs),
     /// Check decision logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -132,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Fmt(a) => fmt::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Audit(a) => audit::run(a),
         Command::GenWorld(a) => gen_world::run(a),
         Command::Db(a) => db::run(a),
