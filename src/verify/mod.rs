@@ -269,7 +269,11 @@ async fn prove(
     match p.kind {
         Kind::NeverErrors => Ok(match a.some_error(subject.policies()).await? {
             None => Outcome::Holds(None),
-            Some((_, env)) => Outcome::Fails(Some(subject.witness(&env))),
+            Some((id, env)) => {
+                let mut w = subject.witness(&env);
+                witness::expect_error(&mut w, id.as_ref());
+                Outcome::Fails(Some(w))
+            }
         }),
         Kind::NeverAllows | Kind::CanAllow => {
             let guard = properties::guard("permit", &props.condition(p.when.as_deref()))?;

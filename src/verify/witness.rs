@@ -347,13 +347,19 @@ pub(super) fn witness(
         );
         m.insert("systemId".into(), json!(text("systemId", "system")));
         m.insert("reporteeOrgNo".into(), json!(owner.unwrap_or_default()));
-        m.insert(
-            "userType".into(),
-            json!(str_attr(&attrs, "userType").unwrap_or_default()),
-        );
+        // A value the data checks refuse (the solver may pick any string where
+        // no assumption says otherwise) becomes a valid one; the replay below
+        // says whether that changed the outcome.
+        let is_request_agent = Some(&u) == resource.as_ref() && link.is_some();
+        let user_type = match str_attr(&attrs, "userType").as_deref() {
+            Some(t @ ("standard" | "agent")) => t.to_owned(),
+            _ if is_request_agent || bool_attr(&attrs, "selfDelegated") => "agent".into(),
+            _ => "standard".into(),
+        };
+        m.insert("userType".into(), json!(user_type));
         m.insert("externalRef".into(), json!(text("externalRef", &id)));
         m.insert("isDeleted".into(), json!(bool_attr(&attrs, "isDeleted")));
-        if bool_attr(&attrs, "selfDelegated") {
+        if bool_attr(&attrs, "selfDelegated") && user_type == "agent" {
             m.insert("selfDelegated".into(), json!(true));
         }
         m.insert("accessPackages".into(), Value::Array(packages));
@@ -395,7 +401,10 @@ pub(super) fn witness(
             "organization": attrs.get("organization").and_then(|v| names.of_value(v)).unwrap_or_default(),
             "name": str_attr(&attrs, "name").filter(|s| !s.trim().is_empty()).unwrap_or_else(|| id.clone()),
             "active": bool_attr(&attrs, "active"),
-            "kind": str_attr(&attrs, "kind").unwrap_or_default(),
+            "kind": match str_attr(&attrs, "kind").as_deref() {
+                Some(k @ ("person" | "automation")) => k.to_owned(),
+                _ => "person".to_owned(),
+            },
             "teams": set("teams"),
             "auditClients": set("auditClients"),
         }));
@@ -459,6 +468,21 @@ pub(super) fn witness(
     };
     replay(&mut w, rules_sources);
     w
+}
+
+/// For a "never-errors" counterexample, what must replay is the error, not a
+/// decision: Vakt names the erroring policy among its reasons (and denies).
+pub(super) fn expect_error(w: &mut Witness, policy_id: &str) {
+    if w.vakt_allows.is_none() {
+        return;
+    }
+    let errs = w
+        .reasons
+        .iter()
+        .any(|(p, m)| p == policy_id && m.contains("could not be evaluated"));
+    w.not_buildable = (!errs).then(|| {
+        format!("Vakt evaluates policy {policy_id} without an error on the world written from the solver's: an assumption Vakt's derivation guarantees is missing from the properties file")
+    });
 }
 
 /// One client link, its relationships rebuilt from the link's roles and packages:
