@@ -9,7 +9,10 @@
 //!
 //! Run: `cargo bench --bench load` (about 5 minutes). Options after `--`:
 //! `--seconds S` per run (2), `--rounds R` (3), `--concurrency 1,8,32,128`,
-//! `--modes off,stdout,file,file+buffered,batch10,batch100`.
+//! `--modes off,stdout,file,file+buffered,batch10,batch100,shadow`.
+//! `shadow` is `stdout` with `--shadow-policies` (the shipped policies without
+//! the tenant rule, so the cross-tenant requests of the mix flip): its
+//! throughput over `stdout`'s is the cost of shadow evaluation.
 //! Without `--bench` (as `cargo test --benches` runs it) it is a short smoke run.
 
 use hdrhistogram::Histogram;
@@ -163,9 +166,11 @@ fn start_floor() -> Server {
 
 /// `vakt serve` with the given decision log; its stdout goes to a file, as a
 /// container runtime's log driver would take it.
-fn start_vakt(name: &str, log: &str, dir: &std::path::Path) -> Server {
+fn start_vakt(name: &str, log: &str, extra: &[&str], dir: &std::path::Path) -> Server {
     let stdout = std::fs::File::create(dir.join(format!("{name}.stdout"))).unwrap();
-    let (child, addr) = support::spawn_vakt(&["--decision-log", log], stdout);
+    let mut args = vec!["--decision-log", log];
+    args.extend(extra);
+    let (child, addr) = support::spawn_vakt(&args, stdout);
     Server {
         name: name.into(),
         child,
@@ -341,7 +346,7 @@ fn options() -> Options {
             .map(str::to_owned)
             .collect()
     };
-    let all_modes = "off,stdout,file,file+buffered,batch10,batch100";
+    let all_modes = "off,stdout,file,file+buffered,batch10,batch100,shadow";
     if bench {
         Options {
             seconds: value("--seconds").map_or(2.0, |s| s.parse().unwrap()),
@@ -372,7 +377,21 @@ fn main() {
     let floor = start_floor();
     // Each mode's server, and the kind of call it is driven with.
     let mut servers: Vec<(Server, Kind)> = Vec::new();
+    // The candidate policies of the shadow mode.
+    let candidate = dir.path().join("candidate");
+    std::fs::create_dir_all(&candidate).unwrap();
+    for (name, body) in vakt::embedded::POLICIES {
+        let file = std::path::Path::new(name).file_name().unwrap();
+        if file != "03-tenant.cedar" {
+            std::fs::write(candidate.join(file), body).unwrap();
+        }
+    }
+    let candidate = candidate.to_str().unwrap().to_owned();
     for m in &opts.modes {
+        let extra: &[&str] = match m.as_str() {
+            "shadow" => &["--shadow-policies", &candidate],
+            _ => &[],
+        };
         let (log, kind) = match m.as_str() {
             "off" => ("off".to_owned(), Kind::Single),
             "stdout" => ("stdout".to_owned(), Kind::Single),
@@ -389,9 +408,10 @@ fn main() {
             ),
             "batch10" => ("stdout".to_owned(), Kind::Batch(10)),
             "batch100" => ("stdout".to_owned(), Kind::Batch(100)),
+            "shadow" => ("stdout".to_owned(), Kind::Single),
             other => panic!("unknown mode {other}"),
         };
-        servers.push((start_vakt(m, &log, dir.path()), kind));
+        servers.push((start_vakt(m, &log, extra, dir.path()), kind));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -446,6 +466,21 @@ fn main() {
         for (s, k) in &servers {
             let t = &results[&(c, s.name.clone())];
             row(c, &format!("vakt, {}", s.name), t, *k, &floors[&(c, *k)]);
+        }
+    }
+    // Shadow evaluation's cost: its throughput over the same log without it.
+    if let (Some(_), Some(_)) = (
+        servers.iter().find(|(s, _)| s.name == "shadow"),
+        servers.iter().find(|(s, _)| s.name == "stdout"),
+    ) {
+        println!();
+        for &c in &opts.concurrency {
+            let with = results[&(c, "shadow".to_owned())].median();
+            let without = results[&(c, "stdout".to_owned())].median();
+            println!(
+                "concurrency {c}: shadow / stdout throughput {:.2} (target at 32: at least 0.70)",
+                with / without
+            );
         }
     }
     // A buffered stdout log must keep up: count what it dropped.

@@ -13,7 +13,7 @@ use crate::engine::{Outcome, Request, Val};
 use crate::ids::{check_id, check_org_number};
 use crate::model::{self, core_types};
 use crate::policy::Var;
-use crate::snapshot::{sample_derived_context, Snapshot};
+use crate::snapshot::{sample_derived_context, Rules, Snapshot};
 use crate::world::{Employee, OrgNo, SystemUser, World};
 use cedar_policy::{Context, EntityUid};
 use cedar_policy_core::ast::{EntityUID as CoreUid, Value as CoreValue};
@@ -510,17 +510,28 @@ pub(crate) fn request<'a>(q: &'a Query, system_user: &'a str, context: Val<'a>) 
 
 /// Decides one checked request against a snapshot.
 pub fn decide(snap: &Snapshot, q: &Query) -> Decision {
-    let subject = Subject::find(&snap.world, q);
-    decide_subject(snap, q, &subject, &q.system_user)
+    decide_under(snap, &snap.world, q)
 }
 
-fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str) -> Decision {
-    let derived = Derived::of(&snap.world, q, subject, snap.link_packages);
+/// Decides one checked request under other rules (a candidate policy set built
+/// with the same schema) on a snapshot's world: shadow evaluation.
+pub fn decide_under(rules: &Rules, world: &World, q: &Query) -> Decision {
+    let subject = Subject::find(world, q);
+    decide_subject(rules, world, q, &subject, &q.system_user)
+}
+
+fn decide_subject(
+    rules: &Rules,
+    world: &World,
+    q: &Query,
+    subject: &Subject<'_>,
+    su_id: &str,
+) -> Decision {
+    let derived = Derived::of(world, q, subject, rules.link_packages);
     let outcome = with_context(q, &derived, |context| {
-        snap.engine
-            .evaluate(&request(q, su_id, context), &snap.world)
+        rules.engine.evaluate(&request(q, su_id, context), world)
     });
-    let mut d = explain(snap, q, subject, su_id, outcome);
+    let mut d = explain(rules, q, subject, su_id, outcome);
     d.reasons.extend(derived.note(q, su_id));
     d
 }
@@ -528,7 +539,7 @@ fn decide_subject(snap: &Snapshot, q: &Query, subject: &Subject<'_>, su_id: &str
 /// Turns an evaluation outcome into a decision with reasons from the policies'
 /// `@reason` annotations.
 pub(crate) fn explain(
-    snap: &Snapshot,
+    snap: &Rules,
     q: &Query,
     subject: &Subject<'_>,
     su_id: &str,
@@ -636,7 +647,7 @@ pub(crate) fn resolve<'a>(snap: &'a Snapshot, q: &Query) -> Resolution<'a> {
             continue;
         };
         let subject = Subject::with(w, Some(employee), Some(su), q.client_no);
-        let d = decide_subject(snap, q, &subject, id);
+        let d = decide_subject(snap, &snap.world, q, &subject, id);
         if d.allowed {
             usable.push(su);
         } else {

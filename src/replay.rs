@@ -1,5 +1,7 @@
 //! `vakt replay`: re-decide logged requests under a candidate policy set and report
-//! every decision that would flip, grouped by the policies responsible.
+//! every decision that would flip, grouped by the policies responsible; and
+//! `vakt shadow report`: the same report from the decisions a candidate set made
+//! beside the serving one (`--shadow-policies`), as recorded in the log.
 
 use crate::decide::{decide, Query, RawRequest};
 use crate::problem::Problem;
@@ -23,6 +25,11 @@ struct LoggedDecision {
     reasons: Vec<LoggedReason>,
     #[serde(default)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Under `--shadow-policies`, the candidate's decision when it differed.
+    #[serde(default)]
+    shadow_decision: Option<String>,
+    #[serde(default)]
+    shadow_reasons: Vec<LoggedReason>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,12 +239,101 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
     r
 }
 
+/// Reads the shadow decisions a decision log recorded: each Authorize record
+/// whose `shadow_decision` differs from its `decision` is a flip, with the
+/// serving policies that denied it (deny → allow) or the candidate policies that
+/// deny it (allow → deny). `replayed` counts the Authorize records read.
+pub fn shadow_report(file: &str, text: &str) -> ReplayReport {
+    let mut r = ReplayReport::default();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                r.problems.push(Problem::new(
+                    file,
+                    format!("{n}:{}", e.column()),
+                    format!("not valid JSON: {e}"),
+                ));
+                continue;
+            }
+        };
+        let skip = match (
+            value.get("event").and_then(|e| e.as_str()),
+            value.get("call").and_then(|c| c.as_str()),
+        ) {
+            (Some(event), _) => Some(format!("a log note ({event}), not a decision")),
+            (None, Some("authorize")) => None,
+            (None, Some(c)) => Some(format!("a {c:?} record, not an Authorize decision")),
+            (None, None) => Some("not a decision record: no \"call\"".to_owned()),
+        };
+        if let Some(reason) = skip {
+            r.skipped += 1;
+            r.skipped_lines.push(Skipped { line: n, reason });
+            continue;
+        }
+        let logged: LoggedDecision = match serde_json::from_value(value) {
+            Ok(l) => l,
+            Err(e) => {
+                r.problems.push(Problem::new(
+                    file,
+                    n.to_string(),
+                    format!("not a decision record: {e}"),
+                ));
+                continue;
+            }
+        };
+        r.replayed += 1;
+        let (served, shadow) = (logged.decision.as_str(), logged.shadow_decision.as_deref());
+        let direction = match (served, shadow) {
+            (_, None) => {
+                r.unchanged += 1;
+                continue;
+            }
+            ("allow", Some("deny")) => Direction::AllowToDeny,
+            ("deny", Some("allow")) => Direction::DenyToAllow,
+            (a, Some(b)) if a == b => {
+                r.unchanged += 1;
+                continue;
+            }
+            (a, Some(b)) => {
+                r.problems.push(Problem::new(
+                    file,
+                    n.to_string(),
+                    format!(
+                        "decision {a:?} and shadow_decision {b:?} are not \"allow\" and \"deny\""
+                    ),
+                ));
+                continue;
+            }
+        };
+        let responsible = match direction {
+            Direction::AllowToDeny => &logged.shadow_reasons,
+            Direction::DenyToAllow => &logged.reasons,
+        }
+        .iter()
+        .map(|x| x.policy_id.clone())
+        .collect();
+        r.flips.push(Flip {
+            line: n,
+            decision_id: logged.decision_id,
+            employee_id: logged.employee_id,
+            system_user_id: logged.system_user_id,
+            client_org_number: logged.client_org_number,
+            access_package: logged.access_package,
+            direction,
+            responsible,
+        });
+    }
+    r
+}
+
 /// The human-readable report: counts, then each group with up to three examples.
 pub fn render(r: &ReplayReport, file: &str, revision: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
+    let head = format!(
         "replayed {} decisions from {file} under revision {revision}: {} unchanged, {} allow→deny, {} deny→allow ({} {} skipped)",
         r.replayed,
         r.unchanged,
@@ -246,18 +342,41 @@ pub fn render(r: &ReplayReport, file: &str, revision: &str) -> String {
         r.skipped,
         if r.skipped == 1 { "line" } else { "lines" }
     );
+    render_with(r, head, ("now forbidden by", "no longer forbidden by"))
+}
+
+/// The shadow report: the same shape as replay's.
+pub fn render_shadow(r: &ReplayReport, file: &str) -> String {
+    let head = format!(
+        "{} Authorize decisions in {file}: {} the same under the shadow policies, {} allow→deny, {} deny→allow ({} other {} skipped)",
+        r.replayed,
+        r.unchanged,
+        r.count(Direction::AllowToDeny),
+        r.count(Direction::DenyToAllow),
+        r.skipped,
+        if r.skipped == 1 { "line" } else { "lines" }
+    );
+    render_with(
+        r,
+        head,
+        (
+            "the shadow policies forbid it by",
+            "the shadow policies no longer forbid it by",
+        ),
+    )
+}
+
+fn render_with(r: &ReplayReport, head: String, (to_deny, to_allow): (&str, &str)) -> String {
+    use std::fmt::Write;
+    let mut out = head;
+    out.push('\n');
     for s in &r.skipped_lines {
         let _ = writeln!(out, "  skipped line {}: {}", s.line, s.reason);
     }
     for ((dir, policies), flips) in r.groups() {
         let what = match dir {
-            Direction::AllowToDeny => {
-                format!("allow → deny, now forbidden by {}", policies.join(", "))
-            }
-            Direction::DenyToAllow => format!(
-                "deny → allow, no longer forbidden by {}",
-                policies.join(", ")
-            ),
+            Direction::AllowToDeny => format!("allow → deny, {to_deny} {}", policies.join(", ")),
+            Direction::DenyToAllow => format!("deny → allow, {to_allow} {}", policies.join(", ")),
         };
         let _ = writeln!(out, "  {what}: {}", flips.len());
         for f in flips.iter().take(3) {

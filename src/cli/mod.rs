@@ -15,6 +15,7 @@ mod fmt;
 mod gen_world;
 mod replay;
 mod serve;
+mod shadow;
 mod status;
 mod telemetry;
 mod test;
@@ -53,6 +54,10 @@ enum Command {
     /// Prove properties of the policies over every world (needs the cvc5 solver),
     /// or classify a change with --against OLD_POLICIES_DIR.
     Verify(verify::VerifyArgs),
+    /// Shadow evaluation (`vakt serve --shadow-policies`): report what the
+    /// candidate policies decided differently.
+    #[command(subcommand)]
+    Shadow(shadow::ShadowCommand),
     /// Check decision logs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -137,6 +142,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Shadow(c) => shadow::run(c),
         Command::Audit(a) => audit::run(a),
         Command::GenWorld(a) => gen_world::run(a),
         Command::Db(a) => db::run(a),

@@ -26,6 +26,13 @@ pub(super) struct ServeArgs {
     config: Option<std::path::PathBuf>,
     #[command(flatten)]
     sources: SourceArgs,
+    /// Also decide every request under the candidate policies in this directory
+    /// (with the serving schema), and record each decision that differs in the
+    /// decision log (shadow_decision, shadow_reasons); the answer is always the
+    /// serving policies'. Read again on SIGHUP; if they do not load, shadow
+    /// evaluation is off and an ERROR says why [default: off]
+    #[arg(long, env = "VAKT_SHADOW_POLICIES", value_name = "DIR")]
+    shadow_policies: Option<std::path::PathBuf>,
     /// TCP address to listen on, or `off` (with --listen-unix). A sidecar listens
     /// on loopback by default
     #[arg(long, env = "VAKT_LISTEN", value_name = "ADDRESS", default_value = "127.0.0.1:50051", value_parser = parse_listen)]
@@ -326,6 +333,8 @@ const LIVE_SETTINGS: &[&str] = &[
     "sequence-wait",
     "log-level",
     "tls-allow",
+    // Read again on every SIGHUP, changed or not.
+    "shadow-policies",
     // Read again whenever they change, SIGHUP or not.
     "tls-cert",
     "tls-key",
@@ -442,6 +451,7 @@ async fn reload_settings_on_hangup(
         options.traces = running.traces;
         drop(running);
         vakt.options.store(Arc::new(options));
+        load_shadow(&args, &vakt);
         telemetry.set(&args.log_level);
         if let Some(tls) = &tls {
             tls.set_allow(args.tls_allow.clone());
@@ -461,6 +471,48 @@ async fn reload_settings_on_hangup(
             if LIVE_SETTINGS.contains(&new.0.as_str()) {
                 *old = new;
             }
+        }
+    }
+}
+
+/// Loads the candidate policies of `--shadow-policies` with the serving schema
+/// and swaps them in whole; when they do not load, shadow evaluation is off and
+/// an ERROR says why. The answers never depend on them.
+fn load_shadow(args: &ServeArgs, vakt: &Vakt) {
+    let Some(dir) = &args.shadow_policies else {
+        if vakt.shadow.swap(None).is_some() {
+            tracing::info!("shadow evaluation off");
+        }
+        return;
+    };
+    let paths = crate::snapshot::SourcePaths {
+        policies: Some(dir.clone()),
+        data: None,
+        ..args.sources.paths()
+    };
+    let built = if dir.is_dir() {
+        Sources::read(&paths).and_then(|s| Rules::build(&s))
+    } else {
+        Err(crate::problem::Problems(vec![
+            crate::problem::Problem::new(dir.display().to_string(), "", "no such directory"),
+        ]))
+    };
+    match built {
+        Ok(rules) => {
+            tracing::info!(
+                dir = %dir.display(),
+                policies = rules.policies.set.policies().count(),
+                rules_revision = %rules.rules_revision,
+                "shadow evaluation on"
+            );
+            vakt.shadow.store(Some(Arc::new(server::Shadow {
+                rules,
+                dir: dir.clone(),
+            })));
+        }
+        Err(problems) => {
+            vakt.shadow.store(None);
+            tracing::error!(dir = %dir.display(), %problems, "shadow policies not loaded; shadow evaluation is off");
         }
     }
 }
@@ -614,7 +666,9 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         in_flight: Default::default(),
         in_flight_per_peer: Default::default(),
         metrics: Default::default(),
+        shadow: Default::default(),
     });
+    load_shadow(&args, &vakt);
     let mut listeners = Vec::new();
     if let Some(path) = &args.listen_unix {
         listeners.push(server::Listener::Unix(bind_unix(

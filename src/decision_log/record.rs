@@ -90,6 +90,9 @@ pub struct DecisionRecord<'a> {
     pub context: Option<&'a serde_json::Map<String, serde_json::Value>>,
     pub caller: &'a Caller,
     pub trace: &'a Trace,
+    /// Under `--shadow-policies`, when the candidate policies decide otherwise:
+    /// their decision ("allow" or "deny") and reasons.
+    pub shadow: Option<(&'a str, &'a [Reason])>,
 }
 
 /// RFC 3339 timestamp in UTC with microseconds.
@@ -194,6 +197,10 @@ impl Serialize for Scrubbed<'_, '_> {
         m.serialize_field("action", &field(r.action, "action"))?;
         m.serialize_field("decision", r.decision)?;
         m.serialize_field("reasons", &Reasons(r.reasons))?;
+        if let Some((decision, reasons)) = r.shadow {
+            m.serialize_field("shadow_decision", decision)?;
+            m.serialize_field("shadow_reasons", &Reasons(reasons))?;
+        }
         m.serialize_field("revision", r.revision)?;
         m.serialize_field("data_sequence", &r.data_sequence)?;
         m.serialize_field("evaluation_us", &r.evaluation_us)?;
@@ -428,6 +435,7 @@ mod tests {
             context: ctx.as_object(),
             caller: &Caller::default(),
             trace: &Trace::default(),
+            shadow: None,
         };
         let redactor = Redactor::new(["ticket".to_owned()]);
         let line = rec.to_json(&redactor);

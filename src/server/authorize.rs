@@ -4,7 +4,7 @@
 use super::call::{new_decision_id, CallMeta, Vakt};
 use super::convert;
 use super::error::CallError;
-use crate::decide::{decide, Decision, Query};
+use crate::decide::{decide, decide_under, Decision, Query};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
 use crate::snapshot::Snapshot;
@@ -42,12 +42,23 @@ pub(super) fn decide_and_log(
     let elapsed = started.elapsed();
     vakt.metrics
         .decision(batch, decision.allowed, &decision.reasons);
+    // Shadow evaluation: the candidate policies decide too, on the same world;
+    // only a difference is recorded, and the answer is always the served one.
+    let shadow = match (stale, vakt.shadow.load().as_deref()) {
+        (None, Some(shadow)) => {
+            let candidate = decide_under(&shadow.rules, &snap.world, q);
+            let flip = candidate.allowed != decision.allowed;
+            vakt.metrics.shadow(decision.allowed, flip);
+            flip.then_some(candidate)
+        }
+        _ => None,
+    };
     let decision_id = new_decision_id();
     let receipt = log(
         vakt,
         snap,
         q,
-        &decision,
+        (&decision, shadow.as_ref()),
         &decision_id,
         elapsed.as_micros() as u64,
         meta,
@@ -66,7 +77,7 @@ fn log(
     vakt: &Vakt,
     snap: &Snapshot,
     q: &Query,
-    d: &Decision,
+    (d, shadow): (&Decision, Option<&Decision>),
     decision_id: &str,
     evaluation_us: u64,
     meta: &CallMeta,
@@ -97,6 +108,7 @@ fn log(
         context: q.context.json.as_ref(),
         caller: &meta.caller,
         trace: &meta.trace,
+        shadow: shadow.map(|s| (if s.allowed { "allow" } else { "deny" }, &s.reasons[..])),
     });
     tracing::debug!(
         decision_id,

@@ -115,6 +115,16 @@ pub struct Vakt {
     pub in_flight_per_peer: PeerBuckets,
     /// What the calls record, for `/metrics`.
     pub metrics: super::metrics::ServerMetrics,
+    /// A candidate policy set every request is also decided under
+    /// (`--shadow-policies`); its decision is recorded, never answered.
+    pub shadow: arc_swap::ArcSwapOption<Shadow>,
+}
+
+/// Candidate policies compiled with the serving schema, for shadow evaluation.
+pub struct Shadow {
+    pub rules: Arc<crate::snapshot::Rules>,
+    /// Where they came from, for the log.
+    pub dir: std::path::PathBuf,
 }
 
 /// Counters of calls in progress per peer address. A fixed array, so counting
@@ -164,6 +174,7 @@ impl Vakt {
             in_flight: Default::default(),
             in_flight_per_peer: Default::default(),
             metrics: Default::default(),
+            shadow: Default::default(),
         }
     }
 

@@ -11,10 +11,14 @@ use opentelemetry::KeyValue;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
+/// The directions of a shadow flip: the served decision, then the candidate's.
+const SHADOW_DIRECTIONS: [&str; 2] = ["allow_to_deny", "deny_to_allow"];
+
 /// Registers the metrics with an OpenTelemetry meter, read from the same
 /// counters when the exporter collects: `vakt.requests` (method, code),
 /// `vakt.decisions` (method, decision), `vakt.denies` (policy_id),
-/// `vakt.requests.in_flight`, `vakt.requests.shed`, `vakt.data.sequence`,
+/// `vakt.requests.in_flight`, `vakt.requests.shed`, `vakt.shadow.flips`
+/// (direction), `vakt.data.sequence`,
 /// `vakt.data.age` (s), `vakt.reload.failures`, `vakt.data_sync.failures` and
 /// `vakt.decision_log.records` (sink, outcome).
 pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
@@ -77,6 +81,20 @@ pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
         "vakt.requests.shed",
         "Calls refused with RESOURCE_EXHAUSTED",
         |v, o| o.observe(v.metrics.shed.load(Ordering::Relaxed), &[]),
+    );
+    counter(
+        meter,
+        &vakt,
+        "vakt.shadow.flips",
+        "Shadow decisions that differ from the answer, by direction",
+        |v, o| {
+            for (i, direction) in SHADOW_DIRECTIONS.iter().enumerate() {
+                o.observe(
+                    v.metrics.shadow_flips[i].load(Ordering::Relaxed),
+                    &[KeyValue::new("direction", *direction)],
+                );
+            }
+        },
     );
     counter(
         meter,
@@ -242,6 +260,29 @@ pub fn render(vakt: &Vakt) -> String {
         &[],
         m.shed.load(Ordering::Relaxed) as f64,
     );
+
+    e.family(
+        "vakt_shadow_decisions_total",
+        "counter",
+        "Decisions also made under the candidate policies (--shadow-policies).",
+    );
+    e.sample(
+        "vakt_shadow_decisions_total",
+        &[],
+        m.shadow_decisions.load(Ordering::Relaxed) as f64,
+    );
+    e.family(
+        "vakt_shadow_flips_total",
+        "counter",
+        "Shadow decisions that differ from the answer, by direction (served to candidate).",
+    );
+    for (i, direction) in SHADOW_DIRECTIONS.iter().enumerate() {
+        e.sample(
+            "vakt_shadow_flips_total",
+            &[("direction", direction)],
+            m.shadow_flips[i].load(Ordering::Relaxed) as f64,
+        );
+    }
 
     let snap = vakt.snapshot.load();
     e.family(

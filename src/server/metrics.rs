@@ -57,6 +57,10 @@ pub struct ServerMetrics {
     pub(super) decisions: [[AtomicU64; 2]; 2],
     pub(super) denies_by_policy: Labelled,
     pub(super) shed: AtomicU64,
+    /// Shadow evaluation: decisions made under the candidate policies, and those
+    /// that differ from the answer, by direction (allow→deny, deny→allow).
+    pub(super) shadow_decisions: AtomicU64,
+    pub(super) shadow_flips: [AtomicU64; 2],
 }
 
 impl ServerMetrics {
@@ -67,6 +71,15 @@ impl ServerMetrics {
         self.latency[m as usize].observe(took);
         if code == tonic::Code::ResourceExhausted {
             self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One shadow decision; `flip` when it differs from the served one, which
+    /// `served_allowed` was.
+    pub(crate) fn shadow(&self, served_allowed: bool, flip: bool) {
+        self.shadow_decisions.fetch_add(1, Ordering::Relaxed);
+        if flip {
+            self.shadow_flips[usize::from(!served_allowed)].fetch_add(1, Ordering::Relaxed);
         }
     }
 

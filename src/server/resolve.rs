@@ -51,6 +51,7 @@ pub(super) async fn handle(
             context: rq.context.json.as_ref(),
             caller: &meta.caller,
             trace: &meta.trace,
+            shadow: None,
         })
     };
     receipt.wait().await?;

@@ -358,3 +358,47 @@ pub async fn eventually(limit: std::time::Duration, what: &str, mut done: impl F
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+// The admin HTTP listener (`--metrics-listen`), as a probe or scraper sees it.
+
+/// The admin listener's address, from the "admin listening" diagnostic.
+pub fn admin_addr(s: &Spawned) -> String {
+    s.diagnostics()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "admin listening")
+        .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned))
+        .expect("an \"admin listening\" line")
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+pub fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: vakt\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    sock.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample `name{labels}` in a scrape.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
