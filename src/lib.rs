@@ -10,6 +10,8 @@
 //!
 //! From the edge inwards (each module imports only modules further down the list):
 //!
+//! - [`fuzz`]: the fuzz targets' entry points (`fuzz/`): arbitrary bytes as each
+//!   input Vakt reads, the configuration file through [`cli`].
 //! - `main.rs` / [`cli`]: the `vakt` command, one file per subcommand; the only
 //!   place that uses `anyhow`.
 //! - [`server`]: the gRPC service, one file per call behind one dispatcher, and the
@@ -47,6 +49,8 @@ pub mod decide;
 pub mod decision_log;
 pub mod embedded;
 pub(crate) mod engine;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gen;
 pub mod ids;
 pub(crate) mod metrics;

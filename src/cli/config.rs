@@ -47,14 +47,23 @@ pub(super) fn path_for_serve(args: &[OsString]) -> Option<PathBuf> {
 pub(super) fn read(path: &Path, serve: &Command) -> Result<Vec<Setting>, Vec<String>> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
-    let table: toml::Spanned<toml::Table> = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map_or(0, |s| line_of(&text, s.start));
+    read_text(&shown.to_string(), &text, serve)
+}
+
+/// [`read`] on a file's text, named `shown` in problems.
+pub(super) fn read_text(
+    shown: &str,
+    text: &str,
+    serve: &Command,
+) -> Result<Vec<Setting>, Vec<String>> {
+    let table: toml::Spanned<toml::Table> = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| line_of(text, s.start));
         vec![format!("{shown}:{line}: not TOML: {}", e.message())]
     })?;
     let mut settings = Vec::new();
     let mut problems: Vec<(usize, String)> = Vec::new();
     for (key, value) in table.get_ref() {
-        let line = key_line(&text, key);
+        let line = key_line(text, key);
         let problem = |what: String| (line, format!("{shown}:{line}: {key}: {what}"));
         let Some(arg) = serve
             .get_arguments()

@@ -91,6 +91,19 @@ enum ConfigCommand {
     },
 }
 
+/// Checks the text of a `vakt serve` configuration file as `vakt config check`
+/// does: the problems found (for the fuzz target and its regression tests).
+#[doc(hidden)]
+pub fn check_config_text(text: &str) -> Vec<String> {
+    let mut command = Cli::command();
+    let serve = command
+        .find_subcommand_mut("serve")
+        .expect("serve is a command");
+    config::read_text("vakt.toml", text, serve)
+        .err()
+        .unwrap_or_default()
+}
+
 /// Runs the command line and returns its exit code.
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -1,0 +1,124 @@
+//! Entry points for the fuzz targets in `fuzz/` and their regression tests
+//! (tests/fuzz_regressions.rs): each takes arbitrary bytes as one of Vakt's inputs
+//! and must return without panicking, whatever they hold.
+
+use crate::decide::{decide, Query, RawRequest};
+use crate::problem::SourceFile;
+use crate::snapshot::{Rules, Snapshot, Sources};
+use std::sync::{Arc, OnceLock};
+
+/// The embedded default, built once per process.
+fn default_snapshot() -> &'static Snapshot {
+    static SNAP: OnceLock<Snapshot> = OnceLock::new();
+    SNAP.get_or_init(|| Snapshot::build(&Sources::embedded()).expect("the embedded default loads"))
+}
+
+fn default_rules() -> &'static Arc<Rules> {
+    static RULES: OnceLock<Arc<Rules>> = OnceLock::new();
+    RULES.get_or_init(|| Rules::build(&Sources::embedded()).expect("the embedded default loads"))
+}
+
+/// Decides a checked request; an unchecked one is never decided.
+fn check_and_decide(raw: RawRequest) {
+    let snap = default_snapshot();
+    if let Ok(q) = Query::check(snap, raw, "") {
+        let _ = decide(snap, &q);
+    }
+}
+
+/// A gRPC `AuthorizeRequest` or `AuthorizeBatchRequest` as it arrives on the wire:
+/// decoded, converted, checked and decided against the embedded default.
+pub fn request(data: &[u8]) {
+    use prost::Message as _;
+    if let Ok(r) = crate::proto::AuthorizeRequest::decode(data) {
+        check_and_decide(r.into());
+    }
+    if let Ok(b) = crate::proto::AuthorizeBatchRequest::decode(data) {
+        for r in b.requests.into_iter().take(64) {
+            check_and_decide(r.into());
+        }
+    }
+    if let Ok(r) = crate::proto::ResolveSystemUserRequest::decode(data) {
+        let snap = default_snapshot();
+        if let Ok(q) = Query::check_resolve(snap, r.into()) {
+            let _ = crate::decide::resolve(snap, &q);
+        }
+    }
+}
+
+/// A data file, as `world.json` and as `world.yaml`, loaded with the embedded
+/// policies and schema.
+pub fn data_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for name in ["world.json", "world.yaml", crate::world::CEDAR_FILE] {
+        let sources = Sources {
+            data: vec![SourceFile {
+                name: name.into(),
+                text: text.into(),
+            }],
+            ..Sources::embedded()
+        };
+        let _ = Snapshot::build(&sources);
+    }
+}
+
+/// A policy file added to the embedded policies, and a schema file in place of
+/// the embedded schema.
+pub fn policy_or_schema(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut with_policy = Sources::embedded();
+    with_policy.policies.push(SourceFile {
+        name: "fuzz.cedar".into(),
+        text: text.into(),
+    });
+    let _ = Rules::build(&with_policy);
+    let schema = Sources {
+        schema: vec![SourceFile {
+            name: "fuzz.cedarschema".into(),
+            text: text.into(),
+        }],
+        ..Sources::embedded()
+    };
+    let _ = Rules::build(&schema);
+    let schema_json = Sources {
+        schema: vec![SourceFile {
+            name: "fuzz.cedarschema.json".into(),
+            text: text.into(),
+        }],
+        ..Sources::embedded()
+    };
+    let _ = Rules::build(&schema_json);
+}
+
+/// A decision log as `vakt audit verify`, `vakt replay` and `vakt shadow report`
+/// read it, and a checkpoint file.
+pub fn decision_log(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let files = [("decisions.jsonl".to_owned(), text.to_owned())];
+    let _ = crate::decision_log::verify::verify(&files, &Default::default());
+    if let Ok(cps) = crate::decision_log::checkpoint::Checkpoint::parse_all(text) {
+        let against = crate::decision_log::verify::Against {
+            current: cps.last(),
+            copies: &cps,
+            key: None,
+        };
+        let _ = crate::decision_log::verify::verify(&files, &against);
+    }
+    let _ = crate::replay::replay("decisions.jsonl", text, default_snapshot());
+    let _ = crate::replay::shadow_report("decisions.jsonl", text);
+}
+
+/// A `vakt serve` configuration file, and a `vakt verify` properties file.
+pub fn config_or_properties(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = crate::cli::check_config_text(text);
+    let _ = crate::verify::Properties::parse("properties.toml", text, &default_rules().schema);
+}
