@@ -434,3 +434,27 @@ fn a_bad_properties_file_names_the_file_the_line_and_the_property() {
         "{err}"
     );
 }
+
+#[test]
+fn a_deny_everything_set_fails_can_allow_and_says_so() {
+    require_cvc5();
+    let none = policies_without(&["00-use-system-user"]);
+    let (code, json, stderr) = verify_json(&["--policies", s(none.path())]);
+    assert_eq!(code, 1, "{json:#}\n{stderr}");
+    let r = results(&json);
+    for (id, res) in &r {
+        let want = if id == "not-deny-everything" || id == "an-agent-can-act-for-a-linked-client" {
+            "fails"
+        } else {
+            "holds"
+        };
+        assert_eq!(res, want, "{id}: {r:?}");
+    }
+    let out = vakt(&["verify", "--policies", s(none.path())]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("FAILED  not-deny-everything")
+            && stdout.contains("no request at all is allowed"),
+        "{stdout}"
+    );
+}

@@ -353,6 +353,9 @@ fn report(args: &VerifyArgs, verdicts: &[verify::Verdict]) -> anyhow::Result<Exi
                             println!("    counterexample:");
                             print_witness(args, &args.policies, &p.id, w)?;
                         }
+                        None if p.when.is_some() => {
+                            println!("    no request where `when` holds is allowed")
+                        }
                         None => println!("    no request at all is allowed"),
                     }
                 }
