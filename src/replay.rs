@@ -119,9 +119,16 @@ impl ReplayReport {
     }
 }
 
-/// Replays every line of a decision log (`file` names it in messages).
-pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
-    let mut r = ReplayReport::default();
+/// The decision records of a log, with their line numbers. A line that is not
+/// JSON or not a decision record is a problem in `r`; one `skip` gives a reason
+/// for is counted as skipped.
+fn records(
+    file: &str,
+    text: &str,
+    r: &mut ReplayReport,
+    skip: impl Fn(&serde_json::Value) -> Option<String>,
+) -> Vec<(usize, LoggedDecision)> {
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -138,15 +145,36 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
                 continue;
             }
         };
-        // Log notes (e.g. dropped-record counts) and ResolveSystemUser records are
-        // not single decisions to replay.
+        if let Some(reason) = skip(&value) {
+            r.skipped += 1;
+            r.skipped_lines.push(Skipped { line: n, reason });
+            continue;
+        }
+        match serde_json::from_value(value) {
+            Ok(l) => out.push((n, l)),
+            Err(e) => r.problems.push(Problem::new(
+                file,
+                n.to_string(),
+                format!("not a decision record: {e}"),
+            )),
+        }
+    }
+    out
+}
+
+/// Replays every line of a decision log (`file` names it in messages).
+pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
+    let mut r = ReplayReport::default();
+    // Log notes (e.g. dropped-record counts) and ResolveSystemUser records are
+    // not single decisions to replay.
+    let skip = |value: &serde_json::Value| {
         let call = value.get("call").and_then(|c| c.as_str());
         let redacted: Vec<&str> = value
             .get("redacted")
             .and_then(|r| r.as_array())
             .map(|a| a.iter().filter_map(|f| f.as_str()).collect())
             .unwrap_or_default();
-        let skip = match (value.get("event").and_then(|e| e.as_str()), call) {
+        match (value.get("event").and_then(|e| e.as_str()), call) {
             (Some(event), _) => Some(format!("a log note ({event}), not a decision")),
             (None, _) if !redacted.is_empty() => Some(format!(
                 "its {} had to be written as [redacted] (a secret-shaped value, or an attribute named in --decision-log-redact), so it cannot be re-decided",
@@ -160,23 +188,9 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
                 Some(format!("a {c:?} record, not an Authorize decision"))
             }
             _ => None,
-        };
-        if let Some(reason) = skip {
-            r.skipped += 1;
-            r.skipped_lines.push(Skipped { line: n, reason });
-            continue;
         }
-        let logged: LoggedDecision = match serde_json::from_value(value) {
-            Ok(l) => l,
-            Err(e) => {
-                r.problems.push(Problem::new(
-                    file,
-                    n.to_string(),
-                    format!("not a decision record: {e}"),
-                ));
-                continue;
-            }
-        };
+    };
+    for (n, logged) in records(file, text, &mut r, skip) {
         let was_allowed = match logged.decision.as_str() {
             "allow" => true,
             "deny" => false,
@@ -245,47 +259,16 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
 /// deny it (allow → deny). `replayed` counts the Authorize records read.
 pub fn shadow_report(file: &str, text: &str) -> ReplayReport {
     let mut r = ReplayReport::default();
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                r.problems.push(Problem::new(
-                    file,
-                    format!("{n}:{}", e.column()),
-                    format!("not valid JSON: {e}"),
-                ));
-                continue;
-            }
-        };
-        let skip = match (
-            value.get("event").and_then(|e| e.as_str()),
-            value.get("call").and_then(|c| c.as_str()),
-        ) {
-            (Some(event), _) => Some(format!("a log note ({event}), not a decision")),
-            (None, Some("authorize")) => None,
-            (None, Some(c)) => Some(format!("a {c:?} record, not an Authorize decision")),
-            (None, None) => Some("not a decision record: no \"call\"".to_owned()),
-        };
-        if let Some(reason) = skip {
-            r.skipped += 1;
-            r.skipped_lines.push(Skipped { line: n, reason });
-            continue;
-        }
-        let logged: LoggedDecision = match serde_json::from_value(value) {
-            Ok(l) => l,
-            Err(e) => {
-                r.problems.push(Problem::new(
-                    file,
-                    n.to_string(),
-                    format!("not a decision record: {e}"),
-                ));
-                continue;
-            }
-        };
+    let skip = |value: &serde_json::Value| match (
+        value.get("event").and_then(|e| e.as_str()),
+        value.get("call").and_then(|c| c.as_str()),
+    ) {
+        (Some(event), _) => Some(format!("a log note ({event}), not a decision")),
+        (None, Some("authorize")) => None,
+        (None, Some(c)) => Some(format!("a {c:?} record, not an Authorize decision")),
+        (None, None) => Some("not a decision record: no \"call\"".to_owned()),
+    };
+    for (n, logged) in records(file, text, &mut r, skip) {
         r.replayed += 1;
         let (served, shadow) = (logged.decision.as_str(), logged.shadow_decision.as_deref());
         let direction = match (served, shadow) {

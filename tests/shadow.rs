@@ -48,6 +48,47 @@ fn candidate(dir: &Path) {
     .unwrap();
 }
 
+/// The world, the candidate policies and the durable log, in a temporary directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    candidate: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let candidate = dir.path().join("candidate");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&candidate).unwrap();
+        std::fs::write(data.join("world.yaml"), WORLD).unwrap();
+        self::candidate(&candidate);
+        let log = dir.path().join("decisions.jsonl");
+        Self {
+            dir,
+            candidate,
+            log,
+        }
+    }
+
+    /// `vakt serve` on the world, shadowing the candidate, logging to the file.
+    fn start(&self, extra: &[&str]) -> Spawned {
+        let data = self.dir.path().join("data");
+        let sink = format!("file:{}", self.log.display());
+        let mut args = vec![
+            "--data",
+            data.to_str().unwrap(),
+            "--shadow-policies",
+            self.candidate.to_str().unwrap(),
+            "--decision-log",
+            &sink,
+        ];
+        args.extend(extra);
+        Spawned::start(&args, false)
+    }
+}
+
 fn decide_all(s: &Spawned) -> Vec<(String, i32)> {
     s.with_client(|mut c| async move {
         let mut out = Vec::new();
@@ -82,28 +123,9 @@ fn served() -> Vec<(String, i32)> {
 
 #[test]
 fn shadow_decisions_are_recorded_counted_and_reported_never_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cand = dir.path().join("candidate");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&cand).unwrap();
-    std::fs::write(data.join("world.yaml"), WORLD).unwrap();
-    candidate(&cand);
-    let log = dir.path().join("decisions.jsonl");
-    let sink = format!("file:{}", log.display());
-    let s = Spawned::start(
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--shadow-policies",
-            cand.to_str().unwrap(),
-            "--decision-log",
-            &sink,
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        false,
-    );
+    let setup = Setup::new();
+    let log = &setup.log;
+    let s = setup.start(&["--metrics-listen", "127.0.0.1:0"]);
     assert!(
         s.diagnostics()
             .iter()
@@ -128,7 +150,7 @@ fn shadow_decisions_are_recorded_counted_and_reported_never_answered() {
     }
     s.stop();
 
-    let recs = records(&log);
+    let recs = records(log);
     assert_eq!(recs.len(), 3);
     let by = |e: &str| recs.iter().find(|r| r["employee_id"] == e).unwrap();
     assert_eq!(by("trond")["decision"], "deny");
@@ -193,31 +215,14 @@ fn shadow_decisions_are_recorded_counted_and_reported_never_answered() {
 
 #[test]
 fn a_candidate_that_does_not_load_turns_shadowing_off_and_changes_no_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let cand = dir.path().join("candidate");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&cand).unwrap();
-    std::fs::write(data.join("world.yaml"), WORLD).unwrap();
-    candidate(&cand);
+    let setup = Setup::new();
+    let (cand, log) = (&setup.candidate, &setup.log);
     std::fs::write(
         cand.join("99-broken.cedar"),
         "@id(\"broken\")\npermit (principal, action, resource) when { principal.nosuch };\n",
     )
     .unwrap();
-    let log = dir.path().join("decisions.jsonl");
-    let sink = format!("file:{}", log.display());
-    let s = Spawned::start(
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--shadow-policies",
-            cand.to_str().unwrap(),
-            "--decision-log",
-            &sink,
-        ],
-        false,
-    );
+    let s = setup.start(&[]);
     let error = s
         .diagnostics()
         .into_iter()
@@ -245,7 +250,7 @@ fn a_candidate_that_does_not_load_turns_shadowing_off_and_changes_no_answer() {
     }
     assert_eq!(decide_all(&s), served());
     s.stop();
-    let recs = records(&log);
+    let recs = records(log);
     assert_eq!(recs.len(), 6);
     assert!(recs[..3].iter().all(|r| r.get("shadow_decision").is_none()));
     assert_eq!(

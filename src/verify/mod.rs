@@ -227,7 +227,7 @@ impl Subject<'_> {
         &self.rules.schema
     }
     fn witness(&self, env: &Env) -> Box<Witness> {
-        Box::new(witness::witness(env, self.sources, self.policies()))
+        Box::new(witness::witness(env, self.sources, self.rules))
     }
 }
 

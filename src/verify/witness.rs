@@ -7,7 +7,7 @@ use crate::ids::{check_id, check_org_number};
 use crate::model;
 use crate::problem::SourceFile;
 use crate::snapshot::{Snapshot, Sources};
-use cedar_policy::{Authorizer, Decision, PolicySet};
+use cedar_policy::{Authorizer, Decision};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -189,10 +189,10 @@ fn bool_attr(attrs: &Value, key: &str) -> bool {
 pub(super) fn witness(
     env: &cedar_policy_symcc::Env,
     rules_sources: &Sources,
-    policies: &PolicySet,
+    rules: &crate::snapshot::Rules,
 ) -> Witness {
     let cedar_allows = Authorizer::new()
-        .is_authorized(&env.request, policies, &env.entities)
+        .is_authorized(&env.request, &rules.policies.set, &env.entities)
         .decision()
         == Decision::Allow;
     let entities = env.entities.to_json_value().unwrap_or(Value::Array(vec![]));
@@ -226,15 +226,8 @@ pub(super) fn witness(
     collect_uids(&context, &mut uids);
     uids.extend(principal.clone());
     uids.extend(resource.clone());
-    let rules = crate::snapshot::Rules::build(rules_sources).ok();
-    let listed: Vec<&str> = rules
-        .as_ref()
-        .map(|r| {
-            let mut v: Vec<&str> = r.packages.urns().collect();
-            v.sort_unstable();
-            v
-        })
-        .unwrap_or_default();
+    let mut listed: Vec<&str> = rules.packages.urns().collect();
+    listed.sort_unstable();
     let names = Names::new(&uids, &listed);
     let t = model::types();
     let by_type = |ty: &cedar_policy::EntityTypeName| -> Vec<(Uid, Value, Vec<Uid>)> {
