@@ -119,6 +119,16 @@ impl ReplayReport {
     }
 }
 
+/// Problems in line order, as the lines were read.
+fn by_line(problems: &mut [Problem]) {
+    problems.sort_by_key(|p| {
+        p.at.split(':')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0)
+    });
+}
+
 /// The decision records of a log, with their line numbers. A line that is not
 /// JSON or not a decision record is a problem in `r`; one `skip` gives a reason
 /// for is counted as skipped.
@@ -250,6 +260,7 @@ pub fn replay(file: &str, text: &str, snap: &Snapshot) -> ReplayReport {
             responsible,
         });
     }
+    by_line(&mut r.problems);
     r
 }
 
@@ -311,6 +322,7 @@ pub fn shadow_report(file: &str, text: &str) -> ReplayReport {
             responsible,
         });
     }
+    by_line(&mut r.problems);
     r
 }
 
