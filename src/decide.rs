@@ -63,51 +63,97 @@ pub struct Query {
     pub(crate) context: CallerContext,
 }
 
+/// Whether a request field must be given, may be given (a filter), or is not
+/// part of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    Required,
+    Optional,
+    Absent,
+}
+
+/// Which fields a call takes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields {
+    pub employee: Need,
+    pub system_user: Need,
+    pub client: Need,
+    pub access_package: Need,
+}
+
+impl Fields {
+    const AUTHORIZE: Fields = Fields {
+        employee: Need::Required,
+        system_user: Need::Required,
+        client: Need::Required,
+        access_package: Need::Required,
+    };
+}
+
 impl Query {
     /// Checks every field of an Authorize request; `prefix` goes before field names
     /// in errors (e.g. `requests[2].`).
     pub fn check(snap: &Snapshot, raw: RawRequest, prefix: &str) -> Result<Self, InvalidField> {
-        Self::check_fields(snap, raw, prefix, true)
+        Self::check_fields(snap, raw, prefix, Fields::AUTHORIZE)
     }
 
     /// Checks every field of a ResolveSystemUser request (which names no system user).
     pub(crate) fn check_resolve(snap: &Snapshot, raw: RawRequest) -> Result<Self, InvalidField> {
-        Self::check_fields(snap, raw, "", false)
+        let fields = Fields {
+            system_user: Need::Absent,
+            ..Fields::AUTHORIZE
+        };
+        Self::check_fields(snap, raw, "", fields)
     }
 
-    fn check_fields(
+    /// Checks the fields a call takes: each required one, and each optional one
+    /// that is given. A field that is not given stays empty.
+    pub(crate) fn check_fields(
         snap: &Snapshot,
         raw: RawRequest,
         prefix: &str,
-        with_system_user: bool,
+        fields: Fields,
     ) -> Result<Self, InvalidField> {
         let bad = |field: &str, message: String| InvalidField {
             field: format!("{prefix}{field}"),
             message,
         };
-        check_id(&raw.employee_id).map_err(|e| bad("employee_id", e.to_string()))?;
-        if with_system_user {
+        let wanted = |need: Need, value: &str| match need {
+            Need::Required => true,
+            Need::Optional => !value.is_empty(),
+            Need::Absent => false,
+        };
+        if wanted(fields.employee, &raw.employee_id) {
+            check_id(&raw.employee_id).map_err(|e| bad("employee_id", e.to_string()))?;
+        }
+        if wanted(fields.system_user, &raw.system_user_id) {
             check_id(&raw.system_user_id).map_err(|e| bad("system_user_id", e.to_string()))?;
         }
-        check_org_number(&raw.client_org_number).map_err(|e| {
-            bad(
-                "client_org_number",
-                format!("{:?} {e}", short(&raw.client_org_number)),
-            )
-        })?;
-        let client_no = OrgNo::parse(&raw.client_org_number)
-            .map_err(|e| bad("client_org_number", e.to_string()))?;
-        if raw.access_package.is_empty() {
-            return Err(bad("access_package", "is empty".into()));
-        }
-        if !snap.packages.contains(&raw.access_package) {
-            return Err(bad(
-                "access_package",
-                format!(
-                    "{:?} is not a known access package URN (urn:altinn:accesspackage:...)",
-                    short(&raw.access_package)
-                ),
-            ));
+        let client_no = if wanted(fields.client, &raw.client_org_number) {
+            check_org_number(&raw.client_org_number).map_err(|e| {
+                bad(
+                    "client_org_number",
+                    format!("{:?} {e}", short(&raw.client_org_number)),
+                )
+            })?;
+            OrgNo::parse(&raw.client_org_number)
+                .map_err(|e| bad("client_org_number", e.to_string()))?
+        } else {
+            OrgNo::PLACEHOLDER
+        };
+        if wanted(fields.access_package, &raw.access_package) {
+            if raw.access_package.is_empty() {
+                return Err(bad("access_package", "is empty".into()));
+            }
+            if !snap.packages.contains(&raw.access_package) {
+                return Err(bad(
+                    "access_package",
+                    format!(
+                        "{:?} is not a known access package URN (urn:altinn:accesspackage:...)",
+                        short(&raw.access_package)
+                    ),
+                ));
+            }
         }
         let action_id = if raw.action.is_empty() {
             model::DEFAULT_ACTION
@@ -127,12 +173,13 @@ impl Query {
         };
         let context = check_context(snap, &action.uid, raw.context.as_ref())
             .map_err(|m| bad("context", m))?;
+        let keep = |need: Need, v: String| if need == Need::Absent { String::new() } else { v };
         Ok(Self {
-            employee: raw.employee_id,
-            system_user: raw.system_user_id,
-            client: raw.client_org_number,
+            employee: keep(fields.employee, raw.employee_id),
+            system_user: keep(fields.system_user, raw.system_user_id),
+            client: keep(fields.client, raw.client_org_number),
             client_no,
-            access_package: raw.access_package,
+            access_package: keep(fields.access_package, raw.access_package),
             action_id: action_id.to_owned(),
             action: action.core.clone(),
             context,
@@ -520,7 +567,7 @@ pub fn decide_under(rules: &Rules, world: &World, q: &Query) -> Decision {
     decide_subject(rules, world, q, &subject, &q.system_user)
 }
 
-fn decide_subject(
+pub(crate) fn decide_subject(
     rules: &Rules,
     world: &World,
     q: &Query,
@@ -596,6 +643,53 @@ pub(crate) fn explain(
     }
     reasons.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
     Decision { allowed, reasons }
+}
+
+/// How an allowed request is allowed: the employee's teams that grant the system
+/// user and have the client in scope, and the client link it rests on. The
+/// decision log records it with each allow, so that an access review can tell
+/// which grants were used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Path {
+    pub teams: Vec<SmolStr>,
+    /// The organisation the link is to: the client, or its parent for an
+    /// operational unit. None when no link is involved (a standard system user,
+    /// or an agent acting for its owner).
+    pub link_client: Option<OrgNo>,
+    pub link_roles: Vec<SmolStr>,
+}
+
+/// The path of a request through the world (meaningful when it is allowed).
+pub fn path(world: &World, q: &Query) -> Path {
+    let employee = world.employee(&q.employee);
+    let su = world.system_user(&q.system_user);
+    let parent = world.organization(q.client_no).and_then(|c| c.parent());
+    path_of(world, employee, su, q.client_no, parent)
+}
+
+pub(crate) fn path_of(
+    world: &World,
+    employee: Option<&Employee>,
+    su: Option<&SystemUser>,
+    client: OrgNo,
+    parent: Option<OrgNo>,
+) -> Path {
+    let (Some(e), Some(su)) = (employee, su) else {
+        return Path::default();
+    };
+    let teams = e
+        .teams
+        .iter()
+        .filter(|t| crate::world::records::sorted_has(&su.granted_to, t))
+        .filter(|t| world.team(t).is_some_and(|t| t.covers(client, parent)))
+        .cloned()
+        .collect();
+    let link = su.link_for(client, parent);
+    Path {
+        teams,
+        link_client: link.map(|(org, _)| org),
+        link_roles: link.map_or_else(Vec::new, |(_, l)| l.access.roles.to_vec()),
+    }
 }
 
 /// The system users an employee may use for a client and package.

@@ -22,6 +22,8 @@
 //! - [`verify`]: proving properties of the policies with Cedar's symbolic compiler
 //!   and the cvc5 solver; counterexamples become data files and are replayed
 //!   through [`decide`].
+//! - [`reverse`]: the reverse questions (who can act for a client, what can an
+//!   employee do), answered by asking [`decide`] about every candidate.
 //! - [`gen`]: generated worlds of accounting firms, for benchmarks and trials.
 //! - [`reference`](mod@reference): Cedar's own authorizer over the same world, the yardstick the
 //!   engine is tested and measured against; never on the serving path.
@@ -60,6 +62,7 @@ pub(crate) mod policy;
 pub mod problem;
 pub mod reference;
 pub mod replay;
+pub mod reverse;
 pub mod server;
 pub mod snapshot;
 pub mod source;

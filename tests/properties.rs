@@ -475,3 +475,125 @@ fn grpc_answers_as_the_in_process_decision() {
         })
         .unwrap();
 }
+
+/// Every answer of the reverse queries is what Authorize decides: WhoCan for
+/// every client and package (and through each system user), and WhatCan for
+/// every employee, each read in small pages, equal the allowed combinations
+/// found by asking about every employee × system user × client × package.
+#[test]
+fn reverse_queries_agree_with_authorize() {
+    use std::collections::BTreeSet;
+    use vakt::reverse::{what_can, what_can_query, who_can, who_can_query};
+    let found = AtomicUsize::new(0);
+    cases(96)
+        .run(&gen(), |g| {
+            let snap = g.snapshot();
+            let n = org_numbers(g.orgs.len());
+            // Every combination, asked as Authorize asks.
+            let mut allowed: BTreeSet<(String, String, String, String)> = BTreeSet::new();
+            for emp in 0..g.emps.len() {
+                for su in 0..g.sus.len() {
+                    for client in 0..g.orgs.len() {
+                        for package in 0..PACKAGES.len() {
+                            let r = Req {
+                                emp,
+                                su,
+                                client,
+                                package,
+                                authenticated: None,
+                            };
+                            let q = Query::check(&snap, g.raw(&r), "").unwrap();
+                            if decide(&snap, &q).allowed {
+                                allowed.insert((
+                                    format!("e{emp}"),
+                                    format!("su{su}"),
+                                    n[client].clone(),
+                                    PACKAGES[package].to_owned(),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            found.fetch_add(allowed.len(), Ordering::Relaxed);
+            // WhoCan, per client and package, in pages of 1 and 2, with and
+            // without a system user.
+            for client in &n {
+                for package in PACKAGES {
+                    let filters: Vec<String> = std::iter::once(String::new())
+                        .chain((0..g.sus.len()).map(|s| format!("su{s}")))
+                        .collect();
+                    for su in &filters {
+                        let raw = RawRequest {
+                            system_user_id: su.clone(),
+                            client_org_number: client.clone(),
+                            access_package: package.into(),
+                            ..Default::default()
+                        };
+                        let q = who_can_query(&snap, raw).unwrap();
+                        let mut got = BTreeSet::new();
+                        let mut after: Option<String> = None;
+                        let limit = 1 + su.len() % 2;
+                        loop {
+                            let page = who_can(&snap, &q, after.as_deref(), limit);
+                            prop_assert!(page.items.len() <= limit);
+                            for w in &page.items {
+                                prop_assert!(after.as_deref() < Some(w.employee.as_str()), "out of order");
+                                after = Some(w.employee.to_string());
+                                for r in &w.routes {
+                                    prop_assert!(!r.path.teams.is_empty(), "an allow without a granting team: {w:?}");
+                                    got.insert((w.employee.to_string(), r.system_user.to_string()));
+                                }
+                            }
+                            if !page.more {
+                                break;
+                            }
+                        }
+                        let want: BTreeSet<(String, String)> = allowed
+                            .iter()
+                            .filter(|(_, s, c, p)| c == client && p == package && (su.is_empty() || s == su))
+                            .map(|(e, s, _, _)| (e.clone(), s.clone()))
+                            .collect();
+                        prop_assert_eq!(got, want, "WhoCan {} {} {:?}", client, package, su);
+                    }
+                }
+            }
+            // WhatCan, per employee, in pages of 3.
+            for emp in 0..g.emps.len() {
+                let raw = RawRequest {
+                    employee_id: format!("e{emp}"),
+                    ..Default::default()
+                };
+                let q = what_can_query(&snap, raw).unwrap();
+                let mut got = BTreeSet::new();
+                let mut after = None;
+                loop {
+                    let page = what_can(&snap, &q, after.as_ref(), 3);
+                    for w in &page.items {
+                        prop_assert!(after.as_ref() < Some(&w.key()), "out of order");
+                        after = Some(w.key());
+                        got.insert((
+                            format!("e{emp}"),
+                            w.system_user.to_string(),
+                            w.client.to_string(),
+                            w.access_package.to_string(),
+                        ));
+                    }
+                    if !page.more {
+                        break;
+                    }
+                }
+                let want: BTreeSet<_> = allowed
+                    .iter()
+                    .filter(|(e, _, _, _)| *e == format!("e{emp}"))
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(got, want, "WhatCan e{}", emp);
+            }
+            Ok(())
+        })
+        .unwrap();
+    // Not vacuous: allows came up many times.
+    let f = found.into_inner();
+    assert!(f > 30, "{f} allowed combinations in all");
+}

@@ -58,6 +58,25 @@ pub(super) struct ServeArgs {
         value_delimiter = ','
     )]
     tls_allow: Vec<String>,
+    /// Answer the reverse queries (gRPC WhoCan and WhatCan, AuthZEN's search
+    /// endpoints). They reveal the whole access graph, so they are off unless
+    /// asked for [default: off]
+    #[arg(long, env = "VAKT_REVERSE_QUERIES")]
+    reverse_queries: bool,
+    /// Under mutual TLS, the client identities that may ask reverse queries,
+    /// comma-separated, exact or as a prefix ending in `*`; others get
+    /// PERMISSION_DENIED [default: none]
+    #[arg(
+        long,
+        env = "VAKT_REVERSE_QUERIES_ALLOW",
+        value_name = "IDENTITY",
+        value_delimiter = ','
+    )]
+    reverse_queries_allow: Vec<String>,
+    /// How long the pages of one reverse-query answer may be read, from its first
+    /// page; each answer keeps the world it began on for this long
+    #[arg(long, env = "VAKT_REVERSE_PAGE_LIFETIME", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    reverse_page_lifetime: std::time::Duration,
     /// Also listen on this Unix socket, for callers in the same pod; each decision
     /// record names the caller's uid and pid as the kernel reports them
     /// [default: none]
@@ -318,6 +337,9 @@ fn options_of(args: &ServeArgs, default_max_staleness: Option<std::time::Duratio
         idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
         max_header_bytes: args.max_header_bytes,
         traces: args.otlp_endpoint.is_some(),
+        reverse_queries: args.reverse_queries,
+        reverse_queries_allow: args.reverse_queries_allow.clone(),
+        reverse_page_lifetime: args.reverse_page_lifetime,
     }
 }
 
@@ -333,6 +355,9 @@ const LIVE_SETTINGS: &[&str] = &[
     "sequence-wait",
     "log-level",
     "tls-allow",
+    "reverse-queries",
+    "reverse-queries-allow",
+    "reverse-page-lifetime",
     // Read again on every SIGHUP, changed or not.
     "shadow-policies",
     // Read again whenever they change, SIGHUP or not.
@@ -667,6 +692,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         in_flight_per_peer: Default::default(),
         metrics: Default::default(),
         shadow: Default::default(),
+        cursors: Default::default(),
     });
     load_shadow(&args, &vakt);
     let mut listeners = Vec::new();

@@ -50,6 +50,14 @@ pub struct Options {
     pub max_header_bytes: u32,
     /// Whether each call gets a span (exported over OTLP).
     pub traces: bool,
+    /// Whether WhoCan and WhatCan are answered (off by default: they reveal the
+    /// whole access graph).
+    pub reverse_queries: bool,
+    /// Under mutual TLS, the client identities that may ask reverse queries
+    /// (exact, or a prefix ending in `*`); none may when it is empty.
+    pub reverse_queries_allow: Vec<String>,
+    /// How long the pages of one reverse-query answer may be read.
+    pub reverse_page_lifetime: Duration,
 }
 
 impl Options {
@@ -96,6 +104,9 @@ impl Default for Options {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             traces: false,
+            reverse_queries: false,
+            reverse_queries_allow: Vec::new(),
+            reverse_page_lifetime: super::cursor::DEFAULT_PAGE_LIFETIME,
         }
     }
 }
@@ -118,6 +129,8 @@ pub struct Vakt {
     /// A candidate policy set every request is also decided under
     /// (`--shadow-policies`); its decision is recorded, never answered.
     pub shadow: arc_swap::ArcSwapOption<Shadow>,
+    /// The worlds kept for reverse queries read in pages.
+    pub cursors: super::cursor::Cursors,
 }
 
 /// Candidate policies compiled with the serving schema, for shadow evaluation.
@@ -175,6 +188,7 @@ impl Vakt {
             in_flight_per_peer: Default::default(),
             metrics: Default::default(),
             shadow: Default::default(),
+            cursors: Default::default(),
         }
     }
 
@@ -223,6 +237,29 @@ impl Vakt {
             }
         }
         Ok(admitted)
+    }
+
+    /// Whether this call may ask a reverse query: they are on, and under mutual
+    /// TLS the caller's identity is on their own allow-list.
+    pub(super) fn reverse_allowed<T>(&self, req: &Request<T>) -> Result<(), super::error::CallError> {
+        let options = self.options.load();
+        if !options.reverse_queries {
+            return Err(super::error::CallError::ReverseOff);
+        }
+        let identity = req
+            .extensions()
+            .get::<super::accept::ConnInfo>()
+            .and_then(|c| c.identity.as_deref());
+        if let Some(id) = identity {
+            if !options
+                .reverse_queries_allow
+                .iter()
+                .any(|a| super::tls::allows(a, id))
+            {
+                return Err(super::error::CallError::ReverseNotAllowed(id.to_owned()));
+            }
+        }
+        Ok(())
     }
 
     /// Ends a call: counts it by method and status, with its duration, and turns

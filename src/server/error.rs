@@ -15,6 +15,21 @@ pub enum CallError {
     /// Too many calls are in progress; this one is shed, not queued.
     #[error("overloaded: {max} calls are in progress ({limit}); try again")]
     Overloaded { max: usize, limit: &'static str },
+    /// A page token that cannot be used.
+    #[error(transparent)]
+    Cursor(#[from] super::cursor::CursorError),
+    /// Reverse queries are off (the default).
+    #[error("reverse queries are off; start the sidecar with --reverse-queries to answer them")]
+    ReverseOff,
+    /// Under mutual TLS, the caller is not on the reverse-query allow-list.
+    #[error("identity {0:?} is not on --reverse-queries-allow, so it may not ask reverse queries")]
+    ReverseNotAllowed(String),
+    /// The data may not be decided on (too old, or without the change asked for).
+    #[error("the data may not be decided on: {0}")]
+    DataStale(String),
+    /// A failure inside the sidecar.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The decision could not be recorded, so it is not answered (fail closed).
     #[error("the decision log cannot record decisions: {0}")]
     LogUnavailable(#[from] crate::decision_log::LogUnavailable),
@@ -24,7 +39,17 @@ impl From<CallError> for Status {
     fn from(e: CallError) -> Self {
         let code = match &e {
             CallError::InvalidField(_) | CallError::BatchTooLarge { .. } => Code::InvalidArgument,
-            CallError::LogUnavailable(_) => Code::Unavailable,
+            CallError::LogUnavailable(_) | CallError::DataStale(_) => Code::Unavailable,
+            CallError::Cursor(c) => match c {
+                super::cursor::CursorError::Unknown | super::cursor::CursorError::OtherQuery => {
+                    Code::InvalidArgument
+                }
+                super::cursor::CursorError::Expired { .. }
+                | super::cursor::CursorError::WorldGone => Code::FailedPrecondition,
+            },
+            CallError::ReverseOff => Code::FailedPrecondition,
+            CallError::ReverseNotAllowed(_) => Code::PermissionDenied,
+            CallError::Internal(_) => Code::Internal,
             CallError::Overloaded { .. } => Code::ResourceExhausted,
         };
         Status::new(code, e.to_string())

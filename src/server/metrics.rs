@@ -12,6 +12,8 @@ pub(crate) enum Method {
     AuthorizeBatch = 1,
     ResolveSystemUser = 2,
     Status = 3,
+    WhoCan = 4,
+    WhatCan = 5,
 }
 
 impl Method {
@@ -20,11 +22,13 @@ impl Method {
     }
 }
 
-pub(super) const METHODS: [(Method, &str); 4] = [
+pub(super) const METHODS: [(Method, &str); 6] = [
     (Method::Authorize, "Authorize"),
     (Method::AuthorizeBatch, "AuthorizeBatch"),
     (Method::ResolveSystemUser, "ResolveSystemUser"),
     (Method::Status, "Status"),
+    (Method::WhoCan, "WhoCan"),
+    (Method::WhatCan, "WhatCan"),
 ];
 
 /// gRPC status codes 0..=16, by name.
@@ -51,8 +55,8 @@ pub(super) const CODES: [&str; 17] = [
 /// What the calls record.
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
-    pub(super) calls: [[AtomicU64; 17]; 4],
-    pub(super) latency: [Histogram; 4],
+    pub(super) calls: [[AtomicU64; 17]; 6],
+    pub(super) latency: [Histogram; 6],
     /// Decisions by method (Authorize, AuthorizeBatch) and outcome (allow, deny).
     pub(super) decisions: [[AtomicU64; 2]; 2],
     pub(super) denies_by_policy: Labelled,

@@ -2,7 +2,8 @@
 //! server reflection. The caller hands in the listener and the shutdown signal,
 //! so tests can bind 127.0.0.1:0 and stop the server when they are done.
 //!
-//! One file per call (authorize, batch, resolve, status) behind the dispatcher
+//! One file per call (authorize, batch, resolve, status, and the reverse queries
+//! in `reverse.rs` with their page tokens in `cursor.rs`) behind the dispatcher
 //! below, with what every call shares in `call.rs`; every failure is a
 //! `CallError`, mapped to a status in `error.rs`. Around them: `accept.rs` takes
 //! connections (TCP, TLS from `tls.rs`, a Unix socket) under their limits;
@@ -15,10 +16,12 @@ mod authorize;
 mod batch;
 mod call;
 mod convert;
+mod cursor;
 mod error;
 mod export;
 mod metrics;
 mod resolve;
+mod reverse;
 mod status;
 mod tls;
 
@@ -102,6 +105,40 @@ impl proto::authorizer_server::Authorizer for Service {
         .await;
         self.0
             .finish(Method::ResolveSystemUser, started, answer, &span)
+    }
+
+    async fn who_can(
+        &self,
+        req: Request<proto::WhoCanRequest>,
+    ) -> Result<Response<proto::WhoCanResponse>, Status> {
+        let started = Instant::now();
+        let span = self.0.call_span(&req, Method::WhoCan);
+        let answer = async {
+            self.0.reverse_allowed(&req)?;
+            let _admitted = self.0.admit(&req)?;
+            let meta = CallMeta::of(&req, &self.0.log.load());
+            reverse::handle_who_can(&self.0, req.into_inner(), &meta).await
+        }
+        .instrument(span.clone())
+        .await;
+        self.0.finish(Method::WhoCan, started, answer, &span)
+    }
+
+    async fn what_can(
+        &self,
+        req: Request<proto::WhatCanRequest>,
+    ) -> Result<Response<proto::WhatCanResponse>, Status> {
+        let started = Instant::now();
+        let span = self.0.call_span(&req, Method::WhatCan);
+        let answer = async {
+            self.0.reverse_allowed(&req)?;
+            let _admitted = self.0.admit(&req)?;
+            let meta = CallMeta::of(&req, &self.0.log.load());
+            reverse::handle_what_can(&self.0, req.into_inner(), &meta).await
+        }
+        .instrument(span.clone())
+        .await;
+        self.0.finish(Method::WhatCan, started, answer, &span)
     }
 
     async fn status(

@@ -131,7 +131,7 @@ impl Tls {
 }
 
 /// Whether allow-list entry `a` admits identity `n`.
-fn allows(a: &str, n: &str) -> bool {
+pub(super) fn allows(a: &str, n: &str) -> bool {
     match a.strip_suffix('*') {
         Some(prefix) => n.starts_with(prefix),
         None => a == n,

@@ -7,7 +7,7 @@
 //! copy costs nothing and shares every untouched record. Readers holding the old
 //! world never see a half-applied change.
 
-use super::records::{ClientLink, Employee, Id, OrgNo, Organization, SystemUser, Team, UserType};
+use super::records::{ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team, UserType};
 use super::state::World;
 use crate::packages::AccessPackages;
 use std::collections::BTreeSet;
@@ -66,6 +66,55 @@ impl Change {
 pub struct ChangeProblem {
     pub key: RecordKey,
     pub message: String,
+}
+
+/// An index of sorted lists from grouped values.
+fn sorted_index<K, V>(groups: std::collections::BTreeMap<K, Vec<V>>) -> Map<K, Arc<[V]>>
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Ord,
+{
+    let mut m = super::records::map();
+    for (k, mut vs) in groups {
+        vs.sort();
+        m.insert(k, vs.into());
+    }
+    m
+}
+
+/// Adds `v` to the sorted list at `k` (a copy of that one list).
+fn list<K, V>(m: &mut Map<K, Arc<[V]>>, k: K, v: &V)
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Ord + Clone,
+{
+    if m.get(&k).is_some_and(|vs| vs.binary_search(v).is_ok()) {
+        return;
+    }
+    let mut vs: Vec<V> = m.get(&k).map_or_else(Vec::new, |vs| vs.to_vec());
+    if let Err(i) = vs.binary_search(v) {
+        vs.insert(i, v.clone());
+        m.insert(k, vs.into());
+    }
+}
+
+/// Takes `v` out of the sorted list at `k`, and the list when it is left empty.
+fn unlist<K, V>(m: &mut Map<K, Arc<[V]>>, k: K, v: &V)
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Ord + Clone,
+{
+    let Some(mut vs) = m.get(&k).map(|vs| vs.to_vec()) else {
+        return;
+    };
+    if let Ok(i) = vs.binary_search(v) {
+        vs.remove(i);
+        if vs.is_empty() {
+            m.remove(&k);
+        } else {
+            m.insert(k, vs.into());
+        }
+    }
 }
 
 impl World {
@@ -138,10 +187,20 @@ impl World {
     pub(crate) fn put(&mut self, c: Change) {
         match c {
             Change::Organization(n, Some(o)) => {
-                self.orgs.insert(n, Arc::new(o));
+                let parent = o.parent();
+                if let Some(old) = self.orgs.insert(n, Arc::new(o)) {
+                    if let Some(p) = old.parent().filter(|p| Some(*p) != parent) {
+                        unlist(&mut self.units, p, &n);
+                    }
+                }
+                if let Some(p) = parent {
+                    list(&mut self.units, p, &n);
+                }
             }
             Change::Organization(n, None) => {
-                self.orgs.remove(&n);
+                if let Some(p) = self.orgs.remove(&n).and_then(|old| old.parent()) {
+                    unlist(&mut self.units, p, &n);
+                }
             }
             Change::SystemUser(id, Some(mut su)) => {
                 let old = self.system_users.get(id.as_str()).cloned();
@@ -202,17 +261,25 @@ impl World {
                 }
             }
             Change::Employee(id, Some(e)) => {
-                self.employees.insert(id, Arc::new(e));
+                let org = e.organization;
+                if let Some(old) = self.employees.insert(id.clone(), Arc::new(e)) {
+                    if old.organization != org {
+                        unlist(&mut self.staff, old.organization, &id);
+                    }
+                }
+                list(&mut self.staff, org, &id);
             }
             Change::Employee(id, None) => {
-                self.employees.remove(id.as_str());
+                if let Some(old) = self.employees.remove(id.as_str()) {
+                    unlist(&mut self.staff, old.organization, &id);
+                }
             }
         }
     }
 
     /// Works out the derived indexes afresh from the records: the teams granting each
-    /// system user and the system users of each owner. A pass over the teams and
-    /// system users (not the employees or organisations).
+    /// system user, the system users of each owner, the employees of each
+    /// organisation and the operational units of each parent.
     pub(crate) fn reindex(&mut self) {
         let mut granted: std::collections::HashMap<Id, Vec<Id>> = std::collections::HashMap::new();
         for t in self.teams.values() {
@@ -233,11 +300,19 @@ impl World {
                 by_owner.entry(s.owner).or_default().push(id);
             }
         }
-        self.by_owner = super::records::map();
-        for (owner, mut ids) in by_owner {
-            ids.sort();
-            self.by_owner.insert(owner, ids.into());
+        self.by_owner = sorted_index(by_owner);
+        let mut staff: std::collections::BTreeMap<OrgNo, Vec<Id>> = Default::default();
+        for e in self.employees.values() {
+            staff.entry(e.organization).or_default().push(e.id.clone());
         }
+        self.staff = sorted_index(staff);
+        let mut units: std::collections::BTreeMap<OrgNo, Vec<OrgNo>> = Default::default();
+        for o in self.orgs.values() {
+            if let Some(p) = o.parent() {
+                units.entry(p).or_default().push(o.org_number);
+            }
+        }
+        self.units = sorted_index(units);
     }
 
     /// The teams that grant system user `su`, sorted: a scan of the teams, for a
@@ -274,23 +349,11 @@ impl World {
     }
 
     fn list_owner(&mut self, owner: OrgNo, su: &Id) {
-        let mut ids: Vec<Id> = self.system_users_owned_by(owner).to_vec();
-        if let Err(i) = ids.binary_search(su) {
-            ids.insert(i, su.clone());
-            self.by_owner.insert(owner, ids.into());
-        }
+        list(&mut self.by_owner, owner, su);
     }
 
     fn unlist_owner(&mut self, owner: OrgNo, su: &Id) {
-        let mut ids: Vec<Id> = self.system_users_owned_by(owner).to_vec();
-        if let Ok(i) = ids.binary_search(su) {
-            ids.remove(i);
-            if ids.is_empty() {
-                self.by_owner.remove(&owner);
-            } else {
-                self.by_owner.insert(owner, ids.into());
-            }
-        }
+        unlist(&mut self.by_owner, owner, su);
     }
 
     /// Whether organisation `n` exists.

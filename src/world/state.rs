@@ -14,6 +14,11 @@ pub struct World {
     pub(super) system_users: Map<Id, Arc<SystemUser>>,
     /// System user ids by owner, sorted: the candidates for ResolveSystemUser.
     pub(super) by_owner: Map<OrgNo, Arc<[Id]>>,
+    /// Employee ids by organisation, sorted: the candidates for reverse queries.
+    pub(super) staff: Map<OrgNo, Arc<[Id]>>,
+    /// Operational units by the parent they inherit from, sorted: the clients a
+    /// system user reaches through a parent.
+    pub(super) units: Map<OrgNo, Arc<[OrgNo]>>,
     /// Entities in Cedar's own JSON format for types beyond Vakt's own, and the
     /// schema's actions, by uid.
     pub(super) extra: Arc<HashMap<EntityUID, ast::Entity>>,
@@ -27,6 +32,8 @@ impl Default for World {
             teams: map(),
             system_users: map(),
             by_owner: map(),
+            staff: map(),
+            units: map(),
             extra: Arc::default(),
         }
     }
@@ -48,6 +55,8 @@ impl PartialEq for World {
             && self.teams == other.teams
             && self.system_users == other.system_users
             && self.by_owner == other.by_owner
+            && self.staff == other.staff
+            && self.units == other.units
             && self.extra.len() == other.extra.len()
             && self
                 .extra
@@ -72,6 +81,14 @@ impl World {
     /// The system users an organisation owns, by id, sorted.
     pub fn system_users_owned_by(&self, owner: OrgNo) -> &[Id] {
         self.by_owner.get(&owner).map_or(&[], |ids| &ids[..])
+    }
+    /// The employees of an organisation, by id, sorted.
+    pub fn employees_of(&self, org: OrgNo) -> &[Id] {
+        self.staff.get(&org).map_or(&[], |ids| &ids[..])
+    }
+    /// The operational units that inherit from `parent`, sorted.
+    pub fn units_of(&self, parent: OrgNo) -> &[OrgNo] {
+        self.units.get(&parent).map_or(&[], |ns| &ns[..])
     }
     /// An entity given in Cedar's own format, or an action.
     pub fn extra_entity(&self, uid: &EntityUID) -> Option<&ast::Entity> {
