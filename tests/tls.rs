@@ -301,3 +301,58 @@ fn bad_tls_settings_are_reported_together_with_exit_78() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-allow"));
 }
+
+/// Under mutual TLS, reverse queries are answered only to identities on their
+/// own allow-list; an identity the TLS allow-list admits for Authorize but the
+/// reverse one does not is refused with PERMISSION_DENIED.
+#[test]
+fn reverse_queries_under_mutual_tls_need_their_own_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("server CA");
+    let client_ca = ca("client CA");
+    let (cert, key) = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
+    let app = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/billing/sa/app"]);
+    let auditor = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/audit/sa/review"]);
+    let args = [
+        "--tls-cert".to_owned(),
+        write(dir.path(), "server.pem", &cert),
+        "--tls-key".to_owned(),
+        write(dir.path(), "server.key", &key),
+        "--tls-client-ca".to_owned(),
+        write(dir.path(), "clients.pem", &client_ca.pem),
+        "--tls-allow".to_owned(),
+        "spiffe://vakt.test/ns/*".to_owned(),
+        "--reverse-queries".to_owned(),
+        "--reverse-queries-allow".to_owned(),
+        "spiffe://vakt.test/ns/audit/*".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Spawned::start(&args, false);
+    let addr = s.addr.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let who = vakt::proto::WhoCanRequest {
+            client_org_number: "310015156".into(),
+            access_package: REGNSKAP.into(),
+            ..Default::default()
+        };
+        let mut c = connect(&addr, &server_ca.pem, Some(&app)).await.unwrap();
+        assert_eq!(
+            ask(&mut c).await.unwrap().decision(),
+            vakt::proto::Decision::Allow
+        );
+        let e = c.who_can(who.clone()).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("--reverse-queries-allow"), "{e:?}");
+        let mut c = connect(&addr, &server_ca.pem, Some(&auditor))
+            .await
+            .unwrap();
+        let r = c.who_can(who).await.unwrap().into_inner();
+        assert!(
+            r.employees.iter().any(|e| e.employee_id == "kari"),
+            "{r:?}"
+        );
+    });
+    drop(rt);
+    s.stop();
+}
