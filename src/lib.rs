@@ -22,6 +22,8 @@
 //! - [`verify`]: proving properties of the policies with Cedar's symbolic compiler
 //!   and the cvc5 solver; counterexamples become data files and are replayed
 //!   through [`decide`].
+//! - [`review`]: the access review of one organisation, from the reverse
+//!   queries, the grants and a verified decision log; CSV, JSON or HTML.
 //! - [`reverse`]: the reverse questions (who can act for a client, what can an
 //!   employee do), answered by asking [`decide`] about every candidate.
 //! - [`gen`]: generated worlds of accounting firms, for benchmarks and trials.
@@ -63,6 +65,7 @@ pub mod problem;
 pub mod reference;
 pub mod replay;
 pub mod reverse;
+pub mod review;
 pub mod server;
 pub mod snapshot;
 pub mod source;

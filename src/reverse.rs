@@ -111,7 +111,7 @@ fn reaches(su: &SystemUser, client: OrgNo, parent: Option<OrgNo>) -> bool {
 /// The clients `su` may reach, sorted: its owner and the owner's units for a
 /// standard system user (or an agent its owner delegated itself to), and its
 /// linked clients and their units.
-fn clients_of(w: &World, su: &SystemUser) -> Vec<OrgNo> {
+pub(crate) fn clients_of(w: &World, su: &SystemUser) -> Vec<OrgNo> {
     let mut out = Vec::new();
     let with_units = |org: OrgNo, out: &mut Vec<OrgNo>| {
         out.push(org);

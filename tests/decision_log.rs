@@ -594,6 +594,7 @@ async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
         caller: &Default::default(),
         trace: &Default::default(),
         shadow: None,
+        path: None,
     };
     for _ in 0..5 {
         vakt_log

@@ -58,35 +58,12 @@ fn run_verify(
     copies: &[PathBuf],
     public_key: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let key = public_key
-        .map(PublicKey::read)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let texts = files
-        .iter()
-        .map(|f| {
-            std::fs::read_to_string(f)
-                .map(|t| (f.display().to_string(), t))
-                .with_context(|| format!("reading {}", f.display()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let read_checkpoints = |path: &Path| -> anyhow::Result<Vec<Checkpoint>> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Checkpoint::parse_all(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    };
-    let beside = files
-        .last()
-        .map(|f| checkpoint_path(f))
-        .filter(|p| p.is_file());
-    let current = match &beside {
-        Some(p) => read_checkpoints(p)?.pop(),
-        None => None,
-    };
-    let mut others = Vec::new();
-    for path in copies {
-        others.extend(read_checkpoints(path)?);
-    }
+    let Checked {
+        texts,
+        current,
+        others,
+        key,
+    } = read_for_verify(files, copies, public_key)?;
     let against = Against {
         current: current.as_ref(),
         copies: &others,
@@ -125,6 +102,58 @@ fn run_verify(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// A log's files, its checkpoints and the public key, read for [`verify`].
+pub(super) struct Checked {
+    pub texts: Vec<(String, String)>,
+    pub current: Option<Checkpoint>,
+    pub others: Vec<Checkpoint>,
+    pub key: Option<PublicKey>,
+}
+
+/// Reads log files (oldest first), the checkpoint beside the last one, the
+/// checkpoint copies in `copies` and the public key, for [`verify`].
+pub(super) fn read_for_verify(
+    files: &[PathBuf],
+    copies: &[PathBuf],
+    public_key: Option<&Path>,
+) -> anyhow::Result<Checked> {
+    let key = public_key
+        .map(PublicKey::read)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let texts = files
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .map(|t| (f.display().to_string(), t))
+                .with_context(|| format!("reading {}", f.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let read_checkpoints = |path: &Path| -> anyhow::Result<Vec<Checkpoint>> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Checkpoint::parse_all(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    let beside = files
+        .last()
+        .map(|f| checkpoint_path(f))
+        .filter(|p| p.is_file());
+    let current = match &beside {
+        Some(p) => read_checkpoints(p)?.pop(),
+        None => None,
+    };
+    let mut others = Vec::new();
+    for path in copies {
+        others.extend(read_checkpoints(path)?);
+    }
+    Ok(Checked {
+        texts,
+        current,
+        others,
+        key,
+    })
 }
 
 fn keygen(prefix: &Path, force: bool) -> anyhow::Result<ExitCode> {

@@ -14,6 +14,7 @@ mod db;
 mod fmt;
 mod gen_world;
 mod replay;
+mod review;
 mod serve;
 mod shadow;
 mod status;
@@ -51,6 +52,10 @@ enum Command {
     Fmt(fmt::FmtArgs),
     /// Re-decide logged decisions under candidate policies; report what would flip.
     Replay(replay::ReplayArgs),
+    /// Write the access review of one organisation: effective access with its
+    /// path, conflicts of duties, deactivated employees still in teams, unused
+    /// grants (from a verified decision log) and unusable clients; CSV, JSON or HTML.
+    Review(review::ReviewArgs),
     /// Prove properties of the policies over every world (needs the cvc5 solver),
     /// or classify a change with --against OLD_POLICIES_DIR.
     Verify(verify::VerifyArgs),
@@ -154,6 +159,7 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Fmt(a) => fmt::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Review(a) => review::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Shadow(c) => shadow::run(c),
         Command::Audit(a) => audit::run(a),

@@ -93,6 +93,9 @@ pub struct DecisionRecord<'a> {
     /// Under `--shadow-policies`, when the candidate policies decide otherwise:
     /// their decision ("allow" or "deny") and reasons.
     pub shadow: Option<(&'a str, &'a [Reason])>,
+    /// For an allow: the teams that granted it and the link it rested on, so an
+    /// access review can tell which grants were used.
+    pub path: Option<&'a crate::decide::Path>,
 }
 
 /// RFC 3339 timestamp in UTC with microseconds.
@@ -163,7 +166,7 @@ impl Serialize for Scrubbed<'_, '_> {
             name,
             marks: &marks,
         };
-        let mut m = s.serialize_struct("DecisionRecord", 21)?;
+        let mut m = s.serialize_struct("DecisionRecord", 22)?;
         m.serialize_field("decision_id", &S(r.decision_id))?;
         m.serialize_field("timestamp", &r.timestamp)?;
         m.serialize_field("call", r.call)?;
@@ -200,6 +203,9 @@ impl Serialize for Scrubbed<'_, '_> {
         if let Some((decision, reasons)) = r.shadow {
             m.serialize_field("shadow_decision", decision)?;
             m.serialize_field("shadow_reasons", &Reasons(reasons))?;
+        }
+        if let Some(p) = r.path {
+            m.serialize_field("path", &PathOut(p))?;
         }
         m.serialize_field("revision", r.revision)?;
         m.serialize_field("data_sequence", &r.data_sequence)?;
@@ -245,6 +251,21 @@ impl Serialize for StrList<'_> {
             })?;
         }
         seq.end()
+    }
+}
+
+struct PathOut<'r>(&'r crate::decide::Path);
+
+impl Serialize for PathOut<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let p = self.0;
+        let mut m = s.serialize_struct("Path", 3)?;
+        m.serialize_field("teams", &p.teams)?;
+        if let Some(o) = p.link_client {
+            m.serialize_field("link_client_org_number", &o.to_string())?;
+        }
+        m.serialize_field("link_roles", &p.link_roles)?;
+        m.end()
     }
 }
 

@@ -52,6 +52,7 @@ pub(super) async fn handle(
             caller: &meta.caller,
             trace: &meta.trace,
             shadow: None,
+            path: None,
         })
     };
     receipt.wait().await?;
