@@ -77,6 +77,16 @@ pub(super) struct ServeArgs {
     /// page; each answer keeps the world it began on for this long
     #[arg(long, env = "VAKT_REVERSE_PAGE_LIFETIME", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
     reverse_page_lifetime: std::time::Duration,
+    /// Serve the OpenID AuthZEN Authorization API 1.0 (HTTP/1.1, JSON) on this
+    /// address: evaluations decided and logged as Authorize, and the searches
+    /// (with --reverse-queries). It uses the TLS and allow-list settings of the
+    /// gRPC listener [default: off]
+    #[arg(long, env = "VAKT_AUTHZEN_LISTEN", value_name = "ADDRESS")]
+    authzen_listen: Option<SocketAddr>,
+    /// The PDP identifier the AuthZEN metadata names (an https URL, as callers
+    /// reach this sidecar) [default: from each request's Host]
+    #[arg(long, env = "VAKT_AUTHZEN_BASE_URL", value_name = "URL")]
+    authzen_base_url: Option<String>,
     /// Also listen on this Unix socket, for callers in the same pod; each decision
     /// record names the caller's uid and pid as the kernel reports them
     /// [default: none]
@@ -405,7 +415,7 @@ async fn reload_settings_on_hangup(
     mut current: RawSettings,
     vakt: std::sync::Weak<Vakt>,
     telemetry: telemetry::LogLevel,
-    tls: Option<Arc<server::Tls>>,
+    tls: Vec<Arc<server::Tls>>,
     default_max_staleness: Option<std::time::Duration>,
     writers: Arc<std::sync::Mutex<crate::decision_log::Writers>>,
 ) {
@@ -478,7 +488,7 @@ async fn reload_settings_on_hangup(
         vakt.options.store(Arc::new(options));
         load_shadow(&args, &vakt);
         telemetry.set(&args.log_level);
-        if let Some(tls) = &tls {
+        for tls in &tls {
             tls.set_allow(args.tls_allow.clone());
         }
         let live: Vec<&str> = changed
@@ -703,8 +713,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         )?));
         tracing::info!(path = %path.display(), mode = format!("{:o}", args.listen_unix_mode), "listening on the unix socket");
     }
-    let mut tls_reload = None;
-    let mut tls_state = None;
+    let mut tls_state: Vec<Arc<server::Tls>> = Vec::new();
     let mut tcp_listening = None;
     if let Some(addr) = args.listen.0 {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -719,19 +728,46 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         listeners.push(match tls {
             None => server::Listener::Tcp(listener),
             Some(tls) => {
-                tls_state = Some(tls.clone());
-                let watched = tls.clone();
-                tls_reload = Some(tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(TLS_RELOAD_EVERY);
-                    loop {
-                        tick.tick().await;
-                        watched.reload_if_changed();
-                    }
-                }));
+                tls_state.push(tls.clone());
                 server::Listener::Tls(listener, tls)
             }
         });
     }
+    let mut authzen_listening = None;
+    if let Some(addr) = args.authzen_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} (--authzen-listen)"))?;
+        let tls = tls_files(&args)
+            .map_err(anyhow::Error::msg)?
+            .map(server::Tls::load_http1)
+            .transpose()?
+            .map(Arc::new);
+        authzen_listening = Some((
+            listener.local_addr()?,
+            tls.is_some(),
+            match tls {
+                None => server::Listener::Tcp(listener),
+                Some(tls) => {
+                    tls_state.push(tls.clone());
+                    server::Listener::Tls(listener, tls)
+                }
+            },
+        ));
+    }
+    // Certificate rotation: each TLS listener reads its files again when they change.
+    let tls_reload = (!tls_state.is_empty()).then(|| {
+        let watched = tls_state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TLS_RELOAD_EVERY);
+            loop {
+                tick.tick().await;
+                for tls in &watched {
+                    tls.reload_if_changed();
+                }
+            }
+        })
+    });
     // Ready before the "listening" line, so a probe that follows that line
     // (as tests and scripts do) never sees "not ready: loading".
     admin_state.serving(&vakt);
@@ -783,6 +819,18 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         tracing::warn!("second stop signal: exiting at once");
         std::process::exit(1);
     });
+    let authzen = authzen_listening.map(|(address, tls, listener)| {
+        tracing::info!(%address, tls, "AuthZEN API listening");
+        let mut stop = stopping.clone();
+        tokio::spawn(server::serve_authzen(
+            vec![listener],
+            vakt.clone(),
+            args.authzen_base_url.clone(),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    });
     let mut graceful = stopping.clone();
     let mut deadline = stopping;
     let serving = server::serve_on(listeners, vakt.clone(), async move {
@@ -798,7 +846,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         }
     }
     signals.abort();
-    for task in [admin, tls_reload, Some(settings_reload)]
+    for task in [admin, tls_reload, Some(settings_reload), authzen]
         .into_iter()
         .flatten()
     {

@@ -49,6 +49,8 @@ pub struct ConnInfo {
     pub unix: Option<UnixPeer>,
     /// The client certificate's identity, under mutual TLS.
     pub identity: Option<String>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
     /// When a call last began on the connection, in ms since `epoch`.
     last_call: Arc<AtomicU64>,
     epoch: Instant,
@@ -366,6 +368,7 @@ async fn accept_loop(
             remote: parts.remote,
             unix: parts.unix,
             identity: None,
+            tls: false,
             last_call: Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64)),
             epoch,
         };
@@ -408,7 +411,10 @@ async fn accept_loop(
                     Err(_) => return,
                 };
                 match tls.admit(stream.get_ref().1.peer_certificates()) {
-                    Ok(identity) => conn.info.identity = identity,
+                    Ok(identity) => {
+                        conn.info.identity = identity;
+                        conn.info.tls = true;
+                    }
                     Err(presented) => {
                         tracing::warn!(peer = ?conn.info.remote, presented = %presented, "caller refused: its client certificate is not on the allow-list");
                         return;

@@ -202,6 +202,23 @@ impl Vakt {
         req: &Request<T>,
     ) -> Result<Admitted<'_>, super::error::CallError> {
         note_call(req);
+        let key = req
+            .extensions()
+            .get::<super::accept::ConnInfo>()
+            .and_then(|c| c.peer_key())
+            .or_else(|| {
+                req.remote_addr()
+                    .map(|a| super::accept::PeerKey::Ip(a.ip()))
+            });
+        self.admit_peer(key)
+    }
+
+    /// [`Vakt::admit`] for a call from `key` (the peer address, or the user on the
+    /// Unix socket), whatever protocol it came by.
+    pub(super) fn admit_peer(
+        &self,
+        key: Option<super::accept::PeerKey>,
+    ) -> Result<Admitted<'_>, super::error::CallError> {
         let options = self.options.load();
         let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut admitted = Admitted {
@@ -216,14 +233,6 @@ impl Vakt {
         }
         let per_peer = options.max_in_flight_per_peer;
         if per_peer > 0 {
-            let key = req
-                .extensions()
-                .get::<super::accept::ConnInfo>()
-                .and_then(|c| c.peer_key())
-                .or_else(|| {
-                    req.remote_addr()
-                        .map(|a| super::accept::PeerKey::Ip(a.ip()))
-                });
             if let Some(key) = key {
                 let bucket = self.in_flight_per_peer.bucket(key);
                 let before = bucket.fetch_add(1, Ordering::Relaxed);
@@ -242,14 +251,22 @@ impl Vakt {
     /// Whether this call may ask a reverse query: they are on, and under mutual
     /// TLS the caller's identity is on their own allow-list.
     pub(super) fn reverse_allowed<T>(&self, req: &Request<T>) -> Result<(), super::error::CallError> {
-        let options = self.options.load();
-        if !options.reverse_queries {
-            return Err(super::error::CallError::ReverseOff);
-        }
         let identity = req
             .extensions()
             .get::<super::accept::ConnInfo>()
             .and_then(|c| c.identity.as_deref());
+        self.reverse_allowed_for(identity)
+    }
+
+    /// [`Vakt::reverse_allowed`] for a caller with this mutual-TLS identity.
+    pub(super) fn reverse_allowed_for(
+        &self,
+        identity: Option<&str>,
+    ) -> Result<(), super::error::CallError> {
+        let options = self.options.load();
+        if !options.reverse_queries {
+            return Err(super::error::CallError::ReverseOff);
+        }
         if let Some(id) = identity {
             if !options
                 .reverse_queries_allow
@@ -374,30 +391,39 @@ impl CallMeta {
     /// What the call's transport and headers tell; nothing when no decision log
     /// would record it.
     pub(super) fn of<T>(req: &Request<T>, log: &DecisionLog) -> Self {
-        if !log.is_enabled() {
-            return Self::default();
-        }
         let header = |name: &str| {
             req.metadata()
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        Self::from_parts(
+            req.extensions().get::<super::accept::ConnInfo>(),
+            peer_of(req),
+            header,
+            log,
+        )
+    }
+
+    /// What the connection and the headers (by name) tell, whatever the protocol.
+    pub(super) fn from_parts(
+        conn: Option<&super::accept::ConnInfo>,
+        peer: Option<std::net::SocketAddr>,
+        header: impl Fn(&str) -> Option<String>,
+        log: &DecisionLog,
+    ) -> Self {
+        if !log.is_enabled() {
+            return Self::default();
+        }
         Self {
             caller: {
-                let unix = req
-                    .extensions()
-                    .get::<super::accept::ConnInfo>()
-                    .and_then(|c| c.unix);
-                let identity = req
-                    .extensions()
-                    .get::<super::accept::ConnInfo>()
-                    .and_then(|c| c.identity.clone());
+                let unix = conn.and_then(|c| c.unix);
+                let identity = conn.and_then(|c| c.identity.clone());
                 Caller {
                     identity,
                     peer: match unix {
                         Some(_) => Some("unix".to_owned()),
-                        None => peer_of(req).map(|a| a.to_string()),
+                        None => peer.map(|a| a.to_string()),
                     },
                     uid: unix.map(|u| u.uid),
                     pid: unix.and_then(|u| u.pid),

@@ -35,6 +35,20 @@ pub enum CallError {
     LogUnavailable(#[from] crate::decision_log::LogUnavailable),
 }
 
+impl CallError {
+    /// The HTTP status of this failure, for the AuthZEN API.
+    pub(super) fn http_status(&self) -> u16 {
+        match self {
+            CallError::InvalidField(_) | CallError::BatchTooLarge { .. } => 400,
+            CallError::Cursor(_) => 400,
+            CallError::Overloaded { .. } => 429,
+            CallError::ReverseOff | CallError::ReverseNotAllowed(_) => 403,
+            CallError::LogUnavailable(_) | CallError::DataStale(_) => 503,
+            CallError::Internal(_) => 500,
+        }
+    }
+}
+
 impl From<CallError> for Status {
     fn from(e: CallError) -> Self {
         let code = match &e {

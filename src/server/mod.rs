@@ -8,11 +8,14 @@
 //! `CallError`, mapped to a status in `error.rs`. Around them: `accept.rs` takes
 //! connections (TCP, TLS from `tls.rs`, a Unix socket) under their limits;
 //! `metrics.rs` holds what calls count and `export.rs` renders it (Prometheus,
-//! OTLP); `admin.rs` is the HTTP listener for `/metrics` and the probes.
+//! OTLP); `admin.rs` is the HTTP listener for `/metrics` and the probes;
+//! `authzen/` is the OpenID AuthZEN API over HTTP, deciding through the same
+//! calls.
 
 mod accept;
 mod admin;
 mod authorize;
+mod authzen;
 mod batch;
 mod call;
 mod convert;
@@ -27,6 +30,7 @@ mod tls;
 
 pub use accept::{incoming, AcceptLimits, Listener};
 pub use admin::{serve_admin, AdminState};
+pub use authzen::serve_authzen;
 pub use call::{
     Options, Shadow, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,

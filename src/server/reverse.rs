@@ -14,15 +14,15 @@ use crate::world::OrgNo;
 use std::sync::Arc;
 
 /// The world an answer's page is read from, and where it resumes.
-struct Start {
-    snap: Arc<Snapshot>,
-    after: Vec<String>,
-    began_ms: u64,
+pub(super) struct Start {
+    pub(super) snap: Arc<Snapshot>,
+    pub(super) after: Vec<String>,
+    pub(super) began_ms: u64,
 }
 
 /// The first page takes the current world (refused when it may not be decided
 /// on); a later one the world its token names.
-async fn start(
+pub(super) async fn start(
     vakt: &Vakt,
     call: &str,
     fp: &str,
@@ -197,7 +197,7 @@ pub(super) async fn handle_what_can(
 
 /// The token for the next page when more may follow, resuming after the last
 /// item (or where this page began, when it found none).
-fn next_token<T>(
+pub(super) fn next_token<T>(
     vakt: &Vakt,
     call: &str,
     fp: &str,

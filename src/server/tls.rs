@@ -50,19 +50,31 @@ pub struct Tls {
     stamps: Mutex<Vec<Option<SystemTime>>>,
     /// The allow-list, which a SIGHUP may change.
     allow: ArcSwap<Vec<String>>,
+    /// The application protocols offered: HTTP/2 for gRPC, HTTP/1.1 for AuthZEN.
+    alpn: Vec<Vec<u8>>,
 }
 
 impl Tls {
     /// Reads every file and builds the configuration; every problem is an error
     /// naming the file.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
-        let config = build(&files)?;
+        Self::load_with(files, vec![b"h2".to_vec()])
+    }
+
+    /// [`Tls::load`] for an HTTP/1.1 listener (the AuthZEN API).
+    pub fn load_http1(files: TlsFiles) -> Result<Self, TlsError> {
+        Self::load_with(files, vec![b"http/1.1".to_vec()])
+    }
+
+    fn load_with(files: TlsFiles, alpn: Vec<Vec<u8>>) -> Result<Self, TlsError> {
+        let config = build(&files, &alpn)?;
         let stamps = Mutex::new(stamps(&files));
         Ok(Self {
             allow: ArcSwap::from_pointee(files.allow.clone()),
             files,
             config: ArcSwap::from_pointee(config),
             stamps,
+            alpn,
         })
     }
 
@@ -89,7 +101,7 @@ impl Tls {
             }
             *seen = now;
         }
-        match build(&self.files) {
+        match build(&self.files, &self.alpn) {
             Ok(c) => {
                 self.config.store(Arc::new(c));
                 tracing::info!(cert = %self.files.cert.display(), "TLS files changed; new connections use them");
@@ -172,7 +184,7 @@ fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
     .collect()
 }
 
-fn build(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
+fn build(files: &TlsFiles, alpn: &[Vec<u8>]) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| fail(&files.cert, e))?
@@ -210,7 +222,7 @@ fn build(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| fail(&files.key, format!("does not fit the certificate: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }
 

@@ -1,0 +1,491 @@
+//! The OpenID AuthZEN Authorization API 1.0 over HTTP/1.1 and JSON, on a listener
+//! of its own (`--authzen-listen`), with the same connection limits, TLS and
+//! allow-list as the gRPC listener:
+//!
+//! - `POST /access/v1/evaluation` and `/access/v1/evaluations`: decided exactly as
+//!   `Authorize` and `AuthorizeBatch` decide, recorded in the same decision log,
+//!   under the same limits;
+//! - `POST /access/v1/search/subject`, `/search/resource` and `/search/action`:
+//!   the reverse queries, with their pages and tokens (off unless
+//!   `--reverse-queries`);
+//! - `GET /.well-known/authzen-configuration`: what this PDP offers.
+//!
+//! `wire.rs` reads and writes AuthZEN's JSON; this file routes, limits and
+//! answers. A malformed request is a 400 naming the member, never a decision.
+
+mod wire;
+
+use super::accept::{ConnInfo, Listener};
+use super::authorize::decide_and_log;
+use super::call::{CallMeta, Vakt};
+use super::error::CallError;
+use crate::decide::{decide, Query};
+use crate::proto;
+use crate::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::server::Connected as _;
+use wire::{BadRequest, Entities};
+
+const EVALUATION: &str = "/access/v1/evaluation";
+const EVALUATIONS: &str = "/access/v1/evaluations";
+const SEARCH_SUBJECT: &str = "/access/v1/search/subject";
+const SEARCH_RESOURCE: &str = "/access/v1/search/resource";
+const SEARCH_ACTION: &str = "/access/v1/search/action";
+const CONFIGURATION: &str = "/.well-known/authzen-configuration";
+
+/// How long a request's headers may take to arrive.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the AuthZEN API on `listeners` until `shutdown` completes. `base_url`
+/// is the PDP's identifier in the metadata; without it, it is taken from the
+/// request's `Host`.
+pub async fn serve_authzen(
+    listeners: Vec<Listener>,
+    vakt: Arc<Vakt>,
+    base_url: Option<String>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    use tokio_stream::StreamExt as _;
+    let options = vakt.options.load_full();
+    let mut incoming = super::accept::incoming_from(listeners, &options.accept_limits());
+    let base_url = Arc::new(base_url);
+    tokio::pin!(shutdown);
+    loop {
+        let conn = tokio::select! {
+            () = &mut shutdown => return,
+            c = incoming.next() => match c {
+                Some(Ok(c)) => c,
+                Some(Err(_)) => continue,
+                None => return,
+            },
+        };
+        let info = conn.connect_info();
+        // Connections hold the state weakly, as the admin listener does: a
+        // keep-alive connection must not keep the decision log open at shutdown.
+        let vakt = Arc::downgrade(&vakt);
+        let base_url = base_url.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let vakt = vakt.upgrade();
+                let info = info.clone();
+                let base_url = base_url.clone();
+                async move {
+                    Ok::<_, Infallible>(match vakt {
+                        Some(vakt) => respond(&vakt, &info, base_url.as_deref(), req).await,
+                        None => json_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &json!({"error": "stopping"}),
+                        ),
+                    })
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024)
+                .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                .await;
+        });
+    }
+}
+
+/// A failed request: its status and message.
+struct Failure(StatusCode, String);
+
+impl From<BadRequest> for Failure {
+    fn from(b: BadRequest) -> Self {
+        Failure(StatusCode::BAD_REQUEST, b.0)
+    }
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Failure(status, e.to_string())
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn respond(
+    vakt: &Vakt,
+    conn: &ConnInfo,
+    base_url: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    conn.touch();
+    let request_id = req.headers().get("x-request-id").cloned();
+    let mut response = match answer(vakt, conn, base_url, req).await {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(Failure(status, message)) => {
+            let mut r = json_response(status, &json!({ "error": message }));
+            if status == StatusCode::METHOD_NOT_ALLOWED {
+                r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            r
+        }
+    };
+    // Echoed on every answer, errors too, so the caller can match them up.
+    if let Some(id) = request_id {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    response
+}
+
+async fn answer(
+    vakt: &Vakt,
+    conn: &ConnInfo,
+    base_url: Option<&str>,
+    req: Request<Incoming>,
+) -> Result<Value, Failure> {
+    let path = req.uri().path().to_owned();
+    if path == CONFIGURATION {
+        if req.method() != Method::GET {
+            return Err(Failure(StatusCode::METHOD_NOT_ALLOWED, "GET only".into()));
+        }
+        return Ok(configuration(vakt, conn, base_url, &req));
+    }
+    let known = [EVALUATION, EVALUATIONS, SEARCH_SUBJECT, SEARCH_RESOURCE, SEARCH_ACTION];
+    if !known.contains(&path.as_str()) {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("not found: {path}; the AuthZEN endpoints are {}", known.join(", ")),
+        ));
+    }
+    if req.method() != Method::POST {
+        return Err(Failure(StatusCode::METHOD_NOT_ALLOWED, "POST only".into()));
+    }
+    let json_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json_type {
+        return Err(Failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type: must be application/json".into(),
+        ));
+    }
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let meta = CallMeta::from_parts(Some(conn), conn.remote, header, &vakt.log.load());
+    let limit = vakt.options.load().max_message_bytes;
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body: larger than {limit} bytes (--max-message-bytes)"),
+            ))
+        }
+        Err(e) => return Err(Failure(StatusCode::BAD_REQUEST, format!("body: {e}"))),
+    };
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body: not JSON: {e}")))?;
+    let Value::Object(body) = body else {
+        return Err(Failure(StatusCode::BAD_REQUEST, "body: must be a JSON object".into()));
+    };
+    let _admitted = vakt.admit_peer(conn.peer_key()).map_err(Failure::from)?;
+    match path.as_str() {
+        EVALUATION => evaluation(vakt, Entities::of(&body), &meta).await,
+        EVALUATIONS => evaluations(vakt, &body, &meta).await,
+        SEARCH_SUBJECT => {
+            vakt.reverse_allowed_for(conn.identity.as_deref())?;
+            search_subject(vakt, &body).await
+        }
+        SEARCH_RESOURCE => {
+            vakt.reverse_allowed_for(conn.identity.as_deref())?;
+            search_resource(vakt, &body).await
+        }
+        _ => {
+            vakt.reverse_allowed_for(conn.identity.as_deref())?;
+            search_action(vakt, &body).await
+        }
+    }
+}
+
+/// The metadata: each endpoint as an absolute URL under the PDP's identifier.
+fn configuration(vakt: &Vakt, conn: &ConnInfo, base_url: Option<&str>, req: &Request<Incoming>) -> Value {
+    let base = match base_url {
+        Some(b) => b.trim_end_matches('/').to_owned(),
+        None => {
+            let scheme = if conn.tls { "https" } else { "http" };
+            let host = req
+                .headers()
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("{scheme}://{host}")
+        }
+    };
+    let mut m = Map::new();
+    m.insert("policy_decision_point".into(), json!(base));
+    m.insert("access_evaluation_endpoint".into(), json!(format!("{base}{EVALUATION}")));
+    m.insert("access_evaluations_endpoint".into(), json!(format!("{base}{EVALUATIONS}")));
+    // Only what this PDP answers: the searches when reverse queries are on.
+    if vakt.options.load().reverse_queries {
+        m.insert("search_subject_endpoint".into(), json!(format!("{base}{SEARCH_SUBJECT}")));
+        m.insert("search_resource_endpoint".into(), json!(format!("{base}{SEARCH_RESOURCE}")));
+        m.insert("search_action_endpoint".into(), json!(format!("{base}{SEARCH_ACTION}")));
+    }
+    Value::Object(m)
+}
+
+/// One evaluation, decided and logged as `Authorize` does.
+async fn evaluation(vakt: &Vakt, e: Entities<'_>, meta: &CallMeta) -> Result<Value, Failure> {
+    let raw = wire::evaluation(e)?;
+    let (snap, stale) = vakt.snapshot_for(0).await;
+    let q = Query::check(&snap, raw, "").map_err(wire::invalid)?;
+    let (r, receipt) = decide_and_log(vakt, &snap, &q, stale.as_deref(), meta, false);
+    receipt.wait().await.map_err(CallError::from)?;
+    Ok(answer_of(&r))
+}
+
+fn answer_of(r: &proto::AuthorizeResponse) -> Value {
+    let reasons: Vec<crate::decide::Reason> = r
+        .reasons
+        .iter()
+        .map(|x| crate::decide::Reason {
+            policy_id: x.policy_id.clone(),
+            message: x.message.clone(),
+        })
+        .collect();
+    wire::decision(
+        r.decision == proto::Decision::Allow as i32,
+        &reasons,
+        &r.decision_id,
+        &r.revision,
+        r.data_sequence,
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Semantic {
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+/// A batch, on one snapshot, as `AuthorizeBatch`; without items it is one
+/// evaluation. An item that is not well-formed is a deny with its error.
+async fn evaluations(vakt: &Vakt, body: &Map<String, Value>, meta: &CallMeta) -> Result<Value, Failure> {
+    let items = match body.get("evaluations") {
+        None | Some(Value::Null) => &Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(BadRequest("evaluations: must be an array".into()).into()),
+    };
+    let semantic = match body
+        .get("options")
+        .map(|o| o.as_object().ok_or_else(|| BadRequest("options: must be an object".into())))
+        .transpose()?
+        .and_then(|o| o.get("evaluations_semantic"))
+    {
+        None | Some(Value::Null) => Semantic::ExecuteAll,
+        Some(Value::String(s)) => match s.as_str() {
+            "execute_all" => Semantic::ExecuteAll,
+            "deny_on_first_deny" => Semantic::DenyOnFirstDeny,
+            "permit_on_first_permit" => Semantic::PermitOnFirstPermit,
+            other => {
+                return Err(BadRequest(format!(
+                    "options.evaluations_semantic: {other:?} is not execute_all, deny_on_first_deny or permit_on_first_permit"
+                ))
+                .into())
+            }
+        },
+        Some(_) => return Err(BadRequest("options.evaluations_semantic: must be a string".into()).into()),
+    };
+    let defaults = Entities::of(body);
+    if items.is_empty() {
+        return evaluation(vakt, defaults, meta).await;
+    }
+    let max = vakt.options.load().max_batch;
+    if items.len() > max {
+        return Err(CallError::BatchTooLarge {
+            got: items.len(),
+            max,
+        }
+        .into());
+    }
+    let (snap, stale) = vakt.snapshot_for(0).await;
+    let mut out = Vec::with_capacity(items.len());
+    let mut receipts = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let checked = match item {
+            Value::Object(m) => wire::evaluation(Entities::over(m, defaults))
+                .and_then(|raw| Query::check(&snap, raw, "").map_err(wire::invalid)),
+            _ => Err(BadRequest(format!("evaluations[{i}]: must be an object"))),
+        };
+        let allowed = match checked {
+            Ok(q) => {
+                let (r, receipt) = decide_and_log(vakt, &snap, &q, stale.as_deref(), meta, true);
+                receipts.push(receipt);
+                let allowed = r.decision == proto::Decision::Allow as i32;
+                out.push(answer_of(&r));
+                allowed
+            }
+            Err(BadRequest(m)) => {
+                out.push(wire::item_error(&m));
+                false
+            }
+        };
+        match semantic {
+            Semantic::DenyOnFirstDeny if !allowed => break,
+            Semantic::PermitOnFirstPermit if allowed => break,
+            _ => {}
+        }
+    }
+    // No answer, and above all no allow, before every record is written.
+    for r in receipts {
+        r.wait().await.map_err(CallError::from)?;
+    }
+    Ok(json!({ "evaluations": out }))
+}
+
+/// Subject search: WhoCan. Each result is an employee with the paths by which
+/// they may act.
+async fn search_subject(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, Failure> {
+    let Some(raw) = wire::subject_search(body)? else {
+        return Ok(wire::search_answer("", Vec::new()));
+    };
+    let (token, limit) = wire::page(body)?;
+    let fp = super::cursor::fingerprint(&[&wire::query_text(body)]);
+    let s = super::reverse::start(vakt, "authzen_subject", &fp, &token, 0).await?;
+    let q = who_can_query(&s.snap, raw).map_err(wire::invalid)?;
+    let snap = s.snap.clone();
+    let after = s.after.first().cloned();
+    let page = tokio::task::spawn_blocking(move || who_can(&snap, &q, after.as_deref(), page_size(limit)))
+        .await
+        .map_err(|_| CallError::Internal("the reverse query stopped"))?;
+    let next = super::reverse::next_token(vakt, "authzen_subject", &fp, &s, &page, |w| {
+        vec![w.employee.to_string()]
+    });
+    let results = page
+        .items
+        .iter()
+        .map(|w| {
+            json!({
+                "type": wire::EMPLOYEE,
+                "id": w.employee,
+                "properties": {"paths": w.routes.iter().map(|r| {
+                    let mut p = wire::path(&r.path);
+                    p["system_user_id"] = json!(r.system_user);
+                    p
+                }).collect::<Vec<_>>()},
+            })
+        })
+        .collect();
+    Ok(wire::search_answer(&next, results))
+}
+
+/// Resource search: WhatCan. Each result is a system user with the client and
+/// package it may be used for, and the path.
+async fn search_resource(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, Failure> {
+    let Some(raw) = wire::resource_search(body)? else {
+        return Ok(wire::search_answer("", Vec::new()));
+    };
+    let (token, limit) = wire::page(body)?;
+    let fp = super::cursor::fingerprint(&[&wire::query_text(body)]);
+    let s = super::reverse::start(vakt, "authzen_resource", &fp, &token, 0).await?;
+    let q = what_can_query(&s.snap, raw).map_err(wire::invalid)?;
+    let after = match s.after.as_slice() {
+        [] => None,
+        [su, client, package] => Some((
+            su.into(),
+            crate::world::OrgNo::parse(client).map_err(|_| super::cursor::CursorError::Unknown).map_err(CallError::from)?,
+            package.into(),
+        )),
+        _ => return Err(CallError::from(super::cursor::CursorError::Unknown).into()),
+    };
+    let snap = s.snap.clone();
+    let page = tokio::task::spawn_blocking(move || what_can(&snap, &q, after.as_ref(), page_size(limit)))
+        .await
+        .map_err(|_| CallError::Internal("the reverse query stopped"))?;
+    let next = super::reverse::next_token(vakt, "authzen_resource", &fp, &s, &page, |w| {
+        let (su, client, package) = w.key();
+        vec![su.to_string(), client.to_string(), package.to_string()]
+    });
+    let results = page
+        .items
+        .iter()
+        .map(|w| {
+            json!({
+                "type": wire::SYSTEM_USER,
+                "id": w.system_user,
+                "properties": {
+                    "client_org_number": w.client.to_string(),
+                    "access_package": w.access_package,
+                    "path": wire::path(&w.path),
+                },
+            })
+        })
+        .collect();
+    Ok(wire::search_answer(&next, results))
+}
+
+/// Action search: every action of the schema, with every package the system user
+/// holds, that the employee may take on it for the client. A short answer, in one
+/// page.
+async fn search_action(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, Failure> {
+    let Some(raw) = wire::action_search(body)? else {
+        return Ok(wire::search_answer("", Vec::new()));
+    };
+    // Pages are accepted, but the answer is short and comes whole.
+    let _ = wire::page(body)?;
+    let (snap, stale) = vakt.snapshot_for(0).await;
+    if let Some(why) = stale {
+        return Err(CallError::DataStale(why).into());
+    }
+    let packages: Vec<String> = snap
+        .world
+        .system_user(&raw.system_user_id)
+        .map(|su| su.access_packages.iter().map(|p| p.to_string()).collect())
+        .unwrap_or_default();
+    let mut actions: Vec<&String> = snap.actions.keys().collect();
+    actions.sort();
+    let mut results = Vec::new();
+    // An action whose context the caller's does not fit is not one they can take;
+    // when it fits none, the request itself is at fault.
+    let mut first_problem = None;
+    let mut fitted = false;
+    for action in actions {
+        for package in &packages {
+            let mut r = raw.clone();
+            r.action = action.clone();
+            r.access_package = package.clone();
+            match Query::check(&snap, r, "") {
+                Ok(q) => {
+                    fitted = true;
+                    if decide(&snap, &q).allowed {
+                        results.push(json!({"name": action, "properties": {"access_package": package}}));
+                    }
+                }
+                Err(e) => {
+                    first_problem.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if let (false, Some(e)) = (fitted, first_problem) {
+        return Err(wire::invalid(e).into());
+    }
+    Ok(wire::search_answer("", results))
+}
