@@ -771,6 +771,9 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
     // Ready before the "listening" line, so a probe that follows that line
     // (as tests and scripts do) never sees "not ready: loading".
     admin_state.serving(&vakt);
+    if let Some((address, tls, _)) = &authzen_listening {
+        tracing::info!(%address, tls, "AuthZEN API listening");
+    }
     if let Some((address, tls)) = tcp_listening {
         tracing::info!(%address, tls, "listening");
     }
@@ -819,8 +822,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         tracing::warn!("second stop signal: exiting at once");
         std::process::exit(1);
     });
-    let authzen = authzen_listening.map(|(address, tls, listener)| {
-        tracing::info!(%address, tls, "AuthZEN API listening");
+    let authzen = authzen_listening.map(|(_, _, listener)| {
         let mut stop = stopping.clone();
         tokio::spawn(server::serve_authzen(
             vec![listener],

@@ -1,0 +1,371 @@
+//! The AuthZEN Authorization API through the real binary and a real HTTP client
+//! (ureq): every evaluation is the gRPC decision (decision and reasons) and is
+//! recorded in the decision log the same way; batches follow the evaluation
+//! semantics; the searches answer as WhoCan and WhatCan, page by page; the
+//! metadata names the endpoints; and malformed requests get a 400 naming the
+//! member, never a decision.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+struct Http {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Http {
+    fn new(addr: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .into();
+        Self {
+            agent,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// POST a body with a content type: (status, JSON answer, X-Request-ID).
+    fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value, Option<String>) {
+        let mut r = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .header("X-Request-ID", "req-42")
+            .send(body)
+            .unwrap();
+        let status = r.status().as_u16();
+        let id = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = r.body_mut().read_to_string().unwrap();
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+        (status, v, id)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (s, v, _) = self.post_raw(path, "application/json", &body.to_string());
+        (s, v)
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let mut r = self.agent.get(&format!("{}{path}", self.base)).call().unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap())
+    }
+}
+
+fn authzen_addr(s: &Spawned) -> String {
+    s.diagnostics()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "AuthZEN API listening")
+        .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned))
+        .expect("an \"AuthZEN API listening\" line")
+}
+
+/// Vakt's request in AuthZEN's shapes.
+fn evaluation(employee: &str, su: &str, client: &str, package: &str) -> Value {
+    json!({
+        "subject": {"type": "employee", "id": employee},
+        "action": {"name": "useSystemUser", "properties": {"access_package": package}},
+        "resource": {"type": "system_user", "id": su, "properties": {"client_org_number": client}},
+    })
+}
+
+const CASES: [(&str, &str, &str, &str); 6] = [
+    ("kari", "tk-regnskap", "310015156", REGNSKAP),
+    ("ola", "tk-regnskap", "310015156", REGNSKAP),
+    ("ola", "tk-sykefravaer", "310017175", SYKEFRAVAER),
+    ("per", "tk-regnskap", "310015156", REGNSKAP),
+    ("randi", "rr-regnskap", "310021210", REGNSKAP),
+    ("kari", "rr-regnskap", "310021210", REGNSKAP),
+];
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> (Spawned, Http, std::path::PathBuf) {
+    let log = dir.join("decisions.jsonl");
+    let sink = format!("file:{}", log.display());
+    let mut args = vec!["--authzen-listen", "127.0.0.1:0", "--decision-log", &sink];
+    args.extend_from_slice(extra);
+    let s = Spawned::start(&args, false);
+    let http = Http::new(&authzen_addr(&s));
+    (s, http, log)
+}
+
+#[test]
+fn evaluations_are_the_grpc_decisions_and_are_logged_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, log) = start(dir.path(), &[]);
+    let grpc: Vec<(bool, Vec<String>)> = s.with_client(|mut c| async move {
+        let mut out = Vec::new();
+        for (e, su, client, p) in CASES {
+            let r = c.authorize(request(e, su, client, p)).await.unwrap().into_inner();
+            out.push((
+                r.decision == vakt::proto::Decision::Allow as i32,
+                r.reasons.into_iter().map(|x| x.policy_id).collect(),
+            ));
+        }
+        out
+    });
+    assert!(grpc.iter().any(|g| g.0) && grpc.iter().any(|g| !g.0));
+    let mut ids = Vec::new();
+    for ((e, su, client, p), want) in CASES.iter().zip(&grpc) {
+        let (status, v) = http.post("/access/v1/evaluation", &evaluation(e, su, client, p));
+        assert_eq!(status, 200, "{v}");
+        let reasons: Vec<String> = v["context"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["policy_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!((v["decision"].as_bool().unwrap(), reasons), want.clone(), "{e} {su} {client}");
+        ids.push(v["context"]["decision_id"].as_str().unwrap().to_owned());
+    }
+    // A batch: the same decisions, in order.
+    let items: Vec<Value> = CASES.iter().map(|(e, su, c, p)| evaluation(e, su, c, p)).collect();
+    let (status, v) = http.post("/access/v1/evaluations", &json!({"evaluations": items}));
+    assert_eq!(status, 200, "{v}");
+    let got: Vec<bool> = v["evaluations"].as_array().unwrap().iter().map(|d| d["decision"].as_bool().unwrap()).collect();
+    assert_eq!(got, grpc.iter().map(|g| g.0).collect::<Vec<_>>());
+    assert!(v.get("decision").is_none());
+    s.stop();
+    // Every AuthZEN decision is in the log as an authorize record, like gRPC's,
+    // and the chain verifies.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), CASES.len() * 3, "{text}");
+    for id in &ids {
+        let r = records.iter().find(|r| r["decision_id"] == *id).expect("logged");
+        assert_eq!(r["call"], "authorize");
+    }
+    for (g, a) in records[..CASES.len()].iter().zip(&records[CASES.len()..2 * CASES.len()]) {
+        for k in ["employee_id", "system_user_id", "client_org_number", "access_package", "action", "decision", "reasons", "path"] {
+            assert_eq!(g[k], a[k], "{k}");
+        }
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["audit", "verify", log.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+#[test]
+fn batches_follow_the_evaluation_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, _) = start(dir.path(), &[]);
+    let allow = evaluation("kari", "tk-regnskap", "310015156", REGNSKAP);
+    let deny = evaluation("ola", "tk-sykefravaer", "310017175", SYKEFRAVAER);
+    let batch = |semantic: Option<&str>| {
+        let mut b = json!({"evaluations": [allow, deny, allow]});
+        if let Some(s) = semantic {
+            b["options"] = json!({"evaluations_semantic": s, "another_option": 1});
+        }
+        let (status, v) = http.post("/access/v1/evaluations", &b);
+        assert_eq!(status, 200, "{v}");
+        v["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["decision"].as_bool().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(batch(None), [true, false, true]);
+    assert_eq!(batch(Some("execute_all")), [true, false, true]);
+    assert_eq!(batch(Some("deny_on_first_deny")), [true, false]);
+    assert_eq!(batch(Some("permit_on_first_permit")), [true]);
+    // Defaults, replaced whole by what an item gives; an item left incomplete is
+    // a deny with its error, the rest are decided.
+    let (status, v) = http.post(
+        "/access/v1/evaluations",
+        &json!({
+            "subject": {"type": "employee", "id": "kari"},
+            "action": {"name": "useSystemUser", "properties": {"access_package": REGNSKAP}},
+            "evaluations": [
+                {"resource": {"type": "system_user", "id": "tk-regnskap", "properties": {"client_org_number": "310015156"}}},
+                {},
+                {"subject": {"type": "employee", "id": "ola"}, "resource": {"type": "system_user", "id": "tk-regnskap", "properties": {"client_org_number": "310017175"}}},
+            ],
+        }),
+    );
+    assert_eq!(status, 200, "{v}");
+    let e = v["evaluations"].as_array().unwrap();
+    assert_eq!(e[0]["decision"], true);
+    assert_eq!(e[1]["decision"], false);
+    assert!(e[1]["context"]["error"]["message"].as_str().unwrap().starts_with("resource"), "{v}");
+    assert_eq!(e[2]["decision"], false);
+    // No items: the single evaluation's shape.
+    let mut single = allow.clone();
+    single["evaluations"] = json!([]);
+    let (status, v) = http.post("/access/v1/evaluations", &single);
+    assert_eq!((status, &v["decision"]), (200, &json!(true)), "{v}");
+    assert!(v.get("evaluations").is_none());
+    let (status, v) = http.post(
+        "/access/v1/evaluations",
+        &json!({"evaluations": [allow], "options": {"evaluations_semantic": "bogus"}}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("evaluations_semantic"));
+    s.stop();
+}
+
+#[test]
+fn malformed_requests_get_a_400_naming_the_member_and_never_an_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, log) = start(dir.path(), &[]);
+    let good = evaluation("kari", "tk-regnskap", "310015156", REGNSKAP);
+    let mut cases: Vec<(String, &str)> = vec![
+        ("{\"subject\":".into(), "body"),
+        ("[]".into(), "body"),
+        ("".into(), "body"),
+    ];
+    let mut without = |f: &dyn Fn(&mut Value), member: &'static str| {
+        let mut v = good.clone();
+        f(&mut v);
+        cases.push((v.to_string(), member));
+    };
+    without(&|v| { v.as_object_mut().unwrap().remove("subject"); }, "subject");
+    without(&|v| { v["subject"].as_object_mut().unwrap().remove("id"); }, "subject.id");
+    without(&|v| v["subject"]["type"] = json!("user"), "subject.type");
+    without(&|v| v["action"]["name"] = json!(123), "action.name");
+    without(&|v| { v["action"].as_object_mut().unwrap().remove("properties"); }, "action.properties.access_package");
+    without(&|v| { v["resource"]["properties"].as_object_mut().unwrap().remove("client_org_number"); }, "resource.properties.client_org_number");
+    without(&|v| v["resource"]["properties"]["client_org_number"] = json!("123"), "resource.properties.client_org_number");
+    without(&|v| v["action"]["properties"]["access_package"] = json!("urn:altinn:accesspackage:nope"), "action.properties.access_package");
+    without(&|v| v["action"]["name"] = json!("deleteEverything"), "action.name");
+    without(&|v| v["context"] = json!("yes"), "context");
+    for (body, member) in &cases {
+        let (status, v, id) = http.post_raw("/access/v1/evaluation", "application/json", body);
+        assert_eq!(status, 400, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with(member), "{body}: {v}");
+        assert!(v.get("decision").is_none());
+        assert_eq!(id.as_deref(), Some("req-42"));
+    }
+    // Unknown members are ignored; a charset parameter is accepted.
+    let mut extra = good.clone();
+    extra["futureField"] = json!({"nested": true});
+    let (status, v, _) = http.post_raw("/access/v1/evaluation", "application/json; charset=utf-8", &extra.to_string());
+    assert_eq!((status, &v["decision"]), (200, &json!(true)), "{v}");
+    let (status, _, _) = http.post_raw("/access/v1/evaluation", "text/plain", &good.to_string());
+    assert_eq!(status, 415);
+    let (status, _) = http.get("/access/v1/evaluation");
+    assert_eq!(status, 405);
+    let (status, v) = http.post("/access/v1/search/subject", &json!({}));
+    assert_eq!(status, 403, "search is off without --reverse-queries: {v}");
+    s.stop();
+    // Only the two well-formed requests were decided.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+#[test]
+fn searches_answer_as_the_reverse_queries_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, _) = start(dir.path(), &["--reverse-queries"]);
+    let (grpc_who, grpc_what) = s.with_client(|mut c| async move {
+        let who = c
+            .who_can(vakt::proto::WhoCanRequest {
+                client_org_number: "310015156".into(),
+                access_package: REGNSKAP.into(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let what = c
+            .what_can(vakt::proto::WhatCanRequest {
+                employee_id: "kari".into(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (who, what)
+    });
+    // Subject search, one per page.
+    let mut got = Vec::new();
+    let mut token = String::new();
+    for _ in 0..100 {
+        let (status, v) = http.post(
+            "/access/v1/search/subject",
+            &json!({
+                "subject": {"type": "employee", "id": "ignored"},
+                "action": {"name": "useSystemUser", "properties": {"access_package": REGNSKAP}},
+                "resource": {"type": "organization", "id": "310015156"},
+                "page": {"limit": 1, "token": token},
+            }),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v.as_object().unwrap().keys().next().unwrap(), "page");
+        for r in v["results"].as_array().unwrap() {
+            assert_eq!(r["type"], "employee");
+            got.push(r["id"].as_str().unwrap().to_owned());
+        }
+        token = v["page"]["next_token"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    let want: Vec<String> = grpc_who.employees.iter().map(|e| e.employee_id.clone()).collect();
+    assert!(want.len() >= 3, "{want:?}");
+    assert_eq!(got, want);
+    // Resource search.
+    let (status, v) = http.post(
+        "/access/v1/search/resource",
+        &json!({
+            "subject": {"type": "employee", "id": "kari"},
+            "action": {"name": "useSystemUser"},
+            "resource": {"type": "system_user"},
+        }),
+    );
+    assert_eq!(status, 200, "{v}");
+    let got: Vec<(String, String, String)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["properties"]["client_org_number"].as_str().unwrap().to_owned(),
+                r["properties"]["access_package"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = grpc_what
+        .grants
+        .iter()
+        .map(|g| (g.system_user_id.clone(), g.client_org_number.clone(), g.access_package.clone()))
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    // Action search: what Kari may do through tk-regnskap for the client.
+    let (status, v) = http.post(
+        "/access/v1/search/action",
+        &json!({
+            "subject": {"type": "employee", "id": "kari"},
+            "resource": {"type": "system_user", "id": "tk-regnskap", "properties": {"client_org_number": "310015156"}},
+        }),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(v["results"].as_array().unwrap().iter().any(|a| a["name"] == "useSystemUser" && a["properties"]["access_package"] == REGNSKAP), "{v}");
+    // Types that are not Vakt's find nothing; a token for another query is refused.
+    let (status, v) = http.post(
+        "/access/v1/search/resource",
+        &json!({"subject": {"type": "spaceship", "id": "x"}, "action": {"name": "useSystemUser"}, "resource": {"type": "system_user"}}),
+    );
+    assert_eq!((status, v["results"].as_array().unwrap().len()), (200, 0));
+    // Metadata.
+    let (status, v) = http.get("/.well-known/authzen-configuration");
+    assert_eq!(status, 200);
+    let base = v["policy_decision_point"].as_str().unwrap().to_owned();
+    assert_eq!(v["access_evaluation_endpoint"], format!("{base}/access/v1/evaluation"));
+    assert_eq!(v["search_subject_endpoint"], format!("{base}/access/v1/search/subject"));
+    s.stop();
+}
