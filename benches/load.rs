@@ -95,6 +95,20 @@ impl vakt::proto::authorizer_server::Authorizer for Floor {
     ) -> Result<tonic::Response<vakt::proto::StatusResponse>, tonic::Status> {
         Ok(tonic::Response::new(vakt::proto::StatusResponse::default()))
     }
+
+    async fn who_can(
+        &self,
+        _: tonic::Request<vakt::proto::WhoCanRequest>,
+    ) -> Result<tonic::Response<vakt::proto::WhoCanResponse>, tonic::Status> {
+        Ok(tonic::Response::new(vakt::proto::WhoCanResponse::default()))
+    }
+
+    async fn what_can(
+        &self,
+        _: tonic::Request<vakt::proto::WhatCanRequest>,
+    ) -> Result<tonic::Response<vakt::proto::WhatCanResponse>, tonic::Status> {
+        Ok(tonic::Response::new(vakt::proto::WhatCanResponse::default()))
+    }
 }
 
 /// Runs the floor server until stdin closes; prints its address first.

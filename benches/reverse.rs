@@ -40,7 +40,12 @@ fn big_firm(dir: &std::path::Path) -> (String, Vec<String>) {
     let firm = numbers[0].clone();
     let clients = numbers[1..].to_vec();
     let mut orgs = vec![json!({"orgNumber": firm, "name": "Stor Regnskap AS"})];
-    orgs.extend(clients.iter().enumerate().map(|(i, c)| json!({"orgNumber": c, "name": format!("Storklient {i} AS")})));
+    orgs.extend(
+        clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| json!({"orgNumber": c, "name": format!("Storklient {i} AS")})),
+    );
     let su = json!({
         "id": "big-regnskap", "integrationTitle": "Stor regnskap", "systemId": "big_regnskap",
         "reporteeOrgNo": firm, "userType": "agent", "externalRef": "big-regnskap", "isDeleted": false,
@@ -53,7 +58,8 @@ fn big_firm(dir: &std::path::Path) -> (String, Vec<String>) {
         .collect();
     std::fs::write(
         dir.join("big-firm.json"),
-        json!({"organizations": orgs, "systemUsers": [su], "teams": [team], "employees": emps}).to_string(),
+        json!({"organizations": orgs, "systemUsers": [su], "teams": [team], "employees": emps})
+            .to_string(),
     )
     .unwrap();
     (firm, clients)
@@ -148,7 +154,10 @@ fn main() {
     let mut sizes = (0, 0, 0, 0);
     for _ in 0..rounds {
         let t = Instant::now();
-        let allowed = baseline_queries.iter().filter(|q| decide(&snap, q).allowed).count();
+        let allowed = baseline_queries
+            .iter()
+            .filter(|q| decide(&snap, q).allowed)
+            .count();
         base.push(t.elapsed());
         assert_eq!(allowed, 1000);
 
@@ -167,11 +176,20 @@ fn main() {
         let t = Instant::now();
         let q2 = what_can(&snap, &what, after.as_ref(), 1000);
         what_next.push(t.elapsed());
-        sizes = (p1.items.len(), p2.items.len(), q1.items.len(), q2.items.len());
+        sizes = (
+            p1.items.len(),
+            p2.items.len(),
+            q1.items.len(),
+            q2.items.len(),
+        );
     }
     let b = median(&mut base);
     println!("in process, median of {rounds} rounds (worst):");
-    println!("  baseline: 1,000 Authorize decisions      {:7.2} ms ({:.2})", ms(b), ms(max(&base)));
+    println!(
+        "  baseline: 1,000 Authorize decisions      {:7.2} ms ({:.2})",
+        ms(b),
+        ms(max(&base))
+    );
     for (name, n, v) in [
         ("WhoCan, first page", sizes.0, &mut who_first),
         ("WhoCan, second page", sizes.1, &mut who_next),
@@ -206,11 +224,16 @@ fn main() {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(vakt::server::serve(listener, vakt.clone(), std::future::pending()));
-        let mut c = vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap()
-            .max_decoding_message_size(64 << 20);
+        tokio::spawn(vakt::server::serve(
+            listener,
+            vakt.clone(),
+            std::future::pending(),
+        ));
+        let mut c =
+            vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap()
+                .max_decoding_message_size(64 << 20);
         for _ in 0..rounds {
             let req = vakt::proto::WhatCanRequest {
                 employee_id: "b1500@stor.no".into(),
@@ -234,7 +257,10 @@ fn main() {
         }
     });
     println!("over gRPC, WhatCan pages of 1,000, median (worst):");
-    for (name, v) in [("first page", &mut grpc_first), ("next page, by token", &mut grpc_next)] {
+    for (name, v) in [
+        ("first page", &mut grpc_first),
+        ("next page, by token", &mut grpc_next),
+    ] {
         let worst = max(v);
         let m = median(v);
         println!(
@@ -242,7 +268,11 @@ fn main() {
             ms(m),
             ms(worst),
             m.as_secs_f64() / b.as_secs_f64(),
-            if m <= Duration::from_millis(50) { "met" } else { "MISSED" }
+            if m <= Duration::from_millis(50) {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
     }
 
@@ -256,7 +286,10 @@ fn main() {
         let mut e = cur.world.employee(&id).unwrap().clone();
         e.active = false;
         let next = cur
-            .apply([vakt::world::Change::Employee(id.into(), Some(e))], cur.data.clone())
+            .apply(
+                [vakt::world::Change::Employee(id.into(), Some(e))],
+                cur.data.clone(),
+            )
             .unwrap();
         kept.push(cur);
         cur = next;

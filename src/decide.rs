@@ -173,7 +173,13 @@ impl Query {
         };
         let context = check_context(snap, &action.uid, raw.context.as_ref())
             .map_err(|m| bad("context", m))?;
-        let keep = |need: Need, v: String| if need == Need::Absent { String::new() } else { v };
+        let keep = |need: Need, v: String| {
+            if need == Need::Absent {
+                String::new()
+            } else {
+                v
+            }
+        };
         Ok(Self {
             employee: keep(fields.employee, raw.employee_id),
             system_user: keep(fields.system_user, raw.system_user_id),

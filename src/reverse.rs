@@ -213,7 +213,9 @@ pub fn what_can(
         if after.is_some_and(|(a, _, _)| su_id < a) {
             continue;
         }
-        let Some(su) = w.system_user(su_id) else { continue };
+        let Some(su) = w.system_user(su_id) else {
+            continue;
+        };
         let clients: Vec<OrgNo> = match client_filter {
             Some(c) => {
                 let parent = w.organization(c).and_then(|o| o.parent());

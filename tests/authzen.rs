@@ -43,7 +43,8 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let text = r.body_mut().read_to_string().unwrap();
-        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
         (status, v, id)
     }
 
@@ -53,7 +54,11 @@ impl Http {
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
-        let mut r = self.agent.get(&format!("{}{path}", self.base)).call().unwrap();
+        let mut r = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .call()
+            .unwrap();
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap();
         (status, serde_json::from_str(&text).unwrap())
@@ -104,7 +109,11 @@ fn evaluations_are_the_grpc_decisions_and_are_logged_alike() {
     let grpc: Vec<(bool, Vec<String>)> = s.with_client(|mut c| async move {
         let mut out = Vec::new();
         for (e, su, client, p) in CASES {
-            let r = c.authorize(request(e, su, client, p)).await.unwrap().into_inner();
+            let r = c
+                .authorize(request(e, su, client, p))
+                .await
+                .unwrap()
+                .into_inner();
             out.push((
                 r.decision == vakt::proto::Decision::Allow as i32,
                 r.reasons.into_iter().map(|x| x.policy_id).collect(),
@@ -123,28 +132,58 @@ fn evaluations_are_the_grpc_decisions_and_are_logged_alike() {
             .iter()
             .map(|r| r["policy_id"].as_str().unwrap().to_owned())
             .collect();
-        assert_eq!((v["decision"].as_bool().unwrap(), reasons), want.clone(), "{e} {su} {client}");
+        assert_eq!(
+            (v["decision"].as_bool().unwrap(), reasons),
+            want.clone(),
+            "{e} {su} {client}"
+        );
         ids.push(v["context"]["decision_id"].as_str().unwrap().to_owned());
     }
     // A batch: the same decisions, in order.
-    let items: Vec<Value> = CASES.iter().map(|(e, su, c, p)| evaluation(e, su, c, p)).collect();
+    let items: Vec<Value> = CASES
+        .iter()
+        .map(|(e, su, c, p)| evaluation(e, su, c, p))
+        .collect();
     let (status, v) = http.post("/access/v1/evaluations", &json!({"evaluations": items}));
     assert_eq!(status, 200, "{v}");
-    let got: Vec<bool> = v["evaluations"].as_array().unwrap().iter().map(|d| d["decision"].as_bool().unwrap()).collect();
+    let got: Vec<bool> = v["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision"].as_bool().unwrap())
+        .collect();
     assert_eq!(got, grpc.iter().map(|g| g.0).collect::<Vec<_>>());
     assert!(v.get("decision").is_none());
     s.stop();
     // Every AuthZEN decision is in the log as an authorize record, like gRPC's,
     // and the chain verifies.
     let text = std::fs::read_to_string(&log).unwrap();
-    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len(), CASES.len() * 3, "{text}");
     for id in &ids {
-        let r = records.iter().find(|r| r["decision_id"] == *id).expect("logged");
+        let r = records
+            .iter()
+            .find(|r| r["decision_id"] == *id)
+            .expect("logged");
         assert_eq!(r["call"], "authorize");
     }
-    for (g, a) in records[..CASES.len()].iter().zip(&records[CASES.len()..2 * CASES.len()]) {
-        for k in ["employee_id", "system_user_id", "client_org_number", "access_package", "action", "decision", "reasons", "path"] {
+    for (g, a) in records[..CASES.len()]
+        .iter()
+        .zip(&records[CASES.len()..2 * CASES.len()])
+    {
+        for k in [
+            "employee_id",
+            "system_user_id",
+            "client_org_number",
+            "access_package",
+            "action",
+            "decision",
+            "reasons",
+            "path",
+        ] {
             assert_eq!(g[k], a[k], "{k}");
         }
     }
@@ -197,7 +236,13 @@ fn batches_follow_the_evaluation_semantics() {
     let e = v["evaluations"].as_array().unwrap();
     assert_eq!(e[0]["decision"], true);
     assert_eq!(e[1]["decision"], false);
-    assert!(e[1]["context"]["error"]["message"].as_str().unwrap().starts_with("resource"), "{v}");
+    assert!(
+        e[1]["context"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("resource"),
+        "{v}"
+    );
     assert_eq!(e[2]["decision"], false);
     // No items: the single evaluation's shape.
     let mut single = allow.clone();
@@ -210,7 +255,10 @@ fn batches_follow_the_evaluation_semantics() {
         &json!({"evaluations": [allow], "options": {"evaluations_semantic": "bogus"}}),
     );
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("evaluations_semantic"));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("evaluations_semantic"));
     s.stop();
 }
 
@@ -229,27 +277,66 @@ fn malformed_requests_get_a_400_naming_the_member_and_never_an_allow() {
         f(&mut v);
         cases.push((v.to_string(), member));
     };
-    without(&|v| { v.as_object_mut().unwrap().remove("subject"); }, "subject");
-    without(&|v| { v["subject"].as_object_mut().unwrap().remove("id"); }, "subject.id");
+    without(
+        &|v| {
+            v.as_object_mut().unwrap().remove("subject");
+        },
+        "subject",
+    );
+    without(
+        &|v| {
+            v["subject"].as_object_mut().unwrap().remove("id");
+        },
+        "subject.id",
+    );
     without(&|v| v["subject"]["type"] = json!("user"), "subject.type");
     without(&|v| v["action"]["name"] = json!(123), "action.name");
-    without(&|v| { v["action"].as_object_mut().unwrap().remove("properties"); }, "action.properties.access_package");
-    without(&|v| { v["resource"]["properties"].as_object_mut().unwrap().remove("client_org_number"); }, "resource.properties.client_org_number");
-    without(&|v| v["resource"]["properties"]["client_org_number"] = json!("123"), "resource.properties.client_org_number");
-    without(&|v| v["action"]["properties"]["access_package"] = json!("urn:altinn:accesspackage:nope"), "action.properties.access_package");
-    without(&|v| v["action"]["name"] = json!("deleteEverything"), "action.name");
+    without(
+        &|v| {
+            v["action"].as_object_mut().unwrap().remove("properties");
+        },
+        "action.properties.access_package",
+    );
+    without(
+        &|v| {
+            v["resource"]["properties"]
+                .as_object_mut()
+                .unwrap()
+                .remove("client_org_number");
+        },
+        "resource.properties.client_org_number",
+    );
+    without(
+        &|v| v["resource"]["properties"]["client_org_number"] = json!("123"),
+        "resource.properties.client_org_number",
+    );
+    without(
+        &|v| v["action"]["properties"]["access_package"] = json!("urn:altinn:accesspackage:nope"),
+        "action.properties.access_package",
+    );
+    without(
+        &|v| v["action"]["name"] = json!("deleteEverything"),
+        "action.name",
+    );
     without(&|v| v["context"] = json!("yes"), "context");
     for (body, member) in &cases {
         let (status, v, id) = http.post_raw("/access/v1/evaluation", "application/json", body);
         assert_eq!(status, 400, "{body}: {v}");
-        assert!(v["error"].as_str().unwrap().starts_with(member), "{body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().starts_with(member),
+            "{body}: {v}"
+        );
         assert!(v.get("decision").is_none());
         assert_eq!(id.as_deref(), Some("req-42"));
     }
     // Unknown members are ignored; a charset parameter is accepted.
     let mut extra = good.clone();
     extra["futureField"] = json!({"nested": true});
-    let (status, v, _) = http.post_raw("/access/v1/evaluation", "application/json; charset=utf-8", &extra.to_string());
+    let (status, v, _) = http.post_raw(
+        "/access/v1/evaluation",
+        "application/json; charset=utf-8",
+        &extra.to_string(),
+    );
     assert_eq!((status, &v["decision"]), (200, &json!(true)), "{v}");
     let (status, _, _) = http.post_raw("/access/v1/evaluation", "text/plain", &good.to_string());
     assert_eq!(status, 415);
@@ -313,7 +400,11 @@ fn searches_answer_as_the_reverse_queries_page_by_page() {
             break;
         }
     }
-    let want: Vec<String> = grpc_who.employees.iter().map(|e| e.employee_id.clone()).collect();
+    let want: Vec<String> = grpc_who
+        .employees
+        .iter()
+        .map(|e| e.employee_id.clone())
+        .collect();
     assert!(want.len() >= 3, "{want:?}");
     assert_eq!(got, want);
     // Resource search.
@@ -333,15 +424,27 @@ fn searches_answer_as_the_reverse_queries_page_by_page() {
         .map(|r| {
             (
                 r["id"].as_str().unwrap().to_owned(),
-                r["properties"]["client_org_number"].as_str().unwrap().to_owned(),
-                r["properties"]["access_package"].as_str().unwrap().to_owned(),
+                r["properties"]["client_org_number"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                r["properties"]["access_package"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
             )
         })
         .collect();
     let want: Vec<(String, String, String)> = grpc_what
         .grants
         .iter()
-        .map(|g| (g.system_user_id.clone(), g.client_org_number.clone(), g.access_package.clone()))
+        .map(|g| {
+            (
+                g.system_user_id.clone(),
+                g.client_org_number.clone(),
+                g.access_package.clone(),
+            )
+        })
         .collect();
     assert!(!want.is_empty());
     assert_eq!(got, want);
@@ -354,7 +457,14 @@ fn searches_answer_as_the_reverse_queries_page_by_page() {
         }),
     );
     assert_eq!(status, 200, "{v}");
-    assert!(v["results"].as_array().unwrap().iter().any(|a| a["name"] == "useSystemUser" && a["properties"]["access_package"] == REGNSKAP), "{v}");
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "useSystemUser" && a["properties"]["access_package"] == REGNSKAP),
+        "{v}"
+    );
     // Types that are not Vakt's find nothing; a token for another query is refused.
     let (status, v) = http.post(
         "/access/v1/search/resource",
@@ -365,7 +475,13 @@ fn searches_answer_as_the_reverse_queries_page_by_page() {
     let (status, v) = http.get("/.well-known/authzen-configuration");
     assert_eq!(status, 200);
     let base = v["policy_decision_point"].as_str().unwrap().to_owned();
-    assert_eq!(v["access_evaluation_endpoint"], format!("{base}/access/v1/evaluation"));
-    assert_eq!(v["search_subject_endpoint"], format!("{base}/access/v1/search/subject"));
+    assert_eq!(
+        v["access_evaluation_endpoint"],
+        format!("{base}/access/v1/evaluation")
+    );
+    assert_eq!(
+        v["search_subject_endpoint"],
+        format!("{base}/access/v1/search/subject")
+    );
     s.stop();
 }

@@ -493,8 +493,8 @@ fn reverse_queries_agree_with_authorize() {
             let mut allowed: BTreeSet<(String, String, String, String)> = BTreeSet::new();
             for emp in 0..g.emps.len() {
                 for su in 0..g.sus.len() {
-                    for client in 0..g.orgs.len() {
-                        for package in 0..PACKAGES.len() {
+                    for (client, number) in n.iter().enumerate() {
+                        for (package, urn) in PACKAGES.iter().enumerate() {
                             let r = Req {
                                 emp,
                                 su,
@@ -507,8 +507,8 @@ fn reverse_queries_agree_with_authorize() {
                                 allowed.insert((
                                     format!("e{emp}"),
                                     format!("su{su}"),
-                                    n[client].clone(),
-                                    PACKAGES[package].to_owned(),
+                                    number.clone(),
+                                    (*urn).to_owned(),
                                 ));
                             }
                         }
@@ -538,10 +538,16 @@ fn reverse_queries_agree_with_authorize() {
                             let page = who_can(&snap, &q, after.as_deref(), limit);
                             prop_assert!(page.items.len() <= limit);
                             for w in &page.items {
-                                prop_assert!(after.as_deref() < Some(w.employee.as_str()), "out of order");
+                                prop_assert!(
+                                    after.as_deref() < Some(w.employee.as_str()),
+                                    "out of order"
+                                );
                                 after = Some(w.employee.to_string());
                                 for r in &w.routes {
-                                    prop_assert!(!r.path.teams.is_empty(), "an allow without a granting team: {w:?}");
+                                    prop_assert!(
+                                        !r.path.teams.is_empty(),
+                                        "an allow without a granting team: {w:?}"
+                                    );
                                     got.insert((w.employee.to_string(), r.system_user.to_string()));
                                 }
                             }
@@ -551,7 +557,9 @@ fn reverse_queries_agree_with_authorize() {
                         }
                         let want: BTreeSet<(String, String)> = allowed
                             .iter()
-                            .filter(|(_, s, c, p)| c == client && p == package && (su.is_empty() || s == su))
+                            .filter(|(_, s, c, p)| {
+                                c == client && p == package && (su.is_empty() || s == su)
+                            })
                             .map(|(e, s, _, _)| (e.clone(), s.clone()))
                             .collect();
                         prop_assert_eq!(got, want, "WhoCan {} {} {:?}", client, package, su);

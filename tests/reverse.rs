@@ -103,14 +103,19 @@ async fn answers_agree_with_authorize_page_by_page() {
             for w in &got {
                 for p in &w.paths {
                     assert!(!p.team_ids.is_empty(), "{w:?}");
-                    let a = s.ask(&w.employee_id, &p.system_user_id, client, package).await;
+                    let a = s
+                        .ask(&w.employee_id, &p.system_user_id, client, package)
+                        .await;
                     assert_allow(&a);
                     allows += 1;
                 }
             }
         }
     }
-    assert!(allows > 20, "only {allows} allowed paths in the example world");
+    assert!(
+        allows > 20,
+        "only {allows} allowed paths in the example world"
+    );
     let employees: Vec<String> = snap.world.employees().map(|e| e.id.to_string()).collect();
     for e in &employees {
         let r = s
@@ -126,7 +131,12 @@ async fn answers_agree_with_authorize_page_by_page() {
         assert!(r.next_page_token.is_empty());
         for g in &r.grants {
             let a = s
-                .ask(e, &g.system_user_id, &g.client_org_number, &g.access_package)
+                .ask(
+                    e,
+                    &g.system_user_id,
+                    &g.client_org_number,
+                    &g.access_package,
+                )
                 .await;
             assert_allow(&a);
         }
@@ -159,7 +169,11 @@ async fn pages_stay_on_the_world_they_began_on_and_expire() {
     let text = std::fs::read_to_string(&emp).unwrap();
     let kari = "name: Kari Nordmann\n    active: true";
     assert!(text.contains(kari));
-    std::fs::write(&emp, text.replace(kari, "name: Kari Nordmann\n    active: false")).unwrap();
+    std::fs::write(
+        &emp,
+        text.replace(kari, "name: Kari Nordmann\n    active: false"),
+    )
+    .unwrap();
     vakt.snapshot
         .store(snapshot_from(None, None, Some(dir.path())));
     let now = s
@@ -188,8 +202,15 @@ async fn pages_stay_on_the_world_they_began_on_and_expire() {
     assert_eq!(second.revision, began_on);
     assert_eq!(second.grants.len(), 1);
     assert!(
-        (&second.grants[0].system_user_id, &second.grants[0].client_org_number, &second.grants[0].access_package)
-            > (&first.grants[0].system_user_id, &first.grants[0].client_org_number, &first.grants[0].access_package)
+        (
+            &second.grants[0].system_user_id,
+            &second.grants[0].client_org_number,
+            &second.grants[0].access_package
+        ) > (
+            &first.grants[0].system_user_id,
+            &first.grants[0].client_org_number,
+            &first.grants[0].access_package
+        )
     );
     // A token for another query, an altered one and an expired one are refused.
     let other = s

@@ -67,7 +67,11 @@ fn effective_access_is_what_authorize_allows_and_conflicts_are_found() {
             })
             .collect();
         let mut want = BTreeSet::new();
-        for e in snap.world.employees().filter(|e| e.organization.to_string() == org) {
+        for e in snap
+            .world
+            .employees()
+            .filter(|e| e.organization.to_string() == org)
+        {
             for su in snap.world.system_users() {
                 for c in snap.world.organizations() {
                     for p in &packages {
@@ -111,7 +115,10 @@ fn effective_access_is_what_authorize_allows_and_conflicts_are_found() {
     assert_eq!(r["deactivated_in_teams"][0]["employee_id"], "per");
     assert_eq!(r["conflicts"].as_array().unwrap().len(), 0);
     let u = &r["unusable_clients"][0];
-    assert_eq!((u["system_user_id"].as_str(), u["why"].as_str()), (Some("tk-gammel"), Some("the system user is deleted")));
+    assert_eq!(
+        (u["system_user_id"].as_str(), u["why"].as_str()),
+        (Some("tk-gammel"), Some("the system user is deleted"))
+    );
 }
 
 /// A log from a real sidecar: Kari used tk-regnskap through tk-regnskap-team.
@@ -138,7 +145,10 @@ fn write_log(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(&log).unwrap();
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["path"]["teams"][0], "tk-regnskap-team", "{first}");
-    assert_eq!(first["path"]["link_client_org_number"], "310015156", "{first}");
+    assert_eq!(
+        first["path"]["link_client_org_number"], "310015156",
+        "{first}"
+    );
     log
 }
 
@@ -162,11 +172,19 @@ fn unused_grants_come_from_a_verified_log() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| (u["team_id"].as_str().unwrap(), u["system_user_id"].as_str().unwrap()))
+        .map(|u| {
+            (
+                u["team_id"].as_str().unwrap(),
+                u["system_user_id"].as_str().unwrap(),
+            )
+        })
         .collect();
     // The grant Kari used is not listed; the same system user granted to another
     // team, unused there, is.
-    assert!(!grants.contains(&("tk-regnskap-team", "tk-regnskap")), "{grants:?}");
+    assert!(
+        !grants.contains(&("tk-regnskap-team", "tk-regnskap")),
+        "{grants:?}"
+    );
     assert!(grants.contains(&("tk-nord", "tk-regnskap")), "{grants:?}");
     // Since a time after the log, nothing was used; each keeps when it last was.
     let r = review_json(
@@ -179,15 +197,29 @@ fn unused_grants_come_from_a_verified_log() {
         .iter()
         .find(|u| u["system_user_id"] == "tk-regnskap")
         .unwrap();
-    assert!(regnskap["last_used"].as_str().unwrap().starts_with("20"), "{regnskap}");
+    assert!(
+        regnskap["last_used"].as_str().unwrap().starts_with("20"),
+        "{regnskap}"
+    );
     assert_eq!(r["since"], "2999-01-01T00:00:00Z");
     // A tampered log writes no review.
     let text = std::fs::read_to_string(&log).unwrap();
     std::fs::write(&log, text.replacen("\"kari\"", "\"ola\"", 1)).unwrap();
     let out = dir.path().join("tampered.json");
-    let o = vakt(&["review", "--org", "310001015", "--log", logs, "--out", out.to_str().unwrap()]);
+    let o = vakt(&[
+        "review",
+        "--org",
+        "310001015",
+        "--log",
+        logs,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("BROKEN"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("BROKEN"),
+        "{o:?}"
+    );
     assert!(!out.exists());
 }
 
@@ -195,17 +227,32 @@ fn unused_grants_come_from_a_verified_log() {
 fn csv_has_the_documented_columns_and_bad_input_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("review.csv");
-    let o = vakt(&["review", "--org", "310003034", "--out", out.to_str().unwrap()]);
+    let o = vakt(&[
+        "review",
+        "--org",
+        "310003034",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{o:?}");
     let text = std::fs::read_to_string(&out).unwrap();
     let mut lines = text.split("\r\n");
     assert_eq!(lines.next().unwrap(), vakt::review::CSV_COLUMNS.join(","));
     let rows: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
-    assert!(rows.iter().any(|r| r.starts_with("access,magnus,")), "{text}");
-    assert!(rows.iter().any(|r| r.starts_with("conflict,randi,")), "{text}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("access,magnus,")),
+        "{text}"
+    );
+    assert!(
+        rows.iter().any(|r| r.starts_with("conflict,randi,")),
+        "{text}"
+    );
     for (args, names) in [
         (vec!["--org", "123"], "--org"),
-        (vec!["--org", "310003034", "--since", "yesterday", "--log", "x"], "--since"),
+        (
+            vec!["--org", "310003034", "--since", "yesterday", "--log", "x"],
+            "--since",
+        ),
         (vec!["--org", "310999903"], "not in the world"),
     ] {
         let mut all = vec!["review", "--out", out.to_str().unwrap()];
@@ -215,14 +262,27 @@ fn csv_has_the_documented_columns_and_bad_input_is_named() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(names), "{args:?}: {err}");
     }
-    let o = vakt(&["review", "--org", "310003034", "--out", dir.path().join("r.txt").to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--format"), "{o:?}");
+    let o = vakt(&[
+        "review",
+        "--org",
+        "310003034",
+        "--out",
+        dir.path().join("r.txt").to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--format"),
+        "{o:?}"
+    );
 }
 
 /// Debian's `chromium`, or a failure naming what to install.
 fn chromium() -> &'static str {
     for c in ["chromium", "chromium-browser"] {
-        if Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return c;
         }
     }
@@ -236,11 +296,19 @@ fn the_html_review_renders_in_headless_chromium() {
     let log = write_log(dir.path());
     let html = dir.path().join("review.html");
     let o = vakt(&[
-        "review", "--org", "310001015", "--log", log.to_str().unwrap(),
-        "--out", html.to_str().unwrap(),
+        "review",
+        "--org",
+        "310001015",
+        "--log",
+        log.to_str().unwrap(),
+        "--out",
+        html.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{o:?}");
-    let r = review_json(&["--org", "310001015", "--log", log.to_str().unwrap()], dir.path());
+    let r = review_json(
+        &["--org", "310001015", "--log", log.to_str().unwrap()],
+        dir.path(),
+    );
     let text = std::fs::read_to_string(&html).unwrap();
     for external in ["http://", "https://", "src=\"//", "@import"] {
         assert!(!text.contains(external), "the report loads {external}");
@@ -248,7 +316,13 @@ fn the_html_review_renders_in_headless_chromium() {
     let url = format!("file://{}", html.display());
     let run = |extra: &[&str]| {
         let o = Command::new(browser)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
             .args(extra)
             .arg(&url)
             .output()
@@ -265,13 +339,24 @@ fn the_html_review_renders_in_headless_chromium() {
     let dom = String::from_utf8_lossy(&dom.stdout);
     let rows = dom.matches("<tr class=\"row\"").count();
     let s = &r["summary"];
-    let want = ["access", "conflicts", "deactivated_in_teams", "unused_system_users", "unused_team_grants", "unusable_clients"]
-        .iter()
-        .map(|k| s[k].as_u64().unwrap())
-        .sum::<u64>();
+    let want = [
+        "access",
+        "conflicts",
+        "deactivated_in_teams",
+        "unused_system_users",
+        "unused_team_grants",
+        "unusable_clients",
+    ]
+    .iter()
+    .map(|k| s[k].as_u64().unwrap())
+    .sum::<u64>();
     assert_eq!(rows as u64, want, "rows rendered");
     assert!(want > 20);
-    assert_eq!(dom.matches("class=\"summary-item").count(), 7, "summary cards");
+    assert_eq!(
+        dom.matches("class=\"summary-item").count(),
+        7,
+        "summary cards"
+    );
     assert!(dom.contains("Tall og Kontroll AS"));
     assert!(dom.contains("Kari Nordmann"));
     let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
@@ -281,5 +366,9 @@ fn the_html_review_renders_in_headless_chromium() {
     let arg = format!("--screenshot={}", shot.display());
     run(&[&arg, "--window-size=1280,1600"]);
     let png = std::fs::read(&shot).expect("a screenshot was written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 }

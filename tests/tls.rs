@@ -348,10 +348,7 @@ fn reverse_queries_under_mutual_tls_need_their_own_allow_list() {
             .await
             .unwrap();
         let r = c.who_can(who).await.unwrap().into_inner();
-        assert!(
-            r.employees.iter().any(|e| e.employee_id == "kari"),
-            "{r:?}"
-        );
+        assert!(r.employees.iter().any(|e| e.employee_id == "kari"), "{r:?}");
     });
     drop(rt);
     s.stop();

@@ -52,7 +52,9 @@ fn parse_since(s: &str) -> Result<(std::time::SystemTime, String), String> {
     };
     humantime::parse_rfc3339_weak(&full)
         .map(|t| (t, full))
-        .map_err(|e| format!("--since {s:?}: {e} (give a date such as 2026-11-01, or an RFC 3339 time)"))
+        .map_err(|e| {
+            format!("--since {s:?}: {e} (give a date such as 2026-11-01, or an RFC 3339 time)")
+        })
 }
 
 pub(super) fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
@@ -68,7 +70,8 @@ pub(super) fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             ),
         },
     };
-    crate::ids::check_org_number(&args.org).map_err(|e| anyhow::anyhow!("--org {:?}: {e}", args.org))?;
+    crate::ids::check_org_number(&args.org)
+        .map_err(|e| anyhow::anyhow!("--org {:?}: {e}", args.org))?;
     let org = crate::world::OrgNo::parse(&args.org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
     let since = args
         .since

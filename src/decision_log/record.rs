@@ -457,6 +457,7 @@ mod tests {
             caller: &Caller::default(),
             trace: &Trace::default(),
             shadow: None,
+            path: None,
         };
         let redactor = Redactor::new(["ticket".to_owned()]);
         let line = rec.to_json(&redactor);

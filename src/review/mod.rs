@@ -491,7 +491,12 @@ fn why_unusable(w: &World, su: &SystemUser, client: OrgNo) -> String {
     }
     let link = su.links.get(&client);
     if let Some(l) = link {
-        if !l.access.packages.iter().any(|p| su.access_packages.contains(p)) {
+        if !l
+            .access
+            .packages
+            .iter()
+            .any(|p| su.access_packages.contains(p))
+        {
             return "the link carries none of the system user's access packages".into();
         }
     }
@@ -508,12 +513,12 @@ fn why_unusable(w: &World, su: &SystemUser, client: OrgNo) -> String {
         return "no team that is granted the system user has the client in its scope".into();
     }
     let anyone = w.employees_of(su.owner).iter().any(|id| {
-        w.employee(id).is_some_and(|e| {
-            e.active && covering.iter().any(|t| e.teams.contains(&t.id))
-        })
+        w.employee(id)
+            .is_some_and(|e| e.active && covering.iter().any(|t| e.teams.contains(&t.id)))
     });
     if !anyone {
         return "no active employee is in a team that is granted the system user and has the client in its scope".into();
     }
-    "every employee who could use it is denied by the policies (for example separation of duties)".into()
+    "every employee who could use it is denied by the policies (for example separation of duties)"
+        .into()
 }

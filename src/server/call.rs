@@ -250,7 +250,10 @@ impl Vakt {
 
     /// Whether this call may ask a reverse query: they are on, and under mutual
     /// TLS the caller's identity is on their own allow-list.
-    pub(super) fn reverse_allowed<T>(&self, req: &Request<T>) -> Result<(), super::error::CallError> {
+    pub(super) fn reverse_allowed<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(), super::error::CallError> {
         let identity = req
             .extensions()
             .get::<super::accept::ConnInfo>()

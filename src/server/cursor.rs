@@ -130,7 +130,14 @@ impl Cursors {
 
     /// A token for the page after `after`, of the answer to query `fp` that
     /// began at `began_ms` on `revision`.
-    pub fn issue(&self, call: &str, fp: &str, revision: &str, began_ms: u64, after: Vec<String>) -> String {
+    pub fn issue(
+        &self,
+        call: &str,
+        fp: &str,
+        revision: &str,
+        began_ms: u64,
+        after: Vec<String>,
+    ) -> String {
         let body = serde_json::to_vec(&Token {
             c: call.to_owned(),
             q: fp.to_owned(),

@@ -101,7 +101,9 @@ pub(super) async fn handle_who_can(
     let page = tokio::task::spawn_blocking(move || who_can(&snap, &qc, after.as_deref(), limit))
         .await
         .map_err(|_| CallError::Internal("the reverse query stopped"))?;
-    let next = next_token(vakt, "who_can", &fp, &s, &page, |w| vec![w.employee.to_string()]);
+    let next = next_token(vakt, "who_can", &fp, &s, &page, |w| {
+        vec![w.employee.to_string()]
+    });
     tracing::info!(
         call = "who_can",
         client = %q.client,
@@ -142,7 +144,14 @@ pub(super) async fn handle_what_can(
         &req.action,
         &context_text(&req.context),
     ]);
-    let s = start(vakt, "what_can", &fp, &req.page_token, req.min_data_sequence).await?;
+    let s = start(
+        vakt,
+        "what_can",
+        &fp,
+        &req.page_token,
+        req.min_data_sequence,
+    )
+    .await?;
     let raw = RawRequest {
         employee_id: req.employee_id,
         system_user_id: req.system_user_id,

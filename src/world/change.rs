@@ -7,7 +7,9 @@
 //! copy costs nothing and shares every untouched record. Readers holding the old
 //! world never see a half-applied change.
 
-use super::records::{ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team, UserType};
+use super::records::{
+    ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team, UserType,
+};
 use super::state::World;
 use crate::packages::AccessPackages;
 use std::collections::BTreeSet;

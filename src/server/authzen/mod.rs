@@ -108,7 +108,8 @@ impl From<BadRequest> for Failure {
 
 impl From<CallError> for Failure {
     fn from(e: CallError) -> Self {
-        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Failure(status, e.to_string())
     }
 }
@@ -134,7 +135,8 @@ async fn respond(
         Err(Failure(status, message)) => {
             let mut r = json_response(status, &json!({ "error": message }));
             if status == StatusCode::METHOD_NOT_ALLOWED {
-                r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
+                r.headers_mut()
+                    .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
             }
             r
         }
@@ -159,11 +161,20 @@ async fn answer(
         }
         return Ok(configuration(vakt, conn, base_url, &req));
     }
-    let known = [EVALUATION, EVALUATIONS, SEARCH_SUBJECT, SEARCH_RESOURCE, SEARCH_ACTION];
+    let known = [
+        EVALUATION,
+        EVALUATIONS,
+        SEARCH_SUBJECT,
+        SEARCH_RESOURCE,
+        SEARCH_ACTION,
+    ];
     if !known.contains(&path.as_str()) {
         return Err(Failure(
             StatusCode::NOT_FOUND,
-            format!("not found: {path}; the AuthZEN endpoints are {}", known.join(", ")),
+            format!(
+                "not found: {path}; the AuthZEN endpoints are {}",
+                known.join(", ")
+            ),
         ));
     }
     if req.method() != Method::POST {
@@ -202,7 +213,10 @@ async fn answer(
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body: not JSON: {e}")))?;
     let Value::Object(body) = body else {
-        return Err(Failure(StatusCode::BAD_REQUEST, "body: must be a JSON object".into()));
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "body: must be a JSON object".into(),
+        ));
     };
     let _admitted = vakt.admit_peer(conn.peer_key()).map_err(Failure::from)?;
     match path.as_str() {
@@ -224,7 +238,12 @@ async fn answer(
 }
 
 /// The metadata: each endpoint as an absolute URL under the PDP's identifier.
-fn configuration(vakt: &Vakt, conn: &ConnInfo, base_url: Option<&str>, req: &Request<Incoming>) -> Value {
+fn configuration(
+    vakt: &Vakt,
+    conn: &ConnInfo,
+    base_url: Option<&str>,
+    req: &Request<Incoming>,
+) -> Value {
     let base = match base_url {
         Some(b) => b.trim_end_matches('/').to_owned(),
         None => {
@@ -239,13 +258,28 @@ fn configuration(vakt: &Vakt, conn: &ConnInfo, base_url: Option<&str>, req: &Req
     };
     let mut m = Map::new();
     m.insert("policy_decision_point".into(), json!(base));
-    m.insert("access_evaluation_endpoint".into(), json!(format!("{base}{EVALUATION}")));
-    m.insert("access_evaluations_endpoint".into(), json!(format!("{base}{EVALUATIONS}")));
+    m.insert(
+        "access_evaluation_endpoint".into(),
+        json!(format!("{base}{EVALUATION}")),
+    );
+    m.insert(
+        "access_evaluations_endpoint".into(),
+        json!(format!("{base}{EVALUATIONS}")),
+    );
     // Only what this PDP answers: the searches when reverse queries are on.
     if vakt.options.load().reverse_queries {
-        m.insert("search_subject_endpoint".into(), json!(format!("{base}{SEARCH_SUBJECT}")));
-        m.insert("search_resource_endpoint".into(), json!(format!("{base}{SEARCH_RESOURCE}")));
-        m.insert("search_action_endpoint".into(), json!(format!("{base}{SEARCH_ACTION}")));
+        m.insert(
+            "search_subject_endpoint".into(),
+            json!(format!("{base}{SEARCH_SUBJECT}")),
+        );
+        m.insert(
+            "search_resource_endpoint".into(),
+            json!(format!("{base}{SEARCH_RESOURCE}")),
+        );
+        m.insert(
+            "search_action_endpoint".into(),
+            json!(format!("{base}{SEARCH_ACTION}")),
+        );
     }
     Value::Object(m)
 }
@@ -287,7 +321,11 @@ enum Semantic {
 
 /// A batch, on one snapshot, as `AuthorizeBatch`; without items it is one
 /// evaluation. An item that is not well-formed is a deny with its error.
-async fn evaluations(vakt: &Vakt, body: &Map<String, Value>, meta: &CallMeta) -> Result<Value, Failure> {
+async fn evaluations(
+    vakt: &Vakt,
+    body: &Map<String, Value>,
+    meta: &CallMeta,
+) -> Result<Value, Failure> {
     let items = match body.get("evaluations") {
         None | Some(Value::Null) => &Vec::new(),
         Some(Value::Array(a)) => a,
@@ -372,9 +410,10 @@ async fn search_subject(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value,
     let q = who_can_query(&s.snap, raw).map_err(wire::invalid)?;
     let snap = s.snap.clone();
     let after = s.after.first().cloned();
-    let page = tokio::task::spawn_blocking(move || who_can(&snap, &q, after.as_deref(), page_size(limit)))
-        .await
-        .map_err(|_| CallError::Internal("the reverse query stopped"))?;
+    let page =
+        tokio::task::spawn_blocking(move || who_can(&snap, &q, after.as_deref(), page_size(limit)))
+            .await
+            .map_err(|_| CallError::Internal("the reverse query stopped"))?;
     let next = super::reverse::next_token(vakt, "authzen_subject", &fp, &s, &page, |w| {
         vec![w.employee.to_string()]
     });
@@ -410,15 +449,18 @@ async fn search_resource(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value
         [] => None,
         [su, client, package] => Some((
             su.into(),
-            crate::world::OrgNo::parse(client).map_err(|_| super::cursor::CursorError::Unknown).map_err(CallError::from)?,
+            crate::world::OrgNo::parse(client)
+                .map_err(|_| super::cursor::CursorError::Unknown)
+                .map_err(CallError::from)?,
             package.into(),
         )),
         _ => return Err(CallError::from(super::cursor::CursorError::Unknown).into()),
     };
     let snap = s.snap.clone();
-    let page = tokio::task::spawn_blocking(move || what_can(&snap, &q, after.as_ref(), page_size(limit)))
-        .await
-        .map_err(|_| CallError::Internal("the reverse query stopped"))?;
+    let page =
+        tokio::task::spawn_blocking(move || what_can(&snap, &q, after.as_ref(), page_size(limit)))
+            .await
+            .map_err(|_| CallError::Internal("the reverse query stopped"))?;
     let next = super::reverse::next_token(vakt, "authzen_resource", &fp, &s, &page, |w| {
         let (su, client, package) = w.key();
         vec![su.to_string(), client.to_string(), package.to_string()]
@@ -475,7 +517,9 @@ async fn search_action(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, 
                 Ok(q) => {
                     fitted = true;
                     if decide(&snap, &q).allowed {
-                        results.push(json!({"name": action, "properties": {"access_package": package}}));
+                        results.push(
+                            json!({"name": action, "properties": {"access_package": package}}),
+                        );
                     }
                 }
                 Err(e) => {

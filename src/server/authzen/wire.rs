@@ -103,7 +103,10 @@ fn context(v: Option<&Value>) -> Result<Option<Map<String, Value>>, BadRequest> 
 }
 
 /// An entity's `type` and `id`, both required.
-fn typed<'a>(v: Option<&'a Value>, path: &str) -> Result<(&'a Map<String, Value>, &'a str, &'a str), BadRequest> {
+fn typed<'a>(
+    v: Option<&'a Value>,
+    path: &str,
+) -> Result<(&'a Map<String, Value>, &'a str, &'a str), BadRequest> {
     let m = object(v, path)?;
     Ok((m, string(m, "type", path)?, string(m, "id", path)?))
 }
@@ -112,7 +115,10 @@ fn expect_type(t: &str, want: &str, path: &str) -> Result<(), BadRequest> {
     if t == want {
         Ok(())
     } else {
-        Err(bad(&format!("{path}.type"), &format!("must be {want:?} (got {t:?})")))
+        Err(bad(
+            &format!("{path}.type"),
+            &format!("must be {want:?} (got {t:?})"),
+        ))
     }
 }
 
@@ -243,7 +249,9 @@ pub(super) fn page(body: &Map<String, Value>) -> Result<(String, u32), BadReques
     let Some(page) = opt_object(body, "page", "")? else {
         return Ok((String::new(), 0));
     };
-    let token = opt_string(Some(page), "token", "page")?.unwrap_or_default().to_owned();
+    let token = opt_string(Some(page), "token", "page")?
+        .unwrap_or_default()
+        .to_owned();
     let limit = match page.get("limit") {
         None | Some(Value::Null) => 0,
         Some(v) => v
