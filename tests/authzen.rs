@@ -65,15 +65,6 @@ impl Http {
     }
 }
 
-fn authzen_addr(s: &Spawned) -> String {
-    s.diagnostics()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "AuthZEN API listening")
-        .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned))
-        .expect("an \"AuthZEN API listening\" line")
-}
-
 /// Vakt's request in AuthZEN's shapes.
 fn evaluation(employee: &str, su: &str, client: &str, package: &str) -> Value {
     json!({

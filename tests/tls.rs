@@ -353,3 +353,135 @@ fn reverse_queries_under_mutual_tls_need_their_own_allow_list() {
     drop(rt);
     s.stop();
 }
+
+/// One HTTP/1.1 request over TLS, as the client whose certificate is `client`:
+/// the response's status line and body, or why the connection failed.
+async fn https_post(
+    addr: &str,
+    ca: &str,
+    client: &(String, String),
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
+    use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(client.0.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(client.1.as_bytes()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_to_string(&mut response))
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP answer: {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The AuthZEN listener speaks TLS with the gRPC listener's files and admits
+/// only the clients its allow-list names; an admitted one is named in the
+/// decision record, as over gRPC.
+#[test]
+fn the_authzen_api_uses_the_same_tls_and_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("server CA");
+    let client_ca = ca("client CA");
+    let (cert, key) = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
+    let allowed = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/billing/sa/app"]);
+    let outside = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/other/sa/x"]);
+    let log = dir.path().join("decisions.jsonl");
+    let args = [
+        "--tls-cert".to_owned(),
+        write(dir.path(), "server.pem", &cert),
+        "--tls-key".to_owned(),
+        write(dir.path(), "server.key", &key),
+        "--tls-client-ca".to_owned(),
+        write(dir.path(), "clients.pem", &client_ca.pem),
+        "--tls-allow".to_owned(),
+        "spiffe://vakt.test/ns/billing/*".to_owned(),
+        "--authzen-listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--decision-log".to_owned(),
+        format!("file:{}", log.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Spawned::start(&args, false);
+    let addr = authzen_addr(&s);
+    let body = serde_json::json!({
+        "subject": {"type": "employee", "id": "kari"},
+        "action": {"name": "useSystemUser", "properties": {"access_package": REGNSKAP}},
+        "resource": {"type": "system_user", "id": "tk-regnskap", "properties": {"client_org_number": "310015156"}},
+    })
+    .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (status, answer) = https_post(
+            &addr,
+            &server_ca.pem,
+            &allowed,
+            "/access/v1/evaluation",
+            &body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["decision"], true, "{v}");
+        // The same request would be allowed; this client is never answered.
+        let refused = https_post(
+            &addr,
+            &server_ca.pem,
+            &outside,
+            "/access/v1/evaluation",
+            &body,
+        )
+        .await;
+        assert!(
+            refused.is_err(),
+            "a client outside the allow-list was answered: {refused:?}"
+        );
+    });
+    drop(rt);
+    s.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let record: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        record["caller"]["identity"],
+        "spiffe://vakt.test/ns/billing/sa/app"
+    );
+}

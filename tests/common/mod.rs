@@ -371,6 +371,16 @@ pub fn admin_addr(s: &Spawned) -> String {
         .expect("an \"admin listening\" line")
 }
 
+/// The address of the AuthZEN listener (`--authzen-listen 127.0.0.1:0`).
+pub fn authzen_addr(s: &Spawned) -> String {
+    s.diagnostics()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "AuthZEN API listening")
+        .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned))
+        .expect("an \"AuthZEN API listening\" line")
+}
+
 /// A plain HTTP/1.1 GET: (status, body).
 pub fn get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};

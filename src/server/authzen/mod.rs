@@ -130,7 +130,16 @@ async fn respond(
 ) -> Response<Full<Bytes>> {
     conn.touch();
     let request_id = req.headers().get("x-request-id").cloned();
-    let mut response = match answer(vakt, conn, base_url, req).await {
+    let limit = vakt.options.load().request_timeout;
+    let answered = tokio::time::timeout(limit, answer(vakt, conn, base_url, req))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the request took longer than {limit:?} (--request-timeout)"),
+            ))
+        });
+    let mut response = match answered {
         Ok(body) => json_response(StatusCode::OK, &body),
         Err(Failure(status, message)) => {
             let mut r = json_response(status, &json!({ "error": message }));
