@@ -348,6 +348,8 @@ pub struct Reason {
 pub struct Decision {
     pub allowed: bool,
     pub reasons: Vec<Reason>,
+    /// For an allow: how it is allowed (the decision log records it).
+    pub path: Option<Path>,
 }
 
 /// The policy id of a deny because the data may not be decided on.
@@ -363,6 +365,7 @@ impl Decision {
                 policy_id: DATA_STALE.into(),
                 message: format!("{why}, so the request is denied"),
             }],
+            path: None,
         }
     }
 }
@@ -479,6 +482,24 @@ impl Derived {
         }
     }
 
+    /// The path of an allow, from what was derived for it: those of the teams
+    /// covering the client that grant the system user, and the link.
+    fn path(&self, su: Option<&SystemUser>) -> Path {
+        Path {
+            teams: self
+                .portfolio
+                .iter()
+                .filter(|t| su.is_some_and(|s| crate::world::records::sorted_has(&s.granted_to, t)))
+                .cloned()
+                .collect(),
+            link_client: self.link.as_ref().map(|(org, _)| *org),
+            link_roles: self
+                .link
+                .as_ref()
+                .map_or_else(Vec::new, |(_, l)| l.roles.to_vec()),
+        }
+    }
+
     /// The note a decision carries when its link's packages were assumed.
     pub(crate) fn note(&self, q: &Query, su_id: &str) -> Option<Reason> {
         self.assumed.as_ref().map(|_| Reason {
@@ -586,6 +607,9 @@ pub(crate) fn decide_subject(
     });
     let mut d = explain(rules, q, subject, su_id, outcome);
     d.reasons.extend(derived.note(q, su_id));
+    if d.allowed {
+        d.path = Some(derived.path(subject.system_user));
+    }
     d
 }
 
@@ -648,7 +672,11 @@ pub(crate) fn explain(
         });
     }
     reasons.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
-    Decision { allowed, reasons }
+    Decision {
+        allowed,
+        reasons,
+        path: None,
+    }
 }
 
 /// How an allowed request is allowed: the employee's teams that grant the system
@@ -663,39 +691,6 @@ pub struct Path {
     /// or an agent acting for its owner).
     pub link_client: Option<OrgNo>,
     pub link_roles: Vec<SmolStr>,
-}
-
-/// The path of a request through the world (meaningful when it is allowed).
-pub fn path(world: &World, q: &Query) -> Path {
-    let employee = world.employee(&q.employee);
-    let su = world.system_user(&q.system_user);
-    let parent = world.organization(q.client_no).and_then(|c| c.parent());
-    path_of(world, employee, su, q.client_no, parent)
-}
-
-pub(crate) fn path_of(
-    world: &World,
-    employee: Option<&Employee>,
-    su: Option<&SystemUser>,
-    client: OrgNo,
-    parent: Option<OrgNo>,
-) -> Path {
-    let (Some(e), Some(su)) = (employee, su) else {
-        return Path::default();
-    };
-    let teams = e
-        .teams
-        .iter()
-        .filter(|t| crate::world::records::sorted_has(&su.granted_to, t))
-        .filter(|t| world.team(t).is_some_and(|t| t.covers(client, parent)))
-        .cloned()
-        .collect();
-    let link = su.link_for(client, parent);
-    Path {
-        teams,
-        link_client: link.map(|(org, _)| org),
-        link_roles: link.map_or_else(Vec::new, |(_, l)| l.access.roles.to_vec()),
-    }
 }
 
 /// The system users an employee may use for a client and package.

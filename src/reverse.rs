@@ -14,9 +14,7 @@
 //! package) and read in pages: a page resumes after the last key of the one
 //! before, on the same world, so the pages of one answer never mix worlds.
 
-use crate::decide::{
-    decide_subject, path_of, Fields, InvalidField, Need, Path, Query, RawRequest, Subject,
-};
+use crate::decide::{decide_subject, Fields, InvalidField, Need, Path, Query, RawRequest, Subject};
 use crate::snapshot::Snapshot;
 use crate::world::{Employee, Id, OrgNo, SystemUser, UserType, World};
 use smol_str::SmolStr;
@@ -180,7 +178,7 @@ fn allowed(w: &World, snap: &Snapshot, q: &Query, e: &Employee, su: &SystemUser)
     let d = decide_subject(snap, w, q, &subject, &su.id);
     d.allowed.then(|| Route {
         system_user: su.id.clone(),
-        path: path_of(w, Some(e), Some(su), q.client_no, subject.parent),
+        path: d.path.unwrap_or_default(),
     })
 }
 
@@ -242,9 +240,7 @@ pub fn what_can(
             }
         };
         for client in clients {
-            let parent = w.organization(client).and_then(|o| o.parent());
             let subject = Subject::with(w, Some(e), Some(su), client);
-            let mut path = None;
             for package in &packages {
                 if let Some((a_su, a_client, a_package)) = after {
                     if (su_id, client, package) <= (a_su, *a_client, a_package) {
@@ -258,17 +254,15 @@ pub fn what_can(
                 q.client = client.to_string();
                 q.access_package = package.to_string();
                 q.system_user = su_id.to_string();
-                if !decide_subject(snap, w, &q, &subject, su_id).allowed {
+                let d = decide_subject(snap, w, &q, &subject, su_id);
+                if !d.allowed {
                     continue;
                 }
-                let path = path
-                    .get_or_insert_with(|| path_of(w, Some(e), Some(su), client, parent))
-                    .clone();
                 items.push(What {
                     system_user: su.id.clone(),
                     client,
                     access_package: package.clone(),
-                    path,
+                    path: d.path.unwrap_or_default(),
                 });
             }
         }

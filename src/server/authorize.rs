@@ -88,7 +88,6 @@ fn log(
     }
     let su = snap.world.system_user(&q.system_user);
     let owner = su.map(|s| s.owner.digits());
-    let path = d.allowed.then(|| crate::decide::path(&snap.world, q));
     let receipt = decision_log.submit(&DecisionRecord {
         decision_id,
         timestamp: now_rfc3339(),
@@ -110,7 +109,7 @@ fn log(
         caller: &meta.caller,
         trace: &meta.trace,
         shadow: shadow.map(|s| (if s.allowed { "allow" } else { "deny" }, &s.reasons[..])),
-        path: path.as_ref(),
+        path: d.path.as_ref(),
     });
     tracing::debug!(
         decision_id,
