@@ -26,7 +26,7 @@ fn check_and_decide(raw: RawRequest) {
     }
 }
 
-/// A gRPC `AuthorizeRequest` or `AuthorizeBatchRequest` as it arrives on the wire:
+/// A gRPC request (Authorize, AuthorizeBatch, ResolveSystemUser, WhoCan, WhatCan) as it arrives on the wire:
 /// decoded, converted, checked and decided against the embedded default.
 pub fn request(data: &[u8]) {
     use prost::Message as _;
@@ -42,6 +42,48 @@ pub fn request(data: &[u8]) {
         let snap = default_snapshot();
         if let Ok(q) = Query::check_resolve(snap, r.into()) {
             let _ = crate::decide::resolve(snap, &q);
+        }
+    }
+    // The reverse queries' fields, converted as Authorize's are.
+    let raw = |employee_id, system_user_id, client_org_number, access_package, action, context| {
+        RawRequest::from(crate::proto::AuthorizeRequest {
+            employee_id,
+            system_user_id,
+            client_org_number,
+            access_package,
+            action,
+            context,
+            min_data_sequence: 0,
+        })
+    };
+    if let Ok(r) = crate::proto::WhoCanRequest::decode(data) {
+        let snap = default_snapshot();
+        let raw = raw(
+            String::new(),
+            r.system_user_id,
+            r.client_org_number,
+            r.access_package,
+            r.action,
+            r.context,
+        );
+        if let Ok(q) = crate::reverse::who_can_query(snap, raw) {
+            let size = crate::reverse::page_size(r.page_size);
+            let _ = crate::reverse::who_can(snap, &q, Some(r.page_token.as_str()), size);
+        }
+    }
+    if let Ok(r) = crate::proto::WhatCanRequest::decode(data) {
+        let snap = default_snapshot();
+        let raw = raw(
+            r.employee_id,
+            r.system_user_id,
+            r.client_org_number,
+            r.access_package,
+            r.action,
+            r.context,
+        );
+        if let Ok(q) = crate::reverse::what_can_query(snap, raw) {
+            let _ =
+                crate::reverse::what_can(snap, &q, None, crate::reverse::page_size(r.page_size));
         }
     }
 }
