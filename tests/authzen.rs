@@ -476,3 +476,42 @@ fn searches_answer_as_the_reverse_queries_page_by_page() {
     );
     s.stop();
 }
+
+/// `--max-connections` counts the gRPC and AuthZEN listeners together: with a
+/// gRPC connection open and a limit of one, an AuthZEN caller is turned away,
+/// and served once the gRPC connection is gone.
+#[test]
+fn the_connection_limit_counts_both_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, _) = start(dir.path(), &["--max-connections", "1"]);
+    let body = evaluation("kari", "tk-regnskap", "310015156", REGNSKAP).to_string();
+    let grpc = std::net::TcpStream::connect(&s.addr).unwrap();
+    // The gRPC connection is counted once accepted.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let refused = http
+        .agent
+        .post(&format!("{}/access/v1/evaluation", http.base))
+        .header("Content-Type", "application/json")
+        .send(&body);
+    assert!(
+        refused.is_err(),
+        "served past --max-connections: {refused:?}"
+    );
+    drop(grpc);
+    let mut served = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Ok(r) = http
+            .agent
+            .post(&format!("{}/access/v1/evaluation", http.base))
+            .header("Content-Type", "application/json")
+            .send(&body)
+        {
+            assert_eq!(r.status().as_u16(), 200);
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "not served after the gRPC connection closed");
+    s.stop();
+}

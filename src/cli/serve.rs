@@ -703,6 +703,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         metrics: Default::default(),
         shadow: Default::default(),
         cursors: Default::default(),
+        connections: Default::default(),
     });
     load_shadow(&args, &vakt);
     let mut listeners = Vec::new();

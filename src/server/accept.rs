@@ -279,10 +279,24 @@ pub fn incoming(listener: TcpListener, o: &AcceptLimits) -> Incoming {
     incoming_from(vec![Listener::Tcp(listener)], o)
 }
 
+/// The connections a sidecar holds, counted across all its listeners (gRPC and
+/// AuthZEN), so `--max-connections` bounds them together.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<Counts>);
+
 /// Connections from every listener, under one set of limits.
 pub fn incoming_from(listeners: Vec<Listener>, o: &AcceptLimits) -> Incoming {
+    incoming_counted(listeners, o, &Connections::default())
+}
+
+/// [`incoming_from`], counted in `connections` with any other listener's.
+pub fn incoming_counted(
+    listeners: Vec<Listener>,
+    o: &AcceptLimits,
+    connections: &Connections,
+) -> Incoming {
     let (tx, rx) = mpsc::channel(64);
-    let counts = Arc::new(Counts::default());
+    let counts = connections.0.clone();
     let epoch = Instant::now();
     let tasks: Vec<_> = listeners
         .into_iter()

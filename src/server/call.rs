@@ -131,6 +131,8 @@ pub struct Vakt {
     pub shadow: arc_swap::ArcSwapOption<Shadow>,
     /// The worlds kept for reverse queries read in pages.
     pub cursors: super::cursor::Cursors,
+    /// Connections open on every listener, for `--max-connections`.
+    pub connections: super::accept::Connections,
 }
 
 /// Candidate policies compiled with the serving schema, for shadow evaluation.
@@ -189,6 +191,7 @@ impl Vakt {
             metrics: Default::default(),
             shadow: Default::default(),
             cursors: Default::default(),
+            connections: Default::default(),
         }
     }
 

@@ -28,7 +28,7 @@ mod reverse;
 mod status;
 mod tls;
 
-pub use accept::{incoming, AcceptLimits, Listener};
+pub use accept::{incoming, AcceptLimits, Connections, Listener};
 pub use admin::{serve_admin, AdminState};
 pub use authzen::serve_authzen;
 pub use call::{
@@ -120,8 +120,11 @@ impl proto::authorizer_server::Authorizer for Service {
         let answer = async {
             self.0.reverse_allowed(&req)?;
             let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log.load());
-            reverse::handle_who_can(&self.0, req.into_inner(), &meta).await
+            let identity = req
+                .extensions()
+                .get::<accept::ConnInfo>()
+                .and_then(|c| c.identity.clone());
+            reverse::handle_who_can(&self.0, req.into_inner(), identity.as_deref()).await
         }
         .instrument(span.clone())
         .await;
@@ -137,8 +140,11 @@ impl proto::authorizer_server::Authorizer for Service {
         let answer = async {
             self.0.reverse_allowed(&req)?;
             let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log.load());
-            reverse::handle_what_can(&self.0, req.into_inner(), &meta).await
+            let identity = req
+                .extensions()
+                .get::<accept::ConnInfo>()
+                .and_then(|c| c.identity.clone());
+            reverse::handle_what_can(&self.0, req.into_inner(), identity.as_deref()).await
         }
         .instrument(span.clone())
         .await;
@@ -214,6 +220,7 @@ pub async fn serve_on(
         .build_v1()
         .expect("the embedded descriptor set is valid");
     let o = Options::clone(&vakt.options.load());
+    let connections = vakt.connections.clone();
     // A request larger than the limit is refused from its length prefix, before
     // its body is read or decoded.
     let authorizer =
@@ -223,7 +230,7 @@ pub async fn serve_on(
         .add_service(reflection)
         .add_service(authorizer)
         .serve_with_incoming_shutdown(
-            accept::incoming_from(listeners, &o.accept_limits()),
+            accept::incoming_counted(listeners, &o.accept_limits(), &connections),
             shutdown,
         )
         .await;

@@ -2,7 +2,7 @@
 //! takes the current world and keeps it; later pages resume on that world from
 //! their token (`cursor.rs`).
 
-use super::call::{CallMeta, Vakt};
+use super::call::Vakt;
 use super::convert;
 use super::cursor::{fingerprint, now_ms, Resume};
 use super::error::CallError;
@@ -74,7 +74,7 @@ fn access_path(su: &str, p: &Path) -> proto::AccessPath {
 pub(super) async fn handle_who_can(
     vakt: &Vakt,
     req: proto::WhoCanRequest,
-    meta: &CallMeta,
+    identity: Option<&str>,
 ) -> Result<proto::WhoCanResponse, CallError> {
     let fp = fingerprint(&[
         &req.client_org_number,
@@ -109,7 +109,7 @@ pub(super) async fn handle_who_can(
         client = %q.client,
         access_package = %q.access_package,
         results = page.items.len(),
-        identity = meta.caller.identity.as_deref().unwrap_or(""),
+        identity = identity.unwrap_or(""),
         "reverse query"
     );
     Ok(proto::WhoCanResponse {
@@ -134,7 +134,7 @@ pub(super) async fn handle_who_can(
 pub(super) async fn handle_what_can(
     vakt: &Vakt,
     req: proto::WhatCanRequest,
-    meta: &CallMeta,
+    identity: Option<&str>,
 ) -> Result<proto::WhatCanResponse, CallError> {
     let fp = fingerprint(&[
         &req.employee_id,
@@ -184,7 +184,7 @@ pub(super) async fn handle_what_can(
         call = "what_can",
         employee = %q.employee,
         results = page.items.len(),
-        identity = meta.caller.identity.as_deref().unwrap_or(""),
+        identity = identity.unwrap_or(""),
         "reverse query"
     );
     Ok(proto::WhatCanResponse {

@@ -55,7 +55,8 @@ pub async fn serve_authzen(
 ) {
     use tokio_stream::StreamExt as _;
     let options = vakt.options.load_full();
-    let mut incoming = super::accept::incoming_from(listeners, &options.accept_limits());
+    let mut incoming =
+        super::accept::incoming_counted(listeners, &options.accept_limits(), &vakt.connections);
     let base_url = Arc::new(base_url);
     tokio::pin!(shutdown);
     loop {
@@ -130,6 +131,7 @@ async fn respond(
 ) -> Response<Full<Bytes>> {
     conn.touch();
     let request_id = req.headers().get("x-request-id").cloned();
+    let metadata = req.uri().path() == CONFIGURATION;
     let limit = vakt.options.load().request_timeout;
     let answered = tokio::time::timeout(limit, answer(vakt, conn, base_url, req))
         .await
@@ -144,8 +146,9 @@ async fn respond(
         Err(Failure(status, message)) => {
             let mut r = json_response(status, &json!({ "error": message }));
             if status == StatusCode::METHOD_NOT_ALLOWED {
+                let allow = if metadata { "GET" } else { "POST" };
                 r.headers_mut()
-                    .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
+                    .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
             }
             r
         }
@@ -233,17 +236,35 @@ async fn answer(
         EVALUATIONS => evaluations(vakt, &body, &meta).await,
         SEARCH_SUBJECT => {
             vakt.reverse_allowed_for(conn.identity.as_deref())?;
-            search_subject(vakt, &body).await
+            logged("search_subject", conn, search_subject(vakt, &body).await)
         }
         SEARCH_RESOURCE => {
             vakt.reverse_allowed_for(conn.identity.as_deref())?;
-            search_resource(vakt, &body).await
+            logged("search_resource", conn, search_resource(vakt, &body).await)
         }
         _ => {
             vakt.reverse_allowed_for(conn.identity.as_deref())?;
-            search_action(vakt, &body).await
+            logged("search_action", conn, search_action(vakt, &body).await)
         }
     }
+}
+
+/// A search answered is logged as the gRPC reverse queries are: who asked, and
+/// how much they were told.
+fn logged(
+    call: &'static str,
+    conn: &ConnInfo,
+    answer: Result<Value, Failure>,
+) -> Result<Value, Failure> {
+    if let Ok(v) = &answer {
+        tracing::info!(
+            call,
+            results = v["results"].as_array().map_or(0, Vec::len),
+            identity = conn.identity.as_deref().unwrap_or(""),
+            "reverse query"
+        );
+    }
+    answer
 }
 
 /// The metadata: each endpoint as an absolute URL under the PDP's identifier.
