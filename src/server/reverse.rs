@@ -4,7 +4,7 @@
 
 use super::call::Vakt;
 use super::convert;
-use super::cursor::{fingerprint, now_ms, Resume};
+use super::cursor::{fingerprint, now_ms, CursorError, Resume};
 use super::error::CallError;
 use crate::decide::{Path, RawRequest};
 use crate::proto;
@@ -18,6 +18,30 @@ pub(super) struct Start {
     pub(super) snap: Arc<Snapshot>,
     pub(super) after: Vec<String>,
     pub(super) began_ms: u64,
+}
+
+impl Start {
+    /// Where a WhatCan page resumes: after the (system user, client, package) its
+    /// token names.
+    pub(super) fn what_after(
+        &self,
+    ) -> Result<Option<(crate::world::Id, OrgNo, smol_str::SmolStr)>, CursorError> {
+        match self.after.as_slice() {
+            [] => Ok(None),
+            [su, client, package] => Ok(Some((
+                su.into(),
+                OrgNo::parse(client).map_err(|_| CursorError::Unknown)?,
+                package.into(),
+            ))),
+            _ => Err(CursorError::Unknown),
+        }
+    }
+}
+
+/// A WhatCan result's key, as a page token carries it.
+pub(super) fn what_key(w: &crate::reverse::What) -> Vec<String> {
+    let (su, client, package) = w.key();
+    vec![su.to_string(), client.to_string(), package.to_string()]
 }
 
 /// The first page takes the current world (refused when it may not be decided
@@ -161,25 +185,14 @@ pub(super) async fn handle_what_can(
         context: req.context.map(convert::struct_to_json),
     };
     let q = what_can_query(&s.snap, raw)?;
-    let after = match s.after.as_slice() {
-        [] => None,
-        [su, client, package] => Some((
-            su.into(),
-            OrgNo::parse(client).map_err(|_| super::cursor::CursorError::Unknown)?,
-            package.into(),
-        )),
-        _ => return Err(super::cursor::CursorError::Unknown.into()),
-    };
+    let after = s.what_after()?;
     let limit = page_size(req.page_size);
     let snap = s.snap.clone();
     let qc = q.clone();
     let page = tokio::task::spawn_blocking(move || what_can(&snap, &qc, after.as_ref(), limit))
         .await
         .map_err(|_| CallError::Internal("the reverse query stopped"))?;
-    let next = next_token(vakt, "what_can", &fp, &s, &page, |w| {
-        let (su, client, package) = w.key();
-        vec![su.to_string(), client.to_string(), package.to_string()]
-    });
+    let next = next_token(vakt, "what_can", &fp, &s, &page, what_key);
     tracing::info!(
         call = "what_can",
         employee = %q.employee,

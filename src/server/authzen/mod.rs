@@ -475,26 +475,20 @@ async fn search_resource(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value
     let fp = super::cursor::fingerprint(&[&wire::query_text(body)]);
     let s = super::reverse::start(vakt, "authzen_resource", &fp, &token, 0).await?;
     let q = what_can_query(&s.snap, raw).map_err(wire::invalid)?;
-    let after = match s.after.as_slice() {
-        [] => None,
-        [su, client, package] => Some((
-            su.into(),
-            crate::world::OrgNo::parse(client)
-                .map_err(|_| super::cursor::CursorError::Unknown)
-                .map_err(CallError::from)?,
-            package.into(),
-        )),
-        _ => return Err(CallError::from(super::cursor::CursorError::Unknown).into()),
-    };
+    let after = s.what_after().map_err(CallError::from)?;
     let snap = s.snap.clone();
     let page =
         tokio::task::spawn_blocking(move || what_can(&snap, &q, after.as_ref(), page_size(limit)))
             .await
             .map_err(|_| CallError::Internal("the reverse query stopped"))?;
-    let next = super::reverse::next_token(vakt, "authzen_resource", &fp, &s, &page, |w| {
-        let (su, client, package) = w.key();
-        vec![su.to_string(), client.to_string(), package.to_string()]
-    });
+    let next = super::reverse::next_token(
+        vakt,
+        "authzen_resource",
+        &fp,
+        &s,
+        &page,
+        super::reverse::what_key,
+    );
     let results = page
         .items
         .iter()
