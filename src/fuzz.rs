@@ -26,10 +26,13 @@ fn check_and_decide(raw: RawRequest) {
     }
 }
 
-/// A gRPC request (Authorize, AuthorizeBatch, ResolveSystemUser, WhoCan, WhatCan) as it arrives on the wire:
-/// decoded, converted, checked and decided against the embedded default.
+/// A request as it arrives on the wire, decided against the embedded default: a
+/// gRPC message (Authorize, AuthorizeBatch, ResolveSystemUser, WhoCan, WhatCan)
+/// decoded, converted and checked; and an AuthZEN JSON body read as each of its
+/// endpoints reads one.
 pub fn request(data: &[u8]) {
     use prost::Message as _;
+    crate::server::read_authzen_body(default_snapshot(), data);
     if let Ok(r) = crate::proto::AuthorizeRequest::decode(data) {
         check_and_decide(r.into());
     }

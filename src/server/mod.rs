@@ -30,6 +30,7 @@ mod tls;
 
 pub use accept::{incoming, AcceptLimits, Connections, Listener};
 pub use admin::{serve_admin, AdminState};
+pub(crate) use authzen::read_body_every_way as read_authzen_body;
 pub use authzen::serve_authzen;
 pub use call::{
     Options, Shadow, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,

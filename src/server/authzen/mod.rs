@@ -557,3 +557,48 @@ async fn search_action(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, 
     }
     Ok(wire::search_answer("", results))
 }
+
+/// A body read as each endpoint reads it, and what it asks decided or searched
+/// against `snap`, with nothing served or logged: how the fuzz target `request`
+/// reaches AuthZEN's readers (`crate::fuzz`). Whatever the bytes, it returns.
+pub(crate) fn read_body_every_way(snap: &crate::snapshot::Snapshot, body: &[u8]) {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let decide_raw = |raw| {
+        if let Ok(q) = Query::check(snap, raw, "") {
+            let _ = decide(snap, &q);
+        }
+    };
+    let defaults = Entities::of(&body);
+    if let Ok(raw) = wire::evaluation(defaults) {
+        decide_raw(raw);
+    }
+    if let Some(Value::Array(items)) = body.get("evaluations") {
+        for item in items.iter().take(64) {
+            if let Value::Object(m) = item {
+                if let Ok(raw) = wire::evaluation(Entities::over(m, defaults)) {
+                    decide_raw(raw);
+                }
+            }
+        }
+    }
+    let size = page_size(wire::page(&body).map_or(0, |(_, limit)| limit));
+    let _ = wire::query_text(&body);
+    if let Ok(Some(raw)) = wire::subject_search(&body) {
+        if let Ok(q) = who_can_query(snap, raw) {
+            let _ = who_can(snap, &q, None, size);
+        }
+    }
+    if let Ok(Some(raw)) = wire::resource_search(&body) {
+        if let Ok(q) = what_can_query(snap, raw) {
+            let _ = what_can(snap, &q, None, size);
+        }
+    }
+    if let Ok(Some(mut raw)) = wire::action_search(&body) {
+        for action in snap.actions.keys() {
+            raw.action.clone_from(action);
+            decide_raw(raw.clone());
+        }
+    }
+}
