@@ -52,6 +52,29 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// `vakt serve`'s flags for mutual TLS: the server's certificate and key and
+/// the client CA, written into `dir`, and `--tls-allow allow`; then `extra`.
+fn mtls_args(
+    dir: &Path,
+    (cert, key): &(String, String),
+    client_ca: &Ca,
+    allow: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "--tls-cert".to_owned(),
+        write(dir, "server.pem", cert),
+        "--tls-key".to_owned(),
+        write(dir, "server.key", key),
+        "--tls-client-ca".to_owned(),
+        write(dir, "clients.pem", &client_ca.pem),
+        "--tls-allow".to_owned(),
+        allow.to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
+}
+
 async fn connect(
     addr: &str,
     ca: &str,
@@ -90,7 +113,7 @@ fn mutual_tls_admits_only_the_allow_list_and_names_the_caller() {
     let server_ca = ca("server CA");
     let client_ca = ca("client CA");
     let other_ca = ca("someone else's CA");
-    let (cert, key) = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
+    let server = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
     let allowed = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/billing/sa/app"]);
     let outside = leaf(
         &client_ca,
@@ -100,18 +123,13 @@ fn mutual_tls_admits_only_the_allow_list_and_names_the_caller() {
     let foreign = leaf(&other_ca, &[], &["spiffe://vakt.test/ns/billing/sa/app"]);
     let log = dir.path().join("decisions.jsonl");
     let sink = format!("file:{}", log.display());
-    let args = [
-        "--tls-cert".to_owned(),
-        write(dir.path(), "server.pem", &cert),
-        "--tls-key".to_owned(),
-        write(dir.path(), "server.key", &key),
-        "--tls-client-ca".to_owned(),
-        write(dir.path(), "clients.pem", &client_ca.pem),
-        "--tls-allow".to_owned(),
-        "spiffe://vakt.test/ns/billing/*".to_owned(),
-        "--decision-log".to_owned(),
-        sink,
-    ];
+    let args = mtls_args(
+        dir.path(),
+        &server,
+        &client_ca,
+        "spiffe://vakt.test/ns/billing/*",
+        &["--decision-log", &sink],
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = Spawned::start(&args, false);
     let addr = s.addr.clone();
@@ -310,22 +328,20 @@ fn reverse_queries_under_mutual_tls_need_their_own_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let server_ca = ca("server CA");
     let client_ca = ca("client CA");
-    let (cert, key) = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
+    let server = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
     let app = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/billing/sa/app"]);
     let auditor = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/audit/sa/review"]);
-    let args = [
-        "--tls-cert".to_owned(),
-        write(dir.path(), "server.pem", &cert),
-        "--tls-key".to_owned(),
-        write(dir.path(), "server.key", &key),
-        "--tls-client-ca".to_owned(),
-        write(dir.path(), "clients.pem", &client_ca.pem),
-        "--tls-allow".to_owned(),
-        "spiffe://vakt.test/ns/*".to_owned(),
-        "--reverse-queries".to_owned(),
-        "--reverse-queries-allow".to_owned(),
-        "spiffe://vakt.test/ns/audit/*".to_owned(),
-    ];
+    let args = mtls_args(
+        dir.path(),
+        &server,
+        &client_ca,
+        "spiffe://vakt.test/ns/*",
+        &[
+            "--reverse-queries",
+            "--reverse-queries-allow",
+            "spiffe://vakt.test/ns/audit/*",
+        ],
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = Spawned::start(&args, false);
     let addr = s.addr.clone();
@@ -420,24 +436,18 @@ fn the_authzen_api_uses_the_same_tls_and_allow_list() {
     let dir = tempfile::tempdir().unwrap();
     let server_ca = ca("server CA");
     let client_ca = ca("client CA");
-    let (cert, key) = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
+    let server = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
     let allowed = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/billing/sa/app"]);
     let outside = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/other/sa/x"]);
     let log = dir.path().join("decisions.jsonl");
-    let args = [
-        "--tls-cert".to_owned(),
-        write(dir.path(), "server.pem", &cert),
-        "--tls-key".to_owned(),
-        write(dir.path(), "server.key", &key),
-        "--tls-client-ca".to_owned(),
-        write(dir.path(), "clients.pem", &client_ca.pem),
-        "--tls-allow".to_owned(),
-        "spiffe://vakt.test/ns/billing/*".to_owned(),
-        "--authzen-listen".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--decision-log".to_owned(),
-        format!("file:{}", log.display()),
-    ];
+    let sink = format!("file:{}", log.display());
+    let args = mtls_args(
+        dir.path(),
+        &server,
+        &client_ca,
+        "spiffe://vakt.test/ns/billing/*",
+        &["--authzen-listen", "127.0.0.1:0", "--decision-log", &sink],
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = Spawned::start(&args, false);
     let addr = authzen_addr(&s);

@@ -274,9 +274,9 @@ pub enum Listener {
     Unix(UnixListener),
 }
 
-/// Connections from `listener` under the limits in `o`.
+/// Connections from `listener` under the limits in `o`, counted on their own.
 pub fn incoming(listener: TcpListener, o: &AcceptLimits) -> Incoming {
-    incoming_from(vec![Listener::Tcp(listener)], o)
+    incoming_counted(vec![Listener::Tcp(listener)], o, &Connections::default())
 }
 
 /// The connections a sidecar holds, counted across all its listeners (gRPC and
@@ -284,12 +284,8 @@ pub fn incoming(listener: TcpListener, o: &AcceptLimits) -> Incoming {
 #[derive(Clone, Default)]
 pub struct Connections(Arc<Counts>);
 
-/// Connections from every listener, under one set of limits.
-pub fn incoming_from(listeners: Vec<Listener>, o: &AcceptLimits) -> Incoming {
-    incoming_counted(listeners, o, &Connections::default())
-}
-
-/// [`incoming_from`], counted in `connections` with any other listener's.
+/// Connections from every listener, under one set of limits, counted in
+/// `connections` with any other listener's.
 pub fn incoming_counted(
     listeners: Vec<Listener>,
     o: &AcceptLimits,

@@ -252,16 +252,18 @@ impl Vakt {
     }
 
     /// Whether this call may ask a reverse query: they are on, and under mutual
-    /// TLS the caller's identity is on their own allow-list.
+    /// TLS the caller's identity is on their own allow-list. Gives that identity,
+    /// for the query's log line.
     pub(super) fn reverse_allowed<T>(
         &self,
         req: &Request<T>,
-    ) -> Result<(), super::error::CallError> {
+    ) -> Result<Option<String>, super::error::CallError> {
         let identity = req
             .extensions()
             .get::<super::accept::ConnInfo>()
-            .and_then(|c| c.identity.as_deref());
-        self.reverse_allowed_for(identity)
+            .and_then(|c| c.identity.clone());
+        self.reverse_allowed_for(identity.as_deref())?;
+        Ok(identity)
     }
 
     /// [`Vakt::reverse_allowed`] for a caller with this mutual-TLS identity.

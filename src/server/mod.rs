@@ -119,12 +119,8 @@ impl proto::authorizer_server::Authorizer for Service {
         let started = Instant::now();
         let span = self.0.call_span(&req, Method::WhoCan);
         let answer = async {
-            self.0.reverse_allowed(&req)?;
+            let identity = self.0.reverse_allowed(&req)?;
             let _admitted = self.0.admit(&req)?;
-            let identity = req
-                .extensions()
-                .get::<accept::ConnInfo>()
-                .and_then(|c| c.identity.clone());
             reverse::handle_who_can(&self.0, req.into_inner(), identity.as_deref()).await
         }
         .instrument(span.clone())
@@ -139,12 +135,8 @@ impl proto::authorizer_server::Authorizer for Service {
         let started = Instant::now();
         let span = self.0.call_span(&req, Method::WhatCan);
         let answer = async {
-            self.0.reverse_allowed(&req)?;
+            let identity = self.0.reverse_allowed(&req)?;
             let _admitted = self.0.admit(&req)?;
-            let identity = req
-                .extensions()
-                .get::<accept::ConnInfo>()
-                .and_then(|c| c.identity.clone());
             reverse::handle_what_can(&self.0, req.into_inner(), identity.as_deref()).await
         }
         .instrument(span.clone())

@@ -363,22 +363,22 @@ pub async fn eventually(limit: std::time::Duration, what: &str, mut done: impl F
 
 /// The admin listener's address, from the "admin listening" diagnostic.
 pub fn admin_addr(s: &Spawned) -> String {
-    s.diagnostics()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "admin listening")
-        .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned))
-        .expect("an \"admin listening\" line")
+    logged_address(s, "admin listening")
 }
 
 /// The address of the AuthZEN listener (`--authzen-listen 127.0.0.1:0`).
 pub fn authzen_addr(s: &Spawned) -> String {
+    logged_address(s, "AuthZEN API listening")
+}
+
+/// The `address` field of the diagnostic line `message`.
+fn logged_address(s: &Spawned, message: &str) -> String {
     s.diagnostics()
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "AuthZEN API listening")
+        .find(|v| v["fields"]["message"] == message)
         .and_then(|v| v["fields"]["address"].as_str().map(str::to_owned))
-        .expect("an \"AuthZEN API listening\" line")
+        .unwrap_or_else(|| panic!("no {message:?} line"))
 }
 
 /// A plain HTTP/1.1 GET: (status, body).

@@ -19,9 +19,10 @@ use super::accept::{ConnInfo, Listener};
 use super::authorize::decide_and_log;
 use super::call::{CallMeta, Vakt};
 use super::error::CallError;
-use crate::decide::{decide, Query};
+use crate::decide::{decide, InvalidField, Query, RawRequest};
 use crate::proto;
 use crate::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
+use crate::snapshot::Snapshot;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -286,30 +287,22 @@ fn configuration(
             format!("{scheme}://{host}")
         }
     };
-    let mut m = Map::new();
-    m.insert("policy_decision_point".into(), json!(base));
-    m.insert(
-        "access_evaluation_endpoint".into(),
-        json!(format!("{base}{EVALUATION}")),
-    );
-    m.insert(
-        "access_evaluations_endpoint".into(),
-        json!(format!("{base}{EVALUATIONS}")),
-    );
+    let mut endpoints = vec![
+        ("access_evaluation_endpoint", EVALUATION),
+        ("access_evaluations_endpoint", EVALUATIONS),
+    ];
     // Only what this PDP answers: the searches when reverse queries are on.
     if vakt.options.load().reverse_queries {
-        m.insert(
-            "search_subject_endpoint".into(),
-            json!(format!("{base}{SEARCH_SUBJECT}")),
-        );
-        m.insert(
-            "search_resource_endpoint".into(),
-            json!(format!("{base}{SEARCH_RESOURCE}")),
-        );
-        m.insert(
-            "search_action_endpoint".into(),
-            json!(format!("{base}{SEARCH_ACTION}")),
-        );
+        endpoints.extend([
+            ("search_subject_endpoint", SEARCH_SUBJECT),
+            ("search_resource_endpoint", SEARCH_RESOURCE),
+            ("search_action_endpoint", SEARCH_ACTION),
+        ]);
+    }
+    let mut m = Map::new();
+    m.insert("policy_decision_point".into(), json!(base));
+    for (key, path) in endpoints {
+        m.insert(key.into(), json!(format!("{base}{path}")));
     }
     Value::Object(m)
 }
@@ -349,17 +342,12 @@ enum Semantic {
     PermitOnFirstPermit,
 }
 
-/// A batch, on one snapshot, as `AuthorizeBatch`; without items it is one
-/// evaluation. An item that is not well-formed is a deny with its error.
-async fn evaluations(
-    vakt: &Vakt,
-    body: &Map<String, Value>,
-    meta: &CallMeta,
-) -> Result<Value, Failure> {
-    let items = match body.get("evaluations") {
-        None | Some(Value::Null) => &Vec::new(),
+/// A batch's items, and how they are evaluated (`options.evaluations_semantic`).
+fn batch(body: &Map<String, Value>) -> Result<(&[Value], Semantic), BadRequest> {
+    let items: &[Value] = match body.get("evaluations") {
+        None | Some(Value::Null) => &[],
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(BadRequest("evaluations: must be an array".into()).into()),
+        Some(_) => return Err(BadRequest("evaluations: must be an array".into())),
     };
     let semantic = match body
         .get("options")
@@ -375,12 +363,30 @@ async fn evaluations(
             other => {
                 return Err(BadRequest(format!(
                     "options.evaluations_semantic: {other:?} is not execute_all, deny_on_first_deny or permit_on_first_permit"
-                ))
-                .into())
+                )))
             }
         },
-        Some(_) => return Err(BadRequest("options.evaluations_semantic: must be a string".into()).into()),
+        Some(_) => return Err(BadRequest("options.evaluations_semantic: must be a string".into())),
     };
+    Ok((items, semantic))
+}
+
+/// Item `i` of a batch as Vakt's request: its members over the batch's.
+fn item(i: usize, item: &Value, defaults: Entities<'_>) -> Result<RawRequest, BadRequest> {
+    match item {
+        Value::Object(m) => wire::evaluation(Entities::over(m, defaults)),
+        _ => Err(BadRequest(format!("evaluations[{i}]: must be an object"))),
+    }
+}
+
+/// A batch, on one snapshot, as `AuthorizeBatch`; without items it is one
+/// evaluation. An item that is not well-formed is a deny with its error.
+async fn evaluations(
+    vakt: &Vakt,
+    body: &Map<String, Value>,
+    meta: &CallMeta,
+) -> Result<Value, Failure> {
+    let (items, semantic) = batch(body)?;
     let defaults = Entities::of(body);
     if items.is_empty() {
         return evaluation(vakt, defaults, meta).await;
@@ -396,12 +402,9 @@ async fn evaluations(
     let (snap, stale) = vakt.snapshot_for(0).await;
     let mut out = Vec::with_capacity(items.len());
     let mut receipts = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let checked = match item {
-            Value::Object(m) => wire::evaluation(Entities::over(m, defaults))
-                .and_then(|raw| Query::check(&snap, raw, "").map_err(wire::invalid)),
-            _ => Err(BadRequest(format!("evaluations[{i}]: must be an object"))),
-        };
+    for (i, it) in items.iter().enumerate() {
+        let checked = item(i, it, defaults)
+            .and_then(|raw| Query::check(&snap, raw, "").map_err(wire::invalid));
         let allowed = match checked {
             Ok(q) => {
                 let (r, receipt) = decide_and_log(vakt, &snap, &q, stale.as_deref(), meta, true);
@@ -520,6 +523,13 @@ async fn search_action(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, 
     if let Some(why) = stale {
         return Err(CallError::DataStale(why).into());
     }
+    let results = allowed_actions(&snap, &raw).map_err(wire::invalid)?;
+    Ok(wire::search_answer("", results))
+}
+
+/// The actions, each with a package the request's system user holds, that its
+/// employee may take for its client; an error when its context fits none.
+fn allowed_actions(snap: &Snapshot, raw: &RawRequest) -> Result<Vec<Value>, InvalidField> {
     let packages: Vec<String> = snap
         .world
         .system_user(&raw.system_user_id)
@@ -537,10 +547,10 @@ async fn search_action(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, 
             let mut r = raw.clone();
             r.action = action.clone();
             r.access_package = package.clone();
-            match Query::check(&snap, r, "") {
+            match Query::check(snap, r, "") {
                 Ok(q) => {
                     fitted = true;
-                    if decide(&snap, &q).allowed {
+                    if decide(snap, &q).allowed {
                         results.push(
                             json!({"name": action, "properties": {"access_package": package}}),
                         );
@@ -552,16 +562,16 @@ async fn search_action(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, 
             }
         }
     }
-    if let (false, Some(e)) = (fitted, first_problem) {
-        return Err(wire::invalid(e).into());
+    match (fitted, first_problem) {
+        (false, Some(e)) => Err(e),
+        _ => Ok(results),
     }
-    Ok(wire::search_answer("", results))
 }
 
 /// A body read as each endpoint reads it, and what it asks decided or searched
 /// against `snap`, with nothing served or logged: how the fuzz target `request`
 /// reaches AuthZEN's readers (`crate::fuzz`). Whatever the bytes, it returns.
-pub(crate) fn read_body_every_way(snap: &crate::snapshot::Snapshot, body: &[u8]) {
+pub(crate) fn read_body_every_way(snap: &Snapshot, body: &[u8]) {
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
         return;
     };
@@ -574,12 +584,10 @@ pub(crate) fn read_body_every_way(snap: &crate::snapshot::Snapshot, body: &[u8])
     if let Ok(raw) = wire::evaluation(defaults) {
         decide_raw(raw);
     }
-    if let Some(Value::Array(items)) = body.get("evaluations") {
-        for item in items.iter().take(64) {
-            if let Value::Object(m) = item {
-                if let Ok(raw) = wire::evaluation(Entities::over(m, defaults)) {
-                    decide_raw(raw);
-                }
+    if let Ok((items, _)) = batch(&body) {
+        for (i, it) in items.iter().enumerate().take(64) {
+            if let Ok(raw) = item(i, it, defaults) {
+                decide_raw(raw);
             }
         }
     }
@@ -595,10 +603,7 @@ pub(crate) fn read_body_every_way(snap: &crate::snapshot::Snapshot, body: &[u8])
             let _ = what_can(snap, &q, None, size);
         }
     }
-    if let Ok(Some(mut raw)) = wire::action_search(&body) {
-        for action in snap.actions.keys() {
-            raw.action.clone_from(action);
-            decide_raw(raw.clone());
-        }
+    if let Ok(Some(raw)) = wire::action_search(&body) {
+        let _ = allowed_actions(snap, &raw);
     }
 }
