@@ -99,7 +99,7 @@ pub fn read_dir_files(
 }
 
 /// One regular file's text, at most `max_bytes` long.
-fn read_file(p: &Path, max_bytes: u64) -> Result<String, String> {
+pub(crate) fn read_file(p: &Path, max_bytes: u64) -> Result<String, String> {
     let meta = match std::fs::metadata(p) {
         Ok(m) => m,
         Err(e) => {

@@ -10,7 +10,7 @@ use crate::packages::{self, AccessPackages};
 use crate::policy::{load_policies, load_schema, Policies, ReasonTemplate};
 use crate::problem::SourceFile;
 use crate::problem::{read_dir_files, Problem, Problems, DEFAULT_MAX_FILE_BYTES};
-use crate::world::{load_dir, World, WorldBuilder};
+use crate::world::{load_dir, read_listed, read_manifest, World, WorldBuilder};
 use arc_swap::ArcSwap;
 use cedar_policy::{Context, EntityUid, Request, Schema};
 use cedar_policy_core::ast::EntityUID as CoreUid;
@@ -25,6 +25,10 @@ pub struct SourcePaths {
     pub policies: Option<PathBuf>,
     pub schema: Option<PathBuf>,
     pub data: Option<PathBuf>,
+    /// The data manifest (`--data-manifest`): when set, the data is the files it
+    /// lists, each matching its SHA-256; other files in the data directory are not
+    /// read.
+    pub data_manifest: Option<PathBuf>,
     /// The largest input file read, in bytes.
     pub max_file_bytes: u64,
     /// What a client link that lists no packages carries.
@@ -48,6 +52,7 @@ impl Default for SourcePaths {
             policies: None,
             schema: None,
             data: None,
+            data_manifest: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             link_packages: model::LinkPackages::None,
         }
@@ -107,7 +112,11 @@ impl Sources {
             }
         }
         if let Some(dir) = &paths.data {
-            match load_dir(dir, max) {
+            let read = match &paths.data_manifest {
+                Some(m) => read_manifest(m, dir, max).and_then(|l| read_listed(&l, m, max)),
+                None => load_dir(dir, max),
+            };
+            match read {
                 Ok(f) => s.data = f,
                 Err(p) => problems.extend(p.0),
             }

@@ -82,6 +82,12 @@ pub(super) struct SourceArgs {
     /// [default: the built-in example world, examples/world/]
     #[arg(long, env = "VAKT_DATA", value_name = "DIR|URL", value_parser = DataParser)]
     pub(super) data: Option<DataArg>,
+    /// A manifest of the data files in sha256sum's format (`sha256sum *.yaml >
+    /// SHA256SUMS`): only the files it lists are read, and only once each matches
+    /// its SHA-256, so a set of files being written is never applied half-done
+    /// [default: every data file in --data, once written and settled]
+    #[arg(long, env = "VAKT_DATA_MANIFEST", value_name = "FILE")]
+    pub(super) data_manifest: Option<PathBuf>,
     /// Largest policy, schema or data file read, in bytes; a larger one is refused.
     #[arg(long, env = "VAKT_MAX_FILE_BYTES", value_name = "BYTES", default_value_t = crate::problem::DEFAULT_MAX_FILE_BYTES)]
     pub(super) max_file_bytes: u64,
@@ -122,6 +128,17 @@ impl SourceArgs {
                 }
             }
         }
+        if let Some(m) = &self.data_manifest {
+            if self.data_dir().is_none() {
+                anyhow::bail!(
+                    "--data-manifest {}: needs --data DIR (a directory of data files)",
+                    m.display()
+                );
+            }
+            if !m.is_file() {
+                anyhow::bail!("--data-manifest {}: no such file", m.display());
+            }
+        }
         Ok(())
     }
 
@@ -147,6 +164,7 @@ impl SourceArgs {
             policies: self.policies.clone(),
             schema: self.schema.clone(),
             data: self.data_dir(),
+            data_manifest: self.data_manifest.clone(),
             max_file_bytes: self.max_file_bytes,
             link_packages: match self.links_without_packages {
                 LinksWithoutPackages::Deny => crate::model::LinkPackages::None,

@@ -215,6 +215,11 @@ pub(super) struct ServeArgs {
     /// what confirms that file data is current
     #[arg(long, env = "VAKT_RESCAN_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5s")]
     rescan_interval: std::time::Duration,
+    /// How long a policy, schema or data file written in place must stay
+    /// unchanged (size, time and content, after its writer closed it) before it is
+    /// read; a file renamed into place is read at once
+    #[arg(long, env = "VAKT_DATA_SETTLE", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "200ms")]
+    data_settle: std::time::Duration,
     /// How often the database is asked for changes without a notification: the
     /// heartbeat that confirms a quiet database is current
     #[arg(long, env = "VAKT_POLL_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
@@ -256,6 +261,20 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
             "--idle-timeout ({:?}) must be longer than --request-timeout ({:?}), or 0 for none",
             args.idle_timeout, args.request_timeout
         ));
+    }
+    if args.data_settle > std::time::Duration::from_secs(60) {
+        bad.push(format!(
+            "--data-settle ({:?}) must be at most 60s: a change waits this long before it is read",
+            args.data_settle
+        ));
+    }
+    if let Some(max) = args.max_staleness.filter(|m| !m.is_zero()) {
+        if args.data_settle >= max {
+            bad.push(format!(
+                "--data-settle ({:?}) must be shorter than --max-staleness ({max:?}): every change would leave the data stale before it is read",
+                args.data_settle
+            ));
+        }
     }
     if args.listen.0.is_none() && args.listen_unix.is_none() {
         bad.push("--listen off needs --listen-unix: Vakt must listen somewhere".into());
@@ -799,6 +818,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
             vakt.data.clone(),
             hangup,
             args.rescan_interval,
+            args.data_settle,
             release_freed_memory,
         )),
         Loaded::Database(source) => tokio::spawn(crate::source::postgres::follow(

@@ -41,6 +41,7 @@ pub(super) fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         policies: args.policies.clone(),
         schema: args.schema.clone(),
         data: None,
+        data_manifest: None,
         max_file_bytes: crate::problem::DEFAULT_MAX_FILE_BYTES,
         links_without_packages: Default::default(),
     };

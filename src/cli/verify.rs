@@ -56,6 +56,7 @@ fn sources(policies: &Option<PathBuf>, schema: &Option<PathBuf>) -> Result<Sourc
         policies: policies.clone(),
         schema: schema.clone(),
         data: None,
+        data_manifest: None,
         max_file_bytes: crate::problem::DEFAULT_MAX_FILE_BYTES,
         link_packages: crate::model::LinkPackages::None,
     })

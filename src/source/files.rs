@@ -1,28 +1,30 @@
 //! Data from files, followed as they change.
 //!
-//! Each file read is remembered by its content hash (and, for data files, the keys
-//! of the records it holds). A refresh reads again only files whose size, time or
-//! inode moved, and compares contents: a touched but unchanged file changes
-//! nothing. Changed data files are applied to the serving world as a difference
-//! (their old records out, their new ones in, every reference checked); a changed
-//! policy or schema file rebuilds the whole snapshot. Either way the new snapshot is
-//! built off the request path and swapped in whole, and an invalid change leaves
-//! the last good one serving.
+//! Each file read is remembered by its stamp (size, time, inode) and content hash
+//! (and, for data files, the keys of the records it holds). A look reads again only
+//! files whose stamp moved, and compares contents: a touched but unchanged file
+//! changes nothing. A change is read only once it is whole (see `settle`): closed
+//! by its writer and unchanged over the settle interval, renamed into place, or,
+//! with a data manifest, matching it. Changed data files are applied to the serving
+//! world as a difference (their old records out, their new ones in, every
+//! reference checked); a changed policy or schema file rebuilds the whole snapshot.
+//! Either way the new snapshot is built off the request path and swapped in whole,
+//! and an invalid change leaves the last good one serving.
 
-use crate::problem::{read_dir_files, Problem, Problems, SourceFile};
+use super::settle::{Settle, Stamp, State, Verdict, Writers};
+use crate::problem::{read_file, Problem, Problems, SourceFile};
 use crate::snapshot::{DataVersion, Snapshot, SourcePaths, Sources};
-use crate::world::{RecordKey, WorldBuilder};
-use sha2::{Digest, Sha256};
+use crate::world::{read_manifest, sha256, Manifest, RecordKey, WorldBuilder};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What is known of one data file.
 #[derive(Debug, Clone)]
 struct Tracked {
-    /// Size, modification time and inode when last read.
-    stamp: (u64, i64, i64, u64),
+    stamp: Stamp,
     hash: [u8; 32],
     text_len: usize,
     keys: Vec<RecordKey>,
@@ -34,10 +36,14 @@ struct Tracked {
 /// The files a snapshot was built from, to follow as they change.
 pub struct FileSource {
     paths: SourcePaths,
-    /// Hash of every policy and schema file read.
-    rules: [u8; 32],
+    /// Every policy, schema and package file read (and the data manifest), with
+    /// its stamp and hash when read.
+    rules: BTreeMap<PathBuf, (Stamp, [u8; 32])>,
     /// Data files by path.
     data: BTreeMap<PathBuf, Tracked>,
+    settle: Settle,
+    /// What the watcher saw writers do, once [`follow`] watches.
+    writers: Option<Arc<Writers>>,
 }
 
 /// What a refresh did.
@@ -49,36 +55,99 @@ pub enum Refreshed {
     Data { files: Vec<String> },
     /// Policies or schema changed (or files in Cedar's own format): rebuilt whole.
     Rebuilt,
+    /// Files changed but are not whole yet (being written, settling, or not
+    /// matching the data manifest); nothing was applied. Look again by `until`.
+    Waiting {
+        files: Vec<String>,
+        until: Option<Instant>,
+    },
 }
 
-fn stamp(m: &std::fs::Metadata) -> (u64, i64, i64, u64) {
+fn stamp(m: &std::fs::Metadata) -> Stamp {
     (m.len(), m.mtime(), m.mtime_nsec(), m.ino())
 }
 
-fn hash(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
+fn stamp_of(p: &Path) -> Option<Stamp> {
+    std::fs::metadata(p).ok().map(|m| stamp(&m))
 }
 
 fn is_data_file(n: &str) -> bool {
     n.ends_with(".json") || n.ends_with(".yaml") || n.ends_with(".yml")
 }
 
+fn is_policy_file(n: &str) -> bool {
+    n.ends_with(".cedar")
+}
+
+fn is_schema_file(n: &str) -> bool {
+    n.ends_with(".cedarschema")
+        || n.ends_with(".cedarschema.json")
+        || n == crate::packages::FILE_NAME
+}
+
+/// The files directly in `dir` whose names pass `keep`, skipping ConfigMap
+/// internals (`..data` and the like), as the loader does.
+fn list(dir: &Path, keep: fn(&str) -> bool) -> Result<Vec<PathBuf>, Problems> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Problems(vec![Problem::new(
+            dir.display().to_string(),
+            "",
+            format!("cannot read directory: {e}"),
+        )])
+    })?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with("..") && keep(n))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// One changed file as a look saw it.
+struct Changed {
+    path: PathBuf,
+    state: State,
+    /// The text read, for data files that are present.
+    text: Option<String>,
+}
+
+/// What one look found.
+#[derive(Default)]
+struct Look {
+    /// Policy, schema, package and manifest files that differ from what is applied.
+    rules: Vec<Changed>,
+    /// Data files that differ from what is applied.
+    data: Vec<Changed>,
+    /// Files whose stamp moved but whose content did not.
+    restamped: Vec<(PathBuf, Stamp)>,
+    /// The data manifest, when one is set.
+    manifest: Option<Manifest>,
+    /// The data manifest, when it differs from the one applied.
+    manifest_changed: Option<Changed>,
+}
+
 impl FileSource {
     /// Reads every file and builds the first snapshot.
     pub fn load(paths: SourcePaths) -> Result<(Self, Snapshot), Problems> {
+        // Stamps are taken before the files are read: a file that changes while
+        // it is read then shows a new stamp, and is read again on the next look.
+        let before = Self::stamps(&paths);
         let sources = Sources::read(&paths)?;
         let (snapshot, keys) = Snapshot::build_keyed(&sources)?;
+        let stamp_before = |name: &str| before.get(Path::new(name)).copied().unwrap_or_default();
         let mut data = BTreeMap::new();
         if paths.data.is_some() {
             for (f, (_, keys, cedar)) in sources.data.iter().zip(keys) {
-                let stamp = std::fs::metadata(&f.name)
-                    .map(|m| stamp(&m))
-                    .unwrap_or_default();
                 data.insert(
                     PathBuf::from(&f.name),
                     Tracked {
-                        stamp,
-                        hash: hash(&f.text),
+                        stamp: stamp_before(&f.name),
+                        hash: sha256(&f.text),
                         text_len: f.text.len(),
                         keys,
                         cedar,
@@ -86,10 +155,40 @@ impl FileSource {
                 );
             }
         }
+        let mut rules = BTreeMap::new();
+        let read_rules = sources
+            .policies
+            .iter()
+            .chain(&sources.schema)
+            .chain([&sources.packages]);
+        for f in read_rules {
+            // Only files read from the directories given: the others (the
+            // package list, say, when --schema has none) are the built-in ones.
+            let from_dir = Path::new(&f.name).parent().is_some_and(|d| {
+                paths.policies.as_deref() == Some(d) || paths.schema.as_deref() == Some(d)
+            });
+            if from_dir {
+                rules.insert(
+                    PathBuf::from(&f.name),
+                    (stamp_before(&f.name), sha256(&f.text)),
+                );
+            }
+        }
+        if let Some(m) = &paths.data_manifest {
+            // Read again to remember it; Sources::read has checked it.
+            if let Ok(text) = read_file(m, paths.max_file_bytes) {
+                rules.insert(
+                    m.clone(),
+                    (stamp_before(&m.display().to_string()), sha256(&text)),
+                );
+            }
+        }
         let source = Self {
-            rules: rules_hash(&sources),
+            rules,
             paths,
             data,
+            settle: Settle::new(DEFAULT_SETTLE),
+            writers: None,
         };
         let snapshot = if source.paths.data.is_some() {
             let data = DataVersion {
@@ -103,39 +202,95 @@ impl FileSource {
         Ok((source, snapshot))
     }
 
+    /// The stamp of every file the source reads, as it is now.
+    fn stamps(paths: &SourcePaths) -> BTreeMap<PathBuf, Stamp> {
+        let mut out = BTreeMap::new();
+        let dirs: [(&Option<PathBuf>, fn(&str) -> bool); 3] = [
+            (&paths.policies, is_policy_file),
+            (&paths.schema, is_schema_file),
+            (&paths.data, is_data_file),
+        ];
+        for (dir, keep) in dirs {
+            for p in dir.iter().flat_map(|d| list(d, keep).unwrap_or_default()) {
+                if let Some(s) = stamp_of(&p) {
+                    out.insert(p, s);
+                }
+            }
+        }
+        if let Some(m) = &paths.data_manifest {
+            if let Some(s) = stamp_of(m) {
+                out.insert(m.clone(), s);
+            }
+        }
+        out
+    }
+
+    /// How long a file written in place must stay unchanged before it is read.
+    pub fn set_settle(&mut self, interval: Duration) {
+        self.settle = Settle::new(interval);
+    }
+
     /// The directories to watch.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        self.paths.dirs()
+        let mut dirs = self.paths.dirs();
+        if let Some(dir) = self.paths.data_manifest.as_ref().and_then(|m| m.parent()) {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if !dirs.iter().any(|d| d == dir) {
+                dirs.push(dir.to_path_buf());
+            }
+        }
+        dirs
     }
 
     /// Looks at the files again. Returns the snapshot to serve when something
-    /// changed; every problem otherwise (the current snapshot keeps serving).
-    /// `force` rebuilds whole even if nothing seems to have changed (SIGHUP).
+    /// changed and is whole; every problem otherwise (the current snapshot keeps
+    /// serving). `force` rebuilds whole even if nothing seems to have changed
+    /// (SIGHUP), once what changed is whole.
     pub fn refresh(
         &mut self,
         current: &Snapshot,
         force: bool,
     ) -> Result<(Refreshed, Option<Snapshot>), Problems> {
-        let rules = rules_hash(&Sources::read(&SourcePaths {
-            data: None,
-            ..self.paths.clone()
-        })?);
-        let scan = self.scan_data()?;
+        let look = self.look()?;
+        if let Some(waiting) = self.gate(&look) {
+            return Ok((waiting, None));
+        }
+        let cedar_touched = look.data.iter().any(|c| {
+            c.text
+                .as_deref()
+                .is_some_and(|t| t.trim_start().starts_with('['))
+                || self.data.get(&c.path).is_some_and(|t| t.cedar)
+        });
         let rebuild = force
-            || rules != self.rules
-            || scan.changed.iter().any(|(p, f)| {
-                f.text.trim_start().starts_with('[') || self.data.get(p).is_some_and(|t| t.cedar)
-            })
-            || scan
-                .removed
-                .iter()
-                .any(|p| self.data.get(p).is_some_and(|t| t.cedar))
+            || !look.rules.is_empty()
+            || cedar_touched
             // Files that add to other files' system users: any data change is read
             // whole, so an addition is never applied without its system user.
-            || ((!scan.changed.is_empty() || !scan.removed.is_empty())
-                && self.data.values().any(|t| t.cedar));
+            || (!look.data.is_empty() && self.data.values().any(|t| t.cedar));
         if rebuild {
-            let (fresh, snapshot) = Self::load(self.paths.clone())?;
+            let (mut fresh, snapshot) = Self::load(self.paths.clone())?;
+            // A file that changed again between the look and the load is not the
+            // one that settled: wait for it.
+            let moved: Vec<String> = look
+                .rules
+                .iter()
+                .chain(&look.data)
+                .filter(|c| fresh.state_of(&c.path) != c.state.map(|(_, h)| h))
+                .map(|c| c.path.display().to_string())
+                .collect();
+            if !moved.is_empty() {
+                return Ok((
+                    Refreshed::Waiting {
+                        files: moved,
+                        until: None,
+                    },
+                    None,
+                ));
+            }
             let snapshot = snapshot.with_world(
                 snapshot.world.clone(),
                 DataVersion {
@@ -143,59 +298,80 @@ impl FileSource {
                     ..snapshot.data.clone()
                 },
             );
+            fresh.settle = std::mem::replace(&mut self.settle, Settle::new(Duration::ZERO));
+            fresh.writers = self.writers.take();
             *self = fresh;
+            self.applied();
             return Ok((Refreshed::Rebuilt, Some(snapshot)));
         }
-        if scan.changed.is_empty() && scan.removed.is_empty() {
-            // Stamps that moved without a change in content are remembered anew.
-            for (p, s) in scan.restamped {
-                if let Some(t) = self.data.get_mut(&p) {
-                    t.stamp = s;
-                }
+        for (p, s) in &look.restamped {
+            if let Some(t) = self.data.get_mut(p) {
+                t.stamp = *s;
+            } else if let Some(r) = self.rules.get_mut(p) {
+                r.0 = *s;
             }
+        }
+        if let Some(Changed {
+            path,
+            state: Some(state),
+            ..
+        }) = &look.manifest_changed
+        {
+            self.rules.insert(path.clone(), *state);
+        }
+        if look.data.is_empty() {
+            self.settle.clear();
             return Ok((Refreshed::Unchanged, None));
         }
         let mut replaced: Vec<RecordKey> = Vec::new();
-        for p in scan.changed.iter().map(|(p, _)| p).chain(&scan.removed) {
-            if let Some(t) = self.data.get(p) {
+        for c in &look.data {
+            if let Some(t) = self.data.get(&c.path) {
                 replaced.extend(t.keys.iter().cloned());
             }
         }
+        let present: Vec<(&Changed, SourceFile)> = look
+            .data
+            .iter()
+            .filter_map(|c| {
+                c.text.as_ref().map(|text| {
+                    (
+                        c,
+                        SourceFile {
+                            name: c.path.display().to_string(),
+                            text: text.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
         let mut builder = WorldBuilder::new();
-        for (_, f) in &scan.changed {
+        for (_, f) in &present {
             builder.add_file(f);
         }
         let keys = builder.keys();
         let world = builder.build_onto(&current.world, &replaced, &current.packages)?;
         // Applied: remember the files as they are now.
-        for p in &scan.removed {
-            self.data.remove(p);
-        }
         let mut names = Vec::new();
-        for ((p, f), (_, keys, cedar)) in scan.changed.into_iter().zip(keys) {
+        for c in look.data.iter().filter(|c| c.state.is_none()) {
+            self.data.remove(&c.path);
+            names.push(format!("{} (removed)", c.path.display()));
+        }
+        for ((c, f), (_, keys, cedar)) in present.into_iter().zip(keys) {
+            let (stamp, hash) = c.state.unwrap_or_default();
             names.push(f.name.clone());
-            let stamp = scan.stamps.get(&p).copied().unwrap_or_default();
             self.data.insert(
-                p,
+                c.path.clone(),
                 Tracked {
                     stamp,
-                    hash: hash(&f.text),
+                    hash,
                     text_len: f.text.len(),
                     keys,
                     cedar,
                 },
             );
         }
-        names.extend(
-            scan.removed
-                .iter()
-                .map(|p| format!("{} (removed)", p.display())),
-        );
-        for (p, s) in scan.restamped {
-            if let Some(t) = self.data.get_mut(&p) {
-                t.stamp = s;
-            }
-        }
+        names.sort();
+        self.applied();
         let data = DataVersion {
             sequence: current.data.sequence + 1,
             in_flight: Arc::new([]),
@@ -207,8 +383,218 @@ impl FileSource {
         ))
     }
 
+    /// Everything pending was applied.
+    fn applied(&mut self) {
+        self.settle.clear();
+        if let Some(w) = &self.writers {
+            w.applied();
+        }
+    }
+
+    /// The hash of `p` as applied, if it is tracked.
+    fn state_of(&self, p: &Path) -> Option<[u8; 32]> {
+        self.data
+            .get(p)
+            .map(|t| t.hash)
+            .or_else(|| self.rules.get(p).map(|r| r.1))
+    }
+
+    /// Which changes are not whole yet, if any.
+    fn gate(&mut self, look: &Look) -> Option<Refreshed> {
+        let now = Instant::now();
+        let writers = self.writers.clone();
+        let mut waiting = Vec::new();
+        let mut until: Option<Instant> = None;
+        let mut wait = |c: &Changed, v: Verdict, waiting: &mut Vec<String>| match v {
+            Verdict::Ready => {}
+            Verdict::Open => waiting.push(format!("{} (open for writing)", c.path.display())),
+            Verdict::Settling(at) => {
+                waiting.push(format!("{} (settling)", c.path.display()));
+                until = Some(until.map_or(at, |u| u.min(at)));
+            }
+        };
+        for c in look.rules.iter().chain(&look.manifest_changed) {
+            let v = self
+                .settle
+                .verdict(&c.path, &c.state, writers.as_deref(), now);
+            wait(c, v, &mut waiting);
+        }
+        match &look.manifest {
+            // With a manifest, the data is whole when it matches the manifest.
+            Some(m) => {
+                let mut hashes: BTreeMap<&Path, [u8; 32]> = self
+                    .data
+                    .iter()
+                    .map(|(p, t)| (p.as_path(), t.hash))
+                    .collect();
+                for c in &look.data {
+                    match c.state {
+                        Some((_, h)) => hashes.insert(&c.path, h),
+                        None => hashes.remove(c.path.as_path()),
+                    };
+                }
+                for (p, want) in &m.files {
+                    if hashes.get(p.as_path()) != Some(want) {
+                        waiting.push(format!(
+                            "{} (does not match the data manifest)",
+                            p.display()
+                        ));
+                    }
+                }
+            }
+            None => {
+                for c in &look.data {
+                    let v = self
+                        .settle
+                        .verdict(&c.path, &c.state, writers.as_deref(), now);
+                    wait(c, v, &mut waiting);
+                }
+            }
+        }
+        (!waiting.is_empty()).then_some(Refreshed::Waiting {
+            files: waiting,
+            until,
+        })
+    }
+
+    /// Stats every file the source reads; reads and hashes those whose stamp moved.
+    fn look(&self) -> Result<Look, Problems> {
+        let mut look = Look::default();
+        let max = self.paths.max_file_bytes;
+        let mut problems = Vec::new();
+        // Reads one file whose stamp moved: its state and text, or a problem. The
+        // stamp is taken first: a write during the read shows on the next look.
+        let read = |p: &Path, problems: &mut Vec<Problem>| -> Option<(State, Option<String>)> {
+            let Some(s) = stamp_of(p) else {
+                return Some((None, None));
+            };
+            match read_file(p, max) {
+                Ok(text) => Some((Some((s, sha256(&text))), Some(text))),
+                Err(m) => {
+                    problems.push(Problem::new(p.display().to_string(), "", m));
+                    None
+                }
+            }
+        };
+        // Policy, schema and package files, and the manifest.
+        let mut rule_paths = Vec::new();
+        if let Some(d) = &self.paths.policies {
+            rule_paths.extend(list(d, is_policy_file)?);
+        }
+        if let Some(d) = &self.paths.schema {
+            rule_paths.extend(list(d, is_schema_file)?);
+        }
+        rule_paths.extend(self.paths.data_manifest.iter().cloned());
+        let gone = self
+            .rules
+            .keys()
+            .filter(|p| !rule_paths.contains(p) && Some(*p) != self.paths.data_manifest.as_ref())
+            .cloned()
+            .collect::<Vec<_>>();
+        let mut manifest_text = None;
+        for p in rule_paths {
+            let applied = self.rules.get(&p);
+            let now = stamp_of(&p);
+            let is_manifest = Some(&p) == self.paths.data_manifest.as_ref();
+            if applied.is_some() && applied.map(|a| a.0) == now && !is_manifest {
+                continue;
+            }
+            let Some((state, text)) = read(&p, &mut problems) else {
+                continue;
+            };
+            if is_manifest {
+                manifest_text = text;
+            }
+            match (applied, state) {
+                (Some(a), Some((s, h))) if a.1 == h => {
+                    if a.0 != s {
+                        look.restamped.push((p, s));
+                    }
+                }
+                // The manifest is data: it changes which data files are read,
+                // not the rules.
+                _ if is_manifest => {
+                    look.manifest_changed = Some(Changed {
+                        path: p,
+                        state,
+                        text: None,
+                    })
+                }
+                _ => look.rules.push(Changed {
+                    path: p,
+                    state,
+                    text: None,
+                }),
+            }
+        }
+        for p in gone {
+            look.rules.push(Changed {
+                path: p,
+                state: None,
+                text: None,
+            });
+        }
+        // The data files: those the manifest lists, or every one in the directory.
+        if let Some(dir) = &self.paths.data {
+            let candidates = match (&self.paths.data_manifest, manifest_text) {
+                (Some(m), Some(_)) => {
+                    let manifest = read_manifest(m, dir, max)?;
+                    let listed = manifest.files.iter().map(|(p, _)| p.clone()).collect();
+                    look.manifest = Some(manifest);
+                    listed
+                }
+                (Some(m), None) => {
+                    problems.push(Problem::new(m.display().to_string(), "", "cannot read"));
+                    Vec::new()
+                }
+                (None, _) => {
+                    let found = list(dir, is_data_file)?;
+                    if found.is_empty() {
+                        problems.push(Problem::new(
+                            dir.display().to_string(),
+                            "",
+                            "holds no .json, .yaml or .yml data file",
+                        ));
+                    }
+                    found
+                }
+            };
+            for p in &candidates {
+                let applied = self.data.get(p);
+                if applied.is_some() && applied.map(|t| t.stamp) == stamp_of(p) {
+                    continue;
+                }
+                let Some((state, text)) = read(p, &mut problems) else {
+                    continue;
+                };
+                match (applied, state) {
+                    (Some(t), Some((s, h))) if t.hash == h => look.restamped.push((p.clone(), s)),
+                    (None, None) => {}
+                    _ => look.data.push(Changed {
+                        path: p.clone(),
+                        state,
+                        text,
+                    }),
+                }
+            }
+            for p in self.data.keys().filter(|p| !candidates.contains(p)) {
+                look.data.push(Changed {
+                    path: p.clone(),
+                    state: None,
+                    text: None,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(look)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
     /// What the data files are now, for the revision: their hashes, by name.
     fn identity(&self) -> String {
+        use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for (p, t) in &self.data {
             h.update(p.file_name().map_or(&[][..], |n| n.as_encoded_bytes()));
@@ -217,136 +603,68 @@ impl FileSource {
         }
         hex::encode(&h.finalize()[..8])
     }
-
-    /// The data files that are new, changed in content, or gone.
-    fn scan_data(&self) -> Result<Scan, Problems> {
-        let mut scan = Scan::default();
-        let Some(dir) = &self.paths.data else {
-            return Ok(scan);
-        };
-        let listed = std::fs::read_dir(dir).map_err(|e| {
-            Problems(vec![Problem::new(
-                dir.display().to_string(),
-                "",
-                format!("cannot read directory: {e}"),
-            )])
-        })?;
-        let mut present = Vec::new();
-        let mut to_read = Vec::new();
-        for e in listed.filter_map(Result::ok) {
-            let p = e.path();
-            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if name.starts_with("..") || !is_data_file(name) {
-                continue;
-            }
-            present.push(p.clone());
-            let st = std::fs::metadata(&p).map(|m| stamp(&m)).ok();
-            match (self.data.get(&p), st) {
-                (Some(t), Some(s)) if t.stamp == s => {}
-                (_, st) => {
-                    if let Some(s) = st {
-                        scan.stamps.insert(p.clone(), s);
-                    }
-                    to_read.push(p);
-                }
-            }
-        }
-        if present.is_empty() {
-            return Err(Problems(vec![Problem::new(
-                dir.display().to_string(),
-                "",
-                "holds no .json, .yaml or .yml data file",
-            )]));
-        }
-        // Read what moved, with the same checks and limits as the first load.
-        let wanted: std::collections::HashSet<PathBuf> = to_read.iter().cloned().collect();
-        let files = read_dir_files(
-            dir,
-            |n| is_data_file(n) && wanted.contains(&dir.join(n)),
-            self.paths.max_file_bytes,
-        )?;
-        for f in files {
-            let p = PathBuf::from(&f.name);
-            match self.data.get(&p) {
-                Some(t) if t.hash == hash(&f.text) => {
-                    if let Some(s) = scan.stamps.get(&p) {
-                        scan.restamped.push((p, *s));
-                    }
-                }
-                _ => scan.changed.push((p, f)),
-            }
-        }
-        scan.removed = self
-            .data
-            .keys()
-            .filter(|p| !present.contains(p))
-            .cloned()
-            .collect();
-        Ok(scan)
-    }
 }
 
-#[derive(Default)]
-struct Scan {
-    changed: Vec<(PathBuf, SourceFile)>,
-    removed: Vec<PathBuf>,
-    /// Files whose stamp moved but whose content did not.
-    restamped: Vec<(PathBuf, (u64, i64, i64, u64))>,
-    stamps: BTreeMap<PathBuf, (u64, i64, i64, u64)>,
-}
-
-/// A hash of every policy and schema file (and the package list).
-fn rules_hash(s: &Sources) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for f in s.schema.iter().chain(&s.policies).chain([&s.packages]) {
-        h.update(f.name.as_bytes());
-        h.update((f.text.len() as u64).to_le_bytes());
-        h.update(f.text.as_bytes());
-    }
-    h.finalize().into()
-}
+/// The default `--data-settle`.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(200);
 
 /// Whether `p` is a file the source reads (for filtering watcher events).
 pub fn concerns(p: &Path) -> bool {
-    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-        n == "..data"
-            || is_data_file(n)
-            || n.ends_with(".cedar")
-            || n.ends_with(".cedarschema")
-            || n.ends_with(".cedarschema.json")
-            || n == crate::packages::FILE_NAME
-    })
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "..data" || is_data_file(n) || is_policy_file(n) || is_schema_file(n))
 }
 
-/// Follows the files: refreshes on every change the watcher reports (debounced),
-/// every `every` as a backstop and heartbeat, and in full on SIGHUP; swaps each new
-/// snapshot into `snapshots` and keeps `status` current. `rebuilt` runs after a
-/// full rebuild (the binary hands memory back). Runs until the task is dropped.
+/// Follows the files: looks again on every change the watcher reports, every
+/// `every` as a backstop and heartbeat, when a change that is settling is due, and
+/// in full on SIGHUP; swaps each new snapshot into `snapshots` and keeps `status`
+/// current. `settle` is how long a file written in place must stay unchanged.
+/// `rebuilt` runs after a full rebuild (the binary hands memory back). Runs until
+/// the task is dropped.
 pub async fn follow(
     mut source: FileSource,
     snapshots: Arc<crate::snapshot::SnapshotHandle>,
     status: Arc<super::DataStatus>,
     mut hangup: tokio::signal::unix::Signal,
-    every: std::time::Duration,
+    every: Duration,
+    settle: Duration,
     rebuilt: fn(),
 ) {
-    let (_watcher, mut events) = super::watch(&source.dirs());
+    let writers = Arc::new(Writers::default());
+    let (watcher, mut events) = super::watch_writers(
+        &source.dirs(),
+        Some(writers.clone()),
+        source
+            .paths
+            .data_manifest
+            .as_ref()
+            .and_then(|m| m.file_name())
+            .map(|n| n.to_os_string()),
+    );
+    if watcher.is_some() {
+        source.writers = Some(writers);
+    }
+    source.set_settle(settle);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
+    let mut last_waiting: Option<Vec<String>> = None;
+    // When a change that is settling is due to be looked at again.
+    let mut again: Option<tokio::time::Instant> = None;
+    // A SIGHUP's full reload waits, like any change, until the files are whole.
+    let mut force = false;
     loop {
-        let force = tokio::select! {
+        let due = again;
+        tokio::select! {
             Some(()) = events.recv() => {
                 tokio::time::sleep(super::DEBOUNCE).await;
                 while events.try_recv().is_ok() {}
-                false
             }
-            _ = tick.tick() => false,
+            _ = tick.tick() => {}
+            () = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {}
             Some(()) = hangup.recv() => {
                 tracing::info!("SIGHUP: reading every file again");
-                true
+                force = true;
             }
         };
         let current = snapshots.load();
@@ -364,6 +682,18 @@ pub async fn follow(
             }
         };
         source = back;
+        if let Ok((Refreshed::Waiting { files, until }, _)) = &result {
+            // Not confirmed: the files on disk are not what is applied.
+            again = until.map(tokio::time::Instant::from_std);
+            if last_waiting.as_ref() != Some(files) {
+                tracing::info!(files = ?files, "files changed; waiting until they are whole");
+                last_waiting = Some(files.clone());
+            }
+            continue;
+        }
+        again = None;
+        force = false;
+        last_waiting = None;
         match result {
             Ok((Refreshed::Unchanged, _)) => {
                 // The files are what is applied (a failed change may have been

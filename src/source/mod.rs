@@ -7,6 +7,7 @@
 
 pub mod files;
 pub mod postgres;
+mod settle;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -154,8 +155,9 @@ impl DataStatus {
 }
 
 /// How long change events are gathered before acting on them: an editor's save or
-/// a ConfigMap swap is several events.
-pub(crate) const DEBOUNCE: Duration = Duration::from_millis(200);
+/// a ConfigMap swap is several events. Short, since it is not what keeps a file
+/// being written from being read (see `settle`).
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// Watches `dirs` for changes to the files Vakt reads; each batch of events sends
 /// one message (more are dropped while one is waiting). The watcher must be kept
@@ -167,13 +169,41 @@ pub(crate) fn watch(
     Option<notify::RecommendedWatcher>,
     tokio::sync::mpsc::Receiver<()>,
 ) {
+    watch_writers(dirs, None, None)
+}
+
+/// [`watch`], telling `writers` what each event says of the files' writers;
+/// events for a file named like `also` (the data manifest) count too.
+fn watch_writers(
+    dirs: &[std::path::PathBuf],
+    writers: Option<std::sync::Arc<settle::Writers>>,
+    also: Option<std::ffi::OsString>,
+) -> (
+    Option<notify::RecommendedWatcher>,
+    tokio::sync::mpsc::Receiver<()>,
+) {
+    use notify::event::{AccessKind, AccessMode, EventKind};
     use notify::Watcher as _;
     let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
     if dirs.is_empty() {
         return (None, rx);
     }
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| e.paths.iter().any(|p| files::concerns(p))) {
+        let Ok(e) = res else { return };
+        // Opening and reading (Vakt's own reads among them) change nothing.
+        if matches!(
+            e.kind,
+            EventKind::Access(AccessKind::Open(_) | AccessKind::Close(AccessMode::Read))
+        ) {
+            return;
+        }
+        let concerns = |p: &std::path::Path| {
+            files::concerns(p) || (also.is_some() && p.file_name() == also.as_deref())
+        };
+        if e.need_rescan() || e.paths.iter().any(|p| concerns(p)) {
+            if let Some(w) = &writers {
+                w.observe(&e);
+            }
             let _ = tx.try_send(());
         }
     });

@@ -18,13 +18,15 @@
 //!   it record by record.
 //! - `load`: reading data files; `shapes`: recognising Altinn's and the Entity
 //!   Register's response shapes in them; `build`: checking records and building a world;
-//!   `export`: writing a world out as data files.
+//!   `export`: writing a world out as data files; `manifest`: the data manifest
+//!   that names the data files and their hashes.
 
 mod build;
 mod change;
 mod entity;
 mod export;
 mod load;
+mod manifest;
 pub mod records;
 mod shapes;
 mod state;
@@ -36,6 +38,7 @@ pub use load::{
     load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord,
     PackageRef, SystemUserRecord, TeamRecord,
 };
+pub use manifest::{read_listed, read_manifest, sha256, Manifest};
 pub use records::{
     ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
     SystemUser, Team, UserType,
