@@ -109,3 +109,98 @@ impl Reference {
         d
     }
 }
+
+/// What one engine made of one request: the decision, the policies that decide it
+/// (satisfied forbids, or else satisfied permits) and those that failed, by id, with
+/// each failure's message.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub satisfied: std::collections::BTreeSet<String>,
+    pub errors: std::collections::BTreeMap<String, String>,
+}
+
+impl Reference {
+    /// Evaluates `set` as it is (not validated against a schema, unlike a loaded
+    /// policy set) for one request of any principal, action and resource, with both
+    /// Vakt's engine over `world` and Cedar's authorizer over this store, which must
+    /// have been made from the same world. For the generated comparison in
+    /// tests/engine_equivalence.rs. Both verdicts follow Cedar's decision rule
+    /// (Vakt's own rule also denies on any error; that is the same errors).
+    #[doc(hidden)]
+    pub fn evaluate_both(
+        &self,
+        world: &World,
+        set: &cedar_policy::PolicySet,
+        principal: &cedar_policy::EntityUid,
+        action: &cedar_policy::EntityUid,
+        resource: &cedar_policy::EntityUid,
+        context: &cedar_policy::Context,
+    ) -> (Verdict, Verdict) {
+        // Each action with its groups, from the schema's actions in the world.
+        let action_type: &ast::EntityType = model::types().action.as_ref();
+        let actions: Vec<(ast::EntityUID, Vec<ast::EntityUID>)> = world
+            .extra_entities()
+            .filter(|e| e.uid().entity_type() == action_type)
+            .map(|e| (e.uid().clone(), e.ancestors().cloned().collect()))
+            .collect();
+        let engine = crate::engine::Engine::new(set, actions);
+        let core = |u: &cedar_policy::EntityUid| -> ast::EntityUID { u.clone().into() };
+        let (p, a, r) = (core(principal), core(action), core(resource));
+        let ctx = match AsRef::<ast::Context>::as_ref(context) {
+            ast::Context::Value(m) => {
+                ast::Value::record(m.iter().map(|(k, v)| (k.clone(), v.clone())), None)
+            }
+            ast::Context::RestrictedResidual(_) => ast::Value::empty_record(None),
+        };
+        let req = crate::engine::Request {
+            principal: crate::engine::value::Ent::new(p.entity_type(), p.eid().as_ref()),
+            action: crate::engine::value::Ent::new(a.entity_type(), a.eid().as_ref()),
+            resource: crate::engine::value::Ent::new(r.entity_type(), r.eid().as_ref()),
+            context: crate::engine::Val::V(ctx),
+        };
+        let out = engine.evaluate(&req, world);
+        let name = |i: usize| engine.policy(i).0.to_owned();
+        let vakt = Verdict {
+            allowed: !out.permits.is_empty() && out.forbids.is_empty(),
+            // The policies that decide, as Cedar names them: the satisfied forbids
+            // when there are any, else the satisfied permits.
+            satisfied: if out.forbids.is_empty() {
+                &out.permits
+            } else {
+                &out.forbids
+            }
+            .iter()
+            .map(|&i| name(i))
+            .collect(),
+            errors: out
+                .errors
+                .iter()
+                .map(|(i, m)| (name(*i), m.clone()))
+                .collect(),
+        };
+        let request = cedar_policy::Request::new(
+            principal.clone(),
+            action.clone(),
+            resource.clone(),
+            context.clone(),
+            None,
+        )
+        .expect("without a schema a request always builds");
+        let response = self.authorizer.is_authorized(&request, set, &self.entities);
+        let diag = response.diagnostics();
+        let cedar = Verdict {
+            allowed: response.decision() == cedar_policy::Decision::Allow,
+            satisfied: diag.reason().map(ToString::to_string).collect(),
+            errors: diag
+                .errors()
+                .map(|e| {
+                    let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+                    (pe.policy_id().to_string(), pe.inner().to_string())
+                })
+                .collect(),
+        };
+        (vakt, cedar)
+    }
+}

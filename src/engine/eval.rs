@@ -259,12 +259,16 @@ impl<'a> Eval<'a> {
         let (ty, id) = a.as_entity().ok_or(Failed)?;
         let entity = self.entity(ty, id);
         let under = |t: &EntityType, i: &str| {
-            (t == ty && i == id) || entity.is_some_and(|e| e.is_descendant_of(t, i))
+            (t == ty && i == id)
+                || entity.is_some_and(|e| {
+                    e.is_descendant_of(t, i) || self.via_records(e, |r| r.is_descendant_of(t, i))
+                })
         };
         match b {
-            Val::Set(Elems::Entities(t, ids)) => {
-                Ok((ty == *t && ids.contains(id)) || entity.is_some_and(|e| e.in_any(t, *ids)))
-            }
+            Val::Set(Elems::Entities(t, ids)) => Ok((ty == *t && ids.contains(id))
+                || entity.is_some_and(|e| {
+                    e.in_any(t, *ids) || self.via_records(e, |r| r.in_any(t, *ids))
+                })),
             // Cedar requires every member to be an entity, even when one matches first.
             Val::Set(Elems::Strings(ids)) if ids.is_empty() => Ok(false),
             Val::Set(Elems::Strings(_)) | Val::Record(_) | Val::Bool(_) => Err(Failed),
@@ -288,6 +292,16 @@ impl<'a> Eval<'a> {
                 _ => Err(Failed),
             },
         }
+    }
+
+    /// Whether `test` holds for an ancestor of `e`'s that is one of Vakt's records
+    /// (see [`EntityData::records_above`]), as the store holds that record now. The
+    /// records themselves are among `e`'s ancestors already; this adds theirs.
+    fn via_records(&self, e: &dyn EntityData, test: impl Fn(&dyn EntityData) -> bool) -> bool {
+        e.records_above().iter().any(|u| {
+            self.entity(u.entity_type(), u.eid().as_ref())
+                .is_some_and(&test)
+        })
     }
 
     fn get_attr(&self, target: &Val<'a>, attr: &SmolStr) -> R<Val<'a>> {
@@ -323,9 +337,17 @@ pub(super) fn explain_failure(
     let entities: Vec<ast::Entity> = uids
         .iter()
         .filter_map(|u| {
-            store
-                .entity(u.entity_type(), u.eid().as_ref())
-                .map(|e| e.to_cedar(u))
+            let data = store.entity(u.entity_type(), u.eid().as_ref())?;
+            let mut e = data.to_cedar(u);
+            // The ancestors of the records above it, as the world holds them now.
+            for r in data.records_above() {
+                if let Some(rec) = store.entity(r.entity_type(), r.eid().as_ref()) {
+                    for a in rec.to_cedar(r).ancestors() {
+                        e.add_indirect_ancestor(a.clone());
+                    }
+                }
+            }
+            Some(e)
         })
         .collect();
     let entities = match Entities::new().add_entities(

@@ -369,6 +369,13 @@ pub trait EntityData {
         ids.each(&mut |id| hit = hit || self.is_descendant_of(ty, id));
         hit
     }
+    /// Those of its ancestors that are Vakt's own records, whose own ancestors the
+    /// store gives: an entity in Cedar's format may sit under an organisation, whose
+    /// parent is read from the world when asked, so a live change is seen. Vakt's
+    /// records themselves have none (their ancestors are all in the records).
+    fn records_above(&self) -> &[EntityUID] {
+        &[]
+    }
     /// The tag's value, or `None` when the entity has no such tag.
     fn tag(&self, _name: &str) -> Option<Value> {
         None

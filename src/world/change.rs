@@ -389,6 +389,14 @@ impl World {
                         )),
                         Some(_) => {}
                     }
+                    // A legal entity given a parent while it has units would put
+                    // those units two levels deep, where policies' `in` would reach
+                    // an organisation the records do not say they inherit from.
+                    if let Some(u) = self.units_of(*n).first() {
+                        bad(format!(
+                            "it has operational units (such as {u}) and so cannot have a parent; units are one level deep"
+                        ));
+                    }
                 }
             }
             RecordKey::SystemUser(id) => {

@@ -12,7 +12,7 @@ use crate::engine::value::{sorted_contains, Elems, Ent, EntityData, IdList, Stor
 use crate::model::{core_types, core_uid};
 use cedar_policy_core::ast::{self, EntityType, EntityUID, PartialValue, Value};
 use smol_str::SmolStr;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A reference to the organisation `n`, made without allocating.
 fn org_ref(n: OrgNo) -> Val<'static> {
@@ -264,26 +264,94 @@ impl Store for World {
             Kind::Other => {
                 // Access packages are not entities of the store: only their ids
                 // are used.
-                self.extra_entity(&core_uid(ty, id))
+                self.extra
+                    .get(&core_uid(ty, id))
                     .map(|e| e as &dyn EntityData)
             }
         }
     }
 }
 
+/// An entity given in Cedar's own format (or a schema action), with its place in
+/// the whole world's hierarchy.
+///
+/// Cedar computes ancestors over one entity store; Vakt reads each file into its own,
+/// so an entity's ancestors as loaded stop at its file. The closure over every file
+/// is worked out once per load of these entities (they change only with a whole
+/// rebuild). Ancestors that are Vakt's own records are kept apart: their ancestors
+/// (a unit's parent, an employee's teams) are read from the records when a policy
+/// asks, so a live change to a record is seen at once without recomputing anything.
+pub(crate) struct CedarEntity {
+    /// As loaded: its parents, and its ancestors within its file as Cedar computed
+    /// them. This is what is exported and compared.
+    pub(super) entity: ast::Entity,
+    /// Ancestors reached through entities of other files, which `entity` lacks.
+    beyond_file: HashSet<EntityUID>,
+    /// Its ancestors that are Vakt's own records, sorted.
+    records: Box<[EntityUID]>,
+}
+
+impl CedarEntity {
+    /// An entity whose ancestors are all its own (a schema action).
+    fn alone(entity: ast::Entity) -> Self {
+        Self {
+            entity,
+            beyond_file: HashSet::new(),
+            records: Box::default(),
+        }
+    }
+
+    /// The entity with every ancestor reached through entities in Cedar's format.
+    fn closed(&self) -> ast::Entity {
+        let mut e = self.entity.clone();
+        for a in &self.beyond_file {
+            e.add_indirect_ancestor(a.clone());
+        }
+        e
+    }
+}
+
+impl EntityData for CedarEntity {
+    fn attr(&self, name: &str) -> Option<Val<'_>> {
+        self.entity.attr(name)
+    }
+    fn has_attr(&self, name: &str) -> bool {
+        EntityData::has_attr(&self.entity, name)
+    }
+    fn is_descendant_of(&self, ty: &EntityType, id: &str) -> bool {
+        let uid = EntityUID::from_components(ty.clone(), ast::Eid::new(id), None);
+        self.entity.is_descendant_of(&uid) || self.beyond_file.contains(&uid)
+    }
+    fn records_above(&self) -> &[EntityUID] {
+        &self.records
+    }
+    fn tag(&self, name: &str) -> Option<Value> {
+        EntityData::tag(&self.entity, name)
+    }
+    fn to_cedar(&self, _uid: &EntityUID) -> ast::Entity {
+        self.closed()
+    }
+}
+
+/// Whether `ty` is one of the types of Vakt's own records (whose ancestors the
+/// records give).
+fn is_record_type(ty: &EntityType) -> bool {
+    !matches!(kind(ty), Kind::Other)
+}
+
 /// Entities in Cedar's own JSON format, each value a list tagged with where it came
 /// from, checked against the schema, for types beyond Vakt's own; and the schema's
 /// actions, so `action in ...` sees groups. Every problem, tagged alike.
+///
+/// Each entity's ancestors are closed over every list, as Cedar closes them over one
+/// entity store; an entity given twice, differently, or a cycle across lists is a
+/// problem, as Cedar refuses both in one store.
 pub(super) fn cedar_entities<T: Copy>(
     json: Vec<(T, serde_json::Value)>,
     schema: &cedar_policy::Schema,
-) -> (
-    std::collections::HashMap<ast::EntityUID, ast::Entity>,
-    Vec<(T, String)>,
-) {
+) -> (HashMap<EntityUID, CedarEntity>, Vec<(T, String)>) {
     let t = crate::model::types();
-    let mut extra: std::collections::HashMap<ast::EntityUID, ast::Entity> =
-        std::collections::HashMap::new();
+    let mut loaded: HashMap<EntityUID, (T, ast::Entity)> = HashMap::new();
     let mut problems = Vec::new();
     for (from, value) in json {
         match cedar_policy::Entities::from_json_value(value, Some(schema)) {
@@ -298,16 +366,71 @@ pub(super) fn cedar_entities<T: Copy>(
                         ));
                     } else if u.type_name() != &t.action {
                         let core: &ast::Entity = e.as_ref();
-                        extra.insert(core.uid().clone(), core.clone());
+                        match loaded.get(core.uid()) {
+                            // The same entity in two lists is harmless; two different
+                            // ones would leave its parents to the order of the files.
+                            Some((_, other)) if !other.deep_eq(core) => problems.push((
+                                from,
+                                format!("Cedar entity {u} is given twice, differently (in another file too)"),
+                            )),
+                            Some(_) => {}
+                            None => {
+                                loaded.insert(core.uid().clone(), (from, core.clone()));
+                            }
+                        }
                     }
                 }
             }
         }
     }
+    // Cedar's own closure, over every list at once.
+    let mut closed: HashMap<EntityUID, ast::Entity> = loaded
+        .iter()
+        .map(|(u, (_, e))| (u.clone(), e.clone()))
+        .collect();
+    if let Err(e) = cedar_policy_core::transitive_closure::compute_tc(&mut closed, true) {
+        use cedar_policy_core::transitive_closure::TcError;
+        let (message, at) = match &e {
+            TcError::HasCycle(c) => (
+                format!("Cedar entity {} is its own ancestor: its parents form a cycle across the Cedar entity files", c.vertex_with_loop()),
+                loaded.get(c.vertex_with_loop()).map(|(f, _)| *f),
+            ),
+            other => (format!("Cedar entities: {other}"), None),
+        };
+        if let Some(from) = at.or_else(|| loaded.values().next().map(|(f, _)| *f)) {
+            problems.push((from, message));
+        }
+    }
+    let mut extra: HashMap<EntityUID, CedarEntity> = HashMap::with_capacity(loaded.len());
+    for (uid, (_, entity)) in loaded {
+        let all = closed.remove(&uid);
+        let beyond_file: HashSet<EntityUID> = all
+            .iter()
+            .flat_map(|c| c.ancestors())
+            .filter(|a| !entity.is_descendant_of(a))
+            .cloned()
+            .collect();
+        let mut records: Vec<EntityUID> = all
+            .iter()
+            .flat_map(|c| c.ancestors())
+            .filter(|a| is_record_type(a.entity_type()))
+            .cloned()
+            .collect();
+        records.sort();
+        records.dedup();
+        extra.insert(
+            uid,
+            CedarEntity {
+                entity,
+                beyond_file,
+                records: records.into_boxed_slice(),
+            },
+        );
+    }
     if let Ok(actions) = schema.action_entities() {
         for a in actions.iter() {
             let core: &ast::Entity = a.as_ref();
-            extra.insert(core.uid().clone(), core.clone());
+            extra.insert(core.uid().clone(), CedarEntity::alone(core.clone()));
         }
     }
     (extra, problems)

@@ -1,5 +1,6 @@
 //! The world at one moment: the persistent maps of records and their look-ups.
 
+use super::entity::CedarEntity;
 use super::records::{map, Employee, Id, Map, OrgNo, Organization, SystemUser, Team};
 use cedar_policy_core::ast::{self, EntityUID};
 use std::collections::HashMap;
@@ -20,8 +21,8 @@ pub struct World {
     /// system user reaches through a parent.
     pub(super) units: Map<OrgNo, Arc<[OrgNo]>>,
     /// Entities in Cedar's own JSON format for types beyond Vakt's own, and the
-    /// schema's actions, by uid.
-    pub(super) extra: Arc<HashMap<EntityUID, ast::Entity>>,
+    /// schema's actions, by uid, each with its ancestors over every file.
+    pub(super) extra: Arc<HashMap<EntityUID, CedarEntity>>,
 }
 
 impl Default for World {
@@ -49,7 +50,11 @@ impl std::fmt::Debug for World {
 /// indexes) and the same entities in Cedar's own format, attributes included.
 impl PartialEq for World {
     fn eq(&self, other: &Self) -> bool {
-        let json = |e: &ast::Entity| cedar_policy::Entity::from(e.clone()).to_json_value().ok();
+        let json = |e: &CedarEntity| {
+            cedar_policy::Entity::from(e.entity.clone())
+                .to_json_value()
+                .ok()
+        };
         self.orgs == other.orgs
             && self.employees == other.employees
             && self.teams == other.teams
@@ -92,7 +97,7 @@ impl World {
     }
     /// An entity given in Cedar's own format, or an action.
     pub fn extra_entity(&self, uid: &EntityUID) -> Option<&ast::Entity> {
-        self.extra.get(uid)
+        self.extra.get(uid).map(|e| &e.entity)
     }
 
     pub fn organizations(&self) -> impl Iterator<Item = &Organization> {
@@ -108,14 +113,13 @@ impl World {
         self.system_users.values().map(|s| &**s)
     }
     pub fn extra_entities(&self) -> impl Iterator<Item = &ast::Entity> {
-        self.extra.values()
+        self.extra.values().map(|e| &e.entity)
     }
     /// The entities given in Cedar's own format: the extra entities without the
     /// schema's actions.
     pub fn cedar_entities(&self) -> impl Iterator<Item = &ast::Entity> {
         let action: &ast::EntityType = crate::model::types().action.as_ref();
-        self.extra
-            .values()
+        self.extra_entities()
             .filter(move |e| e.uid().entity_type() != action)
     }
 
