@@ -3,10 +3,16 @@
 //! that follow every committed change (overlapping transactions included),
 //! revocations that reach two sidecars within a second, a change that fails
 //! Vakt's checks stopping the feed, read-your-writes, and a lost database that
-//! fails closed and is caught up with.
+//! fails closed and is caught up with; and no write that a sidecar reporting
+//! `live` misses: writers cannot touch the feed or its triggers, and what an
+//! owner does to them makes every sidecar read the world whole or stop.
+//!
+//! As in production, the superuser `vakt` migrates and imports, sidecars connect
+//! as a member of `vakt_reader`, and the world is written as a member of
+//! `vakt_writer` (see `common::pg`).
 
 mod common;
-use common::pg::Cluster;
+use common::pg::{Cluster, OWNER, READER, WRITER};
 use common::*;
 use std::path::Path;
 use std::process::Output;
@@ -32,12 +38,19 @@ fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A cluster with database `name` migrated and holding the example world.
+/// A cluster with database `name` migrated and holding the example world, and
+/// the login roles of the tests; the superuser's URL.
 fn with_world(pg: &Cluster, name: &str) -> String {
     let url = pg.create_db(name);
     ok(vakt(&["db", "migrate", "--database", &url]));
     ok(vakt(&["db", "import", WORLD, "--database", &url]));
+    pg.logins();
     url
+}
+
+/// `url` (the superuser's) for another login role.
+fn as_role(url: &str, role: &str) -> String {
+    url.replacen("postgres://vakt@", &format!("postgres://{role}@"), 1)
 }
 
 fn status(s: &Spawned) -> StatusResponse {
@@ -70,8 +83,10 @@ fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duratio
     start.elapsed()
 }
 
+/// A sidecar following the database of `url`, connected as the reader role.
 fn serve(url: &str, extra: &[&str]) -> Spawned {
-    let mut args = vec!["--data", url, "--decision-log", "off"];
+    let url = as_role(url, READER);
+    let mut args = vec!["--data", &url, "--decision-log", "off"];
     args.extend_from_slice(extra);
     Spawned::start(&args, false)
 }
@@ -81,10 +96,24 @@ fn migrations_apply_once_and_constraints_refuse_what_the_loader_refuses() {
     let pg = Cluster::start();
     let url = pg.create_db("constraints");
     let first = ok(vakt(&["db", "migrate", "--database", &url]));
-    assert!(first.contains("Vakt schema at version 1"), "{first}");
+    assert!(first.contains("Vakt schema at version 2"), "{first}");
     let again = ok(vakt(&["db", "migrate", "--database", &url]));
     assert!(again.contains("already up to date"), "{again}");
-    let sql = |s: &str| pg.try_psql("constraints", s);
+    // A second database of the same cluster migrates too: the roles are there.
+    let other = pg.create_db("constraints_other");
+    let second = ok(vakt(&["db", "migrate", "--database", &other]));
+    assert!(second.contains("Vakt schema at version 2"), "{second}");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT string_agg(rolname || ':' || rolcanlogin, ',' ORDER BY rolname) FROM pg_roles \
+             WHERE rolname IN ('vakt_owner', 'vakt_writer', 'vakt_reader')"
+        ),
+        "vakt_owner:false,vakt_reader:false,vakt_writer:false"
+    );
+    pg.logins();
+    // The constraints hold for the writer role, which can use them.
+    let sql = |s: &str| pg.try_psql_as(WRITER, "constraints", s);
     sql("INSERT INTO vakt.organization (org_number, name) VALUES ('310001015', 'Tall og Kontroll AS')")
         .unwrap();
     for (bad, constraint) in [
@@ -299,7 +328,7 @@ fn revocations_reach_two_sidecars_within_a_second() {
                 "{e} via {su} for {client} before: {sql}"
             );
         }
-        pg.psql("revoke", sql);
+        pg.psql_as(WRITER, "revoke", sql);
         for s in &sidecars {
             let took = until(Duration::from_secs(1), sql, || {
                 decide_at(s, e, su, client, package, 0).decision() == Decision::Deny
@@ -331,7 +360,9 @@ fn overlapping_transactions_are_both_applied_and_read_your_writes_holds() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let connect = || {
         rt.block_on(async {
-            let (c, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+            let (c, conn) = tokio_postgres::connect(&as_role(&url, WRITER), NoTls)
+                .await
+                .unwrap();
             tokio::spawn(conn);
             c
         })
@@ -396,7 +427,8 @@ fn a_change_that_fails_the_checks_stops_the_feed_and_fails_closed() {
     let url = with_world(&pg, "stopped");
     let s = serve(&url, &["--max-staleness", "2s", "--poll-interval", "100ms"]);
     // An operational unit under an operational unit: SQL cannot see it, Vakt can.
-    pg.psql(
+    pg.psql_as(
+        WRITER,
         "stopped",
         "INSERT INTO vakt.organization VALUES ('310030309', 'Unit of a unit', '310009091', 'BEDR')",
     );
@@ -411,7 +443,8 @@ fn a_change_that_fails_the_checks_stops_the_feed_and_fails_closed() {
         st.last_error
     );
     // A revocation behind it is not applied yet...
-    pg.psql(
+    pg.psql_as(
+        WRITER,
         "stopped",
         "UPDATE vakt.employee SET active = false WHERE id = 'kari'",
     );
@@ -422,7 +455,8 @@ fn a_change_that_fails_the_checks_stops_the_feed_and_fails_closed() {
         || policy_ids(&decide(&s, "kari", "tk-regnskap", "310019194")) == ["vakt:data-stale"],
     );
     // Fixing the bad row lets the feed through, revocation included.
-    pg.psql(
+    pg.psql_as(
+        WRITER,
         "stopped",
         "DELETE FROM vakt.organization WHERE org_number = '310030309'",
     );
@@ -457,8 +491,12 @@ fn a_lost_database_fails_closed_and_is_caught_up_with() {
     // The connection is cut (the server stays up), and a change lands at once.
     pg.psql(
         "lost",
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'vakt'; \
-         UPDATE vakt.employee SET active = false WHERE id = 'nina'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'vakt'",
+    );
+    pg.psql_as(
+        WRITER,
+        "lost",
+        "UPDATE vakt.employee SET active = false WHERE id = 'nina'",
     );
     until(Duration::from_secs(5), "the change made while away", || {
         policy_ids(&decide(&s, "nina", "tk-regnskap", "310015156"))
@@ -477,7 +515,8 @@ fn a_lost_database_fails_closed_and_is_caught_up_with() {
         policy_ids(&decide(&s, "kari", "tk-regnskap", "310015156")) == ["vakt:data-stale"]
     });
     pg.restart();
-    pg.psql(
+    pg.psql_as(
+        WRITER,
         "lost",
         "UPDATE vakt.employee SET active = false WHERE id = 'kari'",
     );
@@ -526,7 +565,8 @@ fn a_replaced_world_is_read_again_whole() {
         policy_ids(&decide(&s, "kari", "tk-regnskap", "310015156"))
             .contains(&"employee-deactivated")
     });
-    pg.psql("replaced", "TRUNCATE vakt.employee CASCADE");
+    // TRUNCATE is an owner's bulk operation (writers may not).
+    pg.psql_as(OWNER, "replaced", "TRUNCATE vakt.employee CASCADE");
     until(Duration::from_secs(5), "the truncated table", || {
         status(&s).employees == 0
     });
@@ -545,7 +585,8 @@ fn a_whole_read_that_fails_the_checks_stops_too() {
         decide(&s, "kari", "tk-regnskap", "310015156").decision(),
         Decision::Allow
     );
-    pg.psql(
+    pg.psql_as(
+        OWNER,
         "wholebad",
         "BEGIN; TRUNCATE vakt.employee_audit_client; \
          INSERT INTO vakt.organization VALUES ('310030309', 'Unit of a unit', '310009091', 'BEDR'); COMMIT",
@@ -567,12 +608,235 @@ fn a_whole_read_that_fails_the_checks_stops_too() {
         Decision::Allow
     );
     // Fixed: read whole again, and live.
-    pg.psql(
+    pg.psql_as(
+        WRITER,
         "wholebad",
         "DELETE FROM vakt.organization WHERE org_number = '310030309'",
     );
     until(Duration::from_secs(5), "following to resume", || {
         status(&s).sync_state == "live"
     });
+    s.stop();
+}
+
+/// The data sequence a psql run printed last (`SELECT vakt.data_sequence()` in the
+/// transaction that made the change).
+fn sequence(out: &str) -> u64 {
+    out.lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no data sequence in {out:?}"))
+}
+
+/// A read-your-writes request at `sequence` for the example world's
+/// (employee, system user, client, package): its policy ids.
+fn ids_at(s: &Spawned, who: (&str, &str, &str, &str), sequence: u64) -> Vec<String> {
+    let r = decide_at(s, who.0, who.1, who.2, who.3, sequence);
+    policy_ids(&r).into_iter().map(str::to_owned).collect()
+}
+
+const KARI: (&str, &str, &str, &str) = ("kari", "tk-regnskap", "310015156", REGNSKAP);
+const NINA: (&str, &str, &str, &str) = ("nina", "tk-sykefravaer", "310017175", SYKEFRAVAER);
+
+fn now(s: &Spawned, who: (&str, &str, &str, &str)) -> Vec<String> {
+    ids_at(s, who, 0)
+}
+
+fn allowed(s: &Spawned, who: (&str, &str, &str, &str)) -> bool {
+    decide_at(s, who.0, who.1, who.2, who.3, 0).decision() == Decision::Allow
+}
+
+/// (a) A sidecar is away; meanwhile an employee is deactivated and the change
+/// feed is truncated. A writer may not truncate it; an owner may, and the sidecar
+/// that comes back reads the world whole rather than resume on a feed that lost
+/// the change.
+#[test]
+fn a_feed_truncated_while_a_sidecar_is_away_is_read_whole() {
+    let pg = Cluster::start();
+    let url = with_world(&pg, "truncated");
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert!(allowed(&s, KARI));
+    let err = pg
+        .try_psql_as(WRITER, "truncated", "TRUNCATE vakt.feed_change")
+        .unwrap_err();
+    assert!(
+        err.contains("permission denied for table feed_change"),
+        "{err}"
+    );
+    // The sidecar is cut off, and kept away.
+    pg.psql("postgres", &format!("ALTER ROLE {READER} NOLOGIN"));
+    pg.psql(
+        "truncated",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{READER}'"
+        ),
+    );
+    until(Duration::from_secs(5), "the sidecar to be away", || {
+        status(&s).sync_state == "reconnecting"
+    });
+    let x = sequence(&pg.psql_as(
+        WRITER,
+        "truncated",
+        "UPDATE vakt.employee SET active = false WHERE id = 'kari'; SELECT vakt.data_sequence()",
+    ));
+    pg.psql_as(OWNER, "truncated", "TRUNCATE vakt.feed_change");
+    // Away, it does not claim the change.
+    assert_eq!(ids_at(&s, KARI, x), ["vakt:data-stale"]);
+    pg.psql("postgres", &format!("ALTER ROLE {READER} LOGIN"));
+    until(Duration::from_secs(15), "the deactivation", || {
+        now(&s, KARI).iter().any(|p| p == "employee-deactivated")
+    });
+    assert_eq!(ids_at(&s, KARI, x), ["employee-deactivated"]);
+    assert_eq!(status(&s).sync_state, "live");
+    assert!(allowed(&s, NINA));
+    s.stop();
+}
+
+/// (b) `vakt.bulk_load`, a setting any session can make, no longer silences the
+/// triggers; a bulk load is `vakt db import`, which a writer may not run.
+#[test]
+fn a_session_setting_cannot_hide_a_write_from_the_feed() {
+    let pg = Cluster::start();
+    let url = with_world(&pg, "bulkflag");
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert!(allowed(&s, NINA));
+    let x = sequence(&pg.psql_as(
+        WRITER,
+        "bulkflag",
+        "BEGIN; SET LOCAL vakt.bulk_load = 'on'; \
+         UPDATE vakt.employee SET active = false WHERE id = 'nina'; \
+         SELECT vakt.data_sequence(); COMMIT",
+    ));
+    assert_eq!(ids_at(&s, NINA, x), ["employee-deactivated"]);
+    until(Duration::from_secs(1), "the deactivation", || {
+        !allowed(&s, NINA)
+    });
+    // The import, as the writer: refused before it writes anything.
+    let out = vakt(&[
+        "db",
+        "import",
+        WORLD,
+        "--replace",
+        "--database",
+        &as_role(&url, WRITER),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("member of vakt_owner"), "{err}");
+    assert_eq!(
+        pg.psql_as(
+            WRITER,
+            "bulkflag",
+            "SELECT active FROM vakt.employee WHERE id = 'nina'"
+        ),
+        "f"
+    );
+    assert_eq!(now(&s, NINA), ["employee-deactivated"]);
+    s.stop();
+}
+
+/// (c) A deactivation whose change rows are deleted in its own transaction. A
+/// writer may not delete them (so its transaction fails whole); an owner may, and
+/// every sidecar then reads the world whole.
+#[test]
+fn change_rows_deleted_with_their_change_do_not_hide_it() {
+    let pg = Cluster::start();
+    let url = with_world(&pg, "deleted");
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert!(allowed(&s, KARI));
+    let hide = "BEGIN; UPDATE vakt.employee SET active = false WHERE id = 'kari'; \
+                DELETE FROM vakt.feed_change WHERE xid = pg_current_xact_id(); \
+                SELECT vakt.data_sequence(); COMMIT";
+    let err = pg.try_psql_as(WRITER, "deleted", hide).unwrap_err();
+    assert!(
+        err.contains("permission denied for table feed_change"),
+        "{err}"
+    );
+    assert_eq!(
+        pg.psql_as(
+            WRITER,
+            "deleted",
+            "SELECT active FROM vakt.employee WHERE id = 'kari'"
+        ),
+        "t"
+    );
+    assert!(allowed(&s, KARI));
+    let x = sequence(&pg.psql_as(OWNER, "deleted", hide));
+    assert_eq!(ids_at(&s, KARI, x), ["employee-deactivated"]);
+    until(Duration::from_secs(1), "the deactivation", || {
+        !allowed(&s, KARI)
+    });
+    assert_eq!(status(&s).sync_state, "live");
+    assert!(allowed(&s, NINA));
+    s.stop();
+}
+
+/// `ALTER TABLE … DISABLE TRIGGER`: refused to a writer. An owner who disables a
+/// feed trigger for one transaction makes every sidecar read the world whole; one
+/// who leaves it disabled stops them (stale data then fails closed) until it is
+/// enabled again.
+#[test]
+fn a_disabled_trigger_is_refused_to_writers_and_never_hides_a_write() {
+    let pg = Cluster::start();
+    let url = with_world(&pg, "disabled");
+    let s = serve(&url, &["--poll-interval", "100ms", "--max-staleness", "2s"]);
+    assert!(allowed(&s, KARI));
+    assert!(allowed(&s, NINA));
+    for sql in [
+        "ALTER TABLE vakt.employee DISABLE TRIGGER feed",
+        "ALTER TABLE vakt.employee DISABLE TRIGGER ALL",
+    ] {
+        let err = pg.try_psql_as(WRITER, "disabled", sql).unwrap_err();
+        assert!(err.contains("must be owner of table employee"), "{err}");
+    }
+    // Off for one transaction only.
+    let x = sequence(&pg.psql_as(
+        OWNER,
+        "disabled",
+        "BEGIN; ALTER TABLE vakt.employee DISABLE TRIGGER feed; \
+         UPDATE vakt.employee SET active = false WHERE id = 'kari'; \
+         SELECT vakt.data_sequence(); \
+         ALTER TABLE vakt.employee ENABLE ALWAYS TRIGGER feed; COMMIT",
+    ));
+    assert_eq!(ids_at(&s, KARI, x), ["employee-deactivated"]);
+    until(Duration::from_secs(1), "the deactivation", || {
+        !allowed(&s, KARI)
+    });
+    assert_eq!(status(&s).sync_state, "live");
+    // Left off: following stops, and what is written meanwhile is not claimed.
+    pg.psql_as(
+        OWNER,
+        "disabled",
+        "ALTER TABLE vakt.employee DISABLE TRIGGER feed",
+    );
+    until(Duration::from_secs(5), "following to stop", || {
+        status(&s).sync_state == "stopped"
+    });
+    let st = status(&s);
+    assert!(
+        st.last_error
+            .contains("trigger feed on vakt.employee is disabled"),
+        "{}",
+        st.last_error
+    );
+    let y = sequence(&pg.psql_as(
+        WRITER,
+        "disabled",
+        "UPDATE vakt.employee SET active = false WHERE id = 'nina'; SELECT vakt.data_sequence()",
+    ));
+    assert_eq!(ids_at(&s, NINA, y), ["vakt:data-stale"]);
+    until(Duration::from_secs(5), "stale data to fail closed", || {
+        now(&s, NINA) == ["vakt:data-stale"]
+    });
+    pg.psql_as(
+        OWNER,
+        "disabled",
+        "ALTER TABLE vakt.employee ENABLE ALWAYS TRIGGER feed",
+    );
+    until(Duration::from_secs(5), "following to resume", || {
+        status(&s).sync_state == "live"
+    });
+    assert_eq!(ids_at(&s, NINA, y), ["employee-deactivated"]);
+    assert_eq!(now(&s, KARI), ["employee-deactivated"]);
     s.stop();
 }

@@ -8,6 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Login roles of the test cluster, members of the roles `vakt db migrate`
+/// creates: the tests write the world as [`WRITER`], sidecars read it as
+/// [`READER`], and [`OWNER`] does what only an owner may (the superuser `vakt`
+/// migrates and imports).
+pub const WRITER: &str = "world_writer";
+pub const READER: &str = "sidecar";
+pub const OWNER: &str = "world_owner";
+
 pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -175,7 +183,34 @@ impl Cluster {
     }
 
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://vakt@127.0.0.1:{}/{db}", self.port)
+        self.url_as("vakt", db)
+    }
+
+    /// The URL of database `db` for login role `user`.
+    pub fn url_as(&self, user: &str, db: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates the login roles [`WRITER`], [`READER`] and [`OWNER`] unless the
+    /// cluster has them. Call it after a database was migrated (the roles they are
+    /// members of come with the migration).
+    pub fn logins(&self) {
+        self.psql(
+            "postgres",
+            &format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{WRITER}') THEN
+                     CREATE ROLE {WRITER} LOGIN IN ROLE vakt_writer;
+                   END IF;
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
+                     CREATE ROLE {READER} LOGIN IN ROLE vakt_reader;
+                   END IF;
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER}') THEN
+                     CREATE ROLE {OWNER} LOGIN IN ROLE vakt_owner;
+                   END IF;
+                 END $$"
+            ),
+        );
     }
 
     /// Runs SQL with psql (stopping at the first error); returns its output,
@@ -190,6 +225,21 @@ impl Cluster {
 
     /// Runs SQL with psql; its output, or the error it printed.
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        self.try_psql_as("vakt", db, sql)
+    }
+
+    /// Runs SQL with psql as login role `user` (stopping at the first error);
+    /// returns its output.
+    pub fn psql_as(&self, user: &str, db: &str, sql: &str) -> String {
+        match self.try_psql_as(user, db, sql) {
+            Ok(s) => s,
+            Err(e) => panic!("psql as {user} failed: {e}\nSQL: {sql}"),
+        }
+    }
+
+    /// Runs SQL with psql as login role `user`; its output, or the error it
+    /// printed. Several statements run in one transaction.
+    pub fn try_psql_as(&self, user: &str, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
             .args([
                 "-X",
@@ -204,7 +254,7 @@ impl Cluster {
                 "-p",
                 &self.port.to_string(),
                 "-U",
-                "vakt",
+                user,
                 "-d",
                 db,
                 "-c",

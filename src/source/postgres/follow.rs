@@ -230,21 +230,33 @@ fn swap(snapshots: &SnapshotHandle, status: &DataStatus, s: crate::snapshot::Sna
 /// them, following stops there (the connection is fine, so no reconnecting), the
 /// last good world keeps serving, and an ERROR and the status say why. Returns
 /// whether `e` was such a failure.
+///
+/// A feed that cannot be followed (a feed trigger disabled or missing) stops it
+/// the same way: its changes could not be trusted to be complete.
 fn refused(status: &DataStatus, logged: &mut Option<String>, e: &DbError) -> bool {
-    let DbError::Data(problems) = e else {
-        return false;
+    let text = match e {
+        DbError::Data(problems) => problems.join("\n"),
+        DbError::FeedUnsafe(_) => e.to_string(),
+        _ => return false,
     };
-    let text = problems.join("\n");
     if logged.as_deref() != Some(text.as_str()) {
-        tracing::error!(
-            problems = %text,
-            "the world in the database fails Vakt's checks; following stopped, the last good world keeps serving"
-        );
+        if let DbError::FeedUnsafe(why) = e {
+            tracing::error!(
+                problem = %why,
+                "the change feed cannot be followed; following stopped, the last good world keeps serving until --max-staleness"
+            );
+        } else {
+            tracing::error!(
+                problems = %text,
+                "the world in the database fails Vakt's checks; following stopped, the last good world keeps serving"
+            );
+        }
     }
-    status.fail(
-        SyncState::Stopped,
-        format!("the world read again whole fails Vakt's checks: {text}"),
-    );
+    let shown = match e {
+        DbError::FeedUnsafe(_) => text.clone(),
+        _ => format!("the world read again whole fails Vakt's checks: {text}"),
+    };
+    status.fail(SyncState::Stopped, shown);
     *logged = Some(text);
     true
 }

@@ -6,11 +6,18 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 /// Version, name, SQL. Append only: a migration that has shipped is never edited.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "world",
-    include_str!("../../../migrations/0001_world.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "world",
+        include_str!("../../../migrations/0001_world.sql"),
+    ),
+    (
+        2,
+        "roles_and_feed_guard",
+        include_str!("../../../migrations/0002_roles_and_feed_guard.sql"),
+    ),
+];
 
 /// The schema version this binary reads and writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -49,10 +56,19 @@ async fn apply_pending<'a>(
     client: &mut Client,
     packages: impl Iterator<Item = &'a str>,
 ) -> Result<Migrated, DbError> {
+    // Only when missing: CREATE SCHEMA checks the right to create in the database
+    // before it looks whether the schema exists, and an owner that migrates after
+    // the first migration need not hold that right.
+    let schema: bool = client
+        .query_one("SELECT to_regnamespace('vakt') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !schema {
+        client.batch_execute("CREATE SCHEMA vakt").await?;
+    }
     client
         .batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS vakt;
-             CREATE TABLE IF NOT EXISTS vakt.schema_version (
+            "CREATE TABLE IF NOT EXISTS vakt.schema_version (
                  version    bigint PRIMARY KEY,
                  name       text NOT NULL,
                  sha256     text NOT NULL,

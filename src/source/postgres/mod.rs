@@ -18,6 +18,19 @@
 //! LISTEN/NOTIFY wakes the follower at once after a commit; a poll every
 //! interval is the heartbeat that confirms a quiet database is still current.
 //!
+//! # How a lost change is noticed
+//!
+//! The feed is complete only while its rows stay and its triggers fire. Roles that
+//! write the world cannot touch either (`migrations/0002_roles_and_feed_guard.sql`),
+//! but an owner can, and a database can be restored. So each poll also reads a
+//! [`Guard`] in its snapshot: the cluster and database, the feed's epoch (moved by
+//! a TRUNCATE, UPDATE or DELETE of recent change rows and by a bulk load), and the
+//! catalogue's state of the feed's tables, triggers and trigger functions. When
+//! any differs from the guard read with the world, the world is read again whole;
+//! while a feed trigger is disabled or missing, following stops (and the data ages
+//! towards `--max-staleness`). A position therefore never passes a transaction
+//! whose changes were not applied, and `min_data_sequence` means what it says.
+//!
 //! # Layout
 //!
 //! - `migrate`: the schema's migrations and the version check.
@@ -120,6 +133,8 @@ pub enum DbError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("the database has no Vakt schema; run `vakt db migrate` first")]
     NotMigrated,
+    #[error("the change feed cannot be followed: {0}; an owner must restore it (the world is then read again whole)")]
+    FeedUnsafe(String),
     #[error("the database's Vakt schema is version {found}, this binary needs {needed}; run `vakt db migrate`")]
     OldSchema { found: i64, needed: i64 },
     #[error("the database's Vakt schema is version {found}, newer than this binary knows ({known}); upgrade Vakt")]
@@ -266,9 +281,9 @@ pub struct PostgresSource {
     db: Database,
     /// Where the serving world stands.
     position: Position,
-    /// The cluster's system identifier and start time, checked on reconnect: a
-    /// restored or failed-over cluster is read again whole.
-    cluster: String,
+    /// The feed's guard, read with the world: when a poll finds another, changes
+    /// may be missing and the world is read again whole.
+    guard: Guard,
     /// Names the data for the revision: the cluster and the position of the last
     /// change applied.
     identity: String,
@@ -282,8 +297,85 @@ const CHANGED: &str = "SELECT kind, key, sub, max(xid)::text FROM vakt.feed_chan
  WHERE xid >= pg_snapshot_xmin($1::text::pg_snapshot)
    AND NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot)
  GROUP BY kind, key, sub";
+/// The cluster (a restore or failover changes its identifier, a restart its start
+/// time) and the database in it (a dump restored into a new database has another
+/// oid).
 const CLUSTER: &str = "SELECT system_identifier::text || '/' || pg_postmaster_start_time()::text
+       || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text
   FROM pg_control_system()";
+/// The feed's guard, `$1` the tables the feed covers: see [`Guard`].
+const GUARD: &str = "SELECT
+  (SELECT instance::text || '/' || epoch::text FROM vakt.feed_epoch),
+  (SELECT md5(string_agg(concat_ws(',', c.oid, c.xmin, c.relfilenode, t.oid, t.xmin,
+                                   t.tgenabled, p.oid, p.xmin), ';' ORDER BY c.oid, t.oid))
+     FROM pg_class c
+     LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal
+     LEFT JOIN pg_proc p ON p.oid = t.tgfoid
+    WHERE c.oid IN (SELECT to_regclass(format('vakt.%I', x))::oid FROM unnest($1::text[]) x
+                    UNION ALL SELECT to_regclass(format('vakt.%I', x))::oid
+                                FROM unnest(ARRAY['feed_change', 'feed_meta', 'feed_epoch']) x)),
+  (SELECT string_agg(format('trigger %s on vakt.%s is %s', e.tg, e.tbl,
+                            CASE WHEN t.tgenabled IS NULL THEN 'missing' ELSE 'disabled' END),
+                     '; ' ORDER BY e.tbl, e.tg)
+     FROM (SELECT x AS tbl, unnest(ARRAY['feed', 'feed_truncate']) AS tg FROM unnest($1::text[]) x
+           UNION ALL
+           SELECT 'feed_change', unnest(ARRAY['feed_truncated', 'feed_updated', 'feed_deleted'])) e
+     LEFT JOIN pg_trigger t
+       ON t.tgrelid = to_regclass(format('vakt.%I', e.tbl)) AND t.tgname = e.tg
+    WHERE t.tgenabled IS DISTINCT FROM 'A')";
+
+/// What says that the change feed still holds every change since a position: read
+/// in the same snapshot as the world or the poll, and compared on every poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Guard {
+    /// [`CLUSTER`]: the cluster, its start, and the database.
+    cluster: String,
+    /// The database's id and the feed's epoch (`vakt.feed_epoch`), which moves
+    /// whenever change rows may be missing.
+    epoch: Option<String>,
+    /// A hash over the catalogue rows of the feed's and the world's tables, their
+    /// triggers and trigger functions: disabling a trigger, even for a moment
+    /// inside one transaction, replacing a function, or rewriting a table changes
+    /// it (every ALTER writes a new row version).
+    machinery: Option<String>,
+}
+
+impl Guard {
+    /// Reads the guard within `tx` (its snapshot); an error when the feed cannot
+    /// be followed at all.
+    async fn read(tx: &Transaction<'_>) -> Result<Self, DbError> {
+        let cluster: String = tx.query_one(CLUSTER, &[]).await?.get(0);
+        let tables: Vec<&str> = write::TABLES.to_vec();
+        let r = tx.query_one(GUARD, &[&tables]).await?;
+        if let Some(why) = r.get::<_, Option<String>>(2) {
+            return Err(DbError::FeedUnsafe(why));
+        }
+        let epoch: Option<String> = r.get(0);
+        if epoch.is_none() {
+            return Err(DbError::FeedUnsafe(
+                "vakt.feed_epoch holds no row".to_owned(),
+            ));
+        }
+        Ok(Self {
+            cluster,
+            epoch,
+            machinery: r.get(1),
+        })
+    }
+
+    /// Why the world must be read again whole, when `now` differs from `self`.
+    fn moved(&self, now: &Self) -> Option<&'static str> {
+        if self.cluster != now.cluster {
+            Some("the database restarted, or is another database or cluster now (a restore or failover)")
+        } else if self.epoch != now.epoch {
+            Some("the change feed's epoch moved (change rows were truncated, updated or deleted, or a bulk load)")
+        } else if self.machinery != now.machinery {
+            Some("the feed's triggers, trigger functions or tables were altered")
+        } else {
+            None
+        }
+    }
+}
 
 /// What a poll found.
 pub(crate) enum Polled {
@@ -306,8 +398,7 @@ impl PostgresSource {
     /// snapshot to serve with `rules`.
     pub async fn load(db: Database, rules: Arc<Rules>) -> Result<(Self, Snapshot), DbError> {
         let mut conn = connect(&db).await?;
-        let cluster: String = conn.client.query_one(CLUSTER, &[]).await?.get(0);
-        let (world, position) = tokio::time::timeout(
+        let (world, position, guard) = tokio::time::timeout(
             POLL_TIMEOUT * 8,
             read_whole(&db, &mut conn.client, rules.clone()),
         )
@@ -316,7 +407,7 @@ impl PostgresSource {
         let mut source = Self {
             db,
             position: position.clone(),
-            cluster,
+            guard,
             identity: String::new(),
         };
         source.changed_at(&position);
@@ -330,7 +421,7 @@ impl PostgresSource {
 
     fn changed_at(&mut self, p: &Position) {
         let mut h = Sha256::new();
-        h.update(self.cluster.as_bytes());
+        h.update(self.guard.cluster.as_bytes());
         h.update([0]);
         h.update(p.text.as_bytes());
         self.identity = hex::encode(&h.finalize()[..8]);
@@ -348,7 +439,7 @@ impl PostgresSource {
     /// to (a restore or failover starts history again).
     pub(crate) async fn same_cluster(&self, client: &Client) -> Result<bool, DbError> {
         let now: String = client.query_one(CLUSTER, &[]).await?.get(0);
-        Ok(now == self.cluster)
+        Ok(now == self.guard.cluster)
     }
 
     /// Reads the whole world again, under `rules` (new rules, or a reload the feed
@@ -358,14 +449,13 @@ impl PostgresSource {
         client: &mut Client,
         rules: Arc<Rules>,
     ) -> Result<Snapshot, DbError> {
-        let cluster: String = client.query_one(CLUSTER, &[]).await?.get(0);
-        let (world, position) = tokio::time::timeout(
+        let (world, position, guard) = tokio::time::timeout(
             POLL_TIMEOUT * 8,
             read_whole(&self.db, client, rules.clone()),
         )
         .await
         .map_err(|_| DbError::Timeout(POLL_TIMEOUT * 8))??;
-        self.cluster = cluster;
+        self.guard = guard;
         self.position = position.clone();
         self.changed_at(&position);
         Ok(Snapshot::new(rules, world, self.data_version()))
@@ -398,6 +488,16 @@ impl PostgresSource {
                 head.get::<_, String>(0)
             )])
         })?;
+        // Before anything of the feed is trusted: is it still the feed the
+        // position belongs to?
+        let guard = Guard::read(&tx).await?;
+        if let Some(why) = self.guard.moved(&guard) {
+            drop(tx);
+            return Ok(Polled::Reloaded(
+                self.reload(client, current.rules().clone()).await?,
+                why,
+            ));
+        }
         let (complete, forward): (bool, bool) = (head.get(2), head.get(3));
         if !complete || !forward {
             drop(tx);
@@ -463,12 +563,13 @@ impl PostgresSource {
 }
 
 /// Reads every table from one snapshot and builds the world (off the runtime's
-/// threads: a million records take seconds of CPU); with the snapshot's position.
+/// threads: a million records take seconds of CPU); with the snapshot's position
+/// and the feed's guard in it.
 async fn read_whole(
     db: &Database,
     client: &mut Client,
     rules: Arc<Rules>,
-) -> Result<(crate::world::World, Position), DbError> {
+) -> Result<(crate::world::World, Position, Guard), DbError> {
     let tx = snapshot_tx(client).await?;
     // The first statement fixes the transaction's snapshot: every read below sees
     // exactly the transactions this position says.
@@ -484,6 +585,7 @@ async fn read_whole(
     let text: String = head.get(0);
     let position = Position::parse(text.clone())
         .ok_or_else(|| DbError::Data(vec![format!("unreadable pg_snapshot {text:?}")]))?;
+    let guard = Guard::read(&tx).await?;
     let started = std::time::Instant::now();
     let rows = read::all_rows(db, &tx).await?;
     tx.commit().await?;
@@ -497,7 +599,7 @@ async fn read_whole(
         build_ms = (started.elapsed() - read).as_millis() as u64,
         "whole world read"
     );
-    Ok((world, position))
+    Ok((world, position, guard))
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! Writing a whole world into the tables (`vakt db import`): one transaction, so
 //! sidecars see the old world or the new one, never a mix; and `COPY`, so a
 //! million records take seconds.
+//!
+//! The row triggers would record every row; the import disables them for its own
+//! transaction instead, which only an owner of the tables can (a member of
+//! `vakt_owner`, or a superuser), and moves the feed's epoch, so every sidecar reads
+//! the world again whole once it commits. No session setting can do this.
 
 use super::DbError;
 use crate::world::{ClientScope, World};
@@ -8,8 +13,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
-/// Every table of the world, parents before children.
-const TABLES: &[&str] = &[
+/// Every table of the world, parents before children; each has the feed's
+/// triggers `feed` and `feed_truncate`.
+pub(super) const TABLES: &[&str] = &[
     "organization",
     "system_user",
     "system_user_package",
@@ -49,10 +55,29 @@ pub async fn import(
     replace: bool,
 ) -> Result<Imported, DbError> {
     super::migrate::check(client).await?;
+    let owner: bool = client
+        .query_one("SELECT pg_has_role('vakt_owner', 'USAGE')", &[])
+        .await?
+        .get(0);
+    if !owner {
+        return Err(DbError::Data(vec![
+            "vakt db import writes as the tables' owner: connect as a member of vakt_owner (or a superuser)".to_owned(),
+        ]));
+    }
     let tx = client.transaction().await?;
-    // Row triggers stand down; one marker below tells every sidecar to read the
-    // whole world again.
-    tx.batch_execute("SET LOCAL vakt.bulk_load = 'on'").await?;
+    // The feed's triggers stand down for this transaction (ALTER TABLE is
+    // transactional: they fire again for everyone else at commit, and were never
+    // off for anyone else, who waits on the lock). The epoch moved below tells
+    // every sidecar to read the whole world again.
+    let toggle = |on: &str| {
+        TABLES
+            .iter()
+            .map(|t| {
+                format!("ALTER TABLE vakt.{t} {on} TRIGGER feed, {on} TRIGGER feed_truncate;\n")
+            })
+            .collect::<String>()
+    };
+    tx.batch_execute(&toggle("DISABLE")).await?;
     if replace {
         let all: Vec<String> = TABLES.iter().map(|t| format!("vakt.{t}")).collect();
         tx.batch_execute(&format!("TRUNCATE {}", all.join(", ")))
@@ -74,13 +99,10 @@ pub async fn import(
     rows += copy_teams(&tx, world).await?;
     rows += copy_employees(&tx, world).await?;
     rows += copy_cedar(&tx, world).await?;
-    // The triggers were quiet (bulk load): one marker says "read everything", and
-    // one notification wakes the sidecars at commit.
-    tx.batch_execute(
-        "INSERT INTO vakt.feed_change (kind, key) VALUES ('world', NULL);
-         SELECT pg_notify('vakt_feed', '')",
-    )
-    .await?;
+    // The triggers were off: the epoch says "read everything", and its
+    // notification wakes the sidecars at commit.
+    tx.batch_execute(&toggle("ENABLE ALWAYS")).await?;
+    tx.batch_execute("SELECT vakt.feed_bulk_loaded()").await?;
     tx.commit().await?;
     Ok(Imported { rows })
 }
