@@ -43,9 +43,10 @@
 //! - `policy`: loading and strictly validating the schema and the policy files.
 //! - `engine`: policy evaluation: each condition prepared once per snapshot and
 //!   evaluated by Vakt's own interpreter over the records in place.
-//! - `packages`, `model`, [`ids`], [`embedded`], [`problem`]: the access package
-//!   list, the Cedar names Vakt uses, identifier checks, the built-in defaults, and
-//!   input files with the problems found in them.
+//! - `packages`, `model`, [`ids`], [`embedded`], [`problem`], `json`: the access
+//!   package list, the Cedar names Vakt uses, identifier checks, the built-in
+//!   defaults, input files with the problems found in them, and JSON read strictly
+//!   (a member given twice is an error).
 //! - [`proto`]: the generated gRPC types.
 
 pub mod cli;
@@ -57,6 +58,7 @@ pub(crate) mod engine;
 pub mod fuzz;
 pub mod gen;
 pub mod ids;
+pub(crate) mod json;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod packages;

@@ -41,7 +41,7 @@ impl AccessPackages {
             file: file.to_owned(),
             message,
         };
-        let list: ListFile = serde_json::from_str(text)
+        let list: ListFile = crate::json::from_str(text)
             .map_err(|e| err(format!("line {}, column {}: {e}", e.line(), e.column())))?;
         let mut urns = HashMap::with_capacity(list.packages.len());
         for (i, p) in list.packages.into_iter().enumerate() {

@@ -16,6 +16,14 @@ pub fn load_schema(files: &[SourceFile]) -> Result<Schema, Problems> {
     let mut problems = Vec::new();
     for f in files {
         if f.name.ends_with(".json") {
+            if let Err(e) = crate::json::check(&f.text) {
+                problems.push(Problem::new(
+                    &f.name,
+                    format!("{}:{}", e.line(), e.column()),
+                    e.to_string(),
+                ));
+                continue;
+            }
             match SchemaFragment::from_json_str(&f.text) {
                 Ok(frag) => fragments.push(frag),
                 Err(e) => problems.extend(from_diagnostic(&f.name, &f.text, &e)),

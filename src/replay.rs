@@ -144,7 +144,7 @@ fn records(
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = match serde_json::from_str(line) {
+        let value: serde_json::Value = match crate::json::parse(line.as_bytes()) {
             Ok(v) => v,
             Err(e) => {
                 r.problems.push(Problem::new(

@@ -310,6 +310,22 @@ fn malformed_requests_get_a_400_naming_the_member_and_never_an_allow() {
         "action.name",
     );
     without(&|v| v["context"] = json!("yes"), "context");
+    // A member given twice: serde_json alone would keep the last (kari, who is
+    // allowed, after per); it is refused, naming the member, at any depth.
+    let good_text = good.to_string();
+    let twice = good_text.replacen(r#""id":"kari""#, r#""id":"per","id":"kari""#, 1);
+    assert_ne!(twice, good_text);
+    cases.push((twice, "subject.id"));
+    let mut with_context = good.clone();
+    with_context["context"] = json!({"authenticated": true});
+    let text = with_context.to_string();
+    let twice = text.replacen(
+        r#""authenticated":true"#,
+        r#""authenticated":false,"authenticated":true"#,
+        1,
+    );
+    assert_ne!(twice, text);
+    cases.push((twice, "context.authenticated"));
     for (body, member) in &cases {
         let (status, v, id) = http.post_raw("/access/v1/evaluation", "application/json", body);
         assert_eq!(status, 400, "{body}: {v}");

@@ -33,10 +33,10 @@ pub(super) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     args.sources.check_paths()?;
     let context = match &args.context {
         None => None,
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+        Some(text) => match crate::json::parse(text.as_bytes()) {
             Ok(serde_json::Value::Object(m)) => Some(m),
             Ok(_) => anyhow::bail!("--context must be a JSON object"),
-            Err(e) => anyhow::bail!("--context is not valid JSON: {e}"),
+            Err(e) => anyhow::bail!("--context: {e}"),
         },
     };
     args.sources.announce(true);

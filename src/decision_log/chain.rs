@@ -75,7 +75,7 @@ impl Chain {
             if line.is_empty() {
                 continue;
             }
-            let rec: Linked = serde_json::from_str(line)
+            let rec: Linked = crate::json::from_str(line)
                 .map_err(|e| format!("line {}: not a chained decision record: {e}", i + 1))?;
             chain.seq = rec.seq;
             chain.head = Sha256::digest(line.as_bytes()).into();

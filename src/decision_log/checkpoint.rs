@@ -136,11 +136,11 @@ impl Checkpoint {
                 continue;
             }
             let value: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
+                crate::json::parse(line.as_bytes()).map_err(|e| format!("line {}: {e}", i + 1))?;
             let embedded = value
                 .pointer("/fields/checkpoint")
                 .and_then(|v| v.as_str())
-                .map(serde_json::from_str::<Self>);
+                .map(crate::json::from_str::<Self>);
             match embedded {
                 Some(cp) => found.push(cp.map_err(|e| format!("line {}: {e}", i + 1))?),
                 None if value.get("fields").is_some() => {}

@@ -80,7 +80,7 @@ impl FileMedium {
         let checkpoint = checkpoint_path(path);
         let cp = match std::fs::read_to_string(&checkpoint) {
             Ok(text) => Some(
-                serde_json::from_str::<Checkpoint>(&text)
+                crate::json::from_str::<Checkpoint>(&text)
                     .map_err(|e| format!("{}: not a checkpoint: {e}", checkpoint.display()))?,
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

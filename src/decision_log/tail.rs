@@ -167,7 +167,7 @@ fn tail_lines(
             }
             let line = String::from_utf8(raw.to_vec())
                 .map_err(|_| Mismatch(format!("{shown}: a line near the end is not UTF-8")))?;
-            let rec: Linked = serde_json::from_str(&line).map_err(|e| {
+            let rec: Linked = crate::json::from_str(&line).map_err(|e| {
                 Mismatch(format!(
                     "{shown}: a line near the end is not a chained decision record: {e}"
                 ))
@@ -236,7 +236,7 @@ pub(crate) fn check(
             ))),
         });
     }
-    let first: Linked = match serde_json::from_str(&first_line(file, shown)?) {
+    let first: Linked = match crate::json::from_str(&first_line(file, shown)?) {
         Ok(r) => r,
         Err(e) => {
             return Ok(Err(Mismatch(format!(

@@ -122,7 +122,7 @@ pub fn verify(files: &[(String, String)], against: &Against<'_>) -> Result<Verif
             if line.is_empty() {
                 continue;
             }
-            let rec: Linked = serde_json::from_str(line).map_err(|e| Broken::Unreadable {
+            let rec: Linked = crate::json::from_str(line).map_err(|e| Broken::Unreadable {
                 file: file.clone(),
                 line: n,
                 message: e.to_string(),

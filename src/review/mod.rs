@@ -197,7 +197,7 @@ pub fn read_usage(files: &[(String, String)]) -> Result<Usage, ReviewError> {
                 line: i + 1,
                 message,
             };
-            let r: Rec = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+            let r: Rec = crate::json::from_str(line).map_err(|e| bad(e.to_string()))?;
             usage.records += 1;
             if r.call != "authorize" || r.decision != "allow" {
                 continue;

@@ -301,12 +301,17 @@ fn parse_json(file: usize, src: &SourceFile) -> Parsed {
         return out;
     }
     if text.trim_start().starts_with('[') {
-        // Entities in Cedar's own format; duplicate keys are caught by Cedar's parser.
-        match serde_json::from_str(text) {
+        // Entities in Cedar's own format, read strictly: a member given twice (two
+        // `parents`, two `attrs`) is refused, never "the last one wins".
+        match crate::json::parse(text.as_bytes()) {
             Ok(v) => out.cedar_json.push(v),
             Err(e) => out.problems.push((
                 whole(file, format!("{}:{}", e.line(), e.column())),
-                format!("not valid JSON: {e}"),
+                if e.is_data() {
+                    strip_position(&e.to_string())
+                } else {
+                    format!("not valid JSON: {e}")
+                },
             )),
         }
         return out;

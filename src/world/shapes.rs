@@ -22,6 +22,7 @@
 //! The records stay in place: each keeps the byte offset of its object, so every
 //! problem points at its line and column.
 
+use crate::json::Strict;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -225,67 +226,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
             }
         }
         d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
-/// A JSON value that refuses a key given twice at any depth (the last one must
-/// never silently win).
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Strict;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
-                Ok(Strict(Value::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
-                Ok(Strict(Value::from(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
-                Ok(Strict(Value::from(v)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
-                Ok(Strict(Value::from(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
-                Ok(Strict(Value::String(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Strict, E> {
-                Ok(Strict(Value::String(v)))
-            }
-            fn visit_unit<E>(self) -> Result<Strict, E> {
-                Ok(Strict(Value::Null))
-            }
-            fn visit_none<E>(self) -> Result<Strict, E> {
-                Ok(Strict(Value::Null))
-            }
-            fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Strict, D2::Error> {
-                Strict::deserialize(d)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Strict, A::Error> {
-                let mut v = Vec::new();
-                while let Some(Strict(x)) = a.next_element()? {
-                    v.push(x);
-                }
-                Ok(Strict(Value::Array(v)))
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Strict, M::Error> {
-                let mut out = Map::new();
-                while let Some(k) = m.next_key::<String>()? {
-                    let Strict(v) = m.next_value()?;
-                    if out.insert(k.clone(), v).is_some() {
-                        return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
-                    }
-                }
-                Ok(Strict(Value::Object(out)))
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

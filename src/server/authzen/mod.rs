@@ -223,8 +223,16 @@ async fn answer(
         }
         Err(e) => return Err(Failure(StatusCode::BAD_REQUEST, format!("body: {e}"))),
     };
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body: not JSON: {e}")))?;
+    // Strictly: a member given twice is refused, so that no reader of the body
+    // (a proxy, the log, a person) can see another request than the one decided.
+    let body: Value = crate::json::parse_at(&body).map_err(|(at, e)| {
+        let message = if at.is_empty() {
+            format!("body: not JSON: {e}")
+        } else {
+            format!("{at}: given more than once; each member may be given once ({e})")
+        };
+        Failure(StatusCode::BAD_REQUEST, message)
+    })?;
     let Value::Object(body) = body else {
         return Err(Failure(
             StatusCode::BAD_REQUEST,
@@ -572,7 +580,7 @@ fn allowed_actions(snap: &Snapshot, raw: &RawRequest) -> Result<Vec<Value>, Inva
 /// against `snap`, with nothing served or logged: how the fuzz target `request`
 /// reaches AuthZEN's readers (`crate::fuzz`). Whatever the bytes, it returns.
 pub(crate) fn read_body_every_way(snap: &Snapshot, body: &[u8]) {
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(Value::Object(body)) = crate::json::parse(body) else {
         return;
     };
     let decide_raw = |raw| {
