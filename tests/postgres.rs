@@ -840,3 +840,32 @@ fn a_disabled_trigger_is_refused_to_writers_and_never_hides_a_write() {
     assert_eq!(now(&s, KARI), ["employee-deactivated"]);
     s.stop();
 }
+
+/// A database restored from a dump, under the name a sidecar follows: the
+/// restored rows come without change rows the sidecar has not seen, so it must
+/// notice the database itself is another (its oid) and read it whole.
+#[test]
+fn a_restored_database_is_read_again_whole() {
+    let pg = Cluster::start();
+    // The backup: a world in which kari is deactivated, made before the sidecar
+    // starts (so none of its transactions are new to the sidecar).
+    with_world(&pg, "backup");
+    pg.psql_as(
+        WRITER,
+        "backup",
+        "UPDATE vakt.employee SET active = false WHERE id = 'kari'",
+    );
+    let dump = pg.dir().join("backup.sql");
+    pg.dump("backup", &dump);
+    let url = with_world(&pg, "restored");
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert!(allowed(&s, KARI));
+    pg.psql("postgres", "DROP DATABASE restored WITH (FORCE)");
+    pg.psql("postgres", "CREATE DATABASE restored");
+    pg.restore("restored", &dump);
+    until(Duration::from_secs(15), "the restored world", || {
+        now(&s, KARI).iter().any(|p| p == "employee-deactivated")
+    });
+    assert_eq!(status(&s).sync_state, "live");
+    s.stop();
+}

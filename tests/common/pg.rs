@@ -269,6 +269,35 @@ impl Cluster {
         }
     }
 
+    /// Writes database `db` as SQL (`pg_dump`) into `to`.
+    pub fn dump(&self, db: &str, to: &Path) {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "vakt",
+            ])
+            .args(["-d", db, "-f"])
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_dump failed: {out:?}");
+    }
+
+    /// Runs the SQL file `from` (a dump) in database `db`, in one transaction.
+    pub fn restore(&self, db: &str, from: &Path) {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args(["-p", &self.port.to_string(), "-U", "vakt", "-d", db, "-f"])
+            .arg(from)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restoring failed: {out:?}");
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
