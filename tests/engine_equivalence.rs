@@ -493,3 +493,731 @@ fn a_live_change_cannot_put_units_two_levels_deep() {
         "{err:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Generated policies, hierarchies and requests.
+
+/// Vakt's records a generated entity may sit under: organisations (units and legal
+/// entities), teams and employees of the example world.
+const CORE: &[(&str, &str)] = &[
+    ("Vakt::Organization", NORDLYS),
+    ("Vakt::Organization", NORDLYS_TROMSO),
+    ("Vakt::Organization", FJORDKRAFT),
+    ("Vakt::Organization", "310010103"),
+    ("Vakt::Organization", "310011118"),
+    ("Vakt::Organization", "310001015"),
+    ("Vakt::Team", "tk-nord"),
+    ("Vakt::Team", "tk-regnskap-team"),
+    ("Vakt::Team", "nm-okonomi"),
+    ("Vakt::Employee", "nina"),
+    ("Vakt::Employee", "siri"),
+];
+const PORTFOLIOS: usize = 4;
+const PROJECTS: usize = 6;
+
+/// Candidate parent `i`: Vakt's records first, then portfolios, then projects; an
+/// entity takes parents only from before itself, so the hierarchy is a DAG.
+fn node(i: usize) -> (String, String) {
+    if i < CORE.len() {
+        (CORE[i].0.into(), CORE[i].1.into())
+    } else if i < CORE.len() + PORTFOLIOS {
+        ("Sec::Portfolio".into(), format!("f{}", i - CORE.len()))
+    } else {
+        (
+            "Sec::Project".into(),
+            format!("p{}", i - CORE.len() - PORTFOLIOS),
+        )
+    }
+}
+
+/// One generated entity: its file (of three), parents, attributes and tags.
+#[derive(Debug, Clone)]
+struct GenEntity {
+    file: usize,
+    parents: Vec<usize>,
+    text: &'static str,
+    number: i64,
+    extras: bool,
+}
+
+/// The generated entities as three files in Cedar's JSON format.
+fn gen_files(ents: &[GenEntity]) -> Vec<(usize, serde_json::Value)> {
+    let mut files = vec![Vec::new(), Vec::new(), Vec::new()];
+    for (k, e) in ents.iter().enumerate() {
+        let me = CORE.len() + k;
+        let (ty, id) = node(me);
+        let project = ty == "Sec::Project";
+        let parents: Vec<serde_json::Value> = e
+            .parents
+            .iter()
+            .filter(|&&p| p < me)
+            .map(|&p| node(p))
+            // A project's parents are never employees.
+            .filter(|(t, _)| !(project && t == "Vakt::Employee"))
+            .map(|(t, i)| cedar_ent(&t, &i))
+            .collect();
+        let (attrs, tags) = if project {
+            let mut a = serde_json::json!({"name": e.text});
+            if e.extras {
+                a["budget"] = e.number.into();
+                let k = e.number.rem_euclid(12) as usize;
+                let addr = ["10.1.2.3", "127.0.0.1", "192.168.0.0/16", "::1"][k % 4];
+                let rate = ["0.25", "1.5", "-3.0001"][k % 3];
+                let start = [
+                    "2024-01-01",
+                    "2024-06-01T12:30:00Z",
+                    "1999-12-31T23:59:59.999+0100",
+                ][k % 3];
+                a["addr"] = serde_json::json!({"__extn": {"fn": "ip", "arg": addr}});
+                a["rate"] = serde_json::json!({"__extn": {"fn": "decimal", "arg": rate}});
+                a["start"] = serde_json::json!({"__extn": {"fn": "datetime", "arg": start}});
+                let lead = ["nina", "siri", "nobody"][k % 3];
+                a["lead"] = serde_json::json!({"__entity": cedar_ent("Vakt::Employee", lead)});
+            }
+            let tags = if e.extras {
+                serde_json::json!({"risk": e.number, "level": 3})
+            } else {
+                serde_json::json!({})
+            };
+            (a, tags)
+        } else {
+            let mut a = serde_json::json!({"label": e.text});
+            if e.extras {
+                a["owner"] =
+                    serde_json::json!({"__entity": cedar_ent("Vakt::Organization", NORDLYS)});
+            }
+            let tags = if e.extras {
+                serde_json::json!({"tier": e.text, "region": "north"})
+            } else {
+                serde_json::json!({})
+            };
+            (a, tags)
+        };
+        files[e.file].push(serde_json::json!({
+            "uid": cedar_ent(&ty, &id),
+            "attrs": attrs,
+            "parents": parents,
+            "tags": tags,
+        }));
+    }
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (i, serde_json::Value::Array(f)))
+        .collect()
+}
+
+fn gen_entity() -> impl Strategy<Value = GenEntity> {
+    let n = CORE.len() + PORTFOLIOS + PROJECTS;
+    (
+        0..3usize,
+        prop::collection::vec(0..n, 0..4),
+        prop::sample::select(vec!["Apollo", "apollo", "A*b", "", "north"]),
+        prop::sample::select(vec![0i64, 1, 7, -2, i64::MAX, i64::MIN]),
+        any::<bool>(),
+    )
+        .prop_map(|(file, parents, text, number, extras)| GenEntity {
+            file,
+            parents,
+            text,
+            number,
+            extras,
+        })
+}
+
+fn pick(xs: &[&'static str]) -> BoxedStrategy<String> {
+    prop::sample::select(xs.to_vec())
+        .prop_map(str::to_owned)
+        .boxed()
+}
+
+/// Entity literals of every kind, existing or not.
+const ENT_LITERALS: &[&str] = &[
+    r#"Sec::Project::"p0""#,
+    r#"Sec::Project::"p3""#,
+    r#"Sec::Project::"p5""#,
+    r#"Sec::Project::"ghost""#,
+    r#"Sec::Portfolio::"f0""#,
+    r#"Sec::Portfolio::"f2""#,
+    r#"Vakt::Organization::"310005053""#,
+    r#"Vakt::Organization::"310006068""#,
+    r#"Vakt::Organization::"310010103""#,
+    r#"Vakt::Organization::"310007072""#,
+    r#"Vakt::Team::"tk-nord""#,
+    r#"Vakt::Team::"nm-okonomi""#,
+    r#"Vakt::Employee::"nina""#,
+    r#"Vakt::Employee::"siri""#,
+];
+
+/// An expression that is usually an entity (sometimes not, or missing).
+fn ent() -> BoxedStrategy<String> {
+    prop_oneof![
+        4 => pick(&["principal", "resource", "context.project", "context.client"]),
+        4 => pick(ENT_LITERALS),
+        2 => pick(&[
+            "principal.lead",
+            "resource.lead",
+            "context.project.lead",
+            "principal.owner",
+            "resource.owner",
+            "principal.organization",
+            "context.n",
+            "context.missing",
+        ]),
+    ]
+    .boxed()
+}
+
+fn set() -> BoxedStrategy<String> {
+    prop_oneof![
+        pick(&[
+            "principal.teams",
+            "context.teams",
+            "[]",
+            "[1, 2]",
+            "resource.accessPackages"
+        ]),
+        prop::collection::vec(ent(), 1..3).prop_map(|v| format!("[{}]", v.join(", "))),
+    ]
+    .boxed()
+}
+
+fn string() -> BoxedStrategy<String> {
+    pick(&[
+        "principal.name",
+        "resource.name",
+        "principal.label",
+        "resource.label",
+        "context.s",
+        "context.project.name",
+        r#"resource.getTag("tier")"#,
+        r#""Apollo""#,
+        r#""north""#,
+        r#""""#,
+    ])
+}
+
+fn long() -> BoxedStrategy<String> {
+    let leaf = pick(&[
+        "context.n",
+        "principal.budget",
+        "resource.budget",
+        r#"principal.getTag("risk")"#,
+        r#"context.project.getTag("level")"#,
+        "0",
+        "7",
+        "9223372036854775807",
+        "(-9223372036854775807 - 1)",
+    ]);
+    leaf.prop_recursive(2, 6, 2, |inner| {
+        (
+            inner.clone(),
+            prop::sample::select(vec!["+", "-", "*"]),
+            inner.clone(),
+        )
+            .prop_map(|(a, op, b)| format!("({a} {op} {b})"))
+            .boxed()
+    })
+    .boxed()
+}
+
+/// Literal arguments for the extension constructors: valid and invalid.
+fn ext_arg() -> BoxedStrategy<String> {
+    prop_oneof![
+        pick(&[
+            r#""10.1.2.3""#,
+            r#""127.0.0.1""#,
+            r#""10.0.0.0/8""#,
+            r#""::1""#,
+            r#""224.0.0.1""#,
+            r#""1.5""#,
+            r#""0.25""#,
+            r#""2024-01-01""#,
+            r#""2024-06-01T12:30:00Z""#,
+            r#""1d2h""#,
+            r#""-3h""#,
+            r#""nonsense""#,
+        ]),
+        pick(&["context.s", "context.addr", "context.n"]),
+    ]
+    .boxed()
+}
+
+/// The operators on Cedar's extension types, as boolean atoms.
+fn extension() -> BoxedStrategy<String> {
+    prop_oneof![
+        (ext_arg(), ext_arg()).prop_map(|(a, b)| format!("ip({a}).isInRange(ip({b}))")),
+        (
+            ext_arg(),
+            pick(&["isIpv4", "isIpv6", "isLoopback", "isMulticast"])
+        )
+            .prop_map(|(a, m)| format!("ip({a}).{m}()")),
+        pick(&[
+            r#"principal.addr.isInRange(ip("10.0.0.0/8"))"#,
+            r#"resource.addr.isLoopback()"#,
+        ]),
+        (
+            ext_arg(),
+            pick(&[
+                "lessThan",
+                "lessThanOrEqual",
+                "greaterThan",
+                "greaterThanOrEqual"
+            ]),
+            ext_arg()
+        )
+            .prop_map(|(a, m, b)| format!("decimal({a}).{m}(decimal({b}))")),
+        pick(&[
+            r#"principal.rate.greaterThan(decimal("0.5"))"#,
+            r#"resource.rate == decimal("1.5")"#,
+        ]),
+        (ext_arg(), pick(&["<", "<=", ">", ">=", "=="]), ext_arg())
+            .prop_map(|(a, op, b)| format!("datetime({a}) {op} datetime({b})")),
+        (ext_arg(), ext_arg()).prop_map(|(a, b)| format!(
+            r#"datetime({a}).offset(duration({b})) > datetime("2024-01-01")"#
+        )),
+        (ext_arg(), long()).prop_map(|(a, n)| format!("duration({a}).toHours() > {n}")),
+        pick(&[
+            r#"principal.start.toDate() == datetime("2024-01-01")"#,
+            r#"resource.start.durationSince(datetime("2020-01-01")) > duration("1h")"#,
+            r#"principal.start.toTime() < duration("1d")"#,
+            r#"resource.start.offset(duration("-1d")).toDate() <= datetime("2024-06-01")"#,
+            r#"duration("90m").toMinutes() == 90"#,
+            r#"datetime("2024-01-01").toMilliseconds() > 0"#,
+        ]),
+    ]
+    .boxed()
+}
+
+/// A boolean atom: every operator, with operands that are sometimes of the wrong
+/// type or missing, so policies fail to evaluate too.
+fn atom() -> BoxedStrategy<String> {
+    let entity_types = pick(&[
+        "Sec::Project",
+        "Sec::Portfolio",
+        "Vakt::Employee",
+        "Vakt::Organization",
+    ]);
+    let attrs = pick(&[
+        "name",
+        "lead",
+        "budget",
+        "label",
+        "owner",
+        "teams",
+        "project",
+        "missing",
+        "n",
+        r#""with space""#,
+    ]);
+    prop_oneof![
+        6 => (ent(), ent()).prop_map(|(a, b)| format!("{a} in {b}")),
+        4 => (ent(), set()).prop_map(|(a, b)| format!("{a} in {b}")),
+        3 => (ent(), entity_types.clone()).prop_map(|(a, t)| format!("{a} is {t}")),
+        2 => (ent(), entity_types, ent()).prop_map(|(a, t, b)| format!("{a} is {t} in {b}")),
+        3 => (pick(&["principal", "resource", "context", "context.project", "principal.lead"]), attrs.clone())
+            .prop_map(|(a, n)| format!("{a} has {n}")),
+        1 => pick(&["context has project.name", "context has project.lead", "principal has lead.name"]),
+        3 => (string(), pick(&["*", "A*", "*o*", "Apollo", r"A\*b", "", "**th"]))
+            .prop_map(|(s, p)| format!("{s} like \"{p}\"")),
+        2 => (ent(), string()).prop_map(|(e, t)| format!("{e}.hasTag({t})")),
+        2 => (ent(), pick(&[r#""risk""#, r#""level""#, r#""tier""#, r#""none""#]), long())
+            .prop_map(|(e, t, n)| format!("{e}.getTag({t}) == {n}")),
+        1 => (ent(), string()).prop_map(|(e, t)| format!("{e}.getTag(\"tier\") == {t}")),
+        5 => extension(),
+        3 => (long(), pick(&["<", "<=", ">", ">="]), long()).prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+        3 => (prop_oneof![ent(), string(), long()], pick(&["==", "!="]), prop_oneof![ent(), string(), long()])
+            .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+        2 => (set(), ent()).prop_map(|(s, e)| format!("{s}.contains({e})")),
+        2 => (set(), pick(&["containsAll", "containsAny"]), set()).prop_map(|(a, m, b)| format!("{a}.{m}({b})")),
+        1 => set().prop_map(|s| format!("{s}.isEmpty()")),
+        1 => pick(&["true", "false", "context.flag", "context.n"]),
+    ]
+    .boxed()
+}
+
+/// A condition: atoms joined by `&&`, `||`, `!` and `if`, whose sides may fail (Cedar
+/// short-circuits, so which side fails matters).
+fn condition() -> BoxedStrategy<String> {
+    atom()
+        .prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} && {b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} || {b})")),
+                inner.clone().prop_map(|a| format!("!({a})")),
+                (inner.clone(), inner.clone(), inner.clone())
+                    .prop_map(|(a, b, c)| format!("(if {a} then {b} else {c})")),
+            ]
+            .boxed()
+        })
+        .boxed()
+}
+
+fn scope_entity(var: &'static str) -> BoxedStrategy<String> {
+    let lit = pick(ENT_LITERALS);
+    prop_oneof![
+        3 => Just(var.to_owned()),
+        1 => lit.clone().prop_map(move |e| format!("{var} == {e}")),
+        2 => lit.clone().prop_map(move |e| format!("{var} in {e}")),
+        1 => pick(&["Sec::Project", "Vakt::Employee", "Sec::Portfolio"]).prop_map(move |t| format!("{var} is {t}")),
+        1 => (pick(&["Sec::Project", "Vakt::Employee"]), lit).prop_map(move |(t, e)| format!("{var} is {t} in {e}")),
+    ]
+    .boxed()
+}
+
+fn policy() -> BoxedStrategy<String> {
+    let action = pick(&[
+        "action",
+        "action",
+        r#"action == Sec::Action::"review""#,
+        r#"action in [Sec::Action::"audit"]"#,
+        r#"action == Vakt::Action::"useSystemUser""#,
+        r#"action in [Sec::Action::"review", Vakt::Action::"useSystemUser"]"#,
+    ]);
+    (
+        pick(&["permit", "permit", "forbid"]),
+        scope_entity("principal"),
+        action,
+        scope_entity("resource"),
+        prop::collection::vec((pick(&["when", "when", "unless"]), condition()), 0..3),
+    )
+        .prop_map(|(effect, p, a, r, conds)| {
+            let body: Vec<String> = conds
+                .into_iter()
+                .map(|(k, c)| format!("{k} {{ {c} }}"))
+                .collect();
+            format!("{effect} ({p}, {a}, {r}) {};", body.join(" "))
+        })
+        .boxed()
+}
+
+/// One request's principal, action, resource (by name) and context.
+#[derive(Debug, Clone)]
+struct GenRequest {
+    principal: (&'static str, &'static str),
+    action: (&'static str, &'static str),
+    resource: (&'static str, &'static str),
+    context: serde_json::Value,
+}
+
+const PRINCIPALS: &[(&str, &str)] = &[
+    ("Vakt::Employee", "nina"),
+    ("Vakt::Employee", "siri"),
+    ("Vakt::Employee", "nobody"),
+    ("Sec::Project", "p0"),
+    ("Sec::Project", "p2"),
+    ("Sec::Project", "p4"),
+    ("Sec::Project", "p5"),
+    ("Sec::Portfolio", "f1"),
+    ("Sec::Portfolio", "f3"),
+];
+const RESOURCES: &[(&str, &str)] = &[
+    ("Vakt::SystemUser", "nm-egen"),
+    ("Vakt::SystemUser", "tk-regnskap"),
+    ("Sec::Project", "p1"),
+    ("Sec::Project", "p3"),
+    ("Sec::Project", "p5"),
+    ("Sec::Portfolio", "f0"),
+    ("Sec::Portfolio", "f2"),
+    ("Vakt::Organization", NORDLYS_TROMSO),
+];
+const ACTIONS: &[(&str, &str)] = &[
+    ("Vakt::Action", "useSystemUser"),
+    ("Sec::Action", "review"),
+    ("Sec::Action", "audit"),
+    ("Vakt::Action", "unknown"),
+];
+
+fn gen_request() -> impl Strategy<Value = GenRequest> {
+    let ent_json = |xs: &'static [(&'static str, &'static str)]| {
+        prop::sample::select(xs.to_vec())
+            .prop_map(|(t, i)| serde_json::json!({"__entity": cedar_ent(t, i)}))
+    };
+    let projects: &'static [(&'static str, &'static str)] = &[
+        ("Sec::Project", "p0"),
+        ("Sec::Project", "p1"),
+        ("Sec::Project", "p3"),
+        ("Sec::Project", "p5"),
+        ("Sec::Project", "ghost"),
+        ("Sec::Portfolio", "f1"),
+    ];
+    let clients: &'static [(&'static str, &'static str)] = &[
+        ("Vakt::Organization", NORDLYS),
+        ("Vakt::Organization", NORDLYS_TROMSO),
+        ("Vakt::Organization", "310010103"),
+        ("Vakt::Organization", FJORDKRAFT),
+        ("Vakt::Team", "tk-nord"),
+    ];
+    let context = (
+        prop::option::of(ent_json(projects)),
+        prop::option::of(ent_json(clients)),
+        prop::option::of(prop::sample::select(vec![0i64, 3, -1, i64::MAX])),
+        prop::option::of(prop::sample::select(vec![
+            "Apollo",
+            "10.1.2.3",
+            "1.5",
+            "2024-01-01",
+            "1h",
+        ])),
+        prop::option::of(any::<bool>()),
+        any::<bool>(),
+    )
+        .prop_map(|(project, client, n, s, flag, teams)| {
+            let mut c = serde_json::Map::new();
+            if let Some(p) = project {
+                c.insert("project".into(), p);
+            }
+            if let Some(cl) = client {
+                c.insert("client".into(), cl);
+            }
+            if let Some(n) = n {
+                c.insert("n".into(), n.into());
+            }
+            if let Some(s) = s {
+                c.insert("s".into(), s.into());
+                c.insert("addr".into(), s.into());
+            }
+            if let Some(f) = flag {
+                c.insert("flag".into(), f.into());
+            }
+            if teams {
+                c.insert(
+                    "teams".into(),
+                    serde_json::json!([
+                        {"__entity": cedar_ent("Vakt::Team", "tk-nord")},
+                        {"__entity": cedar_ent("Vakt::Team", "nm-okonomi")},
+                    ]),
+                );
+            }
+            serde_json::Value::Object(c)
+        });
+    (
+        prop::sample::select(PRINCIPALS.to_vec()),
+        prop::sample::select(ACTIONS.to_vec()),
+        prop::sample::select(RESOURCES.to_vec()),
+        context,
+    )
+        .prop_map(|(principal, action, resource, context)| GenRequest {
+            principal,
+            action,
+            resource,
+            context,
+        })
+}
+
+/// A live change after the first comparison.
+#[derive(Debug, Clone)]
+enum LiveChange {
+    /// An operational unit moves to another legal entity.
+    Unit(&'static str, &'static str),
+    /// An employee's teams are replaced.
+    Teams(&'static str, &'static [&'static str]),
+    /// A Cedar-format entity (by index) gets new parents.
+    Reparent(usize, Vec<usize>),
+}
+
+fn live_change() -> impl Strategy<Value = LiveChange> {
+    prop_oneof![
+        prop::sample::select(vec![
+            (NORDLYS_TROMSO, FJORDKRAFT),
+            (NORDLYS_TROMSO, "310010103"),
+            ("310011118", NORDLYS),
+        ])
+        .prop_map(|(u, p)| LiveChange::Unit(u, p)),
+        prop::sample::select(vec![
+            ("nina", &["tk-regnskap-team"][..]),
+            ("siri", &["tk-nord", "nm-okonomi"][..]),
+        ])
+        .prop_map(|(e, t)| LiveChange::Teams(e, t)),
+        (
+            0..PORTFOLIOS + PROJECTS,
+            prop::collection::vec(0..CORE.len() + PORTFOLIOS + PROJECTS, 0..3)
+        )
+            .prop_map(|(k, ps)| LiveChange::Reparent(k, ps)),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct GenCase {
+    entities: Vec<GenEntity>,
+    policies: Vec<String>,
+    requests: Vec<GenRequest>,
+    change: LiveChange,
+}
+
+fn gen_case() -> impl Strategy<Value = GenCase> {
+    (
+        prop::collection::vec(gen_entity(), PORTFOLIOS + PROJECTS),
+        prop::collection::vec(policy(), 1..5),
+        prop::collection::vec(gen_request(), 6),
+        live_change(),
+    )
+        .prop_map(|(entities, policies, requests, change)| GenCase {
+            entities,
+            policies,
+            requests,
+            change,
+        })
+}
+
+fn uid(ty: &str, id: &str) -> cedar_policy::EntityUid {
+    cedar_policy::EntityUid::from_type_name_and_id(
+        cedar_policy::EntityTypeName::from_str(ty).unwrap(),
+        cedar_policy::EntityId::new(id),
+    )
+}
+
+/// What the generated comparison saw, for its vacuity checks.
+#[derive(Default, Debug)]
+struct Seen {
+    requests: usize,
+    allowed: usize,
+    forbidden: usize,
+    errors: usize,
+    /// Generated entities with ancestors beyond their own file (through other files
+    /// or Vakt's records), as Cedar closes them over the whole world.
+    beyond_file: usize,
+    entities: usize,
+}
+
+/// Compares both engines on every request of `case` over `snap`'s world.
+fn compare_generated(
+    snap: &Snapshot,
+    set: &cedar_policy::PolicySet,
+    case: &GenCase,
+    seen: &mut Seen,
+) -> Result<(), TestCaseError> {
+    let reference = Reference::new(&snap.world);
+    let whole = cedar_policy::Entities::from_entities(
+        vakt::reference::cedar_entities(&snap.world)
+            .into_iter()
+            .map(cedar_policy::Entity::from),
+        None,
+    )
+    .unwrap();
+    for e in snap.world.cedar_entities() {
+        let u = cedar_policy::EntityUid::from(e.uid().clone());
+        let all = whole.ancestors(&u).map_or(0, Iterator::count);
+        seen.beyond_file += usize::from(all > e.ancestors().count());
+        seen.entities += 1;
+    }
+    for r in &case.requests {
+        let context = cedar_policy::Context::from_json_value(r.context.clone(), None).unwrap();
+        let (ours, cedar) = reference.evaluate_both(
+            &snap.world,
+            set,
+            &uid(r.principal.0, r.principal.1),
+            &uid(r.action.0, r.action.1),
+            &uid(r.resource.0, r.resource.1),
+            &context,
+        );
+        prop_assert_eq!(
+            &ours,
+            &cedar,
+            "\npolicies:\n{}\nrequest: {:?}\n",
+            set.to_string(),
+            r
+        );
+        seen.requests += 1;
+        seen.allowed += usize::from(cedar.allowed);
+        seen.forbidden += usize::from(!cedar.allowed && !cedar.satisfied.is_empty());
+        seen.errors += usize::from(!cedar.errors.is_empty());
+    }
+    Ok(())
+}
+
+/// The number of generated cases: `VAKT_EQUIVALENCE_CASES`, 300 by default.
+fn generated_cases() -> u32 {
+    std::env::var("VAKT_EQUIVALENCE_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300)
+}
+
+#[test]
+fn generated_policies_over_a_cross_file_hierarchy_match_cedar() {
+    let mut src = Sources::embedded();
+    src.schema.push(file("sec.cedarschema", sec_schema(true)));
+    // The shipped policies apply to every action and would not validate for the
+    // security team's action; the generated policies are what is compared.
+    src.policies = vec![file(
+        "none.cedar",
+        "@id(\"none\")\nforbid (principal, action == Vakt::Action::\"useSystemUser\", resource) when { false };\n",
+    )];
+    let base = Snapshot::build(&src).unwrap();
+    let schema = schema_of(&src);
+    let seed: u64 = std::env::var("PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7661_6b74);
+    let mut runner = TestRunner::new(Config {
+        cases: generated_cases(),
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    });
+    let seen = std::cell::RefCell::new(Seen::default());
+    let data = DataVersion {
+        sequence: 2,
+        in_flight: std::sync::Arc::new([]),
+        identity: "generated".into(),
+    };
+    runner
+        .run(&gen_case(), |case| {
+            let mut seen = seen.borrow_mut();
+            let mut text = String::new();
+            for (i, p) in case.policies.iter().enumerate() {
+                text.push_str(&format!("@id(\"p{i}\")\n{p}\n"));
+            }
+            let set = match cedar_policy::PolicySet::from_str(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    return Err(TestCaseError::fail(format!(
+                        "the grammar wrote an unparsable policy: {e}\n{text}"
+                    )))
+                }
+            };
+            let world = base
+                .world
+                .with_cedar_entities(gen_files(&case.entities), &schema)
+                .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            let snap = base.with_world(world, data.clone());
+            compare_generated(&snap, &set, &case, &mut seen)?;
+            // Then a live change, and the same requests again.
+            let changed = match &case.change {
+                LiveChange::Unit(unit, parent) => {
+                    let n = OrgNo::parse(unit).unwrap();
+                    let mut o = snap.world.organization(n).unwrap().clone();
+                    o.parent_org_number = Some(OrgNo::parse(parent).unwrap());
+                    snap.apply([Change::Organization(n, Some(o))], data.clone())
+                        .unwrap()
+                }
+                LiveChange::Teams(e, teams) => {
+                    let mut emp = snap.world.employee(e).unwrap().clone();
+                    emp.teams = teams.iter().map(|&t| t.into()).collect();
+                    snap.apply([Change::Employee(emp.id.clone(), Some(emp))], data.clone())
+                        .unwrap()
+                }
+                LiveChange::Reparent(k, parents) => {
+                    let mut ents = case.entities.clone();
+                    ents[*k].parents = parents.clone();
+                    let world = snap
+                        .world
+                        .with_cedar_entities(gen_files(&ents), &schema)
+                        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                    snap.with_world(world, data.clone())
+                }
+            };
+            compare_generated(&changed, &set, &case, &mut seen)
+        })
+        .unwrap();
+    let seen = seen.into_inner();
+    eprintln!("{seen:?}");
+    // Every outcome was met, in bulk.
+    let n = seen.requests;
+    assert!(seen.allowed * 20 > n, "{seen:?}");
+    assert!(seen.forbidden * 50 > n, "{seen:?}");
+    // The hierarchies crossed files and Vakt's records in bulk.
+    assert!(seen.beyond_file * 5 > seen.entities, "{seen:?}");
+    assert!(seen.errors * 20 > n, "{seen:?}");
+}
