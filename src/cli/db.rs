@@ -1,5 +1,10 @@
 //! `vakt db`: the PostgreSQL database as a shared source of data. Applies the
 //! schema's migrations, and moves a world between files and the database.
+//!
+//! Who connects as what: `migrate` as a superuser (or a role with CREATEROLE that
+//! owns schema `vakt`), `import` as a member of `vakt_owner`, `export` and `vakt
+//! serve` as members of `vakt_reader`; whatever writes the world's rows, as a
+//! member of `vakt_writer`.
 
 use super::args::{db_problems, report_problems};
 use crate::problem::{Problem, Problems};
@@ -9,15 +14,20 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// Each command's help names the role it runs as (see the module's comment).
 #[derive(Subcommand)]
 pub(super) enum DbCommand {
-    /// Create or upgrade Vakt's schema (`vakt`) in the database; safe to run from
-    /// many places at once.
+    /// Create or upgrade Vakt's schema (`vakt`) in the database, with the roles
+    /// vakt_owner, vakt_writer and vakt_reader (no login, no password); safe to run
+    /// from many places at once. Run it as a superuser (or a role with CREATEROLE
+    /// that owns the schema).
     Migrate(DbArgs),
     /// Load the data files in DIR into the database, checked as `vakt serve` checks
-    /// them, in one transaction.
+    /// them, in one transaction; every sidecar then reads the world again whole.
+    /// Run it as a member of vakt_owner: the only way to bulk load.
     Import(ImportArgs),
-    /// Write the database's world into DIR as data files.
+    /// Write the database's world into DIR as data files (as a member of
+    /// vakt_reader).
     Export(ExportArgs),
 }
 
