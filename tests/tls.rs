@@ -495,3 +495,168 @@ fn the_authzen_api_uses_the_same_tls_and_allow_list() {
         "spiffe://vakt.test/ns/billing/sa/app"
     );
 }
+
+/// The Unix socket is no way around an allow-list: its callers are named
+/// `unix:uid:N` and must be on --tls-allow when mutual TLS guards the calls, and
+/// on --reverse-queries-allow to ask reverse queries.
+#[test]
+fn unix_socket_callers_meet_both_allow_lists_by_uid() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("server CA");
+    let client_ca = ca("client CA");
+    let server = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
+    // SAFETY: getuid has no preconditions.
+    let me = format!("unix:uid:{}", unsafe { libc::getuid() });
+    let sock = dir.path().join("vakt.sock");
+    let who = vakt::proto::WhoCanRequest {
+        client_org_number: "310015156".into(),
+        access_package: REGNSKAP.into(),
+        ..Default::default()
+    };
+    let start = |tls_allow: &str, reverse_allow: &str| {
+        let args = mtls_args(
+            dir.path(),
+            &server,
+            &client_ca,
+            tls_allow,
+            &[
+                "--listen-unix",
+                sock.to_str().unwrap(),
+                "--reverse-queries",
+                "--reverse-queries-allow",
+                reverse_allow,
+            ],
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Spawned::start(&args, false)
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // Not on --tls-allow: refused before any call, and the refusal is logged.
+    let s = start("spiffe://vakt.test/ns/*", "spiffe://vakt.test/ns/audit/*");
+    let refused = rt.block_on(async {
+        match unix_client(sock.clone()).await {
+            Err(e) => e,
+            Ok(mut c) => c
+                .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+                .await
+                .map(|r| format!("{:?}", r.into_inner().decision()))
+                .unwrap_or_else(|e| format!("{e:?}")),
+        }
+    });
+    assert!(!refused.contains("Allow"), "{refused}");
+    assert!(
+        s.diagnostics()
+            .iter()
+            .any(|l| l.contains("caller refused") && l.contains(&me)),
+        "no refusal logged"
+    );
+    s.stop();
+
+    // On --tls-allow, not on --reverse-queries-allow: decisions yes, WhoCan no.
+    let s = start(
+        &format!("spiffe://vakt.test/ns/*,{me}"),
+        "spiffe://vakt.test/ns/audit/*",
+    );
+    rt.block_on(async {
+        let mut c = unix_client(sock.clone()).await.unwrap();
+        assert_eq!(
+            ask(&mut c).await.unwrap().decision(),
+            vakt::proto::Decision::Allow
+        );
+        let e = c.who_can(who.clone()).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains(&me), "{e:?}");
+    });
+    s.stop();
+
+    // On both: WhoCan answers.
+    let s = start(&format!("spiffe://vakt.test/ns/*,{me}"), &me);
+    rt.block_on(async {
+        let mut c = unix_client(sock.clone()).await.unwrap();
+        let r = c.who_can(who.clone()).await.unwrap().into_inner();
+        assert!(r.employees.iter().any(|e| e.employee_id == "kari"), "{r:?}");
+    });
+    s.stop();
+}
+
+/// A listener without caller identities (plain TCP, or AuthZEN without mutual
+/// TLS) cannot meet --reverse-queries-allow: start is refused with exit 78,
+/// naming both settings. Without the allow-list, the same start is accepted.
+#[test]
+fn a_reverse_query_allow_list_on_a_listener_without_identities_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("vakt.sock");
+    for (extra, flag) in [
+        (vec![], "--listen"),
+        (
+            vec![
+                "--listen",
+                "off",
+                "--listen-unix",
+                sock.to_str().unwrap(),
+                "--authzen-listen",
+                "127.0.0.1:0",
+            ],
+            "--authzen-listen",
+        ),
+    ] {
+        let mut args = vec![
+            "serve",
+            "--reverse-queries",
+            "--reverse-queries-allow",
+            "unix:uid:0",
+        ];
+        args.extend(extra.iter().copied());
+        // Bounded: a sidecar that started anyway is killed, and the test fails.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_at_most(&mut child, Duration::from_secs(30));
+        let _ = child.kill();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(78), "{args:?}: {err}");
+        assert!(
+            err.contains("--reverse-queries-allow") && err.contains(flag),
+            "{err}"
+        );
+    }
+    // The Unix socket alone has identities: accepted, and it serves.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "serve",
+            "--listen",
+            "off",
+            "--listen-unix",
+            sock.to_str().unwrap(),
+            "--reverse-queries",
+            "--reverse-queries-allow",
+            "unix:uid:0",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answered = loop {
+        let asked = rt.block_on(async {
+            let mut c = unix_client(sock.clone()).await.ok()?;
+            ask(&mut c).await.ok()
+        });
+        if let Some(r) = asked {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Unix socket never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(answered.decision(), vakt::proto::Decision::Allow);
+    signal(child.id() as i32, libc::SIGTERM);
+    assert!(wait_at_most(&mut child, Duration::from_secs(30)).is_some_and(|s| s.success()));
+}

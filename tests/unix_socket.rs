@@ -7,22 +7,6 @@ mod common;
 use common::*;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 
-async fn client_on(
-    path: std::path::PathBuf,
-) -> vakt::proto::authorizer_client::AuthorizerClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_static("http://vakt.local")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        }))
-        .await
-        .unwrap();
-    vakt::proto::authorizer_client::AuthorizerClient::new(channel)
-}
-
 #[test]
 fn callers_on_the_unix_socket_are_named_by_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +32,7 @@ fn callers_on_the_unix_socket_are_named_by_the_kernel() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let path = sock.clone();
     rt.block_on(async move {
-        let mut c = client_on(path).await;
+        let mut c = unix_client(path).await.unwrap();
         let mut req = tonic::Request::new(request("kari", "tk-regnskap", "310015156", REGNSKAP));
         req.metadata_mut()
             .insert("x-vakt-caller", "billing".parse().unwrap());

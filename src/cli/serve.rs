@@ -50,7 +50,8 @@ pub(super) struct ServeArgs {
     tls_client_ca: Option<std::path::PathBuf>,
     /// Client identities allowed under mutual TLS, comma-separated: SAN URIs
     /// (SPIFFE IDs) or DNS names, exact or as a prefix ending in `*`; others are
-    /// refused before any call, with a WARN [default: any certificate the CA signed]
+    /// refused before any call, with a WARN. Unix-socket callers must be on it
+    /// too, as `unix:uid:N` [default: any certificate the CA signed]
     #[arg(
         long,
         env = "VAKT_TLS_ALLOW",
@@ -63,9 +64,10 @@ pub(super) struct ServeArgs {
     /// asked for [default: off]
     #[arg(long, env = "VAKT_REVERSE_QUERIES")]
     reverse_queries: bool,
-    /// Under mutual TLS, the client identities that may ask reverse queries,
-    /// comma-separated, exact or as a prefix ending in `*`; others get
-    /// PERMISSION_DENIED [default: none]
+    /// The callers that may ask reverse queries, comma-separated, exact or as a
+    /// prefix ending in `*`: client certificate identities under mutual TLS, and
+    /// `unix:uid:N` on the Unix socket; others get PERMISSION_DENIED. Every
+    /// listener must then have caller identities [default: any caller]
     #[arg(
         long,
         env = "VAKT_REVERSE_QUERIES_ALLOW",
@@ -261,6 +263,23 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
             "--idle-timeout ({:?}) must be longer than --request-timeout ({:?}), or 0 for none",
             args.idle_timeout, args.request_timeout
         ));
+    }
+    // An allow-list for reverse queries means something only where callers have
+    // identities: a certificate under mutual TLS, or a uid on the Unix socket.
+    if args.reverse_queries
+        && !args.reverse_queries_allow.is_empty()
+        && args.tls_client_ca.is_none()
+    {
+        for (flag, on) in [
+            ("--listen", args.listen.0.is_some()),
+            ("--authzen-listen", args.authzen_listen.is_some()),
+        ] {
+            if on {
+                bad.push(format!(
+                    "--reverse-queries-allow is set, but {flag} would answer reverse queries to callers without an identity (plain TCP, no --tls-client-ca): use mutual TLS there, or serve only the Unix socket (--listen off; callers are named unix:uid:N)"
+                ));
+            }
+        }
     }
     if args.data_settle > std::time::Duration::from_secs(60) {
         bad.push(format!(
@@ -726,31 +745,33 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
     });
     load_shadow(&args, &vakt);
     let mut listeners = Vec::new();
+    let mut tls_state: Vec<Arc<server::Tls>> = Vec::new();
+    // The gRPC listener's TLS; its allow-list also guards the Unix socket.
+    let grpc_tls = tls_files(&args)
+        .map_err(anyhow::Error::msg)?
+        .map(server::Tls::load)
+        .transpose()?
+        .map(Arc::new);
+    if let Some(tls) = &grpc_tls {
+        tls_state.push(tls.clone());
+    }
     if let Some(path) = &args.listen_unix {
-        listeners.push(server::Listener::Unix(bind_unix(
-            path,
-            args.listen_unix_mode,
-        )?));
+        listeners.push(server::Listener::Unix(
+            bind_unix(path, args.listen_unix_mode)?,
+            grpc_tls.clone(),
+        ));
         tracing::info!(path = %path.display(), mode = format!("{:o}", args.listen_unix_mode), "listening on the unix socket");
     }
-    let mut tls_state: Vec<Arc<server::Tls>> = Vec::new();
     let mut tcp_listening = None;
     if let Some(addr) = args.listen.0 {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        let tls = tls_files(&args)
-            .map_err(anyhow::Error::msg)?
-            .map(server::Tls::load)
-            .transpose()?
-            .map(Arc::new);
+        let tls = grpc_tls.clone();
         tcp_listening = Some((listener.local_addr()?, tls.is_some()));
         listeners.push(match tls {
             None => server::Listener::Tcp(listener),
-            Some(tls) => {
-                tls_state.push(tls.clone());
-                server::Listener::Tls(listener, tls)
-            }
+            Some(tls) => server::Listener::Tls(listener, tls),
         });
     }
     let mut authzen_listening = None;

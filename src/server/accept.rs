@@ -63,7 +63,22 @@ pub enum PeerKey {
     Uid(u32),
 }
 
+/// How a Unix-socket caller is named on the allow-lists: by the uid the kernel
+/// gives for the peer (`unix:uid:1000`).
+pub fn unix_identity(uid: u32) -> String {
+    format!("unix:uid:{uid}")
+}
+
 impl ConnInfo {
+    /// Who the caller is, for the allow-lists: the client certificate's identity
+    /// under mutual TLS, or `unix:uid:N` on the Unix socket; `None` on plain TCP,
+    /// where no caller can be told from another.
+    pub fn caller_identity(&self) -> Option<String> {
+        self.identity
+            .clone()
+            .or_else(|| self.unix.map(|u| unix_identity(u.uid)))
+    }
+
     pub fn peer_key(&self) -> Option<PeerKey> {
         match (&self.remote, &self.unix) {
             (Some(a), _) => Some(PeerKey::Ip(a.ip())),
@@ -271,7 +286,10 @@ pub enum Listener {
     Tcp(TcpListener),
     /// TCP with TLS (and, with a client CA, mutual TLS and its allow-list).
     Tls(TcpListener, Arc<super::tls::Tls>),
-    Unix(UnixListener),
+    /// A Unix socket. Its callers are named `unix:uid:N`; when mutual TLS guards
+    /// the calls with an allow-list, they must be on it too, or the socket would
+    /// be a way around it.
+    Unix(UnixListener, Option<Arc<super::tls::Tls>>),
 }
 
 /// Connections from `listener` under the limits in `o`, counted on their own.
@@ -332,7 +350,7 @@ async fn accept_one(listener: &Listener) -> std::io::Result<(Socket, ConnInfoPar
                 },
             ))
         }
-        Listener::Unix(l) => {
+        Listener::Unix(l, _) => {
             let (sock, _) = l.accept().await?;
             // The kernel's word for who connected; a socket without it is refused.
             let cred = sock.peer_cred()?;
@@ -374,6 +392,13 @@ async fn accept_loop(
                 continue;
             }
         };
+        if let (Listener::Unix(_, Some(tls)), Some(peer)) = (&listener, parts.unix) {
+            let id = unix_identity(peer.uid);
+            if !tls.admits(&id) {
+                tracing::warn!(caller = %id, pid = ?peer.pid, "caller refused: its uid is not on the allow-list (--tls-allow)");
+                continue;
+            }
+        }
         let info = ConnInfo {
             remote: parts.remote,
             unix: parts.unix,

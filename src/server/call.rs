@@ -261,7 +261,7 @@ impl Vakt {
         let identity = req
             .extensions()
             .get::<super::accept::ConnInfo>()
-            .and_then(|c| c.identity.clone());
+            .and_then(|c| c.caller_identity());
         self.reverse_allowed_for(identity.as_deref())?;
         Ok(identity)
     }
@@ -275,16 +275,21 @@ impl Vakt {
         if !options.reverse_queries {
             return Err(super::error::CallError::ReverseOff);
         }
-        if let Some(id) = identity {
-            if !options
-                .reverse_queries_allow
-                .iter()
-                .any(|a| super::tls::allows(a, id))
-            {
-                return Err(super::error::CallError::ReverseNotAllowed(id.to_owned()));
-            }
+        let allow = &options.reverse_queries_allow;
+        if allow.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // With an allow-list, a caller without an identity (plain TCP) is never
+        // on it; start refuses such listeners, and this holds if one slips by.
+        match identity {
+            Some(id) if allow.iter().any(|a| super::tls::allows(a, id)) => Ok(()),
+            Some(id) => Err(super::error::CallError::ReverseNotAllowed(format!(
+                "identity {id:?}"
+            ))),
+            None => Err(super::error::CallError::ReverseNotAllowed(
+                "a caller without an identity (plain TCP)".to_owned(),
+            )),
+        }
     }
 
     /// Ends a call: counts it by method and status, with its duration, and turns

@@ -22,7 +22,7 @@ pub enum CallError {
     #[error("reverse queries are off; start the sidecar with --reverse-queries to answer them")]
     ReverseOff,
     /// Under mutual TLS, the caller is not on the reverse-query allow-list.
-    #[error("identity {0:?} is not on --reverse-queries-allow, so it may not ask reverse queries")]
+    #[error("{0} is not on --reverse-queries-allow, so it may not ask reverse queries")]
     ReverseNotAllowed(String),
     /// The data may not be decided on (too old, or without the change asked for).
     #[error("the data may not be decided on: {0}")]

@@ -112,6 +112,14 @@ impl Tls {
         }
     }
 
+    /// Whether the allow-list admits a caller known by `name` in another way (a
+    /// Unix-socket caller's `unix:uid:N`). Without mutual TLS or without an
+    /// allow-list, every caller is admitted, as every certificate the CA signed is.
+    pub fn admits(&self, name: &str) -> bool {
+        let allow = self.allow.load();
+        self.files.client_ca.is_none() || allow.is_empty() || allow.iter().any(|a| allows(a, name))
+    }
+
     /// The client's identity if the allow-list admits it: the first of its
     /// certificate's SAN URIs and DNS names, or, without an allow-list, the first
     /// of them at all. `Err` names what the certificate holds, for the log.

@@ -244,15 +244,15 @@ async fn answer(
         EVALUATION => evaluation(vakt, Entities::of(&body), &meta).await,
         EVALUATIONS => evaluations(vakt, &body, &meta).await,
         SEARCH_SUBJECT => {
-            vakt.reverse_allowed_for(conn.identity.as_deref())?;
+            vakt.reverse_allowed_for(conn.caller_identity().as_deref())?;
             logged("search_subject", conn, search_subject(vakt, &body).await)
         }
         SEARCH_RESOURCE => {
-            vakt.reverse_allowed_for(conn.identity.as_deref())?;
+            vakt.reverse_allowed_for(conn.caller_identity().as_deref())?;
             logged("search_resource", conn, search_resource(vakt, &body).await)
         }
         _ => {
-            vakt.reverse_allowed_for(conn.identity.as_deref())?;
+            vakt.reverse_allowed_for(conn.caller_identity().as_deref())?;
             logged("search_action", conn, search_action(vakt, &body).await)
         }
     }
