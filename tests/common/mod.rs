@@ -412,3 +412,19 @@ pub fn sample(scrape: &str, series: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// A gRPC client over the Unix socket at `path`; the error says why it could not
+/// connect.
+pub async fn unix_client(path: std::path::PathBuf) -> Result<AuthorizerClient<Channel>, String> {
+    let channel = tonic::transport::Endpoint::from_static("http://vakt.local")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let s = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+            }
+        }))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(AuthorizerClient::new(channel))
+}
