@@ -110,6 +110,16 @@ fn the_example_documents_every_setting_with_its_default() {
     std::fs::write(&cert_path, tls_cert.pem()).unwrap();
     std::fs::write(&key_path, tls_key.serialize_pem()).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
+    // A data manifest of the example world.
+    let manifest = dir.path().join("SHA256SUMS");
+    let mut sums = String::new();
+    for e in std::fs::read_dir(format!("{root}/examples/world")).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let hex: String = vakt::world::sha256(&text).iter().map(|b| format!("{b:02x}")).collect();
+        sums.push_str(&format!("{hex}  {}\n", p.file_name().unwrap().to_str().unwrap()));
+    }
+    std::fs::write(&manifest, sums).unwrap();
     let uncommented: String = EXAMPLE
         .lines()
         .map(|l| match l.strip_prefix("# ") {
@@ -125,6 +135,7 @@ fn the_example_documents_every_setting_with_its_default() {
                     "tls-cert" => format!("tls-cert = \"{}\"", cert_path.display()),
                     "tls-key" => format!("tls-key = \"{}\"", key_path.display()),
                     "tls-client-ca" => format!("tls-client-ca = \"{}\"", cert_path.display()),
+                    "data-manifest" => format!("data-manifest = \"{}\"", manifest.display()),
                     _ => rest.to_owned(),
                 }
             }
