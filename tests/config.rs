@@ -116,8 +116,14 @@ fn the_example_documents_every_setting_with_its_default() {
     for e in std::fs::read_dir(format!("{root}/examples/world")).unwrap() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();
-        let hex: String = vakt::world::sha256(&text).iter().map(|b| format!("{b:02x}")).collect();
-        sums.push_str(&format!("{hex}  {}\n", p.file_name().unwrap().to_str().unwrap()));
+        let hex: String = vakt::world::sha256(&text)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        sums.push_str(&format!(
+            "{hex}  {}\n",
+            p.file_name().unwrap().to_str().unwrap()
+        ));
     }
     std::fs::write(&manifest, sums).unwrap();
     let uncommented: String = EXAMPLE

@@ -871,3 +871,57 @@ fn a_restored_database_is_read_again_whole() {
     assert_eq!(status(&s).sync_state, "live");
     s.stop();
 }
+
+/// With the data in the database, the policy files are still read only when
+/// whole: 01-employee.cedar rewritten in place, cut after its first policy and
+/// held open for longer than the settle interval, never lets Per (deactivated,
+/// denied only by the file's second policy) through; the cut file renamed into
+/// place does.
+#[test]
+fn a_policy_file_being_written_is_not_applied_beside_a_database() {
+    use std::io::Write;
+    let pg = Cluster::start();
+    let url = with_world(&pg, "policywrite");
+    let policies = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "cedar") {
+            std::fs::copy(&p, policies.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let s = serve(&url, &["--policies", policies.path().to_str().unwrap()]);
+    let per = || decide(&s, "per", "tk-regnskap", "310015156").decision();
+    assert_eq!(per(), Decision::Deny);
+    let file = policies.path().join("01-employee.cedar");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let cut = text.find("@id(\"employee-deactivated\")").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&file)
+        .unwrap();
+    f.write_all(&text.as_bytes()[..cut]).unwrap();
+    f.flush().unwrap();
+    let pause = Instant::now();
+    while pause.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(per(), Decision::Deny, "allowed while the file was written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.write_all(&text.as_bytes()[cut..]).unwrap();
+    drop(f);
+    let after = Instant::now();
+    while after.elapsed() < Duration::from_millis(600) {
+        assert_eq!(per(), Decision::Deny, "allowed after the file was written");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The cut file, whole and renamed into place, is read, and allows Per.
+    let tmp = policies.path().join("01-employee.tmp~");
+    std::fs::write(&tmp, &text[..cut]).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    until(
+        Duration::from_secs(10),
+        "the cut policy file to apply",
+        || per() == Decision::Allow,
+    );
+    s.stop();
+}

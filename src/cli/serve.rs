@@ -834,7 +834,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
     }
     let follow = match loaded.source {
         Loaded::Files(source) => tokio::spawn(crate::source::files::follow(
-            source,
+            *source,
             vakt.snapshot.clone(),
             vakt.data.clone(),
             hangup,
@@ -848,7 +848,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
             vakt.snapshot.clone(),
             vakt.data.clone(),
             hangup,
-            args.poll_interval,
+            (args.poll_interval, args.data_settle),
             release_freed_memory,
         )),
     };
@@ -943,7 +943,7 @@ struct Start {
 }
 
 enum Loaded {
-    Files(FileSource),
+    Files(Box<FileSource>),
     Database(Box<PostgresSource>),
 }
 
@@ -958,7 +958,7 @@ async fn load_files(paths: crate::snapshot::SourcePaths) -> anyhow::Result<Start
     .map_err(|p| anyhow::anyhow!("{p}"))?;
     Ok(Start {
         snapshot,
-        source: Loaded::Files(source),
+        source: Loaded::Files(Box::new(source)),
         kind: if from_files { "files" } else { "built-in" },
         default_max_staleness: None,
     })

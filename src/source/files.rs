@@ -108,6 +108,9 @@ fn list(dir: &Path, keep: fn(&str) -> bool) -> Result<Vec<PathBuf>, Problems> {
     Ok(out)
 }
 
+/// A directory given, and which of its files are read.
+type DirOf<'a> = (&'a Option<PathBuf>, fn(&str) -> bool);
+
 /// One changed file as a look saw it.
 struct Changed {
     path: PathBuf,
@@ -205,7 +208,7 @@ impl FileSource {
     /// The stamp of every file the source reads, as it is now.
     fn stamps(paths: &SourcePaths) -> BTreeMap<PathBuf, Stamp> {
         let mut out = BTreeMap::new();
-        let dirs: [(&Option<PathBuf>, fn(&str) -> bool); 3] = [
+        let dirs: [DirOf<'_>; 3] = [
             (&paths.policies, is_policy_file),
             (&paths.schema, is_schema_file),
             (&paths.data, is_data_file),
@@ -605,6 +608,26 @@ impl FileSource {
     }
 }
 
+/// The policy, schema and package files `paths` name, each as it is now.
+pub(crate) fn rule_states(paths: &SourcePaths) -> Vec<(PathBuf, State)> {
+    let dirs: [DirOf<'_>; 2] = [
+        (&paths.policies, is_policy_file),
+        (&paths.schema, is_schema_file),
+    ];
+    let mut out = Vec::new();
+    for (dir, keep) in dirs {
+        for p in dir.iter().flat_map(|d| list(d, keep).unwrap_or_default()) {
+            let state = stamp_of(&p).and_then(|s| {
+                read_file(&p, paths.max_file_bytes)
+                    .ok()
+                    .map(|text| (s, sha256(&text)))
+            });
+            out.push((p, state));
+        }
+    }
+    out
+}
+
 /// The default `--data-settle`.
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(200);
 
@@ -631,7 +654,7 @@ pub async fn follow(
     rebuilt: fn(),
 ) {
     let writers = Arc::new(Writers::default());
-    let (watcher, mut events) = super::watch_writers(
+    let (watcher, mut events) = super::watch(
         &source.dirs(),
         Some(writers.clone()),
         source

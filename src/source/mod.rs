@@ -7,7 +7,7 @@
 
 pub mod files;
 pub mod postgres;
-mod settle;
+pub(crate) mod settle;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -162,19 +162,9 @@ pub(crate) const DEBOUNCE: Duration = Duration::from_millis(25);
 /// Watches `dirs` for changes to the files Vakt reads; each batch of events sends
 /// one message (more are dropped while one is waiting). The watcher must be kept
 /// alive; without one (the platform refused), the receiver never yields and the
-/// caller's interval is the only check.
-pub(crate) fn watch(
-    dirs: &[std::path::PathBuf],
-) -> (
-    Option<notify::RecommendedWatcher>,
-    tokio::sync::mpsc::Receiver<()>,
-) {
-    watch_writers(dirs, None, None)
-}
-
-/// [`watch`], telling `writers` what each event says of the files' writers;
+/// caller's interval is the only check. Tells `writers` (when given) what each event says of the files' writers;
 /// events for a file named like `also` (the data manifest) count too.
-fn watch_writers(
+pub(crate) fn watch(
     dirs: &[std::path::PathBuf],
     writers: Option<std::sync::Arc<settle::Writers>>,
     also: Option<std::ffi::OsString>,

@@ -60,16 +60,17 @@ impl Writers {
         for p in &e.paths {
             let swap = p.file_name().is_some_and(|n| n == "..data");
             match e.kind {
-                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
-                    // `Both` names the old path first: only the last is the new name.
-                    if Some(p) == e.paths.last() {
-                        if swap {
-                            seen.swapped = true;
-                        }
-                        seen.open.remove(p);
-                        seen.placed.insert(p.clone());
+                // `Both` names the old path first: only the last is the new name.
+                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                    if Some(p) == e.paths.last() =>
+                {
+                    if swap {
+                        seen.swapped = true;
                     }
+                    seen.open.remove(p);
+                    seen.placed.insert(p.clone());
                 }
+                EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {}
                 // Creating a file writes nothing yet (and a link made with `ln`
                 // is whole at once); the first write, or the truncation of an
                 // existing file, reports a modification.
@@ -174,6 +175,72 @@ impl Settle {
     /// Every pending change was applied (or undone): start afresh.
     pub(crate) fn clear(&mut self) {
         self.first_seen.clear();
+    }
+}
+
+/// The policy and schema files of a source whose data is elsewhere (a
+/// database): whether what changed since they were last read is whole.
+pub(crate) struct RuleFiles {
+    settle: Settle,
+    writers: Option<std::sync::Arc<Writers>>,
+    /// Each file's content hash when last read.
+    read: HashMap<PathBuf, [u8; 32]>,
+}
+
+impl RuleFiles {
+    pub(crate) fn new(
+        settle: Duration,
+        writers: Option<std::sync::Arc<Writers>>,
+        now: &[(PathBuf, State)],
+    ) -> Self {
+        let mut r = Self {
+            settle: Settle::new(settle),
+            writers,
+            read: HashMap::new(),
+        };
+        r.accept(now);
+        r
+    }
+
+    /// `Ok` when every file in `now` that differs from what was last read is
+    /// whole; otherwise when to look again (`None`: at the next event).
+    pub(crate) fn whole(&mut self, now: &[(PathBuf, State)]) -> Result<(), Option<Instant>> {
+        let at = Instant::now();
+        let mut again: Result<(), Option<Instant>> = Ok(());
+        let gone = self
+            .read
+            .keys()
+            .filter(|p| !now.iter().any(|(q, _)| q == *p))
+            .map(|p| (p.clone(), None));
+        let changed: Vec<(PathBuf, State)> = now
+            .iter()
+            .filter(|(p, s)| self.read.get(p) != s.map(|(_, h)| h).as_ref())
+            .cloned()
+            .chain(gone.collect::<Vec<_>>())
+            .collect();
+        for (p, s) in &changed {
+            match self.settle.verdict(p, s, self.writers.as_deref(), at) {
+                Verdict::Ready => {}
+                Verdict::Open => again = Err(again.err().flatten()),
+                Verdict::Settling(due) => {
+                    let earlier = again.err().flatten().map_or(due, |d: Instant| d.min(due));
+                    again = Err(Some(earlier));
+                }
+            }
+        }
+        again
+    }
+
+    /// The files in `now` were read.
+    pub(crate) fn accept(&mut self, now: &[(PathBuf, State)]) {
+        self.read = now
+            .iter()
+            .filter_map(|(p, s)| s.map(|(_, h)| (p.clone(), h)))
+            .collect();
+        self.settle.clear();
+        if let Some(w) = &self.writers {
+            w.applied();
+        }
     }
 }
 

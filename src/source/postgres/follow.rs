@@ -19,7 +19,8 @@ const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// Follows the database until the task is dropped: polls at every notification
 /// and every `every` (the heartbeat that keeps a quiet database current), reads
-/// the policies and schema in `rules` again when they change or on SIGHUP, and
+/// the policies and schema in `rules` again when they change (once whole: unchanged
+/// for `settle` after their writer closed them) or on SIGHUP, and
 /// keeps `status` current. `rebuilt` runs after a whole world was read again.
 pub async fn follow(
     mut source: PostgresSource,
@@ -27,10 +28,23 @@ pub async fn follow(
     snapshots: Arc<SnapshotHandle>,
     status: Arc<DataStatus>,
     mut hangup: tokio::signal::unix::Signal,
-    every: Duration,
+    (every, settle): (Duration, Duration),
     rebuilt: fn(),
 ) {
-    let (_watcher, mut rule_events) = crate::source::watch(&rules.dirs());
+    // Policy and schema files are read only when whole, as with file data
+    // (`source::settle`).
+    let writers = Arc::new(crate::source::settle::Writers::default());
+    let (watcher, mut rule_events) =
+        crate::source::watch(&rules.dirs(), Some(writers.clone()), None);
+    let mut rule_files = crate::source::settle::RuleFiles::new(
+        settle,
+        watcher.is_some().then_some(writers),
+        &crate::source::files::rule_states(&rules),
+    );
+    // When rule files that are not whole yet are to be looked at again.
+    let mut rules_due: Option<tokio::time::Instant> = None;
+    let mut rules_waiting = false;
+    let mut pending_force = false;
     let mut backoff = FIRST_BACKOFF;
     let mut conn: Option<Connection> = None;
     // The last failure logged, so a condition that lasts is logged once.
@@ -94,6 +108,9 @@ pub async fn follow(
                 while rule_events.try_recv().is_ok() {}
                 reload_rules = true;
             }
+            () = async { tokio::time::sleep_until(rules_due.unwrap_or_else(tokio::time::Instant::now)).await }, if rules_due.is_some() => {
+                reload_rules = true;
+            }
             Some(()) = hangup.recv() => {
                 tracing::info!("SIGHUP: reading the policies, schema and the whole world again");
                 (reload_rules, force) = (true, true);
@@ -105,7 +122,38 @@ pub async fn follow(
             conn = None;
             continue;
         }
+        // A SIGHUP (force) or a rule file's change waits, like any change, until
+        // the files are whole; the database keeps being followed meanwhile.
+        if reload_rules || rules_waiting {
+            let states = {
+                let rules = rules.clone();
+                tokio::task::spawn_blocking(move || crate::source::files::rule_states(&rules))
+                    .await
+                    .unwrap_or_default()
+            };
+            match rule_files.whole(&states) {
+                Ok(()) => {
+                    rules_due = None;
+                    force |= rules_waiting && pending_force;
+                    reload_rules = true;
+                    rules_waiting = false;
+                    rule_files.accept(&states);
+                }
+                Err(due) => {
+                    if !rules_waiting {
+                        tracing::info!(
+                            "policy or schema files changed; waiting until they are whole"
+                        );
+                    }
+                    pending_force |= force;
+                    rules_due = due.map(tokio::time::Instant::from_std);
+                    rules_waiting = true;
+                    reload_rules = false;
+                }
+            }
+        }
         if reload_rules {
+            pending_force = false;
             let current = snapshots.load();
             let built = {
                 let rules = rules.clone();
