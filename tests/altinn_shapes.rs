@@ -215,7 +215,7 @@ fn bad_input_in_each_shape_names_file_line_and_field() {
                 "\"isDeleted\": true, \"isDeleted\": false,",
                 1,
             ),
-            "duplicate key `isDeleted`",
+            "duplicate member \"isDeleted\"",
         ),
         // A truncated file.
         (

@@ -387,8 +387,96 @@ fn a_bad_data_manifest_is_refused_at_start_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("SHA256SUMS:2:1:"), "{err}");
+    assert!(err.contains("sha256sum"), "{err}");
+    // A well-formed manifest that a listed file does not match is refused too.
+    std::fs::write(&sums, format!("{}  employees.yaml\n", "0".repeat(64))).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "validate",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--data-manifest",
+        ])
+        .arg(&sums)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
     assert!(
-        err.contains("employees.yaml: does not match") || err.contains("sha256sum"),
+        err.contains("employees.yaml: does not match its SHA-256"),
         "{err}"
     );
+}
+
+/// employees.yaml with Kari deactivated, her `active: false` stated after her
+/// teams (where the file is cut) instead of `active: true` before them.
+fn employees_with_kari_deactivated() -> (String, usize) {
+    let text = std::fs::read_to_string(Path::new(WORLD).join("employees.yaml")).unwrap();
+    let kari = "  - id: kari\n    organization: \"310001015\"\n    name: Kari Nordmann\n    active: true\n";
+    assert!(text.contains(kari));
+    let moved = text.replacen(
+        kari,
+        "  - id: kari\n    organization: \"310001015\"\n    name: Kari Nordmann\n",
+        1,
+    );
+    let anchor = "    teams: [tk-regnskap-team]\n";
+    let at = moved.find(anchor).unwrap() + anchor.len();
+    (
+        format!("{}    active: false\n{}", &moved[..at], &moved[at..]),
+        at,
+    )
+}
+
+#[test]
+fn no_allow_is_seen_while_a_deactivation_is_written_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(WORLD, dir.path(), |_| true);
+    let s = Spawned::start(&["--data", dir.path().to_str().unwrap()], false);
+    let file = dir.path().join("employees.yaml");
+    let (full, cut) = employees_with_kari_deactivated();
+    rename_into_place(&file, &full);
+    until(Duration::from_secs(10), "the deactivation to apply", || {
+        decide(&s, "kari") == Decision::Deny
+    });
+    // Written again in place and cut before `active: false`. (Whether a record
+    // without `active` loads or not, no ALLOW may be seen.)
+    let w = Watcher::start(&s, "kari");
+    write_in_place_with_pause(&file, &full, cut, Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(600));
+    let (allows, answers) = w.finish();
+    assert!(answers > 20, "too few answers: {answers}");
+    assert_eq!(
+        allows, 0,
+        "ALLOWs while the file was written: {allows} of {answers}"
+    );
+    s.stop();
+}
+
+#[test]
+fn a_renamed_revocation_is_applied_while_another_file_is_still_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(WORLD, dir.path(), |_| true);
+    let s = Spawned::start(&["--data", dir.path().to_str().unwrap()], false);
+    assert_eq!(decide(&s, "kari"), Decision::Allow);
+    // teams.yaml is held open, half written, for a long while...
+    let teams = dir.path().join("teams.yaml");
+    let teams_text = std::fs::read_to_string(&teams).unwrap();
+    let writer = {
+        let (teams, text) = (teams.clone(), teams_text.clone());
+        std::thread::spawn(move || {
+            let cut = text[..text.len() / 2].rfind('\n').unwrap() + 1;
+            write_in_place_with_pause(&teams, &text, cut, Duration::from_secs(4))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // ...while Kari's audit engagement is renamed into place: it applies at once.
+    let (full, _) = employees_with_audit_engagement();
+    rename_into_place(&dir.path().join("employees.yaml"), &full);
+    until(
+        Duration::from_secs(2),
+        "the renamed revocation to apply",
+        || decide(&s, "kari") == Decision::Deny,
+    );
+    writer.join().unwrap();
+    s.stop();
 }

@@ -715,7 +715,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
     tracing::info!("loading");
     let paths = args.sources.paths();
     let loaded = match args.sources.database() {
-        None => load_files(paths).await?,
+        None => load_files(paths, args.data_settle).await?,
         Some(db) => load_database(db.clone(), paths).await?,
     };
     let snapshot = loaded.snapshot;
@@ -947,10 +947,21 @@ enum Loaded {
     Database(Box<PostgresSource>),
 }
 
-async fn load_files(paths: crate::snapshot::SourcePaths) -> anyhow::Result<Start> {
+/// How long a start waits for files that keep changing before it reads them as
+/// they are.
+const START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn load_files(
+    paths: crate::snapshot::SourcePaths,
+    settle: std::time::Duration,
+) -> anyhow::Result<Start> {
     let from_files = paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
     let (source, snapshot) = tokio::task::spawn_blocking(move || {
-        let loaded = FileSource::load(paths);
+        let loaded = if from_files {
+            FileSource::load_settled(paths, settle, START_PATIENCE)
+        } else {
+            FileSource::load(paths)
+        };
         release_freed_memory();
         loaded
     })

@@ -14,7 +14,7 @@
 use super::settle::{Settle, Stamp, State, Verdict, Writers};
 use crate::problem::{read_file, Problem, Problems, SourceFile};
 use crate::snapshot::{DataVersion, Snapshot, SourcePaths, Sources};
-use crate::world::{read_manifest, sha256, Manifest, RecordKey, WorldBuilder};
+use crate::world::{parse_manifest, sha256, Manifest, RecordKey, WorldBuilder};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ pub struct FileSource {
     settle: Settle,
     /// What the watcher saw writers do, once [`follow`] watches.
     writers: Option<Arc<Writers>>,
+    /// Files that changed but are not whole yet: when to look at them again
+    /// (`None` inside: at the next event), or `None` when none waits.
+    waiting: Option<Option<Instant>>,
 }
 
 /// What a refresh did.
@@ -192,6 +195,7 @@ impl FileSource {
             data,
             settle: Settle::new(DEFAULT_SETTLE),
             writers: None,
+            waiting: None,
         };
         let snapshot = if source.paths.data.is_some() {
             let data = DataVersion {
@@ -228,9 +232,53 @@ impl FileSource {
         out
     }
 
+    /// [`FileSource::load`], once the files have stayed the same over `settle`:
+    /// at start no watcher has seen the writers yet, so two looks that far apart
+    /// must agree first. Files that keep changing for `patience` are read as
+    /// they are then, with a WARN.
+    pub fn load_settled(
+        paths: SourcePaths,
+        settle: Duration,
+        patience: Duration,
+    ) -> Result<(Self, Snapshot), Problems> {
+        let started = Instant::now();
+        let mut before = Self::stamps(&paths);
+        loop {
+            std::thread::sleep(settle);
+            let now = Self::stamps(&paths);
+            if now == before {
+                break;
+            }
+            if started.elapsed() >= patience {
+                tracing::warn!(
+                    waited = ?patience,
+                    "files kept changing while Vakt started; reading them as they are"
+                );
+                break;
+            }
+            before = now;
+        }
+        Self::load(paths)
+    }
+
     /// How long a file written in place must stay unchanged before it is read.
     pub fn set_settle(&mut self, interval: Duration) {
         self.settle = Settle::new(interval);
+    }
+
+    /// Files that changed but are not whole yet: when to look at them again
+    /// (`Some(None)`: at the next event).
+    pub fn waiting(&self) -> Option<Option<Instant>> {
+        self.waiting
+    }
+
+    /// Every file's content hash as applied, the manifest's included.
+    fn hashes(&self) -> BTreeMap<PathBuf, [u8; 32]> {
+        self.rules
+            .iter()
+            .map(|(p, (_, h))| (p.clone(), *h))
+            .chain(self.data.iter().map(|(p, t)| (p.clone(), t.hash)))
+            .collect()
     }
 
     /// The directories to watch.
@@ -258,10 +306,9 @@ impl FileSource {
         current: &Snapshot,
         force: bool,
     ) -> Result<(Refreshed, Option<Snapshot>), Problems> {
-        let look = self.look()?;
-        if let Some(waiting) = self.gate(&look) {
-            return Ok((waiting, None));
-        }
+        let mut look = self.look()?;
+        let gate = self.gate(&look);
+        self.waiting = None;
         let cedar_touched = look.data.iter().any(|c| {
             c.text
                 .as_deref()
@@ -274,18 +321,45 @@ impl FileSource {
             // Files that add to other files' system users: any data change is read
             // whole, so an addition is never applied without its system user.
             || (!look.data.is_empty() && self.data.values().any(|t| t.cedar));
+        if let Some((files, held, until)) = gate {
+            // Data files that are whole are applied while others wait (a renamed
+            // revocation must not wait for an unrelated file being written), unless
+            // the files are read as one set: under a manifest, or for a rebuild.
+            let apart =
+                !rebuild && self.paths.data_manifest.is_none() && look.manifest_changed.is_none();
+            look.data.retain(|c| !held.contains(&c.path));
+            if !apart || look.data.is_empty() {
+                self.waiting = Some(until);
+                return Ok((Refreshed::Waiting { files, until }, None));
+            }
+            self.waiting = Some(until);
+        }
         if rebuild {
             let (mut fresh, snapshot) = Self::load(self.paths.clone())?;
-            // A file that changed again between the look and the load is not the
-            // one that settled: wait for it.
-            let moved: Vec<String> = look
+            // Every file the load read must be the one the look saw whole (or the
+            // one applied, if it did not change): a file whose write began after
+            // the look is not read half-done.
+            let mut expected = self.hashes();
+            for c in look
                 .rules
                 .iter()
                 .chain(&look.data)
-                .filter(|c| fresh.state_of(&c.path) != c.state.map(|(_, h)| h))
-                .map(|c| c.path.display().to_string())
-                .collect();
-            if !moved.is_empty() {
+                .chain(&look.manifest_changed)
+            {
+                match c.state {
+                    Some((_, h)) => expected.insert(c.path.clone(), h),
+                    None => expected.remove(&c.path),
+                };
+            }
+            let read = fresh.hashes();
+            if read != expected {
+                let moved: Vec<String> = read
+                    .keys()
+                    .chain(expected.keys())
+                    .filter(|p| read.get(*p) != expected.get(*p))
+                    .map(|p| format!("{} (changed while read)", p.display()))
+                    .collect();
+                self.waiting = Some(None);
                 return Ok((
                     Refreshed::Waiting {
                         files: moved,
@@ -303,6 +377,7 @@ impl FileSource {
             );
             fresh.settle = std::mem::replace(&mut self.settle, Settle::new(Duration::ZERO));
             fresh.writers = self.writers.take();
+            fresh.waiting = None;
             *self = fresh;
             self.applied();
             return Ok((Refreshed::Rebuilt, Some(snapshot)));
@@ -386,32 +461,43 @@ impl FileSource {
         ))
     }
 
-    /// Everything pending was applied.
+    /// What was pending was applied. Files still waiting keep their place in
+    /// the settle check.
     fn applied(&mut self) {
-        self.settle.clear();
-        if let Some(w) = &self.writers {
-            w.applied();
+        if self.waiting.is_none() {
+            self.settle.clear();
+            if let Some(w) = &self.writers {
+                w.applied();
+            }
         }
     }
 
-    /// The hash of `p` as applied, if it is tracked.
-    fn state_of(&self, p: &Path) -> Option<[u8; 32]> {
-        self.data
-            .get(p)
-            .map(|t| t.hash)
-            .or_else(|| self.rules.get(p).map(|r| r.1))
-    }
-
-    /// Which changes are not whole yet, if any.
-    fn gate(&mut self, look: &Look) -> Option<Refreshed> {
+    /// Which changes are not whole yet, if any: what to say of each, their
+    /// paths, and when to look again.
+    #[allow(clippy::type_complexity)]
+    fn gate(
+        &mut self,
+        look: &Look,
+    ) -> Option<(
+        Vec<String>,
+        std::collections::BTreeSet<PathBuf>,
+        Option<Instant>,
+    )> {
         let now = Instant::now();
         let writers = self.writers.clone();
         let mut waiting = Vec::new();
+        let mut held = std::collections::BTreeSet::new();
         let mut until: Option<Instant> = None;
+        let mut open = false;
         let mut wait = |c: &Changed, v: Verdict, waiting: &mut Vec<String>| match v {
             Verdict::Ready => {}
-            Verdict::Open => waiting.push(format!("{} (open for writing)", c.path.display())),
+            Verdict::Open => {
+                open = true;
+                held.insert(c.path.clone());
+                waiting.push(format!("{} (open for writing)", c.path.display()))
+            }
             Verdict::Settling(at) => {
+                held.insert(c.path.clone());
                 waiting.push(format!("{} (settling)", c.path.display()));
                 until = Some(until.map_or(at, |u| u.min(at)));
             }
@@ -454,10 +540,10 @@ impl FileSource {
                 }
             }
         }
-        (!waiting.is_empty()).then_some(Refreshed::Waiting {
-            files: waiting,
-            until,
-        })
+        // A file open for writing is looked at again when its writer closes it;
+        // the rest when they are due to have settled.
+        let until = if open { None } else { until };
+        (!waiting.is_empty()).then_some((waiting, held, until))
     }
 
     /// Stats every file the source reads; reads and hashes those whose stamp moved.
@@ -540,8 +626,9 @@ impl FileSource {
         // The data files: those the manifest lists, or every one in the directory.
         if let Some(dir) = &self.paths.data {
             let candidates = match (&self.paths.data_manifest, manifest_text) {
-                (Some(m), Some(_)) => {
-                    let manifest = read_manifest(m, dir, max)?;
+                (Some(m), Some(text)) => {
+                    // The text the settle check saw, not a second read of the file.
+                    let manifest = parse_manifest(&m.display().to_string(), &text, dir)?;
                     let listed = manifest.files.iter().map(|(p, _)| p.clone()).collect();
                     look.manifest = Some(manifest);
                     listed
@@ -628,6 +715,28 @@ pub(crate) fn rule_states(paths: &SourcePaths) -> Vec<(PathBuf, State)> {
     out
 }
 
+/// Whether the policy, schema and package files in `sources` (read from the
+/// directories `paths` name) are exactly those `seen`, by content hash.
+pub(crate) fn read_as_seen(
+    paths: &SourcePaths,
+    sources: &Sources,
+    seen: &std::collections::HashMap<PathBuf, [u8; 32]>,
+) -> bool {
+    let read: std::collections::HashMap<PathBuf, [u8; 32]> = sources
+        .policies
+        .iter()
+        .chain(&sources.schema)
+        .chain([&sources.packages])
+        .filter(|f| {
+            Path::new(&f.name).parent().is_some_and(|d| {
+                paths.policies.as_deref() == Some(d) || paths.schema.as_deref() == Some(d)
+            })
+        })
+        .map(|f| (PathBuf::from(&f.name), sha256(&f.text)))
+        .collect();
+    &read == seen
+}
+
 /// The default `--data-settle`.
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(200);
 
@@ -705,18 +814,22 @@ pub async fn follow(
             }
         };
         source = back;
-        if let Ok((Refreshed::Waiting { files, until }, _)) = &result {
-            // Not confirmed: the files on disk are not what is applied.
-            again = until.map(tokio::time::Instant::from_std);
+        // Files that are not whole yet are looked at again when due (or at the
+        // next event, for one still open); until then the data is not confirmed
+        // current, as the files on disk are not what is applied.
+        let waiting = source.waiting();
+        again = waiting.flatten().map(tokio::time::Instant::from_std);
+        if let Ok((Refreshed::Waiting { files, .. }, _)) = &result {
             if last_waiting.as_ref() != Some(files) {
                 tracing::info!(files = ?files, "files changed; waiting until they are whole");
                 last_waiting = Some(files.clone());
             }
             continue;
         }
-        again = None;
         force = false;
-        last_waiting = None;
+        if waiting.is_none() {
+            last_waiting = None;
+        }
         match result {
             Ok((Refreshed::Unchanged, _)) => {
                 // The files are what is applied (a failed change may have been
@@ -730,7 +843,11 @@ pub async fn follow(
             Ok((what, Some(snap))) => {
                 let (revision, sequence) = (snap.revision.clone(), snap.data.sequence);
                 snapshots.store(snap);
-                status.applied();
+                if waiting.is_none() {
+                    status.applied();
+                } else {
+                    status.applied_unconfirmed();
+                }
                 last_error = None;
                 match what {
                     Refreshed::Data { files } => {

@@ -124,6 +124,13 @@ impl DataStatus {
         self.confirm();
     }
 
+    /// A change set was applied while other changes still wait to be read: in
+    /// sync, but not confirmed current.
+    pub fn applied_unconfirmed(&self) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        self.set_state(SyncState::Live);
+    }
+
     pub fn changes_applied(&self) -> u64 {
         self.applied.load(Ordering::Relaxed)
     }
@@ -178,6 +185,7 @@ pub(crate) fn watch(
     if dirs.is_empty() {
         return (None, rx);
     }
+    let told = writers.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(e) = res else { return };
         // Opening and reading (Vakt's own reads among them) change nothing.
@@ -206,7 +214,10 @@ pub(crate) fn watch(
     };
     for dir in dirs {
         if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch directory; it is read again every interval");
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch directory; it is read again every interval, and a file written in place is read once it settles");
+            if let Some(w) = &told {
+                w.blind();
+            }
         }
     }
     (Some(watcher), rx)

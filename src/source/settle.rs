@@ -42,6 +42,9 @@ struct Seen {
     placed: HashSet<PathBuf>,
     /// A ConfigMap's `..data` link was swapped: every file was replaced at once.
     swapped: bool,
+    /// Some directory could not be watched: what is seen of writers is not the
+    /// whole story, so only the settle check counts.
+    blind: bool,
 }
 
 impl Writers {
@@ -88,6 +91,18 @@ impl Writers {
                 _ => {}
             }
         }
+    }
+
+    /// Some directory could not be watched: from now on only the settle check
+    /// counts.
+    pub(crate) fn blind(&self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.blind = true;
+        }
+    }
+
+    fn is_blind(&self) -> bool {
+        self.0.lock().map_or(true, |s| s.blind)
     }
 
     fn is_open(&self, p: &Path) -> bool {
@@ -143,7 +158,7 @@ impl Settle {
         writers: Option<&Writers>,
         now: Instant,
     ) -> Verdict {
-        if let Some(w) = writers {
+        if let Some(w) = writers.filter(|w| !w.is_blind()) {
             if w.is_open(path) {
                 self.first_seen.remove(path);
                 return Verdict::Open;
@@ -229,6 +244,11 @@ impl RuleFiles {
             }
         }
         again
+    }
+
+    /// Each file's content hash as last accepted.
+    pub(crate) fn read_hashes(&self) -> HashMap<PathBuf, [u8; 32]> {
+        self.read.clone()
     }
 
     /// The files in `now` were read.

@@ -33,6 +33,13 @@ pub fn read_manifest(path: &Path, data_dir: &Path, max_bytes: u64) -> Result<Man
     let shown = path.display().to_string();
     let text =
         read_file(path, max_bytes).map_err(|m| Problems(vec![Problem::new(&shown, "", m)]))?;
+    parse_manifest(&shown, &text, data_dir)
+}
+
+/// [`read_manifest`] on a manifest's text, named `shown` in problems: the caller
+/// that checked the text (that it is whole) parses exactly that text.
+pub fn parse_manifest(shown: &str, text: &str, data_dir: &Path) -> Result<Manifest, Problems> {
+    let shown = shown.to_owned();
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
     let mut problems = Vec::new();

@@ -38,7 +38,7 @@ pub use load::{
     load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord,
     PackageRef, SystemUserRecord, TeamRecord,
 };
-pub use manifest::{read_listed, read_manifest, sha256, Manifest};
+pub use manifest::{parse_manifest, read_listed, read_manifest, sha256, Manifest};
 pub use records::{
     ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
     SystemUser, Team, UserType,

@@ -157,17 +157,28 @@ pub async fn follow(
             let current = snapshots.load();
             let built = {
                 let rules = rules.clone();
+                let seen = rule_files.read_hashes();
                 tokio::task::spawn_blocking(move || {
-                    Sources::read(&SourcePaths {
+                    let sources = Sources::read(&SourcePaths {
                         data: None,
-                        ..rules
-                    })
-                    .and_then(|s| Rules::build(&s))
+                        ..rules.clone()
+                    })?;
+                    // What was read must be what was seen whole: a write that began
+                    // since is waited for, never built half-done.
+                    if !crate::source::files::read_as_seen(&rules, &sources, &seen) {
+                        return Ok(None);
+                    }
+                    Rules::build(&sources).map(Some)
                 })
                 .await
             };
             match built {
-                Ok(Ok(new)) if force || new.rules_revision != current.rules_revision => {
+                Ok(Ok(None)) => {
+                    rules_waiting = true;
+                    rules_due = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                Ok(Ok(Some(new))) if force || new.rules_revision != current.rules_revision => {
                     match source.reload(&mut c.client, new).await {
                         Ok(s) => {
                             swap(&snapshots, &status, s, "policies or schema changed: rebuilt with the whole world read again");
@@ -183,7 +194,7 @@ pub async fn follow(
                     rules_failed = false;
                     continue;
                 }
-                Ok(Ok(_)) => rules_failed = false,
+                Ok(Ok(Some(_))) => rules_failed = false,
                 Ok(Err(problems)) => {
                     rules_failed = true;
                     let text = problems.to_string();
