@@ -306,14 +306,18 @@ const CLUSTER: &str = "SELECT system_identifier::text || '/' || pg_postmaster_st
 /// The feed's guard, `$1` the tables the feed covers: see [`Guard`].
 const GUARD: &str = "SELECT
   (SELECT instance::text || '/' || epoch::text FROM vakt.feed_epoch),
-  (SELECT md5(string_agg(concat_ws(',', c.oid, c.xmin, c.relfilenode, t.oid, t.xmin,
-                                   t.tgenabled, p.oid, p.xmin), ';' ORDER BY c.oid, t.oid))
+  md5(coalesce((SELECT string_agg(concat_ws(',', c.oid, c.xmin, c.relfilenode, t.oid, t.xmin,
+                                   t.tgenabled, p.oid, p.xmin), ';' ORDER BY c.oid, t.oid)
      FROM pg_class c
      LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal
      LEFT JOIN pg_proc p ON p.oid = t.tgfoid
     WHERE c.oid IN (SELECT to_regclass(format('vakt.%I', x))::oid FROM unnest($1::text[]) x
                     UNION ALL SELECT to_regclass(format('vakt.%I', x))::oid
-                                FROM unnest(ARRAY['feed_change', 'feed_meta', 'feed_epoch']) x)),
+                                FROM unnest(ARRAY['feed_change', 'feed_meta', 'feed_epoch']) x)), '')
+      -- Every function of schema vakt too: the ones the triggers call, and
+      -- those that move the epoch or prune the feed.
+      || '|' || coalesce((SELECT string_agg(concat_ws(',', p.oid, p.xmin), ';' ORDER BY p.oid)
+                            FROM pg_proc p WHERE p.pronamespace = to_regnamespace('vakt')), '')),
   (SELECT string_agg(format('trigger %s on vakt.%s is %s', e.tg, e.tbl,
                             CASE WHEN t.tgenabled IS NULL THEN 'missing' ELSE 'disabled' END),
                      '; ' ORDER BY e.tbl, e.tg)
@@ -370,7 +374,7 @@ impl Guard {
         } else if self.epoch != now.epoch {
             Some("the change feed's epoch moved (change rows were truncated, updated or deleted, or a bulk load)")
         } else if self.machinery != now.machinery {
-            Some("the feed's triggers, trigger functions or tables were altered")
+            Some("the feed's triggers, tables or functions of schema vakt were altered")
         } else {
             None
         }
