@@ -52,20 +52,12 @@ impl fmt::Display for Problem {
 /// The default limit on the size of one input file (`--max-file-bytes`).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
 
-/// Reads the files directly in `dir` whose name passes `keep`, in name order, each
-/// at most `max_bytes` long. An entry with a wanted name that is not a readable
-/// regular file (a directory, a FIFO, a dangling symbolic link, a link loop) is a
-/// problem, not a silent skip: data that is meant to be there and is not must not
-/// pass unnoticed. Kubernetes ConfigMap internals (`..data` and the like) are skipped.
-pub fn read_dir_files(
-    dir: &Path,
-    keep: impl Fn(&str) -> bool,
-    max_bytes: u64,
-) -> Result<Vec<SourceFile>, Problems> {
-    let shown = dir.display().to_string();
+/// The paths directly in `dir` whose name passes `keep`, in name order, skipping
+/// Kubernetes ConfigMap internals (`..data` and the like).
+pub(crate) fn list_dir(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, Problems> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         Problems(vec![Problem::new(
-            &shown,
+            dir.display().to_string(),
             "",
             format!("cannot read directory: {e}"),
         )])
@@ -80,6 +72,20 @@ pub fn read_dir_files(
         })
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// Reads the files directly in `dir` whose name passes `keep`, in name order, each
+/// at most `max_bytes` long. An entry with a wanted name that is not a readable
+/// regular file (a directory, a FIFO, a dangling symbolic link, a link loop) is a
+/// problem, not a silent skip: data that is meant to be there and is not must not
+/// pass unnoticed. Kubernetes ConfigMap internals (`..data` and the like) are skipped.
+pub fn read_dir_files(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+    max_bytes: u64,
+) -> Result<Vec<SourceFile>, Problems> {
+    let paths = list_dir(dir, keep)?;
     let mut files = Vec::with_capacity(paths.len());
     let mut problems = Vec::new();
     for p in paths {

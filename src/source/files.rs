@@ -12,7 +12,7 @@
 //! and an invalid change leaves the last good one serving.
 
 use super::settle::{Settle, Stamp, State, Verdict, Writers};
-use crate::problem::{read_file, Problem, Problems, SourceFile};
+use crate::problem::{list_dir as list, read_file, Problem, Problems, SourceFile};
 use crate::snapshot::{DataVersion, Snapshot, SourcePaths, Sources};
 use crate::world::{parse_manifest, sha256, Manifest, RecordKey, WorldBuilder};
 use std::collections::BTreeMap;
@@ -88,31 +88,17 @@ fn is_schema_file(n: &str) -> bool {
         || n == crate::packages::FILE_NAME
 }
 
-/// The files directly in `dir` whose names pass `keep`, skipping ConfigMap
-/// internals (`..data` and the like), as the loader does.
-fn list(dir: &Path, keep: fn(&str) -> bool) -> Result<Vec<PathBuf>, Problems> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Problems(vec![Problem::new(
-            dir.display().to_string(),
-            "",
-            format!("cannot read directory: {e}"),
-        )])
-    })?;
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with("..") && keep(n))
-        })
-        .collect();
-    out.sort();
+/// The policy, schema and package files in the directories `paths` names.
+fn rule_files(paths: &SourcePaths) -> Result<Vec<PathBuf>, Problems> {
+    let mut out = Vec::new();
+    if let Some(d) = &paths.policies {
+        out.extend(list(d, is_policy_file)?);
+    }
+    if let Some(d) = &paths.schema {
+        out.extend(list(d, is_schema_file)?);
+    }
     Ok(out)
 }
-
-/// A directory given, and which of its files are read.
-type DirOf<'a> = (&'a Option<PathBuf>, fn(&str) -> bool);
 
 /// One changed file as a look saw it.
 struct Changed {
@@ -162,23 +148,9 @@ impl FileSource {
             }
         }
         let mut rules = BTreeMap::new();
-        let read_rules = sources
-            .policies
-            .iter()
-            .chain(&sources.schema)
-            .chain([&sources.packages]);
-        for f in read_rules {
-            // Only files read from the directories given: the others (the
-            // package list, say, when --schema has none) are the built-in ones.
-            let from_dir = Path::new(&f.name).parent().is_some_and(|d| {
-                paths.policies.as_deref() == Some(d) || paths.schema.as_deref() == Some(d)
-            });
-            if from_dir {
-                rules.insert(
-                    PathBuf::from(&f.name),
-                    (stamp_before(&f.name), sha256(&f.text)),
-                );
-            }
+        for (p, hash) in rules_read(&paths, &sources) {
+            let stamp = before.get(&p).copied().unwrap_or_default();
+            rules.insert(p, (stamp, hash));
         }
         if let Some(m) = &paths.data_manifest {
             // Read again to remember it; Sources::read has checked it.
@@ -212,21 +184,18 @@ impl FileSource {
     /// The stamp of every file the source reads, as it is now.
     fn stamps(paths: &SourcePaths) -> BTreeMap<PathBuf, Stamp> {
         let mut out = BTreeMap::new();
-        let dirs: [DirOf<'_>; 3] = [
-            (&paths.policies, is_policy_file),
-            (&paths.schema, is_schema_file),
-            (&paths.data, is_data_file),
-        ];
-        for (dir, keep) in dirs {
-            for p in dir.iter().flat_map(|d| list(d, keep).unwrap_or_default()) {
-                if let Some(s) = stamp_of(&p) {
-                    out.insert(p, s);
-                }
-            }
-        }
-        if let Some(m) = &paths.data_manifest {
-            if let Some(s) = stamp_of(m) {
-                out.insert(m.clone(), s);
+        let data = paths
+            .data
+            .iter()
+            .flat_map(|d| list(d, is_data_file).unwrap_or_default());
+        for p in rule_files(paths)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(data)
+            .chain(paths.data_manifest.clone())
+        {
+            if let Some(s) = stamp_of(&p) {
+                out.insert(p, s);
             }
         }
         out
@@ -566,13 +535,7 @@ impl FileSource {
             }
         };
         // Policy, schema and package files, and the manifest.
-        let mut rule_paths = Vec::new();
-        if let Some(d) = &self.paths.policies {
-            rule_paths.extend(list(d, is_policy_file)?);
-        }
-        if let Some(d) = &self.paths.schema {
-            rule_paths.extend(list(d, is_schema_file)?);
-        }
+        let mut rule_paths = rule_files(&self.paths)?;
         rule_paths.extend(self.paths.data_manifest.iter().cloned());
         let gone = self
             .rules
@@ -697,22 +660,18 @@ impl FileSource {
 
 /// The policy, schema and package files `paths` name, each as it is now.
 pub(crate) fn rule_states(paths: &SourcePaths) -> Vec<(PathBuf, State)> {
-    let dirs: [DirOf<'_>; 2] = [
-        (&paths.policies, is_policy_file),
-        (&paths.schema, is_schema_file),
-    ];
-    let mut out = Vec::new();
-    for (dir, keep) in dirs {
-        for p in dir.iter().flat_map(|d| list(d, keep).unwrap_or_default()) {
+    rule_files(paths)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
             let state = stamp_of(&p).and_then(|s| {
                 read_file(&p, paths.max_file_bytes)
                     .ok()
                     .map(|text| (s, sha256(&text)))
             });
-            out.push((p, state));
-        }
-    }
-    out
+            (p, state)
+        })
+        .collect()
 }
 
 /// Whether the policy, schema and package files in `sources` (read from the
@@ -722,7 +681,18 @@ pub(crate) fn read_as_seen(
     sources: &Sources,
     seen: &std::collections::HashMap<PathBuf, [u8; 32]>,
 ) -> bool {
-    let read: std::collections::HashMap<PathBuf, [u8; 32]> = sources
+    let read: std::collections::HashMap<PathBuf, [u8; 32]> = rules_read(paths, sources).collect();
+    &read == seen
+}
+
+/// The policy, schema and package files `sources` read from the directories
+/// `paths` names, with their content hashes. The others (the package list, say,
+/// when --schema has none) are the built-in ones.
+fn rules_read<'a>(
+    paths: &'a SourcePaths,
+    sources: &'a Sources,
+) -> impl Iterator<Item = (PathBuf, [u8; 32])> + 'a {
+    sources
         .policies
         .iter()
         .chain(&sources.schema)
@@ -733,8 +703,6 @@ pub(crate) fn read_as_seen(
             })
         })
         .map(|f| (PathBuf::from(&f.name), sha256(&f.text)))
-        .collect();
-    &read == seen
 }
 
 /// The default `--data-settle`.
