@@ -531,3 +531,109 @@ fn the_connection_limit_counts_both_listeners() {
     assert!(served, "not served after the gRPC connection closed");
     s.stop();
 }
+
+/// Sends `head` (a request with no body) in the given pieces over one raw
+/// connection; returns the status code of the answer. The answer is read as it
+/// comes, while pieces are still being written: a refusal closes the connection,
+/// and writing on after it would reset it.
+fn raw_status(addr: &str, head: &[u8], piece: usize) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    let mut r = c.try_clone().unwrap();
+    r.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    for part in head.chunks(piece) {
+        if c.write_all(part).is_err() {
+            break;
+        }
+        if piece < head.len() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    let line = reader.join().unwrap();
+    line.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {line:?}"))
+}
+
+/// A metadata request whose header block is exactly `len` bytes on the wire.
+fn head_of_len(len: usize) -> Vec<u8> {
+    let bare = "GET /.well-known/authzen-configuration HTTP/1.1\r\nHost: x\r\nX-Pad: \r\n\r\n";
+    let pad = "a".repeat(len - bare.len());
+    let head = format!(
+        "GET /.well-known/authzen-configuration HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n"
+    );
+    assert_eq!(head.len(), len);
+    head.into_bytes()
+}
+
+/// The header limit is `--max-header-bytes`, exactly, however the block arrives:
+/// a block of the limit is served, one byte more is 431 whether it comes in one
+/// write or in pieces, and so is a block of 100 KB in one write (which hyper's
+/// read buffer alone let through).
+#[test]
+fn the_header_limit_holds_exactly_whatever_the_write_pattern() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _http, _) = start(dir.path(), &["--max-header-bytes", "20000"]);
+    let addr = authzen_addr(&s);
+    assert_eq!(raw_status(&addr, &head_of_len(20_000), usize::MAX), 200);
+    assert_eq!(raw_status(&addr, &head_of_len(20_000), 997), 200);
+    assert_eq!(raw_status(&addr, &head_of_len(20_001), usize::MAX), 431);
+    assert_eq!(raw_status(&addr, &head_of_len(20_001), 997), 431);
+    assert_eq!(raw_status(&addr, &head_of_len(100_000), usize::MAX), 431);
+    assert_eq!(raw_status(&addr, &head_of_len(100_000), 4096), 431);
+    s.stop();
+}
+
+/// Without `--authzen-base-url` the metadata names the address the connection
+/// came in on, never a `Host` the caller chose; a base URL that is not a plain
+/// http(s) URL is refused at start.
+#[test]
+fn the_metadata_never_takes_its_urls_from_the_host_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, _) = start(dir.path(), &[]);
+    let addr = authzen_addr(&s);
+    let mut r = http
+        .agent
+        .get(&format!("{}/.well-known/authzen-configuration", http.base))
+        .header("Host", "evil.example")
+        .call()
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(v["policy_decision_point"], format!("http://{addr}"), "{v}");
+    assert!(!v.to_string().contains("evil"), "{v}");
+    s.stop();
+
+    let (s, http, _) = start(dir.path(), &["--authzen-base-url", "https://vakt.example.org/"]);
+    let (_, v) = http.get("/.well-known/authzen-configuration");
+    assert_eq!(v["policy_decision_point"], "https://vakt.example.org");
+    s.stop();
+
+    for bad in [
+        "vakt.example.org",
+        "ftp://vakt.example.org",
+        "https://user:pw@vakt.example.org",
+        "https://vakt.example.org/?x=1",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["serve", "--authzen-listen", "127.0.0.1:0", "--authzen-base-url", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{bad}: {err}");
+        assert!(err.contains("--authzen-base-url"), "{bad}: {err}");
+        assert!(!err.contains("pw@"), "{bad}: {err}");
+    }
+}

@@ -372,3 +372,25 @@ fn the_html_review_renders_in_headless_chromium() {
         png.len()
     );
 }
+
+/// `--out` through a symlink replaces the link and leaves what it pointed at
+/// alone; a dangling link does not create its target.
+#[test]
+fn the_review_is_written_without_following_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let out = dir.path().join("review.csv");
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    let dangling = dir.path().join("dangling.csv");
+    let target = dir.path().join("made-by-the-link");
+    std::os::unix::fs::symlink(&target, &dangling).unwrap();
+    for path in [&out, &dangling] {
+        let o = vakt(&["review", "--org", "310003034", "--out", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{o:?}");
+        assert!(!std::fs::symlink_metadata(path).unwrap().is_symlink());
+        assert!(std::fs::read_to_string(path).unwrap().contains("magnus"));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!target.exists());
+}

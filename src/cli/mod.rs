@@ -14,6 +14,7 @@ mod db;
 mod fmt;
 mod gen_world;
 mod replay;
+mod report;
 mod review;
 mod serve;
 mod shadow;

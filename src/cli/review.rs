@@ -2,7 +2,6 @@
 //! self-contained HTML file.
 
 use super::args::SourceArgs;
-use anyhow::Context as _;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,8 +106,7 @@ pub(super) fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
     if args.out.as_os_str() == "-" {
         print!("{text}");
     } else {
-        std::fs::write(&args.out, text)
-            .with_context(|| format!("writing {}", args.out.display()))?;
+        super::report::write_report(&args.out, text.as_bytes())?;
         let s = &review.summary;
         eprintln!(
             "wrote {}: {} employees, {} access rows, {} conflicts, {} deactivated in teams, {} unused system users, {} unused team grants, {} unusable clients",

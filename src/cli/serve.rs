@@ -86,7 +86,8 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "VAKT_AUTHZEN_LISTEN", value_name = "ADDRESS")]
     authzen_listen: Option<SocketAddr>,
     /// The PDP identifier the AuthZEN metadata names (an https URL, as callers
-    /// reach this sidecar) [default: from each request's Host]
+    /// reach this sidecar) [default: the address each connection came in on;
+    /// never the request's Host]
     #[arg(long, env = "VAKT_AUTHZEN_BASE_URL", value_name = "URL")]
     authzen_base_url: Option<String>,
     /// Also listen on this Unix socket, for callers in the same pod; each decision
@@ -230,6 +231,25 @@ pub(super) struct ServeArgs {
 
 /// Checks the settings that can be wrong together: every problem, so that all of
 /// them are reported at once.
+/// The AuthZEN PDP identifier: an absolute http(s) URL with a host, and nothing
+/// a client could misread (credentials, a query, a fragment).
+fn check_base_url(url: &str) -> Result<(), &'static str> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| "is not a URL, e.g. https://vakt.example.org")?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("must begin with https:// (or http://)");
+    }
+    match uri.authority() {
+        None => Err("names no host"),
+        Some(a) if a.as_str().contains('@') => Err("must not carry credentials"),
+        Some(_) if uri.query().is_some() || url.contains('#') => {
+            Err("must not have a query or a fragment")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
     let mut bad = Vec::new();
     if let Err(e) = args.sources.check_paths() {
@@ -279,6 +299,11 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
                     "--reverse-queries-allow is set, but {flag} would answer reverse queries to callers without an identity (plain TCP, no --tls-client-ca): use mutual TLS there, or serve only the Unix socket (--listen off; callers are named unix:uid:N)"
                 ));
             }
+        }
+    }
+    if let Some(url) = &args.authzen_base_url {
+        if let Err(why) = check_base_url(url) {
+            bad.push(format!("--authzen-base-url: {why}"));
         }
     }
     if args.data_settle > std::time::Duration::from_secs(60) {
@@ -338,6 +363,17 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
     } else {
         Err(bad)
     }
+}
+
+/// `message` with the credentials of every URL among the settings masked (the
+/// OTLP endpoints of traces and of decision-log sinks): the libraries that open
+/// them quote the URL they were given in their errors.
+fn mask_urls(mut message: String, args: &ServeArgs) -> String {
+    let sinks = args.decision_log.iter().map(ToString::to_string);
+    for url in args.otlp_endpoint.iter().cloned().chain(sinks) {
+        message = crate::url_secrets::mask_in(&message, &url);
+    }
+    message
 }
 
 /// How the decision log's sinks write, from the arguments.
@@ -489,7 +525,7 @@ async fn reload_settings_on_hangup(
                 vakt.log
                     .load()
                     .reopen(&args.decision_log, &o)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| mask_urls(e.to_string(), &args))
             });
             match reopened {
                 Ok((log, opened)) => {
@@ -684,7 +720,8 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.log_format,
             args.otlp_endpoint.as_deref(),
             args.otlp_metrics_interval,
-        )?;
+        )
+        .map_err(|e| anyhow::anyhow!(mask_urls(format!("{e:#}"), &args)))?;
         let served = serve(args, &telemetry).await;
         telemetry.shutdown();
         served
@@ -719,7 +756,8 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         Some(db) => load_database(db.clone(), paths).await?,
     };
     let snapshot = loaded.snapshot;
-    let (log, writers) = DecisionLog::open(&args.decision_log, &log_options(&args)?)?;
+    let (log, writers) = DecisionLog::open(&args.decision_log, &log_options(&args)?)
+        .map_err(|e| anyhow::anyhow!(mask_urls(format!("{:#}", anyhow::Error::from(e)), &args)))?;
     // Writers of sinks a SIGHUP opens join these, so a stop waits for all of them.
     let writers = Arc::new(std::sync::Mutex::new(writers));
     let counts = snapshot.world.counts();

@@ -3,7 +3,6 @@
 use super::args::{report_problems, Format, SourceArgs};
 use crate::snapshot::{Snapshot, Sources};
 use crate::suite;
-use anyhow::Context as _;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,8 +66,7 @@ pub(super) fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, suite::render_junit(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        super::report::write_report(path, suite::render_junit(&report).as_bytes())?;
     }
     let mut ok = report.failed() == 0;
     if let Some(min) = args.min_coverage {

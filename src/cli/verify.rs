@@ -99,16 +99,8 @@ pub(super) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             SHIPPED_PROPERTIES.1.to_owned(),
         ),
         Some(p) => {
-            let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
-            if meta.len() > verify::MAX_PROPERTIES_BYTES as u64 {
-                anyhow::bail!(
-                    "{}: larger than {} bytes",
-                    p.display(),
-                    verify::MAX_PROPERTIES_BYTES
-                );
-            }
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = crate::problem::read_named(p, verify::MAX_PROPERTIES_BYTES as u64)
+                .map_err(anyhow::Error::msg)?;
             (p.display().to_string(), text)
         }
     };
@@ -177,13 +169,12 @@ fn write_witness(dir: &Path, w: &Witness) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     for f in &w.files {
         let path = data.join(&f.name);
-        std::fs::write(&path, &f.text).with_context(|| format!("writing {}", path.display()))?;
+        super::report::write_report(&path, f.text.as_bytes())?;
     }
     let path = dir.join("request.json");
     let mut request = witness_json(w);
     request.as_object_mut().map(|m| m.remove("files"));
-    std::fs::write(&path, serde_json::to_string_pretty(&request)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+    super::report::write_report(&path, (serde_json::to_string_pretty(&request)? + "\n").as_bytes())?;
     Ok(())
 }
 

@@ -45,6 +45,9 @@ pub struct UnixPeer {
 pub struct ConnInfo {
     /// The peer's address, on TCP.
     pub remote: Option<SocketAddr>,
+    /// The address the connection came in on, on TCP (the listener's own, or the
+    /// interface's when it listens on all of them).
+    pub local: Option<SocketAddr>,
     /// The peer's credentials, on the Unix socket.
     pub unix: Option<UnixPeer>,
     /// The client certificate's identity, under mutual TLS.
@@ -342,10 +345,12 @@ async fn accept_one(listener: &Listener) -> std::io::Result<(Socket, ConnInfoPar
         Listener::Tcp(l) | Listener::Tls(l, _) => {
             let (sock, peer) = l.accept().await?;
             let _ = sock.set_nodelay(true);
+            let local = sock.local_addr().ok();
             Ok((
                 Socket::Tcp(sock),
                 ConnInfoParts {
                     remote: Some(peer),
+                    local,
                     unix: None,
                 },
             ))
@@ -363,6 +368,7 @@ async fn accept_one(listener: &Listener) -> std::io::Result<(Socket, ConnInfoPar
                 Socket::Unix(sock),
                 ConnInfoParts {
                     remote: None,
+                    local: None,
                     unix: Some(unix),
                 },
             ))
@@ -372,6 +378,7 @@ async fn accept_one(listener: &Listener) -> std::io::Result<(Socket, ConnInfoPar
 
 struct ConnInfoParts {
     remote: Option<SocketAddr>,
+    local: Option<SocketAddr>,
     unix: Option<UnixPeer>,
 }
 
@@ -401,6 +408,7 @@ async fn accept_loop(
         }
         let info = ConnInfo {
             remote: parts.remote,
+            local: parts.local,
             unix: parts.unix,
             identity: None,
             tls: false,

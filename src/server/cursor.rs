@@ -3,13 +3,16 @@
 //!
 //! A token names the revision of the world the first page was decided on, when
 //! that page was asked for, the query it belongs to and the last key answered. It
-//! is signed with a key that lives only in this process, so a token cannot be
-//! forged or carried to another sidecar. The world itself stays here, kept for
+//! is authenticated with HMAC-SHA-256 under a key that lives only in this
+//! process, so a token cannot be forged or carried to another sidecar. (A hash of
+//! key and body would not do: SHA-256 of a secret prefix can be extended to a
+//! longer body without the key.) The world itself stays here, kept for
 //! its lifetime (60 s by default) after the query began: successive worlds share every
 //! unchanged record, so keeping one costs only what changed since.
 
 use crate::snapshot::Snapshot;
 use base64::Engine as _;
+use hmac::{Hmac, Mac as _};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -98,12 +101,14 @@ pub fn fingerprint(parts: &[&str]) -> String {
 }
 
 impl Cursors {
+    /// HMAC-SHA-256 of `body`, truncated to 128 bits (RFC 2104 allows truncation
+    /// to half the hash; 128 bits cannot be guessed within a token's lifetime).
     fn mac(&self, body: &[u8]) -> [u8; 16] {
-        let mut h = Sha256::new();
-        h.update(self.key);
+        let mut h = <Hmac<Sha256>>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
         h.update(body);
         let mut out = [0u8; 16];
-        out.copy_from_slice(&h.finalize()[..16]);
+        out.copy_from_slice(&h.finalize().into_bytes()[..16]);
         out
     }
 
@@ -162,9 +167,13 @@ impl Cursors {
         let (body, mac) = token.split_once('.').ok_or(CursorError::Unknown)?;
         let body = b64.decode(body).map_err(|_| CursorError::Unknown)?;
         let mac = b64.decode(mac).map_err(|_| CursorError::Unknown)?;
-        // Compared whole; the key is secret and the token is not a credential, so
-        // a timing difference reveals nothing worth having.
-        if mac != self.mac(&body) {
+        // Compared in constant time, so a forger learns nothing from how long a
+        // refusal takes.
+        let mut check = <Hmac<Sha256>>::new_from_slice(&self.key)
+            .expect("HMAC takes a key of any length");
+        check.update(&body);
+        // A shorter tag would be easier to guess: only the full 16 bytes count.
+        if mac.len() != 16 || check.verify_truncated_left(&mac).is_err() {
             return Err(CursorError::Unknown);
         }
         let t: Token = serde_json::from_slice(&body).map_err(|_| CursorError::Unknown)?;
@@ -191,5 +200,56 @@ impl Cursors {
             after: t.a,
             began_ms: t.t,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// HMAC written out from RFC 2104, apart from the `hmac` crate: the tag must
+    /// be this, not a hash of key and body (which could be length-extended).
+    fn rfc2104(key: &[u8; 32], body: &[u8]) -> [u8; 16] {
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(key);
+        let pad = |byte: u8| block.map(|b| b ^ byte);
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(body)
+            .finalize();
+        let outer = Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&outer[..16]);
+        out
+    }
+
+    #[test]
+    fn tokens_are_authenticated_with_hmac_sha256() {
+        let c = Cursors::default();
+        let body = br#"{"c":"who_can","q":"abc","r":"rev","t":1,"a":["x"]}"#;
+        assert_eq!(c.mac(body), rfc2104(&c.key, body));
+    }
+
+    #[test]
+    fn a_tag_cut_short_or_changed_is_refused() {
+        let c = Cursors::default();
+        let token = c.issue("who_can", "fp", "rev", now_ms(), vec!["k".into()]);
+        let (body, tag) = token.split_once('.').unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let tag = b64.decode(tag).unwrap();
+        let short = format!("{body}.{}", b64.encode(&tag[..4]));
+        let mut flipped = tag.clone();
+        flipped[15] ^= 1;
+        let flipped = format!("{body}.{}", b64.encode(&flipped));
+        for forged in [short, flipped] {
+            let refused = c.resume(&forged, "who_can", "fp", DEFAULT_PAGE_LIFETIME);
+            assert!(matches!(refused, Err(CursorError::Unknown)), "{forged}");
+        }
+        // The genuine token passes the tag check (its world was never kept).
+        let genuine = c.resume(&token, "who_can", "fp", DEFAULT_PAGE_LIFETIME);
+        assert!(matches!(genuine, Err(CursorError::WorldGone)));
     }
 }

@@ -46,8 +46,8 @@ const CONFIGURATION: &str = "/.well-known/authzen-configuration";
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the AuthZEN API on `listeners` until `shutdown` completes. `base_url`
-/// is the PDP's identifier in the metadata; without it, it is taken from the
-/// request's `Host`.
+/// is the PDP's identifier in the metadata; without it, the address each
+/// connection came in on.
 pub async fn serve_authzen(
     listeners: Vec<Listener>,
     vakt: Arc<Vakt>,
@@ -59,6 +59,12 @@ pub async fn serve_authzen(
     let mut incoming =
         super::accept::incoming_counted(listeners, &options.accept_limits(), &vakt.connections);
     let base_url = Arc::new(base_url);
+    // hyper refuses (431) a header block that does not fit its read buffer, but
+    // the buffer's fill depends on how the bytes arrive: one write of 100 KB may
+    // be parsed whole. So the buffer only stops a flood, and `respond` measures
+    // every block against the limit exactly. (hyper's floor is 8 KiB.)
+    let max_header_bytes = options.max_header_bytes as usize;
+    let read_buffer = (max_header_bytes + 8 * 1024).max(8 * 1024);
     tokio::pin!(shutdown);
     loop {
         let conn = tokio::select! {
@@ -81,6 +87,9 @@ pub async fn serve_authzen(
                 let base_url = base_url.clone();
                 async move {
                     Ok::<_, Infallible>(match vakt {
+                        Some(_) if header_block_len(&req) > max_header_bytes => {
+                            header_block_too_large(max_header_bytes)
+                        }
                         Some(vakt) => respond(&vakt, &info, base_url.as_deref(), req).await,
                         None => json_response(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -92,11 +101,33 @@ pub async fn serve_authzen(
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 * 1024)
+                .max_buf_size(read_buffer)
                 .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
                 .await;
         });
     }
+}
+
+/// The bytes of a request's header block as sent: the request line, each header
+/// line and the blank line that ends them (optional whitespace aside, which
+/// hyper does not keep).
+fn header_block_len(req: &Request<Incoming>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let request_line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    request_line + headers + 2
+}
+
+/// 431, as hyper answers a block past its buffer, with the limit named.
+fn header_block_too_large(limit: usize) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &json!({ "error": format!("the request's header block is larger than {limit} bytes (--max-header-bytes)") }),
+    )
 }
 
 /// A failed request: its status and message.
@@ -172,7 +203,7 @@ async fn answer(
         if req.method() != Method::GET {
             return Err(Failure(StatusCode::METHOD_NOT_ALLOWED, "GET only".into()));
         }
-        return Ok(configuration(vakt, conn, base_url, &req));
+        return Ok(configuration(vakt, conn, base_url));
     }
     let known = [
         EVALUATION,
@@ -277,22 +308,22 @@ fn logged(
 }
 
 /// The metadata: each endpoint as an absolute URL under the PDP's identifier.
-fn configuration(
-    vakt: &Vakt,
-    conn: &ConnInfo,
-    base_url: Option<&str>,
-    req: &Request<Incoming>,
-) -> Value {
+///
+/// That identifier is `--authzen-base-url`, or else the address the connection
+/// came in on. Never the request's `Host`: whoever sends the request chooses it,
+/// and a cache or a client that trusts the metadata would then be sent to a host
+/// of the caller's choosing.
+fn configuration(vakt: &Vakt, conn: &ConnInfo, base_url: Option<&str>) -> Value {
     let base = match base_url {
         Some(b) => b.trim_end_matches('/').to_owned(),
         None => {
             let scheme = if conn.tls { "https" } else { "http" };
-            let host = req
-                .headers()
-                .get(hyper::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            format!("{scheme}://{host}")
+            // On the Unix socket there is no address; `localhost` is what HTTP
+            // clients over a socket put in their URLs.
+            match conn.local {
+                Some(addr) => format!("{scheme}://{addr}"),
+                None => format!("{scheme}://localhost"),
+            }
         }
     };
     let mut endpoints = vec![
