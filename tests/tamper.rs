@@ -4,6 +4,10 @@
 //! not match unless told, recording the override; a torn last line is cut with a
 //! WARN; a write past a real file-size limit (RLIMIT_FSIZE) never leaves a partial
 //! record, fails calls closed and turns health NOT_SERVING until a write succeeds.
+//! Records that were on file past the last checkpoint when Vakt continued a log
+//! are never attested by a later signature; `vakt audit verify` says what it read
+//! and fails on a set that does not begin at the log's first record; a checkpoint
+//! that could not be written is written once it can be, without a restart.
 
 mod common;
 use common::*;
@@ -217,7 +221,7 @@ fn every_kind_of_tampering_is_caught_and_named() {
             "the first records deleted and the chain recomputed",
             join(&cut_head),
             None,
-            "does not match the head hash",
+            "is not the one the checkpoint beside it names",
         ),
         (
             "the last record cut",
@@ -607,4 +611,382 @@ fn a_restart_reads_only_the_tail_of_a_large_log() {
         with_big < with_small + 20 * 1024,
         "continuing a 150 MB log took {with_big} KiB at peak, against {with_small} KiB for an empty one"
     );
+}
+
+/// Verifies `log` (and `more` files before it) with the public key and any extra
+/// arguments.
+fn verify_signed(public: &Path, extra: &[&str], files: &[&Path]) -> Output {
+    let mut args = vec!["audit", "verify", "--public-key", public.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    vakt(&args)
+}
+
+/// The checkpoints a server wrote to its diagnostic log, saved as an operator keeps
+/// them.
+fn save_copies(dir: &Path, diagnostics: &[String]) -> PathBuf {
+    let copies = dir.join("diagnostics.jsonl");
+    std::fs::write(&copies, diagnostics.join("\n") + "\n").unwrap();
+    copies
+}
+
+#[test]
+fn a_record_appended_before_a_restart_is_never_attested_by_a_later_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let log = dir.path().join("decisions.jsonl");
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["kari", "per", "ola", "kari"]);
+    let mut diagnostics = s.diagnostics();
+    s.stop();
+    let cp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("decisions.jsonl.checkpoint")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cp["last_seq"], 4, "{cp}");
+    // A forged record after the last signed checkpoint, correctly chained and
+    // stamped a second after it: what a crash could have left, so the restart
+    // accepts it.
+    let original = std::fs::read_to_string(&log).unwrap();
+    let last = original.lines().last().unwrap();
+    let mut forged: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(last).unwrap();
+    forged.insert("seq".into(), 5.into());
+    forged.insert("prev_hash".into(), sha256_hex(last.as_bytes()).into());
+    forged.insert("employee_id".into(), "mallory".into());
+    let at = humantime::parse_rfc3339(cp["timestamp"].as_str().unwrap()).unwrap()
+        + Duration::from_secs(1);
+    forged.insert(
+        "timestamp".into(),
+        humantime::format_rfc3339_micros(at).to_string().into(),
+    );
+    let forged = serde_json::to_string(&forged).unwrap();
+    std::fs::write(&log, format!("{original}{forged}\n")).unwrap();
+
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["per"]);
+    diagnostics.extend(s.diagnostics());
+    s.stop();
+    let warned = diagnostics
+        .iter()
+        .find(|l| l.contains("recorded in the log as unattested"))
+        .unwrap_or_else(|| panic!("no WARN about the unchecked record: {diagnostics:#?}"));
+    assert!(
+        warned.contains("\"WARN\"")
+            && warned.contains("\"from_seq\":5")
+            && warned.contains("\"to_seq\":5"),
+        "{warned}"
+    );
+    // The chain says so itself, before the next signature.
+    let after = std::fs::read_to_string(&log).unwrap();
+    let note: serde_json::Value = serde_json::from_str(after.lines().nth(5).unwrap()).unwrap();
+    assert_eq!(
+        (
+            &note["seq"],
+            &note["event"],
+            &note["unattested_from"],
+            &note["unattested_to"]
+        ),
+        (
+            &serde_json::json!(6),
+            &serde_json::json!("unattested_records"),
+            &serde_json::json!(5),
+            &serde_json::json!(5)
+        ),
+        "{note}"
+    );
+    let cp_after: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("decisions.jsonl.checkpoint")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cp_after["last_seq"], 7,
+        "the new checkpoint covers the forgery: {cp_after}"
+    );
+
+    // With the key, the forged record is named as unattested and verify fails,
+    // with the diagnostic log's copies of the checkpoints too.
+    let copies = save_copies(dir.path(), &diagnostics);
+    for extra in [vec![], vec!["--checkpoint", copies.to_str().unwrap()]] {
+        let out = verify_signed(&public, &extra, &[&log]);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("records seq 5 to 5 are not attested by any signature")
+                && text(&out).contains("as its record seq 6 says"),
+            "{}",
+            text(&out)
+        );
+    }
+    // Without the key, the report says for each range what attests it.
+    let out = vakt(&["audit", "verify", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    assert!(
+        report.starts_with("ok: 7 records checked, seq 1 to 7, from 1 file"),
+        "{report}"
+    );
+    for range in [
+        "  seq 1 to 4: covered by a checkpoint",
+        "  seq 5 to 5: NOT attested",
+        "  seq 6 to 7: covered by a checkpoint",
+    ] {
+        assert!(report.contains(range), "{range:?} in {report}");
+    }
+}
+
+#[test]
+fn verify_says_what_it_read_and_fails_on_a_set_that_does_not_begin_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let log = dir.path().join("decisions.jsonl");
+    let s = serve_signed(&log, &key, &["--decision-log-rotate-bytes", "3000"]);
+    calls(&s, &["kari"; 20]);
+    let mut diagnostics = s.diagnostics();
+    s.stop();
+    // A run without rotation, so the current file holds records.
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["per", "ola"]);
+    diagnostics.extend(s.diagnostics());
+    s.stop();
+    let copies = save_copies(dir.path(), &diagnostics);
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with("decisions.jsonl.") && !n.contains("checkpoint")
+        })
+        .collect();
+    rotated.sort();
+    assert!(rotated.len() >= 2, "{rotated:?}");
+    let first_current: u64 = serde_json::from_str::<serde_json::Value>(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    assert!(first_current > 1);
+
+    // The whole set: every record, named by its first and last seq and files.
+    let mut all: Vec<&Path> = rotated.iter().map(PathBuf::as_path).collect();
+    all.push(&log);
+    let out = verify_signed(&public, &[], &all);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).starts_with(&format!(
+            "ok: 22 records checked, seq 1 to 22, from {} files",
+            all.len()
+        )) && text(&out).contains("  seq 1 to 22: attested by a signed checkpoint"),
+        "{}",
+        text(&out)
+    );
+
+    // Only the current file, as if every rotated file had been deleted: it does
+    // not begin the log, with or without the checkpoint copies.
+    for extra in [vec![], vec!["--checkpoint", copies.to_str().unwrap()]] {
+        let out = verify_signed(&public, &extra, &[&log]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!(
+                "the records given begin at seq {first_current}, not at the log's first record (seq 1)"
+            )),
+            "{}",
+            text(&out)
+        );
+    }
+    // Without the first rotated file only, the same.
+    let out = verify_signed(&public, &[], &all[1..]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not at the log's first record"),
+        "{}",
+        text(&out)
+    );
+
+    // Asked to check from there on, it does, and says so.
+    let from = first_current.to_string();
+    let out = verify_signed(&public, &["--from-seq", &from], &[&log]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).starts_with(&format!(
+            "ok: {} records checked, seq {first_current} to 22, from 1 file",
+            23 - first_current
+        )) && text(&out).contains(&format!(
+            "(from --from-seq {first_current}: records before it were not checked)"
+        )),
+        "{}",
+        text(&out)
+    );
+    // A --from-seq that is not where the files begin fails.
+    let out = verify_signed(&public, &["--from-seq", "1"], &[&log]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("but --from-seq says 1"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_emptied_log_without_its_checkpoint_does_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let log = dir.path().join("decisions.jsonl");
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["kari", "per"]);
+    s.stop();
+    assert!(verify_signed(&public, &[], &[&log]).status.success());
+    let cp_path = dir.path().join("decisions.jsonl.checkpoint");
+    // Emptied and its checkpoint deleted.
+    std::fs::write(&log, "").unwrap();
+    std::fs::remove_file(&cp_path).unwrap();
+    let out = verify_signed(&public, &[], &[&log]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no checkpoint was given") && text(&out).contains("holds no record"),
+        "{}",
+        text(&out)
+    );
+    let out = vakt(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Records that no checkpoint covers fail with the key too.
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["ola"]);
+    s.stop();
+    std::fs::remove_file(&cp_path).unwrap();
+    let out = verify_signed(&public, &[], &[&log]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no signature covers records seq 1 to 1"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_checkpoint_that_could_not_be_written_is_written_once_it_can_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let log = dir.path().join("decisions.jsonl");
+    let cp_path = dir.path().join("decisions.jsonl.checkpoint");
+    // A directory where the checkpoint's temporary file goes: every checkpoint
+    // write fails (even for root), while the log itself is still written.
+    let blocker = dir.path().join("decisions.jsonl.checkpoint.tmp");
+    let last_seq = || -> u64 {
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&cp_path).unwrap())
+            .unwrap()["last_seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["kari"]);
+    rt.block_on(eventually(
+        Duration::from_secs(5),
+        "checkpoint of 1",
+        || last_seq() == 1,
+    ));
+    std::fs::create_dir(&blocker).unwrap();
+    calls(&s, &["per", "ola"]);
+    rt.block_on(eventually(
+        Duration::from_secs(5),
+        "a failed checkpoint",
+        || {
+            s.diagnostics()
+                .iter()
+                .any(|l| l.contains("\"ERROR\"") && l.contains("decision log checkpoint failed"))
+        },
+    ));
+    // While it fails, the signed log does not verify: the fault is real.
+    let out = verify_signed(&public, &[], &[&log]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("records seq 2 to 3 follow the last signed checkpoint"),
+        "{}",
+        text(&out)
+    );
+    // Room again: with no new call and no restart, the checkpoint catches up.
+    std::fs::remove_dir(&blocker).unwrap();
+    rt.block_on(eventually(
+        Duration::from_secs(5),
+        "checkpoint of 3",
+        || last_seq() == 3,
+    ));
+    let out = verify_signed(&public, &[], &[&log]);
+    assert!(out.status.success(), "while still running: {}", text(&out));
+
+    // The same fault, cleared just before a stop: the last checkpoint is written
+    // at shutdown.
+    std::fs::create_dir(&blocker).unwrap();
+    calls(&s, &["kari"]);
+    rt.block_on(eventually(
+        Duration::from_secs(5),
+        "a second failed checkpoint",
+        || {
+            s.diagnostics()
+                .iter()
+                .filter(|l| l.contains("decision log checkpoint failed"))
+                .count()
+                >= 2
+        },
+    ));
+    std::fs::remove_dir(&blocker).unwrap();
+    s.stop();
+    assert_eq!(last_seq(), 4);
+    let out = verify_signed(&public, &[], &[&log]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn audit_verify_refuses_a_fifo_at_once_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public) = keygen(dir.path(), "audit");
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let log = dir.path().join("decisions.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let f = fifo.to_str().unwrap();
+    let cases: [Vec<&str>; 3] = [
+        vec!["audit", "verify", f],
+        vec!["audit", "verify", "--public-key", f, log.to_str().unwrap()],
+        vec![
+            "audit",
+            "verify",
+            "--public-key",
+            public.to_str().unwrap(),
+            "--checkpoint",
+            f,
+            log.to_str().unwrap(),
+        ],
+    ];
+    for args in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_at_most(&mut child, Duration::from_secs(10));
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{args:?} hung or passed: {}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains(&format!("{f}: is a special file")),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
 }

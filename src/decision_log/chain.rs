@@ -84,7 +84,22 @@ impl Chain {
     }
 }
 
-/// The chain fields of a record line.
+/// Longest record line Vakt reads back (a record holds at most one request's
+/// fields, far less than this), so that no file can make a reader buffer
+/// without bound.
+pub(crate) const MAX_LINE: usize = 32 << 20;
+
+/// The event of a record Vakt writes when it continues a log whose last records
+/// no checkpoint covered: records `unattested_from` to `unattested_to` were on
+/// file past the last signature, so no later signature vouches for them.
+pub(crate) const UNATTESTED_EVENT: &str = "unattested_records";
+
+/// The event of a record Vakt writes when the operator made it continue a log
+/// that did not match its checkpoint; it names an unattested range too.
+pub(crate) const MISMATCH_ACCEPTED_EVENT: &str = "checkpoint_mismatch_accepted";
+
+/// The chain fields of a record line, and the fields of a note that says which
+/// records no signature attests.
 #[derive(Deserialize)]
 pub(crate) struct Linked {
     pub seq: u64,
@@ -93,6 +108,25 @@ pub(crate) struct Linked {
     pub decision_id: Option<String>,
     #[serde(default)]
     pub timestamp: Option<String>,
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub unattested_from: Option<u64>,
+    #[serde(default)]
+    pub unattested_to: Option<u64>,
+}
+
+impl Linked {
+    /// The records this one says are unattested, when it is such a note (a range
+    /// that does not end before the note itself is ignored: Vakt never writes one).
+    pub fn unattested(&self) -> Option<(u64, u64)> {
+        let event = self.event.as_deref()?;
+        if event != UNATTESTED_EVENT && event != MISMATCH_ACCEPTED_EVENT {
+            return None;
+        }
+        let (from, to) = (self.unattested_from?, self.unattested_to?);
+        (from <= to && to < self.seq).then_some((from, to))
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,11 @@ pub struct Checkpoint {
     /// in the file rotated before it.
     #[serde(alias = "records")]
     pub last_seq: u64,
+    /// The SHA-256 of the line of record `first_seq`, in hex, once the file holds
+    /// it: with the seq, the checkpoint names which record the file begins with,
+    /// so a set of files can be shown to begin where the log does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_hash: Option<String>,
     /// The SHA-256 of the last record's line, in hex.
     pub head: String,
     /// When the checkpoint was written (RFC 3339, UTC).
@@ -68,6 +73,7 @@ impl Checkpoint {
         Self {
             first_seq,
             last_seq: chain.seq,
+            first_hash: None,
             head: chain.head(),
             timestamp: super::record::now_rfc3339(),
             prev_checkpoint: prev.to_owned(),
@@ -131,27 +137,41 @@ impl Checkpoint {
     pub fn parse_all(text: &str) -> Result<Vec<Self>, String> {
         let mut found = Vec::new();
         for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let value: serde_json::Value =
-                crate::json::parse(line.as_bytes()).map_err(|e| format!("line {}: {e}", i + 1))?;
-            let embedded = value
-                .pointer("/fields/checkpoint")
-                .and_then(|v| v.as_str())
-                .map(crate::json::from_str::<Self>);
-            match embedded {
-                Some(cp) => found.push(cp.map_err(|e| format!("line {}: {e}", i + 1))?),
-                None if value.get("fields").is_some() => {}
-                None => found.push(
-                    serde_json::from_value(value)
-                        .map_err(|e| format!("line {}: not a checkpoint: {e}", i + 1))?,
-                ),
-            }
+            found.extend(Self::parse_line(line).map_err(|e| format!("line {}: {e}", i + 1))?);
         }
         Ok(found)
     }
+
+    /// The checkpoint one line of a checkpoint file or of the diagnostic log
+    /// carries, if any (see [`Checkpoint::parse_all`]).
+    pub fn parse_line(line: &str) -> Result<Option<Self>, String> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(None);
+        }
+        let value: serde_json::Value =
+            crate::json::parse(line.as_bytes()).map_err(|e| e.to_string())?;
+        let embedded = value
+            .pointer("/fields/checkpoint")
+            .and_then(|v| v.as_str())
+            .map(crate::json::from_str::<Self>);
+        match embedded {
+            Some(cp) => cp.map(Some).map_err(|e| e.to_string()),
+            None if value.get("fields").is_some() => Ok(None),
+            None => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| format!("not a checkpoint: {e}")),
+        }
+    }
+}
+
+/// Largest key or checkpoint file read: either is a few hundred bytes.
+pub(crate) const MAX_SMALL_FILE: u64 = 64 << 10;
+
+/// Reads a key or checkpoint file: a regular file (after following symbolic
+/// links) of at most [`MAX_SMALL_FILE`] bytes; a refusal names the file.
+pub(crate) fn read_small(path: &Path) -> Result<String, String> {
+    crate::problem::read_file(path, MAX_SMALL_FILE).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `<log>.checkpoint`: where the checkpoint of a log file is published.
@@ -219,7 +239,7 @@ impl Signer {
     /// reported, since whoever can read it can sign a forged log.
     pub fn read(path: &Path) -> Result<Self, String> {
         let shown = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let text = read_small(path)?;
         let key = SigningKey::from_pkcs8_pem(&text)
             .map_err(|e| format!("{shown}: not an Ed25519 private key in PKCS#8 PEM: {e}"))?;
         {
@@ -252,7 +272,7 @@ impl PublicKey {
     /// Reads a public key file (SPKI PEM, as `vakt audit keygen` writes it).
     pub fn read(path: &Path) -> Result<Self, String> {
         let shown = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let text = read_small(path)?;
         let key = VerifyingKey::from_public_key_pem(&text)
             .map_err(|e| format!("{shown}: not an Ed25519 public key in PEM: {e}"))?;
         Ok(Self {

@@ -2,7 +2,7 @@
 //! fsync) per batch, rotated between batches, with the chain head checkpointed
 //! beside it.
 
-use super::chain::{Chain, GENESIS};
+use super::chain::{sha256_hex, Chain, GENESIS, MISMATCH_ACCEPTED_EVENT, UNATTESTED_EVENT};
 use super::checkpoint::{checkpoint_path, publish, Checkpoint, Signer};
 use super::rotation::{rotated_path, Rotation};
 use super::sink::{Batch, Medium};
@@ -57,6 +57,8 @@ pub(crate) struct FileMedium {
     opened: Instant,
     /// The seq of the current file's first record (the next one while it is empty).
     first_seq: u64,
+    /// The hash of the current file's first record's line, once it has one.
+    first_hash: Option<String>,
     checkpoint: PathBuf,
     /// The seq the checkpoint file holds, and when it was written.
     checkpointed: u64,
@@ -78,14 +80,27 @@ impl FileMedium {
     pub fn open(path: &Path, opts: FileOptions) -> Result<(Self, Chain), String> {
         let shown = path.display().to_string();
         let checkpoint = checkpoint_path(path);
-        let cp = match std::fs::read_to_string(&checkpoint) {
-            Ok(text) => Some(
-                crate::json::from_str::<Checkpoint>(&text)
-                    .map_err(|e| format!("{}: not a checkpoint: {e}", checkpoint.display()))?,
-            ),
+        let cp = match std::fs::symlink_metadata(&checkpoint) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("{}: {e}", checkpoint.display())),
+            _ => {
+                let text = super::checkpoint::read_small(&checkpoint)?;
+                Some(
+                    crate::json::from_str::<Checkpoint>(&text)
+                        .map_err(|e| format!("{}: not a checkpoint: {e}", checkpoint.display()))?,
+                )
+            }
         };
+        // A FIFO would block the open (and every write); a device such as
+        // /dev/null or /dev/full is the one kind of special file a log may be.
+        if let Ok(m) = std::fs::metadata(path) {
+            use std::os::unix::fs::FileTypeExt as _;
+            let t = m.file_type();
+            if t.is_dir() || t.is_fifo() || t.is_socket() {
+                return Err(format!(
+                    "{shown}: is a directory, FIFO or socket, not a regular file or a device"
+                ));
+            }
+        }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -102,6 +117,7 @@ impl FileMedium {
             Ok(tail::Continued {
                 chain: Chain::default(),
                 first_seq: 1,
+                first_hash: None,
             })
         };
         let mut note = None;
@@ -139,6 +155,7 @@ impl FileMedium {
             bytes,
             opened: Instant::now(),
             first_seq: continued.first_seq,
+            first_hash: continued.first_hash,
             checkpoint,
             checkpointed: u64::MAX,
             last_checkpoint: Instant::now(),
@@ -149,8 +166,41 @@ impl FileMedium {
             low_on_space: false,
         };
         let mut chain = continued.chain;
+        // Records on file that no checkpoint covered were never signed, and the
+        // checkpoint written below must not come to vouch for them: someone who
+        // can write the log could have added them. A record in the chain says so
+        // (and `vakt audit verify` reports them as unattested). After an accepted
+        // mismatch that is the whole file.
+        let unattested_from = match (&note, &cp) {
+            (None, Some(cp)) => cp.last_seq + 1,
+            _ => continued.first_seq,
+        };
+        let unattested =
+            (is_file && unattested_from <= chain.seq).then_some((unattested_from, chain.seq));
         if let Some(problem) = note {
-            medium.record_accepted_mismatch(&mut chain, &problem, cp.as_ref())?;
+            medium.record_accepted_mismatch(&mut chain, &problem, cp.as_ref(), unattested)?;
+        } else if let Some((from, to)) = unattested {
+            tracing::warn!(
+                file = %shown,
+                from_seq = from,
+                to_seq = to,
+                "decision log records follow its last checkpoint (written just before a crash, or added by someone else); recorded in the log as unattested"
+            );
+            medium.append_note(
+                &mut chain,
+                serde_json::json!({
+                    "timestamp": super::record::now_rfc3339(),
+                    "event": UNATTESTED_EVENT,
+                    "unattested_from": from,
+                    "unattested_to": to,
+                    "reason": if cp.is_some() {
+                        "these records followed the last checkpoint when Vakt continued the log: no signature covered them"
+                    } else {
+                        "the log had no checkpoint when Vakt continued it: no signature covered these records"
+                    },
+                    "checkpoint": cp,
+                }),
+            )?;
         }
         if is_file {
             medium.write_checkpoint(&chain);
@@ -159,21 +209,32 @@ impl FileMedium {
     }
 
     /// Writes a record saying the log was continued although it did not match its
-    /// checkpoint, so the override is part of the chain an auditor verifies.
+    /// checkpoint, so the override is part of the chain an auditor verifies; the
+    /// records of the file are named unattested, since no valid checkpoint
+    /// covered them.
     fn record_accepted_mismatch(
         &mut self,
         chain: &mut Chain,
         problem: &str,
         cp: Option<&Checkpoint>,
+        unattested: Option<(u64, u64)>,
     ) -> Result<(), String> {
-        let note = serde_json::json!({
+        let mut note = serde_json::json!({
             "timestamp": super::record::now_rfc3339(),
-            "event": "checkpoint_mismatch_accepted",
+            "event": MISMATCH_ACCEPTED_EVENT,
             "problem": problem,
             "checkpoint": cp,
-        })
-        .to_string();
-        let mut line = chain.link(&note);
+        });
+        if let Some((from, to)) = unattested {
+            note["unattested_from"] = from.into();
+            note["unattested_to"] = to.into();
+        }
+        self.append_note(chain, note)
+    }
+
+    /// Links a note of Vakt's own into the chain and writes it at once, synced.
+    fn append_note(&mut self, chain: &mut Chain, note: serde_json::Value) -> Result<(), String> {
+        let mut line = chain.link(&note.to_string());
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -181,6 +242,7 @@ impl FileMedium {
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
         if self.bytes == 0 {
             self.first_seq = chain.seq;
+            self.first_hash = Some(sha256_hex(line.trim_end().as_bytes()));
         }
         self.bytes += line.len() as u64;
         Ok(())
@@ -188,6 +250,7 @@ impl FileMedium {
 
     fn write_checkpoint(&mut self, chain: &Chain) {
         let mut cp = Checkpoint::of(chain, self.first_seq, &self.prev_checkpoint);
+        cp.first_hash = self.first_hash.clone();
         if let Some(signer) = &self.opts.signer {
             cp = cp.sign(signer);
         }
@@ -215,6 +278,7 @@ impl FileMedium {
                 self.bytes = 0;
                 self.opened = Instant::now();
                 self.first_seq = chain.seq + 1;
+                self.first_hash = None;
                 // The new file starts empty: its checkpoint carries the chain.
                 self.write_checkpoint(chain);
                 tracing::info!(file = %rotated.display(), last_seq = chain.seq, "decision log rotated");
@@ -278,6 +342,9 @@ impl Medium for FileMedium {
             });
         match result {
             Ok(()) => {
+                if self.bytes == 0 {
+                    self.first_hash = batch.lines().next().map(|l| sha256_hex(l.as_bytes()));
+                }
                 self.bytes += batch.bytes().len() as u64;
                 Ok(())
             }

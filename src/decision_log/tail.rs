@@ -3,7 +3,7 @@
 //! first line and the tail after the checkpoint, so memory does not grow with the
 //! log.
 
-use super::chain::{sha256_hex, Chain, Linked, GENESIS};
+use super::chain::{sha256_hex, Chain, Linked, GENESIS, MAX_LINE};
 use super::checkpoint::{Checkpoint, PublicKey, SignatureError};
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -20,15 +20,14 @@ const MAX_TAIL_BYTES: u64 = 256 << 20;
 /// Bytes read at a time.
 const CHUNK: u64 = 64 << 10;
 
-/// Longest line read as a file's first record.
-const MAX_LINE: usize = 32 << 20;
-
 /// Where an existing file leaves the chain.
 #[derive(Debug)]
 pub(crate) struct Continued {
     pub chain: Chain,
     /// The seq of the file's first record (the next seq while it is empty).
     pub first_seq: u64,
+    /// The hash of the file's first record's line, unless the file is empty.
+    pub first_hash: Option<String>,
 }
 
 /// A log that does not match its checkpoint: edited, cut, or the checkpoint
@@ -220,12 +219,14 @@ pub(crate) fn check(
             None => Ok(Continued {
                 chain: Chain::default(),
                 first_seq: 1,
+                first_hash: None,
             }),
             // The file was emptied by rotation; the checkpoint carries the chain.
             Some(cp) if cp.first_seq == 0 || cp.first_seq > cp.last_seq => {
                 Chain::at(cp.last_seq, &cp.head)
                     .map(|chain| Continued {
                         first_seq: chain.seq + 1,
+                        first_hash: None,
                         chain,
                     })
                     .map_err(|e| Mismatch(format!("its checkpoint: {e}")))
@@ -236,7 +237,9 @@ pub(crate) fn check(
             ))),
         });
     }
-    let first: Linked = match crate::json::from_str(&first_line(file, shown)?) {
+    let first_text = first_line(file, shown)?;
+    let first_hash = sha256_hex(first_text.as_bytes());
+    let first: Linked = match crate::json::from_str(&first_text) {
         Ok(r) => r,
         Err(e) => {
             return Ok(Err(Mismatch(format!(
@@ -257,6 +260,7 @@ pub(crate) fn check(
     let continued = Continued {
         chain,
         first_seq: first.seq,
+        first_hash: Some(first_hash.clone()),
     };
     let Some(cp) = cp else {
         tracing::warn!(
@@ -265,15 +269,25 @@ pub(crate) fn check(
         );
         return Ok(Ok(continued));
     };
-    Ok(against(cp, first.seq, &tail).map(|()| continued))
+    Ok(against(cp, first.seq, &first_hash, &tail).map(|()| continued))
 }
 
 /// The checks of [`check`] once the lines are read.
-fn against(cp: &Checkpoint, first_seq: u64, tail: &[(String, Linked)]) -> Result<(), Mismatch> {
+fn against(
+    cp: &Checkpoint,
+    first_seq: u64,
+    first_hash: &str,
+    tail: &[(String, Linked)],
+) -> Result<(), Mismatch> {
     if cp.first_seq != 0 && cp.first_seq <= cp.last_seq && first_seq != cp.first_seq {
         return Err(Mismatch(format!(
             "the file begins at record {first_seq} but its checkpoint says record {}: records were cut from its head, or the file was replaced",
             cp.first_seq
+        )));
+    }
+    if cp.first_seq == first_seq && cp.first_hash.as_deref().is_some_and(|h| h != first_hash) {
+        return Err(Mismatch(format!(
+            "the file's first record {first_seq} is not the one its checkpoint names: the file was replaced or its head edited"
         )));
     }
     // The records from the checkpoint's on must chain.
