@@ -47,6 +47,8 @@
 //!   package list, the Cedar names Vakt uses, identifier checks, the built-in
 //!   defaults, input files with the problems found in them, and JSON read strictly
 //!   (a member given twice is an error).
+//! - `url_secrets`: credentials in URLs and connection strings, masked before
+//!   anything is shown.
 //! - [`proto`]: the generated gRPC types.
 
 pub mod cli;
@@ -72,6 +74,7 @@ pub mod server;
 pub mod snapshot;
 pub mod source;
 pub mod suite;
+pub(crate) mod url_secrets;
 pub mod verify;
 pub mod world;
 

@@ -89,7 +89,7 @@ pub fn read_dir_files(
     let mut files = Vec::with_capacity(paths.len());
     let mut problems = Vec::new();
     for p in paths {
-        match read_file(&p, max_bytes) {
+        match read_data_file(&p, max_bytes) {
             Ok(text) => files.push(SourceFile {
                 name: p.display().to_string(),
                 text,
@@ -104,8 +104,47 @@ pub fn read_dir_files(
     }
 }
 
-/// One regular file's text, at most `max_bytes` long.
+/// The cap on files no flag sizes: the configuration, TLS certificates, keys and
+/// CA bundles, signing keys. Each is a few kilobytes; a megabyte is far past any
+/// real one and still harmless to hold.
+pub(crate) const MAX_SMALL_FILE_BYTES: u64 = 1 << 20;
+
+/// The cap on a decision log read whole (`vakt replay`, `vakt shadow report`):
+/// generous, since logs are large, but bounded, since the whole text is held.
+pub(crate) const MAX_LOG_BYTES: u64 = 4 << 30;
+
+/// One regular file's text, at most `max_bytes` long. The message does not name
+/// the file (callers put it in front); it names no flag either, see
+/// [`read_data_file`].
+///
+/// Every input file Vakt reads goes through here or [`open_regular`]: it must be
+/// a regular file once symbolic links are followed (a Kubernetes ConfigMap mount
+/// is a chain of links to a regular file), so a FIFO, a device such as
+/// `/dev/zero` or a directory is refused before a byte is read. There is no
+/// exception for `-` or `/dev/stdin`.
 pub(crate) fn read_file(p: &Path, max_bytes: u64) -> Result<String, String> {
+    read_capped(p, max_bytes, None)
+}
+
+/// [`read_file`] for policy, schema and data files and the data manifest, whose
+/// cap is `--max-file-bytes`: a refusal for size names the flag.
+pub(crate) fn read_data_file(p: &Path, max_bytes: u64) -> Result<String, String> {
+    read_capped(p, max_bytes, Some("--max-file-bytes"))
+}
+
+/// [`read_file`] with the file's name in front of any refusal: `PATH: why`.
+pub(crate) fn read_named(p: &Path, max_bytes: u64) -> Result<String, String> {
+    read_file(p, max_bytes).map_err(|m| format!("{}: {m}", p.display()))
+}
+
+/// Opens `p` for reading only if it is a regular file (after following symbolic
+/// links), with its metadata, for a caller that streams it. The type is checked
+/// before the open, so a FIFO is never opened; the open itself is non-blocking
+/// and the opened file's type checked again, so a FIFO swapped in between the
+/// two does not hang the open either. (O_NONBLOCK changes nothing for reads of a
+/// regular file.)
+pub(crate) fn open_regular(p: &Path) -> Result<(std::fs::File, std::fs::Metadata), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let meta = match std::fs::metadata(p) {
         Ok(m) => m,
         Err(e) => {
@@ -117,24 +156,43 @@ pub(crate) fn read_file(p: &Path, max_bytes: u64) -> Result<String, String> {
             })
         }
     };
-    if !meta.is_file() {
-        let what = if meta.is_dir() {
-            "a directory"
-        } else {
-            "a special file (FIFO, socket or device)"
-        };
-        return Err(format!("is {what}, not a regular file"));
+    not_regular(&meta)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    not_regular(&meta)?;
+    Ok((file, meta))
+}
+
+/// The refusal for anything but a regular file.
+fn not_regular(meta: &std::fs::Metadata) -> Result<(), String> {
+    if meta.is_file() {
+        return Ok(());
     }
-    let too_big = |n: u64| {
-        format!("is {n} bytes, more than the limit of {max_bytes} bytes (--max-file-bytes)")
+    let what = if meta.is_dir() {
+        "a directory"
+    } else {
+        "a special file (FIFO, socket or device)"
     };
+    Err(format!("is {what}, not a regular file"))
+}
+
+fn read_capped(p: &Path, max_bytes: u64, flag: Option<&str>) -> Result<String, String> {
+    let too_big = |n: u64| {
+        let flag = flag.map(|f| format!(" ({f})")).unwrap_or_default();
+        format!("is {n} bytes, more than the limit of {max_bytes} bytes{flag}")
+    };
+    let (file, meta) = open_regular(p)?;
     if meta.len() > max_bytes {
         return Err(too_big(meta.len()));
     }
     // The file may grow after the size was read: never read more than the limit.
     let mut text = String::new();
-    std::fs::File::open(p)
-        .and_then(|f| f.take(max_bytes + 1).read_to_string(&mut text))
+    file.take(max_bytes + 1)
+        .read_to_string(&mut text)
         .map_err(|e| format!("cannot read: {e}"))?;
     if text.len() as u64 > max_bytes {
         return Err(too_big(text.len() as u64));

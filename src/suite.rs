@@ -97,6 +97,9 @@ impl Report {
 #[error("{0}: no such file or directory")]
 pub struct MissingPath(pub String);
 
+/// The largest suite file read: far past any written by hand or generated.
+const MAX_SUITE_BYTES: u64 = 64 << 20;
+
 /// One suite file: its name, its text and where a relative `world:` path starts.
 #[derive(Debug, Clone)]
 pub struct SuiteFile {
@@ -111,7 +114,8 @@ impl SuiteFile {
     fn read(path: &Path) -> Self {
         Self {
             name: path.display().to_string(),
-            text: std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}")),
+            // A regular file, capped: a FIFO or a device is refused, not waited on.
+            text: crate::problem::read_file(path, MAX_SUITE_BYTES),
             dir: Some(path.parent().unwrap_or(Path::new(".")).to_owned()),
         }
     }
@@ -134,7 +138,9 @@ pub fn builtin() -> Vec<SuiteFile> {
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<SuiteFile>, MissingPath> {
     let mut out = Vec::new();
     for p in paths {
-        if p.is_file() {
+        // Any file given by name, so that one that is not a regular file is
+        // refused by name when read rather than called missing.
+        if p.exists() && !p.is_dir() {
             out.push(p.clone());
         } else if p.is_dir() {
             walk(p, &mut out);

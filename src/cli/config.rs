@@ -46,7 +46,9 @@ pub(super) fn path_for_serve(args: &[OsString]) -> Option<PathBuf> {
 /// every problem found, each as `file:line: key: what is wrong`.
 pub(super) fn read(path: &Path, serve: &Command) -> Result<Vec<Setting>, Vec<String>> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+    // A regular file of at most 1 MiB: `/dev/zero` or a FIFO is refused at once.
+    let text = crate::problem::read_named(path, crate::problem::MAX_SMALL_FILE_BYTES)
+        .map_err(|m| vec![m])?;
     read_text(&shown.to_string(), &text, serve)
 }
 
@@ -126,9 +128,12 @@ fn check_values(arg: &clap::Arg, values: &[String]) -> Result<(), String> {
         argv.push(format!("--{long}"));
         argv.push(v.clone());
     }
-    one.try_get_matches_from(argv)
-        .map(|_| ())
-        .map_err(|e| clap_message(&e))
+    // clap quotes a value it refuses; a URL's credentials are masked in it.
+    one.try_get_matches_from(argv).map(|_| ()).map_err(|e| {
+        values
+            .iter()
+            .fold(clap_message(&e), |m, v| crate::url_secrets::mask_in(&m, v))
+    })
 }
 
 /// `vakt serve`'s own command with its defaults taken from the settings.
@@ -240,7 +245,10 @@ pub(super) fn show(
         }
         let values: Vec<String> = matches
             .get_raw(id)
-            .map(|v| v.map(|s| mask(&s.to_string_lossy())).collect())
+            .map(|v| {
+                v.map(|s| crate::url_secrets::mask_url(&s.to_string_lossy()))
+                    .collect()
+            })
             .unwrap_or_default();
         let source = match matches.value_source(id) {
             Some(ValueSource::CommandLine) => format!("--{long}"),
@@ -276,40 +284,12 @@ fn toml_scalar(v: &str) -> String {
     }
 }
 
-/// A URL's password replaced by `****`.
-fn mask(v: &str) -> String {
-    let Some(scheme_end) = v.find("://") else {
-        return v.to_owned();
-    };
-    let rest = &v[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => match authority[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:****{}",
-                &v[..scheme_end + 3],
-                &authority[..colon],
-                &rest[at..]
-            ),
-            None => v.to_owned(),
-        },
-        None => v.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn passwords_in_urls_are_masked() {
-        assert_eq!(
-            mask("postgres://vakt:s3cret@db:5432/vakt"),
-            "postgres://vakt:****@db:5432/vakt"
-        );
-        assert_eq!(mask("postgres://db/vakt"), "postgres://db/vakt");
-        assert_eq!(mask("/var/lib/vakt/data"), "/var/lib/vakt/data");
+    fn misspelt_keys_are_near() {
         assert_eq!(distance("max-inflight", "max-in-flight"), 1);
     }
 }

@@ -19,7 +19,9 @@ pub(super) struct FmtArgs {
 fn policy_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        if p.is_file() {
+        if p.exists() && !p.is_dir() {
+            // Any file given by name, so that one that is not a regular file is
+            // refused by name when read.
             out.push(p.clone());
         } else if p.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(p)
@@ -54,8 +56,8 @@ pub(super) fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
     let mut changed = Vec::new();
     let mut failed = false;
     for f in &files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let text = crate::problem::read_named(f, crate::problem::DEFAULT_MAX_FILE_BYTES)
+            .map_err(anyhow::Error::msg)?;
         let pretty = match cedar_policy_formatter::policies_str_to_pretty(&text, &config) {
             Ok(p) => p,
             Err(e) => {

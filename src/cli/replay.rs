@@ -1,7 +1,6 @@
 //! `vakt replay`: re-decide logged decisions under candidate policies.
 
 use super::args::{Format, SourceArgs};
-use anyhow::Context as _;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,8 +23,8 @@ pub(super) struct ReplayArgs {
 
 pub(super) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     args.sources.check_paths()?;
-    let text = std::fs::read_to_string(&args.log)
-        .with_context(|| format!("reading {}", args.log.display()))?;
+    let text = crate::problem::read_named(&args.log, crate::problem::MAX_LOG_BYTES)
+        .map_err(anyhow::Error::msg)?;
     args.sources.announce(true);
     let snap = args.sources.load().map_err(|p| anyhow::anyhow!("{p}"))?;
     let name = args.log.display().to_string();

@@ -2,7 +2,6 @@
 //! have decided differently, from the decisions recorded in the log.
 
 use super::args::Format;
-use anyhow::Context as _;
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,8 +34,8 @@ pub(super) fn run(cmd: ShadowCommand) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     let mut reports = Vec::new();
     for log in &logs {
-        let text =
-            std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+        let text = crate::problem::read_named(log, crate::problem::MAX_LOG_BYTES)
+            .map_err(anyhow::Error::msg)?;
         let name = log.display().to_string();
         let report = crate::replay::shadow_report(&name, &text);
         if !report.problems.is_empty() {

@@ -192,16 +192,23 @@ fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
     .collect()
 }
 
+/// A PEM file's text: a regular file (after symbolic links, as a Kubernetes
+/// Secret mount has them) of at most 1 MiB, so a FIFO or a device named as a key
+/// is refused at once instead of hanging or filling memory.
+fn read(file: &Path) -> Result<String, TlsError> {
+    crate::problem::read_file(file, crate::problem::MAX_SMALL_FILE_BYTES).map_err(|m| fail(file, m))
+}
+
 fn build(files: &TlsFiles, alpn: &[Vec<u8>]) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| fail(&files.cert, e))?
+    let cert = read(&files.cert)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| fail(&files.cert, e))?;
     if chain.is_empty() {
         return Err(fail(&files.cert, "holds no PEM certificate"));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
+    let key = PrivateKeyDer::from_pem_slice(read(&files.key)?.as_bytes())
         .map_err(|e| fail(&files.key, format!("no PEM private key: {e}")))?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -210,7 +217,7 @@ fn build(files: &TlsFiles, alpn: &[Vec<u8>]) -> Result<rustls::ServerConfig, Tls
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| fail(ca, e))? {
+            for cert in CertificateDer::pem_slice_iter(read(ca)?.as_bytes()) {
                 roots
                     .add(cert.map_err(|e| fail(ca, e))?)
                     .map_err(|e| fail(ca, e))?;

@@ -12,7 +12,9 @@
 //! and an invalid change leaves the last good one serving.
 
 use super::settle::{Settle, Stamp, State, Verdict, Writers};
-use crate::problem::{list_dir as list, read_file, Problem, Problems, SourceFile};
+use crate::problem::{
+    list_dir as list, read_data_file as read_file, Problem, Problems, SourceFile,
+};
 use crate::snapshot::{DataVersion, Snapshot, SourcePaths, Sources};
 use crate::world::{parse_manifest, sha256, Manifest, RecordKey, WorldBuilder};
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 //! never built from some files old and some new, or from a file cut short. Files
 //! the manifest does not list are not part of the world.
 
-use crate::problem::{read_file, Problem, Problems, SourceFile};
+use crate::problem::{read_data_file as read_file, Problem, Problems, SourceFile};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

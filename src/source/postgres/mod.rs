@@ -80,10 +80,28 @@ impl std::str::FromStr for Database {
         }
         let mut config: tokio_postgres::Config = s.parse().map_err(
             |e: tokio_postgres::Error| match std::error::Error::source(&e) {
+                // The name of an unknown parameter may be a piece of a password
+                // that holds an unencoded `&`: it is not repeated.
+                Some(why) if why.to_string().starts_with("unknown option") => {
+                    format!("{e}: an unknown query parameter (a value that holds `&`, `=` or `@` must be percent-encoded)")
+                }
                 Some(why) => format!("{e}: {why}"),
                 None => e.to_string(),
             },
         )?;
+        // The URL is split at its first `@`, as libpq does: a password with an
+        // unencoded `@` leaves its tail in the host name, where it would be shown
+        // and looked up. No host name holds `@`, so such a URL is refused.
+        let split_password = config.get_hosts().iter().any(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.contains('@'),
+            tokio_postgres::config::Host::Unix(p) => p.to_string_lossy().contains('@'),
+        });
+        if split_password {
+            return Err(
+                "the host name holds `@`: a user name or password that holds `@` must write it as %40"
+                    .into(),
+            );
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -629,5 +647,29 @@ mod tests {
         assert_eq!(db.to_string(), "postgres://vakt@db.example:6543/world");
         assert!(!format!("{db:?}").contains("s3cret"));
         assert!("/var/data".parse::<Database>().is_err());
+        let db: Database = "postgres://u:p%40ss@h/db?password=hunter2&sslmode=require"
+            .parse()
+            .unwrap();
+        assert_eq!(db.to_string(), "postgres://u@h:5432/db");
+        assert!(!format!("{db:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_password_with_an_unencoded_at_is_refused_without_showing_it() {
+        for url in [
+            "postgres://u:pa@ss@h/db",
+            "postgres://pa@ss@h/db",
+            "postgres://u:pa@ss@h,h2/db",
+        ] {
+            let why = url.parse::<Database>().unwrap_err();
+            assert!(why.contains("%40"), "{why}");
+            for piece in ["pa@ss", "ss@h"] {
+                assert!(!why.contains(piece), "{piece} in {why}");
+            }
+        }
+        let why = "postgres://h/db?password=hun&ter2=x"
+            .parse::<Database>()
+            .unwrap_err();
+        assert!(!why.contains("ter2"), "{why}");
     }
 }
