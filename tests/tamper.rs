@@ -990,3 +990,87 @@ fn audit_verify_refuses_a_fifo_at_once_naming_it() {
         );
     }
 }
+
+/// A tmpfs of `kib` KiB mounted on a directory, unmounted when dropped: a real
+/// file system that fills up. Mounting needs root (CAP_SYS_ADMIN); without it
+/// there is none.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, kib: u64) -> Option<Self> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes zeros to a new file in `dir` until its file system is full.
+fn fill(dir: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let page = [0u8; 4096];
+    while f.write_all(&page).is_ok() {}
+    while f.write_all(&page[..1]).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[test]
+fn the_last_checkpoint_is_written_at_shutdown_when_records_filled_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let Some(_mounted) = Tmpfs::mount(&disk, 512) else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root; this test did not run");
+        return;
+    };
+    let log = disk.join("decisions.jsonl");
+    let cp_path = disk.join("decisions.jsonl.checkpoint");
+    let last_seq = || -> u64 {
+        std::fs::read_to_string(&cp_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["last_seq"].as_u64())
+            .unwrap_or(0)
+    };
+    let s = serve_signed(&log, &key, &[]);
+    calls(&s, &["kari"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(eventually(
+        Duration::from_secs(5),
+        "checkpoint of 1",
+        || last_seq() == 1,
+    ));
+    // A record within half a second of that checkpoint waits for the next one;
+    // meanwhile the disk fills up.
+    calls(&s, &["per"]);
+    fill(&disk);
+    assert_eq!(
+        last_seq(),
+        1,
+        "the checkpoint was written before the disk filled"
+    );
+    s.stop();
+    assert_eq!(
+        last_seq(),
+        2,
+        "no checkpoint of the last record at shutdown"
+    );
+    let out = verify_signed(&public, &[], &[&log]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("  seq 1 to 2: attested by a signed checkpoint"),
+        "{}",
+        text(&out)
+    );
+}

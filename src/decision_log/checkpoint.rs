@@ -181,32 +181,64 @@ pub fn checkpoint_path(log: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Bytes kept allocated for the next checkpoint (one is well under 1 KiB).
+const RESERVE_BYTES: i64 = 8 << 10;
+
 /// Writes the checkpoint atomically (temporary file, fsync, rename) and sends a copy
 /// to the diagnostic log.
+///
+/// The temporary file is the one reserved after the checkpoint before: its blocks
+/// are already allocated, so the write needs no free space, and a checkpoint can
+/// still be written, at the latest at shutdown, when the log's records filled
+/// the disk. Otherwise records written just before would stay unsigned, and a
+/// restart would have to record them as unattested.
 pub(crate) fn publish(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("checkpoint.tmp");
-    let line = cp.to_line();
-    let written = std::fs::File::create(&tmp)
+    let mut line = cp.to_line();
+    line.push('\n');
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&tmp)
         .and_then(|mut f| {
             f.write_all(line.as_bytes())?;
-            f.write_all(b"\n")?;
+            f.set_len(line.len() as u64)?;
             f.sync_data()
         })
         .and_then(|()| std::fs::rename(&tmp, path));
     match &written {
-        Ok(()) => tracing::info!(
-            last_seq = cp.last_seq,
-            head = %cp.head,
-            file = %path.display(),
-            checkpoint = %line,
-            "decision log checkpoint"
-        ),
+        Ok(()) => {
+            reserve(&tmp);
+            tracing::info!(
+                last_seq = cp.last_seq,
+                head = %cp.head,
+                file = %path.display(),
+                checkpoint = %line.trim_end(),
+                "decision log checkpoint"
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, file = %path.display(), "decision log checkpoint failed")
         }
     }
     written
+}
+
+/// Allocates the next checkpoint's temporary file. Best effort: on a full disk
+/// the next checkpoint tries to allocate as it writes, as it would without this.
+fn reserve(tmp: &Path) {
+    use std::os::fd::AsRawFd as _;
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(tmp)
+    {
+        // SAFETY: a valid open descriptor and a range within i64.
+        let _ = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, RESERVE_BYTES) };
+    }
 }
 
 /// The first 16 hex digits of the SHA-256 of a public key: what checkpoints name.
