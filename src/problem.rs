@@ -250,6 +250,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_regular_files_are_read_and_only_up_to_their_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "0123456789").unwrap();
+        assert_eq!(read_file(&file, 10).unwrap(), "0123456789");
+        // The cap: only the data files' names the flag that sets theirs.
+        let general = read_file(&file, 9).unwrap_err();
+        assert_eq!(general, "is 10 bytes, more than the limit of 9 bytes");
+        let data = read_data_file(&file, 9).unwrap_err();
+        assert!(data.ends_with("(--max-file-bytes)"), "{data}");
+        // Through a chain of symbolic links, as a ConfigMap mounts it.
+        std::os::unix::fs::symlink(&file, dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("..data"), dir.path().join("b.toml")).unwrap();
+        assert_eq!(
+            read_file(&dir.path().join("b.toml"), 10).unwrap(),
+            "0123456789"
+        );
+        // A device, a FIFO (nothing writes to it: opening it would block) and a
+        // directory are refused before any byte is read.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for p in [Path::new("/dev/zero"), &fifo] {
+            let why = read_file(p, 1 << 20).unwrap_err();
+            assert!(why.contains("special file"), "{why}");
+            assert!(open_regular(p).is_err());
+        }
+        assert!(read_file(dir.path(), 1 << 20)
+            .unwrap_err()
+            .contains("directory"));
+        // A refusal through `read_named` names the file.
+        let named = read_named(&fifo, 1 << 20).unwrap_err();
+        assert!(
+            named.starts_with(&format!("{}: is ", fifo.display())),
+            "{named}"
+        );
+    }
+
+    #[test]
     fn positions() {
         let t = "ab\ncdé\nf";
         assert_eq!(line_col(t, 0), (1, 1));
