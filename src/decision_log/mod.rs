@@ -5,7 +5,7 @@
 //! # Layout
 //!
 //! - [`record`]: the record and its serialisation, secrets scrubbed on the way out
-//!   (`redact`).
+//!   ([`redact`], which every request field a diagnostic writes goes through too).
 //! - `sink`: the one sink interface: a bounded queue, a writer thread, durable or
 //!   buffered delivery, and the shared submit path.
 //! - The media a sink writes to: `stdout`, `file` (with [`rotation`] and
@@ -19,7 +19,7 @@ pub mod checkpoint;
 mod file;
 mod otlp;
 pub mod record;
-mod redact;
+pub mod redact;
 pub mod rotation;
 mod sink;
 mod stdout;
