@@ -648,4 +648,104 @@ mod tests {
             Err(Broken::CheckpointMismatch { records: 5, .. })
         ));
     }
+
+    #[test]
+    fn a_set_must_begin_the_log_unless_from_seq_says_where() {
+        let (lines, c) = log(5);
+        let mut cp = Checkpoint::of(&c, 3, GENESIS);
+        cp.first_hash = Some(sha256_hex(lines[2].as_bytes()));
+        let files = [("cur".to_owned(), lines[2..].join("\n") + "\n")];
+        let against = Against {
+            current: Some(&cp),
+            ..Against::default()
+        };
+        // The checkpoint beside the file vouches for where it begins, but the log
+        // begins at seq 1.
+        assert!(matches!(
+            verify(&files, &against),
+            Err(Broken::HeadCut { found: 3, .. })
+        ));
+        let from = |n| {
+            let mut v = Verifier::new(&against, Some(n)).unwrap();
+            v.start_file("cur");
+            for (i, l) in lines[2..].iter().enumerate() {
+                v.line(i + 1, l)?;
+            }
+            v.finish()
+        };
+        let v = from(3).unwrap();
+        assert_eq!((v.records, v.first, v.last), (3, 3, 5));
+        assert!(matches!(
+            from(2),
+            Err(Broken::FromSeq {
+                found: 3,
+                expected: 2,
+                ..
+            })
+        ));
+        // A current file whose first record is not the one the checkpoint names.
+        cp.first_hash = Some(sha256_hex(b"another"));
+        let against = Against {
+            current: Some(&cp),
+            ..Against::default()
+        };
+        let mut v = Verifier::new(&against, Some(3)).unwrap();
+        v.start_file("cur");
+        for (i, l) in lines[2..].iter().enumerate() {
+            v.line(i + 1, l).unwrap();
+        }
+        assert!(matches!(
+            v.finish(),
+            Err(Broken::FirstRecord { seq: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn ranges_say_what_attests_each_record() {
+        let cp = |n: u64| {
+            let mut c = Chain::default();
+            c.seq = n;
+            Checkpoint::of(&c, 1, GENESIS)
+        };
+        let (c4, c9) = (cp(4), cp(9));
+        let cps = [&c4, &c9];
+        // Records 5 and 6 were past checkpoint 4 when Vakt continued the log; it
+        // said so in record 7, before checkpoint 9 covered them.
+        let r = ranges(1, 11, &cps, &[(7, 5, 6)]);
+        let want = [
+            (1, 4, Attestation::Covered),
+            (5, 6, Attestation::Unattested { note: 7 }),
+            (7, 9, Attestation::Covered),
+            (10, 11, Attestation::AfterNewest),
+        ];
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.from, r.to, r.attestation))
+                .collect::<Vec<_>>(),
+            want
+        );
+        // A checkpoint made before the note (a copy of a genuine one) still
+        // attests what it covered.
+        let c5 = cp(5);
+        let r = ranges(1, 9, &[&c4, &c5, &c9], &[(7, 5, 6)]);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.from, r.to, r.attestation))
+                .collect::<Vec<_>>(),
+            [
+                (1, 5, Attestation::Covered),
+                (6, 6, Attestation::Unattested { note: 7 }),
+                (7, 9, Attestation::Covered),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_checkpoint_and_no_record_is_not_a_verified_log() {
+        let empty = [("log".to_owned(), String::new())];
+        assert!(matches!(
+            verify(&empty, &Against::default()),
+            Err(Broken::NoCheckpoint { .. })
+        ));
+    }
 }
