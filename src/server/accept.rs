@@ -459,7 +459,7 @@ async fn accept_loop(
                         conn.info.tls = true;
                     }
                     Err(presented) => {
-                        tracing::warn!(peer = ?conn.info.remote, presented = %presented, "caller refused: its client certificate is not on the allow-list");
+                        tracing::warn!(peer = ?conn.info.remote, presented = %crate::decision_log::redact::scrub(&presented), "caller refused: its client certificate is not on the allow-list");
                         return;
                     }
                 }

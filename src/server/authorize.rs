@@ -111,11 +111,12 @@ fn log(
         shadow: shadow.map(|s| (if s.allowed { "allow" } else { "deny" }, &s.reasons[..])),
         path: d.path.as_ref(),
     });
+    // Request fields are written as the decision log writes them: scrubbed.
     tracing::debug!(
         decision_id,
-        employee = %q.employee,
-        system_user = %q.system_user,
-        client = %q.client,
+        employee = %crate::decision_log::redact::scrub(&q.employee),
+        system_user = %crate::decision_log::redact::scrub(&q.system_user),
+        client = %crate::decision_log::redact::scrub(&q.client),
         allowed = d.allowed,
         "decision"
     );

@@ -128,12 +128,13 @@ pub(super) async fn handle_who_can(
     let next = next_token(vakt, "who_can", &fp, &s, &page, |w| {
         vec![w.employee.to_string()]
     });
+    // Request fields are written as the decision log writes them: scrubbed.
     tracing::info!(
         call = "who_can",
-        client = %q.client,
-        access_package = %q.access_package,
+        client = %crate::decision_log::redact::scrub(&q.client),
+        access_package = %crate::decision_log::redact::scrub(&q.access_package),
         results = page.items.len(),
-        identity = identity.unwrap_or(""),
+        identity = %crate::decision_log::redact::scrub(identity.unwrap_or("")),
         "reverse query"
     );
     Ok(proto::WhoCanResponse {
@@ -195,9 +196,9 @@ pub(super) async fn handle_what_can(
     let next = next_token(vakt, "what_can", &fp, &s, &page, what_key);
     tracing::info!(
         call = "what_can",
-        employee = %q.employee,
+        employee = %crate::decision_log::redact::scrub(&q.employee),
         results = page.items.len(),
-        identity = identity.unwrap_or(""),
+        identity = %crate::decision_log::redact::scrub(identity.unwrap_or("")),
         "reverse query"
     );
     Ok(proto::WhatCanResponse {

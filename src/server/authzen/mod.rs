@@ -300,7 +300,7 @@ fn logged(
         tracing::info!(
             call,
             results = v["results"].as_array().map_or(0, Vec::len),
-            identity = conn.identity.as_deref().unwrap_or(""),
+            identity = %crate::decision_log::redact::scrub(conn.identity.as_deref().unwrap_or("")),
             "reverse query"
         );
     }
