@@ -154,6 +154,13 @@ pub(super) struct ServeArgs {
     /// Largest header block of a call, in bytes
     #[arg(long, env = "VAKT_MAX_HEADER_BYTES", value_name = "BYTES", default_value_t = crate::server::DEFAULT_MAX_HEADER_BYTES)]
     max_header_bytes: u32,
+    /// Most request bytes all calls together may hold while their messages are
+    /// read (header blocks included); past it a call is refused with
+    /// RESOURCE_EXHAUSTED, except one of at most 1 KiB. It also sizes the HTTP/2
+    /// flow-control windows, so the bytes sent but not yet read stay within about
+    /// as much again
+    #[arg(long, env = "VAKT_MAX_BUFFERED_REQUEST_BYTES", value_name = "BYTES", default_value_t = crate::server::DEFAULT_MAX_BUFFERED_REQUEST_BYTES)]
+    max_buffered_request_bytes: usize,
     /// Longest a call may take; a shorter client deadline (grpc-timeout) wins
     #[arg(long, env = "VAKT_REQUEST_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
     request_timeout: std::time::Duration,
@@ -269,6 +276,18 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
         if value == 0 {
             bad.push(format!("{flag} must be at least 1"));
         }
+    }
+    // A request of the largest size holds its header block and its message with
+    // the 5-byte gRPC prefix.
+    let largest = args
+        .max_message_bytes
+        .saturating_add(args.max_header_bytes as usize)
+        .saturating_add(5);
+    if args.max_buffered_request_bytes < largest {
+        bad.push(format!(
+            "--max-buffered-request-bytes ({}) must be at least --max-message-bytes + --max-header-bytes + 5 ({largest}), or a request of the largest size could never be read",
+            args.max_buffered_request_bytes
+        ));
     }
     for (flag, value) in [
         ("--request-timeout", args.request_timeout),
@@ -420,6 +439,7 @@ fn options_of(args: &ServeArgs, default_max_staleness: Option<std::time::Duratio
         handshake_timeout: args.handshake_timeout,
         idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
         max_header_bytes: args.max_header_bytes,
+        max_buffered_request_bytes: args.max_buffered_request_bytes,
         traces: args.otlp_endpoint.is_some(),
         reverse_queries: args.reverse_queries,
         reverse_queries_allow: args.reverse_queries_allow.clone(),
@@ -465,7 +485,10 @@ fn read_settings(argv: &[std::ffi::OsString]) -> Result<(ServeArgs, RawSettings)
     let matches = cmd
         .clone()
         .try_get_matches_from(argv.iter().skip(1))
-        .map_err(|e| vec![e.to_string().lines().next().unwrap_or_default().to_owned()])?;
+        .map_err(|e| {
+            let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+            vec![crate::url_secrets::mask_url(&first)]
+        })?;
     let args = ServeArgs::from_arg_matches(&matches).map_err(|e| vec![e.to_string()])?;
     let raw = cmd
         .get_arguments()
@@ -557,6 +580,7 @@ async fn reload_settings_on_hangup(
         options.handshake_timeout = running.handshake_timeout;
         options.idle_timeout = running.idle_timeout;
         options.max_header_bytes = running.max_header_bytes;
+        options.max_buffered_request_bytes = running.max_buffered_request_bytes;
         options.traces = running.traces;
         drop(running);
         vakt.options.store(Arc::new(options));

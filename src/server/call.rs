@@ -48,6 +48,10 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// Largest header block of a call, in bytes.
     pub max_header_bytes: u32,
+    /// Most request bytes held at once by all calls together (header blocks and
+    /// messages being read); past it a call is refused with RESOURCE_EXHAUSTED.
+    /// It also sizes the HTTP/2 windows (`budget::windows`).
+    pub max_buffered_request_bytes: usize,
     /// Whether each call gets a span (exported over OTLP).
     pub traces: bool,
     /// Whether WhoCan and WhatCan are answered (off by default: they reveal the
@@ -86,6 +90,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 900;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_HEADER_BYTES: u32 = 16 * 1024;
+/// Below the 256 MiB memory limit of the shipped Kubernetes manifests, with room
+/// for the world, the HTTP/2 windows (as much again) and small requests (README,
+/// "Limits").
+pub const DEFAULT_MAX_BUFFERED_REQUEST_BYTES: usize = 64 << 20;
 
 impl Default for Options {
     fn default() -> Self {
@@ -103,6 +111,7 @@ impl Default for Options {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_buffered_request_bytes: DEFAULT_MAX_BUFFERED_REQUEST_BYTES,
             traces: false,
             reverse_queries: false,
             reverse_queries_allow: Vec::new(),

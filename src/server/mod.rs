@@ -7,6 +7,7 @@
 //! below, with what every call shares in `call.rs`; every failure is a
 //! `CallError`, mapped to a status in `error.rs`. Around them: `accept.rs` takes
 //! connections (TCP, TLS from `tls.rs`, a Unix socket) under their limits;
+//! `budget.rs` bounds the request bytes all calls hold at once;
 //! `metrics.rs` holds what calls count and `export.rs` renders it (Prometheus,
 //! OTLP); `admin.rs` is the HTTP listener for `/metrics` and the probes;
 //! `authzen/` is the OpenID AuthZEN API over HTTP, deciding through the same
@@ -17,6 +18,7 @@ mod admin;
 mod authorize;
 mod authzen;
 mod batch;
+mod budget;
 mod call;
 mod convert;
 mod cursor;
@@ -34,7 +36,8 @@ pub(crate) use authzen::read_body_every_way as read_authzen_body;
 pub use authzen::serve_authzen;
 pub use call::{
     Options, Shadow, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_BUFFERED_REQUEST_BYTES, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SEQUENCE_WAIT,
 };
@@ -161,9 +164,11 @@ impl proto::authorizer_server::Authorizer for Service {
 ///
 /// - `TCP_NODELAY` on every accepted socket: a response is a few hundred bytes, and
 ///   without it each one waits for Nagle and the peer's delayed ACK (about 40 ms).
-/// - HTTP/2 flow-control windows of 1 MiB per stream and 4 MiB per connection, so a
-///   batch of 1,000 requests (a few hundred KB) never waits for a window update;
-///   no adaptive window (its BDP pings buy nothing on loopback or in a pod).
+/// - HTTP/2 flow-control windows that share `max_buffered_request_bytes` between
+///   the connections (`budget::windows`: 72 KiB each with the defaults, at most
+///   1 MiB per stream and 4 MiB per connection), so what peers may send that is not
+///   read yet is bounded in all, like what is read; no adaptive window (its BDP
+///   pings buy nothing on loopback or in a pod, and it would grow the windows).
 /// - HTTP/2 keepalive pings every 30 s, and a peer that does not answer one within
 ///   10 s is dropped, so dead connections do not pile up.
 /// - At most `max_concurrent_streams` streams per connection, and a time limit per
@@ -173,13 +178,15 @@ impl proto::authorizer_server::Authorizer for Service {
 ///
 /// Connections themselves are limited where they are accepted ([`incoming`]).
 pub fn transport(o: &Options) -> tonic::transport::Server {
+    let (stream_window, connection_window) =
+        budget::windows(o.max_buffered_request_bytes, o.max_connections);
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(o.max_concurrent_streams))
         .http2_max_header_list_size(o.max_header_bytes)
         .http2_max_pending_accept_reset_streams(Some(64))
         .timeout(o.request_timeout)
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(4 << 20)
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(connection_window)
         .http2_adaptive_window(Some(false))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -215,13 +222,19 @@ pub async fn serve_on(
     let o = Options::clone(&vakt.options.load());
     let connections = vakt.connections.clone();
     // A request larger than the limit is refused from its length prefix, before
-    // its body is read or decoded.
+    // its body is read or decoded; the same limit for every service, so the
+    // budget knows the most any message can hold.
     let authorizer =
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
+    let health_service = health_service.max_decoding_message_size(o.max_message_bytes);
+    let reflection = reflection.max_decoding_message_size(o.max_message_bytes);
+    // Every service's request bodies are charged to one budget.
+    let budget = Arc::new(budget::Budget::new(o.max_buffered_request_bytes));
+    let charging = budget::Charging::new(budget, o.max_message_bytes, o.request_timeout);
     let served = transport(&o)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(authorizer)
+        .add_service(charging.wrap(health_service))
+        .add_service(charging.wrap(reflection))
+        .add_service(charging.wrap(authorizer))
         .serve_with_incoming_shutdown(
             accept::incoming_counted(listeners, &o.accept_limits(), &connections),
             shutdown,
