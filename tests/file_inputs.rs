@@ -360,6 +360,22 @@ fn config_show_masks_every_credential_in_a_url() {
         shows_none(&out, &["pa@ss", "ss@h", "hunter2"]);
     }
 
+    // A value refused by its flag's own parser, which quotes it: masked in the
+    // message, from the environment, a file or the command line.
+    let sink = "otpl:http://u:hunter2@collector:4317";
+    let (status, out, _) = vakt(&["config", "show"], &[("VAKT_DECISION_LOG", sink)], FAST);
+    assert_eq!(status, Some(78), "{out}");
+    shows_none(&out, &["hunter2"]);
+    assert!(out.contains("invalid value"), "{out}");
+    std::fs::write(&file, format!("decision-log = [{sink:?}]\n")).unwrap();
+    let (status, out, _) = vakt(&["config", "check", file.to_str().unwrap()], &[], FAST);
+    assert_eq!(status, Some(78), "{out}");
+    shows_none(&out, &["hunter2"]);
+    let (status, out, _) = vakt(&["serve", "--decision-log", sink], &[], FAST);
+    assert_eq!(status, Some(2), "{out}");
+    shows_none(&out, &["hunter2"]);
+    assert!(out.contains("invalid value"), "{out}");
+
     // A URL that does not parse: refused without showing it.
     let (status, out, _) = vakt(
         &["config", "show"],

@@ -134,9 +134,14 @@ pub fn main() -> ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(c) => c,
+        Err(e) if e.use_stderr() => {
+            // clap quotes a value it refuses: a URL's credentials are masked.
+            eprint!("{}", crate::url_secrets::mask_url(&e.to_string()));
+            return ExitCode::from(2);
+        }
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
         }
     };
     if !matches!(cli.command, Command::Serve(_)) {
@@ -216,7 +221,8 @@ fn run_config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     let matches = match command.try_get_matches_from(["vakt", "serve"]) {
         Ok(m) => m,
         Err(e) => {
-            println!("{}", e.to_string().lines().next().unwrap_or_default());
+            let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+            println!("{}", crate::url_secrets::mask_url(&first));
             return Ok(ExitCode::from(config::EX_CONFIG));
         }
     };
