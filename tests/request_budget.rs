@@ -401,3 +401,26 @@ fn a_header_block_is_charged_before_the_call_begins() {
     });
     s.stop();
 }
+
+#[test]
+fn a_budget_too_small_for_the_largest_request_is_refused_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--decision-log",
+            "off",
+            "--max-buffered-request-bytes",
+            "1000000",
+        ])
+        .env_remove("VAKT_MAX_BUFFERED_REQUEST_BYTES")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--max-buffered-request-bytes (1000000) must be at least"),
+        "{stderr}"
+    );
+}
