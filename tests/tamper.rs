@@ -875,7 +875,7 @@ fn a_checkpoint_that_could_not_be_written_is_written_once_it_can_be() {
     let cp_path = dir.path().join("decisions.jsonl.checkpoint");
     // A directory where the checkpoint's temporary file goes: every checkpoint
     // write fails (even for root), while the log itself is still written.
-    let blocker = dir.path().join("decisions.jsonl.checkpoint.tmp");
+    let blocker = dir.path().join(".decisions.jsonl.checkpoint.tmp");
     let last_seq = || -> u64 {
         serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&cp_path).unwrap())
             .unwrap()["last_seq"]
@@ -890,6 +890,8 @@ fn a_checkpoint_that_could_not_be_written_is_written_once_it_can_be() {
         "checkpoint of 1",
         || last_seq() == 1,
     ));
+    // (In place of the file reserved for the next checkpoint.)
+    std::fs::remove_file(&blocker).unwrap();
     std::fs::create_dir(&blocker).unwrap();
     calls(&s, &["per", "ola"]);
     rt.block_on(eventually(
@@ -921,6 +923,8 @@ fn a_checkpoint_that_could_not_be_written_is_written_once_it_can_be() {
 
     // The same fault, cleared just before a stop: the last checkpoint is written
     // at shutdown.
+    // (In place of the file reserved for the next checkpoint.)
+    std::fs::remove_file(&blocker).unwrap();
     std::fs::create_dir(&blocker).unwrap();
     calls(&s, &["kari"]);
     rt.block_on(eventually(

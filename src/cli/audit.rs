@@ -19,7 +19,7 @@ pub(super) enum AuditCommand {
     /// them, whether a checkpoint attests it. Exits 0 when it holds, 1 when it was
     /// tampered with or is incomplete (saying how), 2 when a file cannot be read.
     Verify {
-        /// Log files, oldest first: `decisions.jsonl.* decisions.jsonl`.
+        /// Log files, oldest first: `decisions.jsonl.[0-9]* decisions.jsonl`.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// More checkpoints to check the log against: checkpoint files, or Vakt's

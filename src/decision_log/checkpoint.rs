@@ -194,7 +194,7 @@ const RESERVE_BYTES: i64 = 8 << 10;
 /// restart would have to record them as unattested.
 pub(crate) fn publish(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
     use std::io::Write as _;
-    let tmp = path.with_extension("checkpoint.tmp");
+    let tmp = tmp_path(path);
     let mut line = cp.to_line();
     line.push('\n');
     let written = std::fs::OpenOptions::new()
@@ -224,6 +224,15 @@ pub(crate) fn publish(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
         }
     }
     written
+}
+
+/// `.<name>.tmp` beside the checkpoint: hidden, so that a glob over a log's
+/// files, such as `decisions.jsonl.[0-9]*`, never takes it in.
+pub(crate) fn tmp_path(checkpoint: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(checkpoint.file_name().unwrap_or_default());
+    name.push(".tmp");
+    checkpoint.with_file_name(name)
 }
 
 /// Allocates the next checkpoint's temporary file. Best effort: on a full disk

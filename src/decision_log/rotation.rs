@@ -21,7 +21,8 @@ impl Rotation {
 }
 
 /// `<log>.<seq of its last record, 12 digits>`: a rotated log file. The names sort
-/// in chain order, so `vakt audit verify log.* log` checks the whole chain.
+/// in chain order, so `vakt audit verify log.[0-9]* log` checks the whole chain
+/// (`log.*` would take in the checkpoint, `log.checkpoint`, too).
 pub fn rotated_path(log: &Path, last_seq: u64) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
     name.push(format!(".{last_seq:012}"));
