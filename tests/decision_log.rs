@@ -198,6 +198,37 @@ fn the_server_refuses_to_start_on_an_unwritable_log() {
         .contains("/no/such/dir/decisions.jsonl: cannot open for writing"));
 }
 
+#[test]
+fn the_server_refuses_a_fifo_as_its_log_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("decisions.jsonl");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--decision-log"])
+        .arg(format!("file:{}", fifo.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening a FIFO for writing would wait for a reader for ever.
+    let status = wait_at_most(&mut child, std::time::Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: is a directory, FIFO or socket",
+            fifo.display()
+        )),
+        "{err}"
+    );
+}
+
 /// Starts `vakt serve` with a durable file log; returns the child and its address.
 fn serve_with_log(path: &Path) -> Spawned {
     Spawned::start(
