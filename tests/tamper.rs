@@ -716,6 +716,14 @@ fn a_record_appended_before_a_restart_is_never_attested_by_a_later_signature() {
             "{}",
             text(&out)
         );
+        // And for each range, what attests it.
+        for range in [
+            "\n  seq 1 to 4: attested by a signed checkpoint\n",
+            "\n  seq 5 to 5: NOT attested",
+            "\n  seq 6 to 7: attested by a signed checkpoint\n",
+        ] {
+            assert!(text(&out).contains(range), "{range:?} in {}", text(&out));
+        }
     }
     // Without the key, the report says for each range what attests it.
     let out = vakt(&["audit", "verify", log.to_str().unwrap()]);

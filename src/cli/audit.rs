@@ -127,8 +127,16 @@ fn run_verify(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(broken) => {
+        Err((broken, ranges)) => {
             println!("BROKEN: {broken}");
+            for r in &ranges {
+                println!(
+                    "  seq {} to {}: {}",
+                    r.from,
+                    r.to,
+                    attestation(r.attestation, key.is_some())
+                );
+            }
             Ok(ExitCode::from(1))
         }
     }

@@ -148,15 +148,17 @@ pub fn verify(files: &[(String, String)], against: &Against<'_>) -> Result<Verif
 }
 
 /// [`verify`] over files read a line at a time; `from_seq` lets the records begin
-/// after the log's first one. The outer error is a file that cannot be read.
+/// after the log's first one. The outer error is a file that cannot be read; a
+/// log that does not verify comes with its ranges of records and what attests
+/// each, when it was read that far.
 pub fn verify_files(
     files: &[&Path],
     against: &Against<'_>,
     from_seq: Option<u64>,
-) -> Result<Result<Verified, Broken>, String> {
+) -> Result<Result<Verified, (Broken, Vec<Range>)>, String> {
     let mut v = match Verifier::new(against, from_seq) {
         Ok(v) => v,
-        Err(b) => return Ok(Err(b)),
+        Err(b) => return Ok(Err((b, Vec::new()))),
     };
     for path in files {
         let shown = path.display().to_string();
@@ -170,10 +172,10 @@ pub fn verify_files(
             }),
         })?;
         if let Err(b) = read {
-            return Ok(Err(b));
+            return Ok(Err((b, Vec::new())));
         }
     }
-    Ok(v.finish())
+    Ok(v.finish_report())
 }
 
 /// Opens `path` for reading only when it is a regular file once symbolic links
@@ -404,7 +406,7 @@ impl<'a> Verifier<'a> {
 
     /// The checks that need the whole log: its tail and head against the
     /// checkpoints, and what they attest.
-    pub fn finish(self) -> Result<Verified, Broken> {
+    fn checks(self) -> Result<Verified, Broken> {
         let all = &self.all;
         let first = self.first.as_ref().map(|(s, _)| *s);
         let (last, head) = self.chain.clone().unwrap_or_else(|| {
@@ -467,32 +469,6 @@ impl<'a> Verifier<'a> {
             .last()
             .filter(|r| r.attestation == Attestation::AfterNewest)
             .map_or(0, |r| r.to - r.from + 1);
-        if self.against.key.is_some() {
-            if unsigned_tail > 0 {
-                return Err(Broken::UnsignedTail {
-                    from: last - unsigned_tail + 1,
-                    to: last,
-                    signed: last - unsigned_tail,
-                });
-            }
-            let mut unattested = ranges.iter().filter_map(|r| match r.attestation {
-                Attestation::Unattested { note } => Some((r.from, r.to, note)),
-                _ => None,
-            });
-            if let Some((from, to, note)) = unattested.next() {
-                let more = unattested.count();
-                return Err(Broken::Unattested {
-                    from,
-                    to,
-                    note,
-                    more: if more == 0 {
-                        String::new()
-                    } else {
-                        format!("; {more} more such ranges follow")
-                    },
-                });
-            }
-        }
         Ok(Verified {
             records: self.records,
             head,
@@ -504,6 +480,52 @@ impl<'a> Verifier<'a> {
             ranges,
         })
     }
+
+    /// The checks of [`Verifier::finish`]; on failure, the ranges of records and
+    /// what attests each, when the records were read that far.
+    pub fn finish_report(self) -> Result<Verified, (Broken, Vec<Range>)> {
+        let keyed = self.against.key.is_some();
+        let v = self.checks().map_err(|b| (b, Vec::new()))?;
+        if keyed {
+            signed_throughout(&v).map_err(|b| (b, v.ranges.clone()))?;
+        }
+        Ok(v)
+    }
+
+    /// Everything [`Verifier::finish`] checks.
+    pub fn finish(self) -> Result<Verified, Broken> {
+        self.finish_report().map_err(|(b, _)| b)
+    }
+}
+
+/// With a key: no record after the newest checkpoint, and none a checkpoint
+/// covers without attesting it.
+fn signed_throughout(v: &Verified) -> Result<(), Broken> {
+    if v.unsigned_tail > 0 {
+        return Err(Broken::UnsignedTail {
+            from: v.last - v.unsigned_tail + 1,
+            to: v.last,
+            signed: v.last - v.unsigned_tail,
+        });
+    }
+    let mut unattested = v.ranges.iter().filter_map(|r| match r.attestation {
+        Attestation::Unattested { note } => Some((r.from, r.to, note)),
+        _ => None,
+    });
+    if let Some((from, to, note)) = unattested.next() {
+        let more = unattested.count();
+        return Err(Broken::Unattested {
+            from,
+            to,
+            note,
+            more: if more == 0 {
+                String::new()
+            } else {
+                format!("; {more} more such ranges follow")
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Records `first` to `last` in ranges of one attestation each. A record is
