@@ -637,3 +637,62 @@ fn the_metadata_never_takes_its_urls_from_the_host_header() {
         assert!(!err.contains("pw@"), "{bad}: {err}");
     }
 }
+
+/// AuthZEN bodies are charged to the gRPC listener's budget
+/// (`--max-buffered-request-bytes`): with two large bodies stalled halfway, a
+/// third is refused with 429 naming the flag, and once they are gone it is read.
+#[test]
+fn stalled_bodies_are_charged_to_the_request_budget() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, _) = start(
+        dir.path(),
+        &[
+            "--max-message-bytes",
+            "100000",
+            "--max-buffered-request-bytes",
+            "200000",
+        ],
+    );
+    let addr = authzen_addr(&s);
+    let stalled_head = "POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 90000\r\n\r\n";
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(stalled_head.as_bytes()).unwrap();
+        c.write_all(&[b' '; 80_000]).unwrap();
+        stalled.push(c);
+    }
+    // A JSON body of 90 KB: spaces, then a request.
+    let body = format!(
+        "{}{}",
+        " ".repeat(90_000 - 200),
+        evaluation("kari", "tk-regnskap", "310015156", REGNSKAP)
+    );
+    let mut refused = None;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (status, v, _) = http.post_raw("/access/v1/evaluation", "application/json", &body);
+        if status == 429 {
+            refused = Some(v);
+            break;
+        }
+    }
+    let refused = refused.expect("a third large body was read past the budget");
+    assert!(
+        refused["error"].as_str().unwrap().contains("--max-buffered-request-bytes"),
+        "{refused}"
+    );
+    drop(stalled);
+    let mut decided = None;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (status, v, _) = http.post_raw("/access/v1/evaluation", "application/json", &body);
+        if status == 200 {
+            decided = Some(v);
+            break;
+        }
+    }
+    assert_eq!(decided.expect("not read once the stalled bodies were gone")["decision"], true);
+    s.stop();
+}

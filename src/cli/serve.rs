@@ -804,6 +804,7 @@ async fn serve(args: ServeArgs, telemetry: &telemetry::Telemetry) -> anyhow::Res
         shadow: Default::default(),
         cursors: Default::default(),
         connections: Default::default(),
+        request_budget: Default::default(),
     });
     load_shadow(&args, &vakt);
     let mut listeners = Vec::new();

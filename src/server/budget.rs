@@ -1,7 +1,7 @@
 //! The global budget for request bytes held at once
 //! (`--max-buffered-request-bytes`), charged by a wrapper around every gRPC
-//! service's request body, and the deadline for a request message that stops
-//! arriving halfway.
+//! service's request body and by the AuthZEN listener as it reads a body, and the
+//! deadline for a request message that stops arriving halfway.
 //!
 //! Why a budget of our own: tonic reads a request's DATA frames as they arrive and
 //! keeps them until the whole message is there (it reserves the length the
@@ -50,19 +50,30 @@ const PREFIX: usize = 5;
 /// §4.1), so a block of many short fields is not charged as nothing.
 const FIELD_OVERHEAD: usize = 32;
 
-/// The bytes held by requests in progress, and the most they may hold.
-pub(super) struct Budget {
-    limit: usize,
+/// The bytes held by requests in progress on every listener. One per sidecar
+/// (`Vakt::request_budget`); the limit comes with each charge, from the settings.
+#[derive(Default)]
+pub struct Budget {
     used: AtomicUsize,
     refused: AtomicU64,
 }
 
+/// Why a request was refused for the budget.
+pub(super) fn refusal(limit: usize) -> String {
+    format!(
+        "request refused: the server holds as many request bytes as \
+         --max-buffered-request-bytes allows ({limit}); try again"
+    )
+}
+
 impl Budget {
-    pub(super) fn new(limit: usize) -> Self {
-        Self {
+    /// A charge for one request outside the gRPC services, given back when
+    /// dropped.
+    pub(super) fn holder(&self, limit: usize) -> Held<'_> {
+        Held {
+            budget: self,
             limit,
-            used: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
+            held: 0,
         }
     }
 
@@ -74,7 +85,7 @@ impl Budget {
 
     /// Takes `more` bytes, so that a request holds `total`; false when that would
     /// go past the limit and the request is not tiny.
-    fn charge(&self, more: usize, total: usize) -> bool {
+    fn charge(&self, more: usize, total: usize, limit: usize) -> bool {
         if total <= TINY {
             self.used.fetch_add(more, Ordering::Relaxed);
             return true;
@@ -82,7 +93,7 @@ impl Budget {
         let taken = self
             .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(more).filter(|u| *u <= self.limit)
+                used.checked_add(more).filter(|u| *u <= limit)
             });
         if taken.is_err() {
             // The first refusal and every 1000th are logged, so a flood does not
@@ -90,7 +101,7 @@ impl Budget {
             let n = self.refused.fetch_add(1, Ordering::Relaxed);
             if n.is_multiple_of(1000) {
                 tracing::warn!(
-                    limit = self.limit,
+                    limit,
                     wanted = more,
                     refused = n + 1,
                     "request refused: --max-buffered-request-bytes reached"
@@ -105,9 +116,37 @@ impl Budget {
     }
 }
 
+/// What one request holds of the budget (an AuthZEN body as it is read).
+pub(super) struct Held<'a> {
+    budget: &'a Budget,
+    limit: usize,
+    held: usize,
+}
+
+impl Held<'_> {
+    /// Raises the charge to `total`, if it holds less; the refusal names the flag.
+    pub(super) fn hold(&mut self, total: usize) -> Result<(), String> {
+        if total > self.held {
+            let more = total - self.held;
+            if !self.budget.charge(more, total, self.limit) {
+                return Err(refusal(self.limit));
+            }
+            self.held = total;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.held);
+    }
+}
+
 /// What every charged body shares.
 struct Rules {
     budget: Arc<Budget>,
+    limit: usize,
     /// Messages declared longer are refused by tonic from their prefix, so they
     /// are not charged beyond the prefix.
     max_message: usize,
@@ -127,9 +166,15 @@ pub(super) struct Budgeted<S> {
 pub(super) struct Charging(Arc<Rules>);
 
 impl Charging {
-    pub(super) fn new(budget: Arc<Budget>, max_message: usize, message_timeout: Duration) -> Self {
+    pub(super) fn new(
+        budget: Arc<Budget>,
+        limit: usize,
+        max_message: usize,
+        message_timeout: Duration,
+    ) -> Self {
         Self(Arc::new(Rules {
             budget,
+            limit,
             max_message,
             message_timeout,
         }))
@@ -287,12 +332,8 @@ impl Charged {
             return Ok(());
         }
         let more = total - self.held;
-        if !self.rules.budget.charge(more, total) {
-            return Err(Status::resource_exhausted(format!(
-                "request refused: the server holds as many request bytes as \
-                 --max-buffered-request-bytes allows ({}); try again",
-                self.rules.budget.limit
-            )));
+        if !self.rules.budget.charge(more, total, self.rules.limit) {
+            return Err(Status::resource_exhausted(refusal(self.rules.limit)));
         }
         self.held = total;
         Ok(())
@@ -383,13 +424,20 @@ mod tests {
 
     #[test]
     fn tiny_requests_pass_a_full_budget_and_large_ones_do_not() {
-        let b = Budget::new(10_000);
-        assert!(b.charge(9_000, 9_000));
-        assert!(!b.charge(2_000, 2_000), "past the limit");
-        assert!(b.charge(900, 900), "tiny: counted past the limit");
+        let b = Budget::default();
+        assert!(b.charge(9_000, 9_000, 10_000));
+        assert!(!b.charge(2_000, 2_000, 10_000), "past the limit");
+        assert!(b.charge(900, 900, 10_000), "tiny: counted past the limit");
         assert_eq!(b.used(), 9_900);
         b.release(9_000);
-        assert!(b.charge(2_000, 2_000));
+        assert!(b.charge(2_000, 2_000, 10_000));
+        {
+            let mut held = b.holder(10_000);
+            held.hold(5_000).unwrap();
+            assert!(held.hold(20_000).unwrap_err().contains("--max-buffered-request-bytes"));
+            assert_eq!(b.used(), 2_900 + 5_000);
+        }
+        assert_eq!(b.used(), 2_900, "given back when dropped");
     }
 
     #[test]

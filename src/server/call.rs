@@ -142,6 +142,8 @@ pub struct Vakt {
     pub cursors: super::cursor::Cursors,
     /// Connections open on every listener, for `--max-connections`.
     pub connections: super::accept::Connections,
+    /// Request bytes held on every listener, for `--max-buffered-request-bytes`.
+    pub request_budget: Arc<super::budget::Budget>,
 }
 
 /// Candidate policies compiled with the serving schema, for shadow evaluation.
@@ -201,6 +203,7 @@ impl Vakt {
             shadow: Default::default(),
             cursors: Default::default(),
             connections: Default::default(),
+            request_budget: Default::default(),
         }
     }
 

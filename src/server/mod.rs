@@ -221,6 +221,7 @@ pub async fn serve_on(
         .expect("the embedded descriptor set is valid");
     let o = Options::clone(&vakt.options.load());
     let connections = vakt.connections.clone();
+    let request_budget = vakt.request_budget.clone();
     // A request larger than the limit is refused from its length prefix, before
     // its body is read or decoded; the same limit for every service, so the
     // budget knows the most any message can hold.
@@ -229,8 +230,12 @@ pub async fn serve_on(
     let health_service = health_service.max_decoding_message_size(o.max_message_bytes);
     let reflection = reflection.max_decoding_message_size(o.max_message_bytes);
     // Every service's request bodies are charged to one budget.
-    let budget = Arc::new(budget::Budget::new(o.max_buffered_request_bytes));
-    let charging = budget::Charging::new(budget, o.max_message_bytes, o.request_timeout);
+    let charging = budget::Charging::new(
+        request_budget,
+        o.max_buffered_request_bytes,
+        o.max_message_bytes,
+        o.request_timeout,
+    );
     let served = transport(&o)
         .add_service(charging.wrap(health_service))
         .add_service(charging.wrap(reflection))

@@ -23,7 +23,7 @@ use crate::decide::{decide, InvalidField, Query, RawRequest};
 use crate::proto;
 use crate::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
 use crate::snapshot::Snapshot;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -120,6 +120,40 @@ fn header_block_len(req: &Request<Incoming>) -> usize {
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
         .sum();
     request_line + headers + 2
+}
+
+/// A request's body, at most `--max-message-bytes`, its bytes charged to the
+/// request budget (`--max-buffered-request-bytes`, shared with the gRPC
+/// listener) as they arrive and given back once the body is read whole.
+async fn read_body(vakt: &Vakt, req: Request<Incoming>) -> Result<Bytes, Failure> {
+    let options = vakt.options.load();
+    let limit = options.max_message_bytes;
+    let headers = header_block_len(&req);
+    let mut held = vakt
+        .request_budget
+        .holder(options.max_buffered_request_bytes);
+    drop(options);
+    let too_large = || {
+        Failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body: larger than {limit} bytes (--max-message-bytes)"),
+        )
+    };
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() > limit {
+            return Err(too_large());
+        }
+        held.hold(headers + bytes.len() + data.len())
+            .map_err(|refused| Failure(StatusCode::TOO_MANY_REQUESTS, refused))?;
+        bytes.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 /// 431, as hyper answers a block past its buffer, with the limit named.
@@ -243,17 +277,7 @@ async fn answer(
             .map(str::to_owned)
     };
     let meta = CallMeta::from_parts(Some(conn), conn.remote, header, &vakt.log.load());
-    let limit = vakt.options.load().max_message_bytes;
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(Failure(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body: larger than {limit} bytes (--max-message-bytes)"),
-            ))
-        }
-        Err(e) => return Err(Failure(StatusCode::BAD_REQUEST, format!("body: {e}"))),
-    };
+    let body = read_body(vakt, req).await?;
     // Strictly: a member given twice is refused, so that no reader of the body
     // (a proxy, the log, a person) can see another request than the one decided.
     let body: Value = crate::json::parse_at(&body).map_err(|(at, e)| {
