@@ -27,6 +27,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl Chain {
     /// A chain that continues after record `seq` whose line hashes to `head` (hex).
     pub fn at(seq: u64, head: &str) -> Result<Self, String> {
+        if seq > MAX_SEQ {
+            return Err(format!("seq {seq} is beyond any log's length"));
+        }
         let mut h = [0u8; 32];
         hex::decode_to_slice(head, &mut h)
             .map_err(|_| format!("{head:?} is not a SHA-256 in hex"))?;
@@ -83,6 +86,10 @@ impl Chain {
         Ok(chain)
     }
 }
+
+/// The highest seq a log may reach: far beyond any real log, and far enough below
+/// `u64::MAX` that counting on from it never overflows.
+pub(crate) const MAX_SEQ: u64 = u64::MAX / 2;
 
 /// Longest record line Vakt reads back (a record holds at most one request's
 /// fields, far less than this), so that no file can make a reader buffer

@@ -172,7 +172,7 @@ impl FileMedium {
         // (and `vakt audit verify` reports them as unattested). After an accepted
         // mismatch that is the whole file.
         let unattested_from = match (&note, &cp) {
-            (None, Some(cp)) => cp.last_seq + 1,
+            (None, Some(cp)) => cp.last_seq.saturating_add(1),
             _ => continued.first_seq,
         };
         let unattested =
@@ -277,7 +277,7 @@ impl FileMedium {
                 self.file = f;
                 self.bytes = 0;
                 self.opened = Instant::now();
-                self.first_seq = chain.seq + 1;
+                self.first_seq = chain.seq.saturating_add(1);
                 self.first_hash = None;
                 // The new file starts empty: its checkpoint carries the chain.
                 self.write_checkpoint(chain);

@@ -225,7 +225,7 @@ pub(crate) fn check(
             Some(cp) if cp.first_seq == 0 || cp.first_seq > cp.last_seq => {
                 Chain::at(cp.last_seq, &cp.head)
                     .map(|chain| Continued {
-                        first_seq: chain.seq + 1,
+                        first_seq: chain.seq.saturating_add(1),
                         first_hash: None,
                         chain,
                     })
@@ -293,7 +293,9 @@ fn against(
     // The records from the checkpoint's on must chain.
     for pair in tail.windows(2) {
         let ((prev_line, prev), (_, next)) = (&pair[0], &pair[1]);
-        if next.seq != prev.seq + 1 || next.prev_hash != sha256_hex(prev_line.as_bytes()) {
+        if prev.seq.checked_add(1) != Some(next.seq)
+            || next.prev_hash != sha256_hex(prev_line.as_bytes())
+        {
             return Err(Mismatch(format!(
                 "record {} does not follow record {} near the end of the file: the log was edited",
                 next.seq, prev.seq
@@ -310,7 +312,7 @@ fn against(
     let (oldest_line, oldest) = &tail[0];
     let pinned = if oldest.seq == cp.last_seq {
         sha256_hex(oldest_line.as_bytes()) == cp.head
-    } else if oldest.seq == cp.last_seq + 1 {
+    } else if oldest.seq == cp.last_seq.saturating_add(1) {
         // Right after rotation the checkpoint's record is in the rotated file.
         oldest.prev_hash == cp.head || (cp.last_seq == 0 && oldest.prev_hash == GENESIS)
     } else {

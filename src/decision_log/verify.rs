@@ -5,7 +5,7 @@
 //! Files are streamed a line at a time (a line is bounded, a file is not), so
 //! memory does not grow with the log.
 
-use super::chain::{sha256_hex, Linked, GENESIS, MAX_LINE};
+use super::chain::{sha256_hex, Linked, GENESIS, MAX_LINE, MAX_SEQ};
 use super::checkpoint::{Checkpoint, PublicKey};
 use std::collections::HashMap;
 use std::io::BufRead as _;
@@ -340,6 +340,13 @@ impl<'a> Verifier<'a> {
             line: n,
             message: e.to_string(),
         })?;
+        if rec.seq > MAX_SEQ {
+            return Err(Broken::Unreadable {
+                file: file.clone(),
+                line: n,
+                message: format!("seq {} is beyond any log's length", rec.seq),
+            });
+        }
         let decision = || rec.decision_id.clone().unwrap_or_else(|| "-".into());
         match &self.chain {
             None => {
@@ -451,9 +458,11 @@ impl<'a> Verifier<'a> {
             let holds = match (&self.pinned[&cp.last_seq], &self.first) {
                 (Some(h), _) => *h == cp.head,
                 // The record just before the first one given: what that one follows.
-                (None, Some((seq, prev))) if *seq == cp.last_seq + 1 => *prev == cp.head,
+                (None, Some((seq, prev))) if *seq == cp.last_seq.saturating_add(1) => {
+                    *prev == cp.head
+                }
                 // Earlier than the records given (--from-seq).
-                (None, Some((seq, _))) if *seq > cp.last_seq + 1 => true,
+                (None, Some((seq, _))) if *seq > cp.last_seq.saturating_add(1) => true,
                 // A checkpoint of an empty log.
                 (None, _) => cp.last_seq == 0 && cp.head == GENESIS,
             };
@@ -549,7 +558,7 @@ fn ranges(first: u64, last: u64, cps: &[&Checkpoint], notes: &[(u64, u64, u64)])
     // Attestation changes only at these records.
     let mut starts: Vec<u64> = covered
         .iter()
-        .map(|c| c + 1)
+        .map(|c| c.saturating_add(1))
         .chain(notes.iter().flat_map(|(_, from, to)| [*from, to + 1]))
         .filter(|s| *s > first && *s <= last)
         .chain([first])
