@@ -110,7 +110,9 @@ impl std::fmt::Display for SinkSpec {
                     Delivery::Durable => "otlp+durable",
                     Delivery::Buffered => "otlp",
                 };
-                write!(f, "{kind}:{endpoint}")
+                // Shown with its credentials masked: this is how logs and
+                // errors name the sink.
+                write!(f, "{kind}:{}", crate::url_secrets::mask_url(endpoint))
             }
         }
     }

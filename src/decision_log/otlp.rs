@@ -93,6 +93,8 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// runtime of its own.
 pub(crate) struct Collector {
     endpoint: String,
+    /// The endpoint as errors name it: its credentials masked.
+    shown: String,
     runtime: tokio::runtime::Runtime,
     client: Option<LogsServiceClient<tonic::transport::Channel>>,
 }
@@ -100,14 +102,17 @@ pub(crate) struct Collector {
 impl Collector {
     /// Checks the endpoint (e.g. `http://127.0.0.1:4317`); connects on first use.
     pub fn new(endpoint: &str) -> Result<Self, String> {
-        tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
+        let shown = crate::url_secrets::mask_url(endpoint);
+        tonic::transport::Endpoint::from_shared(endpoint.to_owned()).map_err(|e| {
+            crate::url_secrets::mask_in(&format!("{shown:?} is not a URL: {e}"), endpoint)
+        })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the OTLP exporter: {e}"))?;
         Ok(Self {
             endpoint: endpoint.to_owned(),
+            shown,
             runtime,
             client: None,
         })
@@ -115,14 +120,17 @@ impl Collector {
 
     async fn connect(
         endpoint: &str,
+        shown: &str,
     ) -> Result<LogsServiceClient<tonic::transport::Channel>, String> {
+        // The transport's own errors may quote the URL: masked like the rest.
+        let masked = |e: String| crate::url_secrets::mask_in(&e, endpoint);
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| e.to_string())?
+            .map_err(|e| masked(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(EXPORT_TIMEOUT)
             .connect()
             .await
-            .map_err(|e| format!("{endpoint}: cannot connect: {e}"))?;
+            .map_err(|e| masked(format!("{shown}: cannot connect: {e}")))?;
         Ok(LogsServiceClient::new(channel))
     }
 }
@@ -130,23 +138,47 @@ impl Collector {
 impl Medium for Collector {
     fn deliver(&mut self, batch: &Batch, _chain: &Chain) -> Result<(), String> {
         let request = export_request(batch.lines());
-        let endpoint = &self.endpoint;
+        let (endpoint, shown) = (&self.endpoint, &self.shown);
         let client = &mut self.client;
         let result = self.runtime.block_on(async {
             if client.is_none() {
-                *client = Some(Self::connect(endpoint).await?);
+                *client = Some(Self::connect(endpoint, shown).await?);
             }
             let c = client.as_mut().expect("connected above");
             tokio::time::timeout(EXPORT_TIMEOUT, c.export(request))
                 .await
-                .map_err(|_| format!("{endpoint}: export timed out"))?
+                .map_err(|_| format!("{shown}: export timed out"))?
                 .map(|_| ())
-                .map_err(|s| format!("{endpoint}: {}", s.message()))
+                .map_err(|s| crate::url_secrets::mask_in(&format!("{shown}: {}", s.message()), endpoint))
         });
         if result.is_err() {
             // The next batch connects afresh.
             self.client = None;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The collector's errors (a URL that does not parse, a refused connection)
+    /// name the endpoint with its credentials masked.
+    #[test]
+    fn errors_never_show_the_endpoint_credentials() {
+        let bad = "http://vakt:hunter2@[::1";
+        let e = Collector::new(bad).err().expect("not a URL");
+        assert!(!e.contains("hunter2"), "{e}");
+        // Port 1 on loopback: nothing listens there.
+        let url = "http://vakt:hunter2@127.0.0.1:1/?token=s3cr3t";
+        let c = Collector::new(url).unwrap();
+        let e = c
+            .runtime
+            .block_on(Collector::connect(&c.endpoint, &c.shown))
+            .err()
+            .expect("nothing listens on port 1");
+        assert!(e.contains("cannot connect"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("s3cr3t"), "{e}");
     }
 }
