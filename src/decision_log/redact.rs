@@ -87,7 +87,8 @@ impl Tail {
 /// and then checked against the exact shape of its kind.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// `Bearer`, spaces or tabs, a token: an HTTP Authorization value.
+    /// `Bearer`, spaces or tabs, a token: an HTTP Authorization value. (A short
+    /// word of letters after it is the next word of a sentence, not a token.)
     Bearer,
     /// `Basic`, spaces or tabs, base64 of `user:password`.
     Basic,
@@ -467,7 +468,11 @@ fn secret_span(
             }
             let at = short_run_end(b, end, 16, |c| c == b' ' || c == b'\t');
             let stop = memo.run_end(b, Class::Token, at);
-            (at > end && stop > at).then_some((start, stop))
+            // A token, not the next word of a sentence ("the bearer is"): long,
+            // or with a digit or punctuation in it.
+            let token = &b[at..stop];
+            let tokenish = token.len() >= 8 || token.iter().any(|c| !c.is_ascii_alphabetic());
+            (at > end && !token.is_empty() && tokenish).then_some((start, stop))
         }
         Kind::Basic => {
             if inside_word(b, start) {
