@@ -430,11 +430,56 @@ mod tests {
     }
 
     #[test]
+    fn an_employee_id_shaped_like_a_national_identity_number_is_redacted_and_marked() {
+        let reasons = [Reason {
+            policy_id: "employee-unknown".into(),
+            message: "employee 15038713008 is not known".into(),
+        }];
+        let rec = DecisionRecord {
+            decision_id: "01a209d4-7b0c-7347-bd2d-e94ff3ea883c",
+            timestamp: "t".into(),
+            call: "authorize",
+            employee_id: "15038713008",
+            system_user_id: Some("tk-regnskap"),
+            system_user_external_ref: None,
+            system_user_owner: Some("310001015"),
+            usable_system_users: None,
+            client_org_number: "310015156",
+            access_package: "urn:altinn:accesspackage:a-ordning",
+            action: "useSystemUser",
+            decision: "deny",
+            reasons: &reasons,
+            revision: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            data_sequence: 7,
+            evaluation_us: 3,
+            context: None,
+            caller: &Caller::default(),
+            trace: &Trace::default(),
+            shadow: None,
+            path: None,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&rec.to_json(&Redactor::default())).unwrap();
+        assert_eq!(v["employee_id"], "[redacted]");
+        assert_eq!(
+            v["reasons"][0]["message"],
+            "employee [redacted] is not known"
+        );
+        assert_eq!(v["redacted"], serde_json::json!(["employee_id"]));
+        // The decision id, org numbers, the URN and the revision stay.
+        assert_eq!(v["decision_id"], rec.decision_id);
+        assert_eq!(v["client_org_number"], "310015156");
+        assert_eq!(v["system_user_owner"], "310001015");
+        assert_eq!(v["access_package"], rec.access_package);
+        assert_eq!(v["revision"], rec.revision);
+    }
+
+    #[test]
     fn fields_keep_their_order_and_secrets_are_scrubbed() {
         let ctx = serde_json::json!({"mfa": true, "ticket": "abc", "note": "Bearer abc.def"});
         let reasons = [Reason {
             policy_id: "p".into(),
-            message: "employee Bearer xyz is not known".into(),
+            message: "employee Bearer xyz-token-1 is not known".into(),
         }];
         let rec = DecisionRecord {
             decision_id: "d",
