@@ -312,45 +312,83 @@ async fn health_check_reports_serving() {
     }
 }
 
+/// Asks one reflection version, through its own generated client, for the list of
+/// services and for the file that defines `vakt.v1.Authorizer`; returns the
+/// service names and the methods of that service as the descriptor states them.
+macro_rules! reflect {
+    ($version:ident, $channel:expr) => {{
+        use prost::Message as _;
+        use tonic_reflection::pb::$version::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
+        };
+        let mut client = ServerReflectionClient::new($channel);
+        let ask = |m: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let reqs = vec![
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(
+                "vakt.v1.Authorizer".into(),
+            )),
+        ];
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter(reqs))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", stringify!($version)))
+            .into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        let services: Vec<String> = match first.message_response {
+            Some(MessageResponse::ListServicesResponse(l)) => {
+                l.service.into_iter().map(|s| s.name).collect()
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        let second = stream.message().await.unwrap().unwrap();
+        let files = match second.message_response {
+            Some(MessageResponse::FileDescriptorResponse(f)) => f.file_descriptor_proto,
+            other => panic!("unexpected {other:?}"),
+        };
+        let mut methods = Vec::new();
+        for f in &files {
+            let f = prost_types::FileDescriptorProto::decode(f.as_slice()).unwrap();
+            for s in f.service.iter().filter(|s| s.name() == "Authorizer") {
+                assert_eq!(f.package(), "vakt.v1");
+                methods.extend(s.method.iter().map(|m| m.name().to_owned()));
+            }
+        }
+        (services, methods)
+    }};
+}
+
 #[tokio::test]
-async fn reflection_lists_and_describes_the_service() {
-    use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        ServerReflectionRequest,
-    };
+async fn reflection_v1_and_v1alpha_both_list_and_describe_the_service() {
     let s = start(default_snapshot()).await;
-    let mut client = ServerReflectionClient::new(s.channel.clone());
-    let ask = |m: MessageRequest| ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(m),
-    };
-    let reqs = vec![
-        ask(MessageRequest::ListServices(String::new())),
-        ask(MessageRequest::FileContainingSymbol(
-            "vakt.v1.Authorizer".into(),
-        )),
-    ];
-    let mut stream = client
-        .server_reflection_info(tokio_stream::iter(reqs))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = stream.message().await.unwrap().unwrap();
-    match first.message_response {
-        Some(MessageResponse::ListServicesResponse(l)) => {
-            let names: Vec<_> = l.service.iter().map(|s| s.name.as_str()).collect();
-            assert!(names.contains(&"vakt.v1.Authorizer"), "{names:?}");
-            assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    // grpcurl and tonic speak v1; Python's reflection client, Evans and Postman
+    // speak v1alpha. Each version lists both, so either shows all that is served.
+    for (version, (services, methods)) in [
+        ("v1", reflect!(v1, s.channel.clone())),
+        ("v1alpha", reflect!(v1alpha, s.channel.clone())),
+    ] {
+        for name in [
+            "vakt.v1.Authorizer",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert!(
+                services.iter().any(|s| s == name),
+                "{version} lists {services:?}, not {name}"
+            );
         }
-        other => panic!("unexpected {other:?}"),
-    }
-    let second = stream.message().await.unwrap().unwrap();
-    match second.message_response {
-        Some(MessageResponse::FileDescriptorResponse(f)) => {
-            assert!(!f.file_descriptor_proto.is_empty())
+        for method in ["Authorize", "AuthorizeBatch", "ResolveSystemUser", "Status"] {
+            assert!(
+                methods.iter().any(|m| m == method),
+                "{version} describes vakt.v1.Authorizer with {methods:?}, not {method}"
+            );
         }
-        other => panic!("unexpected {other:?}"),
     }
 }
 

@@ -313,23 +313,23 @@ fn a_streaming_request_that_stalls_mid_message_is_ended_by_the_request_timeout()
         // Server reflection reads its requests as a stream: the call's own
         // timeout ends when its response begins, so only the deadline on the
         // message ends a request that stops halfway.
+        // Both reflection versions are served, and both are charged.
         let sender = connect(&addr).await;
         let limit = Duration::from_secs(6);
-        let stalled = stall(
-            &sender,
+        for path in [
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            partial_message(100, 50),
-            limit,
-        )
-        .await;
-        let ended = stalled.await.unwrap().unwrap_or_else(|| {
-            panic!("a stalled reflection stream was still open after {limit:?}")
-        });
-        assert!(
-            ended.after < Duration::from_secs(3),
-            "ended only after {:?}",
-            ended.after
-        );
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            let stalled = stall(&sender, path, partial_message(100, 50), limit).await;
+            let ended = stalled.await.unwrap().unwrap_or_else(|| {
+                panic!("a stalled stream to {path} was still open after {limit:?}")
+            });
+            assert!(
+                ended.after < Duration::from_secs(3),
+                "{path}: ended only after {:?}",
+                ended.after
+            );
+        }
     });
     s.stop();
 }

@@ -214,10 +214,21 @@ pub async fn serve_on(
     // It holds the state weakly: when the server future is dropped (shutdown past
     // its grace period), the decision log must still close once the caller lets go.
     let health = tokio::spawn(report_log_health(health_reporter, Arc::downgrade(&vakt)));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: grpcurl and tonic speak v1; Python's
+    // reflection client, Evans and Postman still speak v1alpha. Each lists the
+    // other as well, so either version shows everything that is served.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()
+        .expect("the embedded descriptor set is valid");
+    let reflection_v1alpha = reflection_builder()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .expect("the embedded descriptor set is valid");
     let o = Options::clone(&vakt.options.load());
     let connections = vakt.connections.clone();
@@ -229,6 +240,7 @@ pub async fn serve_on(
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
     let health_service = health_service.max_decoding_message_size(o.max_message_bytes);
     let reflection = reflection.max_decoding_message_size(o.max_message_bytes);
+    let reflection_v1alpha = reflection_v1alpha.max_decoding_message_size(o.max_message_bytes);
     // Every service's request bodies are charged to one budget.
     let charging = budget::Charging::new(
         request_budget,
@@ -239,6 +251,7 @@ pub async fn serve_on(
     let served = transport(&o)
         .add_service(charging.wrap(health_service))
         .add_service(charging.wrap(reflection))
+        .add_service(charging.wrap(reflection_v1alpha))
         .add_service(charging.wrap(authorizer))
         .serve_with_incoming_shutdown(
             accept::incoming_counted(listeners, &o.accept_limits(), &connections),
