@@ -276,21 +276,23 @@ pub struct PublicKey {
 }
 
 impl Signer {
-    /// Reads a private key file; a key that others than its owner can read is
-    /// reported, since whoever can read it can sign a forged log.
+    /// Reads a private key file; a key that more than its owner (and, for a
+    /// root-owned file, one group) can read is reported, since whoever can read it
+    /// can sign a forged log.
     pub fn read(path: &Path) -> Result<Self, String> {
         let shown = path.display();
         let text = read_small(path)?;
         let key = SigningKey::from_pkcs8_pem(&text)
             .map_err(|e| format!("{shown}: not an Ed25519 private key in PKCS#8 PEM: {e}"))?;
         {
-            use std::os::unix::fs::PermissionsExt as _;
+            use std::os::unix::fs::MetadataExt as _;
             if let Ok(m) = std::fs::metadata(path) {
-                if m.permissions().mode() & 0o077 != 0 {
+                if key_file_is_exposed(m.mode(), m.uid()) {
                     tracing::warn!(
                         file = %shown,
-                        mode = format!("{:o}", m.permissions().mode() & 0o777),
-                        "the checkpoint signing key can be read by others than its owner"
+                        mode = format!("{:o}", m.mode() & 0o777),
+                        owner_uid = m.uid(),
+                        "the checkpoint signing key can be read or changed by more than its owner (a group may read it only when root owns the file)"
                     );
                 }
             }
@@ -321,6 +323,17 @@ impl PublicKey {
             key,
         })
     }
+}
+
+/// Whether a private key file's mode lets more read or change it than should.
+/// Nothing for others, and no group write, ever. Group read only on a file owned
+/// by root, PostgreSQL's rule for its TLS key: there an administrator chose the
+/// group, as a Kubernetes Secret volume with `fsGroup` does (root, the pod's group,
+/// 0440 whatever `defaultMode` says); on a file of Vakt's own user a group bit is
+/// more likely a loose umask.
+fn key_file_is_exposed(mode: u32, owner_uid: u32) -> bool {
+    let group_read = mode & 0o040 != 0;
+    mode & 0o037 != 0 || (group_read && owner_uid != 0)
 }
 
 /// A new key pair as (private PKCS#8 PEM, public SPKI PEM, key id).
@@ -380,6 +393,32 @@ mod tests {
             unsigned.verify_signature(&public),
             Err(SignatureError::Unsigned)
         );
+    }
+
+    #[test]
+    fn a_key_is_exposed_by_world_bits_group_write_or_group_read_of_a_non_root_file() {
+        // Private to its owner: fine, whoever owns it.
+        for (mode, uid) in [(0o600, 10001), (0o400, 10001), (0o400, 0), (0o100600, 0)] {
+            assert!(!key_file_is_exposed(mode, uid), "{mode:o} uid {uid}");
+        }
+        // A Kubernetes Secret volume under fsGroup: root:fsGroup 0440 (the 0o100000
+        // file-type bit as metadata gives it), and 0640 the same way.
+        for mode in [0o440, 0o100440, 0o640] {
+            assert!(!key_file_is_exposed(mode, 0), "{mode:o}");
+        }
+        // The same group read on a file of Vakt's own user, anything for others,
+        // or a group that can write.
+        for (mode, uid) in [
+            (0o440, 10001),
+            (0o640, 1000),
+            (0o444, 0),
+            (0o604, 10001),
+            (0o602, 0),
+            (0o460, 0),
+            (0o644, 0),
+        ] {
+            assert!(key_file_is_exposed(mode, uid), "{mode:o} uid {uid}");
+        }
     }
 
     #[test]
