@@ -467,3 +467,52 @@ fn a_bad_database_url_is_refused_without_showing_its_password() {
         assert!(!stderr.contains("s3cret-pw"), "{args:?}: {stderr}");
     }
 }
+
+/// `vakt --version` names the version, the commit it was built from and the
+/// build date: "vakt 0.1.0 (commit 0123456789ab, built 2026-12-07)".
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let out = vakt(&["--version"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let rest = line
+        .trim_end()
+        .strip_prefix(&format!("vakt {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("no version and commit in {line:?}"));
+    let (commit, rest) = rest.split_once(", built ").expect(&line);
+    let date = rest.strip_suffix(')').expect(&line);
+    // A commit of this repository (a debug build may name an earlier one than
+    // HEAD: see build.rs), or "unknown" outside a git checkout.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let in_git = Path::new(root).join(".git").exists();
+    if in_git {
+        assert!(
+            commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{line:?}"
+        );
+        let known = Command::new("git")
+            .args([
+                "-C",
+                root,
+                "cat-file",
+                "-e",
+                &format!("{commit}^{{commit}}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(known.success(), "{commit} is not a commit here: {line:?}");
+    } else {
+        assert_eq!(commit, "unknown", "{line:?}");
+    }
+    let parts: Vec<u32> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    assert!(
+        date.len() == 10 && parts.len() == 3 && parts[0] >= 2024 && (1..=12).contains(&parts[1]),
+        "{line:?}"
+    );
+    let today = Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .map(|o| text(&o.stdout).trim().to_owned())
+        .unwrap();
+    assert!(date <= today.as_str(), "built in the future: {line:?}");
+}

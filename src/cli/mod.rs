@@ -28,10 +28,20 @@ use args::SourceArgs;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::process::ExitCode;
 
+/// `vakt --version`: the version, the commit and the build date (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("VAKT_BUILD_COMMIT"),
+    ", built ",
+    env!("VAKT_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "vakt",
-    version,
+    version = VERSION,
     about = "Authorization sidecar for employees acting through Altinn system users"
 )]
 struct Cli {
