@@ -167,9 +167,128 @@ impl Exposition {
     }
 }
 
+/// The build, as `vakt --version` names it and `vakt_build_info` labels it (see
+/// build.rs).
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const BUILD_COMMIT: &str = env!("VAKT_BUILD_COMMIT");
+pub const BUILD_DATE: &str = env!("VAKT_BUILD_DATE");
+
+/// The process's own figures, as Prometheus's client libraries export them
+/// (`process_*`). Read from /proc when a scrape or an export asks, never on a
+/// call's path; a figure that cannot be read (not Linux, /proc not mounted) is
+/// left out rather than reported as zero.
+#[derive(Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    /// User and system CPU time, in seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory, in bytes.
+    pub resident_bytes: Option<u64>,
+    pub open_fds: Option<u64>,
+    /// The soft limit on open file descriptors.
+    pub max_fds: Option<u64>,
+    /// When the process started, in seconds since 1970.
+    pub start_time_seconds: Option<f64>,
+}
+
+impl ProcessStats {
+    /// The figures of this process now.
+    pub fn read() -> Self {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok();
+        let fields = stat.as_deref().map(stat_fields).unwrap_or_default();
+        // SAFETY: sysconf only reads a system constant.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let ticks = (ticks > 0).then_some(ticks as f64);
+        // Fields 14 and 15 (utime, stime) and 22 (starttime), in clock ticks;
+        // `fields` starts at field 3, after the command name.
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        let cpu_seconds = match (field(14), field(15), ticks) {
+            (Some(u), Some(s), Some(t)) => Some((u + s) as f64 / t),
+            _ => None,
+        };
+        let boot_time = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+        let start_time_seconds = match (boot_time, field(22), ticks) {
+            (Some(b), Some(st), Some(t)) => Some(b as f64 + st as f64 / t),
+            _ => None,
+        };
+        let resident_bytes = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().strip_suffix("kB"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .map(|kb| kb * 1024);
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as u64);
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|s| limit_of(&s, "Max open files"));
+        Self {
+            cpu_seconds,
+            resident_bytes,
+            open_fds,
+            max_fds,
+            start_time_seconds,
+        }
+    }
+}
+
+/// The fields of /proc/self/stat from the third on: the second, the command
+/// name in parentheses, may itself hold spaces and parentheses.
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rfind(')')
+        .map(|i| stat[i + 1..].split_whitespace().collect())
+        .unwrap_or_default()
+}
+
+/// A soft limit from /proc/self/limits ("unlimited" is left out).
+fn limit_of(limits: &str, name: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse::<u64>().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_files_are_read_past_a_command_name_with_spaces() {
+        let stat = "4242 (va kt) d) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 123456 1000 200";
+        let f = stat_fields(stat);
+        assert_eq!(f[0], "S");
+        assert_eq!(f[14 - 3], "250");
+        assert_eq!(f[22 - 3], "123456");
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n\
+                      Max locked memory         unlimited            unlimited            bytes\n";
+        assert_eq!(limit_of(limits, "Max open files"), Some(1024));
+        assert_eq!(limit_of(limits, "Max locked memory"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_has_figures() {
+        let p = ProcessStats::read();
+        assert!(p.resident_bytes.unwrap() > 0);
+        assert!(p.open_fds.unwrap() >= 3);
+        assert!(p.max_fds.unwrap() >= p.open_fds.unwrap());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = p.start_time_seconds.unwrap();
+        assert!(started <= now + 1.0 && started > now - 86_400.0, "{started} {now}");
+        assert!(p.cpu_seconds.unwrap() >= 0.0);
+    }
 
     #[test]
     fn histograms_render_cumulative_buckets() {

@@ -266,6 +266,9 @@ pub(super) fn show(
             format!("[{}]", items.join(", "))
         } else if let Some(v) = values.first() {
             toml_scalar(v)
+        } else if let Some(shown) = super::telemetry::shown_from_otel(long) {
+            out.push_str(&shown);
+            continue;
         } else {
             out.push_str(&format!("# {long} = (not set)\n"));
             continue;

@@ -108,7 +108,7 @@ pub(super) struct ServeArgs {
     log_format: LogFormat,
     /// Export traces (a span per call, continuing the caller's W3C trace context)
     /// and metrics over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317
-    /// [default: none]
+    /// [default: OTEL_EXPORTER_OTLP_ENDPOINT (or its _TRACES_/_METRICS_ forms), else none]
     #[arg(long, env = "VAKT_OTLP_ENDPOINT", value_name = "URL")]
     otlp_endpoint: Option<String>,
     /// How often metrics are exported over OTLP
@@ -377,6 +377,9 @@ pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
             bad.push(format!("--decision-log-signing-key {e}"));
         }
     }
+    if let Err(e) = telemetry::Otlp::from_env(args.otlp_endpoint.as_deref()) {
+        bad.push(crate::url_secrets::mask_url(&e));
+    }
     if bad.is_empty() {
         Ok(())
     } else {
@@ -440,7 +443,9 @@ fn options_of(args: &ServeArgs, default_max_staleness: Option<std::time::Duratio
         idle_timeout: Some(args.idle_timeout).filter(|d| !d.is_zero()),
         max_header_bytes: args.max_header_bytes,
         max_buffered_request_bytes: args.max_buffered_request_bytes,
-        traces: args.otlp_endpoint.is_some(),
+        // The OTEL_* variables were checked at start and do not change.
+        traces: telemetry::Otlp::from_env(args.otlp_endpoint.as_deref())
+            .is_ok_and(|o| o.traces.is_some()),
         reverse_queries: args.reverse_queries,
         reverse_queries_allow: args.reverse_queries_allow.clone(),
         reverse_page_lifetime: args.reverse_page_lifetime,
@@ -738,14 +743,23 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // Checked with the other settings above.
+    let otlp = telemetry::Otlp::from_env(args.otlp_endpoint.as_deref())
+        .map_err(|e| anyhow::anyhow!(crate::url_secrets::mask_url(&e)))?;
     rt.block_on(async {
         let telemetry = telemetry::init(
             &args.log_level,
             args.log_format,
-            args.otlp_endpoint.as_deref(),
+            &otlp,
             args.otlp_metrics_interval,
         )
-        .map_err(|e| anyhow::anyhow!(mask_urls(format!("{e:#}"), &args)))?;
+        .map_err(|e| {
+            let mut message = mask_urls(format!("{e:#}"), &args);
+            for (url, _) in otlp.traces.iter().chain(&otlp.metrics) {
+                message = crate::url_secrets::mask_in(&message, url);
+            }
+            anyhow::anyhow!(message)
+        })?;
         let served = serve(args, &telemetry).await;
         telemetry.shutdown();
         served

@@ -5,7 +5,7 @@
 
 use super::call::Vakt;
 use super::metrics::{CODES, METHODS};
-use crate::metrics::Exposition;
+use crate::metrics::{Exposition, ProcessStats, BUILD_COMMIT, BUILD_DATE, BUILD_VERSION};
 use opentelemetry::metrics::{AsyncInstrument, Meter};
 use opentelemetry::KeyValue;
 use std::sync::atomic::Ordering;
@@ -19,14 +19,19 @@ const SHADOW_DIRECTIONS: [&str; 2] = ["allow_to_deny", "deny_to_allow"];
 /// `vakt.decisions` (method, decision), `vakt.denies` (policy_id),
 /// `vakt.requests.in_flight`, `vakt.requests.shed`, `vakt.shadow.flips`
 /// (direction), `vakt.data.sequence`,
-/// `vakt.data.age` (s), `vakt.reload.failures`, `vakt.data_sync.failures` and
-/// `vakt.decision_log.records` (sink, outcome).
+/// `vakt.data.age` (s), `vakt.reload.failures`, `vakt.data_sync.failures`,
+/// `vakt.decision_log.records` (sink, outcome), `vakt.build_info` (version,
+/// commit, build_date) and the process's figures under OpenTelemetry's
+/// names: `process.cpu.time` (s), `process.memory.usage` (By),
+/// `process.unix.file_descriptor.count`, `process.unix.file_descriptor.limit` and
+/// `process.start_time` (s since 1970).
 pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
+    register_process(meter);
     counter(
         meter,
         &vakt,
         "vakt.requests",
-        "gRPC calls by method and status code",
+        "gRPC and AuthZEN calls by method and status code",
         |v, o| {
             for (method, name) in METHODS {
                 for (code, code_name) in CODES.iter().enumerate() {
@@ -164,6 +169,72 @@ pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
         .build();
 }
 
+/// The build and the process's figures, for OTLP. Each callback reads /proc
+/// when the exporter collects.
+fn register_process(meter: &Meter) {
+    let _ = meter
+        .u64_observable_gauge("vakt.build_info")
+        .with_description("The build: always 1; version, commit and build date are attributes")
+        .with_callback(|o| o.observe(1, &build_labels()))
+        .build();
+    let _ = meter
+        .f64_observable_counter("process.cpu.time")
+        .with_unit("s")
+        .with_description("User and system CPU time spent")
+        .with_callback(|o| {
+            if let Some(v) = ProcessStats::read().cpu_seconds {
+                o.observe(v, &[]);
+            }
+        })
+        .build();
+    let _ = meter
+        .i64_observable_up_down_counter("process.memory.usage")
+        .with_unit("By")
+        .with_description("Resident memory")
+        .with_callback(|o| {
+            if let Some(v) = ProcessStats::read().resident_bytes {
+                o.observe(v as i64, &[]);
+            }
+        })
+        .build();
+    let _ = meter
+        .i64_observable_up_down_counter("process.unix.file_descriptor.count")
+        .with_description("Open file descriptors")
+        .with_callback(|o| {
+            if let Some(v) = ProcessStats::read().open_fds {
+                o.observe(v as i64, &[]);
+            }
+        })
+        .build();
+    let _ = meter
+        .u64_observable_gauge("process.unix.file_descriptor.limit")
+        .with_description("The limit on open file descriptors (soft)")
+        .with_callback(|o| {
+            if let Some(v) = ProcessStats::read().max_fds {
+                o.observe(v, &[]);
+            }
+        })
+        .build();
+    let _ = meter
+        .f64_observable_gauge("process.start_time")
+        .with_unit("s")
+        .with_description("When the process started, in seconds since 1970")
+        .with_callback(|o| {
+            if let Some(v) = ProcessStats::read().start_time_seconds {
+                o.observe(v, &[]);
+            }
+        })
+        .build();
+}
+
+fn build_labels() -> [KeyValue; 3] {
+    [
+        KeyValue::new("version", BUILD_VERSION),
+        KeyValue::new("commit", BUILD_COMMIT),
+        KeyValue::new("build_date", BUILD_DATE),
+    ]
+}
+
 /// Registers an observable counter that `read` fills from the sidecar's state,
 /// for as long as the sidecar lives.
 fn counter(
@@ -192,7 +263,7 @@ pub fn render(vakt: &Vakt) -> String {
     e.family(
         "vakt_requests_total",
         "counter",
-        "gRPC calls by method and status code.",
+        "gRPC and AuthZEN calls by method (gRPC method, or AuthZEN path) and status code (AuthZEN's HTTP status as its gRPC counterpart).",
     );
     for (method, name) in METHODS {
         for (code, code_name) in CODES.iter().enumerate() {
@@ -389,5 +460,64 @@ pub fn render(vakt: &Vakt) -> String {
             );
         }
     }
+    render_process(&mut e);
     e.into_string()
+}
+
+/// The build, and the process's figures under the names Prometheus's client
+/// libraries give them.
+fn render_process(e: &mut Exposition) {
+    e.family(
+        "vakt_build_info",
+        "gauge",
+        "The build (always 1; version, commit and build date are labels).",
+    );
+    e.sample(
+        "vakt_build_info",
+        &[
+            ("version", BUILD_VERSION),
+            ("commit", BUILD_COMMIT),
+            ("build_date", BUILD_DATE),
+        ],
+        1.0,
+    );
+    let p = ProcessStats::read();
+    let figures = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            p.resident_bytes.map(|v| v as f64),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            p.open_fds.map(|v| v as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            p.max_fds.map(|v| v as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            p.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        if let Some(v) = value {
+            e.family(name, kind, help);
+            e.sample(name, &[], v);
+        }
+    }
 }

@@ -5,7 +5,9 @@ use crate::metrics::{Histogram, Labelled};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The calls, as metric labels.
+/// The calls, as metric labels: the gRPC methods by name, and the AuthZEN
+/// endpoints by path without the leading slash (`access/v1/evaluation`), so the
+/// `method` label alone tells the protocol.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Method {
     Authorize = 0,
@@ -14,22 +16,69 @@ pub(crate) enum Method {
     Status = 3,
     WhoCan = 4,
     WhatCan = 5,
+    AuthzenEvaluation = 6,
+    AuthzenEvaluations = 7,
+    AuthzenSearchSubject = 8,
+    AuthzenSearchResource = 9,
+    AuthzenSearchAction = 10,
 }
+
+/// How many [`Method`]s there are.
+const N_METHODS: usize = 11;
 
 impl Method {
     pub(crate) fn name(self) -> &'static str {
         METHODS[self as usize].1
     }
+
+    /// The AuthZEN endpoint at `path`, if it is one (the metadata document is
+    /// not a call, and unknown paths are not counted, so the labels stay few).
+    pub(crate) fn authzen(path: &str) -> Option<Method> {
+        let path = path.strip_prefix('/')?;
+        METHODS[Method::AuthzenEvaluation as usize..]
+            .iter()
+            .find(|(_, name)| *name == path)
+            .map(|(m, _)| *m)
+    }
 }
 
-pub(super) const METHODS: [(Method, &str); 6] = [
+pub(super) const METHODS: [(Method, &str); N_METHODS] = [
     (Method::Authorize, "Authorize"),
     (Method::AuthorizeBatch, "AuthorizeBatch"),
     (Method::ResolveSystemUser, "ResolveSystemUser"),
     (Method::Status, "Status"),
     (Method::WhoCan, "WhoCan"),
     (Method::WhatCan, "WhatCan"),
+    (Method::AuthzenEvaluation, "access/v1/evaluation"),
+    (Method::AuthzenEvaluations, "access/v1/evaluations"),
+    (Method::AuthzenSearchSubject, "access/v1/search/subject"),
+    (Method::AuthzenSearchResource, "access/v1/search/resource"),
+    (Method::AuthzenSearchAction, "access/v1/search/action"),
 ];
+
+
+/// An AuthZEN answer's HTTP status as the gRPC status code the same failure
+/// gets on the gRPC listener, so that one `code` label means one thing
+/// (`code!="OK"` counts the failures of both). What has no counterpart is
+/// UNKNOWN.
+pub(crate) fn code_of_http(status: u16) -> tonic::Code {
+    use tonic::Code;
+    match status {
+        200..=299 => Code::Ok,
+        400 | 415 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        405 => Code::Unimplemented,
+        // tonic's answer to a message over its size limit.
+        413 | 431 => Code::OutOfRange,
+        429 => Code::ResourceExhausted,
+        500 => Code::Internal,
+        503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Unknown,
+    }
+}
 
 /// gRPC status codes 0..=16, by name.
 pub(super) const CODES: [&str; 17] = [
@@ -55,8 +104,8 @@ pub(super) const CODES: [&str; 17] = [
 /// What the calls record.
 #[derive(Debug, Default)]
 pub struct ServerMetrics {
-    pub(super) calls: [[AtomicU64; 17]; 6],
-    pub(super) latency: [Histogram; 6],
+    pub(super) calls: [[AtomicU64; 17]; N_METHODS],
+    pub(super) latency: [Histogram; N_METHODS],
     /// Decisions by method (Authorize, AuthorizeBatch) and outcome (allow, deny).
     pub(super) decisions: [[AtomicU64; 2]; 2],
     pub(super) denies_by_policy: Labelled,

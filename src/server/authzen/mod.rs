@@ -196,6 +196,9 @@ async fn respond(
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     conn.touch();
+    let started = std::time::Instant::now();
+    // Counted as the gRPC calls are, by endpoint and outcome (see server/metrics.rs).
+    let counted = super::metrics::Method::authzen(req.uri().path());
     let request_id = req.headers().get("x-request-id").cloned();
     let metadata = req.uri().path() == CONFIGURATION;
     let limit = vakt.options.load().request_timeout;
@@ -219,6 +222,10 @@ async fn respond(
             r
         }
     };
+    if let Some(method) = counted {
+        let code = super::metrics::code_of_http(response.status().as_u16());
+        vakt.metrics.call(method, code, started.elapsed());
+    }
     // Echoed on every answer, errors too, so the caller can match them up.
     if let Some(id) = request_id {
         response.headers_mut().insert("x-request-id", id);
