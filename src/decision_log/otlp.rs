@@ -149,7 +149,9 @@ impl Medium for Collector {
                 .await
                 .map_err(|_| format!("{shown}: export timed out"))?
                 .map(|_| ())
-                .map_err(|s| crate::url_secrets::mask_in(&format!("{shown}: {}", s.message()), endpoint))
+                .map_err(|s| {
+                    crate::url_secrets::mask_in(&format!("{shown}: {}", s.message()), endpoint)
+                })
         });
         if result.is_err() {
             // The next batch connects afresh.
@@ -168,16 +170,19 @@ mod tests {
     #[test]
     fn errors_never_show_the_endpoint_credentials() {
         let bad = "http://vakt:hunter2@[::1";
-        let e = Collector::new(bad).err().expect("not a URL");
+        let Err(e) = Collector::new(bad) else {
+            panic!("{bad} taken as a URL");
+        };
         assert!(!e.contains("hunter2"), "{e}");
         // Port 1 on loopback: nothing listens there.
         let url = "http://vakt:hunter2@127.0.0.1:1/?token=s3cr3t";
         let c = Collector::new(url).unwrap();
-        let e = c
+        let Err(e) = c
             .runtime
             .block_on(Collector::connect(&c.endpoint, &c.shown))
-            .err()
-            .expect("nothing listens on port 1");
+        else {
+            panic!("connected to port 1, where nothing listens");
+        };
         assert!(e.contains("cannot connect"), "{e}");
         assert!(!e.contains("hunter2") && !e.contains("s3cr3t"), "{e}");
     }
