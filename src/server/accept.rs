@@ -162,6 +162,8 @@ pub struct Conn {
     info: ConnInfo,
     _slot: Slot,
     idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    /// On gRPC (HTTP/2) connections: watches what the server writes for refusals.
+    frames: Option<FrameWatch>,
 }
 
 impl tonic::transport::server::Connected for Conn {
@@ -219,11 +221,15 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match &mut self.inner {
+        let written = match &mut self.inner {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Tls(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(n)) = written {
+            self.watch_written(&[&buf[..n]]);
         }
+        written
     }
 
     fn poll_write_vectored(
@@ -231,11 +237,24 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match &mut self.inner {
+        let written = match &mut self.inner {
             Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Socket::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        };
+        if let Poll::Ready(Ok(mut n)) = written {
+            let mut sent = Vec::with_capacity(bufs.len());
+            for b in bufs {
+                if n == 0 {
+                    break;
+                }
+                let part = &b[..n.min(b.len())];
+                n -= part.len();
+                sent.push(part);
+            }
+            self.watch_written(&sent);
         }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -263,11 +282,211 @@ impl AsyncWrite for Conn {
     }
 }
 
+impl Conn {
+    /// Passes bytes the server has written to the connection's [`FrameWatch`], and
+    /// logs the refusals among them.
+    fn watch_written(&mut self, parts: &[&[u8]]) {
+        let Some(watch) = &mut self.frames else {
+            return;
+        };
+        for part in parts {
+            watch.feed(part, |refusal| log_refusal(&self.info, refusal));
+        }
+    }
+}
+
+/// A call or connection the HTTP/2 layer (`h2`, under hyper and tonic) refused
+/// itself: a malformed header block, a stream over the limit, a flow-control or
+/// framing error. Such a refusal never reaches tonic or Vakt's services, so it is
+/// seen here, in the frames the server writes: a `RST_STREAM` or `GOAWAY` with an
+/// error code. Only their fixed-size fields are read; header blocks (HPACK) are
+/// not decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `RST_STREAM`: one call refused.
+    Stream { stream: u32, code: u32 },
+    /// `GOAWAY` with an error: the connection refused, after `last_stream`.
+    Connection { last_stream: u32, code: u32 },
+}
+
+/// HTTP/2 error codes that end a stream or connection without refusing anything:
+/// NO_ERROR (a response sent before the request body was read, a graceful
+/// shutdown) and CANCEL (a call whose handler was dropped, after it reached Vakt).
+const NO_ERROR: u32 = 0x0;
+const CANCEL: u32 = 0x8;
+
+/// A parser for the frame headers in the bytes the server writes on one HTTP/2
+/// connection (which, unlike the client's, begin with a frame: the server's
+/// SETTINGS). Writes split frames anywhere, so it keeps its place between them.
+#[derive(Debug, Default)]
+struct FrameWatch {
+    /// The 9-byte frame header being read, and how much of it has been.
+    head: [u8; 9],
+    head_len: usize,
+    /// Payload bytes of the current frame not yet passed.
+    payload_left: usize,
+    /// The current frame's type and stream, once its header is read.
+    kind: u8,
+    stream: u32,
+    /// The payload's first bytes, for RST_STREAM (4: the code) and GOAWAY (8: last
+    /// stream and code).
+    body: [u8; 8],
+    body_len: usize,
+    body_want: usize,
+}
+
+const RST_STREAM: u8 = 0x3;
+const GOAWAY: u8 = 0x7;
+
+impl FrameWatch {
+    fn feed(&mut self, mut bytes: &[u8], mut refused: impl FnMut(Refusal)) {
+        while !bytes.is_empty() {
+            if self.head_len < self.head.len() {
+                let n = (self.head.len() - self.head_len).min(bytes.len());
+                self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+                self.head_len += n;
+                bytes = &bytes[n..];
+                if self.head_len < self.head.len() {
+                    return;
+                }
+                let h = self.head;
+                self.payload_left = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                self.kind = h[3];
+                self.stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                self.body_len = 0;
+                self.body_want = match self.kind {
+                    RST_STREAM => 4,
+                    GOAWAY => 8,
+                    _ => 0,
+                }
+                .min(self.payload_left);
+            } else {
+                let n = self.payload_left.min(bytes.len());
+                let keep = (self.body_want - self.body_len).min(n);
+                self.body[self.body_len..self.body_len + keep].copy_from_slice(&bytes[..keep]);
+                self.body_len += keep;
+                self.payload_left -= n;
+                bytes = &bytes[n..];
+            }
+            if self.head_len == self.head.len() && self.payload_left == 0 {
+                if let Some(r) = self.refusal() {
+                    refused(r);
+                }
+                self.head_len = 0;
+            }
+        }
+    }
+
+    /// The refusal the frame just read makes, if it is one.
+    fn refusal(&self) -> Option<Refusal> {
+        let b = self.body;
+        let r = match (self.kind, self.body_len) {
+            (RST_STREAM, 4) => Refusal::Stream {
+                stream: self.stream,
+                code: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            },
+            (GOAWAY, 8) => Refusal::Connection {
+                last_stream: u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff,
+                code: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+            },
+            _ => return None,
+        };
+        match r {
+            Refusal::Stream { code, .. } if code == NO_ERROR || code == CANCEL => None,
+            Refusal::Connection { code, .. } if code == NO_ERROR => None,
+            r => Some(r),
+        }
+    }
+}
+
+/// An HTTP/2 error code's name (RFC 9113, section 7).
+fn http2_code_name(code: u32) -> &'static str {
+    match code {
+        0x0 => "NO_ERROR",
+        0x1 => "PROTOCOL_ERROR",
+        0x2 => "INTERNAL_ERROR",
+        0x3 => "FLOW_CONTROL_ERROR",
+        0x4 => "SETTINGS_TIMEOUT",
+        0x5 => "STREAM_CLOSED",
+        0x6 => "FRAME_SIZE_ERROR",
+        0x7 => "REFUSED_STREAM",
+        0x8 => "CANCEL",
+        0x9 => "COMPRESSION_ERROR",
+        0xa => "CONNECT_ERROR",
+        0xb => "ENHANCE_YOUR_CALM",
+        0xc => "INADEQUATE_SECURITY",
+        0xd => "HTTP_1_1_REQUIRED",
+        _ => "unknown",
+    }
+}
+
+/// The least time between two refusal WARNs: a client that sends malformed
+/// requests in a loop must not flood the log. The next WARN counts the ones not
+/// logged in between.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// When a refusal was last logged, and how many have not been since.
+static REFUSALS_LOGGED: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+
+fn log_refusal(info: &ConnInfo, refusal: Refusal) {
+    let unlogged = {
+        let mut logged = REFUSALS_LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if logged.0.is_some_and(|at| now < at + REFUSAL_LOG_EVERY) {
+            logged.1 += 1;
+            return;
+        }
+        let unlogged = logged.1;
+        *logged = (Some(now), 0);
+        unlogged
+    };
+    let peer = info.remote.map(|a| a.to_string());
+    let uid = info.unix.map(|u| u.uid);
+    let pid = info.unix.and_then(|u| u.pid);
+    // h2 says which header it found malformed only in its own debug log.
+    let detail = "--log-level warn,h2=debug logs what the HTTP/2 layer found wrong";
+    match refusal {
+        Refusal::Stream { stream, code } => tracing::warn!(
+            reason = http2_code_name(code),
+            code,
+            stream,
+            peer,
+            uid,
+            pid,
+            unlogged,
+            detail,
+            "call refused by the HTTP/2 layer before it reached Vakt"
+        ),
+        Refusal::Connection { last_stream, code } => tracing::warn!(
+            reason = http2_code_name(code),
+            code,
+            last_stream,
+            peer,
+            uid,
+            pid,
+            unlogged,
+            detail,
+            "connection closed with an error by the HTTP/2 layer"
+        ),
+    }
+}
+
 /// The connections the server takes: accepted, counted, and handed on once they
 /// have sent their first bytes. Dropping it stops accepting.
 pub struct Incoming {
     rx: mpsc::Receiver<Conn>,
     task: tokio::task::JoinHandle<()>,
+    /// Whether its connections speak HTTP/2, whose refusals are watched for.
+    http2: bool,
+}
+
+impl Incoming {
+    /// Marks the connections as HTTP/2 (gRPC): a call or connection the HTTP/2
+    /// layer refuses is logged with why (a WARN, at most one a second).
+    pub fn http2(mut self) -> Self {
+        self.http2 = true;
+        self
+    }
 }
 
 impl Drop for Incoming {
@@ -280,7 +499,15 @@ impl tokio_stream::Stream for Incoming {
     type Item = std::io::Result<Conn>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|c| c.map(Ok))
+        let http2 = self.http2;
+        self.rx.poll_recv(cx).map(|c| {
+            c.map(|mut c| {
+                if http2 {
+                    c.frames = Some(FrameWatch::default());
+                }
+                Ok(c)
+            })
+        })
     }
 }
 
@@ -332,7 +559,11 @@ pub fn incoming_counted(
         let _all = AbortAll(tasks);
         std::future::pending::<()>().await;
     });
-    Incoming { rx, task }
+    Incoming {
+        rx,
+        task,
+        http2: false,
+    }
 }
 
 /// How long to wait before accepting again after accept itself failed (out of file
@@ -434,6 +665,7 @@ async fn accept_loop(
             info,
             _slot: slot,
             idle,
+            frames: None,
         };
         let tx = tx.clone();
         let first_bytes = o.handshake_timeout;
@@ -485,5 +717,54 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// What a server might write: its SETTINGS, a response's DATA, a stream reset
+    /// after a response (NO_ERROR), a refused stream, and a GOAWAY with an error.
+    fn written() -> Vec<u8> {
+        [
+            frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100]),
+            frame(0x0, 1, 1, &[9; 40]),
+            frame(RST_STREAM, 0, 1, &NO_ERROR.to_be_bytes()),
+            frame(RST_STREAM, 0, 3, &CANCEL.to_be_bytes()),
+            frame(RST_STREAM, 0, 5, &1u32.to_be_bytes()),
+            frame(GOAWAY, 0, 0, &[0, 0, 0, 5, 0, 0, 0, 0xb, b'x', b'y']),
+            frame(GOAWAY, 0, 0, &[0, 0, 0, 5, 0, 0, 0, 0]),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn refusals_are_found_however_the_writes_split_the_frames() {
+        let want = [
+            Refusal::Stream { stream: 5, code: 1 },
+            Refusal::Connection {
+                last_stream: 5,
+                code: 0xb,
+            },
+        ];
+        let bytes = written();
+        for chunk in [1, 2, 5, 9, 10, 17, bytes.len()] {
+            let mut watch = FrameWatch::default();
+            let mut found = Vec::new();
+            for part in bytes.chunks(chunk) {
+                watch.feed(part, |r| found.push(r));
+            }
+            assert_eq!(found, want, "in writes of {chunk} bytes");
+        }
+        assert_eq!(http2_code_name(1), "PROTOCOL_ERROR");
     }
 }

@@ -254,7 +254,7 @@ pub async fn serve_on(
         .add_service(charging.wrap(reflection_v1alpha))
         .add_service(charging.wrap(authorizer))
         .serve_with_incoming_shutdown(
-            accept::incoming_counted(listeners, &o.accept_limits(), &connections),
+            accept::incoming_counted(listeners, &o.accept_limits(), &connections).http2(),
             shutdown,
         )
         .await;
