@@ -744,9 +744,12 @@ fn is_std_b64(b: u8) -> bool {
 }
 
 /// A bare AWS secret access key: 40 base64 characters with upper- and lower-case
-/// letters and digits (so neither a hex digest nor a word).
+/// letters and digits (so neither a hex digest nor a word nor a path).
 fn is_aws_secret(run: &[u8]) -> bool {
-    run.iter().any(u8::is_ascii_uppercase)
+    // Not a path (`/api/v1/…`): those start with a slash or hold two in a row.
+    run[0] != b'/'
+        && !run.windows(2).any(|w| w == b"//")
+        && run.iter().any(u8::is_ascii_uppercase)
         && run.iter().any(u8::is_ascii_lowercase)
         && run.iter().any(u8::is_ascii_digit)
 }
