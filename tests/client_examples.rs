@@ -1,7 +1,8 @@
-//! The client examples in other languages: `examples/python/client.py` and
-//! `examples/node/client.js` run against the real server and print what the Rust
-//! example prints, and the Go, Java and C# stubs the other examples build on are
-//! generated from `proto/` with Debian's protoc and gRPC plugins.
+//! The client examples in other languages: `examples/python/client.py`,
+//! `examples/node/client.js` and `examples/java` (compiled with Debian's
+//! grpc-java) run against the real server and print what the Rust example
+//! prints, and the Go, Java and C# stubs are generated from `proto/` with
+//! Debian's protoc and gRPC plugins.
 
 #[path = "../examples/client.rs"]
 #[allow(dead_code)]
@@ -210,6 +211,107 @@ fn the_node_example_works_over_the_unix_socket() {
     s.stop();
 }
 
+/// The jars of Debian's grpc-java that the Java example compiles and runs with,
+/// each with the package that has it.
+const JAVA_JARS: &[(&str, &str)] = &[
+    ("grpc-api", "libgrpc-java"),
+    ("grpc-context", "libgrpc-java"),
+    ("grpc-core", "libgrpc-java"),
+    ("grpc-netty", "libgrpc-java"),
+    ("grpc-protobuf", "libgrpc-java"),
+    ("grpc-protobuf-lite", "libgrpc-java"),
+    ("grpc-stub", "libgrpc-java"),
+    ("protobuf", "libprotobuf-java"),
+    ("guava", "libguava-java"),
+    ("perfmark-api", "libperfmark-java"),
+    ("gson", "libgoogle-gson-java"),
+    ("netty-buffer", "libnetty-java"),
+    ("netty-codec", "libnetty-java"),
+    ("netty-codec-http", "libnetty-java"),
+    ("netty-codec-http2", "libnetty-java"),
+    ("netty-common", "libnetty-java"),
+    ("netty-handler", "libnetty-java"),
+    ("netty-resolver", "libnetty-java"),
+    ("netty-transport", "libnetty-java"),
+    // javax.annotation.Generated, which the generated stub names.
+    (
+        "geronimo-annotation-1.3-spec",
+        "libgeronimo-annotation-1.3-spec-java",
+    ),
+];
+
+/// Java is compiled and run, not only generated: Debian's grpc-java (1.41) and
+/// protoc's stubs, with `examples/java`'s Client.java unchanged.
+#[test]
+fn the_java_example_compiles_with_debians_grpc_java_and_prints_what_the_rust_client_prints() {
+    let protoc = tool("protoc", "protobuf-compiler");
+    let java_grpc = tool("grpc_java_plugin", "protobuf-compiler-grpc-java-plugin");
+    let javac = tool("javac", "default-jdk-headless");
+    let java = tool("java", "default-jdk-headless");
+    let classpath: Vec<PathBuf> = JAVA_JARS
+        .iter()
+        .map(|(jar, package)| {
+            let p = Path::new("/usr/share/java").join(format!("{jar}.jar"));
+            assert!(
+                p.is_file(),
+                "{} is missing: install Debian's {package} (apt-get install {package}), or run scripts/test, which does",
+                p.display()
+            );
+            p
+        })
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let classes = work.path().join("classes");
+    std::fs::create_dir_all(&src).unwrap();
+    let made = Command::new(&protoc)
+        .arg(format!("-I{ROOT}/proto"))
+        .arg(format!(
+            "--plugin=protoc-gen-grpc-java={}",
+            java_grpc.display()
+        ))
+        .arg(format!("--java_out={}", src.display()))
+        .arg(format!("--grpc-java_out={}", src.display()))
+        .arg(format!("{ROOT}/proto/vakt/v1/authorization.proto"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "protoc failed:\n{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut sources =
+        vec![Path::new(ROOT).join("examples/java/src/main/java/vakt/example/Client.java")];
+    for entry in std::fs::read_dir(src.join("vakt/v1")).unwrap() {
+        sources.push(entry.unwrap().path());
+    }
+    let compiled = Command::new(&javac)
+        .args(["-nowarn", "-encoding", "UTF-8", "-d"])
+        .arg(&classes)
+        .arg("-cp")
+        .arg(std::env::join_paths(&classpath).unwrap())
+        .args(&sources)
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "javac failed:\n{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+
+    let s = Spawned::start(&["--decision-log", "off"], false);
+    let expected = rust_client_output(&s.addr);
+    let mut command = Command::new(&java);
+    command
+        .arg("-cp")
+        .arg(std::env::join_paths(std::iter::once(classes).chain(classpath)).unwrap())
+        .arg("vakt.example.Client")
+        .arg(&s.addr);
+    let out = run_within(command, LIMIT);
+    assert_prints_the_answers("examples/java Client.java", &out, &expected);
+    s.stop();
+}
+
 /// A program the stub generation needs, or a failure naming the Debian package
 /// that has it.
 fn tool(name: &str, package: &str) -> PathBuf {
@@ -243,9 +345,10 @@ fn read(dir: &Path, file: &str) -> String {
     })
 }
 
-/// Go, Java and C# are generated in CI, not compiled: this is the generation the
-/// examples' READMEs describe, with Debian's generators, and the names the
-/// examples import are the ones the proto's options give.
+/// Go and C# are only generated in CI, not compiled (Java is also compiled and
+/// run, above): this is the generation the examples' READMEs describe, with
+/// Debian's generators, and the names the examples import are the ones the
+/// proto's options give.
 #[test]
 fn go_java_and_csharp_stubs_generate_from_the_proto_with_debians_generators() {
     let protoc = tool("protoc", "protobuf-compiler");
