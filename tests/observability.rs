@@ -625,7 +625,7 @@ fn vakts_own_settings_come_before_the_otel_variables() {
     rt.block_on(eventually(
         std::time::Duration::from_secs(15),
         "metrics at the flag's collector",
-        || Collector::got(&collector.metrics, "vakt.build_info"),
+        || Collector::got(&collector.metrics, "vakt.decisions"),
     ));
     s.stop();
 
