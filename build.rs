@@ -71,7 +71,14 @@ fn git_commit() -> Option<String> {
     if env::var("PROFILE").as_deref() == Ok("release") {
         let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])?];
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watched.push(git(&["rev-parse", "--git-path", &branch])?);
+            let loose = PathBuf::from(&dir).join(git(&["rev-parse", "--git-path", &branch])?);
+            // A branch kept only in packed-refs gets its loose file at its next
+            // commit: then the directory it appears in changes.
+            if loose.exists() {
+                watched.push(loose.display().to_string());
+            } else if let Some(dir) = loose.parent() {
+                watched.push(dir.display().to_string());
+            }
         }
         watched.push(git(&["rev-parse", "--git-path", "packed-refs"])?);
         for path in watched {
