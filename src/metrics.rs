@@ -286,7 +286,10 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         let started = p.start_time_seconds.unwrap();
-        assert!(started <= now + 1.0 && started > now - 86_400.0, "{started} {now}");
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "{started} {now}"
+        );
         assert!(p.cpu_seconds.unwrap() >= 0.0);
     }
 

@@ -616,7 +616,10 @@ fn the_metadata_never_takes_its_urls_from_the_host_header() {
     assert!(!v.to_string().contains("evil"), "{v}");
     s.stop();
 
-    let (s, http, _) = start(dir.path(), &["--authzen-base-url", "https://vakt.example.org/"]);
+    let (s, http, _) = start(
+        dir.path(),
+        &["--authzen-base-url", "https://vakt.example.org/"],
+    );
     let (_, v) = http.get("/.well-known/authzen-configuration");
     assert_eq!(v["policy_decision_point"], "https://vakt.example.org");
     s.stop();
@@ -628,7 +631,13 @@ fn the_metadata_never_takes_its_urls_from_the_host_header() {
         "https://vakt.example.org/?x=1",
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
-            .args(["serve", "--authzen-listen", "127.0.0.1:0", "--authzen-base-url", bad])
+            .args([
+                "serve",
+                "--authzen-listen",
+                "127.0.0.1:0",
+                "--authzen-base-url",
+                bad,
+            ])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -680,7 +689,10 @@ fn stalled_bodies_are_charged_to_the_request_budget() {
     }
     let refused = refused.expect("a third large body was read past the budget");
     assert!(
-        refused["error"].as_str().unwrap().contains("--max-buffered-request-bytes"),
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-buffered-request-bytes"),
         "{refused}"
     );
     drop(stalled);
@@ -693,6 +705,9 @@ fn stalled_bodies_are_charged_to_the_request_budget() {
             break;
         }
     }
-    assert_eq!(decided.expect("not read once the stalled bodies were gone")["decision"], true);
+    assert_eq!(
+        decided.expect("not read once the stalled bodies were gone")["decision"],
+        true
+    );
     s.stop();
 }

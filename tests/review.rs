@@ -386,7 +386,13 @@ fn the_review_is_written_without_following_a_symlink() {
     let target = dir.path().join("made-by-the-link");
     std::os::unix::fs::symlink(&target, &dangling).unwrap();
     for path in [&out, &dangling] {
-        let o = vakt(&["review", "--org", "310003034", "--out", path.to_str().unwrap()]);
+        let o = vakt(&[
+            "review",
+            "--org",
+            "310003034",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{o:?}");
         assert!(!std::fs::symlink_metadata(path).unwrap().is_symlink());
         assert!(std::fs::read_to_string(path).unwrap().contains("magnus"));

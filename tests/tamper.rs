@@ -1044,8 +1044,9 @@ fn the_last_checkpoint_is_written_at_shutdown_when_records_filled_the_disk() {
     std::fs::create_dir(&disk).unwrap();
     // A real full disk: a small tmpfs. Mounting it needs root (CI runs as root);
     // without it the test fails rather than pass unrun.
-    let _mounted = Tmpfs::mount(&disk, 512)
-        .expect("mounting a 512 KiB tmpfs failed: run this test as root (`mount -t tmpfs` must work)");
+    let _mounted = Tmpfs::mount(&disk, 512).expect(
+        "mounting a 512 KiB tmpfs failed: run this test as root (`mount -t tmpfs` must work)",
+    );
     let log = disk.join("decisions.jsonl");
     let cp_path = disk.join("decisions.jsonl.checkpoint");
     let last_seq = || -> u64 {

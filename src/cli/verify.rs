@@ -174,7 +174,10 @@ fn write_witness(dir: &Path, w: &Witness) -> anyhow::Result<()> {
     let path = dir.join("request.json");
     let mut request = witness_json(w);
     request.as_object_mut().map(|m| m.remove("files"));
-    super::report::write_report(&path, (serde_json::to_string_pretty(&request)? + "\n").as_bytes())?;
+    super::report::write_report(
+        &path,
+        (serde_json::to_string_pretty(&request)? + "\n").as_bytes(),
+    )?;
     Ok(())
 }
 

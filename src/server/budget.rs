@@ -434,7 +434,10 @@ mod tests {
         {
             let mut held = b.holder(10_000);
             held.hold(5_000).unwrap();
-            assert!(held.hold(20_000).unwrap_err().contains("--max-buffered-request-bytes"));
+            assert!(held
+                .hold(20_000)
+                .unwrap_err()
+                .contains("--max-buffered-request-bytes"));
             assert_eq!(b.used(), 2_900 + 5_000);
         }
         assert_eq!(b.used(), 2_900, "given back when dropped");

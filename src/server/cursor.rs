@@ -104,8 +104,8 @@ impl Cursors {
     /// HMAC-SHA-256 of `body`, truncated to 128 bits (RFC 2104 allows truncation
     /// to half the hash; 128 bits cannot be guessed within a token's lifetime).
     fn mac(&self, body: &[u8]) -> [u8; 16] {
-        let mut h = <Hmac<Sha256>>::new_from_slice(&self.key)
-            .expect("HMAC takes a key of any length");
+        let mut h =
+            <Hmac<Sha256>>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
         h.update(body);
         let mut out = [0u8; 16];
         out.copy_from_slice(&h.finalize().into_bytes()[..16]);
@@ -169,8 +169,8 @@ impl Cursors {
         let mac = b64.decode(mac).map_err(|_| CursorError::Unknown)?;
         // Compared in constant time, so a forger learns nothing from how long a
         // refusal takes.
-        let mut check = <Hmac<Sha256>>::new_from_slice(&self.key)
-            .expect("HMAC takes a key of any length");
+        let mut check =
+            <Hmac<Sha256>>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
         check.update(&body);
         // A shorter tag would be easier to guess: only the full 16 bytes count.
         if mac.len() != 16 || check.verify_truncated_left(&mac).is_err() {

@@ -56,7 +56,6 @@ pub(super) const METHODS: [(Method, &str); N_METHODS] = [
     (Method::AuthzenSearchAction, "access/v1/search/action"),
 ];
 
-
 /// An AuthZEN answer's HTTP status as the gRPC status code the same failure
 /// gets on the gRPC listener, so that one `code` label means one thing
 /// (`code!="OK"` counts the failures of both). What has no counterpart is
