@@ -409,3 +409,48 @@ fn db_commands_never_show_a_password() {
         shows_none(&out, secrets);
     }
 }
+
+/// The decision log's signing key, and the public key `audit verify` reads, are
+/// refused at once when they are a device or a FIFO (before, `/dev/zero` as the
+/// signing key grew memory by 400 MB/s until the process was killed).
+#[test]
+fn a_fifo_or_a_device_as_a_key_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_fifo = fifo(dir.path(), "fifo.key");
+    let log = format!("file:{}", dir.path().join("d.jsonl").display());
+    for bad in [PathBuf::from("/dev/zero"), key_fifo.clone()] {
+        let (status, text, took) = vakt(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--decision-log",
+                &log,
+                "--decision-log-signing-key",
+                bad.to_str().unwrap(),
+            ],
+            &[],
+            FAST,
+        );
+        assert!(matches!(status, Some(c) if c != 0), "after {took:?}: {text}");
+        assert!(text.contains(&bad.display().to_string()), "{text}");
+        assert!(text.contains("not a regular file"), "{text}");
+    }
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    for bad in [PathBuf::from("/dev/zero"), key_fifo] {
+        let (status, text, took) = vakt(
+            &[
+                "audit",
+                "verify",
+                "--public-key",
+                bad.to_str().unwrap(),
+                empty.to_str().unwrap(),
+            ],
+            &[],
+            FAST,
+        );
+        assert!(matches!(status, Some(c) if c != 0), "after {took:?}: {text}");
+        assert!(text.contains(&bad.display().to_string()), "{text}");
+    }
+}
