@@ -471,8 +471,27 @@ fn rules_revision(src: &Sources) -> String {
 
 /// Names a set of data files: a hash over their names and texts.
 pub fn data_identity(files: &[SourceFile]) -> String {
+    data_identity_of(files.iter().map(|f| {
+        let base = Path::new(&f.name)
+            .file_name()
+            .map_or_else(|| f.name.clone(), |n| n.to_string_lossy().into_owned());
+        (base, crate::world::sha256(&f.text))
+    }))
+}
+
+/// Names a set of data files by each one's name within its directory and the
+/// SHA-256 of its text, in name order: the same files give the same identity
+/// wherever they sit and however they were listed (the built-in copy, a
+/// directory, a follower of live files), so the revision names the data alone.
+pub(crate) fn data_identity_of(files: impl IntoIterator<Item = (String, [u8; 32])>) -> String {
+    let mut files: Vec<_> = files.into_iter().collect();
+    files.sort();
     let mut h = Sha256::new();
-    files.iter().for_each(|f| hash_file(&mut h, "data", f));
+    for (name, hash) in &files {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(hash);
+    }
     hex::encode(&h.finalize()[..8])
 }
 

@@ -516,3 +516,33 @@ fn version_names_the_commit_and_the_build_date() {
         .unwrap();
     assert!(date <= today.as_str(), "built in the future: {line:?}");
 }
+
+/// `vakt fmt` on a file that does not parse says what is wrong, by file, line and
+/// column, as `vakt validate` does (not only "cannot parse input policies").
+#[test]
+fn fmt_reports_parse_problems_as_validate_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        "permit(principal, action, resource)\nwhen { principal.x == };\n",
+    )
+    .unwrap();
+    let validate = vakt(&["validate", "--policies", p(dir.path())]);
+    assert_eq!(validate.status.code(), Some(1));
+    let problems: Vec<String> = text(&validate.stderr)
+        .lines()
+        .filter(|l| l.contains("a.cedar:"))
+        .map(str::to_owned)
+        .collect();
+    assert!(!problems.is_empty(), "{}", text(&validate.stderr));
+    let fmt = vakt(&["fmt", "--check", p(dir.path())]);
+    assert_eq!(fmt.status.code(), Some(1));
+    let said = text(&fmt.stderr);
+    for problem in &problems {
+        assert!(
+            said.contains(problem.as_str()),
+            "fmt: {said}\nvalidate: {problem}"
+        );
+    }
+    assert!(!said.contains("cannot parse input policies"), "{said}");
+}

@@ -359,3 +359,112 @@ fn a_sighup_reloads_the_settings_that_can_change_and_names_the_rest() {
     });
     s.stop();
 }
+
+/// A bad value in the file gets the hints the same mistake as a flag gets
+/// (clap's possible values and its "similar value"), named by file and line.
+#[test]
+fn a_bad_value_in_the_file_gets_the_flags_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, "max-batch = 10\nlog-format = \"jsn\"\n").unwrap();
+    let flag = text(&vakt(&["serve", "--log-format", "jsn"], &[]));
+    for hint in [
+        "[possible values: json, text]",
+        "a similar value exists: 'json'",
+    ] {
+        assert!(flag.contains(hint), "the flag's own hint changed: {flag}");
+    }
+    for args in [
+        vec!["config", "check", path.to_str().unwrap()],
+        vec!["serve", "--config", path.to_str().unwrap()],
+    ] {
+        let out = vakt(&args, &[]);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out));
+        let line = text(&out)
+            .lines()
+            .find(|l| l.contains("vakt.toml:2: log-format: invalid value 'jsn'"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{args:?}: {}", text(&out)));
+        for hint in [
+            "[possible values: json, text]",
+            "a similar value exists: 'json'",
+        ] {
+            assert!(line.contains(hint), "{args:?}: {line}");
+        }
+    }
+}
+
+/// `vakt config show FILE --max-batch 7` previews that a flag overrides the file,
+/// and `config check` checks the flags with the file.
+#[test]
+fn config_show_and_check_take_serve_flags_after_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, "max-batch = 5\n").unwrap();
+    let file = path.to_str().unwrap();
+    let line = |out: &Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", text(out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("max-batch = "))
+            .unwrap_or_else(|| panic!("{}", text(out)))
+            .to_owned()
+    };
+    assert_eq!(
+        line(&vakt(&["config", "show", file], &[])),
+        format!("max-batch = 5  # {file}")
+    );
+    assert_eq!(
+        line(&vakt(&["config", "show", file, "--max-batch", "7"], &[])),
+        "max-batch = 7  # --max-batch"
+    );
+    // The flag overrides the environment too, and needs no file.
+    assert_eq!(
+        line(&vakt(
+            &["config", "show", "--max-batch", "7"],
+            &[("VAKT_MAX_BATCH", "6")]
+        )),
+        "max-batch = 7  # --max-batch"
+    );
+    // `check` checks the flags as `vakt serve` would.
+    let out = vakt(&["config", "check", file, "--max-batch", "7"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = vakt(&["config", "check", file, "--max-batch", "0"], &[]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains("--max-batch must be at least 1"),
+        "{}",
+        text(&out)
+    );
+    // A flag `vakt serve` does not have is refused as `vakt serve` refuses it.
+    let out = vakt(&["config", "check", file, "--max-bach", "7"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--max-bach"), "{}", text(&out));
+}
+
+/// The same mistake, a data directory that does not exist, as a flag to `vakt
+/// serve`, in the file `vakt serve --config` reads, and in the file `vakt config
+/// check` checks: one message, on stderr, and exit 78 each time.
+#[test]
+fn a_missing_data_directory_is_one_message_and_exit_78_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, "data = \"/nonexistent\"\n").unwrap();
+    let file = path.to_str().unwrap();
+    let expected = "vakt: --data /nonexistent: no such directory\n";
+    for args in [
+        vec!["serve", "--data", "/nonexistent"],
+        vec!["serve", "--config", file],
+        vec!["config", "check", file],
+        vec!["config", "check", file, "--max-batch", "7"],
+    ] {
+        let out = vakt(&args, &[]);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            expected,
+            "{args:?}: stdout {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

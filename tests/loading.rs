@@ -409,3 +409,66 @@ fn entries_that_are_not_regular_files_are_each_reported() {
     }
     assert_eq!(err.0.len(), 5, "{all}");
 }
+
+/// The revision names the data, not where it sits: the built-in example world
+/// and copies of it in two directories get one revision, from `vakt validate`
+/// and from a running server alike. A server that reads only its policies from
+/// files says its data is the built-in copy.
+#[test]
+fn the_same_data_gets_one_revision_wherever_it_is_read_from() {
+    let revision_of = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .arg("validate")
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .rsplit_once("revision ")
+            .map(|(_, r)| r.trim().to_owned())
+            .unwrap_or_else(|| panic!("{stdout}"))
+    };
+    let top = tempfile::tempdir().unwrap();
+    let here = top.path().join("w");
+    let there = top.path().join("a/b/world");
+    let policies = top.path().join("policies");
+    for d in [&here, &there, &policies] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for (name, text) in vakt::embedded::WORLD {
+        let base = Path::new(name).file_name().unwrap();
+        std::fs::write(here.join(base), text).unwrap();
+        std::fs::write(there.join(base), text).unwrap();
+    }
+    for (name, text) in vakt::embedded::POLICIES {
+        std::fs::write(policies.join(Path::new(name).file_name().unwrap()), text).unwrap();
+    }
+    let built_in = revision_of(&[]);
+    assert_eq!(revision_of(&["--data", here.to_str().unwrap()]), built_in);
+    assert_eq!(revision_of(&["--data", there.to_str().unwrap()]), built_in);
+
+    let status = |args: &[&str]| {
+        let s = Spawned::start(args, false);
+        let st = s.with_client(|mut c| async move {
+            c.status(vakt::proto::StatusRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        });
+        s.stop();
+        (st.revision, st.data_source)
+    };
+    assert_eq!(
+        status(&["--data", there.to_str().unwrap()]),
+        (built_in.clone(), "files".to_owned())
+    );
+    assert_eq!(
+        status(&["--policies", policies.to_str().unwrap()]),
+        (built_in, "built-in".to_owned())
+    );
+}

@@ -1087,3 +1087,65 @@ fn the_last_checkpoint_is_written_at_shutdown_when_records_filled_the_disk() {
         text(&out)
     );
 }
+
+/// Checkpoint copies are read from the JSON diagnostic log: given a text-format
+/// one, `audit verify --checkpoint` says that `--log-format json` is needed.
+#[test]
+fn a_text_format_diagnostic_log_as_checkpoint_copies_names_log_format_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let diagnostics = dir.path().join("vakt.log");
+    std::fs::write(
+        &diagnostics,
+        " INFO decision log checkpoint checkpoint={\"first_seq\":0,\"last_seq\":3}\n",
+    )
+    .unwrap();
+    let out = vakt(&[
+        "audit",
+        "verify",
+        "--checkpoint",
+        diagnostics.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("vakt.log:1:"), "{said}");
+    assert!(said.contains("--log-format json"), "{said}");
+}
+
+/// `openssl pkey` reads both keys `vakt audit keygen` writes, as Cargo.toml and
+/// the README say: PKCS#8 (`BEGIN PRIVATE KEY`) and SPKI (`BEGIN PUBLIC KEY`).
+#[test]
+fn openssl_reads_the_keys_keygen_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "audit");
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let public_text = std::fs::read_to_string(&public).unwrap();
+    assert!(
+        key_text.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+        "{key_text}"
+    );
+    assert!(
+        public_text.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+        "{public_text}"
+    );
+    let openssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl (Debian package openssl) is needed: {e}"))
+    };
+    let private = openssl(&["pkey", "-in", key.to_str().unwrap(), "-noout"]);
+    assert!(private.status.success(), "openssl pkey: {}", text(&private));
+    let public_out = openssl(&["pkey", "-pubin", "-in", public.to_str().unwrap(), "-noout"]);
+    assert!(
+        public_out.status.success(),
+        "openssl pkey -pubin: {}",
+        text(&public_out)
+    );
+    // The two are one pair: openssl's public half of the private key is the .pub.
+    let derived = openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    assert!(derived.status.success(), "{}", text(&derived));
+    assert_eq!(String::from_utf8_lossy(&derived.stdout), public_text);
+}

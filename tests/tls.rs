@@ -660,3 +660,61 @@ fn a_reverse_query_allow_list_on_a_listener_without_identities_is_refused_at_sta
     signal(child.id() as i32, libc::SIGTERM);
     assert!(wait_at_most(&mut child, Duration::from_secs(30)).is_some_and(|s| s.success()));
 }
+
+/// A refused mutual-TLS client is logged by its address as it is written
+/// (`127.0.0.1:45900`), not as a Rust `Option` (`Some(127.0.0.1:45900)`).
+#[test]
+fn a_refused_client_is_logged_by_its_plain_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("server CA");
+    let client_ca = ca("client CA");
+    let server = leaf(&server_ca, &["localhost", "127.0.0.1"], &[]);
+    let outside = leaf(&client_ca, &[], &["spiffe://vakt.test/ns/other/sa/x"]);
+    let args = mtls_args(
+        dir.path(),
+        &server,
+        &client_ca,
+        "spiffe://vakt.test/ns/billing/*",
+        &[],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Spawned::start(&args, false);
+    let addr = s.addr.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server_ca_pem = server_ca.pem.clone();
+    let answered = rt.block_on(async move {
+        match connect(&addr, &server_ca_pem, Some(&outside)).await {
+            Ok(mut c) => ask(&mut c).await.ok(),
+            Err(_) => None,
+        }
+    });
+    drop(rt);
+    assert!(
+        answered.is_none(),
+        "a client outside the allow-list was answered"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refusal = loop {
+        let found = s
+            .diagnostics()
+            .into_iter()
+            .find(|l| l.contains("not on the allow-list"));
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refusal was not logged: {:#?}",
+            s.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    s.stop();
+    let v: serde_json::Value = serde_json::from_str(&refusal).unwrap();
+    let peer = v["fields"]["peer"].as_str().unwrap_or_default().to_owned();
+    let parsed: Result<std::net::SocketAddr, _> = peer.parse();
+    assert!(
+        parsed.is_ok_and(|a| a.ip().is_loopback()),
+        "peer is not an address: {refusal}"
+    );
+}

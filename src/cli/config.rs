@@ -167,11 +167,21 @@ fn scalar(v: &toml::Value) -> Result<String, String> {
     }
 }
 
-/// The first line of a clap error, without its "error: " prefix.
-fn clap_message(e: &clap::Error) -> String {
+/// A clap error on one line, without its "error: " prefix and the pointer to
+/// `--help`, but with its hints (`[possible values: json, text]`, "a similar
+/// value exists"): a bad value in the file gets the help the same flag gets.
+pub(super) fn clap_message(e: &clap::Error) -> String {
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+    let mut lines = text.lines().map(str::trim).filter(|l| {
+        !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+    });
+    let first = lines.next().unwrap_or_default();
+    let mut out = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    for hint in lines {
+        out.push(' ');
+        out.push_str(hint);
+    }
+    out
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

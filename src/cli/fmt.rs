@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr as _;
 
 #[derive(Args)]
 pub(super) struct FmtArgs {
@@ -61,9 +62,17 @@ pub(super) fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
         let pretty = match cedar_policy_formatter::policies_str_to_pretty(&text, &config) {
             Ok(p) => p,
             Err(e) => {
-                for p in
-                    crate::problem::from_diagnostic(&f.display().to_string(), &text, e.as_ref())
-                {
+                // The formatter says only "cannot parse input policies": Cedar's
+                // parser says what is wrong, as `vakt validate` reports it.
+                let name = f.display().to_string();
+                let problems = match cedar_policy::PolicySet::from_str(&text) {
+                    Err(errs) => errs
+                        .iter()
+                        .flat_map(|d| crate::problem::from_diagnostic(&name, &text, d))
+                        .collect(),
+                    Ok(_) => crate::problem::from_diagnostic(&name, &text, e.as_ref()),
+                };
+                for p in problems {
                     eprintln!("{p}");
                 }
                 failed = true;

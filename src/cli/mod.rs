@@ -97,13 +97,32 @@ enum ConfigCommand {
     /// every problem at once, exit 0 when good and 78 when not.
     Check {
         /// The file [default: $VAKT_CONFIG]
+        #[arg(allow_hyphen_values = true)]
         file: Option<std::path::PathBuf>,
+        /// `vakt serve` flags, which override the file and the environment as
+        /// they would for `vakt serve` (`--max-batch 7`)
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "SERVE_FLAGS"
+        )]
+        flags: Vec<std::ffi::OsString>,
     },
     /// Print the settings `vakt serve` would use, from the file, the environment
     /// and the built-in defaults, each with where it came from; passwords masked.
     Show {
         /// The file [default: $VAKT_CONFIG; none: environment and defaults only]
+        #[arg(allow_hyphen_values = true)]
         file: Option<std::path::PathBuf>,
+        /// `vakt serve` flags, which override the file and the environment as
+        /// they would for `vakt serve` (`--max-batch 7`); shown with the flag as
+        /// their source
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "SERVE_FLAGS"
+        )]
+        flags: Vec<std::ffi::OsString>,
     },
 }
 
@@ -195,10 +214,24 @@ pub fn main() -> ExitCode {
 
 /// `vakt config check|show`.
 fn run_config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
-    let (file, show) = match cmd {
-        ConfigCommand::Check { file } => (file, false),
-        ConfigCommand::Show { file } => (file, true),
+    let (mut file, mut flags, show) = match cmd {
+        ConfigCommand::Check { file, flags } => (file, flags, false),
+        ConfigCommand::Show { file, flags } => (file, flags, true),
     };
+    // `vakt config show --max-batch 7`: no file, only flags (a file whose name
+    // starts with a dash is given as `./-name`).
+    if let Some(f) = file.take_if(|f| f.as_os_str().as_encoded_bytes().starts_with(b"-")) {
+        flags.insert(0, f.into_os_string());
+    }
+    if let Some(c) = flags.iter().find(|f| {
+        let f = f.as_encoded_bytes();
+        f == b"--config" || f.starts_with(b"--config=")
+    }) {
+        anyhow::bail!(
+            "{}: give the configuration file as `vakt config check|show FILE`",
+            c.to_string_lossy()
+        );
+    }
     let file = file.or_else(|| std::env::var_os("VAKT_CONFIG").map(Into::into));
     let mut command = Cli::command();
     let mut from_file = Vec::new();
@@ -213,8 +246,9 @@ fn run_config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
                     command = config::apply(command, settings);
                 }
                 Err(problems) => {
+                    // As `vakt serve` reports them: one message for one mistake.
                     for p in problems {
-                        println!("{p}");
+                        eprintln!("vakt: {p}");
                     }
                     return Ok(ExitCode::from(config::EX_CONFIG));
                 }
@@ -228,12 +262,26 @@ fn run_config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
         .expect("serve is a command")
         .clone();
     // As `vakt serve` alone would see it: the file, the environment, the defaults.
-    let matches = match command.try_get_matches_from(["vakt", "serve"]) {
+    let matches = match command.try_get_matches_from_mut(["vakt", "serve"]) {
         Ok(m) => m,
         Err(e) => {
-            let first = e.to_string().lines().next().unwrap_or_default().to_owned();
-            println!("{}", crate::url_secrets::mask_url(&first));
+            let message = config::clap_message(&e);
+            eprintln!("vakt: {}", crate::url_secrets::mask_url(&message));
             return Ok(ExitCode::from(config::EX_CONFIG));
+        }
+    };
+    // Then with the flags, which override both, as `vakt serve FLAGS` would take
+    // them: a bad flag gets `vakt serve`'s own message and exit code.
+    let matches = if flags.is_empty() {
+        matches
+    } else {
+        let argv = ["vakt".into(), "serve".into()].into_iter().chain(flags);
+        match command.try_get_matches_from(argv) {
+            Ok(m) => m,
+            Err(e) => {
+                eprint!("{}", crate::url_secrets::mask_url(&e.to_string()));
+                return Ok(ExitCode::from(2));
+            }
         }
     };
     let Some(("serve", serve_matches)) = matches.subcommand() else {
@@ -254,8 +302,9 @@ fn run_config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {
+            // As `vakt serve` reports them: one message for one mistake.
             for p in problems {
-                println!("{p}");
+                eprintln!("vakt: {p}");
             }
             Ok(ExitCode::from(config::EX_CONFIG))
         }

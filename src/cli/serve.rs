@@ -1033,6 +1033,9 @@ async fn load_files(
     settle: std::time::Duration,
 ) -> anyhow::Result<Start> {
     let from_files = paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
+    // `Status.data_source` names where the data comes from: policies from files
+    // over the built-in example world are still "built-in" data.
+    let data_from_files = paths.data.is_some();
     let (source, snapshot) = tokio::task::spawn_blocking(move || {
         let loaded = if from_files {
             FileSource::load_settled(paths, settle, START_PATIENCE)
@@ -1047,7 +1050,7 @@ async fn load_files(
     Ok(Start {
         snapshot,
         source: Loaded::Files(Box::new(source)),
-        kind: if from_files { "files" } else { "built-in" },
+        kind: if data_from_files { "files" } else { "built-in" },
         default_max_staleness: None,
     })
 }

@@ -149,8 +149,13 @@ impl Checkpoint {
         if line.is_empty() {
             return Ok(None);
         }
-        let value: serde_json::Value =
-            crate::json::parse(line.as_bytes()).map_err(|e| e.to_string())?;
+        let value: serde_json::Value = crate::json::parse(line.as_bytes()).map_err(|e| {
+            // Most often a diagnostic log written as text: its checkpoint events
+            // are copies only in the JSON format.
+            format!(
+                "not JSON ({e}): a checkpoint copy is a checkpoint file, or Vakt's diagnostic log written with `vakt serve --log-format json` (a text-format log's checkpoint events cannot be read back)"
+            )
+        })?;
         let embedded = value
             .pointer("/fields/checkpoint")
             .and_then(|v| v.as_str())
@@ -341,9 +346,15 @@ pub fn generate_key_pair() -> Result<(String, String, String), String> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the system: {e}"))?;
     let key = SigningKey::from_bytes(&seed);
-    let private = key
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|e| e.to_string())?;
+    // PKCS#8 version 1 (the seed alone), which `openssl pkey` and every other
+    // tool reads; `SigningKey::to_pkcs8_pem` writes version 2 with the public key
+    // in it, which OpenSSL 3.0 refuses. Keys written that way are still read.
+    let private = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: seed,
+        public_key: None,
+    }
+    .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+    .map_err(|e| e.to_string())?;
     let public = key
         .verifying_key()
         .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
@@ -393,6 +404,27 @@ mod tests {
             unsigned.verify_signature(&public),
             Err(SignatureError::Unsigned)
         );
+    }
+
+    /// Keys that `vakt audit keygen` wrote before it wrote PKCS#8 version 1 (a
+    /// version 2 key, with the public key in it) are still read, as the same key.
+    #[test]
+    fn a_version_2_pkcs8_key_from_an_older_keygen_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "-----BEGIN PRIVATE KEY-----\nMFECAQEwBQYDK2VwBCIEINFSux7DtJbO9ysk64jpN/mBYuX6UZR33uBW8zfYjcvB\ngSEA/yiT7pyAOKYy7J1ynIw1yHjv+r2lfVbG51McUaNA0Sk=\n-----END PRIVATE KEY-----\n";
+        let path = dir.path().join("old.key");
+        std::fs::write(&path, old).unwrap();
+        let signer = Signer::read(&path).unwrap();
+        assert_eq!(signer.key_id, "c7f367fd7ad121da");
+        // And a new one is version 1: its DER starts SEQUENCE, INTEGER 0.
+        let (private, _, key_id) = generate_key_pair().unwrap();
+        assert!(
+            private.starts_with("-----BEGIN PRIVATE KEY-----\nMC4CAQAw"),
+            "{private}"
+        );
+        let path = dir.path().join("new.key");
+        std::fs::write(&path, private).unwrap();
+        assert_eq!(Signer::read(&path).unwrap().key_id, key_id);
     }
 
     #[test]

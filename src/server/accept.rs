@@ -66,6 +66,16 @@ pub enum PeerKey {
     Uid(u32),
 }
 
+impl std::fmt::Display for PeerKey {
+    /// As the log names a peer: its address, or `unix:uid:N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(ip) => write!(f, "{ip}"),
+            Self::Uid(uid) => f.write_str(&unix_identity(*uid)),
+        }
+    }
+}
+
 /// How a Unix-socket caller is named on the allow-lists: by the uid the kernel
 /// gives for the peer (`unix:uid:1000`).
 pub fn unix_identity(uid: u32) -> String {
@@ -80,6 +90,16 @@ impl ConnInfo {
         self.identity
             .clone()
             .or_else(|| self.unix.map(|u| unix_identity(u.uid)))
+    }
+
+    /// The peer as the log names it: `127.0.0.1:45900`, or `unix:uid:1000` on the
+    /// Unix socket (not `Some(…)`: an operator greps for the address).
+    fn shown_peer(&self) -> String {
+        match (&self.remote, &self.unix) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(u)) => unix_identity(u.uid),
+            (None, None) => "unknown".to_owned(),
+        }
     }
 
     pub fn peer_key(&self) -> Option<PeerKey> {
@@ -654,7 +674,7 @@ async fn accept_loop(
                 // flood does not flood the log too.
                 let n = refused.fetch_add(1, Ordering::Relaxed);
                 if n.is_multiple_of(1000) {
-                    tracing::warn!(peer = ?key, limit, refused = n + 1, "connection refused: too many connections");
+                    tracing::warn!(peer = %key, limit, refused = n + 1, "connection refused: too many connections");
                 }
                 continue;
             }
@@ -680,7 +700,7 @@ async fn accept_loop(
                 let stream = match accepted {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        tracing::warn!(peer = ?conn.info.remote, error = %e, "TLS handshake failed; connection refused");
+                        tracing::warn!(peer = %conn.info.shown_peer(), error = %e, "TLS handshake failed; connection refused");
                         return;
                     }
                     Err(_) => return,
@@ -691,7 +711,7 @@ async fn accept_loop(
                         conn.info.tls = true;
                     }
                     Err(presented) => {
-                        tracing::warn!(peer = ?conn.info.remote, presented = %crate::decision_log::redact::scrub(&presented), "caller refused: its client certificate is not on the allow-list");
+                        tracing::warn!(peer = %conn.info.shown_peer(), presented = %crate::decision_log::redact::scrub(&presented), "caller refused: its client certificate is not on the allow-list");
                         return;
                     }
                 }
