@@ -14,33 +14,42 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Deserialize)]
+// `JsonSchema`: `vakt schema suite` (src/cli/schema.rs) is made from these types.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SuiteDoc {
+pub(crate) struct SuiteDoc {
+    /// The suite's name in reports (default: the file name).
     #[serde(default)]
     name: Option<String>,
+    /// A data directory, relative to the suite's file, or the data inline.
     world: serde_json::Value,
     cases: Vec<CaseDoc>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CaseDoc {
+    /// Unique within its suite.
     name: String,
     employee: String,
     system_user: String,
+    /// The client's organisation number.
     client: String,
+    /// An access package URN.
     package: String,
+    /// The Cedar action (default: useSystemUser).
     #[serde(default)]
     action: Option<String>,
+    /// The request's context attributes.
     #[serde(default)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
     expect: Expect,
+    /// Exactly these policy ids among the reasons.
     #[serde(default)]
     reasons: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Expect {
     Allow,

@@ -9,6 +9,7 @@
 mod args;
 mod audit;
 mod check;
+mod completions;
 mod config;
 mod db;
 mod fmt;
@@ -16,6 +17,7 @@ mod gen_world;
 mod replay;
 mod report;
 mod review;
+mod schema;
 mod serve;
 mod shadow;
 mod status;
@@ -89,6 +91,13 @@ enum Command {
     /// Check or show `vakt serve`'s configuration without serving.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the JSON Schema of a data file, a test suite or the configuration
+    /// file, for editors (the same as schemas/ holds).
+    Schema(schema::SchemaArgs),
+    /// Print the completion script for a shell.
+    Completions(completions::CompletionsArgs),
+    /// Print vakt's manual page, or write one per command with --out.
+    Man(completions::ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -202,6 +211,9 @@ pub fn main() -> ExitCode {
         Command::Db(a) => db::run(a),
         Command::Status(a) => status::run(a),
         Command::Config(c) => run_config(c),
+        Command::Schema(a) => schema::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => completions::run_man(a),
     };
     match result {
         Ok(code) => code,

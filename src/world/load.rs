@@ -15,12 +15,16 @@ use std::path::Path;
 
 /// Altinn-shaped records tolerate fields Vakt does not use, so a vendor can feed
 /// what Altinn returns as it is.
-#[derive(Debug, Deserialize)]
+// The `JsonSchema` derives here are `vakt schema data` (src/cli/schema.rs): the
+// editors' schema comes from these very types, so it cannot drift from them.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrganizationRecord {
+    /// The organisation number, nine digits (checked against its mod-11 check digit).
     pub org_number: String,
     #[serde(default)]
     pub name: String,
+    /// The legal entity an operational unit belongs to.
     #[serde(default)]
     pub parent_org_number: Option<String>,
     /// The Entity Register's organisation form, when given (BEDR, AAFY, ORGL, AS, ...).
@@ -29,7 +33,7 @@ pub struct OrganizationRecord {
     pub unit_type: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemUserRecord {
     pub id: String,
@@ -37,6 +41,7 @@ pub struct SystemUserRecord {
     pub integration_title: Option<String>,
     #[serde(default)]
     pub system_id: Option<String>,
+    /// The owner's organisation number.
     pub reportee_org_no: String,
     /// `standard` or `agent` in any case, or Register's `first-party-system-user`
     /// and `client-party-system-user`. Missing is an error, never a default.
@@ -45,24 +50,27 @@ pub struct SystemUserRecord {
     /// `[{"urn": ...}]` as Altinn returns them, or bare URNs. Missing is an error
     /// (unless another file gives them), never "none".
     #[serde(default, deserialize_with = "package_refs")]
+    #[schemars(with = "Vec<PackageForm>")]
     pub access_packages: Option<Vec<PackageRef>>,
     #[serde(default)]
     pub external_ref: Option<String>,
     #[serde(default)]
     pub is_deleted: bool,
+    /// Agents only: the system user also covers its owner.
     #[serde(default)]
     pub self_delegated: bool,
+    /// Agents only: the client links, as the client-delegation API returns them.
     #[serde(default)]
     pub clients: Vec<ClientRecord>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct PackageRef {
     pub urn: String,
 }
 
 /// A package as Altinn writes it in different APIs: `{"urn": ...}` or the bare URN.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum PackageForm {
     Urn(String),
@@ -87,7 +95,7 @@ fn package_urns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D
     Vec::<PackageForm>::deserialize(d).map(|v| v.into_iter().map(PackageForm::into_urn).collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientRecord {
     #[serde(default)]
@@ -97,39 +105,46 @@ pub struct ClientRecord {
     pub client_organization_name: Option<String>,
     #[serde(default)]
     pub access: Vec<AccessRecord>,
+    /// Vakt's own convenience, not Altinn's: `active` (the default) or `removed`, in
+    /// any case.
     #[serde(default)]
     pub status: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct AccessRecord {
+    /// An Altinn role URN (`urn:altinn:...`).
     pub role: String,
     /// URNs, or `{"urn": ...}` objects.
     #[serde(default, deserialize_with = "package_urns")]
+    #[schemars(with = "Vec<PackageForm>")]
     pub packages: Vec<String>,
 }
 
 /// Vakt's own records are strict: a misspelt field is an error, not a silent default.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TeamRecord {
     pub id: String,
     pub organization: String,
     #[serde(default)]
     pub name: String,
+    /// The ids of the system users the team may use.
     #[serde(default)]
     pub system_users: Vec<String>,
+    /// `all`, or a list of organisation numbers; a listed parent covers its units.
     pub clients: ClientsRecord,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ClientsRecord {
+    #[schemars(extend("enum" = ["all"]))]
     Keyword(String),
     List(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EmployeeRecord {
     pub id: String,
@@ -137,10 +152,13 @@ pub struct EmployeeRecord {
     #[serde(default)]
     pub name: String,
     pub active: bool,
+    /// `person` (the default) or `automation`.
     #[serde(default)]
+    #[schemars(extend("enum" = ["person", "automation", null]))]
     pub kind: Option<String>,
     #[serde(default)]
     pub teams: Vec<String>,
+    /// Organisation numbers the employee has an audit engagement for.
     #[serde(default)]
     pub audit_clients: Vec<String>,
 }
