@@ -432,7 +432,10 @@ fn a_fifo_or_a_device_as_a_key_is_refused_at_once() {
             &[],
             FAST,
         );
-        assert!(matches!(status, Some(c) if c != 0), "after {took:?}: {text}");
+        assert!(
+            matches!(status, Some(c) if c != 0),
+            "after {took:?}: {text}"
+        );
         assert!(text.contains(&bad.display().to_string()), "{text}");
         assert!(text.contains("not a regular file"), "{text}");
     }
@@ -450,7 +453,10 @@ fn a_fifo_or_a_device_as_a_key_is_refused_at_once() {
             &[],
             FAST,
         );
-        assert!(matches!(status, Some(c) if c != 0), "after {took:?}: {text}");
+        assert!(
+            matches!(status, Some(c) if c != 0),
+            "after {took:?}: {text}"
+        );
         assert!(text.contains(&bad.display().to_string()), "{text}");
     }
 }
