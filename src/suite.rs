@@ -232,7 +232,7 @@ fn run_suite(file: &SuiteFile, base: &Sources, report: &mut Report) {
         Ok(t) => t.as_str(),
         Err(e) => return fail(report, String::new(), e.clone()),
     };
-    let doc: SuiteDoc = match serde_yaml::from_str::<serde_yaml::Value>(text) {
+    let value = match serde_yaml::from_str::<serde_yaml::Value>(text) {
         Err(e) => {
             let at = e
                 .location()
@@ -240,20 +240,11 @@ fn run_suite(file: &SuiteFile, base: &Sources, report: &mut Report) {
                 .unwrap_or_default();
             return fail(report, at, format!("not valid YAML: {e}"));
         }
-        Ok(v) => match serde_path_to_error::deserialize(v) {
-            Ok(d) => d,
-            Err(e) => {
-                return fail(
-                    report,
-                    String::new(),
-                    format!(
-                        "not a test suite: {} at {} (expected keys name, world, cases)",
-                        e.inner(),
-                        e.path()
-                    ),
-                )
-            }
-        },
+        Ok(v) => v,
+    };
+    // The cases that can be read run; each that cannot is one failure, by line.
+    let Some((doc, cases)) = read_suite(&name, text, value, &mut report.suite_errors) else {
+        return;
     };
     let world = match &doc.world {
         serde_json::Value::String(rel) => match world_files(file, rel) {
@@ -292,17 +283,350 @@ fn run_suite(file: &SuiteFile, base: &Sources, report: &mut Report) {
     }
     let suite = doc.name.clone().unwrap_or_else(|| name.clone());
     let mut seen = BTreeSet::new();
-    for c in doc.cases {
+    for (i, c) in cases {
         if !seen.insert(c.name.clone()) {
             fail(
                 report,
-                format!("case {:?}", c.name),
-                "case name is used twice in this suite".into(),
+                line_at(text, &case_steps(i)),
+                format!(
+                    "case {} {:?}: case name is used twice in this suite",
+                    i + 1,
+                    c.name
+                ),
             );
         }
         report
             .cases
             .push(run_case(&snap, &suite, c, &mut report.coverage));
+    }
+}
+
+/// The keys of a suite and of a case, as [`SuiteDoc`] and [`CaseDoc`] spell them,
+/// to name the nearest one to a misspelt key (`keys_match_the_types` keeps them so).
+const SUITE_KEYS: [&str; 3] = ["name", "world", "cases"];
+const CASE_KEYS: [&str; 9] = [
+    "name",
+    "employee",
+    "systemUser",
+    "client",
+    "package",
+    "action",
+    "context",
+    "expect",
+    "reasons",
+];
+
+/// Reads a suite's top level and each of its cases: the suite and the cases that
+/// could be read, each with its index, or `None` when no case can run. Each
+/// problem (an unknown key, a case that cannot be read) is one entry in
+/// `problems`, with its line.
+fn read_suite(
+    file: &str,
+    text: &str,
+    value: serde_yaml::Value,
+    problems: &mut Vec<Problem>,
+) -> Option<(SuiteDoc, Vec<(usize, CaseDoc)>)> {
+    use serde_yaml::Value;
+    let problem = |steps: &[Step], m: String| Problem::new(file, line_at(text, steps), m);
+    let Value::Mapping(mut top) = value else {
+        problems.push(Problem::new(
+            file,
+            "",
+            format!(
+                "not a test suite: expected the keys {}",
+                SUITE_KEYS.join(", ")
+            ),
+        ));
+        return None;
+    };
+    // A key the suite does not know is named with its nearest, at this level; the
+    // rest of the suite still runs.
+    let unknown: Vec<Value> = top
+        .keys()
+        .filter(|k| !SUITE_KEYS.contains(&key_text(k).as_str()))
+        .cloned()
+        .collect();
+    for k in unknown {
+        let key = key_text(&k);
+        problems.push(problem(
+            &[Step::Key(key.clone())],
+            format!("unknown key {}", hint(&key, &SUITE_KEYS)),
+        ));
+        top.remove(&k);
+    }
+    // Each case on its own, so one that cannot be read fails alone.
+    let mut readable = Vec::new();
+    let mut indices = Vec::new();
+    let cases_key = Value::String("cases".into());
+    match top.get_mut(&cases_key) {
+        Some(Value::Sequence(items)) => {
+            for (i, item) in std::mem::take(items).into_iter().enumerate() {
+                match read_case(text, i, &item) {
+                    Ok(()) => {
+                        readable.push(item);
+                        indices.push(i);
+                    }
+                    Err((steps, m)) => problems.push(problem(&steps, m)),
+                }
+            }
+            top.insert(cases_key, Value::Sequence(readable));
+        }
+        Some(_) => {
+            problems.push(problem(
+                &[Step::Key("cases".into())],
+                "cases: must be a list of cases".into(),
+            ));
+            return None;
+        }
+        None => {}
+    }
+    let mut doc: SuiteDoc = match serde_path_to_error::deserialize(Value::Mapping(top)) {
+        Ok(d) => d,
+        Err(e) => {
+            let steps = steps_of(e.path());
+            let at = if steps.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path())
+            };
+            problems.push(problem(&steps, format!("{at}{}", e.inner())));
+            return None;
+        }
+    };
+    let cases = indices
+        .into_iter()
+        .zip(std::mem::take(&mut doc.cases))
+        .collect();
+    Some((doc, cases))
+}
+
+/// Checks that case `i` reads as a [`CaseDoc`]; else where and what is wrong,
+/// naming the case.
+fn read_case(text: &str, i: usize, item: &serde_yaml::Value) -> Result<(), (Vec<Step>, String)> {
+    let label = match item.get("name").and_then(serde_yaml::Value::as_str) {
+        Some(n) => format!("case {} {n:?}", i + 1),
+        None => format!("case {}", i + 1),
+    };
+    let mut at = case_steps(i);
+    if let serde_yaml::Value::Mapping(m) = item {
+        let unknown: Vec<String> = m
+            .keys()
+            .map(key_text)
+            .filter(|k| !CASE_KEYS.contains(&k.as_str()))
+            .collect();
+        if let Some(first) = unknown.first() {
+            at.push(Step::Key(first.clone()));
+            let keys: Vec<String> = unknown.iter().map(|k| hint(k, &CASE_KEYS)).collect();
+            let s = if keys.len() == 1 { "" } else { "s" };
+            return Err((at, format!("{label}: unknown key{s} {}", keys.join(", "))));
+        }
+    }
+    match serde_path_to_error::deserialize::<_, CaseDoc>(item.clone()) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let inner = steps_of(e.path());
+            let what = if inner.is_empty() {
+                e.inner().to_string()
+            } else {
+                format!("{}: {}", e.path(), e.inner())
+            };
+            // Where the field is, or else where the case begins.
+            let mut deeper = at.clone();
+            deeper.extend(inner);
+            if line_of(text, &deeper).is_some() {
+                at = deeper;
+            }
+            Err((at, format!("{label}: {what}")))
+        }
+    }
+}
+
+fn case_steps(i: usize) -> Vec<Step> {
+    vec![Step::Key("cases".into()), Step::Index(i)]
+}
+
+/// A mapping key as written.
+fn key_text(k: &serde_yaml::Value) -> String {
+    match k {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// `` `key` (did you mean `nearest`?) ``, or the keys this level has.
+fn hint(key: &str, known: &[&str]) -> String {
+    let nearest = known
+        .iter()
+        .map(|k| (distance(&key.to_lowercase(), &k.to_lowercase()), *k))
+        .filter(|(d, k)| d * 2 <= key.len().max(k.len()))
+        .min();
+    match nearest {
+        Some((_, k)) => format!("`{key}` (did you mean `{k}`?)"),
+        None => format!("`{key}` (the keys here are {})", known.join(", ")),
+    }
+}
+
+/// Edit distance between two short strings.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// One step from a YAML document's root towards a node.
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn steps_of(path: &serde_path_to_error::Path) -> Vec<Step> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(Step::Key(key.clone())),
+            Segment::Seq { index } => Some(Step::Index(*index)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// [`line_of`] as a [`Problem`]'s `at`: the line, or empty when not found.
+fn line_at(text: &str, steps: &[Step]) -> String {
+    line_of(text, steps).map_or_else(String::new, |l| l.to_string())
+}
+
+/// The 1-based line of the node `steps` lead to in the YAML `text`: of the key
+/// itself when the last step is a key. serde_yaml's values carry no positions, so
+/// the text is read again, skipping everything off the path, and stopped with an
+/// error at the node: serde_yaml gives an error the position of the node it arose at.
+fn line_of(text: &str, steps: &[Step]) -> Option<usize> {
+    use serde::de::DeserializeSeed;
+    match Probe(steps).deserialize(serde_yaml::Deserializer::from_str(text)) {
+        Err(e) if e.to_string().contains(PROBE_FOUND) => e.location().map(|l| l.line()),
+        _ => None,
+    }
+}
+
+/// The error [`Probe`] stops with where it finds its node.
+const PROBE_FOUND: &str = "vakt: the node sought is here";
+
+struct Probe<'a>(&'a [Step]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Probe<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Probe<'_> {
+    /// A scalar: the node sought when no step is left; else the path ends here.
+    fn leaf<E: serde::de::Error>(self) -> Result<(), E> {
+        if self.0.is_empty() {
+            Err(E::custom(PROBE_FOUND))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Probe<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML node")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.leaf()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.leaf()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.leaf()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.leaf()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.leaf()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.leaf()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let Some((step, rest)) = self.0.split_first() else {
+            return Err(A::Error::custom(PROBE_FOUND));
+        };
+        let Step::Index(want) = step else {
+            return Ok(());
+        };
+        for _ in 0..*want {
+            if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        seq.next_element_seed(Probe(rest)).map(|_| ())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let Some((step, rest)) = self.0.split_first() else {
+            return Err(A::Error::custom(PROBE_FOUND));
+        };
+        let Step::Key(want) = step else {
+            return Ok(());
+        };
+        let seek = KeyProbe {
+            want,
+            last: rest.is_empty(),
+        };
+        while let Some(hit) = map.next_key_seed(seek)? {
+            if hit {
+                return map.next_value_seed(Probe(rest));
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one mapping key: whether it is the one sought, stopping at it when it is
+/// the last step.
+#[derive(Clone, Copy)]
+struct KeyProbe<'a> {
+    want: &'a str,
+    last: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyProbe<'_> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyProbe<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mapping key")
+    }
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<bool, E> {
+        match (k == self.want, self.last) {
+            (true, true) => Err(E::custom(PROBE_FOUND)),
+            (hit, _) => Ok(hit),
+        }
     }
 }
 
@@ -469,4 +793,56 @@ pub fn render_junit(r: &Report) -> String {
     }
     // Serialising an in-memory report to a string cannot fail.
     junit.to_string().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    /// The key lists hints are drawn from are exactly the keys the types take:
+    /// serde lists them when it refuses an unknown one.
+    #[test]
+    fn keys_match_the_types() {
+        let listed = |e: String| -> BTreeSet<String> {
+            let (_, list) = e.split_once("expected one of ").expect(&e);
+            list.split(", ")
+                .map(|k| k.trim_matches(|c| c == '`' || c == ' ').to_owned())
+                .collect()
+        };
+        let e = serde_yaml::from_str::<CaseDoc>("nope: 1").unwrap_err();
+        let want: BTreeSet<String> = CASE_KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            listed(e.to_string().split(" at line").next().unwrap().into()),
+            want
+        );
+        let e = serde_yaml::from_str::<SuiteDoc>("nope: 1").unwrap_err();
+        let want: BTreeSet<String> = SUITE_KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            listed(e.to_string().split(" at line").next().unwrap().into()),
+            want
+        );
+    }
+
+    #[test]
+    fn lines_are_found_for_keys_and_list_items() {
+        let text = "name: s\ncases:\n  - name: a\n    expect: allow\n  - {name: b, expct: deny}\n";
+        let key = |k: &str| Step::Key(k.into());
+        assert_eq!(line_of(text, &[key("cases")]), Some(2));
+        assert_eq!(line_of(text, &[key("cases"), Step::Index(1)]), Some(5));
+        assert_eq!(
+            line_of(text, &[key("cases"), Step::Index(0), key("expect")]),
+            Some(4)
+        );
+        assert_eq!(line_of(text, &[key("cases"), Step::Index(2)]), None);
+        assert_eq!(line_of(text, &[key("world")]), None);
+        assert_eq!(
+            hint("expct", &CASE_KEYS),
+            "`expct` (did you mean `expect`?)"
+        );
+        assert_eq!(
+            hint("systemuser", &CASE_KEYS),
+            "`systemuser` (did you mean `systemUser`?)"
+        );
+        assert!(hint("zzz", &SUITE_KEYS).contains("the keys here are name, world, cases"));
+    }
 }
