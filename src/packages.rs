@@ -22,6 +22,9 @@ pub struct PackageListError {
 #[derive(Debug, Clone, Default)]
 pub struct AccessPackages {
     urns: HashMap<String, Arc<EntityUID>>,
+    /// The list's display name of each package that has one (Altinn's, in
+    /// Norwegian), for people reading a review.
+    names: HashMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -32,6 +35,8 @@ struct ListFile {
 #[derive(serde::Deserialize)]
 struct Entry {
     urn: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 impl AccessPackages {
@@ -44,6 +49,7 @@ impl AccessPackages {
         let list: ListFile = crate::json::from_str(text)
             .map_err(|e| err(format!("line {}, column {}: {e}", e.line(), e.column())))?;
         let mut urns = HashMap::with_capacity(list.packages.len());
+        let mut names = HashMap::with_capacity(list.packages.len());
         for (i, p) in list.packages.into_iter().enumerate() {
             if !p.urn.starts_with(URN_PREFIX) || p.urn.len() == URN_PREFIX.len() {
                 return Err(err(format!(
@@ -61,8 +67,16 @@ impl AccessPackages {
                     p.urn
                 )));
             }
+            if let Some(name) = p.name.filter(|n| !n.trim().is_empty()) {
+                names.insert(p.urn, name);
+            }
         }
-        Ok(Self { urns })
+        Ok(Self { urns, names })
+    }
+
+    /// The list's name for a package, if it gives one.
+    pub fn name(&self, urn: &str) -> Option<&str> {
+        self.names.get(urn).map(String::as_str)
     }
 
     pub fn contains(&self, urn: &str) -> bool {
@@ -99,6 +113,16 @@ mod tests {
         assert_eq!(p.len(), 223);
         assert!(p.contains("urn:altinn:accesspackage:a-ordning"));
         assert!(!p.contains("urn:altinn:accesspackage:sykmelding"));
+        assert_eq!(
+            p.name("urn:altinn:accesspackage:jordbruk"),
+            Some("Jordbruk")
+        );
+        let bare = AccessPackages::parse(
+            "f.json",
+            r#"{"packages":[{"urn":"urn:altinn:accesspackage:x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(bare.name("urn:altinn:accesspackage:x"), None);
     }
 
     #[test]

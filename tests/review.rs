@@ -359,6 +359,12 @@ fn the_html_review_renders_in_headless_chromium() {
     );
     assert!(dom.contains("Tall og Kontroll AS"));
     assert!(dom.contains("Kari Nordmann"));
+    // A package by its name, with its URN under it.
+    assert!(
+        dom.contains("Regnskapsfører med signeringsrettighet")
+            && dom.contains("urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet"),
+        "package names"
+    );
     let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
     std::fs::create_dir_all(&artefacts).unwrap();
     let shot = artefacts.join("access-review.png");
@@ -399,4 +405,79 @@ fn the_review_is_written_without_following_a_symlink() {
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert!(!target.exists());
+}
+
+/// Each access row names its package as the package list does, beside the URN,
+/// in JSON and CSV.
+#[test]
+fn packages_are_named_from_the_package_list_beside_their_urns() {
+    let list: serde_json::Value = serde_json::from_str(vakt::embedded::PACKAGES.1).unwrap();
+    let name_of = |urn: &str| -> String {
+        list["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["urn"] == urn)
+            .and_then(|p| p["name"].as_str())
+            .unwrap_or_else(|| panic!("{urn} has no name in the list"))
+            .to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let r = review_json(&["--org", "310001015"], dir.path());
+    let access = r["access"].as_array().unwrap();
+    assert!(access.len() > 5, "{r}");
+    for a in access {
+        let urn = a["access_package"].as_str().unwrap();
+        assert!(urn.starts_with("urn:altinn:accesspackage:"), "{a}");
+        assert_eq!(a["package_name"], name_of(urn).as_str(), "{a}");
+    }
+    assert!(access
+        .iter()
+        .any(|a| a["package_name"] == "Regnskapsfører med signeringsrettighet"));
+
+    let out = dir.path().join("review.csv");
+    let o = vakt(&[
+        "review",
+        "--org",
+        "310001015",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.split("\r\n");
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |col: &str| header.iter().position(|h| *h == col).unwrap();
+    assert_eq!(at("package_name"), at("access_package") + 1, "{header:?}");
+    let mut named = 0;
+    for line in lines.filter(|l| l.starts_with("access,")) {
+        let cells = csv_cells(line);
+        assert_eq!(cells.len(), header.len(), "{line}");
+        assert_eq!(
+            cells[at("package_name")],
+            name_of(&cells[at("access_package")]),
+            "{line}"
+        );
+        named += 1;
+    }
+    assert_eq!(named, access.len());
+}
+
+/// The cells of one RFC 4180 line.
+fn csv_cells(line: &str) -> Vec<String> {
+    let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    cells
 }

@@ -83,6 +83,8 @@ pub struct Access {
     pub client_org_number: String,
     pub client_name: String,
     pub access_package: String,
+    /// The package list's name for it (null when the list gives none).
+    pub package_name: Option<String>,
     pub teams: Vec<String>,
     pub link_roles: Vec<String>,
 }
@@ -261,6 +263,7 @@ pub fn review(
                 client_org_number: g.client.to_string(),
                 client_name: org_name(g.client),
                 access_package: g.access_package.to_string(),
+                package_name: snap.packages.name(&g.access_package).map(str::to_owned),
                 teams: g.path.teams.iter().map(|t| t.to_string()).collect(),
                 link_roles: g.path.link_roles.iter().map(|r| r.to_string()).collect(),
             });

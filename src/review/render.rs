@@ -5,7 +5,7 @@
 use super::Review;
 
 /// The CSV columns, in order. Lists within a cell are separated by `;`.
-pub const CSV_COLUMNS: [&str; 11] = [
+pub const CSV_COLUMNS: [&str; 12] = [
     "section",
     "employee_id",
     "employee_name",
@@ -13,6 +13,7 @@ pub const CSV_COLUMNS: [&str; 11] = [
     "client_org_number",
     "client_name",
     "access_package",
+    "package_name",
     "team_ids",
     "link_roles",
     "detail",
@@ -38,7 +39,7 @@ fn cell(s: &str) -> String {
     }
 }
 
-fn row(out: &mut String, cells: [&str; 11]) {
+fn row(out: &mut String, cells: [&str; 12]) {
     let line: Vec<String> = cells.iter().map(|c| cell(c)).collect();
     out.push_str(&line.join(","));
     out.push_str("\r\n");
@@ -60,6 +61,7 @@ pub fn csv(r: &Review) -> String {
                 &a.client_org_number,
                 &a.client_name,
                 &a.access_package,
+                a.package_name.as_deref().unwrap_or(""),
                 &join(&a.teams),
                 &join(&a.link_roles),
                 a.user_type,
@@ -80,6 +82,7 @@ pub fn csv(r: &Review) -> String {
                 &c.client_org_number,
                 &c.client_name,
                 "",
+                "",
                 &join(&c.teams),
                 "",
                 &format!(
@@ -98,6 +101,7 @@ pub fn csv(r: &Review) -> String {
                 "deactivated_in_teams",
                 &d.employee_id,
                 &d.employee_name,
+                "",
                 "",
                 "",
                 "",
@@ -122,6 +126,7 @@ pub fn csv(r: &Review) -> String {
                 "",
                 "",
                 "",
+                "",
                 &u.system_user_title,
                 u.last_used.as_deref().unwrap_or(""),
             ],
@@ -135,6 +140,7 @@ pub fn csv(r: &Review) -> String {
                 "",
                 "",
                 &u.system_user_id,
+                "",
                 "",
                 "",
                 "",
@@ -155,6 +161,7 @@ pub fn csv(r: &Review) -> String {
                 &u.system_user_id,
                 &u.client_org_number,
                 &u.client_name,
+                "",
                 "",
                 "",
                 "",
