@@ -711,3 +711,82 @@ fn stalled_bodies_are_charged_to_the_request_budget() {
     );
     s.stop();
 }
+
+/// A path's teams are `team_ids`, as gRPC's `AccessPath` names them, in both
+/// searches; the deprecated `teams` still carries the same list.
+#[test]
+fn search_paths_name_their_teams_team_ids_as_grpc_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, _) = start(dir.path(), &["--reverse-queries"]);
+    let grpc = s.with_client(|mut c| async move {
+        c.who_can(vakt::proto::WhoCanRequest {
+            client_org_number: "310015156".into(),
+            access_package: REGNSKAP.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    });
+    let want: Vec<(String, String, Vec<String>)> = grpc
+        .employees
+        .iter()
+        .flat_map(|e| {
+            e.paths.iter().map(|p| {
+                (
+                    e.employee_id.clone(),
+                    p.system_user_id.clone(),
+                    p.team_ids.clone(),
+                )
+            })
+        })
+        .collect();
+    assert!(want.iter().any(|(_, _, t)| !t.is_empty()), "{want:?}");
+    let (status, v) = http.post(
+        "/access/v1/search/subject",
+        &json!({
+            "subject": {"type": "employee", "id": "ignored"},
+            "action": {"name": "useSystemUser", "properties": {"access_package": REGNSKAP}},
+            "resource": {"type": "organization", "id": "310015156"},
+            "page": {"limit": 1000},
+        }),
+    );
+    assert_eq!(status, 200, "{v}");
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut got = Vec::new();
+    for r in v["results"].as_array().unwrap() {
+        for p in r["properties"]["paths"].as_array().unwrap() {
+            assert_eq!(p["teams"], p["team_ids"], "the deprecated name: {p}");
+            got.push((
+                r["id"].as_str().unwrap().to_owned(),
+                p["system_user_id"].as_str().unwrap().to_owned(),
+                strs(&p["team_ids"]),
+            ));
+        }
+    }
+    assert_eq!(got, want);
+    let (status, v) = http.post(
+        "/access/v1/search/resource",
+        &json!({
+            "subject": {"type": "employee", "id": "kari"},
+            "action": {"name": "useSystemUser"},
+            "resource": {"type": "system_user"},
+        }),
+    );
+    assert_eq!(status, 200, "{v}");
+    let results = v["results"].as_array().unwrap();
+    assert!(!results.is_empty(), "{v}");
+    for r in results {
+        let p = &r["properties"]["path"];
+        assert!(!strs(&p["team_ids"]).is_empty(), "{r}");
+        assert_eq!(p["teams"], p["team_ids"], "{r}");
+    }
+    s.stop();
+}

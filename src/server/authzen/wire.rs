@@ -310,6 +310,9 @@ pub(super) fn item_error(message: &str) -> Value {
 /// A path, as result properties.
 pub(super) fn path(p: &crate::decide::Path) -> Value {
     let mut m = Map::new();
+    m.insert("team_ids".into(), json!(p.teams));
+    // Deprecated: the name before gRPC's `team_ids` was used here too; kept so
+    // that existing callers keep working until it is removed.
     m.insert("teams".into(), json!(p.teams));
     if let Some(o) = p.link_client {
         m.insert("link_client_org_number".into(), json!(o.to_string()));
