@@ -450,3 +450,84 @@ fn a_deny_everything_set_fails_can_allow_and_says_so() {
         "{stdout}"
     );
 }
+
+/// Timings vary: `[57 ms]` read as `[N ms]`.
+fn without_ms(line: &str) -> String {
+    match (line.rfind(" ["), line.ends_with(" ms]")) {
+        (Some(at), true) => format!("{} [N ms]", &line[..at]),
+        _ => line.to_owned(),
+    }
+}
+
+/// `vakt verify` prints what the README shows, one line a property and the
+/// count; the worlds of its examples only with `--show-witnesses`. A failure
+/// still names its counterexample's request and decisions.
+#[test]
+fn the_default_report_is_the_one_the_readme_shows_and_worlds_come_on_request() {
+    require_cvc5();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```text\nPROVED  ")
+        .expect("the README shows `vakt verify`'s report")
+        + "```text\n".len();
+    let shown: Vec<String> = readme[start..start + readme[start..].find("```").unwrap()]
+        .lines()
+        .map(without_ms)
+        .collect();
+    let out = vakt(&["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed: Vec<String> = text(&out.stdout).lines().map(without_ms).collect();
+    // The README's first lines, its elision, then its last line.
+    assert_eq!(shown[2], "...");
+    assert_eq!(printed[..2], shown[..2], "{printed:#?}");
+    assert_eq!(printed.last(), shown.last(), "{printed:#?}");
+    // Nothing else: one PROVED line a property.
+    let (_, json, _) = verify_json(&[]);
+    let properties = results(&json).len();
+    assert_eq!(printed.len(), properties + 1, "{printed:#?}");
+    assert!(
+        printed[..properties]
+            .iter()
+            .all(|l| l.starts_with("PROVED  ") && l.ends_with(" [N ms]")),
+        "{printed:#?}"
+    );
+
+    // Asked for: the can-allow properties' allowed requests, with their worlds.
+    let out = vakt(&["verify", "--show-witnesses"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("    an allowed request:"), "{stdout}");
+    assert!(stdout.contains("    DIR/world.json:"), "{stdout}");
+    assert!(stdout.contains("\"organizations\""), "{stdout}");
+    assert!(
+        stdout.contains("    reproduce: vakt check --data DIR "),
+        "{stdout}"
+    );
+    assert!(stdout.lines().count() > properties + 50, "{stdout}");
+
+    // A failure: its request and decisions, the world only on request.
+    let weak = policies_without(&["03-tenant"]);
+    let out = vakt(&["verify", "--policies", s(weak.path())]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("FAILED  no-cross-tenant-allow (rule 3)")
+            && stdout.contains("    counterexample:")
+            && stdout.contains("    request: employee ")
+            && stdout.contains(
+                "    world not shown: --show-witnesses prints it, --counterexamples DIR writes it"
+            ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("DIR/world.json") && !stdout.contains("\"organizations\""),
+        "{stdout}"
+    );
+    let out = vakt(&["verify", "--show-witnesses", "--policies", s(weak.path())]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("    DIR/world.json:") && stdout.contains("    reproduce: vakt check "),
+        "{stdout}"
+    );
+}

@@ -46,6 +46,11 @@ pub(super) struct VerifyArgs {
     /// Write each counterexample's world and request into DIR/<property>/
     #[arg(long, value_name = "DIR")]
     counterexamples: Option<PathBuf>,
+    /// Print each example's world (its data files), a proved can-allow
+    /// property's allowed request too, and the `vakt check` command that shows the
+    /// decision [default: a failure's request and decisions only]
+    #[arg(long)]
+    show_witnesses: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Pretty)]
     format: Format,
@@ -246,15 +251,22 @@ fn print_witness(
         }
         None => "DIR".to_owned(),
     };
-    if args.counterexamples.is_none() {
+    // A world is a hundred lines or more of JSON: printed only when asked for.
+    if args.show_witnesses {
         for f in &w.files {
-            println!("    DIR/{}:", f.name);
+            println!("    {dir}/{}:", f.name);
             for line in f.text.lines() {
                 println!("      {line}");
             }
         }
-    } else {
+    }
+    let world_at_hand = args.show_witnesses || args.counterexamples.is_some();
+    if args.counterexamples.is_some() {
         println!("    world written to {dir}/");
+    } else if !world_at_hand {
+        println!(
+            "    world not shown: --show-witnesses prints it, --counterexamples DIR writes it"
+        );
     }
     println!(
         "    request: employee {} uses system user {} for client {} with {}{}",
@@ -279,10 +291,12 @@ fn print_witness(
     for (p, m) in &w.reasons {
         println!("      {p}: {m}");
     }
-    println!(
-        "    reproduce: {}",
-        check_command(w, policies, &args.schema, &dir)
-    );
+    if world_at_hand {
+        println!(
+            "    reproduce: {}",
+            check_command(w, policies, &args.schema, &dir)
+        );
+    }
     Ok(())
 }
 
@@ -336,7 +350,10 @@ fn report(args: &VerifyArgs, verdicts: &[verify::Verdict]) -> anyhow::Result<Exi
             match &v.outcome {
                 Outcome::Holds(w) => {
                     println!("PROVED  {}{rule} [{ms} ms]", p.id);
-                    if let Some(w) = w {
+                    // The allowed request that shows a can-allow property holds,
+                    // only on request: the README's report is one line a property.
+                    let asked = args.show_witnesses || args.counterexamples.is_some();
+                    if let Some(w) = w.as_ref().filter(|_| asked) {
                         println!("    an allowed request:");
                         print_witness(args, &args.policies, &p.id, w)?;
                     }
