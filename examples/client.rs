@@ -2,7 +2,7 @@
 //! system user to fetch a token for.
 //!
 //! Run `cargo run --release -- serve` in one terminal, then
-//! `cargo run --example client [http://127.0.0.1:50051]` in another.
+//! `cargo run --release --example client [http://127.0.0.1:50051]` in another.
 //! (tests/readme.rs runs `run` against a real server and checks that the README
 //! shows exactly what it prints.)
 

@@ -1,7 +1,8 @@
 //! The README tells the truth: its printed client output is what the client prints
 //! against the embedded default, its policy example keeps the shipped suites green
 //! and does what the text says, and the recorded decision log it points CI at
-//! verifies and replays unchanged.
+//! verifies and replays unchanged; its redaction example runs with the shipped
+//! schema and is recorded as shown; and its client command reuses the release build.
 //!
 //! `VAKT_BLESS=1 cargo test --test readme` rewrites the README's client output and
 //! `examples/decisions.jsonl` from the current binary instead of comparing.
@@ -68,7 +69,7 @@ async fn the_client_example_prints_what_the_readme_shows() {
     let s = start(default_snapshot()).await;
     let printed = client::run(format!("http://{}", s.addr)).await.unwrap();
     let readme = std::fs::read_to_string(README).unwrap();
-    let (shown, range) = block_after(&readme, "cargo run --example client\n```\n\n");
+    let (shown, range) = block_after(&readme, "cargo run --release --example client\n```\n\n");
     if bless() {
         let mut new = readme.clone();
         new.replace_range(range, &printed);
@@ -188,4 +189,132 @@ fn the_data_file_example_loads() {
     .unwrap();
     let snap = vakt::snapshot::Snapshot::build(&src).unwrap_or_else(|p| panic!("{p}"));
     assert_eq!(snap.world.counts().employees, 1);
+}
+
+/// The quick start's client command reuses the release build the sidecar was
+/// just started with, and no document in the repository still gives the form that
+/// makes a second, debug build first.
+#[test]
+fn the_client_example_runs_on_the_release_build() {
+    let readme = std::fs::read_to_string(README).unwrap();
+    // The quick start's first command builds the release profile.
+    assert!(
+        readme.contains("```sh\ncargo run --release -- serve "),
+        "the quick start no longer starts the sidecar with cargo run --release"
+    );
+    let (client, _) = block_after(&readme, "With the sidecar running, in another terminal");
+    assert_eq!(client.trim(), "cargo run --release --example client");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md")];
+    let mut dirs = vec![
+        root.join("examples"),
+        root.join("deploy"),
+        root.join("scripts"),
+    ];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if !["node_modules", "target", "build", "bin", "obj"].contains(&name.as_str()) {
+                    dirs.push(p);
+                }
+            } else {
+                docs.push(p);
+            }
+        }
+    }
+    for doc in &docs {
+        let Ok(text) = std::fs::read_to_string(doc) else {
+            continue;
+        };
+        assert!(
+            !text.contains("cargo run --example client"),
+            "{} gives the debug-build command; say cargo run --release --example client",
+            doc.display()
+        );
+    }
+    assert!(docs.len() > 10, "{docs:?}");
+}
+
+/// A JSON value as a protobuf one.
+fn to_proto(v: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.iter().map(to_proto).collect(),
+        }),
+        serde_json::Value::Object(m) => Kind::StructValue(prost_types::Struct {
+            fields: m.iter().map(|(k, v)| (k.clone(), to_proto(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// The redaction example in "What is never written": its request is taken by the
+/// shipped schema (the attribute it named before, `note`, is refused), and its
+/// record has the members the README shows.
+#[tokio::test]
+async fn the_redaction_example_runs_with_the_shipped_schema_and_is_recorded_as_shown() {
+    let readme = std::fs::read_to_string(README).unwrap();
+    assert!(
+        readme.contains("For example, with `--decision-log-redact mfa`, this `Authorize` request")
+    );
+    let (request, _) = block_after(&readme, "For example, with `--decision-log-redact mfa`");
+    let (shown, _) = block_after(&readme, "is denied, and recorded with these members");
+    let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let field = |k: &str| request[k].as_str().unwrap().to_owned();
+    let context = |c: &serde_json::Value| prost_types::Struct {
+        fields: c
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), to_proto(v)))
+            .collect(),
+    };
+    let grpc = vakt::proto::AuthorizeRequest {
+        employee_id: field("employee_id"),
+        system_user_id: field("system_user_id"),
+        client_org_number: field("client_org_number"),
+        access_package: field("access_package"),
+        context: Some(context(&request["context"])),
+        ..Default::default()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let spec = format!("file:{}", path.display()).parse().unwrap();
+    let opts = vakt::decision_log::LogOptions {
+        redact: vec!["mfa".into()],
+        ..Default::default()
+    };
+    let (log, writers) = vakt::decision_log::DecisionLog::open(&[spec], &opts).unwrap();
+    // The embedded default is the shipped schema/ and policies/.
+    let s = start_with(default_snapshot(), log, 10).await;
+    let mut c = s.client.clone();
+    let answer = c
+        .authorize(grpc.clone())
+        .await
+        .expect("the shipped schema takes the example's context")
+        .into_inner();
+    assert_eq!(answer.decision(), vakt::proto::Decision::Deny);
+    // The attribute the README used to name is not the shipped schema's.
+    let mut note = grpc.clone();
+    note.context = Some(context(&serde_json::json!({"note": "Bearer abc"})));
+    let refused = c.authorize(note).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    drop((c, s));
+    writers.finish().await;
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let record: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    for (k, v) in shown.as_object().unwrap() {
+        assert_eq!(&record[k], v, "{k} in {record:#}");
+    }
+    assert!(!text.contains("eyJ"), "{text}");
 }

@@ -1,6 +1,6 @@
 // A small C# client for a running Vakt: one allow, two denies with their
 // reasons, and which system user to fetch a token for. It prints what
-// `cargo run --example client` prints. See README.md beside it to run it.
+// `cargo run --release --example client` prints. See README.md beside it to run it.
 using System.Net.Sockets;
 using Grpc.Core;
 using Grpc.Net.Client;

@@ -1,6 +1,6 @@
 // Command client is a small Go client for a running Vakt: one allow, two denies
 // with their reasons, and which system user to fetch a token for. It prints what
-// `cargo run --example client` prints. See README.md beside it to run it.
+// `cargo run --release --example client` prints. See README.md beside it to run it.
 package main
 
 import (

@@ -1,6 +1,6 @@
 // A small Node.js client for a running Vakt: one allow, two denies with their
 // reasons, and which system user to fetch a token for. It prints what
-// `cargo run --example client` prints.
+// `cargo run --release --example client` prints.
 //
 //   npm ci                                   # @grpc/grpc-js and @grpc/proto-loader
 //   node client.js                           # 127.0.0.1:50051

@@ -1,6 +1,6 @@
 """A small Python client for a running Vakt: one allow, two denies with their
 reasons, and which system user to fetch a token for. It prints what
-`cargo run --example client` prints.
+`cargo run --release --example client` prints.
 
     pip install grpcio grpcio-tools
     python examples/python/client.py                          # 127.0.0.1:50051

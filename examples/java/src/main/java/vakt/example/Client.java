@@ -1,6 +1,6 @@
 // A small Java client for a running Vakt: one allow, two denies with their
 // reasons, and which system user to fetch a token for. It prints what
-// `cargo run --example client` prints. See examples/java/README.md to run it.
+// `cargo run --release --example client` prints. See examples/java/README.md to run it.
 package vakt.example;
 
 import io.grpc.Grpc;
