@@ -442,3 +442,37 @@ fn man_pages_document_every_command() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("/nonexistent/dir"), "{}", text(&out));
 }
+
+/// The README's editor settings are valid JSON and name the schemas that exist,
+/// and its modeline names the suite schema by a path that works from
+/// policies/tests/.
+#[test]
+fn the_readme_editor_settings_name_the_schemas() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let at = readme.find("\n## Editor and shell support\n").unwrap();
+    let section = &readme[at..];
+    let open = section.find("```json\n").unwrap() + "```json\n".len();
+    let close = open + section[open..].find("```").unwrap();
+    let settings: Value = serde_json::from_str(&section[open..close]).unwrap();
+    let yaml_schemas = settings["yaml.schemas"].as_object().unwrap();
+    assert!(yaml_schemas.contains_key("./schemas/vakt-data.schema.json"));
+    assert!(yaml_schemas.contains_key("./schemas/vakt-suite.schema.json"));
+    assert_eq!(
+        settings["json.schemas"][0]["url"],
+        "./schemas/vakt-data.schema.json"
+    );
+    let toml = settings["evenBetterToml.schema.associations"]
+        .as_object()
+        .unwrap();
+    assert!(toml.values().all(|v| v
+        .as_str()
+        .unwrap()
+        .ends_with("/schemas/vakt-config.schema.json")));
+    for (_, file) in SCHEMAS {
+        assert!(section.contains(&format!("schemas/{file}")), "{file}");
+    }
+    let modeline = "# yaml-language-server: $schema=../../schemas/vakt-suite.schema.json";
+    assert!(section.contains(modeline));
+    let target = Path::new(ROOT).join("policies/tests/../../schemas/vakt-suite.schema.json");
+    assert!(target.is_file(), "{}", target.display());
+}
