@@ -7,8 +7,7 @@
 //! for Vakt's own entity types.
 
 use super::records::{Employee, OrgNo, Organization, SystemUser, Team};
-use super::state::World;
-use crate::engine::value::{sorted_contains, Elems, Ent, EntityData, IdList, Store, Val};
+use crate::engine::value::{sorted_contains, Elems, Ent, EntityData, IdList, Val};
 use crate::model::{core_types, core_uid};
 use cedar_policy_core::ast::{self, EntityType, EntityUID, PartialValue, Value};
 use smol_str::SmolStr;
@@ -221,7 +220,7 @@ impl EntityData for SystemUser {
 }
 
 /// Vakt's own entity types.
-enum Kind {
+pub(super) enum Kind {
     Employee,
     SystemUser,
     Organization,
@@ -231,7 +230,7 @@ enum Kind {
 
 /// Which of Vakt's types `ty` is: by address first (references the world makes use
 /// the shared statics), by name otherwise.
-fn kind(ty: &EntityType) -> Kind {
+pub(super) fn kind(ty: &EntityType) -> Kind {
     let t = core_types();
     let by = |eq: &dyn Fn(&EntityType) -> bool| {
         if eq(&t.employee) {
@@ -249,27 +248,6 @@ fn kind(ty: &EntityType) -> Kind {
     by(&|c| std::ptr::eq(ty, c))
         .or_else(|| by(&|c| ty == c))
         .unwrap_or(Kind::Other)
-}
-
-impl Store for World {
-    fn entity(&self, ty: &EntityType, id: &str) -> Option<&dyn EntityData> {
-        match kind(ty) {
-            Kind::Employee => self.employee(id).map(|e| e as &dyn EntityData),
-            Kind::SystemUser => self.system_user(id).map(|e| e as &dyn EntityData),
-            Kind::Organization => {
-                let n = OrgNo::from_digits(id)?;
-                self.organization(n).map(|e| e as &dyn EntityData)
-            }
-            Kind::Team => self.team(id).map(|e| e as &dyn EntityData),
-            Kind::Other => {
-                // Access packages are not entities of the store: only their ids
-                // are used.
-                self.extra
-                    .get(&core_uid(ty, id))
-                    .map(|e| e as &dyn EntityData)
-            }
-        }
-    }
 }
 
 /// An entity given in Cedar's own format (or a schema action), with its place in

@@ -1,8 +1,10 @@
 //! The world at one moment: the persistent maps of records and their look-ups.
 
-use super::entity::CedarEntity;
+use super::entity::{kind, CedarEntity, Kind};
 use super::records::{map, Employee, Id, Map, OrgNo, Organization, SystemUser, Team};
-use cedar_policy_core::ast::{self, EntityUID};
+use crate::engine::value::{EntityData, Store};
+use crate::model::core_uid;
+use cedar_policy_core::ast::{self, EntityType, EntityUID};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -150,5 +152,28 @@ impl WorldCounts {
     /// Records that are Cedar entities (client links are attributes, not entities).
     pub fn entities(&self) -> usize {
         self.organizations + self.system_users + self.teams + self.employees + self.extra_entities
+    }
+}
+
+/// The engine reads Vakt's records in place, and entities of Cedar's own format
+/// from `extra`.
+impl Store for World {
+    fn entity(&self, ty: &EntityType, id: &str) -> Option<&dyn EntityData> {
+        match kind(ty) {
+            Kind::Employee => self.employee(id).map(|e| e as &dyn EntityData),
+            Kind::SystemUser => self.system_user(id).map(|e| e as &dyn EntityData),
+            Kind::Organization => {
+                let n = OrgNo::from_digits(id)?;
+                self.organization(n).map(|e| e as &dyn EntityData)
+            }
+            Kind::Team => self.team(id).map(|e| e as &dyn EntityData),
+            Kind::Other => {
+                // Access packages are not entities of the store: only their ids
+                // are used.
+                self.extra
+                    .get(&core_uid(ty, id))
+                    .map(|e| e as &dyn EntityData)
+            }
+        }
     }
 }
