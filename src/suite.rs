@@ -457,31 +457,16 @@ fn key_text(k: &serde_yaml::Value) -> String {
 
 /// `` `key` (did you mean `nearest`?) ``, or the keys this level has.
 fn hint(key: &str, known: &[&str]) -> String {
+    let lower = key.to_lowercase();
     let nearest = known
         .iter()
-        .map(|k| (distance(&key.to_lowercase(), &k.to_lowercase()), *k))
+        .map(|k| (strsim::levenshtein(&lower, &k.to_lowercase()), *k))
         .filter(|(d, k)| d * 2 <= key.len().max(k.len()))
         .min();
     match nearest {
         Some((_, k)) => format!("`{key}` (did you mean `{k}`?)"),
         None => format!("`{key}` (the keys here are {})", known.join(", ")),
     }
-}
-
-/// Edit distance between two short strings.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// One step from a YAML document's root towards a node.

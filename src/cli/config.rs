@@ -215,26 +215,10 @@ fn closest<'a>(key: &str, serve: &'a Command) -> Option<&'a str> {
         .get_arguments()
         .filter_map(|a| a.get_long())
         .filter(|l| !NOT_SETTINGS.contains(l))
-        .map(|l| (distance(&normal, l), l))
+        .map(|l| (strsim::levenshtein(&normal, l), l))
         .filter(|(d, l)| *d <= 3.max(l.len() / 4))
         .min()
         .map(|(_, l)| l)
-}
-
-/// Edit distance between two short strings.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The effective settings of `vakt serve` as TOML, each with where it came from,
@@ -303,6 +287,12 @@ mod tests {
 
     #[test]
     fn misspelt_keys_are_near() {
-        assert_eq!(distance("max-inflight", "max-in-flight"), 1);
+        let serve = Command::new("serve")
+            .arg(clap::Arg::new("a").long("max-in-flight"))
+            .arg(clap::Arg::new("b").long("listen"));
+        assert_eq!(closest("max_inflight", &serve), Some("max-in-flight"));
+        assert_eq!(closest("lisen", &serve), Some("listen"));
+        // Too far from every setting: no guess rather than a wrong one.
+        assert_eq!(closest("policy-directory", &serve), None);
     }
 }
