@@ -232,7 +232,7 @@ fn run_suite(file: &SuiteFile, base: &Sources, report: &mut Report) {
         Ok(t) => t.as_str(),
         Err(e) => return fail(report, String::new(), e.clone()),
     };
-    let value = match serde_yaml::from_str::<serde_yaml::Value>(text) {
+    let value = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
         Err(e) => {
             let at = e
                 .location()
@@ -323,10 +323,10 @@ const CASE_KEYS: [&str; 9] = [
 fn read_suite(
     file: &str,
     text: &str,
-    value: serde_yaml::Value,
+    value: serde_yaml_ng::Value,
     problems: &mut Vec<Problem>,
 ) -> Option<(SuiteDoc, Vec<(usize, CaseDoc)>)> {
-    use serde_yaml::Value;
+    use serde_yaml_ng::Value;
     let problem = |steps: &[Step], m: String| Problem::new(file, line_at(text, steps), m);
     let Value::Mapping(mut top) = value else {
         problems.push(Problem::new(
@@ -402,13 +402,13 @@ fn read_suite(
 
 /// Checks that case `i` reads as a [`CaseDoc`]; else where and what is wrong,
 /// naming the case.
-fn read_case(text: &str, i: usize, item: &serde_yaml::Value) -> Result<(), (Vec<Step>, String)> {
-    let label = match item.get("name").and_then(serde_yaml::Value::as_str) {
+fn read_case(text: &str, i: usize, item: &serde_yaml_ng::Value) -> Result<(), (Vec<Step>, String)> {
+    let label = match item.get("name").and_then(serde_yaml_ng::Value::as_str) {
         Some(n) => format!("case {} {n:?}", i + 1),
         None => format!("case {}", i + 1),
     };
     let mut at = case_steps(i);
-    if let serde_yaml::Value::Mapping(m) = item {
+    if let serde_yaml_ng::Value::Mapping(m) = item {
         let unknown: Vec<String> = m
             .keys()
             .map(key_text)
@@ -446,10 +446,10 @@ fn case_steps(i: usize) -> Vec<Step> {
 }
 
 /// A mapping key as written.
-fn key_text(k: &serde_yaml::Value) -> String {
+fn key_text(k: &serde_yaml_ng::Value) -> String {
     match k {
-        serde_yaml::Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other)
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
     }
@@ -493,12 +493,12 @@ fn line_at(text: &str, steps: &[Step]) -> String {
 }
 
 /// The 1-based line of the node `steps` lead to in the YAML `text`: of the key
-/// itself when the last step is a key. serde_yaml's values carry no positions, so
+/// itself when the last step is a key. serde_yaml_ng's values carry no positions, so
 /// the text is read again, skipping everything off the path, and stopped with an
-/// error at the node: serde_yaml gives an error the position of the node it arose at.
+/// error at the node: serde_yaml_ng gives an error the position of the node it arose at.
 fn line_of(text: &str, steps: &[Step]) -> Option<usize> {
     use serde::de::DeserializeSeed;
-    match Probe(steps).deserialize(serde_yaml::Deserializer::from_str(text)) {
+    match Probe(steps).deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
         Err(e) if e.to_string().contains(PROBE_FOUND) => e.location().map(|l| l.line()),
         _ => None,
     }
@@ -794,13 +794,13 @@ mod key_tests {
                 .map(|k| k.trim_matches(|c| c == '`' || c == ' ').to_owned())
                 .collect()
         };
-        let e = serde_yaml::from_str::<CaseDoc>("nope: 1").unwrap_err();
+        let e = serde_yaml_ng::from_str::<CaseDoc>("nope: 1").unwrap_err();
         let want: BTreeSet<String> = CASE_KEYS.iter().map(|k| k.to_string()).collect();
         assert_eq!(
             listed(e.to_string().split(" at line").next().unwrap().into()),
             want
         );
-        let e = serde_yaml::from_str::<SuiteDoc>("nope: 1").unwrap_err();
+        let e = serde_yaml_ng::from_str::<SuiteDoc>("nope: 1").unwrap_err();
         let want: BTreeSet<String> = SUITE_KEYS.iter().map(|k| k.to_string()).collect();
         assert_eq!(
             listed(e.to_string().split(" at line").next().unwrap().into()),

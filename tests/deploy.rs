@@ -6,7 +6,7 @@
 //! on the volumes they need, and the decision log on a volume of each pod's own.
 //! The Dockerfile builds with the command CI runs.
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -78,7 +78,7 @@ fn render(overlay: &str) -> String {
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_yaml_ng::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect()
 }

@@ -617,7 +617,7 @@ fn parse_yaml(file: usize, src: &SourceFile) -> Parsed {
     let mut out = Parsed::default();
     let text = src.text.as_str();
     // Into YAML's own value first: it refuses a key given twice, at any depth.
-    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+    let value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             let at = e
@@ -632,7 +632,7 @@ fn parse_yaml(file: usize, src: &SourceFile) -> Parsed {
         }
     };
     let map = match value {
-        serde_yaml::Value::Sequence(_) => {
+        serde_yaml_ng::Value::Sequence(_) => {
             match serde_json::to_value(&value) {
                 Ok(v) => out.cedar_json.push(v),
                 Err(e) => out.problems.push((
@@ -642,8 +642,8 @@ fn parse_yaml(file: usize, src: &SourceFile) -> Parsed {
             }
             return out;
         }
-        serde_yaml::Value::Mapping(m) => m,
-        serde_yaml::Value::Null => return out,
+        serde_yaml_ng::Value::Mapping(m) => m,
+        serde_yaml_ng::Value::Null => return out,
         _ => {
             out.problems.push((
                 whole(file, String::new()),
@@ -669,8 +669,8 @@ fn parse_yaml(file: usize, src: &SourceFile) -> Parsed {
             }
         };
         let records = match v {
-            serde_yaml::Value::Sequence(s) => s,
-            serde_yaml::Value::Null => Vec::new(),
+            serde_yaml_ng::Value::Sequence(s) => s,
+            serde_yaml_ng::Value::Null => Vec::new(),
             _ => {
                 out.problems.push((
                     whole(file, String::new()),
@@ -712,7 +712,7 @@ struct YamlRecords<'t, 'p> {
 impl YamlRecords<'_, '_> {
     fn parse<R: serde::de::DeserializeOwned>(
         &mut self,
-        records: Vec<serde_yaml::Value>,
+        records: Vec<serde_yaml_ng::Value>,
     ) -> Vec<(Origin, R)> {
         let mut out = Vec::with_capacity(records.len());
         for (i, v) in records.into_iter().enumerate() {
@@ -775,4 +775,69 @@ fn find_value(text: &str, from: usize, value: &str) -> Option<usize> {
         start = at + value.len().max(1);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Parsed {
+        let src = SourceFile {
+            name: "t.yaml".into(),
+            text: text.into(),
+        };
+        parse_yaml(0, &src)
+    }
+
+    // The YAML library must refuse a repeated key itself, at any depth, with a
+    // line and column (those of the mapping that holds the key twice): the loader
+    // relies on that and checks nothing after it.
+    #[test]
+    fn yaml_key_given_twice_is_refused_with_its_position() {
+        let p = parse("organizations:\n  - orgNumber: \"310001015\"\n    name: A\n    name: B\n");
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        let (at, msg) = &p.problems[0];
+        assert_eq!(at.at, "2:5", "{msg}");
+        assert!(msg.contains("duplicate entry with key \"name\""), "{msg}");
+        // The same record with the key once loads.
+        let ok = parse("organizations:\n  - orgNumber: \"310001015\"\n    name: A\n");
+        assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+        assert_eq!(ok.orgs.len(), 1);
+    }
+
+    #[test]
+    fn yaml_anchor_and_alias_are_resolved() {
+        // A whole record repeated through an alias (the duplicate id is caught
+        // later, across files; parsing only has to expand it).
+        let p = parse("organizations:\n  - &o {orgNumber: \"310001015\", name: A}\n  - *o\n");
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(p.orgs.len(), 2);
+        assert_eq!(p.orgs[1].1.org_number, "310001015");
+        assert_eq!(p.orgs[1].1.name, "A");
+        let q = parse("organizations:\n  - {orgNumber: &n \"310001015\", name: *n}\n");
+        assert!(q.problems.is_empty(), "{:?}", q.problems);
+        assert_eq!(q.orgs[0].1.name, "310001015");
+    }
+
+    // YAML 1.1 merge keys (`<<:`) are not applied, as the README says: a record
+    // that takes its id from one is refused, not loaded with a guessed id.
+    #[test]
+    fn yaml_merge_keys_are_not_applied() {
+        let p = parse("organizations:\n  - <<: {orgNumber: \"310001015\"}\n    name: A\n");
+        assert!(p.orgs.is_empty());
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        assert!(
+            p.problems[0].1.contains("missing field `orgNumber`"),
+            "{:?}",
+            p.problems
+        );
+    }
+
+    #[test]
+    fn yaml_org_number_written_as_a_number_is_refused() {
+        let p = parse("organizations:\n  - {orgNumber: 310001015, name: A}\n");
+        assert!(p.orgs.is_empty());
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        assert!(p.problems[0].1.contains("orgNumber"), "{:?}", p.problems);
+    }
 }
