@@ -32,7 +32,7 @@ fn check_and_decide(raw: RawRequest) {
 /// endpoints reads one.
 pub fn request(data: &[u8]) {
     use prost::Message as _;
-    crate::server::read_authzen_body(default_snapshot(), data);
+    authzen_body(default_snapshot(), data);
     if let Ok(r) = crate::proto::AuthorizeRequest::decode(data) {
         check_and_decide(r.into());
     }
@@ -166,4 +166,47 @@ pub fn config_or_properties(data: &[u8]) {
     };
     let _ = crate::cli::check_config_text(text);
     let _ = crate::verify::Properties::parse("properties.toml", text, &default_rules().schema);
+}
+
+/// A body read as each AuthZEN endpoint reads it, and what it asks decided or
+/// searched against `snap`, with nothing served or logged. Whatever the bytes, it
+/// returns.
+fn authzen_body(snap: &Snapshot, body: &[u8]) {
+    use crate::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
+    use crate::server::authzen::{allowed_actions, batch, item, wire};
+    let Ok(serde_json::Value::Object(body)) = crate::json::parse(body) else {
+        return;
+    };
+    let decide_raw = |raw| {
+        if let Ok(q) = Query::check(snap, raw, "") {
+            let _ = decide(snap, &q);
+        }
+    };
+    let defaults = wire::Entities::of(&body);
+    if let Ok(raw) = wire::evaluation(defaults) {
+        decide_raw(raw);
+    }
+    // Bounded as the batch endpoint's limit bounds it, so one input stays fast.
+    if let Ok((items, _)) = batch(&body) {
+        for (i, it) in items.iter().enumerate().take(64) {
+            if let Ok(raw) = item(i, it, defaults) {
+                decide_raw(raw);
+            }
+        }
+    }
+    let size = page_size(wire::page(&body).map_or(0, |(_, limit)| limit));
+    let _ = wire::query_text(&body);
+    if let Ok(Some(raw)) = wire::subject_search(&body) {
+        if let Ok(q) = who_can_query(snap, raw) {
+            let _ = who_can(snap, &q, None, size);
+        }
+    }
+    if let Ok(Some(raw)) = wire::resource_search(&body) {
+        if let Ok(q) = what_can_query(snap, raw) {
+            let _ = what_can(snap, &q, None, size);
+        }
+    }
+    if let Ok(Some(raw)) = wire::action_search(&body) {
+        let _ = allowed_actions(snap, &raw);
+    }
 }

@@ -16,7 +16,7 @@
 mod accept;
 mod admin;
 mod authorize;
-mod authzen;
+pub(crate) mod authzen;
 mod batch;
 mod budget;
 mod call;
@@ -32,7 +32,6 @@ mod tls;
 
 pub use accept::{incoming, AcceptLimits, Connections, Listener};
 pub use admin::{serve_admin, AdminState};
-pub(crate) use authzen::read_body_every_way as read_authzen_body;
 pub use authzen::serve_authzen;
 pub use call::{
     Options, Shadow, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,

@@ -13,7 +13,7 @@
 //! `wire.rs` reads and writes AuthZEN's JSON; this file routes, limits and
 //! answers. A malformed request is a 400 naming the member, never a decision.
 
-mod wire;
+pub(crate) mod wire;
 
 use super::accept::{ConnInfo, Listener};
 use super::authorize::decide_and_log;
@@ -406,14 +406,14 @@ fn answer_of(r: &proto::AuthorizeResponse) -> Value {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Semantic {
+pub(crate) enum Semantic {
     ExecuteAll,
     DenyOnFirstDeny,
     PermitOnFirstPermit,
 }
 
 /// A batch's items, and how they are evaluated (`options.evaluations_semantic`).
-fn batch(body: &Map<String, Value>) -> Result<(&[Value], Semantic), BadRequest> {
+pub(crate) fn batch(body: &Map<String, Value>) -> Result<(&[Value], Semantic), BadRequest> {
     let items: &[Value] = match body.get("evaluations") {
         None | Some(Value::Null) => &[],
         Some(Value::Array(a)) => a,
@@ -442,7 +442,11 @@ fn batch(body: &Map<String, Value>) -> Result<(&[Value], Semantic), BadRequest> 
 }
 
 /// Item `i` of a batch as Vakt's request: its members over the batch's.
-fn item(i: usize, item: &Value, defaults: Entities<'_>) -> Result<RawRequest, BadRequest> {
+pub(crate) fn item(
+    i: usize,
+    item: &Value,
+    defaults: Entities<'_>,
+) -> Result<RawRequest, BadRequest> {
     match item {
         Value::Object(m) => wire::evaluation(Entities::over(m, defaults)),
         _ => Err(BadRequest(format!("evaluations[{i}]: must be an object"))),
@@ -599,7 +603,10 @@ async fn search_action(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value, 
 
 /// The actions, each with a package the request's system user holds, that its
 /// employee may take for its client; an error when its context fits none.
-fn allowed_actions(snap: &Snapshot, raw: &RawRequest) -> Result<Vec<Value>, InvalidField> {
+pub(crate) fn allowed_actions(
+    snap: &Snapshot,
+    raw: &RawRequest,
+) -> Result<Vec<Value>, InvalidField> {
     let packages: Vec<String> = snap
         .world
         .system_user(&raw.system_user_id)
@@ -635,45 +642,5 @@ fn allowed_actions(snap: &Snapshot, raw: &RawRequest) -> Result<Vec<Value>, Inva
     match (fitted, first_problem) {
         (false, Some(e)) => Err(e),
         _ => Ok(results),
-    }
-}
-
-/// A body read as each endpoint reads it, and what it asks decided or searched
-/// against `snap`, with nothing served or logged: how the fuzz target `request`
-/// reaches AuthZEN's readers (`crate::fuzz`). Whatever the bytes, it returns.
-pub(crate) fn read_body_every_way(snap: &Snapshot, body: &[u8]) {
-    let Ok(Value::Object(body)) = crate::json::parse(body) else {
-        return;
-    };
-    let decide_raw = |raw| {
-        if let Ok(q) = Query::check(snap, raw, "") {
-            let _ = decide(snap, &q);
-        }
-    };
-    let defaults = Entities::of(&body);
-    if let Ok(raw) = wire::evaluation(defaults) {
-        decide_raw(raw);
-    }
-    if let Ok((items, _)) = batch(&body) {
-        for (i, it) in items.iter().enumerate().take(64) {
-            if let Ok(raw) = item(i, it, defaults) {
-                decide_raw(raw);
-            }
-        }
-    }
-    let size = page_size(wire::page(&body).map_or(0, |(_, limit)| limit));
-    let _ = wire::query_text(&body);
-    if let Ok(Some(raw)) = wire::subject_search(&body) {
-        if let Ok(q) = who_can_query(snap, raw) {
-            let _ = who_can(snap, &q, None, size);
-        }
-    }
-    if let Ok(Some(raw)) = wire::resource_search(&body) {
-        if let Ok(q) = what_can_query(snap, raw) {
-            let _ = what_can(snap, &q, None, size);
-        }
-    }
-    if let Ok(Some(raw)) = wire::action_search(&body) {
-        let _ = allowed_actions(snap, &raw);
     }
 }

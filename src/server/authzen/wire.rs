@@ -16,7 +16,7 @@ pub(super) const ORGANIZATION: &str = "organization";
 
 /// A request that is not well-formed; answered with 400 and this message.
 #[derive(Debug)]
-pub(super) struct BadRequest(pub String);
+pub(crate) struct BadRequest(pub String);
 
 fn bad(path: &str, what: &str) -> BadRequest {
     BadRequest(format!("{path}: {what}"))
@@ -24,7 +24,7 @@ fn bad(path: &str, what: &str) -> BadRequest {
 
 /// The four members of an evaluation, each as given (after defaults).
 #[derive(Clone, Copy, Default)]
-pub(super) struct Entities<'a> {
+pub(crate) struct Entities<'a> {
     pub subject: Option<&'a Value>,
     pub action: Option<&'a Value>,
     pub resource: Option<&'a Value>,
@@ -149,7 +149,7 @@ fn employee(v: Option<&Value>) -> Result<String, BadRequest> {
 }
 
 /// One access evaluation as Vakt's request.
-pub(super) fn evaluation(e: Entities<'_>) -> Result<RawRequest, BadRequest> {
+pub(crate) fn evaluation(e: Entities<'_>) -> Result<RawRequest, BadRequest> {
     let employee_id = employee(e.subject)?;
     let (action, package) = action(e.action)?;
     let access_package =
@@ -168,7 +168,7 @@ pub(super) fn evaluation(e: Entities<'_>) -> Result<RawRequest, BadRequest> {
 /// Subject search (who can): the request, or None when the types asked about
 /// are not Vakt's (no results). The resource is a system user with the client
 /// as its property, or an organisation (the client, through any system user).
-pub(super) fn subject_search(body: &Map<String, Value>) -> Result<Option<RawRequest>, BadRequest> {
+pub(crate) fn subject_search(body: &Map<String, Value>) -> Result<Option<RawRequest>, BadRequest> {
     let subject = object(body.get("subject"), "subject")?;
     let t = string(subject, "type", "subject")?;
     let (action, package) = action(body.get("action"))?;
@@ -201,7 +201,7 @@ pub(super) fn subject_search(body: &Map<String, Value>) -> Result<Option<RawRequ
 
 /// Resource search (what can): the request, or None when the types asked about
 /// are not Vakt's. The client and the package are optional filters.
-pub(super) fn resource_search(body: &Map<String, Value>) -> Result<Option<RawRequest>, BadRequest> {
+pub(crate) fn resource_search(body: &Map<String, Value>) -> Result<Option<RawRequest>, BadRequest> {
     let (_, st, id) = typed(body.get("subject"), "subject")?;
     let (action, package) = action(body.get("action"))?;
     let resource = object(body.get("resource"), "resource")?;
@@ -224,7 +224,7 @@ pub(super) fn resource_search(body: &Map<String, Value>) -> Result<Option<RawReq
 
 /// Action search: the employee, the system user and client, and the context;
 /// None when the types are not Vakt's.
-pub(super) fn action_search(body: &Map<String, Value>) -> Result<Option<RawRequest>, BadRequest> {
+pub(crate) fn action_search(body: &Map<String, Value>) -> Result<Option<RawRequest>, BadRequest> {
     let (_, st, id) = typed(body.get("subject"), "subject")?;
     let (m, rt, su) = typed(body.get("resource"), "resource")?;
     let ctx = context(body.get("context"))?;
@@ -245,7 +245,7 @@ pub(super) fn action_search(body: &Map<String, Value>) -> Result<Option<RawReque
 }
 
 /// A search's `page`: its token and limit.
-pub(super) fn page(body: &Map<String, Value>) -> Result<(String, u32), BadRequest> {
+pub(crate) fn page(body: &Map<String, Value>) -> Result<(String, u32), BadRequest> {
     let Some(page) = opt_object(body, "page", "")? else {
         return Ok((String::new(), 0));
     };
@@ -263,7 +263,7 @@ pub(super) fn page(body: &Map<String, Value>) -> Result<(String, u32), BadReques
 }
 
 /// The request without its `page`, which names the query a token belongs to.
-pub(super) fn query_text(body: &Map<String, Value>) -> String {
+pub(crate) fn query_text(body: &Map<String, Value>) -> String {
     let mut m = body.clone();
     m.remove("page");
     Value::Object(m).to_string()
