@@ -359,6 +359,28 @@ pub async fn eventually(limit: std::time::Duration, what: &str, mut done: impl F
     }
 }
 
+/// Polls `cond` every 10 ms until it holds and returns how long that took; panics
+/// naming `what` and the time waited once `limit` has passed. The blocking twin of
+/// [`eventually`], for tests that run outside an async runtime. The short period keeps
+/// the returned time close to the moment the state changed, which tests that measure
+/// how fast a change applies rely on.
+pub fn until(
+    limit: std::time::Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        let waited = start.elapsed();
+        assert!(
+            waited < limit,
+            "waited {waited:?} (limit {limit:?}) for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
 // The admin HTTP listener (`--metrics-listen`), as a probe or scraper sees it.
 
 /// The admin listener's address, from the "admin listening" diagnostic.
