@@ -39,15 +39,6 @@ fn decide(s: &Spawned, employee: &str) -> Decision {
     })
 }
 
-/// Polls `cond` every 20 ms for at most `limit`.
-fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Asks about `employee` without pause on a thread of its own, until stopped;
 /// counts the ALLOWs and the answers.
 struct Watcher {
