@@ -74,15 +74,6 @@ fn decide(s: &Spawned, employee: &str, su: &str, client: &str) -> vakt::proto::A
     decide_at(s, employee, su, client, REGNSKAP, 0)
 }
 
-fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
-}
-
 /// A sidecar following the database of `url`, connected as the reader role.
 fn serve(url: &str, extra: &[&str]) -> Spawned {
     let url = as_role(url, READER);
