@@ -35,18 +35,6 @@ fn decide(s: &Spawned, employee: &str, su: &str, client: &str) -> vakt::proto::A
     })
 }
 
-/// Polls `cond` (every 50 ms, at most `limit`), panicking with `what` if it never holds.
-fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited {limit:?} for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Rewrites `file` by writing a temporary file and renaming it over, as editors do.
 fn save(file: &Path, text: &str) {
     let tmp = file.with_extension("tmp~");
@@ -178,6 +166,8 @@ fn touching_a_file_changes_nothing() {
     let text = std::fs::read_to_string(&f).unwrap();
     std::fs::write(&f, &text).unwrap();
     save(&f, &text);
+    // Deliberate pause, not a wait: nothing observable happens when nothing
+    // changes, so let eight rescan intervals pass before checking that none applied.
     std::thread::sleep(Duration::from_millis(800));
     let st = status(&s);
     assert_eq!(
@@ -308,6 +298,8 @@ fn a_call_waits_for_the_change_it_asks_for_then_fails_closed() {
             })
         })
     };
+    // Deliberate pause: gives the waiting call a head start. Either order is
+    // allowed (see below), so this only makes the interesting one likely.
     std::thread::sleep(Duration::from_millis(50));
     unlink_bakeri(dir.path());
     let r = waiter.join().unwrap();
@@ -362,8 +354,11 @@ fn sighup_while_a_large_world_loads_does_not_kill_the_sidecar() {
     std::thread::spawn(move || for _ in lines {});
     for _ in 0..20 {
         signal(child.id() as i32, libc::SIGHUP);
+        // Deliberate pacing: spreads the signals over the load.
         std::thread::sleep(Duration::from_millis(25));
     }
+    // Deliberate pause: gives a sidecar that a signal killed time to exit before
+    // checking that it still runs.
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         matches!(child.try_wait(), Ok(None)),
