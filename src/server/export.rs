@@ -521,3 +521,217 @@ fn render_process(e: &mut Exposition) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision_log::{DecisionLog, LogOptions};
+    use crate::snapshot::{Snapshot, Sources};
+    use std::time::Duration;
+
+    /// The text `render` gave for `fixed_state` before the metrics were listed in
+    /// one table (with `steady`'s placeholders); the table must not change a byte
+    /// of it.
+    const GOLDEN: &str = include_str!("export_golden.prom");
+
+    /// The OTLP instruments `register_otlp` made for `fixed_state` before the table,
+    /// as `otlp_lines` lists them.
+    const OTLP_GOLDEN: &str = include_str!("export_golden.otlp");
+
+    /// A sidecar with every counter moved, a file sink, a failed reload and a
+    /// failed sync, so each family has samples.
+    fn fixed_state(dir: &std::path::Path) -> Vakt {
+        let snap = Snapshot::build(&Sources::embedded()).expect("the embedded default loads");
+        let spec = format!("file:{}", dir.join("decisions.log").display())
+            .parse()
+            .expect("a file sink spec");
+        let (log, _writers) =
+            DecisionLog::open(&[spec], &LogOptions::default()).expect("the sink opens");
+        let vakt = Vakt::new(snap, log);
+        let m = &vakt.metrics;
+        m.call(
+            super::super::metrics::Method::Authorize,
+            tonic::Code::Ok,
+            Duration::from_millis(3),
+        );
+        m.call(
+            super::super::metrics::Method::AuthzenEvaluation,
+            tonic::Code::ResourceExhausted,
+            Duration::from_micros(40),
+        );
+        m.decision(false, true, &[]);
+        m.decision(true, false, &[]);
+        m.denies_by_policy.add("policy0");
+        m.shadow(true, true);
+        m.shadow(false, false);
+        vakt.in_flight.store(2, Ordering::Relaxed);
+        vakt.data.applied();
+        vakt.data
+            .fail(crate::source::SyncState::ReloadFailed, "bad".to_owned());
+        vakt.data
+            .fail(crate::source::SyncState::Reconnecting, "lost".to_owned());
+        vakt
+    }
+
+    /// The rendered text with what moves by itself (the data's age, the process's
+    /// figures) replaced by `V`, and what differs from build to build or run to run
+    /// (the build's labels, the policy revisions, the sink's temporary path) by a
+    /// fixed word.
+    fn steady(vakt: &Vakt, text: &str, dir: &std::path::Path) -> String {
+        let snap = vakt.snapshot.load();
+        let text = text
+            .replace(
+                &format!(
+                    "version=\"{BUILD_VERSION}\",commit=\"{BUILD_COMMIT}\",build_date=\"{BUILD_DATE}\""
+                ),
+                "BUILD",
+            )
+            .replace(
+                &format!(
+                    "revision=\"{}\",rules_revision=\"{}\"",
+                    snap.revision, snap.rules_revision
+                ),
+                "REVISIONS",
+            )
+            .replace(&dir.display().to_string(), "DIR");
+        text.lines()
+            .map(|l| {
+                if l.starts_with("vakt_data_age_seconds ") || l.starts_with("process_") {
+                    format!("{} V\n", l.split(' ').next().unwrap_or_default())
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_text_is_unchanged() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let vakt = fixed_state(dir.path());
+        let text = steady(&vakt, &render(&vakt), dir.path());
+        if text != GOLDEN {
+            eprintln!("----\n{text}----");
+        }
+        assert_eq!(text, GOLDEN);
+    }
+
+    /// An exporter that keeps, as text, what `describe` makes of the last export.
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for Capture {
+        fn export(
+            &self,
+            rm: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+        ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send
+        {
+            *self.0.lock().expect("not poisoned") = describe(rm);
+            std::future::ready(Ok(()))
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+        fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+            opentelemetry_sdk::metrics::Temporality::Cumulative
+        }
+    }
+
+    /// One line per instrument (name, unit, description, value type and kind) and
+    /// one per data point (attributes and value; `V` for the figures that move by
+    /// themselves), sorted, since the SDK keeps data points in no fixed order.
+    fn describe(rm: &opentelemetry_sdk::metrics::data::ResourceMetrics) -> Vec<String> {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        fn points<T: std::fmt::Display + Copy>(
+            out: &mut Vec<String>,
+            name: &str,
+            moving: bool,
+            data: &MetricData<T>,
+        ) -> &'static str {
+            // The SDK keeps attributes in no fixed order either.
+            let mut add = |mut attrs: Vec<String>, v: T| {
+                attrs.sort();
+                let v = if moving {
+                    "V".to_owned()
+                } else {
+                    v.to_string()
+                };
+                out.push(format!("{name} {{{}}} {v}", attrs.join(",")));
+            };
+            let kv = |a: &opentelemetry::KeyValue| format!("{}={}", a.key, a.value);
+            match data {
+                MetricData::Gauge(g) => {
+                    for p in g.data_points() {
+                        add(p.attributes().map(kv).collect(), p.value());
+                    }
+                    "gauge"
+                }
+                MetricData::Sum(s) => {
+                    for p in s.data_points() {
+                        add(p.attributes().map(kv).collect(), p.value());
+                    }
+                    if s.is_monotonic() {
+                        "sum monotonic"
+                    } else {
+                        "sum"
+                    }
+                }
+                MetricData::Histogram(_) => "histogram",
+                MetricData::ExponentialHistogram(_) => "exponential histogram",
+            }
+        }
+        let mut out = Vec::new();
+        for scope in rm.scope_metrics() {
+            for m in scope.metrics() {
+                let name = m.name();
+                let moving = name.starts_with("process.") || name == "vakt.data.age";
+                let (ty, kind) = match m.data() {
+                    AggregatedMetrics::U64(d) => ("u64", points(&mut out, name, moving, d)),
+                    AggregatedMetrics::I64(d) => ("i64", points(&mut out, name, moving, d)),
+                    AggregatedMetrics::F64(d) => ("f64", points(&mut out, name, moving, d)),
+                };
+                out.push(format!(
+                    "{name} unit={:?} description={:?} {ty} {kind}",
+                    m.unit(),
+                    m.description()
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// What `register_otlp` registers for `vakt`, collected once, as `describe`
+    /// lists it, with the build's labels and the sink's path as fixed words.
+    fn otlp_lines(vakt: &std::sync::Arc<Vakt>, dir: &std::path::Path) -> String {
+        use opentelemetry::metrics::MeterProvider as _;
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader =
+            opentelemetry_sdk::metrics::PeriodicReader::builder(Capture(got.clone())).build();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(reader)
+            .build();
+        register_otlp(&provider.meter("vakt"), std::sync::Arc::downgrade(vakt));
+        provider.force_flush().expect("the reader collects");
+        let lines = got.lock().expect("not poisoned").clone();
+        let _ = provider.shutdown();
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        text.replace(&format!("version={BUILD_VERSION}"), "version=VERSION")
+            .replace(BUILD_COMMIT, "COMMIT")
+            .replace(BUILD_DATE, "DATE")
+            .replace(&dir.display().to_string(), "DIR")
+    }
+
+    #[test]
+    fn otlp_instruments_are_unchanged() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let vakt = std::sync::Arc::new(fixed_state(dir.path()));
+        let text = otlp_lines(&vakt, dir.path());
+        if text != OTLP_GOLDEN {
+            eprintln!("----\n{text}----");
+        }
+        assert_eq!(text, OTLP_GOLDEN);
+    }
+}
