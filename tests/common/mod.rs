@@ -323,6 +323,14 @@ impl Drop for Spawned {
     }
 }
 
+/// Runs the vakt binary with `args` to the end and returns what it printed.
+pub fn vakt(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Sends `sig` to process `pid`.
 pub fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
