@@ -3,15 +3,9 @@
 //! failing, 2 usage error or unreadable input).
 
 mod common;
+use common::vakt;
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn vakt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
