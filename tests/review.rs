@@ -10,15 +10,8 @@ mod common;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use vakt::decide::{decide, Query, RawRequest};
-
-fn vakt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn review_json(args: &[&str], dir: &Path) -> serde_json::Value {
     let out = dir.join("review.json");
