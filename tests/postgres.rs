@@ -21,13 +21,6 @@ use vakt::proto::{Decision, StatusRequest, StatusResponse};
 
 const WORLD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/world");
 
-fn vakt(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
