@@ -17,13 +17,6 @@ use std::process::{Command, Output};
 use std::time::Duration;
 use tonic::Code;
 
-fn vakt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -107,9 +100,31 @@ fn every_kind_of_tampering_is_caught_and_named() {
     let log = dir.path().join("decisions.jsonl");
     let s = serve_signed(&log, &key, &[]);
     calls(&s, &["kari", "per", "ola", "kari"]);
-    // Idle long enough for a checkpoint of the first four records.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The copies of signed checkpoints in the diagnostic log so far: the last
+    // record each covers.
+    let copied = |s: &Spawned| -> Vec<u64> {
+        s.diagnostics()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["fields"]["checkpoint"].as_str().map(str::to_owned))
+            .filter_map(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+            .filter_map(|c| c["last_seq"].as_u64())
+            .collect()
+    };
+    // Idle until the sink has signed a checkpoint of the first four records...
+    until(
+        Duration::from_secs(10),
+        "a checkpoint of the first four records",
+        || copied(&s).contains(&4),
+    );
     calls(&s, &["per", "kari", "ola", "kari"]);
+    // ...and one of all eight, whose copy shows the first one's to be older (the
+    // rollback case below).
+    until(
+        Duration::from_secs(10),
+        "a checkpoint of all eight records",
+        || copied(&s).contains(&8),
+    );
     let diagnostics = s.diagnostics();
     s.stop();
     // The copies of the checkpoints in the diagnostic log, as an operator keeps them.
@@ -479,15 +494,14 @@ fn a_write_past_the_file_size_limit_fails_closed_and_recovers_by_itself() {
         assert!(text
             .lines()
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
-        let mut not_serving = false;
-        for _ in 0..50 {
-            if health(url.clone()).await == 2 {
-                not_serving = true;
-                break;
-            }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while health(url.clone()).await != 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "health did not turn NOT_SERVING"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(not_serving, "health did not turn NOT_SERVING");
         // Still failing closed while the fault lasts.
         let again = c
             .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
@@ -503,15 +517,14 @@ fn a_write_past_the_file_size_limit_fails_closed_and_recovers_by_itself() {
             .unwrap()
             .into_inner();
         assert_eq!(ok.decision(), vakt::proto::Decision::Allow);
-        let mut serving = false;
-        for _ in 0..50 {
-            if health(url.clone()).await == 1 {
-                serving = true;
-                break;
-            }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while health(url.clone()).await != 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "health did not recover"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(serving, "health did not recover");
     });
     let diagnostics = s.diagnostics();
     s.stop();
