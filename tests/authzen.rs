@@ -501,9 +501,19 @@ fn the_connection_limit_counts_both_listeners() {
     let dir = tempfile::tempdir().unwrap();
     let (s, http, _) = start(dir.path(), &["--max-connections", "1"]);
     let body = evaluation("kari", "tk-regnskap", "310015156", REGNSKAP).to_string();
-    let grpc = std::net::TcpStream::connect(&s.addr).unwrap();
-    // The gRPC connection is counted once accepted.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut grpc = std::net::TcpStream::connect(&s.addr).unwrap();
+    // The gRPC connection is counted once accepted, before it is served: wait for
+    // the server's first HTTP/2 frame on it, which proves it was counted.
+    {
+        use std::io::{Read as _, Write as _};
+        grpc.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .unwrap();
+        grpc.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut frame_head = [0u8; 9];
+        grpc.read_exact(&mut frame_head)
+            .expect("the gRPC connection was not served within 10 s");
+    }
     let refused = http
         .agent
         .post(&format!("{}/access/v1/evaluation", http.base))
