@@ -84,10 +84,13 @@ fn calls_past_max_in_flight_are_shed_at_once_and_health_answers() {
             "1",
             "--sequence-wait",
             "3s",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
         false,
     );
     let url = s.url();
+    let admin = admin_addr(&s);
     s.with_client(|c| async move {
         // One call holds the only place: it waits for a data sequence that never
         // comes.
@@ -97,7 +100,12 @@ fn calls_past_max_in_flight_are_shed_at_once_and_health_answers() {
             req.min_data_sequence = 1 << 40;
             waiting.authorize(req).await
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        eventually(
+            Duration::from_secs(5),
+            "the held call to be in flight",
+            || sample(&get(&admin, "/metrics").1, "vakt_requests_in_flight") == Some(1.0),
+        )
+        .await;
         let mut other = c.clone();
         let started = std::time::Instant::now();
         let err = other
@@ -202,6 +210,9 @@ fn connections_past_the_cap_are_closed_at_once_and_freed_places_are_reused() {
         for _ in 0..2 {
             silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
         }
+        // Kept as a pause: the server shows no count of open connections, and a
+        // silent socket must stay silent. It gives the accept loop time to take
+        // the two before the extra one (it accepts in order anyway).
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
         assert!(
@@ -212,16 +223,31 @@ fn connections_past_the_cap_are_closed_at_once_and_freed_places_are_reused() {
         assert!(!closed_within(&mut silent[0], Duration::from_millis(300)).await);
         // Once they go, their places are free again.
         drop(silent);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut c =
-            vakt::proto::authorizer_client::AuthorizerClient::connect(format!("http://{addr}"))
+        // A new client is served once the server has seen them close; until then it
+        // is turned away, so try again until a deadline.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            let attempt = async {
+                let mut c = vakt::proto::authorizer_client::AuthorizerClient::connect(format!(
+                    "http://{addr}"
+                ))
                 .await
-                .unwrap();
-        let r = c
-            .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
-            .await
-            .unwrap()
-            .into_inner();
+                .map_err(|e| e.to_string())?;
+                c.authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match attempt.await {
+                Ok(r) => break r.into_inner(),
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "a freed place was not reused: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
         assert_eq!(r.decision(), Decision::Allow);
     });
     s.stop();
@@ -298,10 +324,13 @@ fn one_noisy_peer_cannot_take_every_place() {
             "1",
             "--sequence-wait",
             "3s",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
         false,
     );
     let addr = s.addr.clone();
+    let admin = admin_addr(&s);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let noisy = client_from("127.0.0.1", &addr).await;
@@ -312,7 +341,12 @@ fn one_noisy_peer_cannot_take_every_place() {
             req.min_data_sequence = 1 << 40;
             holder.authorize(req).await
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        eventually(
+            Duration::from_secs(5),
+            "the held call to be in flight",
+            || sample(&get(&admin, "/metrics").1, "vakt_requests_in_flight") == Some(1.0),
+        )
+        .await;
         let err = noisy
             .clone()
             .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
