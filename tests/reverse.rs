@@ -236,6 +236,8 @@ async fn pages_stay_on_the_world_they_began_on_and_expire() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    // Deliberate pause, not a wait: the tokens live 1.5 s (see serve_reverse
+    // above), so let that time pass for the second page's token to expire.
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let expired = s
         .client
