@@ -225,8 +225,11 @@ fn a_rotated_certificate_serves_new_connections_and_keeps_open_ones() {
         // new ones from a client that trusts both CAs: none may fail.
         let both = format!("{old_pem}{new_pem}");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Calls the stream has made so far, for the wait after the rotation.
+        let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stream = {
-            let (stop, addr, mut open) = (stop.clone(), addr.clone(), open.clone());
+            let (stop, made, addr, mut open) =
+                (stop.clone(), made.clone(), addr.clone(), open.clone());
             tokio::spawn(async move {
                 let (mut calls, mut failures) = (0, Vec::new());
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -242,6 +245,8 @@ fn a_rotated_certificate_serves_new_connections_and_keeps_open_ones() {
                         Err(e) => failures.push(format!("connecting: {e}")),
                     }
                     calls += 2;
+                    made.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+                    // Deliberate pacing between rounds, not a wait.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 (calls, failures)
@@ -270,7 +275,17 @@ fn a_rotated_certificate_serves_new_connections_and_keeps_open_ones() {
         // The connection made before the rotation still works, and no call of
         // the stream failed.
         ask(&mut open).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Let the stream run on past the rotation: two more rounds, on the new
+        // certificate, and at least ten calls in all.
+        let target = (made.load(std::sync::atomic::Ordering::Relaxed) + 4).max(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while made.load(std::sync::atomic::Ordering::Relaxed) < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the call stream stalled after the rotation"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (calls, failures) = stream.await.unwrap();
         assert!(calls >= 10, "only {calls} calls during the rotation");
