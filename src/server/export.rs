@@ -1,12 +1,16 @@
-//! Exporting the metrics: the Prometheus text for `/metrics`, and the instruments
-//! an OpenTelemetry meter reads for OTLP. Both read the calls' counters
-//! (`metrics`) and, at the moment they are read, the data's and the decision log's
-//! state.
+//! Exporting the metrics: the one table of every metric (its Prometheus name and
+//! help, its OpenTelemetry name, unit and description, and how its values are
+//! read), the Prometheus text for `/metrics` and the instruments an OpenTelemetry
+//! meter reads for OTLP, both made from that table. Values are read from the
+//! calls' counters (`metrics`) and, at the moment they are read, the data's and
+//! the decision log's state.
 
 use super::call::Vakt;
 use super::metrics::{CODES, METHODS};
-use crate::metrics::{Exposition, ProcessStats, BUILD_COMMIT, BUILD_DATE, BUILD_VERSION};
-use opentelemetry::metrics::{AsyncInstrument, Meter};
+use crate::metrics::{
+    Exposition, Histogram, ProcessStats, BUILD_COMMIT, BUILD_DATE, BUILD_VERSION,
+};
+use opentelemetry::metrics::Meter;
 use opentelemetry::KeyValue;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
@@ -14,113 +18,346 @@ use std::sync::Weak;
 /// The directions of a shadow flip: the served decision, then the candidate's.
 const SHADOW_DIRECTIONS: [&str; 2] = ["allow_to_deny", "deny_to_allow"];
 
-/// Registers the metrics with an OpenTelemetry meter, read from the same
-/// counters when the exporter collects: `vakt.requests` (method, code),
-/// `vakt.decisions` (method, decision), `vakt.denies` (policy_id),
-/// `vakt.requests.in_flight`, `vakt.requests.shed`, `vakt.shadow.flips`
-/// (direction), `vakt.data.sequence`,
-/// `vakt.data.age` (s), `vakt.reload.failures`, `vakt.data_sync.failures`,
-/// `vakt.decision_log.records` (sink, outcome), `vakt.build_info` (version,
-/// commit, build_date) and the process's figures under OpenTelemetry's
-/// names: `process.cpu.time` (s), `process.memory.usage` (By),
-/// `process.unix.file_descriptor.count`, `process.unix.file_descriptor.limit` and
-/// `process.start_time` (s since 1970).
-pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
-    register_process(meter);
-    counter(
-        meter,
-        &vakt,
-        "vakt.requests",
-        "gRPC and AuthZEN calls by method and status code",
-        |v, o| {
+/// One metric, as both exporters show it. A new metric is one more entry in
+/// [`METRICS`].
+struct Metric {
+    /// The Prometheus family's name, type and HELP text.
+    prometheus: &'static str,
+    kind: Kind,
+    help: &'static str,
+    /// The OpenTelemetry instrument, when the metric is sent by OTLP too.
+    otlp: Option<Otlp>,
+    read: Read,
+}
+
+/// A Prometheus family's type.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A metric's OpenTelemetry instrument: its name (OpenTelemetry's own for the
+/// process's figures), its kind and value type, unit and description.
+struct Otlp {
+    name: &'static str,
+    instrument: Instrument,
+    unit: Option<&'static str>,
+    description: &'static str,
+}
+
+/// The observable instruments the metrics use, by value type.
+#[derive(Clone, Copy)]
+enum Instrument {
+    U64Counter,
+    F64Counter,
+    I64UpDownCounter,
+    U64Gauge,
+    I64Gauge,
+    F64Gauge,
+}
+
+/// How a metric's values are read.
+#[derive(Clone, Copy)]
+enum Read {
+    /// Samples from the sidecar's state.
+    Sidecar(fn(&Vakt, &mut Out)),
+    /// Histograms from the sidecar's state (Prometheus only).
+    Histograms(fn(&Vakt, HistogramOut)),
+    /// One of the process's figures, when the system tells it; without it the
+    /// Prometheus family is left out whole.
+    Process(fn(&ProcessStats) -> Option<Value>),
+    /// Samples that need no state (the build).
+    Fixed(fn(&mut Out)),
+}
+
+/// A sample's labels, as name and value pairs.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
+/// Where a reader of histograms puts them.
+type HistogramOut<'a> = &'a mut dyn FnMut(Labels, &Histogram);
+
+/// A sample's value, in the type it is counted in; each exporter converts it to
+/// its own.
+#[derive(Clone, Copy)]
+enum Value {
+    U64(u64),
+    F64(f64),
+}
+
+impl Value {
+    fn f64(self) -> f64 {
+        match self {
+            Value::U64(n) => n as f64,
+            Value::F64(v) => v,
+        }
+    }
+
+    fn u64(self) -> u64 {
+        match self {
+            Value::U64(n) => n,
+            Value::F64(v) => v as u64,
+        }
+    }
+
+    fn i64(self) -> i64 {
+        match self {
+            Value::U64(n) => n as i64,
+            Value::F64(v) => v as i64,
+        }
+    }
+}
+
+/// Where a reader puts its samples.
+struct Out<'a> {
+    /// Whether the samples are for Prometheus, which also shows some series
+    /// while they are zero (see `vakt_requests_total`).
+    prometheus: bool,
+    emit: &'a mut dyn FnMut(Labels, Value),
+}
+
+impl Out<'_> {
+    fn sample(&mut self, labels: &[(&str, &str)], value: Value) {
+        (self.emit)(labels, value)
+    }
+}
+
+fn load(n: &std::sync::atomic::AtomicU64) -> Value {
+    Value::U64(n.load(Ordering::Relaxed))
+}
+
+/// Every metric, in the order `/metrics` shows them.
+const METRICS: &[Metric] = &[
+    Metric {
+        prometheus: "vakt_requests_total",
+        kind: Kind::Counter,
+        help: "gRPC and AuthZEN calls by method (gRPC method, or AuthZEN path) and status code (AuthZEN's HTTP status as its gRPC counterpart).",
+        otlp: Some(Otlp {
+            name: "vakt.requests",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "gRPC and AuthZEN calls by method and status code",
+        }),
+        read: Read::Sidecar(|v, out| {
             for (method, name) in METHODS {
                 for (code, code_name) in CODES.iter().enumerate() {
                     let n = v.metrics.calls[method as usize][code].load(Ordering::Relaxed);
-                    if n > 0 {
-                        o.observe(
-                            n,
-                            &[
-                                KeyValue::new("method", name),
-                                KeyValue::new("code", *code_name),
-                            ],
-                        );
+                    // Prometheus shows every method's OK series from the start, so
+                    // that rates over it begin at zero; OTLP sends what was seen.
+                    if n > 0 || (code == 0 && out.prometheus) {
+                        out.sample(&[("method", name), ("code", code_name)], Value::U64(n));
                     }
                 }
             }
-        },
-    );
-    counter(
-        meter,
-        &vakt,
-        "vakt.decisions",
-        "Decisions answered, by method and decision",
-        |v, o| {
+        }),
+    },
+    Metric {
+        prometheus: "vakt_request_duration_seconds",
+        kind: Kind::Histogram,
+        help: "Time from a call's arrival in Vakt's handler to its answer, by method.",
+        otlp: None,
+        read: Read::Histograms(|v, out| {
+            for (method, name) in METHODS {
+                out(&[("method", name)], &v.metrics.latency[method as usize]);
+            }
+        }),
+    },
+    Metric {
+        prometheus: "vakt_decisions_total",
+        kind: Kind::Counter,
+        help: "Decisions answered, by method and decision.",
+        otlp: Some(Otlp {
+            name: "vakt.decisions",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "Decisions answered, by method and decision",
+        }),
+        read: Read::Sidecar(|v, out| {
             for (i, name) in ["Authorize", "AuthorizeBatch"].iter().enumerate() {
                 for (j, decision) in ["allow", "deny"].iter().enumerate() {
-                    let n = v.metrics.decisions[i][j].load(Ordering::Relaxed);
-                    o.observe(
-                        n,
-                        &[
-                            KeyValue::new("method", *name),
-                            KeyValue::new("decision", *decision),
-                        ],
+                    out.sample(
+                        &[("method", name), ("decision", decision)],
+                        load(&v.metrics.decisions[i][j]),
                     );
                 }
             }
-        },
-    );
-    counter(
-        meter,
-        &vakt,
-        "vakt.denies",
-        "Denies by the policy that denied",
-        |v, o| {
+        }),
+    },
+    Metric {
+        prometheus: "vakt_denies_total",
+        kind: Kind::Counter,
+        help: "Denies by the policy that denied (a deny with several reasons counts for each).",
+        otlp: Some(Otlp {
+            name: "vakt.denies",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "Denies by the policy that denied",
+        }),
+        read: Read::Sidecar(|v, out| {
             for (policy, n) in v.metrics.denies_by_policy.snapshot() {
-                o.observe(n, &[KeyValue::new("policy_id", policy)]);
+                out.sample(&[("policy_id", &policy)], Value::U64(n));
             }
-        },
-    );
-    counter(
-        meter,
-        &vakt,
-        "vakt.requests.shed",
-        "Calls refused with RESOURCE_EXHAUSTED",
-        |v, o| o.observe(v.metrics.shed.load(Ordering::Relaxed), &[]),
-    );
-    counter(
-        meter,
-        &vakt,
-        "vakt.shadow.flips",
-        "Shadow decisions that differ from the answer, by direction",
-        |v, o| {
+        }),
+    },
+    Metric {
+        prometheus: "vakt_requests_in_flight",
+        kind: Kind::Gauge,
+        help: "Calls in progress (health checks not counted).",
+        otlp: Some(Otlp {
+            name: "vakt.requests.in_flight",
+            instrument: Instrument::I64Gauge,
+            unit: None,
+            description: "Calls in progress",
+        }),
+        read: Read::Sidecar(|v, out| {
+            out.sample(&[], Value::U64(v.in_flight.load(Ordering::Relaxed) as u64))
+        }),
+    },
+    Metric {
+        prometheus: "vakt_requests_shed_total",
+        kind: Kind::Counter,
+        help: "Calls refused with RESOURCE_EXHAUSTED because too many were in progress.",
+        otlp: Some(Otlp {
+            name: "vakt.requests.shed",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "Calls refused with RESOURCE_EXHAUSTED",
+        }),
+        read: Read::Sidecar(|v, out| out.sample(&[], load(&v.metrics.shed))),
+    },
+    Metric {
+        prometheus: "vakt_shadow_decisions_total",
+        kind: Kind::Counter,
+        help: "Decisions also made under the candidate policies (--shadow-policies).",
+        otlp: None,
+        read: Read::Sidecar(|v, out| out.sample(&[], load(&v.metrics.shadow_decisions))),
+    },
+    Metric {
+        prometheus: "vakt_shadow_flips_total",
+        kind: Kind::Counter,
+        help: "Shadow decisions that differ from the answer, by direction (served to candidate).",
+        otlp: Some(Otlp {
+            name: "vakt.shadow.flips",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "Shadow decisions that differ from the answer, by direction",
+        }),
+        read: Read::Sidecar(|v, out| {
             for (i, direction) in SHADOW_DIRECTIONS.iter().enumerate() {
-                o.observe(
-                    v.metrics.shadow_flips[i].load(Ordering::Relaxed),
-                    &[KeyValue::new("direction", *direction)],
+                out.sample(
+                    &[("direction", direction)],
+                    load(&v.metrics.shadow_flips[i]),
                 );
             }
-        },
-    );
-    counter(
-        meter,
-        &vakt,
-        "vakt.reload.failures",
-        "Reloads refused",
-        |v, o| o.observe(v.data.reload_failures(), &[]),
-    );
-    counter(
-        meter,
-        &vakt,
-        "vakt.data_sync.failures",
-        "Failures to follow the data source",
-        |v, o| o.observe(v.data.sync_failures(), &[]),
-    );
-    counter(
-        meter,
-        &vakt,
-        "vakt.decision_log.records",
-        "Decision records by sink and outcome",
-        |v, o| {
+        }),
+    },
+    Metric {
+        prometheus: "vakt_policy_info",
+        kind: Kind::Gauge,
+        help: "The policy revision served (always 1; the revisions are labels).",
+        otlp: None,
+        read: Read::Sidecar(|v, out| {
+            let snap = v.snapshot.load();
+            out.sample(
+                &[
+                    ("revision", &snap.revision),
+                    ("rules_revision", &snap.rules_revision),
+                ],
+                Value::F64(1.0),
+            );
+        }),
+    },
+    Metric {
+        prometheus: "vakt_data_sequence",
+        kind: Kind::Gauge,
+        help: "The data sequence of the world served.",
+        otlp: Some(Otlp {
+            name: "vakt.data.sequence",
+            instrument: Instrument::U64Gauge,
+            unit: None,
+            description: "The data sequence served",
+        }),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.snapshot.load().data.sequence))),
+    },
+    Metric {
+        prometheus: "vakt_data_age_seconds",
+        kind: Kind::Gauge,
+        help: "Time since the data was last confirmed current.",
+        otlp: Some(Otlp {
+            name: "vakt.data.age",
+            instrument: Instrument::F64Gauge,
+            unit: Some("s"),
+            description: "Time since the data was last confirmed current",
+        }),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::F64(v.data.age().as_secs_f64()))),
+    },
+    Metric {
+        prometheus: "vakt_data_sync_state",
+        kind: Kind::Gauge,
+        help: "The data source's state: 1 for the current one.",
+        otlp: None,
+        read: Read::Sidecar(|v, out| {
+            let state = v.data.state().as_str();
+            for s in crate::source::SyncState::ALL {
+                let name = s.as_str();
+                let on = if name == state { 1.0 } else { 0.0 };
+                out.sample(&[("state", name)], Value::F64(on));
+            }
+        }),
+    },
+    Metric {
+        prometheus: "vakt_data_changes_applied_total",
+        kind: Kind::Counter,
+        help: "Data changes applied since start.",
+        otlp: None,
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data.changes_applied()))),
+    },
+    Metric {
+        prometheus: "vakt_reload_failures_total",
+        kind: Kind::Counter,
+        help: "Reloads of policies, schema or data refused (the last good snapshot kept serving).",
+        otlp: Some(Otlp {
+            name: "vakt.reload.failures",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "Reloads refused",
+        }),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data.reload_failures()))),
+    },
+    Metric {
+        prometheus: "vakt_data_sync_failures_total",
+        kind: Kind::Counter,
+        help: "Times following the data source failed (lost connection, a refused change).",
+        otlp: Some(Otlp {
+            name: "vakt.data_sync.failures",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "Failures to follow the data source",
+        }),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data.sync_failures()))),
+    },
+    Metric {
+        prometheus: "vakt_decision_log_records_total",
+        kind: Kind::Counter,
+        help: "Decision records by sink and outcome: written, dropped (a buffered sink) or failed (a durable sink; the call failed).",
+        otlp: Some(Otlp {
+            name: "vakt.decision_log.records",
+            instrument: Instrument::U64Counter,
+            unit: None,
+            description: "Decision records by sink and outcome",
+        }),
+        read: Read::Sidecar(|v, out| {
             let decision_log = v.log.load();
             for (sink, stats, _) in decision_log.sinks() {
                 for (outcome, n) in [
@@ -128,398 +365,220 @@ pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
                     ("dropped", &stats.dropped),
                     ("failed", &stats.failed),
                 ] {
-                    let labels = [
-                        KeyValue::new("sink", sink.to_owned()),
-                        KeyValue::new("outcome", outcome),
-                    ];
-                    o.observe(n.load(Ordering::Relaxed), &labels);
+                    out.sample(&[("sink", sink), ("outcome", outcome)], load(n));
                 }
             }
-        },
-    );
-    let v = vakt.clone();
-    let _ = meter
-        .i64_observable_gauge("vakt.requests.in_flight")
-        .with_description("Calls in progress")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.in_flight.load(Ordering::Relaxed) as i64, &[]);
+        }),
+    },
+    Metric {
+        prometheus: "vakt_decision_log_fsync_duration_seconds",
+        kind: Kind::Histogram,
+        help: "Time a durable file sink's fsync took, per group of records.",
+        otlp: None,
+        read: Read::Histograms(|v, out| {
+            let decision_log = v.log.load();
+            for (sink, _, fsync) in decision_log.sinks() {
+                if let Some(h) = fsync {
+                    out(&[("sink", sink)], h);
+                }
             }
-        })
-        .build();
-    let v = vakt.clone();
-    let _ = meter
-        .u64_observable_gauge("vakt.data.sequence")
-        .with_description("The data sequence served")
-        .with_callback(move |o| {
-            if let Some(vakt) = v.upgrade() {
-                o.observe(vakt.snapshot.load().data.sequence, &[]);
-            }
-        })
-        .build();
-    let _ = meter
-        .f64_observable_gauge("vakt.data.age")
-        .with_unit("s")
-        .with_description("Time since the data was last confirmed current")
-        .with_callback(move |o| {
-            if let Some(vakt) = vakt.upgrade() {
-                o.observe(vakt.data.age().as_secs_f64(), &[]);
-            }
-        })
-        .build();
+        }),
+    },
+    Metric {
+        prometheus: "vakt_build_info",
+        kind: Kind::Gauge,
+        help: "The build (always 1; version, commit and build date are labels).",
+        otlp: Some(Otlp {
+            name: "vakt.build_info",
+            instrument: Instrument::U64Gauge,
+            unit: None,
+            description: "The build: always 1; version, commit and build date are attributes",
+        }),
+        read: Read::Fixed(|out| {
+            out.sample(
+                &[
+                    ("version", BUILD_VERSION),
+                    ("commit", BUILD_COMMIT),
+                    ("build_date", BUILD_DATE),
+                ],
+                Value::U64(1),
+            )
+        }),
+    },
+    // The process's figures, under the names Prometheus's client libraries and
+    // OpenTelemetry's semantic conventions give them.
+    Metric {
+        prometheus: "process_cpu_seconds_total",
+        kind: Kind::Counter,
+        help: "Total user and system CPU time spent in seconds.",
+        otlp: Some(Otlp {
+            name: "process.cpu.time",
+            instrument: Instrument::F64Counter,
+            unit: Some("s"),
+            description: "User and system CPU time spent",
+        }),
+        read: Read::Process(|p| p.cpu_seconds.map(Value::F64)),
+    },
+    Metric {
+        prometheus: "process_resident_memory_bytes",
+        kind: Kind::Gauge,
+        help: "Resident memory size in bytes.",
+        otlp: Some(Otlp {
+            name: "process.memory.usage",
+            instrument: Instrument::I64UpDownCounter,
+            unit: Some("By"),
+            description: "Resident memory",
+        }),
+        read: Read::Process(|p| p.resident_bytes.map(Value::U64)),
+    },
+    Metric {
+        prometheus: "process_open_fds",
+        kind: Kind::Gauge,
+        help: "Number of open file descriptors.",
+        otlp: Some(Otlp {
+            name: "process.unix.file_descriptor.count",
+            instrument: Instrument::I64UpDownCounter,
+            unit: None,
+            description: "Open file descriptors",
+        }),
+        read: Read::Process(|p| p.open_fds.map(Value::U64)),
+    },
+    Metric {
+        prometheus: "process_max_fds",
+        kind: Kind::Gauge,
+        help: "Maximum number of open file descriptors.",
+        otlp: Some(Otlp {
+            name: "process.unix.file_descriptor.limit",
+            instrument: Instrument::U64Gauge,
+            unit: None,
+            description: "The limit on open file descriptors (soft)",
+        }),
+        read: Read::Process(|p| p.max_fds.map(Value::U64)),
+    },
+    Metric {
+        prometheus: "process_start_time_seconds",
+        kind: Kind::Gauge,
+        help: "Start time of the process since unix epoch in seconds.",
+        otlp: Some(Otlp {
+            name: "process.start_time",
+            instrument: Instrument::F64Gauge,
+            unit: Some("s"),
+            description: "When the process started, in seconds since 1970",
+        }),
+        read: Read::Process(|p| p.start_time_seconds.map(Value::F64)),
+    },
+];
+
+/// Registers every metric of [`METRICS`] that has an OpenTelemetry instrument
+/// with `meter`, read from the same state when the exporter collects. The
+/// sidecar's metrics are read for as long as it lives; the build's and the
+/// process's need no sidecar (each callback reads /proc when the exporter
+/// collects).
+pub fn register_otlp(meter: &Meter, vakt: Weak<Vakt>) {
+    for metric in METRICS {
+        if let Some(otlp) = &metric.otlp {
+            register(meter, &vakt, otlp, metric.read);
+        }
+    }
 }
 
-/// The build and the process's figures, for OTLP. Each callback reads /proc
-/// when the exporter collects.
-fn register_process(meter: &Meter) {
-    let _ = meter
-        .u64_observable_gauge("vakt.build_info")
-        .with_description("The build: always 1; version, commit and build date are attributes")
-        .with_callback(|o| o.observe(1, &build_labels()))
-        .build();
-    let _ = meter
-        .f64_observable_counter("process.cpu.time")
-        .with_unit("s")
-        .with_description("User and system CPU time spent")
-        .with_callback(|o| {
-            if let Some(v) = ProcessStats::read().cpu_seconds {
-                o.observe(v, &[]);
-            }
-        })
-        .build();
-    let _ = meter
-        .i64_observable_up_down_counter("process.memory.usage")
-        .with_unit("By")
-        .with_description("Resident memory")
-        .with_callback(|o| {
-            if let Some(v) = ProcessStats::read().resident_bytes {
-                o.observe(v as i64, &[]);
-            }
-        })
-        .build();
-    let _ = meter
-        .i64_observable_up_down_counter("process.unix.file_descriptor.count")
-        .with_description("Open file descriptors")
-        .with_callback(|o| {
-            if let Some(v) = ProcessStats::read().open_fds {
-                o.observe(v as i64, &[]);
-            }
-        })
-        .build();
-    let _ = meter
-        .u64_observable_gauge("process.unix.file_descriptor.limit")
-        .with_description("The limit on open file descriptors (soft)")
-        .with_callback(|o| {
-            if let Some(v) = ProcessStats::read().max_fds {
-                o.observe(v, &[]);
-            }
-        })
-        .build();
-    let _ = meter
-        .f64_observable_gauge("process.start_time")
-        .with_unit("s")
-        .with_description("When the process started, in seconds since 1970")
-        .with_callback(|o| {
-            if let Some(v) = ProcessStats::read().start_time_seconds {
-                o.observe(v, &[]);
-            }
-        })
-        .build();
-}
-
-fn build_labels() -> [KeyValue; 3] {
-    [
-        KeyValue::new("version", BUILD_VERSION),
-        KeyValue::new("commit", BUILD_COMMIT),
-        KeyValue::new("build_date", BUILD_DATE),
-    ]
-}
-
-/// Registers an observable counter that `read` fills from the sidecar's state,
-/// for as long as the sidecar lives.
-fn counter(
-    meter: &Meter,
-    vakt: &Weak<Vakt>,
-    name: &'static str,
-    description: &'static str,
-    read: impl Fn(&Vakt, &dyn AsyncInstrument<u64>) + Send + Sync + 'static,
-) {
-    let vakt = vakt.clone();
-    let _ = meter
-        .u64_observable_counter(name)
-        .with_description(description)
-        .with_callback(move |o| {
+/// The samples `read` gives now, each passed to `emit`, for OTLP.
+fn observe(read: Read, vakt: &Weak<Vakt>, emit: &mut dyn FnMut(Labels, Value)) {
+    let mut out = Out {
+        prometheus: false,
+        emit,
+    };
+    match read {
+        Read::Sidecar(r) => {
             if let Some(v) = vakt.upgrade() {
-                read(&v, o);
+                r(&v, &mut out);
             }
-        })
-        .build();
+        }
+        Read::Process(r) => {
+            if let Some(value) = r(&ProcessStats::read()) {
+                out.sample(&[], value);
+            }
+        }
+        Read::Fixed(r) => r(&mut out),
+        Read::Histograms(_) => {}
+    }
 }
 
-/// Every metric, in the Prometheus text format.
+fn attributes(labels: &[(&str, &str)]) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Registers one observable instrument as `otlp` describes it, filled by `read`.
+fn register(meter: &Meter, vakt: &Weak<Vakt>, otlp: &Otlp, read: Read) {
+    // The builders differ in type by instrument, so the same steps are spelt out
+    // for each; `$convert` turns a value into the instrument's type.
+    macro_rules! build {
+        ($builder:ident, $convert:ident) => {{
+            let vakt = vakt.clone();
+            let mut b = meter.$builder(otlp.name).with_description(otlp.description);
+            if let Some(unit) = otlp.unit {
+                b = b.with_unit(unit);
+            }
+            let _ = b
+                .with_callback(move |o| {
+                    observe(read, &vakt, &mut |labels, value| {
+                        o.observe(value.$convert(), &attributes(labels))
+                    })
+                })
+                .build();
+        }};
+    }
+    match otlp.instrument {
+        Instrument::U64Counter => build!(u64_observable_counter, u64),
+        Instrument::F64Counter => build!(f64_observable_counter, f64),
+        Instrument::I64UpDownCounter => build!(i64_observable_up_down_counter, i64),
+        Instrument::U64Gauge => build!(u64_observable_gauge, u64),
+        Instrument::I64Gauge => build!(i64_observable_gauge, i64),
+        Instrument::F64Gauge => build!(f64_observable_gauge, f64),
+    }
+}
+
+/// Every metric of [`METRICS`], in the Prometheus text format.
 pub fn render(vakt: &Vakt) -> String {
-    let m = &vakt.metrics;
     let mut e = Exposition::default();
-    e.family(
-        "vakt_requests_total",
-        "counter",
-        "gRPC and AuthZEN calls by method (gRPC method, or AuthZEN path) and status code (AuthZEN's HTTP status as its gRPC counterpart).",
-    );
-    for (method, name) in METHODS {
-        for (code, code_name) in CODES.iter().enumerate() {
-            let n = m.calls[method as usize][code].load(Ordering::Relaxed);
-            if n > 0 || code == 0 {
-                e.sample(
-                    "vakt_requests_total",
-                    &[("method", name), ("code", code_name)],
-                    n as f64,
+    // Read once, so the figures shown together were read together.
+    let process = ProcessStats::read();
+    for metric in METRICS {
+        let (name, kind, help) = (metric.prometheus, metric.kind.as_str(), metric.help);
+        match metric.read {
+            Read::Sidecar(r) => {
+                e.family(name, kind, help);
+                r(
+                    vakt,
+                    &mut Out {
+                        prometheus: true,
+                        emit: &mut |labels, value| e.sample(name, labels, value.f64()),
+                    },
                 );
             }
+            Read::Fixed(r) => {
+                e.family(name, kind, help);
+                r(&mut Out {
+                    prometheus: true,
+                    emit: &mut |labels, value| e.sample(name, labels, value.f64()),
+                });
+            }
+            Read::Histograms(r) => {
+                e.family(name, kind, help);
+                r(vakt, &mut |labels, h| e.histogram(name, labels, h));
+            }
+            Read::Process(r) => {
+                if let Some(value) = r(&process) {
+                    e.family(name, kind, help);
+                    e.sample(name, &[], value.f64());
+                }
+            }
         }
     }
-    e.family(
-        "vakt_request_duration_seconds",
-        "histogram",
-        "Time from a call's arrival in Vakt's handler to its answer, by method.",
-    );
-    for (method, name) in METHODS {
-        e.histogram(
-            "vakt_request_duration_seconds",
-            &[("method", name)],
-            &m.latency[method as usize],
-        );
-    }
-    e.family(
-        "vakt_decisions_total",
-        "counter",
-        "Decisions answered, by method and decision.",
-    );
-    for (i, name) in ["Authorize", "AuthorizeBatch"].iter().enumerate() {
-        for (j, decision) in ["allow", "deny"].iter().enumerate() {
-            e.sample(
-                "vakt_decisions_total",
-                &[("method", name), ("decision", decision)],
-                m.decisions[i][j].load(Ordering::Relaxed) as f64,
-            );
-        }
-    }
-    e.family(
-        "vakt_denies_total",
-        "counter",
-        "Denies by the policy that denied (a deny with several reasons counts for each).",
-    );
-    for (policy, n) in m.denies_by_policy.snapshot() {
-        e.sample("vakt_denies_total", &[("policy_id", &policy)], n as f64);
-    }
-    e.family(
-        "vakt_requests_in_flight",
-        "gauge",
-        "Calls in progress (health checks not counted).",
-    );
-    e.sample(
-        "vakt_requests_in_flight",
-        &[],
-        vakt.in_flight.load(Ordering::Relaxed) as f64,
-    );
-    e.family(
-        "vakt_requests_shed_total",
-        "counter",
-        "Calls refused with RESOURCE_EXHAUSTED because too many were in progress.",
-    );
-    e.sample(
-        "vakt_requests_shed_total",
-        &[],
-        m.shed.load(Ordering::Relaxed) as f64,
-    );
-
-    e.family(
-        "vakt_shadow_decisions_total",
-        "counter",
-        "Decisions also made under the candidate policies (--shadow-policies).",
-    );
-    e.sample(
-        "vakt_shadow_decisions_total",
-        &[],
-        m.shadow_decisions.load(Ordering::Relaxed) as f64,
-    );
-    e.family(
-        "vakt_shadow_flips_total",
-        "counter",
-        "Shadow decisions that differ from the answer, by direction (served to candidate).",
-    );
-    for (i, direction) in SHADOW_DIRECTIONS.iter().enumerate() {
-        e.sample(
-            "vakt_shadow_flips_total",
-            &[("direction", direction)],
-            m.shadow_flips[i].load(Ordering::Relaxed) as f64,
-        );
-    }
-
-    let snap = vakt.snapshot.load();
-    e.family(
-        "vakt_policy_info",
-        "gauge",
-        "The policy revision served (always 1; the revisions are labels).",
-    );
-    e.sample(
-        "vakt_policy_info",
-        &[
-            ("revision", &snap.revision),
-            ("rules_revision", &snap.rules_revision),
-        ],
-        1.0,
-    );
-    e.family(
-        "vakt_data_sequence",
-        "gauge",
-        "The data sequence of the world served.",
-    );
-    e.sample("vakt_data_sequence", &[], snap.data.sequence as f64);
-    let data = &vakt.data;
-    e.family(
-        "vakt_data_age_seconds",
-        "gauge",
-        "Time since the data was last confirmed current.",
-    );
-    e.sample("vakt_data_age_seconds", &[], data.age().as_secs_f64());
-    e.family(
-        "vakt_data_sync_state",
-        "gauge",
-        "The data source's state: 1 for the current one.",
-    );
-    let state = data.state().as_str();
-    for s in crate::source::SyncState::ALL {
-        let name = s.as_str();
-        e.sample(
-            "vakt_data_sync_state",
-            &[("state", name)],
-            if name == state { 1.0 } else { 0.0 },
-        );
-    }
-    e.family(
-        "vakt_data_changes_applied_total",
-        "counter",
-        "Data changes applied since start.",
-    );
-    e.sample(
-        "vakt_data_changes_applied_total",
-        &[],
-        data.changes_applied() as f64,
-    );
-    e.family(
-        "vakt_reload_failures_total",
-        "counter",
-        "Reloads of policies, schema or data refused (the last good snapshot kept serving).",
-    );
-    e.sample(
-        "vakt_reload_failures_total",
-        &[],
-        data.reload_failures() as f64,
-    );
-    e.family(
-        "vakt_data_sync_failures_total",
-        "counter",
-        "Times following the data source failed (lost connection, a refused change).",
-    );
-    e.sample(
-        "vakt_data_sync_failures_total",
-        &[],
-        data.sync_failures() as f64,
-    );
-
-    e.family(
-        "vakt_decision_log_records_total",
-        "counter",
-        "Decision records by sink and outcome: written, dropped (a buffered sink) or failed (a durable sink; the call failed).",
-    );
-    let decision_log = vakt.log.load();
-    for (sink, stats, _) in decision_log.sinks() {
-        for (outcome, n) in [
-            ("written", &stats.written),
-            ("dropped", &stats.dropped),
-            ("failed", &stats.failed),
-        ] {
-            e.sample(
-                "vakt_decision_log_records_total",
-                &[("sink", sink), ("outcome", outcome)],
-                n.load(Ordering::Relaxed) as f64,
-            );
-        }
-    }
-    e.family(
-        "vakt_decision_log_fsync_duration_seconds",
-        "histogram",
-        "Time a durable file sink's fsync took, per group of records.",
-    );
-    for (sink, _, fsync) in decision_log.sinks() {
-        if let Some(h) = fsync {
-            e.histogram(
-                "vakt_decision_log_fsync_duration_seconds",
-                &[("sink", sink)],
-                h,
-            );
-        }
-    }
-    render_process(&mut e);
     e.into_string()
-}
-
-/// The build, and the process's figures under the names Prometheus's client
-/// libraries give them.
-fn render_process(e: &mut Exposition) {
-    e.family(
-        "vakt_build_info",
-        "gauge",
-        "The build (always 1; version, commit and build date are labels).",
-    );
-    e.sample(
-        "vakt_build_info",
-        &[
-            ("version", BUILD_VERSION),
-            ("commit", BUILD_COMMIT),
-            ("build_date", BUILD_DATE),
-        ],
-        1.0,
-    );
-    let p = ProcessStats::read();
-    let figures = [
-        (
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            p.cpu_seconds,
-        ),
-        (
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            p.resident_bytes.map(|v| v as f64),
-        ),
-        (
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            p.open_fds.map(|v| v as f64),
-        ),
-        (
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            p.max_fds.map(|v| v as f64),
-        ),
-        (
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since unix epoch in seconds.",
-            p.start_time_seconds,
-        ),
-    ];
-    for (name, kind, help, value) in figures {
-        if let Some(v) = value {
-            e.family(name, kind, help);
-            e.sample(name, &[], v);
-        }
-    }
 }
 
 #[cfg(test)]
