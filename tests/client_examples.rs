@@ -15,24 +15,6 @@ use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The Python with grpcio and grpcio-tools: `VAKT_PYTHON`, or the virtual
-/// environment `scripts/test` makes in `target/python`.
-fn python() -> PathBuf {
-    let p = std::env::var_os("VAKT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(ROOT).join("target/python/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import grpc, grpc_tools"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} has no grpcio and grpcio-tools: run scripts/test (it makes target/python), or set VAKT_PYTHON to a Python with `pip install grpcio grpcio-tools`",
-        p.display()
-    );
-    p
-}
-
 /// `node`, with examples/node's packages installed.
 fn node() -> Command {
     let dir = Path::new(ROOT).join("examples/node");

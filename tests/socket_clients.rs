@@ -243,24 +243,6 @@ fn cargo_lock_resolves_h2_to_the_vendored_copy() {
 
 // ----- Python (grpcio) and Node (grpc-js), with their default settings -----
 
-/// The Python with grpcio and grpcio-tools: `VAKT_PYTHON`, or the virtual
-/// environment `scripts/test` makes in `target/python`.
-fn python() -> PathBuf {
-    let p = std::env::var_os("VAKT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("{ROOT}/target/python/bin/python")));
-    let ok = Command::new(&p)
-        .args(["-c", "import grpc, grpc_tools"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} has no grpcio and grpcio-tools: run scripts/test (it makes target/python), or set VAKT_PYTHON to a Python with `pip install grpcio grpcio-tools`",
-        p.display()
-    );
-    p
-}
-
 /// Runs a client program with `args`; it must print only `ok`.
 fn run_client(what: &str, program: &Path, args: &[&std::ffi::OsStr]) {
     let out = Command::new(program).args(args).output().unwrap();
@@ -278,20 +260,7 @@ fn run_client(what: &str, program: &Path, args: &[&std::ffi::OsStr]) {
 #[test]
 fn grpcio_with_its_defaults_over_the_unix_socket_and_tcp() {
     let py = python();
-    let stubs = tempfile::tempdir().unwrap();
-    let out = Command::new(&py)
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(format!("{ROOT}/proto"))
-        .arg(format!("--python_out={}", stubs.path().display()))
-        .arg(format!("--grpc_python_out={}", stubs.path().display()))
-        .arg(format!("{ROOT}/proto/vakt/v1/authorization.proto"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stubs = python_stubs(&py);
     let dir = tempfile::tempdir().unwrap();
     let (s, sock) = serve_on_socket(dir.path());
     let client = PathBuf::from(format!("{ROOT}/tests/python/client.py"));

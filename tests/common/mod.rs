@@ -458,3 +458,47 @@ pub async fn unix_client(path: std::path::PathBuf) -> Result<AuthorizerClient<Ch
         .map_err(|e| format!("{e:?}"))?;
     Ok(AuthorizerClient::new(channel))
 }
+
+/// The Python with grpcio and grpcio-tools: `VAKT_PYTHON`, or the virtual
+/// environment `scripts/test` makes in `target/python`.
+pub fn python() -> std::path::PathBuf {
+    let p = std::env::var_os("VAKT_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/python/bin/python"
+            ))
+        });
+    let ok = std::process::Command::new(&p)
+        .args(["-c", "import grpc, grpc_tools"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} has no grpcio and grpcio-tools: run scripts/test (it makes target/python), or set VAKT_PYTHON to a Python with `pip install grpcio grpcio-tools`",
+        p.display()
+    );
+    p
+}
+
+/// Python stubs of `proto/` generated with `py`'s grpcio-tools, in a temporary
+/// directory that lives as long as the value.
+pub fn python_stubs(py: &std::path::Path) -> tempfile::TempDir {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let stubs = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(py)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(format!("{root}/proto"))
+        .arg(format!("--python_out={}", stubs.path().display()))
+        .arg(format!("--grpc_python_out={}", stubs.path().display()))
+        .arg(format!("{root}/proto/vakt/v1/authorization.proto"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stubs
+}
