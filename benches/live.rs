@@ -12,7 +12,7 @@
 //! other world sizes, in firms of about 1,000 entities.
 
 #[allow(dead_code)]
-#[path = "../tests/common/pg.rs"]
+#[path = "../tests/it/common/pg.rs"]
 mod pg;
 
 use hdrhistogram::Histogram;

@@ -3,7 +3,7 @@
 //!
 //! Run `cargo run --release -- serve` in one terminal, then
 //! `cargo run --release --example client [http://127.0.0.1:50051]` in another.
-//! (tests/readme.rs runs `run` against a real server and checks that the README
+//! (tests/it/readme.rs runs `run` against a real server and checks that the README
 //! shows exactly what it prints.)
 
 use std::fmt::Write as _;

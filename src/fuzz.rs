@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets in `fuzz/` and their regression tests
-//! (tests/fuzz_regressions.rs): each takes arbitrary bytes as one of Vakt's inputs
+//! (tests/it/fuzz_regressions.rs): each takes arbitrary bytes as one of Vakt's inputs
 //! and must return without panicking, whatever they hold.
 
 use crate::decide::{decide, Query, RawRequest};

@@ -1,5 +1,5 @@
 //! Cedar's own authorizer over the same world, as the yardstick Vakt's engine is
-//! checked against (tests/engine_equivalence.rs) and measured against (the decide
+//! checked against (tests/it/engine_equivalence.rs) and measured against (the decide
 //! benchmark). Nothing on the serving path uses it.
 //!
 //! The world's records are written out in full as a Cedar entity store, the request
@@ -126,7 +126,7 @@ impl Reference {
     /// policy set) for one request of any principal, action and resource, with both
     /// Vakt's engine over `world` and Cedar's authorizer over this store, which must
     /// have been made from the same world. For the generated comparison in
-    /// tests/engine_equivalence.rs. Both verdicts follow Cedar's decision rule
+    /// tests/it/engine_equivalence.rs. Both verdicts follow Cedar's decision rule
     /// (Vakt's own rule also denies on any error; that is the same errors).
     #[doc(hidden)]
     pub fn evaluate_both(

@@ -8,7 +8,7 @@
 //   node client.js unix:///run/vakt/vakt.sock
 //
 // The service definition is read from ../../proto at run time by proto-loader, so
-// there is no code generation step. tests/client_examples.rs runs this against
+// there is no code generation step. tests/it/client_examples.rs runs this against
 // the real server.
 'use strict';
 

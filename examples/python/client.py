@@ -10,7 +10,7 @@ reasons, and which system user to fetch a token for. It prints what
 It generates its stubs from ../../proto with grpcio-tools into a temporary
 directory when it starts; in your own system, generate them once with
 `python -m grpc_tools.protoc -I proto --python_out=OUT --grpc_python_out=OUT
-proto/vakt/v1/authorization.proto`. tests/client_examples.rs runs this against
+proto/vakt/v1/authorization.proto`. tests/it/client_examples.rs runs this against
 the real server.
 """
 

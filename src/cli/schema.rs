@@ -7,7 +7,7 @@
 //! which are what every key of the file is checked with. They are draft-07, the
 //! draft that yaml-language-server, VS Code and Even Better TOML all read.
 //! The committed copies in `schemas/` are compared with this output by
-//! tests/schemas.rs.
+//! tests/it/schemas.rs.
 
 use crate::suite::SuiteDoc;
 use crate::world::{EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord};
@@ -38,7 +38,7 @@ const DRAFT: &str = "http://json-schema.org/draft-07/schema#";
 
 /// A data file in the compact format. The loader reads the sections by hand (it
 /// keeps each record's position), so this type only describes them; its section
-/// names are checked against the loader's by tests/schemas.rs.
+/// names are checked against the loader's by tests/it/schemas.rs.
 #[derive(schemars::JsonSchema)]
 #[schemars(
     deny_unknown_fields,

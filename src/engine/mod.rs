@@ -16,7 +16,7 @@
 //!
 //! The combination rule is Cedar's: allow iff some permit is satisfied and no
 //! forbid is; a policy that errors is skipped and reported, and Vakt denies. A
-//! differential test (tests/engine_equivalence.rs) checks every decision against
+//! differential test (tests/it/engine_equivalence.rs) checks every decision against
 //! `cedar_policy::Authorizer` over the same world as a Cedar entity store.
 
 mod eval;

@@ -1,7 +1,7 @@
 // A Vakt client in Node with @grpc/grpc-js at its default settings, the proto
 // loaded at run time by @grpc/proto-loader.
 //
-// Run by tests/socket_clients.rs: node client.js PROTO_DIR TARGET, where TARGET is
+// Run by tests/it/socket_clients.rs: node client.js PROTO_DIR TARGET, where TARGET is
 // HOST:PORT or unix:///path/to/vakt.sock. It asks a running sidecar (the built-in
 // example world) for an allow, a deny with its reason, and a request with a bad
 // field, and exits non-zero at the first answer that is not what that world gives.

@@ -1,6 +1,6 @@
 """A Vakt client in Python, from stubs generated from proto/ with grpcio-tools.
 
-Run by tests/python_client.rs: python client.py STUBS_DIR HOST:PORT. It asks a
+Run by tests/it/python_client.rs: python client.py STUBS_DIR HOST:PORT. It asks a
 running sidecar (the built-in example world) for an allow, a deny with its reason,
 a batch, and a system-user resolution, and a request with a bad field; it exits
 non-zero at the first answer that is not what the example world gives.

@@ -1,0 +1,42 @@
+//! The integration tests: one test crate, so the whole crate is linked once, not once per
+//! file. Each module is one area; `common` holds the helpers they share (starting the
+//! server, waiting with a deadline, running the binary, throwaway PostgreSQL clusters).
+//! Run one area with `cargo test --test it postgres::`.
+
+mod common;
+mod altinn_shapes;
+mod authzen;
+mod cli;
+mod client_examples;
+mod config;
+mod decision_log;
+mod deploy;
+mod duplicate_members;
+mod engine_equivalence;
+mod file_inputs;
+mod fuzz_regressions;
+mod half_written;
+mod hardening;
+mod live_files;
+mod loading;
+mod observability;
+mod policy_suites;
+mod postgres;
+mod properties;
+mod protocol;
+mod python_client;
+mod readme;
+mod request_budget;
+mod resolve;
+mod reverse;
+mod review;
+mod rules;
+mod scenarios;
+mod schemas;
+mod secrets;
+mod shadow;
+mod socket_clients;
+mod tamper;
+mod tls;
+mod unix_socket;
+mod verify;
