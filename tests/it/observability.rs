@@ -123,15 +123,11 @@ fn readyz_says_not_ready_while_the_durable_log_cannot_write() {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
     });
-    let mut ready = get(&admin, "/readyz");
-    for _ in 0..50 {
-        if ready.0 == 503 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        ready = get(&admin, "/readyz");
-    }
-    assert_eq!(ready.0, 503, "{ready:?}");
+    let ready = until_some(
+        std::time::Duration::from_secs(5),
+        "/readyz to answer 503",
+        || Some(get(&admin, "/readyz")).filter(|r| r.0 == 503),
+    );
     assert!(ready.1.contains("decision log"), "{ready:?}");
     // Live all the same.
     assert_eq!(get(&admin, "/healthz").0, 200);

@@ -369,7 +369,22 @@ fn a_header_block_is_charged_before_the_call_begins() {
                 .await,
             );
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Wait until the held messages are charged: until then a 12 KB header block
+        // with a small body still fits and is answered.
+        let probe = large_request(0);
+        eventually_some(
+            Duration::from_secs(5),
+            "the held streams to be charged",
+            || {
+                let probe = probe.clone();
+                let sender = &sender;
+                async move {
+                    (authorize_raw(sender, 12_000, Some(probe)).await.0 == Code::ResourceExhausted)
+                        .then_some(())
+                }
+            },
+        )
+        .await;
         // A call whose 12 KB header block does not fit is refused at once,
         // though it has sent no body: it never waits for the timeout.
         let asked = Instant::now();

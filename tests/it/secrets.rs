@@ -397,8 +397,19 @@ fn no_secret_of_the_corpus_reaches_any_sink_or_the_diagnostic_log() {
         answered
     });
     let authzen_answered: usize = values.iter().map(|v| authzen_calls(&http, v)).sum();
-    // Let the last diagnostics of the calls be read before stopping.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // One last call, made after every other has been answered: once its DEBUG
+    // decision line has been read, so have the lines of all the calls before it.
+    const LAST: &str = "secrets-last-call";
+    s.with_client(|mut c| async move {
+        c.authorize(request(LAST, "tk-regnskap", "310015156", REGNSKAP))
+            .await
+            .unwrap();
+    });
+    until(
+        std::time::Duration::from_secs(10),
+        "the last call's decision line",
+        || s.diagnostics().iter().any(|l| l.contains(LAST)),
+    );
     let diagnostics = s.diagnostics().join("\n");
     let stdout = s.stop();
     let file_text = std::fs::read_to_string(&file).unwrap();

@@ -494,14 +494,12 @@ fn a_write_past_the_file_size_limit_fails_closed_and_recovers_by_itself() {
         assert!(text
             .lines()
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while health(url.clone()).await != 2 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "health did not turn NOT_SERVING"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually_some(
+            Duration::from_secs(5),
+            "health to turn NOT_SERVING",
+            || async { (health(url.clone()).await == 2).then_some(()) },
+        )
+        .await;
         // Still failing closed while the fault lasts.
         let again = c
             .authorize(request("kari", "tk-regnskap", "310015156", REGNSKAP))
@@ -517,14 +515,10 @@ fn a_write_past_the_file_size_limit_fails_closed_and_recovers_by_itself() {
             .unwrap()
             .into_inner();
         assert_eq!(ok.decision(), vakt::proto::Decision::Allow);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while health(url.clone()).await != 1 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "health did not recover"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually_some(Duration::from_secs(5), "health to recover", || async {
+            (health(url.clone()).await == 1).then_some(())
+        })
+        .await;
     });
     let diagnostics = s.diagnostics();
     s.stop();

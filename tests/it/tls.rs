@@ -178,10 +178,9 @@ fn mutual_tls_admits_only_the_allow_list_and_names_the_caller() {
             .count()
     };
     // A refused client may give up before its refusal is logged: wait for the lines.
-    let waited = std::time::Instant::now();
-    while refusals(&s.diagnostics()) < 2 && waited.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(Duration::from_secs(5), "both refusals to be logged", || {
+        refusals(&s.diagnostics()) >= 2
+    });
     let diagnostics = s.diagnostics();
     s.stop();
     let refusals = refusals(&diagnostics);
@@ -267,33 +266,27 @@ fn a_rotated_certificate_serves_new_connections_and_keeps_open_ones() {
         std::fs::rename(dir_path.join("next.key"), dir_path.join("server.key")).unwrap();
         std::fs::write(dir_path.join("next.pem"), cert).unwrap();
         std::fs::rename(dir_path.join("next.pem"), dir_path.join("server.pem")).unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut c) = connect(&addr, &new_pem, None).await {
-                if ask(&mut c).await.is_ok() {
-                    break;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the new certificate never served"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually_some(
+            Duration::from_secs(20),
+            "the new certificate to serve",
+            || async {
+                let mut c = connect(&addr, &new_pem, None).await.ok()?;
+                ask(&mut c).await.ok()
+            },
+        )
+        .await;
         // The connection made before the rotation still works, and no call of
         // the stream failed.
         ask(&mut open).await.unwrap();
         // Let the stream run on past the rotation: two more rounds, on the new
         // certificate, and at least ten calls in all.
         let target = (made.load(std::sync::atomic::Ordering::Relaxed) + 4).max(10);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while made.load(std::sync::atomic::Ordering::Relaxed) < target {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the call stream stalled after the rotation"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            Duration::from_secs(20),
+            "the call stream to run on after the rotation",
+            || made.load(std::sync::atomic::Ordering::Relaxed) >= target,
+        )
+        .await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (calls, failures) = stream.await.unwrap();
         assert!(calls >= 10, "only {calls} calls during the rotation");
@@ -664,21 +657,12 @@ fn a_reverse_query_allow_list_on_a_listener_without_identities_is_refused_at_sta
         .spawn()
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let answered = loop {
-        let asked = rt.block_on(async {
+    let answered = until_some(Duration::from_secs(30), "the Unix socket to answer", || {
+        rt.block_on(async {
             let mut c = unix_client(sock.clone()).await.ok()?;
             ask(&mut c).await.ok()
-        });
-        if let Some(r) = asked {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the Unix socket never answered"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        })
+    });
     assert_eq!(answered.decision(), vakt::proto::Decision::Allow);
     signal(child.id() as i32, libc::SIGTERM);
     assert!(wait_at_most(&mut child, Duration::from_secs(30)).is_some_and(|s| s.success()));
@@ -716,22 +700,11 @@ fn a_refused_client_is_logged_by_its_plain_address() {
         answered.is_none(),
         "a client outside the allow-list was answered"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let refusal = loop {
-        let found = s
-            .diagnostics()
+    let refusal = until_some(Duration::from_secs(10), "the refusal to be logged", || {
+        s.diagnostics()
             .into_iter()
-            .find(|l| l.contains("not on the allow-list"));
-        if let Some(l) = found {
-            break l;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the refusal was not logged: {:#?}",
-            s.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+            .find(|l| l.contains("not on the allow-list"))
+    });
     s.stop();
     let v: serde_json::Value = serde_json::from_str(&refusal).unwrap();
     let peer = v["fields"]["peer"].as_str().unwrap_or_default().to_owned();

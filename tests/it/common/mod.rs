@@ -389,6 +389,51 @@ pub fn until(
     start.elapsed()
 }
 
+/// Calls `attempt` every 10 ms until it returns `Some`, and returns that value;
+/// panics naming `what` once `limit` has passed. For waits whose check is itself
+/// asynchronous: a call, a connection, a health probe.
+pub async fn eventually_some<T, Fut>(
+    limit: std::time::Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> Fut,
+) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = attempt().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The blocking twin of [`eventually_some`]: calls `attempt` every 10 ms until it
+/// returns `Some`; panics naming `what` once `limit` has passed.
+pub fn until_some<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> Option<T>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = attempt() {
+            return v;
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited < limit,
+            "waited {waited:?} (limit {limit:?}) for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 // The admin HTTP listener (`--metrics-listen`), as a probe or scraper sees it.
 
 /// The admin listener's address, from the "admin listening" diagnostic.
