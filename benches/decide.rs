@@ -10,10 +10,10 @@
 
 use std::hint::black_box;
 use std::time::Instant;
-use vakt::decide::{decide, Query, RawRequest};
+use vakt::decision::{decide, Query, RawRequest};
 use vakt::ids::check_org_number;
-use vakt::reference::Reference;
-use vakt::snapshot::{Snapshot, Sources};
+use vakt::decision::reference::Reference;
+use vakt::rules::snapshot::{Snapshot, Sources};
 use vakt::world::*;
 
 // The same allocator as the `vakt` binary.

@@ -25,7 +25,7 @@ use tokio_postgres::NoTls;
 use tonic::transport::{Channel, Endpoint};
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::{AuthorizeRequest, Decision};
-use vakt::snapshot::SourcePaths;
+use vakt::rules::snapshot::SourcePaths;
 use vakt::source::files::FileSource;
 use vakt::world::{Change, ClientLink, OrgNo};
 
@@ -119,7 +119,7 @@ fn main() {
     for &firms in &sizes {
         let dir = tempfile::tempdir().unwrap();
         let files = firms.div_ceil(10);
-        let g = vakt::gen::write_world(dir.path(), firms, files, 1).unwrap();
+        let g = vakt::tools::gen::write_world(dir.path(), firms, files, 1).unwrap();
         let (_, took, peak, steady) = serve(dir.path().as_os_str());
         println!(
             "| {} | {files} | {:.0} | {:.2} | {peak} | {steady} |",
@@ -227,7 +227,7 @@ fn main() {
                 Change::Team(t.id.clone(), Some(t))
             }
         };
-        let data = vakt::snapshot::DataVersion {
+        let data = vakt::rules::snapshot::DataVersion {
             sequence: current.data.sequence + 1,
             ..current.data.clone()
         };
@@ -496,7 +496,7 @@ async fn stream_changes(
 /// 1,000 changes per second stream in.
 fn postgres(
     bench: bool,
-    worlds: &[(tempfile::TempDir, vakt::gen::Generated)],
+    worlds: &[(tempfile::TempDir, vakt::tools::gen::Generated)],
     wanted: Vec<AuthorizeRequest>,
 ) {
     let pg = pg::Cluster::start();

@@ -394,7 +394,7 @@ fn main() {
     // The candidate policies of the shadow mode.
     let candidate = dir.path().join("candidate");
     std::fs::create_dir_all(&candidate).unwrap();
-    for (name, body) in vakt::embedded::POLICIES {
+    for (name, body) in vakt::rules::embedded::POLICIES {
         let file = std::path::Path::new(name).file_name().unwrap();
         if file != "03-tenant.cedar" {
             std::fs::write(candidate.join(file), body).unwrap();

@@ -15,9 +15,9 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vakt::decide::{decide, Query, RawRequest};
-use vakt::reverse::{what_can, what_can_query, who_can, who_can_query};
-use vakt::snapshot::{Snapshot, SourcePaths, Sources};
+use vakt::decision::{decide, Query, RawRequest};
+use vakt::decision::reverse::{what_can, what_can_query, who_can, who_can_query};
+use vakt::rules::snapshot::{Snapshot, SourcePaths, Sources};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -98,7 +98,7 @@ fn main() {
         .unwrap_or(if full { 1000 } else { 5 });
     let rounds = if full { 15 } else { 2 };
     let dir = tempfile::tempdir().unwrap();
-    let generated = vakt::gen::write_world(dir.path(), firms, 8, 7).unwrap();
+    let generated = vakt::tools::gen::write_world(dir.path(), firms, 8, 7).unwrap();
     let (_, clients) = big_firm(dir.path());
     let started = Instant::now();
     let sources = Sources::read(&SourcePaths {

@@ -2,9 +2,9 @@
 //! (tests/it/fuzz_regressions.rs): each takes arbitrary bytes as one of Vakt's inputs
 //! and must return without panicking, whatever they hold.
 
-use crate::decide::{decide, Query, RawRequest};
+use crate::decision::{decide, Query, RawRequest};
 use crate::problem::SourceFile;
-use crate::snapshot::{Rules, Snapshot, Sources};
+use crate::rules::snapshot::{Rules, Snapshot, Sources};
 use std::sync::{Arc, OnceLock};
 
 /// The embedded default, built once per process.
@@ -44,7 +44,7 @@ pub fn request(data: &[u8]) {
     if let Ok(r) = crate::proto::ResolveSystemUserRequest::decode(data) {
         let snap = default_snapshot();
         if let Ok(q) = Query::check_resolve(snap, r.into()) {
-            let _ = crate::decide::resolve(snap, &q);
+            let _ = crate::decision::resolve(snap, &q);
         }
     }
     // The reverse queries' fields, converted as Authorize's are.
@@ -69,9 +69,9 @@ pub fn request(data: &[u8]) {
             r.action,
             r.context,
         );
-        if let Ok(q) = crate::reverse::who_can_query(snap, raw) {
-            let size = crate::reverse::page_size(r.page_size);
-            let _ = crate::reverse::who_can(snap, &q, Some(r.page_token.as_str()), size);
+        if let Ok(q) = crate::decision::reverse::who_can_query(snap, raw) {
+            let size = crate::decision::reverse::page_size(r.page_size);
+            let _ = crate::decision::reverse::who_can(snap, &q, Some(r.page_token.as_str()), size);
         }
     }
     if let Ok(r) = crate::proto::WhatCanRequest::decode(data) {
@@ -84,9 +84,9 @@ pub fn request(data: &[u8]) {
             r.action,
             r.context,
         );
-        if let Ok(q) = crate::reverse::what_can_query(snap, raw) {
+        if let Ok(q) = crate::decision::reverse::what_can_query(snap, raw) {
             let _ =
-                crate::reverse::what_can(snap, &q, None, crate::reverse::page_size(r.page_size));
+                crate::decision::reverse::what_can(snap, &q, None, crate::decision::reverse::page_size(r.page_size));
         }
     }
 }
@@ -155,8 +155,8 @@ pub fn decision_log(data: &[u8]) {
         };
         let _ = crate::decision_log::verify::verify(&files, &against);
     }
-    let _ = crate::replay::replay("decisions.jsonl", text, default_snapshot());
-    let _ = crate::replay::shadow_report("decisions.jsonl", text);
+    let _ = crate::tools::replay::replay("decisions.jsonl", text, default_snapshot());
+    let _ = crate::tools::replay::shadow_report("decisions.jsonl", text);
 }
 
 /// A `vakt serve` configuration file, and a `vakt verify` properties file.
@@ -165,14 +165,14 @@ pub fn config_or_properties(data: &[u8]) {
         return;
     };
     let _ = crate::cli::check_config_text(text);
-    let _ = crate::verify::Properties::parse("properties.toml", text, &default_rules().schema);
+    let _ = crate::tools::verify::Properties::parse("properties.toml", text, &default_rules().schema);
 }
 
 /// A body read as each AuthZEN endpoint reads it, and what it asks decided or
 /// searched against `snap`, with nothing served or logged. Whatever the bytes, it
 /// returns.
 fn authzen_body(snap: &Snapshot, body: &[u8]) {
-    use crate::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
+    use crate::decision::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
     use crate::server::authzen::{allowed_actions, batch, item, wire};
     let Ok(serde_json::Value::Object(body)) = crate::json::parse(body) else {
         return;

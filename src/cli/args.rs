@@ -2,7 +2,7 @@
 //! output format, and how problems are reported.
 
 use crate::problem::{Problem, Problems};
-use crate::snapshot::{Rules, Snapshot, SourcePaths, Sources};
+use crate::rules::snapshot::{Rules, Snapshot, SourcePaths, Sources};
 use crate::source::postgres::{Database, DbError, PostgresSource};
 use clap::Args;
 use std::path::PathBuf;
@@ -167,9 +167,9 @@ impl SourceArgs {
             data_manifest: self.data_manifest.clone(),
             max_file_bytes: self.max_file_bytes,
             link_packages: match self.links_without_packages {
-                LinksWithoutPackages::Deny => crate::model::LinkPackages::None,
+                LinksWithoutPackages::Deny => crate::rules::model::LinkPackages::None,
                 LinksWithoutPackages::SystemUserPackages => {
-                    crate::model::LinkPackages::SystemUserPackages
+                    crate::rules::model::LinkPackages::SystemUserPackages
                 }
             },
         }

@@ -1,7 +1,7 @@
 //! `vakt check`: one decision against local files, without a server.
 
 use super::args::{report_problems, SourceArgs};
-use crate::decide::{decide, Query, RawRequest};
+use crate::decision::{decide, Query, RawRequest};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -22,7 +22,7 @@ pub(super) struct CheckArgs {
     #[arg(long, value_name = "URN")]
     package: String,
     /// The Cedar action.
-    #[arg(long, default_value = crate::model::DEFAULT_ACTION)]
+    #[arg(long, default_value = crate::rules::model::DEFAULT_ACTION)]
     action: String,
     /// Caller context attributes as a JSON object, e.g. '{"mfa": true}'.
     #[arg(long, value_name = "JSON")]

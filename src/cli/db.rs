@@ -8,7 +8,7 @@
 
 use super::args::{db_problems, report_problems};
 use crate::problem::{Problem, Problems};
-use crate::snapshot::{Rules, Snapshot, SourcePaths, Sources};
+use crate::rules::snapshot::{Rules, Snapshot, SourcePaths, Sources};
 use crate::source::postgres::{self, migrate, write, Database, PostgresSource};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

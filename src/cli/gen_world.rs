@@ -27,7 +27,7 @@ pub(super) fn run(args: GenWorldArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let g = crate::gen::write_world(&args.out, args.firms, args.files, args.seed)
+    let g = crate::tools::gen::write_world(&args.out, args.firms, args.files, args.seed)
         .with_context(|| format!("writing into {}", args.out.display()))?;
     println!(
         "wrote {} entities ({} organisations, {} system users with {} client links, {} teams, {} employees) in {} bytes to {}",

@@ -15,7 +15,7 @@ pub(super) struct ReplayArgs {
     /// Exit 1 when a logged deny would be allowed (deny-to-allow) or on any flip
     /// (any) [default: report only]
     #[arg(long, value_enum)]
-    fail_on: Option<crate::replay::FailOn>,
+    fail_on: Option<crate::tools::replay::FailOn>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Pretty)]
     format: Format,
@@ -28,9 +28,9 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     args.sources.announce(true);
     let snap = args.sources.load().map_err(|p| anyhow::anyhow!("{p}"))?;
     let name = args.log.display().to_string();
-    let report = crate::replay::replay(&name, &text, &snap);
+    let report = crate::tools::replay::replay(&name, &text, &snap);
     match args.format {
-        Format::Pretty => print!("{}", crate::replay::render(&report, &name, &snap.revision)),
+        Format::Pretty => print!("{}", crate::tools::replay::render(&report, &name, &snap.revision)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     if !report.problems.is_empty() {

@@ -93,15 +93,15 @@ pub(super) fn run(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             eprintln!("the decision log does not verify, so it cannot show what was used; no review was written");
             return Ok(ExitCode::from(1));
         }
-        Some(crate::review::read_usage(&checked.texts)?)
+        Some(crate::tools::review::read_usage(&checked.texts)?)
     };
     args.sources.announce(true);
     let snap = args.sources.load().map_err(|p| anyhow::anyhow!("{p}"))?;
-    let review = crate::review::review(&snap, org, usage.as_ref(), since)?;
+    let review = crate::tools::review::review(&snap, org, usage.as_ref(), since)?;
     let text = match format {
-        ReviewFormat::Csv => crate::review::csv(&review),
+        ReviewFormat::Csv => crate::tools::review::csv(&review),
         ReviewFormat::Json => serde_json::to_string_pretty(&review)? + "\n",
-        ReviewFormat::Html => crate::review::html(&review),
+        ReviewFormat::Html => crate::tools::review::html(&review),
     };
     if args.out.as_os_str() == "-" {
         print!("{text}");

@@ -9,7 +9,7 @@
 //! The committed copies in `schemas/` are compared with this output by
 //! tests/it/schemas.rs.
 
-use crate::suite::SuiteDoc;
+use crate::tools::suite::SuiteDoc;
 use crate::world::{EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord};
 use clap::{ArgAction, Command, ValueEnum};
 use serde_json::{json, Map, Value};

@@ -5,8 +5,8 @@ use super::args::SourceArgs;
 use super::telemetry::{self, LogFormat};
 use crate::decision_log::{DecisionLog, Fsync, LogOptions, Rotation, SinkSpec};
 use crate::server::{self, Options, Vakt, DEFAULT_MAX_BATCH};
-use crate::snapshot::SnapshotHandle;
-use crate::snapshot::{Rules, Sources};
+use crate::rules::snapshot::SnapshotHandle;
+use crate::rules::snapshot::{Rules, Sources};
 use crate::source::files::FileSource;
 use crate::source::postgres::PostgresSource;
 use crate::source::DataStatus;
@@ -623,7 +623,7 @@ fn load_shadow(args: &ServeArgs, vakt: &Vakt) {
         }
         return;
     };
-    let paths = crate::snapshot::SourcePaths {
+    let paths = crate::rules::snapshot::SourcePaths {
         policies: Some(dir.clone()),
         data: None,
         ..args.sources.paths()
@@ -1012,7 +1012,7 @@ fn bind_unix(path: &std::path::Path, mode: u32) -> anyhow::Result<tokio::net::Un
 
 /// The first snapshot, and the source to follow.
 struct Start {
-    snapshot: crate::snapshot::Snapshot,
+    snapshot: crate::rules::snapshot::Snapshot,
     source: Loaded,
     /// What the status call names the source.
     kind: &'static str,
@@ -1029,7 +1029,7 @@ enum Loaded {
 const START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn load_files(
-    paths: crate::snapshot::SourcePaths,
+    paths: crate::rules::snapshot::SourcePaths,
     settle: std::time::Duration,
 ) -> anyhow::Result<Start> {
     let from_files = paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
@@ -1057,7 +1057,7 @@ async fn load_files(
 
 async fn load_database(
     db: crate::source::postgres::Database,
-    paths: crate::snapshot::SourcePaths,
+    paths: crate::rules::snapshot::SourcePaths,
 ) -> anyhow::Result<Start> {
     let rules =
         tokio::task::spawn_blocking(move || Sources::read(&paths).and_then(|s| Rules::build(&s)))

@@ -18,7 +18,7 @@ pub(super) enum ShadowCommand {
         /// Exit 1 when a served deny would have been allowed (deny-to-allow) or
         /// on any flip (any) [default: report only]
         #[arg(long, value_enum)]
-        fail_on: Option<crate::replay::FailOn>,
+        fail_on: Option<crate::tools::replay::FailOn>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Pretty)]
         format: Format,
@@ -37,14 +37,14 @@ pub(super) fn run(cmd: ShadowCommand) -> anyhow::Result<ExitCode> {
         let text = crate::problem::read_named(log, crate::problem::MAX_LOG_BYTES)
             .map_err(anyhow::Error::msg)?;
         let name = log.display().to_string();
-        let report = crate::replay::shadow_report(&name, &text);
+        let report = crate::tools::replay::shadow_report(&name, &text);
         if !report.problems.is_empty() {
             code = ExitCode::from(2);
         } else if report.fails(fail_on) && code == ExitCode::SUCCESS {
             code = ExitCode::from(1);
         }
         match format {
-            Format::Pretty => print!("{}", crate::replay::render_shadow(&report, &name)),
+            Format::Pretty => print!("{}", crate::tools::replay::render_shadow(&report, &name)),
             Format::Json => reports.push(serde_json::json!({"log": name, "report": report})),
         }
     }

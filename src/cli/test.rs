@@ -1,8 +1,8 @@
 //! `vakt test`: run policy test suites.
 
 use super::args::{report_problems, Format, SourceArgs};
-use crate::snapshot::{Snapshot, Sources};
-use crate::suite;
+use crate::rules::snapshot::{Snapshot, Sources};
+use crate::tools::suite;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,8 +8,8 @@
 //! a counterexample is not a world Vakt builds: an assumption is missing).
 
 use super::args::{report_problems, Format};
-use crate::snapshot::{Rules, SourcePaths, Sources};
-use crate::verify::{self, Outcome, Properties, Solver, Witness};
+use crate::rules::snapshot::{Rules, SourcePaths, Sources};
+use crate::tools::verify::{self, Outcome, Properties, Solver, Witness};
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
@@ -63,7 +63,7 @@ fn sources(policies: &Option<PathBuf>, schema: &Option<PathBuf>) -> Result<Sourc
         data: None,
         data_manifest: None,
         max_file_bytes: crate::problem::DEFAULT_MAX_FILE_BYTES,
-        link_packages: crate::model::LinkPackages::None,
+        link_packages: crate::rules::model::LinkPackages::None,
     })
     .map_err(|p| report_problems(&p))
 }

@@ -2,7 +2,7 @@
 //! came from outside scrubbed of secrets on the way out.
 
 use super::redact::{self, Redactor};
-use crate::decide::Reason;
+use crate::decision::Reason;
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -95,7 +95,7 @@ pub struct DecisionRecord<'a> {
     pub shadow: Option<(&'a str, &'a [Reason])>,
     /// For an allow: the teams that granted it and the link it rested on, so an
     /// access review can tell which grants were used.
-    pub path: Option<&'a crate::decide::Path>,
+    pub path: Option<&'a crate::decision::Path>,
 }
 
 /// RFC 3339 timestamp in UTC with microseconds.
@@ -254,7 +254,7 @@ impl Serialize for StrList<'_> {
     }
 }
 
-struct PathOut<'r>(&'r crate::decide::Path);
+struct PathOut<'r>(&'r crate::decision::Path);
 
 impl Serialize for PathOut<'_> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {

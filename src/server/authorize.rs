@@ -4,10 +4,10 @@
 use super::call::{new_decision_id, CallMeta, Vakt};
 use super::convert;
 use super::error::CallError;
-use crate::decide::{decide, decide_under, Decision, Query};
+use crate::decision::{decide, decide_under, Decision, Query};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
-use crate::snapshot::Snapshot;
+use crate::rules::snapshot::Snapshot;
 use std::time::Instant;
 
 pub(super) async fn handle(

@@ -5,7 +5,7 @@
 use super::authorize::decide_and_log;
 use super::call::{CallMeta, Vakt};
 use super::error::CallError;
-use crate::decide::Query;
+use crate::decision::Query;
 use crate::proto;
 
 pub(super) async fn handle(

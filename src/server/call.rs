@@ -2,7 +2,7 @@
 //! call, and decision ids.
 
 use crate::decision_log::{Caller, DecisionLog, Trace};
-use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::rules::snapshot::{Snapshot, SnapshotHandle};
 use crate::source::DataStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -148,7 +148,7 @@ pub struct Vakt {
 
 /// Candidate policies compiled with the serving schema, for shadow evaluation.
 pub struct Shadow {
-    pub rules: Arc<crate::snapshot::Rules>,
+    pub rules: Arc<crate::rules::snapshot::Rules>,
     /// Where they came from, for the log.
     pub dir: std::path::PathBuf,
 }

@@ -1,6 +1,6 @@
 //! Conversions between the protobuf messages and Vakt's own types.
 
-use crate::decide::{Decision, RawRequest, Reason};
+use crate::decision::{Decision, RawRequest, Reason};
 use crate::proto;
 use prost_types::{value::Kind, Struct, Value};
 

@@ -10,7 +10,7 @@
 //! its lifetime (60 s by default) after the query began: successive worlds share every
 //! unchanged record, so keeping one costs only what changed since.
 
-use crate::snapshot::Snapshot;
+use crate::rules::snapshot::Snapshot;
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest, Sha256};

@@ -1,7 +1,7 @@
 //! Every way a call can fail, each mapped to a gRPC status in one place.
 //! A denial is not here: it is a normal response.
 
-use crate::decide::InvalidField;
+use crate::decision::InvalidField;
 use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]

@@ -585,7 +585,7 @@ pub fn render(vakt: &Vakt) -> String {
 mod tests {
     use super::*;
     use crate::decision_log::{DecisionLog, LogOptions};
-    use crate::snapshot::{Snapshot, Sources};
+    use crate::rules::snapshot::{Snapshot, Sources};
     use std::time::Duration;
 
     /// The text `render` gave for `fixed_state` before the metrics were listed in

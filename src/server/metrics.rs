@@ -137,7 +137,7 @@ impl ServerMetrics {
 
     /// One decision of an Authorize or AuthorizeBatch call; a deny counts each
     /// policy that denied it.
-    pub(crate) fn decision(&self, batch: bool, allowed: bool, reasons: &[crate::decide::Reason]) {
+    pub(crate) fn decision(&self, batch: bool, allowed: bool, reasons: &[crate::decision::Reason]) {
         self.decisions[usize::from(batch)][usize::from(!allowed)].fetch_add(1, Ordering::Relaxed);
         if !allowed {
             for r in reasons {

@@ -4,7 +4,7 @@
 use super::call::{new_decision_id, CallMeta, Vakt};
 use super::convert;
 use super::error::CallError;
-use crate::decide::{resolve, Query, Resolution};
+use crate::decision::{resolve, Query, Resolution};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
 use std::time::Instant;

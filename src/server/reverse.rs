@@ -6,10 +6,10 @@ use super::call::Vakt;
 use super::convert;
 use super::cursor::{fingerprint, now_ms, CursorError, Resume};
 use super::error::CallError;
-use crate::decide::{Path, RawRequest};
+use crate::decision::{Path, RawRequest};
 use crate::proto;
-use crate::reverse::{page_size, what_can, what_can_query, who_can, who_can_query, Page};
-use crate::snapshot::Snapshot;
+use crate::decision::reverse::{page_size, what_can, what_can_query, who_can, who_can_query, Page};
+use crate::rules::snapshot::Snapshot;
 use crate::world::OrgNo;
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ impl Start {
 }
 
 /// A WhatCan result's key, as a page token carries it.
-pub(super) fn what_key(w: &crate::reverse::What) -> Vec<String> {
+pub(super) fn what_key(w: &crate::decision::reverse::What) -> Vec<String> {
     let (su, client, package) = w.key();
     vec![su.to_string(), client.to_string(), package.to_string()]
 }

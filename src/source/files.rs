@@ -15,7 +15,7 @@ use super::settle::{Settle, Stamp, State, Verdict, Writers};
 use crate::problem::{
     list_dir as list, read_data_file as read_file, Problem, Problems, SourceFile,
 };
-use crate::snapshot::{DataVersion, Snapshot, SourcePaths, Sources};
+use crate::rules::snapshot::{DataVersion, Snapshot, SourcePaths, Sources};
 use crate::world::{parse_manifest, sha256, Manifest, RecordKey, WorldBuilder};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -86,7 +86,7 @@ fn is_policy_file(n: &str) -> bool {
 fn is_schema_file(n: &str) -> bool {
     n.ends_with(".cedarschema")
         || n.ends_with(".cedarschema.json")
-        || n == crate::packages::FILE_NAME
+        || n == crate::rules::packages::FILE_NAME
 }
 
 /// The policy, schema and package files in the directories `paths` names.
@@ -647,7 +647,7 @@ impl FileSource {
     /// What the data files are now, for the revision: their hashes, by name.
     fn identity(&self) -> String {
         // As `vakt validate` and the built-in data name the same files.
-        crate::snapshot::data_identity_of(self.data.iter().map(|(p, t)| {
+        crate::rules::snapshot::data_identity_of(self.data.iter().map(|(p, t)| {
             let base = p.file_name().map_or_else(
                 || p.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
@@ -722,7 +722,7 @@ pub fn concerns(p: &Path) -> bool {
 /// the task is dropped.
 pub async fn follow(
     mut source: FileSource,
-    snapshots: Arc<crate::snapshot::SnapshotHandle>,
+    snapshots: Arc<crate::rules::snapshot::SnapshotHandle>,
     status: Arc<super::DataStatus>,
     mut hangup: tokio::signal::unix::Signal,
     every: Duration,

@@ -17,7 +17,7 @@ use super::records::{
 };
 use super::state::World;
 use crate::ids::check_id;
-use crate::packages::AccessPackages;
+use crate::rules::packages::AccessPackages;
 use crate::problem::SourceFile;
 use crate::problem::{Problem, Problems};
 use cedar_policy::Schema;

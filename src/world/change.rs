@@ -11,7 +11,7 @@ use super::records::{
     ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team, UserType,
 };
 use super::state::World;
-use crate::packages::AccessPackages;
+use crate::rules::packages::AccessPackages;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -506,7 +506,7 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Snapshot, Sources};
+    use crate::rules::snapshot::{Snapshot, Sources};
 
     fn example() -> Snapshot {
         Snapshot::build(&Sources::embedded()).unwrap()

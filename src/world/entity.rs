@@ -7,8 +7,8 @@
 //! for Vakt's own entity types.
 
 use super::records::{Employee, OrgNo, Organization, SystemUser, Team};
-use crate::engine::value::{sorted_contains, Elems, Ent, EntityData, IdList, Val};
-use crate::model::{core_types, core_uid};
+use crate::decision::engine::value::{sorted_contains, Elems, Ent, EntityData, IdList, Val};
+use crate::rules::model::{core_types, core_uid};
 use cedar_policy_core::ast::{self, EntityType, EntityUID, PartialValue, Value};
 use smol_str::SmolStr;
 use std::collections::{HashMap, HashSet};
@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 fn org_ref(n: OrgNo) -> Val<'static> {
     match Ent::inline(&core_types().organization, &n.digits()) {
         Some(e) => Val::Ent(e),
-        None => Val::V(crate::engine::value::entity_value(
+        None => Val::V(crate::decision::engine::value::entity_value(
             &core_types().organization,
             &n.digits(),
         )),
@@ -30,7 +30,7 @@ fn org_uid(n: OrgNo) -> EntityUID {
 
 /// Whether `ty`/`id` names the organisation `n`.
 fn is_org(ty: &EntityType, id: &str, n: OrgNo) -> bool {
-    crate::engine::value::same_type(ty, &core_types().organization)
+    crate::decision::engine::value::same_type(ty, &core_types().organization)
         && OrgNo::from_digits(id) == Some(n)
 }
 
@@ -114,12 +114,12 @@ impl EntityData for Team {
 
 /// Whether `ty`/`id` is a team in `teams`.
 fn is_team_in(teams: &[SmolStr], ty: &EntityType, id: &str) -> bool {
-    crate::engine::value::same_type(ty, &core_types().team) && sorted_contains(teams, id)
+    crate::decision::engine::value::same_type(ty, &core_types().team) && sorted_contains(teams, id)
 }
 
 /// Whether the sorted `teams` meet the team ids `ids`.
 fn teams_meet(teams: &[SmolStr], ty: &EntityType, ids: &dyn IdList) -> bool {
-    crate::engine::value::same_type(ty, &core_types().team) && teams.iter().any(|t| ids.contains(t))
+    crate::decision::engine::value::same_type(ty, &core_types().team) && teams.iter().any(|t| ids.contains(t))
 }
 
 impl EntityData for Employee {
@@ -328,7 +328,7 @@ pub(super) fn cedar_entities<T: Copy>(
     json: Vec<(T, serde_json::Value)>,
     schema: &cedar_policy::Schema,
 ) -> (HashMap<EntityUID, CedarEntity>, Vec<(T, String)>) {
-    let t = crate::model::types();
+    let t = crate::rules::model::types();
     let mut loaded: HashMap<EntityUID, (T, ast::Entity)> = HashMap::new();
     let mut problems = Vec::new();
     for (from, value) in json {

@@ -1,7 +1,7 @@
 //! The records of the world, compact and immutable: each is shared (by `Arc`)
 //! between successive worlds until a change replaces it.
 
-use crate::engine::IdList;
+use crate::decision::engine::IdList;
 use crate::ids::{check_org_number, OrgNumberError};
 use smol_str::SmolStr;
 use std::fmt;
@@ -276,7 +276,7 @@ impl LinkAccess {
         let auditor_packages = sorted(
             entries
                 .iter()
-                .filter(|(r, _)| r == crate::model::AUDITOR_ROLE)
+                .filter(|(r, _)| r == crate::rules::model::AUDITOR_ROLE)
                 .flat_map(|(_, p)| p.iter().cloned())
                 .collect(),
         );

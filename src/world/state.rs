@@ -2,8 +2,8 @@
 
 use super::entity::{kind, CedarEntity, Kind};
 use super::records::{map, Employee, Id, Map, OrgNo, Organization, SystemUser, Team};
-use crate::engine::value::{EntityData, Store};
-use crate::model::core_uid;
+use crate::decision::engine::value::{EntityData, Store};
+use crate::rules::model::core_uid;
 use cedar_policy_core::ast::{self, EntityType, EntityUID};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -120,7 +120,7 @@ impl World {
     /// The entities given in Cedar's own format: the extra entities without the
     /// schema's actions.
     pub fn cedar_entities(&self) -> impl Iterator<Item = &ast::Entity> {
-        let action: &ast::EntityType = crate::model::types().action.as_ref();
+        let action: &ast::EntityType = crate::rules::model::types().action.as_ref();
         self.extra_entities()
             .filter(move |e| e.uid().entity_type() != action)
     }

@@ -5,8 +5,8 @@
 //! field.
 
 use std::path::{Path, PathBuf};
-use vakt::decide::{decide, Query, RawRequest};
-use vakt::snapshot::{Snapshot, SourcePaths, Sources};
+use vakt::decision::{decide, Query, RawRequest};
+use vakt::rules::snapshot::{Snapshot, SourcePaths, Sources};
 
 const HAND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/world");
 const SAVED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/altinn-world");

@@ -14,7 +14,7 @@ fn text(b: &[u8]) -> String {
 /// A copy of the shipped policies in a temporary directory.
 fn policies_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for (name, body) in vakt::embedded::POLICIES {
+    for (name, body) in vakt::rules::embedded::POLICIES {
         std::fs::write(dir.path().join(Path::new(name).file_name().unwrap()), body).unwrap();
     }
     dir
@@ -203,7 +203,7 @@ fn fmt_checks_and_rewrites_policy_files() {
         text(&out.stdout).trim(),
         format!(
             "{} policy files already formatted",
-            vakt::embedded::POLICIES.len()
+            vakt::rules::embedded::POLICIES.len()
         )
     );
     let ugly = dir.path().join("60-ugly.cedar");

@@ -425,7 +425,7 @@ async fn context_is_logged_with_named_fields_redacted_and_replays_faithfully() {
     // Replay re-decides with the logged context: the unauthenticated deny stays a deny;
     // the record with a redacted field cannot be replayed and says so.
     let text = std::fs::read_to_string(&path).unwrap();
-    let report = vakt::replay::replay("decisions.jsonl", &text, &default_snapshot());
+    let report = vakt::tools::replay::replay("decisions.jsonl", &text, &default_snapshot());
     assert_eq!(
         (report.replayed, report.unchanged, report.flips.len()),
         (1, 1, 0)

@@ -25,9 +25,9 @@
 //! VAKT_EQUIVALENCE_CASES=100000 cargo test --release --test it engine_equivalence::generated
 //! ```
 
-use vakt::decide::{decide, Query, RawRequest};
-use vakt::reference::Reference;
-use vakt::snapshot::{Snapshot, Sources};
+use vakt::decision::{decide, Query, RawRequest};
+use vakt::decision::reference::Reference;
+use vakt::rules::snapshot::{Snapshot, Sources};
 
 #[test]
 fn the_engine_matches_cedar_on_the_shipped_policies() {
@@ -93,7 +93,7 @@ fn compare(sources: Sources, every: usize) -> (usize, usize, usize) {
         "ok-samlet",
         "missing",
     ];
-    let orgs: Vec<String> = vakt::embedded::WORLD
+    let orgs: Vec<String> = vakt::rules::embedded::WORLD
         .iter()
         .flat_map(|(_, text)| text.lines())
         .filter_map(|l| {
@@ -164,7 +164,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use std::str::FromStr;
 use vakt::problem::SourceFile;
-use vakt::snapshot::DataVersion;
+use vakt::rules::snapshot::DataVersion;
 use vakt::world::{Change, OrgNo};
 
 /// A security team's own types: portfolios and projects, whose parents may be
@@ -1089,7 +1089,7 @@ fn compare_generated(
 ) -> Result<(), TestCaseError> {
     let reference = Reference::new(&snap.world);
     let whole = cedar_policy::Entities::from_entities(
-        vakt::reference::cedar_entities(&snap.world)
+        vakt::decision::reference::cedar_entities(&snap.world)
             .into_iter()
             .map(cedar_policy::Entity::from),
         None,

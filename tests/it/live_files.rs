@@ -217,7 +217,7 @@ fn a_policy_change_rebuilds_and_sighup_still_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let pol = dir.path().join("policies");
     std::fs::create_dir(&pol).unwrap();
-    for (name, text) in vakt::embedded::POLICIES {
+    for (name, text) in vakt::rules::embedded::POLICIES {
         std::fs::write(pol.join(Path::new(name).file_name().unwrap()), text).unwrap();
     }
     let s = Spawned::start(

@@ -6,7 +6,7 @@ use crate::common;
 use common::*;
 use std::path::Path;
 use std::process::Command;
-use vakt::snapshot::{Snapshot, SourcePaths, Sources};
+use vakt::rules::snapshot::{Snapshot, SourcePaths, Sources};
 
 fn build(
     policies: Option<&Path>,
@@ -117,7 +117,7 @@ fn unit_of_a_unit_and_unknown_parent_are_refused() {
 #[test]
 fn policy_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in vakt::embedded::POLICIES {
+    for (name, text) in vakt::rules::embedded::POLICIES {
         let base = Path::new(name).file_name().unwrap();
         std::fs::write(dir.path().join(base), text).unwrap();
     }
@@ -151,7 +151,7 @@ fn policy_errors_name_file_line_and_column() {
 #[tokio::test]
 async fn a_new_policy_file_changes_decisions_without_touching_rust() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in vakt::embedded::POLICIES {
+    for (name, text) in vakt::rules::embedded::POLICIES {
         std::fs::write(dir.path().join(Path::new(name).file_name().unwrap()), text).unwrap();
     }
     std::fs::write(
@@ -440,12 +440,12 @@ fn the_same_data_gets_one_revision_wherever_it_is_read_from() {
     for d in [&here, &there, &policies] {
         std::fs::create_dir_all(d).unwrap();
     }
-    for (name, text) in vakt::embedded::WORLD {
+    for (name, text) in vakt::rules::embedded::WORLD {
         let base = Path::new(name).file_name().unwrap();
         std::fs::write(here.join(base), text).unwrap();
         std::fs::write(there.join(base), text).unwrap();
     }
-    for (name, text) in vakt::embedded::POLICIES {
+    for (name, text) in vakt::rules::embedded::POLICIES {
         std::fs::write(policies.join(Path::new(name).file_name().unwrap()), text).unwrap();
     }
     let built_in = revision_of(&[]);

@@ -2,8 +2,8 @@
 //! the same runner as `vakt test`, and every policy decides at least one case.
 
 use std::path::PathBuf;
-use vakt::snapshot::{SourcePaths, Sources};
-use vakt::suite::{discover, render_pretty, run};
+use vakt::rules::snapshot::{SourcePaths, Sources};
+use vakt::tools::suite::{discover, render_pretty, run};
 
 #[test]
 fn shipped_policy_suites_pass_with_full_coverage() {

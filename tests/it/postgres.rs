@@ -172,8 +172,8 @@ fn export_after_import_gives_the_same_world() {
             dir.display()
         );
         // And the world the sidecar reads from the database is the same too.
-        let rules = vakt::snapshot::Rules::build(
-            &vakt::snapshot::Sources::read(&Default::default()).unwrap(),
+        let rules = vakt::rules::snapshot::Rules::build(
+            &vakt::rules::snapshot::Sources::read(&Default::default()).unwrap(),
         )
         .unwrap();
         let (_, from_db) = tokio::runtime::Runtime::new()
@@ -212,9 +212,9 @@ fn export_after_import_gives_the_same_world() {
     }
 }
 
-fn snapshot_of(dir: &Path) -> vakt::snapshot::Snapshot {
-    vakt::snapshot::Snapshot::build(
-        &vakt::snapshot::Sources::read(&vakt::snapshot::SourcePaths {
+fn snapshot_of(dir: &Path) -> vakt::rules::snapshot::Snapshot {
+    vakt::rules::snapshot::Snapshot::build(
+        &vakt::rules::snapshot::Sources::read(&vakt::rules::snapshot::SourcePaths {
             data: Some(dir.to_path_buf()),
             ..Default::default()
         })

@@ -19,10 +19,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use vakt::decide::{decide, Query, RawRequest};
+use vakt::decision::{decide, Query, RawRequest};
 use vakt::problem::SourceFile;
-use vakt::reference::Reference;
-use vakt::snapshot::{Snapshot, Sources};
+use vakt::decision::reference::Reference;
+use vakt::rules::snapshot::{Snapshot, Sources};
 
 const PACKAGES: [&str; 4] = [
     "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet",
@@ -491,7 +491,7 @@ fn grpc_answers_as_the_in_process_decision() {
 #[test]
 fn reverse_queries_agree_with_authorize() {
     use std::collections::BTreeSet;
-    use vakt::reverse::{what_can, what_can_query, who_can, who_can_query};
+    use vakt::decision::reverse::{what_can, what_can_query, who_can, who_can_query};
     let found = AtomicUsize::new(0);
     cases(96)
         .run(&gen(), |g| {

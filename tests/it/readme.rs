@@ -88,24 +88,24 @@ fn the_readme_policy_example_keeps_the_suites_green_and_does_what_it_says() {
     let readme = std::fs::read_to_string(README).unwrap();
     let (policy, _) = block_after(&readme, "### Changing policies");
     assert!(policy.contains("@id("), "{policy}");
-    let mut sources = vakt::snapshot::Sources::embedded();
+    let mut sources = vakt::rules::snapshot::Sources::embedded();
     sources.policies.push(vakt::problem::SourceFile {
         name: "README example.cedar".into(),
         text: policy,
     });
-    let report = vakt::suite::run(&vakt::suite::builtin(), &sources);
+    let report = vakt::tools::suite::run(&vakt::tools::suite::builtin(), &sources);
     assert_eq!(
         report.failed(),
         0,
         "{}",
-        vakt::suite::render_pretty(&report, false)
+        vakt::tools::suite::render_pretty(&report, false)
     );
     assert!(report.passed() > 50);
     // What the text says: a person who signed in without MFA is denied; a caller
     // that says nothing about MFA is not affected.
-    let snap = vakt::snapshot::Snapshot::build(&sources).unwrap();
+    let snap = vakt::rules::snapshot::Snapshot::build(&sources).unwrap();
     let ask = |mfa: Option<bool>| {
-        let raw = vakt::decide::RawRequest {
+        let raw = vakt::decision::RawRequest {
             employee_id: "kari".into(),
             system_user_id: "tk-regnskap".into(),
             client_org_number: "310015156".into(),
@@ -113,8 +113,8 @@ fn the_readme_policy_example_keeps_the_suites_green_and_does_what_it_says() {
             action: String::new(),
             context: mfa.map(|m| serde_json::json!({ "mfa": m }).as_object().unwrap().clone()),
         };
-        let q = vakt::decide::Query::check(&snap, raw, "").unwrap();
-        vakt::decide::decide(&snap, &q)
+        let q = vakt::decision::Query::check(&snap, raw, "").unwrap();
+        vakt::decision::decide(&snap, &q)
     };
     assert!(ask(None).allowed);
     assert!(ask(Some(true)).allowed);
@@ -165,7 +165,7 @@ async fn the_recorded_decision_log_verifies_and_replays_unchanged() {
             "examples/decisions.jsonl was recorded on another revision; run VAKT_BLESS=1 cargo test --test it readme::"
         );
     }
-    let report = vakt::replay::replay(DECISIONS, &text, &snap);
+    let report = vakt::tools::replay::replay(DECISIONS, &text, &snap);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.flips.is_empty(), "{:?}", report.flips);
     assert!(report.replayed >= 6);
@@ -182,12 +182,12 @@ fn the_data_file_example_loads() {
     let end = start + text[start..].find("```").unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("example.yaml"), &text[start..end]).unwrap();
-    let src = vakt::snapshot::Sources::read(&vakt::snapshot::SourcePaths {
+    let src = vakt::rules::snapshot::Sources::read(&vakt::rules::snapshot::SourcePaths {
         data: Some(dir.path().to_path_buf()),
         ..Default::default()
     })
     .unwrap();
-    let snap = vakt::snapshot::Snapshot::build(&src).unwrap_or_else(|p| panic!("{p}"));
+    let snap = vakt::rules::snapshot::Snapshot::build(&src).unwrap_or_else(|p| panic!("{p}"));
     assert_eq!(snap.world.counts().employees, 1);
 }
 

@@ -86,16 +86,16 @@ async fn answers_agree_with_authorize_page_by_page() {
                     break;
                 }
             }
-            let q = vakt::reverse::who_can_query(
+            let q = vakt::decision::reverse::who_can_query(
                 &snap,
-                vakt::decide::RawRequest {
+                vakt::decision::RawRequest {
                     client_org_number: client.clone(),
                     access_package: package.into(),
                     ..Default::default()
                 },
             )
             .unwrap();
-            let want = vakt::reverse::who_can(&snap, &q, None, 1000);
+            let want = vakt::decision::reverse::who_can(&snap, &q, None, 1000);
             assert!(!want.more);
             let want: Vec<String> = want.items.iter().map(|w| w.employee.to_string()).collect();
             let ids: Vec<String> = got.iter().map(|w| w.employee_id.clone()).collect();
@@ -286,5 +286,5 @@ async fn bad_fields_are_named() {
         .await
         .unwrap()
         .into_inner();
-    assert!(r.grants.len() <= vakt::reverse::MAX_PAGE_SIZE);
+    assert!(r.grants.len() <= vakt::decision::reverse::MAX_PAGE_SIZE);
 }

@@ -11,7 +11,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use vakt::decide::{decide, Query, RawRequest};
+use vakt::decision::{decide, Query, RawRequest};
 
 fn review_json(args: &[&str], dir: &Path) -> serde_json::Value {
     let out = dir.join("review.json");
@@ -230,7 +230,7 @@ fn csv_has_the_documented_columns_and_bad_input_is_named() {
     assert!(o.status.success(), "{o:?}");
     let text = std::fs::read_to_string(&out).unwrap();
     let mut lines = text.split("\r\n");
-    assert_eq!(lines.next().unwrap(), vakt::review::CSV_COLUMNS.join(","));
+    assert_eq!(lines.next().unwrap(), vakt::tools::review::CSV_COLUMNS.join(","));
     let rows: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
     assert!(
         rows.iter().any(|r| r.starts_with("access,magnus,")),
@@ -404,7 +404,7 @@ fn the_review_is_written_without_following_a_symlink() {
 /// in JSON and CSV.
 #[test]
 fn packages_are_named_from_the_package_list_beside_their_urns() {
-    let list: serde_json::Value = serde_json::from_str(vakt::embedded::PACKAGES.1).unwrap();
+    let list: serde_json::Value = serde_json::from_str(vakt::rules::embedded::PACKAGES.1).unwrap();
     let name_of = |urn: &str| -> String {
         list["packages"]
             .as_array()

@@ -35,7 +35,7 @@ employees:
 
 /// The shipped policies without the tenant rule, and with one that forbids siri.
 fn candidate(dir: &Path) {
-    for (name, body) in vakt::embedded::POLICIES {
+    for (name, body) in vakt::rules::embedded::POLICIES {
         let file = Path::new(name).file_name().unwrap();
         if file != "03-tenant.cedar" {
             std::fs::write(dir.join(file), body).unwrap();

@@ -33,7 +33,7 @@ fn require_cvc5() {
 /// The shipped policies, without the files named.
 fn policies_without(skip: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for (name, body) in vakt::embedded::POLICIES {
+    for (name, body) in vakt::rules::embedded::POLICIES {
         let file = Path::new(name).file_name().unwrap();
         if !skip.iter().any(|s| file.to_str().unwrap().starts_with(s)) {
             std::fs::write(dir.path().join(file), body).unwrap();
@@ -234,14 +234,14 @@ fn an_error_a_policy_can_raise_is_found_and_replays() {
     let schema = tempfile::tempdir().unwrap();
     std::fs::write(
         schema.path().join("vakt.cedarschema"),
-        vakt::embedded::SCHEMA[0]
+        vakt::rules::embedded::SCHEMA[0]
             .1
             .replace("    mfa?: Bool,", "    mfa?: Bool,\n    retries?: Long,"),
     )
     .unwrap();
     std::fs::write(
         schema.path().join("access-packages.json"),
-        vakt::embedded::PACKAGES.1,
+        vakt::rules::embedded::PACKAGES.1,
     )
     .unwrap();
     let policies = policies_without(&[]);

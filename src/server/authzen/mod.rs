@@ -19,10 +19,10 @@ use super::accept::{ConnInfo, Listener};
 use super::authorize::decide_and_log;
 use super::call::{CallMeta, Vakt};
 use super::error::CallError;
-use crate::decide::{decide, InvalidField, Query, RawRequest};
+use crate::decision::{decide, InvalidField, Query, RawRequest};
 use crate::proto;
-use crate::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
-use crate::snapshot::Snapshot;
+use crate::decision::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
+use crate::rules::snapshot::Snapshot;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -388,10 +388,10 @@ async fn evaluation(vakt: &Vakt, e: Entities<'_>, meta: &CallMeta) -> Result<Val
 }
 
 fn answer_of(r: &proto::AuthorizeResponse) -> Value {
-    let reasons: Vec<crate::decide::Reason> = r
+    let reasons: Vec<crate::decision::Reason> = r
         .reasons
         .iter()
-        .map(|x| crate::decide::Reason {
+        .map(|x| crate::decision::Reason {
             policy_id: x.policy_id.clone(),
             message: x.message.clone(),
         })

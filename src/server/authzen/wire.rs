@@ -7,7 +7,7 @@
 //! "useSystemUser"), with the access package as its property `access_package`;
 //! the context is the request's context, checked against the schema as over gRPC.
 
-use crate::decide::{InvalidField, RawRequest, Reason};
+use crate::decision::{InvalidField, RawRequest, Reason};
 use serde_json::{json, Map, Value};
 
 pub(super) const EMPLOYEE: &str = "employee";
@@ -308,7 +308,7 @@ pub(super) fn item_error(message: &str) -> Value {
 }
 
 /// A path, as result properties.
-pub(super) fn path(p: &crate::decide::Path) -> Value {
+pub(super) fn path(p: &crate::decision::Path) -> Value {
     let mut m = Map::new();
     m.insert("team_ids".into(), json!(p.teams));
     // Deprecated: the name before gRPC's `team_ids` was used here too; kept so

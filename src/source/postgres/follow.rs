@@ -3,7 +3,7 @@
 //! change.
 
 use super::{connect, Connection, DbError, Polled, PostgresSource};
-use crate::snapshot::{Rules, SnapshotHandle, SourcePaths, Sources};
+use crate::rules::snapshot::{Rules, SnapshotHandle, SourcePaths, Sources};
 use crate::source::{DataStatus, SyncState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -274,7 +274,7 @@ pub async fn follow(
     }
 }
 
-fn swap(snapshots: &SnapshotHandle, status: &DataStatus, s: crate::snapshot::Snapshot, why: &str) {
+fn swap(snapshots: &SnapshotHandle, status: &DataStatus, s: crate::rules::snapshot::Snapshot, why: &str) {
     tracing::info!(
         revision = %s.revision,
         data_sequence = s.data.sequence,

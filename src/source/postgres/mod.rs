@@ -45,7 +45,7 @@ pub mod write;
 mod follow;
 pub use follow::follow;
 
-use crate::snapshot::{DataVersion, Rules, Snapshot};
+use crate::rules::snapshot::{DataVersion, Rules, Snapshot};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;

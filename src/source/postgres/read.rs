@@ -378,7 +378,7 @@ impl Delta {
     pub fn apply(
         self,
         world: &World,
-        rules: &crate::snapshot::Rules,
+        rules: &crate::rules::snapshot::Rules,
     ) -> Result<World, Vec<String>> {
         let w = world
             .apply(self.changes, &rules.packages)
@@ -492,7 +492,7 @@ fn cedar_list(rows: Vec<String>) -> Result<serde_json::Value, String> {
 
 /// A whole world from every row, checked as a world from files is; every problem
 /// otherwise. CPU-bound: run it off the runtime's threads at scale.
-pub(super) fn world(rows: AllRows, rules: &crate::snapshot::Rules) -> Result<World, Vec<String>> {
+pub(super) fn world(rows: AllRows, rules: &crate::rules::snapshot::Rules) -> Result<World, Vec<String>> {
     let mut c = Convert::default();
     let mut changes: Vec<Change> = Vec::with_capacity(
         rows.orgs.len() + rows.system_users.len() + rows.teams.len() + rows.employees.len(),
@@ -551,7 +551,7 @@ pub(super) async fn changes(
     tx: &Transaction<'_>,
     changed: &Changed,
     world: &World,
-    rules: &crate::snapshot::Rules,
+    rules: &crate::rules::snapshot::Rules,
 ) -> Result<Result<Delta, Vec<String>>, DbError> {
     let mut c = Convert::default();
     let mut out = Vec::new();

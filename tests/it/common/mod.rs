@@ -15,7 +15,7 @@ use vakt::decision_log::DecisionLog;
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::{AuthorizeRequest, AuthorizeResponse, Decision};
 use vakt::server::{serve, Vakt};
-use vakt::snapshot::{Snapshot, SourcePaths, Sources};
+use vakt::rules::snapshot::{Snapshot, SourcePaths, Sources};
 
 pub const REGNSKAP: &str = "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet";
 pub const REVISOR: &str = "urn:altinn:accesspackage:ansvarlig-revisor";

@@ -2,11 +2,11 @@
 //! and one request, replayed through Vakt's own loader and engine and through
 //! Cedar's authorizer, so that what `vakt verify` prints is what `vakt check` shows.
 
-use crate::decide::{decide, Query, RawRequest};
+use crate::decision::{decide, Query, RawRequest};
 use crate::ids::{check_id, check_org_number};
-use crate::model;
+use crate::rules::model;
 use crate::problem::SourceFile;
-use crate::snapshot::{Snapshot, Sources};
+use crate::rules::snapshot::{Snapshot, Sources};
 use cedar_policy::{Authorizer, Decision};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -189,7 +189,7 @@ fn bool_attr(attrs: &Value, key: &str) -> bool {
 pub(super) fn witness(
     env: &cedar_policy_symcc::Env,
     rules_sources: &Sources,
-    rules: &crate::snapshot::Rules,
+    rules: &crate::rules::snapshot::Rules,
 ) -> Witness {
     let cedar_allows = Authorizer::new()
         .is_authorized(&env.request, &rules.policies.set, &env.entities)
@@ -543,7 +543,7 @@ fn pretty(v: &Value) -> String {
 pub(super) fn decide_on(
     w: &Witness,
     rules_sources: &Sources,
-) -> Result<crate::decide::Decision, String> {
+) -> Result<crate::decision::Decision, String> {
     let sources = Sources {
         data: w.files.clone(),
         ..rules_sources.clone()

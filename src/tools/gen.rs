@@ -281,12 +281,12 @@ mod tests {
         let g = write_world(dir.path(), 3, 2, 7).unwrap();
         assert_eq!(g.entities(), 3 * ENTITIES_PER_FIRM);
         assert_eq!(g.client_links, 3 * 316);
-        let paths = crate::snapshot::SourcePaths {
+        let paths = crate::rules::snapshot::SourcePaths {
             data: Some(dir.path().to_owned()),
             ..Default::default()
         };
         let snap =
-            crate::snapshot::Snapshot::build(&crate::snapshot::Sources::read(&paths).unwrap())
+            crate::rules::snapshot::Snapshot::build(&crate::rules::snapshot::Sources::read(&paths).unwrap())
                 .unwrap_or_else(|p| panic!("{p}"));
         let c = snap.world.counts();
         // The schema's one action is an entity of the world too.

@@ -6,7 +6,7 @@ use crate::problem::SourceFile;
 
 macro_rules! files {
     ($($path:literal),* $(,)?) => {
-        &[$(($path, include_str!(concat!("../", $path)))),*]
+        &[$(($path, include_str!(concat!("../../", $path)))),*]
     };
 }
 
@@ -34,7 +34,7 @@ pub const SCHEMA: &[(&str, &str)] = files!["schema/vakt.cedarschema"];
 
 pub const PACKAGES: (&str, &str) = (
     "schema/access-packages.json",
-    include_str!("../schema/access-packages.json"),
+    include_str!("../../schema/access-packages.json"),
 );
 
 pub const WORLD: &[(&str, &str)] = files![

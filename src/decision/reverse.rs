@@ -1,5 +1,5 @@
 //! The reverse questions: who can act for a client with a package, and what can
-//! an employee do. Answered by asking [`decide`](crate::decide) about every
+//! an employee do. Answered by asking [`decide`](crate::decision) about every
 //! candidate, so each answer is exactly what `Authorize` would say.
 //!
 //! Candidates are found the way the rules find them, and only that way: an
@@ -14,8 +14,8 @@
 //! package) and read in pages: a page resumes after the last key of the one
 //! before, on the same world, so the pages of one answer never mix worlds.
 
-use crate::decide::{decide_subject, Fields, InvalidField, Need, Path, Query, RawRequest, Subject};
-use crate::snapshot::Snapshot;
+use crate::decision::{decide_subject, Fields, InvalidField, Need, Path, Query, RawRequest, Subject};
+use crate::rules::snapshot::Snapshot;
 use crate::world::{Employee, Id, OrgNo, SystemUser, UserType, World};
 use smol_str::SmolStr;
 

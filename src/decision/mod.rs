@@ -8,12 +8,16 @@
 //! here does I/O or takes a lock, and no step grows with the size of the world.
 //! Any evaluation error denies.
 
-use crate::engine::value::{Elems, Ent};
-use crate::engine::{Outcome, Request, Val};
+pub(crate) mod engine;
+pub mod reference;
+pub mod reverse;
+
+use crate::decision::engine::value::{Elems, Ent};
+use crate::decision::engine::{Outcome, Request, Val};
 use crate::ids::{check_id, check_org_number};
-use crate::model::{self, core_types};
-use crate::policy::Var;
-use crate::snapshot::{sample_derived_context, Rules, Snapshot};
+use crate::rules::model::{self, core_types};
+use crate::rules::policy::Var;
+use crate::rules::snapshot::{sample_derived_context, Rules, Snapshot};
 use crate::world::{Employee, OrgNo, SystemUser, World};
 use cedar_policy::{Context, EntityUid};
 use cedar_policy_core::ast::{EntityUID as CoreUid, Value as CoreValue};

@@ -4,12 +4,12 @@
 //!
 //! The world's records are written out in full as a Cedar entity store, the request
 //! context is the one Vakt derives, and `cedar_policy::Authorizer` decides; the
-//! outcome is explained with the same reason templates as [`crate::decide`].
+//! outcome is explained with the same reason templates as [`crate::decision`].
 
-use crate::decide::{explain, with_context, Decision, Derived, Query, Subject};
-use crate::engine::{EntityData, Outcome};
-use crate::model::{self, core_types};
-use crate::snapshot::Snapshot;
+use crate::decision::{explain, with_context, Decision, Derived, Query, Subject};
+use crate::decision::engine::{EntityData, Outcome};
+use crate::rules::model::{self, core_types};
+use crate::rules::snapshot::Snapshot;
 use crate::world::World;
 use cedar_policy::{Authorizer, PolicyId};
 use cedar_policy_core::ast::{self, ValueKind};
@@ -57,7 +57,7 @@ impl Reference {
         }
     }
 
-    /// Decides as `cedar_policy::Authorizer` does, explained like [`crate::decide::decide`].
+    /// Decides as `cedar_policy::Authorizer` does, explained like [`crate::decision::decide`].
     pub fn decide(&self, snap: &Snapshot, q: &Query) -> Decision {
         let subject = Subject::find(&snap.world, q);
         let derived = Derived::of(&snap.world, q, &subject, snap.link_packages);
@@ -145,7 +145,7 @@ impl Reference {
             .filter(|e| e.uid().entity_type() == action_type)
             .map(|e| (e.uid().clone(), e.ancestors().cloned().collect()))
             .collect();
-        let engine = crate::engine::Engine::new(set, actions);
+        let engine = crate::decision::engine::Engine::new(set, actions);
         let core = |u: &cedar_policy::EntityUid| -> ast::EntityUID { u.clone().into() };
         let (p, a, r) = (core(principal), core(action), core(resource));
         let ctx = match AsRef::<ast::Context>::as_ref(context) {
@@ -154,11 +154,11 @@ impl Reference {
             }
             ast::Context::RestrictedResidual(_) => ast::Value::empty_record(None),
         };
-        let req = crate::engine::Request {
-            principal: crate::engine::value::Ent::new(p.entity_type(), p.eid().as_ref()),
-            action: crate::engine::value::Ent::new(a.entity_type(), a.eid().as_ref()),
-            resource: crate::engine::value::Ent::new(r.entity_type(), r.eid().as_ref()),
-            context: crate::engine::Val::V(ctx),
+        let req = crate::decision::engine::Request {
+            principal: crate::decision::engine::value::Ent::new(p.entity_type(), p.eid().as_ref()),
+            action: crate::decision::engine::value::Ent::new(a.entity_type(), a.eid().as_ref()),
+            resource: crate::decision::engine::value::Ent::new(r.entity_type(), r.eid().as_ref()),
+            context: crate::decision::engine::Val::V(ctx),
         };
         let out = engine.evaluate(&req, world);
         let name = |i: usize| engine.policy(i).0.to_owned();

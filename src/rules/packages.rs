@@ -57,8 +57,8 @@ impl AccessPackages {
                     p.urn
                 )));
             }
-            let uid = Arc::new(crate::model::core_uid(
-                &crate::model::core_types().access_package,
+            let uid = Arc::new(crate::rules::model::core_uid(
+                &crate::rules::model::core_types().access_package,
                 &p.urn,
             ));
             if urns.insert(p.urn.clone(), uid).is_some() {
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn shipped_list_parses() {
-        let text = include_str!("../schema/access-packages.json");
+        let text = include_str!("../../schema/access-packages.json");
         let p = AccessPackages::parse("access-packages.json", text).unwrap();
         assert_eq!(p.len(), 223);
         assert!(p.contains("urn:altinn:accesspackage:a-ordning"));

@@ -3,7 +3,7 @@
 //! teams, grants the decision log shows unused, and linked clients no employee
 //! can use. Rendered as CSV, JSON or one self-contained HTML file (`render`).
 //!
-//! Effective access is asked of [`reverse`](crate::reverse), so it is exactly what
+//! Effective access is asked of [`reverse`](crate::decision::reverse), so it is exactly what
 //! `Authorize` would allow. Conflicts are read from the grants instead, since rule
 //! 8 already denies using both paths: the review shows the grant that should not
 //! be there.
@@ -12,10 +12,10 @@ mod render;
 
 pub use render::{csv, html, CSV_COLUMNS};
 
-use crate::decide::RawRequest;
-use crate::model::AUDITOR_ROLE;
-use crate::reverse::{what_can, what_can_query};
-use crate::snapshot::Snapshot;
+use crate::decision::RawRequest;
+use crate::rules::model::AUDITOR_ROLE;
+use crate::decision::reverse::{what_can, what_can_query};
+use crate::rules::snapshot::Snapshot;
 use crate::world::{OrgNo, SystemUser, UserType, World};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -437,7 +437,7 @@ fn conflicts(w: &World, org: OrgNo, org_name: &dyn Fn(OrgNo) -> String) -> Vec<C
                 if su.owner != e.organization || su.is_deleted {
                     continue;
                 }
-                for client in crate::reverse::clients_of(w, su) {
+                for client in crate::decision::reverse::clients_of(w, su) {
                     let parent = w.organization(client).and_then(|o| o.parent());
                     if !team.covers(client, parent) {
                         continue;

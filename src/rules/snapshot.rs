@@ -3,11 +3,11 @@
 //! current snapshot without locks; a reload builds a whole new one and swaps it in,
 //! so policies and data always change together and a failed reload changes nothing.
 
-use crate::embedded;
-use crate::engine::Engine;
-use crate::model::{self, types, DERIVED_CONTEXT};
-use crate::packages::{self, AccessPackages};
-use crate::policy::{load_policies, load_schema, Policies, ReasonTemplate};
+use crate::rules::embedded;
+use crate::decision::engine::Engine;
+use crate::rules::model::{self, types, DERIVED_CONTEXT};
+use crate::rules::packages::{self, AccessPackages};
+use crate::rules::policy::{load_policies, load_schema, Policies, ReasonTemplate};
 use crate::problem::SourceFile;
 use crate::problem::{read_dir_files, Problem, Problems, DEFAULT_MAX_FILE_BYTES};
 use crate::world::{load_dir, read_listed, read_manifest, World, WorldBuilder};

@@ -5,10 +5,10 @@
 //! asks for what, the expected decision and, optionally, the exact set of policy
 //! ids among the reasons. Format in README "Policy test suites".
 
-use crate::decide::{decide, Query, RawRequest};
+use crate::decision::{decide, Query, RawRequest};
 use crate::problem::SourceFile;
 use crate::problem::{Problem, Problems};
-use crate::snapshot::{Snapshot, Sources};
+use crate::rules::snapshot::{Snapshot, Sources};
 use crate::world::load_dir;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,7 +68,7 @@ pub struct CaseResult {
     /// The decision made, when the case could be decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub got: Option<Expect>,
-    pub got_reasons: Vec<crate::decide::Reason>,
+    pub got_reasons: Vec<crate::decision::Reason>,
     /// Why the case could not be decided (a malformed field).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -132,7 +132,7 @@ impl SuiteFile {
 
 /// The suites shipped in `policies/tests/`, built into the binary.
 pub fn builtin() -> Vec<SuiteFile> {
-    crate::embedded::SUITES
+    crate::rules::embedded::SUITES
         .iter()
         .map(|(name, text)| SuiteFile {
             name: (*name).to_owned(),
@@ -212,7 +212,7 @@ fn world_files(file: &SuiteFile, rel: &str) -> Result<Vec<SourceFile>, String> {
                 }
             }
             if named == Path::new("examples/world") {
-                Ok(crate::embedded::source_files(crate::embedded::WORLD))
+                Ok(crate::rules::embedded::source_files(crate::rules::embedded::WORLD))
             } else {
                 Err(format!(
                     "{rel:?} names {}, but the only built-in world is examples/world",

@@ -3,9 +3,9 @@
 //! `vakt shadow report`: the same report from the decisions a candidate set made
 //! beside the serving one (`--shadow-policies`), as recorded in the log.
 
-use crate::decide::{decide, Query, RawRequest};
+use crate::decision::{decide, Query, RawRequest};
 use crate::problem::Problem;
-use crate::snapshot::Snapshot;
+use crate::rules::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -14,7 +14,7 @@ mod witness;
 pub use properties::{Assumption, Kind, Properties, Property, MAX_PROPERTIES_BYTES};
 pub use witness::Witness;
 
-use crate::snapshot::{Rules, Sources};
+use crate::rules::snapshot::{Rules, Sources};
 use cedar_policy::{Effect, Policy, PolicyId, PolicySet, RequestEnv, Schema};
 use cedar_policy_symcc::solver::LocalSolver;
 use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicySet, CompiledSchema, Env};
@@ -114,7 +114,7 @@ pub struct Verdict {
 
 /// The request environments Vakt decides: an employee acting on a system user.
 fn vakt_envs(schema: &Schema) -> Vec<RequestEnv> {
-    let t = crate::model::types();
+    let t = crate::rules::model::types();
     schema
         .request_envs()
         .filter(|e| *e.principal() == t.employee && *e.resource() == t.system_user)
