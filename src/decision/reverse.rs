@@ -14,7 +14,9 @@
 //! package) and read in pages: a page resumes after the last key of the one
 //! before, on the same world, so the pages of one answer never mix worlds.
 
-use crate::decision::{decide_subject, Fields, InvalidField, Need, Path, Query, RawRequest, Subject};
+use crate::decision::{
+    decide_subject, Fields, InvalidField, Need, Path, Query, RawRequest, Subject,
+};
 use crate::rules::snapshot::Snapshot;
 use crate::world::{Employee, Id, OrgNo, SystemUser, UserType, World};
 use smol_str::SmolStr;
