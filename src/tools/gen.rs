@@ -1,5 +1,6 @@
 //! Generated worlds for benchmarks and tests (`vakt gen-world`): accounting firms in
-//! Vakt's data format, of any size, the same for the same seed.
+//! Vakt's data format, written through its record types, of any size, the same for
+//! the same seed.
 //!
 //! Each firm is about 1,000 entities: the firm and 2 operational units; 600
 //! client organisations, a quarter of them operational units of other clients; 7
@@ -10,7 +11,10 @@
 //! of about 1,000,000 entities and 316,000 client links.
 
 use crate::ids::check_org_number;
-use serde_json::{json, Value};
+use crate::world::{
+    AccessRecord, ClientRecord, ClientsRecord, DataFile, EmployeeRecord, OrganizationRecord,
+    PackageRef, SystemUserRecord, TeamRecord,
+};
 use std::io::Write;
 use std::path::Path;
 
@@ -80,20 +84,42 @@ impl Generated {
     }
 }
 
-/// One firm's records, as the four sections of a data file.
-fn firm(f: usize, numbers: &mut OrgNumbers, rng: &mut Rng, out: &mut [Vec<Value>; 4]) {
-    let [orgs, sus, teams, emps] = out;
+/// An organisation record.
+fn org(n: String, name: String, parent: Option<&str>, unit_type: &str) -> OrganizationRecord {
+    OrganizationRecord {
+        org_number: n,
+        name,
+        parent_org_number: parent.map(str::to_owned),
+        unit_type: Some(unit_type.to_owned()),
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// One firm's records, added to a data file's sections.
+fn firm(f: usize, numbers: &mut OrgNumbers, rng: &mut Rng, out: &mut DataFile) {
+    let DataFile {
+        organizations: orgs,
+        system_users: sus,
+        teams,
+        employees: emps,
+    } = out;
     let firm = numbers.next();
-    orgs.push(
-        json!({"orgNumber": firm, "name": format!("Regnskapsbyrå {f} AS"), "unitType": "AS"}),
-    );
+    orgs.push(org(
+        firm.clone(),
+        format!("Regnskapsbyrå {f} AS"),
+        None,
+        "AS",
+    ));
     for u in 0..2 {
-        orgs.push(json!({
-            "orgNumber": numbers.next(),
-            "name": format!("Regnskapsbyrå {f} AS avd. {u}"),
-            "parentOrgNumber": firm,
-            "unitType": "BEDR",
-        }));
+        orgs.push(org(
+            numbers.next(),
+            format!("Regnskapsbyrå {f} AS avd. {u}"),
+            Some(&firm),
+            "BEDR",
+        ));
     }
     // 600 clients: legal entities, and every fourth an operational unit of one.
     let mut roots: Vec<String> = Vec::with_capacity(450);
@@ -102,38 +128,50 @@ fn firm(f: usize, numbers: &mut OrgNumbers, rng: &mut Rng, out: &mut [Vec<Value>
         let n = numbers.next();
         if i % 4 == 3 && !roots.is_empty() {
             let parent = roots[rng.below(roots.len())].clone();
-            orgs.push(json!({
-                "orgNumber": n,
-                "name": format!("Klient {f}-{i} avd."),
-                "parentOrgNumber": parent,
-                "unitType": "BEDR",
-            }));
+            orgs.push(org(
+                n.clone(),
+                format!("Klient {f}-{i} avd."),
+                Some(&parent),
+                "BEDR",
+            ));
         } else {
-            orgs.push(
-                json!({"orgNumber": n, "name": format!("Klient {f}-{i} AS"), "unitType": "AS"}),
-            );
+            orgs.push(org(n.clone(), format!("Klient {f}-{i} AS"), None, "AS"));
             roots.push(n.clone());
         }
         all.push(n);
     }
-    let link = |org: &str, role: &str, packages: &[&str]| {
-        json!({
-            "clientOrganizationNumber": org,
-            "access": [{"role": role, "packages": packages}],
-        })
+    let link = |org: &str, role: &str, packages: &[&str]| ClientRecord {
+        client_id: None,
+        client_organization_number: org.to_owned(),
+        client_organization_name: None,
+        access: vec![AccessRecord {
+            role: role.to_owned(),
+            packages: strings(packages),
+        }],
+        status: None,
     };
-    let su = |id: &str, user_type: &str, packages: &[&str], clients: Vec<Value>, deleted: bool| {
-        json!({
-            "id": id,
-            "integrationTitle": id,
-            "systemId": format!("{firm}_regnskap"),
-            "reporteeOrgNo": firm,
-            "userType": user_type,
-            "externalRef": id,
-            "isDeleted": deleted,
-            "accessPackages": packages.iter().map(|p| json!({"urn": p})).collect::<Vec<_>>(),
-            "clients": clients,
-        })
+    let su = |id: &str,
+              user_type: &str,
+              packages: &[&str],
+              clients: Vec<ClientRecord>,
+              deleted: bool| SystemUserRecord {
+        id: id.to_owned(),
+        integration_title: Some(id.to_owned()),
+        system_id: Some(format!("{firm}_regnskap")),
+        reportee_org_no: firm.clone(),
+        user_type: Some(user_type.to_owned()),
+        access_packages: Some(
+            packages
+                .iter()
+                .map(|p| PackageRef {
+                    urn: (*p).to_owned(),
+                })
+                .collect(),
+        ),
+        external_ref: Some(id.to_owned()),
+        is_deleted: deleted,
+        self_delegated: false,
+        clients,
     };
     let pick = |rng: &mut Rng, n: usize| -> Vec<String> {
         let start = rng.below(roots.len());
@@ -192,20 +230,22 @@ fn firm(f: usize, numbers: &mut OrgNumbers, rng: &mut Rng, out: &mut [Vec<Value>
             _ => vec![id("revisjon")],
         };
         let clients = if k < 2 {
-            json!("all")
+            ClientsRecord::Keyword("all".to_owned())
         } else {
             let start = rng.below(all.len());
-            json!((0..40)
-                .map(|j| all[(start + j * 3) % all.len()].clone())
-                .collect::<Vec<_>>())
+            ClientsRecord::List(
+                (0..40)
+                    .map(|j| all[(start + j * 3) % all.len()].clone())
+                    .collect(),
+            )
         };
-        teams.push(json!({
-            "id": id(&format!("t{k}")),
-            "organization": firm,
-            "name": format!("Team {k}"),
-            "systemUsers": granted,
-            "clients": clients,
-        }));
+        teams.push(TeamRecord {
+            id: id(&format!("t{k}")),
+            organization: firm.clone(),
+            name: format!("Team {k}"),
+            system_users: granted,
+            clients,
+        });
     }
     for e in 0..370 {
         let first = rng.below(20);
@@ -214,15 +254,19 @@ fn firm(f: usize, numbers: &mut OrgNumbers, rng: &mut Rng, out: &mut [Vec<Value>
             team_ids.push(id(&format!("t{}", (first + 1 + rng.below(19)) % 20)));
         }
         let auditor = first >= 17;
-        emps.push(json!({
-            "id": format!("e{e}@f{f}.no"),
-            "organization": firm,
-            "name": format!("Ansatt {f}-{e}"),
-            "active": e % 50 != 7,
-            "kind": if e % 33 == 5 { "automation" } else { "person" },
-            "teams": team_ids,
-            "auditClients": if auditor { audited.iter().take(20).cloned().collect() } else { Vec::new() },
-        }));
+        emps.push(EmployeeRecord {
+            id: format!("e{e}@f{f}.no"),
+            organization: firm.clone(),
+            name: format!("Ansatt {f}-{e}"),
+            active: e % 50 != 7,
+            kind: Some(if e % 33 == 5 { "automation" } else { "person" }.to_owned()),
+            teams: team_ids,
+            audit_clients: if auditor {
+                audited.iter().take(20).cloned().collect()
+            } else {
+                Vec::new()
+            },
+        });
     }
 }
 
@@ -245,25 +289,22 @@ pub fn write_world(
     let mut f = 0;
     for file in 0..files {
         let path = dir.join(format!("world-{file:04}.json"));
-        let mut sections: [Vec<Value>; 4] = Default::default();
+        let mut data = DataFile::default();
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
         while f < firms && f < (file + 1) * per_file {
-            firm(f, &mut numbers, &mut rng, &mut sections);
+            firm(f, &mut numbers, &mut rng, &mut data);
             f += 1;
         }
-        g.organizations += sections[0].len();
-        g.system_users += sections[1].len();
-        g.client_links += sections[1]
+        g.organizations += data.organizations.len();
+        g.system_users += data.system_users.len();
+        g.client_links += data
+            .system_users
             .iter()
-            .map(|s| s["clients"].as_array().map_or(0, Vec::len))
+            .map(|s| s.clients.len())
             .sum::<usize>();
-        g.teams += sections[2].len();
-        g.employees += sections[3].len();
-        let [orgs, sus, teams, emps] = sections;
-        serde_json::to_writer(
-            &mut out,
-            &json!({"organizations": orgs, "systemUsers": sus, "teams": teams, "employees": emps}),
-        )?;
+        g.teams += data.teams.len();
+        g.employees += data.employees.len();
+        serde_json::to_writer(&mut out, &data)?;
         out.write_all(b"\n")?;
         out.flush()?;
         g.bytes += std::fs::metadata(&path)?.len();
@@ -285,9 +326,10 @@ mod tests {
             data: Some(dir.path().to_owned()),
             ..Default::default()
         };
-        let snap =
-            crate::rules::snapshot::Snapshot::build(&crate::rules::snapshot::Sources::read(&paths).unwrap())
-                .unwrap_or_else(|p| panic!("{p}"));
+        let snap = crate::rules::snapshot::Snapshot::build(
+            &crate::rules::snapshot::Sources::read(&paths).unwrap(),
+        )
+        .unwrap_or_else(|p| panic!("{p}"));
         let c = snap.world.counts();
         // The schema's one action is an entity of the world too.
         assert_eq!(c.entities() - c.extra_entities, 3 * ENTITIES_PER_FIRM);

@@ -7,21 +7,15 @@
 //! record; nothing is built unless the whole world is consistent.
 
 use super::change::{Change, RecordKey};
-use super::load::{
-    self, ClientsRecord, EmployeeRecord, OrganizationRecord, Origin, Parsed, SystemUserRecord,
-    TeamRecord,
-};
-use super::records::{
-    map, ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, Map, OrgNo,
-    Organization, SystemUser, Team, UserType,
-};
+use super::checks::{references, Fields, Record};
+use super::format::{EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord};
+use super::load::{self, Origin, Parsed};
+use super::records::OrgNo;
 use super::state::World;
-use crate::ids::check_id;
-use crate::rules::packages::AccessPackages;
 use crate::problem::SourceFile;
 use crate::problem::{Problem, Problems};
+use crate::rules::packages::AccessPackages;
 use cedar_policy::Schema;
-use smol_str::SmolStr;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -132,6 +126,46 @@ impl WorldBuilder {
         );
     }
 
+    /// Adds records read from a database under the source name `source`, each
+    /// named by its key (`employee "kari"`) rather than by a place in a file.
+    pub(crate) fn add_keyed_records(
+        &mut self,
+        source: &str,
+        organizations: Vec<OrganizationRecord>,
+        system_users: Vec<SystemUserRecord>,
+        teams: Vec<TeamRecord>,
+        employees: Vec<EmployeeRecord>,
+    ) {
+        let file = self.files.len();
+        self.files.push(source.to_owned());
+        let origin = |record: String| Origin {
+            file,
+            at: String::new(),
+            record,
+        };
+        let r = &mut self.records;
+        r.orgs.extend(
+            organizations
+                .into_iter()
+                .map(|x| (origin(organization_label(&x.org_number)), x)),
+        );
+        r.system_users.extend(
+            system_users
+                .into_iter()
+                .map(|x| (origin(format!("system user {:?}", x.id)), x)),
+        );
+        r.teams.extend(
+            teams
+                .into_iter()
+                .map(|x| (origin(format!("team {:?}", x.id)), x)),
+        );
+        r.employees.extend(
+            employees
+                .into_iter()
+                .map(|x| (origin(format!("employee {:?}", x.id)), x)),
+        );
+    }
+
     /// The keys of the records each file holds, by file name. Files whose changes
     /// are read by rebuilding the world are marked: those with entities in Cedar's
     /// own format (their records have no key), and those that add to system users
@@ -223,6 +257,15 @@ impl WorldBuilder {
     }
 }
 
+/// An organisation named as its key is (`organization 310015156`), or by the text
+/// given when that is not an org number.
+pub(crate) fn organization_label(n: &str) -> String {
+    match OrgNo::parse(n) {
+        Ok(n) => RecordKey::Organization(n).to_string(),
+        Err(_) => format!("organization {n:?}"),
+    }
+}
+
 /// Puts what files add to system users (their clients, packages, self-delegation)
 /// into the system users' records; each addition for an unknown system user is a
 /// problem.
@@ -264,8 +307,6 @@ struct Build<'a> {
     packages: &'a AccessPackages,
     problems: Vec<Problem>,
     world: World,
-    /// Each distinct client-link access, held once.
-    interned: HashMap<LinkAccess, Arc<LinkAccess>>,
 }
 
 impl<'a> Build<'a> {
@@ -275,20 +316,85 @@ impl<'a> Build<'a> {
             packages,
             problems: Vec::new(),
             world,
-            interned: HashMap::new(),
         }
     }
 
-    /// Every step, in the order records refer to each other.
+    /// Every record through the field checks into the world, in the order records
+    /// refer to each other; then, with every record in, each record's references.
     fn records(&mut self, records: &Parsed) {
         for (o, m) in &records.problems {
             self.problem(o, m);
         }
-        self.organizations(&records.orgs);
-        self.operational_units(&records.orgs);
-        self.system_users(&records.system_users);
-        self.teams(&records.teams);
-        self.employees(&records.employees);
+        let mut fields = Fields::new(self.packages);
+        let mut bad = Vec::new();
+        for (o, r) in &records.orgs {
+            if let Some(org) = fields.organization(r, &mut bad) {
+                if self
+                    .world
+                    .orgs
+                    .insert(org.org_number, Arc::new(org))
+                    .is_some()
+                {
+                    bad.push(format!("orgNumber {:?} is defined twice", r.org_number));
+                }
+            }
+            self.problems_of(o, &mut bad);
+        }
+        for (o, r) in &records.system_users {
+            if let Some(su) = fields.system_user(r, &mut bad) {
+                if self
+                    .world
+                    .system_users
+                    .insert(su.id.clone(), Arc::new(su))
+                    .is_some()
+                {
+                    bad.push(format!("id {:?} is defined twice", r.id));
+                }
+            }
+            self.problems_of(o, &mut bad);
+        }
+        for (o, r) in &records.teams {
+            if let Some(t) = fields.team(r, &mut bad) {
+                if self.world.teams.insert(t.id.clone(), Arc::new(t)).is_some() {
+                    bad.push(format!("id {:?} is defined twice", r.id));
+                }
+            }
+            self.problems_of(o, &mut bad);
+        }
+        for (o, r) in &records.employees {
+            if let Some(e) = fields.employee(r, &mut bad) {
+                if self
+                    .world
+                    .employees
+                    .insert(e.id.clone(), Arc::new(e))
+                    .is_some()
+                {
+                    bad.push(format!("id {:?} is defined twice", r.id));
+                }
+            }
+            self.problems_of(o, &mut bad);
+        }
+        let each = records
+            .orgs
+            .iter()
+            .map(|(o, r)| (o, Record::Organization(r)))
+            .chain(
+                records
+                    .system_users
+                    .iter()
+                    .map(|(o, r)| (o, Record::SystemUser(r))),
+            )
+            .chain(records.teams.iter().map(|(o, r)| (o, Record::Team(r))))
+            .chain(
+                records
+                    .employees
+                    .iter()
+                    .map(|(o, r)| (o, Record::Employee(r))),
+            );
+        for (o, r) in each {
+            references(&self.world, r, &mut bad);
+            self.problems_of(o, &mut bad);
+        }
     }
 
     /// The derived indexes, then the world or every problem; `check_all` also
@@ -296,7 +402,7 @@ impl<'a> Build<'a> {
     fn finish(mut self, check_all: bool) -> Result<World, Problems> {
         self.world.reindex();
         if check_all && self.problems.is_empty() {
-            for p in self.world.check_references(self.packages) {
+            for p in self.world.check_references() {
                 self.problems
                     .push(Problem::new("data", "", format!("{p} (after this change)")));
             }
@@ -319,336 +425,10 @@ impl<'a> Build<'a> {
         self.problems.push(p);
     }
 
-    /// An org number that must be valid and name a known organisation.
-    fn known_org(&mut self, o: &Origin, field: &str, n: &str) -> Option<OrgNo> {
-        match OrgNo::parse(n) {
-            Err(e) => {
-                self.problem(o, format!("{field} {n:?} {e}"));
-                None
-            }
-            Ok(no) if self.world.orgs.contains_key(&no) => Some(no),
-            Ok(no) => {
-                self.problem(o, format!("{field} {n:?} is not a known organisation"));
-                Some(no)
-            }
-        }
-    }
-
-    /// A record id that must be well formed.
-    fn id(&mut self, o: &Origin, id: &str) -> Option<Id> {
-        match check_id(id) {
-            Ok(()) => Some(id.into()),
-            Err(e) => {
-                self.problem(o, format!("id {e}"));
-                None
-            }
-        }
-    }
-
-    fn organizations(&mut self, recs: &[(Origin, OrganizationRecord)]) {
-        for (o, r) in recs {
-            let n = match OrgNo::parse(&r.org_number) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.problem(o, format!("orgNumber {:?} {e}", r.org_number));
-                    continue;
-                }
-            };
-            let parent = match r.parent_org_number.as_deref().map(OrgNo::parse) {
-                None => None,
-                Some(Ok(p)) => Some(p),
-                Some(Err(e)) => {
-                    self.problem(
-                        o,
-                        format!(
-                            "parentOrgNumber {:?} {e}",
-                            r.parent_org_number.as_deref().unwrap_or("")
-                        ),
-                    );
-                    None
-                }
-            };
-            let org = Organization {
-                org_number: n,
-                name: r.name.as_str().into(),
-                parent_org_number: parent,
-                unit_type: r
-                    .unit_type
-                    .as_deref()
-                    .map(|t| t.to_ascii_uppercase().into()),
-            };
-            if self.world.orgs.insert(n, Arc::new(org)).is_some() {
-                self.problem(o, format!("orgNumber {:?} is defined twice", r.org_number));
-            }
-        }
-    }
-
-    /// Operational units sit one level below a known legal entity. Only the parents
-    /// that confer inheritance (BEDR/AAFY units) must be sound.
-    fn operational_units(&mut self, recs: &[(Origin, OrganizationRecord)]) {
-        for (o, r) in recs {
-            let Ok(n) = OrgNo::parse(&r.org_number) else {
-                continue;
-            };
-            let Some(p) = self.world.orgs.get(&n).and_then(|org| org.parent()) else {
-                continue;
-            };
-            let message = match self.world.orgs.get(&p) {
-                _ if p == n => "parentOrgNumber is the organisation itself".to_owned(),
-                None => format!("parentOrgNumber \"{p}\" is not a known organisation"),
-                // A unit under a unit would silently extend inheritance beyond what
-                // Altinn grants.
-                Some(parent) if parent.parent().is_some() => format!(
-                    "parentOrgNumber \"{p}\" is itself an operational unit; units are one level deep"
-                ),
-                Some(_) => continue,
-            };
-            self.problem(o, message);
-        }
-    }
-
-    fn system_users(&mut self, recs: &[(Origin, SystemUserRecord)]) {
-        for (o, r) in recs {
-            let Some(id) = self.id(o, &r.id) else {
-                continue;
-            };
-            let owner = self.known_org(o, "reporteeOrgNo", &r.reportee_org_no);
-            // Altinn's APIs write enum values in varying case, and Register spells
-            // them its own way.
-            let user_type = match r
-                .user_type
-                .as_deref()
-                .map(str::to_ascii_lowercase)
-                .as_deref()
-            {
-                Some("standard" | "first-party-system-user") => UserType::Standard,
-                Some("agent" | "client-party-system-user") => UserType::Agent,
-                Some(other) => {
-                    self.problem(
-                        o,
-                        format!("userType {other:?} must be \"standard\" or \"agent\" (or Register's \"first-party-system-user\" or \"client-party-system-user\")"),
-                    );
-                    UserType::Standard
-                }
-                None => {
-                    self.problem(
-                        o,
-                        "userType: missing; Altinn's system-user API returns it (\"standard\" or \"agent\") for every system user since March 2025: fetch the record again, or add it",
-                    );
-                    UserType::Standard
-                }
-            };
-            if r.access_packages.is_none() && !r.is_deleted {
-                self.problem(
-                    o,
-                    "accessPackages: missing, which would deny every request; Altinn's system-user API returns them (GET …/systemuser/agents, GET …/systemuser/{party}/{id}), and a standard system user's delegations list them (GET …/systemuser/{party}/{id}/delegations); give [] for none",
-                );
-            }
-            let mut own: Vec<SmolStr> = Vec::new();
-            for (i, p) in r.access_packages.iter().flatten().enumerate() {
-                if self.packages.contains(&p.urn) {
-                    own.push(p.urn.as_str().into());
-                } else {
-                    self.problem(
-                        o,
-                        format!(
-                            "accessPackages[{i}].urn {:?} is not a known access package",
-                            p.urn
-                        ),
-                    );
-                }
-            }
-            own.sort();
-            own.dedup();
-            if user_type == UserType::Standard && !r.clients.is_empty() {
-                self.problem(
-                    o,
-                    "clients: a standard system user has no client links; use userType \"agent\"",
-                );
-            }
-            if user_type == UserType::Standard && r.self_delegated {
-                self.problem(o, "selfDelegated applies only to agent system users");
-            }
-            let links = self.client_links(o, r);
-            let su = SystemUser {
-                id: id.clone(),
-                integration_title: r.integration_title.as_deref().unwrap_or("").into(),
-                system_id: r.system_id.as_deref().unwrap_or("").into(),
-                owner: owner.unwrap_or(OrgNo::PLACEHOLDER),
-                user_type,
-                access_packages: own.into_boxed_slice(),
-                external_ref: r.external_ref.as_deref().unwrap_or("").into(),
-                is_deleted: r.is_deleted,
-                self_delegated: r.self_delegated,
-                links,
-                granted_to: Box::default(),
-            };
-            if self.world.system_users.insert(id, Arc::new(su)).is_some() {
-                self.problem(o, format!("id {:?} is defined twice", r.id));
-            }
-        }
-    }
-
-    fn client_links(&mut self, o: &Origin, r: &SystemUserRecord) -> Map<OrgNo, ClientLink> {
-        let mut links = map();
-        for (i, c) in r.clients.iter().enumerate() {
-            let field = format!("clients[{i}].clientOrganizationNumber");
-            let Some(n) = self.known_org(o, &field, &c.client_organization_number) else {
-                continue;
-            };
-            let active = match c.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                None | Some("active") => true,
-                Some("removed") => false,
-                Some(other) => {
-                    self.problem(
-                        o,
-                        format!("clients[{i}].status {other:?} must be \"active\" or \"removed\""),
-                    );
-                    false
-                }
-            };
-            let mut entries = Vec::with_capacity(c.access.len());
-            for (j, a) in c.access.iter().enumerate() {
-                if !a.role.starts_with("urn:altinn:") {
-                    self.problem(
-                        o,
-                        format!(
-                            "clients[{i}].access[{j}].role {:?} is not an Altinn role URN",
-                            a.role
-                        ),
-                    );
-                }
-                for (k, p) in a.packages.iter().enumerate() {
-                    if !self.packages.contains(p) {
-                        self.problem(
-                            o,
-                            format!("clients[{i}].access[{j}].packages[{k}] {p:?} is not a known access package"),
-                        );
-                    }
-                }
-                entries.push((
-                    SmolStr::from(a.role.as_str()),
-                    a.packages
-                        .iter()
-                        .map(|p| SmolStr::from(p.as_str()))
-                        .collect(),
-                ));
-            }
-            let access = LinkAccess::new(entries);
-            let access = self
-                .interned
-                .entry(access.clone())
-                .or_insert_with(|| Arc::new(access))
-                .clone();
-            let link = ClientLink {
-                client_id: ClientId::parse(c.client_id.as_deref()),
-                access,
-                active,
-            };
-            if links.insert(n, link).is_some() {
-                self.problem(
-                    o,
-                    format!("{field} {:?} is linked twice", c.client_organization_number),
-                );
-            }
-        }
-        links
-    }
-
-    fn teams(&mut self, recs: &[(Origin, TeamRecord)]) {
-        for (o, r) in recs {
-            let Some(id) = self.id(o, &r.id) else {
-                continue;
-            };
-            let organization = self.known_org(o, "organization", &r.organization);
-            let mut system_users: Vec<Id> = Vec::new();
-            for (i, s) in r.system_users.iter().enumerate() {
-                if self.world.system_users.contains_key(s.as_str()) {
-                    system_users.push(s.as_str().into());
-                } else {
-                    self.problem(
-                        o,
-                        format!("systemUsers[{i}] {s:?} is not a known system user"),
-                    );
-                }
-            }
-            system_users.sort();
-            system_users.dedup();
-            let clients = match &r.clients {
-                ClientsRecord::Keyword(k) if k == "all" => ClientScope::All,
-                ClientsRecord::Keyword(k) => {
-                    self.problem(
-                        o,
-                        format!("clients {k:?} must be \"all\" or a list of org numbers"),
-                    );
-                    ClientScope::Listed(Box::default())
-                }
-                ClientsRecord::List(l) => {
-                    let mut listed: Vec<OrgNo> = Vec::with_capacity(l.len());
-                    for (i, n) in l.iter().enumerate() {
-                        listed.extend(self.known_org(o, &format!("clients[{i}]"), n));
-                    }
-                    listed.sort();
-                    listed.dedup();
-                    ClientScope::Listed(listed.into_boxed_slice())
-                }
-            };
-            let team = Team {
-                id: id.clone(),
-                organization: organization.unwrap_or(OrgNo::PLACEHOLDER),
-                name: r.name.as_str().into(),
-                system_users: system_users.into_boxed_slice(),
-                clients,
-            };
-            if self.world.teams.insert(id, Arc::new(team)).is_some() {
-                self.problem(o, format!("id {:?} is defined twice", r.id));
-            }
-        }
-    }
-
-    fn employees(&mut self, recs: &[(Origin, EmployeeRecord)]) {
-        for (o, r) in recs {
-            let Some(id) = self.id(o, &r.id) else {
-                continue;
-            };
-            let organization = self.known_org(o, "organization", &r.organization);
-            let kind = match r.kind.as_deref() {
-                None | Some("person") => EmployeeKind::Person,
-                Some("automation") => EmployeeKind::Automation,
-                Some(other) => {
-                    self.problem(
-                        o,
-                        format!("kind {other:?} must be \"person\" or \"automation\""),
-                    );
-                    EmployeeKind::Person
-                }
-            };
-            for (i, team) in r.teams.iter().enumerate() {
-                if !self.world.teams.contains_key(team.as_str()) {
-                    self.problem(o, format!("teams[{i}] {team:?} is not a known team"));
-                }
-            }
-            let mut audit_clients = Vec::with_capacity(r.audit_clients.len());
-            for (i, n) in r.audit_clients.iter().enumerate() {
-                audit_clients.extend(self.known_org(o, &format!("auditClients[{i}]"), n));
-            }
-            audit_clients.sort();
-            audit_clients.dedup();
-            let mut teams: Vec<Id> = r.teams.iter().map(|t| t.as_str().into()).collect();
-            teams.sort();
-            teams.dedup();
-            let e = Employee {
-                id: id.clone(),
-                organization: organization.unwrap_or(OrgNo::PLACEHOLDER),
-                name: r.name.as_str().into(),
-                active: r.active,
-                kind,
-                teams: teams.into_boxed_slice(),
-                audit_clients: audit_clients.into_boxed_slice(),
-            };
-            if self.world.employees.insert(id, Arc::new(e)).is_some() {
-                self.problem(o, format!("id {:?} is defined twice", r.id));
-            }
+    /// The problems the checks found with the record from `o`, taken out of `bad`.
+    fn problems_of(&mut self, o: &Origin, bad: &mut Vec<String>) {
+        for m in bad.drain(..) {
+            self.problem(o, m);
         }
     }
 

@@ -7,9 +7,11 @@
 //! copy costs nothing and shares every untouched record. Readers holding the old
 //! world never see a half-applied change.
 
-use super::records::{
-    ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team, UserType,
+use super::checks::{references, Fields, Record};
+use super::format::{
+    ClientRecord, EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord,
 };
+use super::records::{ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team};
 use super::state::World;
 use crate::rules::packages::AccessPackages;
 use std::collections::BTreeSet;
@@ -130,37 +132,29 @@ impl World {
         packages: &AccessPackages,
     ) -> Result<World, Vec<ChangeProblem>> {
         let mut w = self.clone();
-        let mut touched = Vec::new();
+        let mut touched = BTreeSet::new();
         for c in changes {
-            touched.push(c.key());
+            touched.insert(c.key());
             w.put(c);
         }
+        // An organisation given a parent puts its own units two levels deep: they
+        // are checked again too (the check is theirs: a unit's parent must not be a
+        // unit).
+        let units: Vec<RecordKey> = touched
+            .iter()
+            .filter_map(|k| match k {
+                RecordKey::Organization(n) => Some(*n),
+                _ => None,
+            })
+            .filter(|n| w.organization(*n).is_some_and(|o| o.parent().is_some()))
+            .flat_map(|n| w.units_of(n).to_vec())
+            .map(RecordKey::Organization)
+            .collect();
+        touched.extend(units);
         let problems: Vec<ChangeProblem> = touched
-            .into_iter()
-            .collect::<BTreeSet<_>>()
             .into_iter()
             .flat_map(|k| w.check_record(&k, packages))
             .collect();
-        if problems.is_empty() {
-            Ok(w)
-        } else {
-            Err(problems)
-        }
-    }
-
-    /// A whole world from `changes` (every record of it), with every reference
-    /// checked, or every problem. For a world read from a database, whose records
-    /// arrive as changes from nothing.
-    pub fn from_changes(
-        changes: impl IntoIterator<Item = Change>,
-        packages: &AccessPackages,
-    ) -> Result<World, Vec<ChangeProblem>> {
-        let mut w = World::default();
-        for c in changes {
-            w.put(c);
-        }
-        w.reindex();
-        let problems = w.check_references(packages);
         if problems.is_empty() {
             Ok(w)
         } else {
@@ -358,148 +352,106 @@ impl World {
         unlist(&mut self.by_owner, owner, su);
     }
 
-    /// Whether organisation `n` exists.
-    fn has_org(&self, n: OrgNo) -> bool {
-        self.orgs.contains_key(&n)
-    }
-
-    /// Every problem with the record under `key` in this world: references to
-    /// records that do not exist, and rules a single record must keep. A record that
-    /// is not there has none (removals are checked by what refers to them).
+    /// Every problem with the record under `key` in this world: the field checks
+    /// and the reference checks every record passes (`checks`), on the record as
+    /// the data format writes it. A record that is not there has none (removals
+    /// are checked by what refers to them).
     pub(crate) fn check_record(
         &self,
         key: &RecordKey,
         packages: &AccessPackages,
     ) -> Vec<ChangeProblem> {
-        let mut out = Vec::new();
-        let mut bad = |message: String| {
-            out.push(ChangeProblem {
-                key: key.clone(),
-                message,
-            })
-        };
+        let mut bad = Vec::new();
+        let mut fields = Fields::new(packages);
         match key {
             RecordKey::Organization(n) => {
-                if let Some(p) = self.organization(*n).and_then(|o| o.parent()) {
-                    match self.organization(p) {
-                        None => bad(format!("its parent {p} is not a known organisation")),
-                        Some(_) if p == *n => bad("it is its own parent".into()),
-                        Some(parent) if parent.parent().is_some() => bad(format!(
-                            "its parent {p} is itself an operational unit; units are one level deep"
-                        )),
-                        Some(_) => {}
-                    }
-                    // A legal entity given a parent while it has units would put
-                    // those units two levels deep, where policies' `in` would reach
-                    // an organisation the records do not say they inherit from.
-                    if let Some(u) = self.units_of(*n).first() {
-                        bad(format!(
-                            "it has operational units (such as {u}) and so cannot have a parent; units are one level deep"
-                        ));
-                    }
+                if let Some(o) = self.organization(*n) {
+                    let r = OrganizationRecord::from(o);
+                    fields.organization(&r, &mut bad);
+                    references(self, Record::Organization(&r), &mut bad);
                 }
             }
             RecordKey::SystemUser(id) => {
-                if let Some(su) = self.system_user(id) {
-                    if !self.has_org(su.owner) {
-                        bad(format!(
-                            "its owner {} is not a known organisation",
-                            su.owner
-                        ));
-                    }
-                    for p in su.access_packages.iter() {
-                        if !packages.contains(p) {
-                            bad(format!(
-                                "access package {p:?} is not a known access package"
-                            ));
-                        }
-                    }
-                    if su.user_type == UserType::Standard && su.self_delegated {
-                        bad("selfDelegated applies only to agent system users".into());
-                    }
-                    if su.user_type == UserType::Standard && !su.links.is_empty() {
-                        bad("a standard system user has no client links".into());
-                    }
+                if let Some(s) = self.system_user(id) {
+                    let r = SystemUserRecord::from(s);
+                    fields.system_user(&r, &mut bad);
+                    references(self, Record::SystemUser(&r), &mut bad);
                 }
             }
-            RecordKey::Link(su_id, n) => {
-                let link = self
-                    .system_user(su_id)
-                    .and_then(|s| s.links.get(n).map(|l| (s, l)));
-                match link {
-                    None if self.system_user(su_id).is_none() => {
-                        bad(format!("system user {su_id:?} is not known"))
-                    }
-                    None => {}
-                    Some((su, l)) => {
-                        if su.user_type == UserType::Standard {
-                            bad(format!("system user {su_id:?} is a standard system user, which has no client links"));
-                        }
-                        if !self.has_org(*n) {
-                            bad(format!("client {n} is not a known organisation"));
-                        }
-                        for p in l.access.packages.iter() {
-                            if !packages.contains(p) {
-                                bad(format!(
-                                    "access package {p:?} is not a known access package"
-                                ));
-                            }
-                        }
+            RecordKey::Link(su, n) => match self.system_user(su) {
+                Some(s) => {
+                    if let Some(l) = s.links.get(n) {
+                        let r = ClientRecord::of_link(*n, l);
+                        fields.client_link(None, &r, &mut bad);
+                        references(self, Record::Link(su, &r), &mut bad);
                     }
                 }
-            }
+                None => bad.push(format!("system user {su:?} is not a known system user")),
+            },
             RecordKey::Team(id) => {
                 if let Some(t) = self.team(id) {
-                    if !self.has_org(t.organization) {
-                        bad(format!("its organisation {} is not known", t.organization));
-                    }
-                    for s in t.system_users.iter() {
-                        if self.system_user(s).is_none() {
-                            bad(format!("system user {s:?} is not known"));
-                        }
-                    }
-                    if let super::records::ClientScope::Listed(orgs) = &t.clients {
-                        for n in orgs.iter().filter(|n| !self.has_org(**n)) {
-                            bad(format!("client {n} is not a known organisation"));
-                        }
-                    }
+                    let r = TeamRecord::from(t);
+                    fields.team(&r, &mut bad);
+                    references(self, Record::Team(&r), &mut bad);
                 }
             }
             RecordKey::Employee(id) => {
                 if let Some(e) = self.employee(id) {
-                    if !self.has_org(e.organization) {
-                        bad(format!("its organisation {} is not known", e.organization));
-                    }
-                    for t in e.teams.iter().filter(|t| self.team(t).is_none()) {
-                        bad(format!("team {t:?} is not known"));
-                    }
-                    for n in e.audit_clients.iter().filter(|n| !self.has_org(**n)) {
-                        bad(format!("audit client {n} is not a known organisation"));
-                    }
+                    let r = EmployeeRecord::from(e);
+                    fields.employee(&r, &mut bad);
+                    references(self, Record::Employee(&r), &mut bad);
                 }
             }
         }
-        out
+        bad.into_iter()
+            .map(|message| ChangeProblem {
+                key: key.clone(),
+                message,
+            })
+            .collect()
     }
 
     /// Every dangling reference in the whole world: what removing records left
-    /// behind. One pass over every record.
-    pub(crate) fn check_references(&self, packages: &AccessPackages) -> Vec<ChangeProblem> {
-        let mut keys: Vec<RecordKey> = Vec::new();
-        keys.extend(self.orgs.keys().map(|n| RecordKey::Organization(*n)));
-        for su in self.system_users.values() {
-            keys.push(RecordKey::SystemUser(su.id.clone()));
-            keys.extend(su.links.keys().map(|n| RecordKey::Link(su.id.clone(), *n)));
+    /// behind. One pass over every record, with the reference checks alone (every
+    /// record passed the field checks on its way in).
+    pub(crate) fn check_references(&self) -> Vec<ChangeProblem> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        let mut note = |key: RecordKey, bad: &mut Vec<String>| {
+            out.extend(bad.drain(..).map(|message| ChangeProblem {
+                key: key.clone(),
+                message,
+            }))
+        };
+        for o in self.orgs.values() {
+            references(
+                self,
+                Record::Organization(&OrganizationRecord::from(&**o)),
+                &mut bad,
+            );
+            note(RecordKey::Organization(o.org_number), &mut bad);
         }
-        keys.extend(self.teams.keys().map(|t| RecordKey::Team(t.clone())));
-        keys.extend(
-            self.employees
-                .keys()
-                .map(|e| RecordKey::Employee(e.clone())),
-        );
-        keys.iter()
-            .flat_map(|k| self.check_record(k, packages))
-            .collect()
+        for s in self.system_users.values() {
+            references(
+                self,
+                Record::SystemUser(&SystemUserRecord::from(&**s)),
+                &mut bad,
+            );
+            note(RecordKey::SystemUser(s.id.clone()), &mut bad);
+        }
+        for t in self.teams.values() {
+            references(self, Record::Team(&TeamRecord::from(&**t)), &mut bad);
+            note(RecordKey::Team(t.id.clone()), &mut bad);
+        }
+        for e in self.employees.values() {
+            references(
+                self,
+                Record::Employee(&EmployeeRecord::from(&**e)),
+                &mut bad,
+            );
+            note(RecordKey::Employee(e.id.clone()), &mut bad);
+        }
+        out
     }
 }
 
@@ -596,7 +548,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err[0].to_string(),
-            "employee \"kari\": team \"no-such-team\" is not known"
+            "employee \"kari\": teams[0] \"no-such-team\" is not a known team"
         );
         // The team added in the same change set: fine, whatever the order.
         let team = Team {
@@ -635,8 +587,8 @@ mod tests {
             .unwrap_err();
         let text: Vec<String> = err.iter().map(ToString::to_string).collect();
         assert!(
-            text.iter()
-                .any(|t| t.contains("client 310030309 is not a known organisation")),
+            text.iter().any(|t| t
+                .contains("clientOrganizationNumber \"310030309\" is not a known organisation")),
             "{text:?}"
         );
         assert!(

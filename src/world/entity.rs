@@ -119,7 +119,8 @@ fn is_team_in(teams: &[SmolStr], ty: &EntityType, id: &str) -> bool {
 
 /// Whether the sorted `teams` meet the team ids `ids`.
 fn teams_meet(teams: &[SmolStr], ty: &EntityType, ids: &dyn IdList) -> bool {
-    crate::decision::engine::value::same_type(ty, &core_types().team) && teams.iter().any(|t| ids.contains(t))
+    crate::decision::engine::value::same_type(ty, &core_types().team)
+        && teams.iter().any(|t| ids.contains(t))
 }
 
 impl EntityData for Employee {

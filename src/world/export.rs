@@ -1,9 +1,10 @@
-//! Writing a world out as data files, in the format the loader reads, so that
-//! loading the files gives the same world back.
+//! Writing a world out as data files, through the data format's own records
+//! (`format`), so that loading the files gives the same world back.
 
-use super::records::{ClientId, ClientLink, ClientScope, Employee, OrgNo, SystemUser, Team};
+use super::format::{EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord};
 use super::state::World;
-use serde_json::{json, Map as JsonMap, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,28 +33,22 @@ impl World {
         teams.sort_by(|a, b| a.id.cmp(&b.id));
         let mut employees: Vec<_> = self.employees().collect();
         employees.sort_by(|a, b| a.id.cmp(&b.id));
-        let sections: [Box<dyn Iterator<Item = Value> + '_>; 4] = [
-            Box::new(orgs.into_iter().map(|o| {
-                let mut m = JsonMap::new();
-                m.insert("orgNumber".into(), json!(o.org_number));
-                m.insert("name".into(), json!(o.name));
-                if let Some(p) = o.parent_org_number {
-                    m.insert("parentOrgNumber".into(), json!(p));
-                }
-                if let Some(t) = &o.unit_type {
-                    m.insert("unitType".into(), json!(t));
-                }
-                Value::Object(m)
-            })),
-            Box::new(sus.into_iter().map(system_user)),
-            Box::new(teams.into_iter().map(team)),
-            Box::new(employees.into_iter().map(employee)),
-        ];
-        for ((section, name), records) in FILES.iter().zip(sections) {
-            let path = dir.join(name);
-            write_section(&path, section, records)?;
-            written.push(path);
-        }
+        let [orgs_file, sus_file, teams_file, employees_file] =
+            FILES.map(|(section, name)| (section, dir.join(name)));
+        write_section(
+            &orgs_file,
+            orgs.into_iter().map(|o| OrganizationRecord::from(o)),
+        )?;
+        write_section(
+            &sus_file,
+            sus.into_iter().map(|s| SystemUserRecord::from(s)),
+        )?;
+        write_section(&teams_file, teams.into_iter().map(|t| TeamRecord::from(t)))?;
+        write_section(
+            &employees_file,
+            employees.into_iter().map(|e| EmployeeRecord::from(e)),
+        )?;
+        written.extend([orgs_file, sus_file, teams_file, employees_file].map(|(_, p)| p));
         let mut cedar: Vec<Value> = self
             .cedar_entities()
             .filter_map(|e| cedar_policy::Entity::from(e.clone()).to_json_value().ok())
@@ -79,10 +74,9 @@ impl World {
 }
 
 /// Writes `{"section": [record, ...]}` with one record per line.
-fn write_section(
-    path: &Path,
-    section: &str,
-    records: impl Iterator<Item = Value>,
+fn write_section<R: Serialize>(
+    (section, path): &(&str, PathBuf),
+    records: impl Iterator<Item = R>,
 ) -> std::io::Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     write!(f, "{{\"{section}\": [")?;
@@ -94,81 +88,4 @@ fn write_section(
     }
     f.write_all(b"\n]}\n")?;
     f.into_inner().map_err(|e| e.into_error())?.sync_all()
-}
-
-fn system_user(s: &SystemUser) -> Value {
-    let mut links: Vec<(&OrgNo, &ClientLink)> = s.links.iter().collect();
-    links.sort_by_key(|(n, _)| **n);
-    let clients: Vec<Value> = links
-        .into_iter()
-        .map(|(n, l)| {
-            let mut m = JsonMap::new();
-            if l.client_id != ClientId::None {
-                m.insert("clientId".into(), json!(l.client_id.to_text()));
-            }
-            m.insert("clientOrganizationNumber".into(), json!(n));
-            m.insert(
-                "access".into(),
-                Value::Array(
-                    l.access
-                        .entries
-                        .iter()
-                        .map(|(role, packages)| json!({"role": role, "packages": packages}))
-                        .collect(),
-                ),
-            );
-            m.insert(
-                "status".into(),
-                json!(if l.active { "active" } else { "removed" }),
-            );
-            Value::Object(m)
-        })
-        .collect();
-    let mut m = JsonMap::new();
-    m.insert("id".into(), json!(s.id));
-    m.insert("integrationTitle".into(), json!(s.integration_title));
-    m.insert("systemId".into(), json!(s.system_id));
-    m.insert("reporteeOrgNo".into(), json!(s.owner));
-    m.insert("userType".into(), json!(s.user_type.as_str()));
-    m.insert("externalRef".into(), json!(s.external_ref));
-    m.insert("isDeleted".into(), json!(s.is_deleted));
-    m.insert("selfDelegated".into(), json!(s.self_delegated));
-    m.insert(
-        "accessPackages".into(),
-        Value::Array(
-            s.access_packages
-                .iter()
-                .map(|p| json!({ "urn": p }))
-                .collect(),
-        ),
-    );
-    if !clients.is_empty() {
-        m.insert("clients".into(), Value::Array(clients));
-    }
-    Value::Object(m)
-}
-
-fn team(t: &Team) -> Value {
-    json!({
-        "id": t.id,
-        "organization": t.organization,
-        "name": t.name,
-        "systemUsers": t.system_users,
-        "clients": match &t.clients {
-            ClientScope::All => json!("all"),
-            ClientScope::Listed(orgs) => json!(orgs),
-        },
-    })
-}
-
-fn employee(e: &Employee) -> Value {
-    json!({
-        "id": e.id,
-        "organization": e.organization,
-        "name": e.name,
-        "active": e.active,
-        "kind": e.kind.as_str(),
-        "teams": e.teams,
-        "auditClients": e.audit_clients,
-    })
 }

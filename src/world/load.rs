@@ -2,166 +2,18 @@
 //! into records that remember where they came from.
 //!
 //! Every file is an object with any of the keys `organizations`, `systemUsers`,
-//! `teams` and `employees`, each a list of records (format in README "Data files").
+//! `teams` and `employees`, each a list of records (format in docs/data.md, "Data files").
 //! A file whose top level is a list holds entities in Cedar's own JSON format.
 //! Checking the records against each other is `build`'s work.
 
+use super::format::{
+    ClientRecord, EmployeeRecord, OrganizationRecord, PackageRef, RecordId, Section,
+    SystemUserRecord, TeamRecord, SECTIONS,
+};
 use super::shapes;
 use crate::problem::{read_dir_files, Problem, Problems, SourceFile};
 use serde::Deserialize;
 use std::path::Path;
-
-// ---- The file format. Field names follow Altinn's APIs. ----
-
-/// Altinn-shaped records tolerate fields Vakt does not use, so a vendor can feed
-/// what Altinn returns as it is.
-// The `JsonSchema` derives here are `vakt schema data` (src/cli/schema.rs): the
-// editors' schema comes from these very types, so it cannot drift from them.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrganizationRecord {
-    /// The organisation number, nine digits (checked against its mod-11 check digit).
-    pub org_number: String,
-    #[serde(default)]
-    pub name: String,
-    /// The legal entity an operational unit belongs to.
-    #[serde(default)]
-    pub parent_org_number: Option<String>,
-    /// The Entity Register's organisation form, when given (BEDR, AAFY, ORGL, AS, ...).
-    /// Only an operational unit (BEDR, AAFY) inherits from its parent.
-    #[serde(default, alias = "organizationForm")]
-    pub unit_type: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SystemUserRecord {
-    pub id: String,
-    #[serde(default)]
-    pub integration_title: Option<String>,
-    #[serde(default)]
-    pub system_id: Option<String>,
-    /// The owner's organisation number.
-    pub reportee_org_no: String,
-    /// `standard` or `agent` in any case, or Register's `first-party-system-user`
-    /// and `client-party-system-user`. Missing is an error, never a default.
-    #[serde(default)]
-    pub user_type: Option<String>,
-    /// `[{"urn": ...}]` as Altinn returns them, or bare URNs. Missing is an error
-    /// (unless another file gives them), never "none".
-    #[serde(default, deserialize_with = "package_refs")]
-    #[schemars(with = "Vec<PackageForm>")]
-    pub access_packages: Option<Vec<PackageRef>>,
-    #[serde(default)]
-    pub external_ref: Option<String>,
-    #[serde(default)]
-    pub is_deleted: bool,
-    /// Agents only: the system user also covers its owner.
-    #[serde(default)]
-    pub self_delegated: bool,
-    /// Agents only: the client links, as the client-delegation API returns them.
-    #[serde(default)]
-    pub clients: Vec<ClientRecord>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct PackageRef {
-    pub urn: String,
-}
-
-/// A package as Altinn writes it in different APIs: `{"urn": ...}` or the bare URN.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-enum PackageForm {
-    Urn(String),
-    Object { urn: String },
-}
-
-impl PackageForm {
-    fn into_urn(self) -> String {
-        match self {
-            Self::Urn(u) | Self::Object { urn: u } => u,
-        }
-    }
-}
-
-fn package_refs<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Vec<PackageRef>>, D::Error> {
-    package_urns(d).map(|v| Some(v.into_iter().map(|urn| PackageRef { urn }).collect()))
-}
-
-fn package_urns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Vec::<PackageForm>::deserialize(d).map(|v| v.into_iter().map(PackageForm::into_urn).collect())
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientRecord {
-    #[serde(default)]
-    pub client_id: Option<String>,
-    pub client_organization_number: String,
-    #[serde(default)]
-    pub client_organization_name: Option<String>,
-    #[serde(default)]
-    pub access: Vec<AccessRecord>,
-    /// Vakt's own convenience, not Altinn's: `active` (the default) or `removed`, in
-    /// any case.
-    #[serde(default)]
-    pub status: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct AccessRecord {
-    /// An Altinn role URN (`urn:altinn:...`).
-    pub role: String,
-    /// URNs, or `{"urn": ...}` objects.
-    #[serde(default, deserialize_with = "package_urns")]
-    #[schemars(with = "Vec<PackageForm>")]
-    pub packages: Vec<String>,
-}
-
-/// Vakt's own records are strict: a misspelt field is an error, not a silent default.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TeamRecord {
-    pub id: String,
-    pub organization: String,
-    #[serde(default)]
-    pub name: String,
-    /// The ids of the system users the team may use.
-    #[serde(default)]
-    pub system_users: Vec<String>,
-    /// `all`, or a list of organisation numbers; a listed parent covers its units.
-    pub clients: ClientsRecord,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum ClientsRecord {
-    #[schemars(extend("enum" = ["all"]))]
-    Keyword(String),
-    List(Vec<String>),
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EmployeeRecord {
-    pub id: String,
-    pub organization: String,
-    #[serde(default)]
-    pub name: String,
-    pub active: bool,
-    /// `person` (the default) or `automation`.
-    #[serde(default)]
-    #[schemars(extend("enum" = ["person", "automation", null]))]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub teams: Vec<String>,
-    /// Organisation numbers the employee has an audit engagement for.
-    #[serde(default)]
-    pub audit_clients: Vec<String>,
-}
 
 /// Where a record came from, for messages.
 #[derive(Debug, Clone)]
@@ -217,9 +69,6 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Result<Vec<SourceFile>, Problems>
     }
     Ok(files)
 }
-
-/// The sections of a data file, in the order records are checked.
-const SECTIONS: [&str; 4] = ["organizations", "systemUsers", "teams", "employees"];
 
 /// Line starts of a text, so that a byte offset becomes `line:column` without
 /// rescanning the text for every record; records come in order, so the column is
@@ -354,22 +203,46 @@ fn parse_json(file: usize, src: &SourceFile) -> Parsed {
         let at = |raw: &serde_json::value::RawValue| {
             (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize)
         };
+        let Some(section) = Section::of(&key) else {
+            continue;
+        };
         let mut json = JsonRecords {
             file,
             text,
             lines: &lines,
             key: &key,
-            problems: &mut out.problems,
         };
-        let with_offsets = records.into_iter().map(|r| (at(r), r));
-        match key.as_str() {
-            "organizations" => out.orgs = json.parse(with_offsets),
-            "systemUsers" => out.system_users = json.parse(with_offsets),
-            "teams" => out.teams = json.parse(with_offsets),
-            _ => out.employees = json.parse(with_offsets),
-        }
+        let with_offsets = records.into_iter().map(|r| (at(r), r)).collect();
+        read_section(section, &mut json, with_offsets, &mut out);
     }
     out
+}
+
+/// Reads the records of one section of a file, each placed in the file and each
+/// problem at its record.
+trait SectionReader<Raw> {
+    fn parse<R: serde::de::DeserializeOwned + RecordId>(
+        &mut self,
+        records: Vec<Raw>,
+        problems: &mut Vec<(Origin, String)>,
+    ) -> Vec<(Origin, R)>;
+}
+
+/// The one section dispatch of the JSON and YAML readers: each section's records
+/// read as that section's record type.
+fn read_section<Raw>(
+    section: Section,
+    reader: &mut impl SectionReader<Raw>,
+    records: Vec<Raw>,
+    out: &mut Parsed,
+) {
+    let problems = &mut out.problems;
+    match section {
+        Section::Organizations => out.orgs = reader.parse(records, problems),
+        Section::SystemUsers => out.system_users = reader.parse(records, problems),
+        Section::Teams => out.teams = reader.parse(records, problems),
+        Section::Employees => out.employees = reader.parse(records, problems),
+    }
 }
 
 /// The records of a file in one of Altinn's shapes, restated in the compact
@@ -468,44 +341,21 @@ fn restated_records(
 
 /// Parses the records of one section of a JSON file, each from its own text, so a
 /// problem points at the record (or into it) and a field given twice is an error.
-struct JsonRecords<'t, 'p> {
+struct JsonRecords<'t> {
     file: usize,
     text: &'t str,
     lines: &'t LineIndex,
     key: &'t str,
-    problems: &'p mut Vec<(Origin, String)>,
 }
 
-/// A record's id (`orgNumber` for an organisation), for messages.
-pub(super) trait RecordId {
-    fn id(&self) -> &str;
-}
-
-impl RecordId for OrganizationRecord {
-    fn id(&self) -> &str {
-        &self.org_number
-    }
-}
-
-macro_rules! record_id {
-    ($($t:ty),*) => {$(
-        impl RecordId for $t {
-            fn id(&self) -> &str {
-                &self.id
-            }
-        }
-    )*};
-}
-
-record_id!(SystemUserRecord, TeamRecord, EmployeeRecord);
-
-impl JsonRecords<'_, '_> {
-    fn parse<'r, R: serde::de::DeserializeOwned + RecordId>(
+impl<'r> SectionReader<(usize, &'r serde_json::value::RawValue)> for JsonRecords<'_> {
+    fn parse<R: serde::de::DeserializeOwned + RecordId>(
         &mut self,
-        records: impl Iterator<Item = (usize, &'r serde_json::value::RawValue)>,
+        records: Vec<(usize, &'r serde_json::value::RawValue)>,
+        problems: &mut Vec<(Origin, String)>,
     ) -> Vec<(Origin, R)> {
-        let mut out = Vec::new();
-        for (i, (offset, raw)) in records.enumerate() {
+        let mut out = Vec::with_capacity(records.len());
+        for (i, (offset, raw)) in records.into_iter().enumerate() {
             // A record is placed where its id stands (or its opening brace, without one).
             let origin = |id: Option<&str>| {
                 let at_id = id.and_then(|id| find_value(raw.get(), 0, id)).unwrap_or(0);
@@ -525,15 +375,14 @@ impl JsonRecords<'_, '_> {
                 Err(e) => {
                     let origin = origin(json_id(raw.get()).as_deref());
                     let first = e.path().iter().next().cloned();
-                    self.problems
-                        .push((origin.clone(), strip_position(&path_message(&e))));
+                    problems.push((origin.clone(), strip_position(&path_message(&e))));
                     // The record's other bad fields, so one does not hide the next.
                     if let (Ok(v), Some(first)) =
                         (serde_json::from_str::<serde_json::Value>(raw.get()), first)
                     {
                         let (more, rest) = other_problems::<R>(v, first);
                         for m in more {
-                            self.problems.push((origin.clone(), m));
+                            problems.push((origin.clone(), m));
                         }
                         // What is left of the record is checked too (its
                         // references, packages, org numbers); the problems above
@@ -646,19 +495,29 @@ fn parse_yaml(file: usize, src: &SourceFile) -> Parsed {
         serde_yaml_ng::Value::Null => return out,
         _ => {
             out.problems.push((
-                whole(file, String::new()),
+                whole(file, "1:1".to_owned()),
                 format!("expected an object with keys {}", SECTIONS.join(", ")),
             ));
             return out;
         }
     };
     let lines = LineIndex::new(text);
+    // A top-level key's line: where it stands at the start of a line.
+    let key_at = |key: &str| {
+        let offset = text
+            .match_indices(key)
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+            .unwrap_or(0);
+        let (l, c) = lines.line_col(text, offset);
+        (offset, format!("{l}:{c}"))
+    };
     for (k, v) in map {
-        let key = match k.as_str() {
-            Some(k) if SECTIONS.contains(&k) => k.to_owned(),
+        let (key, section) = match k.as_str().and_then(|k| Some((k, Section::of(k)?))) {
+            Some((k, section)) => (k.to_owned(), section),
             _ => {
                 out.problems.push((
-                    whole(file, String::new()),
+                    whole(file, key_at(k.as_str().unwrap_or("")).1),
                     format!(
                         "unknown key {:?}; expected one of {}",
                         k.as_str().unwrap_or("(not a string)"),
@@ -673,46 +532,42 @@ fn parse_yaml(file: usize, src: &SourceFile) -> Parsed {
             serde_yaml_ng::Value::Null => Vec::new(),
             _ => {
                 out.problems.push((
-                    whole(file, String::new()),
+                    whole(file, key_at(&key).1),
                     format!("{key}: expected a list of records"),
                 ));
                 continue;
             }
         };
+        let (from, _) = key_at(&key);
         let mut y = YamlRecords {
             file,
             text,
             lines: &lines,
             key: &key,
-            from: text.find(key.as_str()).unwrap_or(0),
-            problems: &mut out.problems,
+            from,
         };
-        match key.as_str() {
-            "organizations" => out.orgs = y.parse(records),
-            "systemUsers" => out.system_users = y.parse(records),
-            "teams" => out.teams = y.parse(records),
-            _ => out.employees = y.parse(records),
-        }
+        read_section(section, &mut y, records, &mut out);
     }
     out
 }
 
 /// Parses the records of one section of a YAML file. YAML values carry no
 /// positions, so each record is found in the text by its id, searching forward from
-/// the record before it: one pass over the file.
-struct YamlRecords<'t, 'p> {
+/// the record before it: one pass over the file. A record without a readable id
+/// is placed at the next list item.
+struct YamlRecords<'t> {
     file: usize,
     text: &'t str,
     lines: &'t LineIndex,
     key: &'t str,
     from: usize,
-    problems: &'p mut Vec<(Origin, String)>,
 }
 
-impl YamlRecords<'_, '_> {
-    fn parse<R: serde::de::DeserializeOwned>(
+impl SectionReader<serde_yaml_ng::Value> for YamlRecords<'_> {
+    fn parse<R: serde::de::DeserializeOwned + RecordId>(
         &mut self,
         records: Vec<serde_yaml_ng::Value>,
+        problems: &mut Vec<(Origin, String)>,
     ) -> Vec<(Origin, R)> {
         let mut out = Vec::with_capacity(records.len());
         for (i, v) in records.into_iter().enumerate() {
@@ -722,6 +577,7 @@ impl YamlRecords<'_, '_> {
             let at = id
                 .as_deref()
                 .and_then(|id| find_value(self.text, self.from, id).map(|o| (o, id.len())))
+                .or_else(|| next_item(self.text, self.from).map(|o| (o, 1)))
                 .map(|(offset, len)| {
                     self.from = offset + len + 1;
                     let (l, c) = self.lines.line_col(self.text, offset);
@@ -742,12 +598,29 @@ impl YamlRecords<'_, '_> {
                     } else {
                         format!("{path}: {}", e.inner())
                     };
-                    self.problems.push((origin, msg));
+                    problems.push((origin, msg));
                 }
             }
         }
         out
     }
+}
+
+/// Byte offset of the next block list item (`- ` first on its line) at or after
+/// `from`.
+fn next_item(text: &str, from: usize) -> Option<usize> {
+    let mut line_start = text.get(..from)?.rfind('\n').map_or(0, |i| i + 1);
+    while line_start < text.len() {
+        let line = &text[line_start..];
+        let line = &line[..line.find('\n').unwrap_or(line.len())];
+        let indent = line.len() - line.trim_start().len();
+        let item = line_start + indent;
+        if item >= from && (line.trim_start().starts_with("- ") || line.trim() == "-") {
+            return Some(item);
+        }
+        line_start += line.len() + 1;
+    }
+    None
 }
 
 /// `employees[3] ("kari")`: the key, index and, when readable, the record's id.
@@ -819,7 +692,7 @@ mod tests {
         assert_eq!(q.orgs[0].1.name, "310001015");
     }
 
-    // YAML 1.1 merge keys (`<<:`) are not applied, as the README says: a record
+    // YAML 1.1 merge keys (`<<:`) are not applied, as docs/data.md says: a record
     // that takes its id from one is refused, not loaded with a guessed id.
     #[test]
     fn yaml_merge_keys_are_not_applied() {
@@ -831,6 +704,29 @@ mod tests {
             "{:?}",
             p.problems
         );
+    }
+
+    // Every YAML problem keeps its line: a record without a readable id is placed
+    // at its list item, a key that is not a section at the key.
+    #[test]
+    fn yaml_problems_keep_their_line() {
+        let p = parse("teams:\n  - id: t1\n    organization: \"310001015\"\n    clients: all\n  - organization: \"310001015\"\n    clients: all\nextra: 1\n");
+        let at: Vec<(&str, &str)> = p
+            .problems
+            .iter()
+            .map(|(o, m)| (o.at.as_str(), m.as_str()))
+            .collect();
+        assert!(
+            at.iter()
+                .any(|(a, m)| *a == "5:3" && m.contains("missing field `id`")),
+            "{at:?}"
+        );
+        assert!(
+            at.iter()
+                .any(|(a, m)| *a == "7:1" && m.contains("unknown key \"extra\"")),
+            "{at:?}"
+        );
+        assert_eq!(p.teams.len(), 1);
     }
 
     #[test]

@@ -11,33 +11,42 @@
 //!
 //! # Layout
 //!
-//! - [`records`]: the record types.
+//! - [`records`]: the world's compact records.
+//! - `format`: the data format's records, read and written through the same
+//!   types; every source decodes into them. `checks`: the one set of checks every
+//!   record passes, from any source (field checks, reference checks).
 //! - `entity`: the records as Cedar entities, for the evaluator and for export,
 //!   and entities given in Cedar's own format.
 //! - `state`: the world at one moment, its maps and look-ups; `change`: changing
 //!   it record by record.
-//! - `load`: reading data files; `shapes`: recognising Altinn's and the Entity
-//!   Register's response shapes in them; `build`: checking records and building a world;
+//! - `load`: reading data files (JSON and YAML through one section dispatch);
+//!   `shapes`: recognising Altinn's and the Entity Register's response shapes in
+//!   them; `build`: gathering records, checking them and building a world;
 //!   `export`: writing a world out as data files; `manifest`: the data manifest
 //!   that names the data files and their hashes.
 
 mod build;
 mod change;
+mod checks;
 mod entity;
 mod export;
+mod format;
 mod load;
 mod manifest;
 pub mod records;
 mod shapes;
 mod state;
 
+pub(crate) use build::organization_label;
 pub use build::WorldBuilder;
 pub use change::{Change, ChangeProblem, RecordKey};
+pub(crate) use checks::Fields;
 pub use export::{CEDAR_FILE, FILES};
-pub use load::{
-    load_dir, AccessRecord, ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord,
+pub use format::{
+    AccessRecord, ClientRecord, ClientsRecord, DataFile, EmployeeRecord, OrganizationRecord,
     PackageRef, SystemUserRecord, TeamRecord,
 };
+pub use load::load_dir;
 pub use manifest::{parse_manifest, read_listed, read_manifest, sha256, Manifest};
 pub use records::{
     ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,

@@ -26,6 +26,7 @@ mod properties;
 mod protocol;
 mod python_client;
 mod readme;
+mod record_checks;
 mod request_budget;
 mod resolve;
 mod reverse;

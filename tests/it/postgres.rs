@@ -21,7 +21,7 @@ use vakt::proto::{Decision, StatusRequest, StatusResponse};
 
 const WORLD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/world");
 
-fn ok(out: Output) -> String {
+pub(crate) fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
         "vakt failed: {}\n{}",
@@ -42,11 +42,11 @@ fn with_world(pg: &Cluster, name: &str) -> String {
 }
 
 /// `url` (the superuser's) for another login role.
-fn as_role(url: &str, role: &str) -> String {
+pub(crate) fn as_role(url: &str, role: &str) -> String {
     url.replacen("postgres://vakt@", &format!("postgres://{role}@"), 1)
 }
 
-fn status(s: &Spawned) -> StatusResponse {
+pub(crate) fn status(s: &Spawned) -> StatusResponse {
     s.with_client(|mut c| async move { c.status(StatusRequest {}).await.unwrap().into_inner() })
 }
 
@@ -68,7 +68,7 @@ fn decide(s: &Spawned, employee: &str, su: &str, client: &str) -> vakt::proto::A
 }
 
 /// A sidecar following the database of `url`, connected as the reader role.
-fn serve(url: &str, extra: &[&str]) -> Spawned {
+pub(crate) fn serve(url: &str, extra: &[&str]) -> Spawned {
     let url = as_role(url, READER);
     let mut args = vec!["--data", &url, "--decision-log", "off"];
     args.extend_from_slice(extra);

@@ -1,16 +1,16 @@
-//! Reading the world's tables, whole or by key, into changes to a world. Every
-//! value is checked as the file loader checks it (the database's constraints
-//! should already have refused anything bad; Vakt does not rely on that).
+//! Reading the world's tables, whole or by key, into the data format's records,
+//! and those into a world or changes to one. The records pass the same checks as
+//! those of a data file (`crate::world`'s field and reference checks): the
+//! database's constraints should already have refused anything bad, and Vakt does
+//! not rely on that.
 
 use super::DbError;
-use crate::ids::check_id;
 use crate::world::{
-    Change, ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo,
-    Organization, RecordKey, SystemUser, Team, UserType, World,
+    organization_label, AccessRecord, Change, ClientLink, ClientRecord, ClientsRecord,
+    EmployeeRecord, Fields, Id, OrgNo, OrganizationRecord, PackageRef, RecordKey, SystemUser,
+    SystemUserRecord, TeamRecord, World, WorldBuilder,
 };
-use smol_str::SmolStr;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
@@ -138,230 +138,192 @@ impl Changed {
     }
 }
 
-/// Turns rows into records, checking every value, and keeps every problem.
-#[derive(Default)]
-struct Convert {
-    /// Each naming the record: "employee \"kari\": ...".
-    problems: Vec<String>,
-    /// Each distinct client-link access, held once.
-    interned: HashMap<LinkAccess, Arc<LinkAccess>>,
+/// Decodes rows into the data format's records (`crate::world::format`), the
+/// same values a data file gives, so that they pass the same checks. What a row
+/// holds that no record can (a team with every client and a list as well) is a
+/// problem of its own.
+fn organization(r: &Row) -> OrganizationRecord {
+    OrganizationRecord {
+        org_number: r.get(0),
+        name: r.get(1),
+        parent_org_number: r.get(2),
+        unit_type: r.get(3),
+    }
 }
 
-impl Convert {
-    fn bad(&mut self, key: impl std::fmt::Display, message: String) {
-        self.problems.push(format!("{key}: {message}"));
+/// A system user without its client links (those are read on their own).
+fn system_user(r: &Row) -> SystemUserRecord {
+    SystemUserRecord {
+        id: r.get(0),
+        integration_title: Some(r.get(1)),
+        system_id: Some(r.get(2)),
+        reportee_org_no: r.get(3),
+        user_type: Some(r.get(4)),
+        access_packages: Some(
+            r.get::<_, Vec<String>>(8)
+                .into_iter()
+                .map(|urn| PackageRef { urn })
+                .collect(),
+        ),
+        external_ref: Some(r.get(5)),
+        is_deleted: r.get(6),
+        self_delegated: r.get(7),
+        clients: Vec::new(),
     }
+}
 
-    fn org_no(&mut self, key: &RecordKey, field: &str, s: &str) -> OrgNo {
-        OrgNo::parse(s).unwrap_or_else(|e| {
-            self.bad(key.clone(), format!("{field} {s:?} {e}"));
-            OrgNo::PLACEHOLDER
-        })
-    }
-
-    fn id(&mut self, kind: fn(Id) -> RecordKey, s: &str) -> Id {
-        let id = Id::from(s);
-        if let Err(e) = check_id(s) {
-            self.bad(kind(id.clone()), format!("id {e}"));
-        }
-        id
-    }
-
-    fn organization(&mut self, r: &Row) -> (OrgNo, Organization) {
-        let number: &str = r.get(0);
-        let n = OrgNo::parse(number).unwrap_or_else(|e| {
-            self.bad(
-                format!("organization {number:?}"),
-                format!("org_number {number:?} {e}"),
-            );
-            OrgNo::PLACEHOLDER
-        });
-        let key = RecordKey::Organization(n);
-        let parent = r
-            .get::<_, Option<&str>>(2)
-            .map(|p| self.org_no(&key, "parent_org_number", p));
-        let org = Organization {
-            org_number: n,
-            name: r.get::<_, &str>(1).into(),
-            parent_org_number: parent,
-            unit_type: r
-                .get::<_, Option<&str>>(3)
-                .map(|t| t.to_ascii_uppercase().into()),
-        };
-        (n, org)
-    }
-
-    fn system_user(&mut self, r: &Row) -> SystemUser {
-        let id = self.id(RecordKey::SystemUser, r.get(0));
-        let key = RecordKey::SystemUser(id.clone());
-        let owner = self.org_no(&key, "owner_org_number", r.get(3));
-        let user_type = match r.get::<_, &str>(4) {
-            "standard" => UserType::Standard,
-            "agent" => UserType::Agent,
-            other => {
-                self.bad(
-                    key,
-                    format!("user_type {other:?} must be \"standard\" or \"agent\""),
-                );
-                UserType::Standard
+/// Client links from rows of [`LINKS`] (ordered by link, then position), each
+/// with the id of its system user.
+fn link_records(rows: &[Row]) -> Vec<(String, ClientRecord)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let su: &str = rows[i].get(0);
+        let client: &str = rows[i].get(1);
+        let first = i;
+        let mut access = Vec::new();
+        while i < rows.len()
+            && rows[i].get::<_, &str>(0) == su
+            && rows[i].get::<_, &str>(1) == client
+        {
+            if let Some(role) = rows[i].get::<_, Option<String>>(4) {
+                access.push(AccessRecord {
+                    role,
+                    packages: rows[i].get(5),
+                });
             }
-        };
-        let mut packages: Vec<SmolStr> = r
-            .get::<_, Vec<&str>>(8)
-            .into_iter()
-            .map(SmolStr::from)
-            .collect();
-        packages.sort();
-        packages.dedup();
-        SystemUser {
-            id,
-            integration_title: r.get::<_, &str>(1).into(),
-            system_id: r.get::<_, &str>(2).into(),
-            owner,
-            user_type,
-            access_packages: packages.into_boxed_slice(),
-            external_ref: r.get::<_, &str>(5).into(),
-            is_deleted: r.get(6),
-            self_delegated: r.get(7),
-            links: crate::world::records::map(),
-            granted_to: Box::default(),
+            i += 1;
         }
-    }
-
-    /// Client links from rows of [`LINKS`] (ordered by link, then position).
-    fn links<'r>(&mut self, rows: &'r [Row]) -> Vec<(&'r str, OrgNo, ClientLink)> {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < rows.len() {
-            let su: &str = rows[i].get(0);
-            let client: &str = rows[i].get(1);
-            let mut entries: Vec<(SmolStr, Vec<SmolStr>)> = Vec::new();
-            let first = i;
-            while i < rows.len()
-                && rows[i].get::<_, &str>(0) == su
-                && rows[i].get::<_, &str>(1) == client
-            {
-                if let Some(role) = rows[i].get::<_, Option<&str>>(4) {
-                    let packages: Vec<&str> = rows[i].get(5);
-                    entries.push((
-                        role.into(),
-                        packages.into_iter().map(SmolStr::from).collect(),
-                    ));
-                }
-                i += 1;
-            }
-            let r = &rows[first];
-            let n = OrgNo::parse(client).unwrap_or(OrgNo::PLACEHOLDER);
-            let key = RecordKey::Link(su.into(), n);
-            if n == OrgNo::PLACEHOLDER {
-                self.bad(
-                    key.clone(),
-                    format!("client_org_number {client:?} is not a valid org number"),
-                );
-            }
-            let active = match r.get::<_, &str>(3) {
-                "active" => true,
-                "removed" => false,
-                other => {
-                    self.bad(
-                        key.clone(),
-                        format!("status {other:?} must be \"active\" or \"removed\""),
-                    );
-                    false
-                }
-            };
-            for (role, _) in &entries {
-                if !role.starts_with("urn:altinn:") {
-                    self.bad(
-                        key.clone(),
-                        format!("role {role:?} is not an Altinn role URN"),
-                    );
-                }
-            }
-            let access = LinkAccess::new(entries);
-            let access = self
-                .interned
-                .entry(access.clone())
-                .or_insert_with(|| Arc::new(access))
-                .clone();
-            out.push((
-                su,
-                n,
-                ClientLink {
-                    client_id: ClientId::parse(r.get::<_, Option<&str>>(2)),
-                    access,
-                    active,
-                },
-            ));
-        }
-        out
-    }
-
-    fn team(&mut self, r: &Row) -> Team {
-        let id = self.id(RecordKey::Team, r.get(0));
-        let key = RecordKey::Team(id.clone());
-        let organization = self.org_no(&key, "organization", r.get(1));
-        let system_users: Vec<Id> = r.get::<_, Vec<&str>>(4).into_iter().map(Id::from).collect();
-        let listed: Vec<OrgNo> = r
-            .get::<_, Vec<&str>>(5)
-            .into_iter()
-            .map(|n| self.org_no(&key, "team_client", n))
-            .collect();
-        let all: bool = r.get(3);
-        if all && !listed.is_empty() {
-            self.bad(
-                key,
-                "all_clients is true and clients are listed in team_client as well; the team's scope is one or the other".into(),
-            );
-        }
-        let mut listed = listed;
-        listed.sort();
-        listed.dedup();
-        Team {
-            id,
-            organization,
-            name: r.get::<_, &str>(2).into(),
-            system_users: system_users.into_boxed_slice(),
-            clients: if all {
-                ClientScope::All
-            } else {
-                ClientScope::Listed(listed.into_boxed_slice())
+        let r = &rows[first];
+        out.push((
+            su.to_owned(),
+            ClientRecord {
+                client_id: r.get(2),
+                client_organization_number: client.to_owned(),
+                client_organization_name: None,
+                access,
+                status: Some(r.get(3)),
             },
+        ));
+    }
+    out
+}
+
+fn team(r: &Row) -> Result<TeamRecord, String> {
+    let id: String = r.get(0);
+    let listed: Vec<String> = r.get(5);
+    let all: bool = r.get(3);
+    if all && !listed.is_empty() {
+        return Err(format!(
+            "team {id:?}: all_clients is true and clients are listed in team_client as well; the team's scope is one or the other"
+        ));
+    }
+    Ok(TeamRecord {
+        id,
+        organization: r.get(1),
+        name: r.get(2),
+        system_users: r.get(4),
+        clients: if all {
+            ClientsRecord::Keyword("all".to_owned())
+        } else {
+            ClientsRecord::List(listed)
+        },
+    })
+}
+
+fn employee(r: &Row) -> EmployeeRecord {
+    EmployeeRecord {
+        id: r.get(0),
+        organization: r.get(1),
+        name: r.get(2),
+        active: r.get(3),
+        kind: Some(r.get(4)),
+        teams: r.get(5),
+        audit_clients: r.get(6),
+    }
+}
+
+fn twice(id: &str) -> String {
+    format!("id {id:?} is defined twice")
+}
+
+/// The records of one read, through the field checks into changes; every
+/// problem names its record as the change feed does (`employee "kari": ...`).
+struct Checked<'p> {
+    fields: Fields<'p>,
+    problems: Vec<String>,
+    bad: Vec<String>,
+    /// The keys read, so that two rows of one key are refused as two records of
+    /// one id are.
+    seen: BTreeSet<RecordKey>,
+}
+
+impl<'p> Checked<'p> {
+    fn new(packages: &'p crate::rules::packages::AccessPackages) -> Self {
+        Self {
+            fields: Fields::new(packages),
+            problems: Vec::new(),
+            bad: Vec::new(),
+            seen: BTreeSet::new(),
         }
     }
 
-    fn employee(&mut self, r: &Row) -> Employee {
-        let id = self.id(RecordKey::Employee, r.get(0));
-        let key = RecordKey::Employee(id.clone());
-        let organization = self.org_no(&key, "organization", r.get(1));
-        let kind = match r.get::<_, &str>(4) {
-            "person" => EmployeeKind::Person,
-            "automation" => EmployeeKind::Automation,
-            other => {
-                self.bad(
-                    key.clone(),
-                    format!("kind {other:?} must be \"person\" or \"automation\""),
-                );
-                EmployeeKind::Person
+    /// Notes the problems found with the record named `label`, and its key (a
+    /// key read twice is the problem `twice`).
+    fn noted(
+        &mut self,
+        label: impl std::fmt::Display,
+        key: Option<RecordKey>,
+        twice: impl FnOnce() -> String,
+    ) {
+        if let Some(k) = key {
+            if !self.seen.insert(k) {
+                self.bad.push(twice());
             }
-        };
-        let teams: Vec<Id> = r.get::<_, Vec<&str>>(5).into_iter().map(Id::from).collect();
-        let mut audit: Vec<OrgNo> = r
-            .get::<_, Vec<&str>>(6)
-            .into_iter()
-            .map(|n| self.org_no(&key, "employee_audit_client", n))
-            .collect();
-        audit.sort();
-        audit.dedup();
-        Employee {
-            id,
-            organization,
-            name: r.get::<_, &str>(2).into(),
-            active: r.get(3),
-            kind,
-            teams: teams.into_boxed_slice(),
-            audit_clients: audit.into_boxed_slice(),
         }
+        for m in self.bad.drain(..) {
+            self.problems.push(format!("{label}: {m}"));
+        }
+    }
+
+    fn organization(&mut self, r: &OrganizationRecord) -> Option<Change> {
+        let o = self.fields.organization(r, &mut self.bad);
+        let key = o.as_ref().map(|o| RecordKey::Organization(o.org_number));
+        self.noted(organization_label(&r.org_number), key, || {
+            format!("orgNumber {:?} is defined twice", r.org_number)
+        });
+        o.map(|o| Change::Organization(o.org_number, Some(o)))
+    }
+
+    fn system_user(&mut self, r: &SystemUserRecord) -> Option<SystemUser> {
+        let s = self.fields.system_user(r, &mut self.bad);
+        let key = s.as_ref().map(|s| RecordKey::SystemUser(s.id.clone()));
+        self.noted(format_args!("system user {:?}", r.id), key, || twice(&r.id));
+        s
+    }
+
+    fn link(&mut self, su: &str, c: &ClientRecord) -> Option<(OrgNo, ClientLink)> {
+        let l = self.fields.client_link(None, c, &mut self.bad);
+        let label = format!(
+            "client link {} of system user {su:?}",
+            c.client_organization_number
+        );
+        self.noted(label, None, String::new);
+        l
+    }
+
+    fn team(&mut self, r: &TeamRecord) -> Option<Change> {
+        let t = self.fields.team(r, &mut self.bad);
+        let key = t.as_ref().map(|t| RecordKey::Team(t.id.clone()));
+        self.noted(format_args!("team {:?}", r.id), key, || twice(&r.id));
+        t.map(|t| Change::Team(t.id.clone(), Some(t)))
+    }
+
+    fn employee(&mut self, r: &EmployeeRecord) -> Option<Change> {
+        let e = self.fields.employee(r, &mut self.bad);
+        let key = e.as_ref().map(|e| RecordKey::Employee(e.id.clone()));
+        self.noted(format_args!("employee {:?}", r.id), key, || twice(&r.id));
+        e.map(|e| Change::Employee(e.id.clone(), Some(e)))
     }
 }
 
@@ -490,44 +452,66 @@ fn cedar_list(rows: Vec<String>) -> Result<serde_json::Value, String> {
         .map_err(|e| format!("{CEDAR_SOURCE}: {e}"))
 }
 
-/// A whole world from every row, checked as a world from files is; every problem
-/// otherwise. CPU-bound: run it off the runtime's threads at scale.
-pub(super) fn world(rows: AllRows, rules: &crate::rules::snapshot::Rules) -> Result<World, Vec<String>> {
-    let mut c = Convert::default();
-    let mut changes: Vec<Change> = Vec::with_capacity(
-        rows.orgs.len() + rows.system_users.len() + rows.teams.len() + rows.employees.len(),
-    );
-    for r in &rows.orgs {
-        let (n, o) = c.organization(r);
-        changes.push(Change::Organization(n, Some(o)));
+/// Where records read from the database came from, for messages.
+const DB_SOURCE: &str = "database";
+
+/// A whole world from every row: the rows decoded into records and built as a
+/// world from files is, through the same checks; every problem otherwise.
+/// CPU-bound: run it off the runtime's threads at scale.
+pub(super) fn world(
+    rows: AllRows,
+    rules: &crate::rules::snapshot::Rules,
+) -> Result<World, Vec<String>> {
+    let AllRows {
+        orgs,
+        system_users,
+        links: link_rows,
+        teams,
+        employees,
+        cedar,
+    } = rows;
+    let mut problems = Vec::new();
+    // Each kind's rows go as soon as they are records, so the two are not held
+    // whole at once.
+    let orgs: Vec<OrganizationRecord> = orgs.iter().map(organization).collect();
+    let mut sus: Vec<SystemUserRecord> = system_users.iter().map(system_user).collect();
+    drop(system_users);
+    let at: HashMap<String, usize> = sus
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    for (su, c) in link_records(&link_rows) {
+        match at.get(&su) {
+            Some(&i) => sus[i].clients.push(c),
+            None => problems.push(format!(
+                "client link {} of system user {su:?}: system user {su:?} is not a known system user",
+                c.client_organization_number
+            )),
+        }
     }
-    let mut own: HashMap<Id, Box<[SmolStr]>> = HashMap::with_capacity(rows.system_users.len());
-    for r in &rows.system_users {
-        let su = c.system_user(r);
-        own.insert(su.id.clone(), su.access_packages.clone());
-        changes.push(Change::SystemUser(su.id.clone(), Some(su)));
-    }
-    for (su, n, link) in c.links(&rows.links) {
-        changes.push(Change::Link(su.into(), n, Some(link)));
-    }
-    for r in &rows.teams {
-        let t = c.team(r);
-        changes.push(Change::Team(t.id.clone(), Some(t)));
-    }
-    for r in &rows.employees {
-        let e = c.employee(r);
-        changes.push(Change::Employee(e.id.clone(), Some(e)));
-    }
-    drop(rows.orgs);
-    let mut problems = std::mem::take(&mut c.problems);
-    let world = match World::from_changes(changes, &rules.packages) {
+    drop(link_rows);
+    let teams: Vec<TeamRecord> = teams
+        .iter()
+        .filter_map(|r| team(r).map_err(|p| problems.push(p)).ok())
+        .collect();
+    let employees: Vec<EmployeeRecord> = employees.iter().map(employee).collect();
+    let mut builder = WorldBuilder::new();
+    builder.add_keyed_records(DB_SOURCE, orgs, sus, teams, employees);
+    let world = match builder.build(&rules.packages, &rules.schema) {
         Ok(w) => Some(w),
         Err(p) => {
-            problems.extend(p.iter().map(ToString::to_string));
+            problems.extend(p.0.into_iter().map(|p| {
+                if p.at.is_empty() {
+                    p.message
+                } else {
+                    format!("{}: {}", p.at, p.message)
+                }
+            }));
             None
         }
     };
-    let cedar = match cedar_list(rows.cedar) {
+    let cedar = match cedar_list(cedar) {
         Ok(v) => v,
         Err(p) => {
             problems.push(p);
@@ -553,7 +537,7 @@ pub(super) async fn changes(
     world: &World,
     rules: &crate::rules::snapshot::Rules,
 ) -> Result<Result<Delta, Vec<String>>, DbError> {
-    let mut c = Convert::default();
+    let mut c = Checked::new(&rules.packages);
     let mut out = Vec::new();
     let keys = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<String>>();
     let query = |sql: &str, filter: &str| format!("{sql} WHERE {filter} = ANY($1)");
@@ -563,9 +547,8 @@ pub(super) async fn changes(
         let rows = tx.query(&query(ORGS, "o.org_number"), &[&wanted]).await?;
         let mut found = BTreeSet::new();
         for r in &rows {
-            let (n, o) = c.organization(r);
             found.insert(r.get::<_, String>(0));
-            out.push(Change::Organization(n, Some(o)));
+            out.extend(c.organization(&organization(r)));
         }
         for gone in wanted.iter().filter(|k| !found.contains(*k)) {
             if let Ok(n) = OrgNo::parse(gone) {
@@ -574,7 +557,6 @@ pub(super) async fn changes(
         }
     }
 
-    let mut own: HashMap<Id, Box<[SmolStr]>> = HashMap::new();
     if !changed.system_users.is_empty() {
         let wanted = keys(&changed.system_users);
         let rows = tx.query(&query(SYSTEM_USERS, "s.id"), &[&wanted]).await?;
@@ -588,15 +570,18 @@ pub(super) async fn changes(
         let mut fresh: BTreeMap<Id, crate::world::records::Map<OrgNo, ClientLink>> =
             BTreeMap::new();
         for r in &rows {
-            let su = c.system_user(r);
-            found.insert(su.id.clone());
-            own.insert(su.id.clone(), su.access_packages.clone());
-            fresh.insert(su.id.clone(), crate::world::records::map());
-            out.push(Change::SystemUser(su.id.clone(), Some(su)));
+            let record = system_user(r);
+            found.insert(Id::from(record.id.as_str()));
+            if let Some(su) = c.system_user(&record) {
+                fresh.insert(su.id.clone(), crate::world::records::map());
+                out.push(Change::SystemUser(su.id.clone(), Some(su)));
+            }
         }
-        for (su, n, link) in c.links(&links) {
-            if let Some(m) = fresh.get_mut(su) {
-                m.insert(n, link);
+        for (su, record) in link_records(&links) {
+            if let Some((n, link)) = c.link(&su, &record) {
+                if let Some(m) = fresh.get_mut(su.as_str()) {
+                    m.insert(n, link);
+                }
             }
         }
         // The links as they are now, against the links the world holds.
@@ -634,9 +619,11 @@ pub(super) async fn changes(
             )
             .await?;
         let mut found = BTreeSet::new();
-        for (su, n, link) in c.links(&rows) {
-            found.insert((su.to_owned(), n));
-            out.push(Change::Link(su.into(), n, Some(link)));
+        for (su, record) in link_records(&rows) {
+            if let Some((n, link)) = c.link(&su, &record) {
+                out.push(Change::Link(su.as_str().into(), n, Some(link)));
+                found.insert((su, n));
+            }
         }
         for (su, client) in links {
             if let Ok(n) = OrgNo::parse(client) {
@@ -652,9 +639,11 @@ pub(super) async fn changes(
         let rows = tx.query(&query(TEAMS, "t.id"), &[&wanted]).await?;
         let mut found = BTreeSet::new();
         for r in &rows {
-            let t = c.team(r);
-            found.insert(t.id.clone());
-            out.push(Change::Team(t.id.clone(), Some(t)));
+            found.insert(Id::from(r.get::<_, &str>(0)));
+            match team(r) {
+                Ok(record) => out.extend(c.team(&record)),
+                Err(p) => c.problems.push(p),
+            }
         }
         for gone in wanted.iter().filter(|k| !found.contains(k.as_str())) {
             out.push(Change::Team(gone.as_str().into(), None));
@@ -666,9 +655,8 @@ pub(super) async fn changes(
         let rows = tx.query(&query(EMPLOYEES, "e.id"), &[&wanted]).await?;
         let mut found = BTreeSet::new();
         for r in &rows {
-            let e = c.employee(r);
-            found.insert(e.id.clone());
-            out.push(Change::Employee(e.id.clone(), Some(e)));
+            found.insert(Id::from(r.get::<_, &str>(0)));
+            out.extend(c.employee(&employee(r)));
         }
         for gone in wanted.iter().filter(|k| !found.contains(k.as_str())) {
             out.push(Change::Employee(gone.as_str().into(), None));

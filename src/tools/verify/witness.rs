@@ -4,9 +4,13 @@
 
 use crate::decision::{decide, Query, RawRequest};
 use crate::ids::{check_id, check_org_number};
-use crate::rules::model;
 use crate::problem::SourceFile;
+use crate::rules::model;
 use crate::rules::snapshot::{Snapshot, Sources};
+use crate::world::{
+    AccessRecord, ClientRecord, ClientsRecord, DataFile, EmployeeRecord, OrganizationRecord,
+    PackageRef, SystemUserRecord, TeamRecord,
+};
 use cedar_policy::{Authorizer, Decision};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -265,45 +269,44 @@ pub(super) fn witness(
     let link = ctx_get(model::CTX_CLIENT_LINK);
 
     // Organisations: every one the world mentions, with its parent.
-    let mut orgs: BTreeMap<String, Value> = BTreeMap::new();
+    let org = |n: &str, name: String, parent: Option<String>| OrganizationRecord {
+        org_number: n.to_owned(),
+        name,
+        parent_org_number: parent,
+        unit_type: None,
+    };
+    let mut orgs: BTreeMap<String, OrganizationRecord> = BTreeMap::new();
     for (u, attrs, _) in by_type(&t.organization) {
         let n = names.of(&u);
-        let mut m = Map::new();
-        m.insert("orgNumber".into(), json!(n));
         let name = str_attr(&attrs, "name").filter(|s| !s.trim().is_empty());
-        m.insert(
-            "name".into(),
-            json!(name.unwrap_or_else(|| format!("Organisation {n}"))),
+        let parent = attrs.get("parent").and_then(|v| names.of_value(v));
+        let record = org(
+            &n,
+            name.unwrap_or_else(|| format!("Organisation {n}")),
+            parent,
         );
-        if let Some(p) = attrs.get("parent").and_then(|v| names.of_value(v)) {
-            m.insert("parentOrgNumber".into(), json!(p));
-        }
-        orgs.insert(n, Value::Object(m));
+        orgs.insert(n, record);
     }
     for u in uids.iter().filter(|u| u.0 == t.organization.to_string()) {
         let n = names.of(u);
         orgs.entry(n.clone())
-            .or_insert_with(|| json!({"orgNumber": n, "name": format!("Organisation {n}")}));
+            .or_insert_with(|| org(&n, format!("Organisation {n}"), None));
     }
     // A parent the data checks refuse (the organisation itself, a unit, or one
     // not in the world) is left out; the replay below says whether that changed
     // the decision.
-    let parent_of = |o: &Value| {
-        o.get("parentOrgNumber")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
     let refused: Vec<String> = orgs
         .iter()
         .filter(|(n, o)| {
-            parent_of(o)
-                .is_some_and(|p| p == **n || orgs.get(&p).is_none_or(|po| parent_of(po).is_some()))
+            o.parent_org_number.as_ref().is_some_and(|p| {
+                p == *n || orgs.get(p).is_none_or(|po| po.parent_org_number.is_some())
+            })
         })
         .map(|(n, _)| n.clone())
         .collect();
     for n in refused {
-        if let Some(Value::Object(m)) = orgs.get_mut(&n) {
-            m.remove("parentOrgNumber");
+        if let Some(o) = orgs.get_mut(&n) {
+            o.parent_org_number = None;
         }
     }
 
@@ -317,13 +320,13 @@ pub(super) fn witness(
             grants.entry(names.of(p)).or_default().push(id.clone());
         }
         let owner = attrs.get("owner").and_then(|v| names.of_value(v));
-        let packages: Vec<Value> = attrs
+        let packages: Vec<PackageRef> = attrs
             .get("accessPackages")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
                     .filter_map(|v| names.of_value(v))
-                    .map(|urn| json!({ "urn": urn }))
+                    .map(|urn| PackageRef { urn })
                     .collect()
             })
             .unwrap_or_default();
@@ -332,14 +335,6 @@ pub(super) fn witness(
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(|| fallback.to_owned())
         };
-        let mut m = Map::new();
-        m.insert("id".into(), json!(id));
-        m.insert(
-            "integrationTitle".into(),
-            json!(text("integrationTitle", &id)),
-        );
-        m.insert("systemId".into(), json!(text("systemId", "system")));
-        m.insert("reporteeOrgNo".into(), json!(owner.unwrap_or_default()));
         // A value the data checks refuse (the solver may pick any string where
         // no assumption says otherwise) becomes a valid one; the replay below
         // says whether that changed the outcome.
@@ -349,35 +344,43 @@ pub(super) fn witness(
             _ if is_request_agent || bool_attr(&attrs, "selfDelegated") => "agent".into(),
             _ => "standard".into(),
         };
-        m.insert("userType".into(), json!(user_type));
-        m.insert("externalRef".into(), json!(text("externalRef", &id)));
-        m.insert("isDeleted".into(), json!(bool_attr(&attrs, "isDeleted")));
-        if bool_attr(&attrs, "selfDelegated") && user_type == "agent" {
-            m.insert("selfDelegated".into(), json!(true));
-        }
-        m.insert("accessPackages".into(), Value::Array(packages));
-        if Some(&u) == resource.as_ref() {
-            if let Some(l) = link {
-                m.insert("clients".into(), json!([client_link(l, &names)]));
-            }
-        }
-        system_users.push(Value::Object(m));
+        let clients = match link {
+            Some(l) if Some(&u) == resource.as_ref() => vec![client_link(l, &names)],
+            _ => Vec::new(),
+        };
+        system_users.push(SystemUserRecord {
+            integration_title: Some(text("integrationTitle", &id)),
+            system_id: Some(text("systemId", "system")),
+            reportee_org_no: owner.unwrap_or_default(),
+            self_delegated: bool_attr(&attrs, "selfDelegated") && user_type == "agent",
+            user_type: Some(user_type),
+            access_packages: Some(packages),
+            external_ref: Some(text("externalRef", &id)),
+            is_deleted: bool_attr(&attrs, "isDeleted"),
+            clients,
+            id,
+        });
     }
     let mut teams = Vec::new();
     for (u, attrs, _) in by_type(&t.team) {
         let id = names.of(&u);
         let clients = if portfolio.contains(&id) {
-            json!([client])
+            vec![client.clone()]
         } else {
-            json!([])
+            Vec::new()
         };
-        teams.push(json!({
-            "id": id,
-            "organization": attrs.get("organization").and_then(|v| names.of_value(v)).unwrap_or_default(),
-            "name": str_attr(&attrs, "name").filter(|s| !s.trim().is_empty()).unwrap_or_else(|| id.clone()),
-            "systemUsers": grants.remove(&id).unwrap_or_default(),
-            "clients": clients,
-        }));
+        teams.push(TeamRecord {
+            organization: attrs
+                .get("organization")
+                .and_then(|v| names.of_value(v))
+                .unwrap_or_default(),
+            name: str_attr(&attrs, "name")
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| id.clone()),
+            system_users: grants.remove(&id).unwrap_or_default(),
+            clients: ClientsRecord::List(clients),
+            id,
+        });
     }
     let mut employees = Vec::new();
     for (u, attrs, _) in by_type(&t.employee) {
@@ -389,25 +392,30 @@ pub(super) fn witness(
                 .map(|a| a.iter().filter_map(|v| names.of_value(v)).collect())
                 .unwrap_or_default()
         };
-        employees.push(json!({
-            "id": id,
-            "organization": attrs.get("organization").and_then(|v| names.of_value(v)).unwrap_or_default(),
-            "name": str_attr(&attrs, "name").filter(|s| !s.trim().is_empty()).unwrap_or_else(|| id.clone()),
-            "active": bool_attr(&attrs, "active"),
-            "kind": match str_attr(&attrs, "kind").as_deref() {
+        employees.push(EmployeeRecord {
+            organization: attrs
+                .get("organization")
+                .and_then(|v| names.of_value(v))
+                .unwrap_or_default(),
+            name: str_attr(&attrs, "name")
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| id.clone()),
+            active: bool_attr(&attrs, "active"),
+            kind: Some(match str_attr(&attrs, "kind").as_deref() {
                 Some(k @ ("person" | "automation")) => k.to_owned(),
                 _ => "person".to_owned(),
-            },
-            "teams": set("teams"),
-            "auditClients": set("auditClients"),
-        }));
+            }),
+            teams: set("teams"),
+            audit_clients: set("auditClients"),
+            id,
+        });
     }
-    let world = json!({
-        "organizations": orgs.into_values().collect::<Vec<_>>(),
-        "systemUsers": system_users,
-        "teams": teams,
-        "employees": employees,
-    });
+    let world = DataFile {
+        organizations: orgs.into_values().collect(),
+        system_users,
+        teams,
+        employees,
+    };
     let mut files = vec![SourceFile {
         name: "world.json".into(),
         text: pretty(&world),
@@ -480,7 +488,7 @@ pub(super) fn expect_error(w: &mut Witness, policy_id: &str) {
 
 /// One client link, its relationships rebuilt from the link's roles and packages:
 /// the auditor role carries the auditor packages, the other roles the rest.
-fn client_link(link: &Value, names: &Names) -> Value {
+fn client_link(link: &Value, names: &Names) -> ClientRecord {
     let set = |k: &str| -> Vec<String> {
         link.get(k)
             .and_then(Value::as_array)
@@ -513,7 +521,10 @@ fn client_link(link: &Value, names: &Names) -> Value {
     }
     let mut access = Vec::new();
     if roles.iter().any(|r| r == model::AUDITOR_ROLE) || !auditor.is_empty() {
-        access.push(json!({"role": model::AUDITOR_ROLE, "packages": auditor}));
+        access.push(AccessRecord {
+            role: model::AUDITOR_ROLE.to_owned(),
+            packages: auditor,
+        });
     }
     for (i, role) in others.iter().enumerate() {
         // A role the data would refuse keeps its place under a valid name.
@@ -523,16 +534,24 @@ fn client_link(link: &Value, names: &Names) -> Value {
             format!("urn:altinn:external-role:ccr:role-{}", i + 1)
         };
         let carried = if i == 0 { rest.clone() } else { Vec::new() };
-        access.push(json!({"role": role, "packages": carried}));
+        access.push(AccessRecord {
+            role,
+            packages: carried,
+        });
     }
-    json!({
-        "clientOrganizationNumber": link.get("client").and_then(|v| names.of_value(v)).unwrap_or_default(),
-        "status": "active",
-        "access": access,
-    })
+    ClientRecord {
+        client_id: None,
+        client_organization_number: link
+            .get("client")
+            .and_then(|v| names.of_value(v))
+            .unwrap_or_default(),
+        client_organization_name: None,
+        access,
+        status: Some("active".to_owned()),
+    }
 }
 
-fn pretty(v: &Value) -> String {
+fn pretty(v: &impl serde::Serialize) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s

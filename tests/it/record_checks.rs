@@ -1,0 +1,263 @@
+//! One set of checks for every source: the same invalid records, given as a data
+//! file (`vakt validate --data`), imported into a database (`vakt db import`),
+//! written into a database a sidecar follows (a change), and read from it whole
+//! (`vakt db export`, which reads as a sidecar starts), are refused with the same
+//! reason, naming the field; and a valid record is accepted by each.
+//!
+//! The database's own constraints refuse most bad rows before Vakt sees them;
+//! Vakt does not rely on them (a hand-made or older schema may lack some). So the
+//! followed database here has its CHECK, foreign-key and employee key constraints
+//! dropped, and what refuses is Vakt's checks alone.
+
+use crate::common;
+use crate::postgres::{ok, serve, status};
+use common::pg::Cluster;
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+const WORLD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/world");
+
+/// One invalid record: as a data file's contents, as rows (and the SQL that takes
+/// them out again), and the reason every source must give.
+struct Case {
+    what: &'static str,
+    file: &'static str,
+    rows: &'static str,
+    undo: &'static str,
+    reason: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        what: "an id with trailing whitespace",
+        file: r#"{"employees": [{"id": "ola ", "organization": "310001015", "name": "Ola", "active": true}]}"#,
+        rows: "INSERT INTO vakt.employee (id, organization, name, active) VALUES ('ola ', '310001015', 'Ola', true)",
+        undo: "DELETE FROM vakt.employee WHERE id = 'ola '",
+        reason: "id has leading or trailing whitespace",
+    },
+    Case {
+        what: "an unknown access package",
+        file: r#"{"systemUsers": [{"id": "su-x", "reporteeOrgNo": "310001015", "userType": "standard", "accessPackages": [{"urn": "urn:altinn:accesspackage:no-such-package"}]}]}"#,
+        rows: "INSERT INTO vakt.system_user (id, owner_org_number, user_type) VALUES ('su-x', '310001015', 'standard'); \
+               INSERT INTO vakt.system_user_package VALUES ('su-x', 'urn:altinn:accesspackage:no-such-package')",
+        undo: "DELETE FROM vakt.system_user_package WHERE system_user_id = 'su-x'; DELETE FROM vakt.system_user WHERE id = 'su-x'",
+        reason: r#"accessPackages[0].urn "urn:altinn:accesspackage:no-such-package" is not a known access package"#,
+    },
+    Case {
+        what: "a team naming a missing system user",
+        file: r#"{"teams": [{"id": "team-x", "organization": "310001015", "name": "X", "systemUsers": ["ghost"], "clients": "all"}]}"#,
+        rows: "INSERT INTO vakt.team (id, organization, name, all_clients) VALUES ('team-x', '310001015', 'X', true); \
+               INSERT INTO vakt.team_system_user VALUES ('team-x', 'ghost')",
+        undo: "DELETE FROM vakt.team_system_user WHERE team_id = 'team-x'; DELETE FROM vakt.team WHERE id = 'team-x'",
+        reason: r#"systemUsers[0] "ghost" is not a known system user"#,
+    },
+    Case {
+        what: "an id given twice",
+        file: r#"{"employees": [{"id": "testola", "organization": "310001015", "name": "Ola", "active": true},
+                                {"id": "testola", "organization": "310001015", "name": "Ola", "active": true}]}"#,
+        rows: "INSERT INTO vakt.employee (id, organization, name, active) VALUES ('testola', '310001015', 'Ola', true), ('testola', '310001015', 'Ola', true)",
+        undo: "DELETE FROM vakt.employee WHERE id = 'testola'",
+        reason: r#"id "testola" is defined twice"#,
+    },
+    Case {
+        what: "an org number with a bad check digit",
+        file: r#"{"organizations": [{"orgNumber": "310001016", "name": "X"}]}"#,
+        rows: "INSERT INTO vakt.organization (org_number, name) VALUES ('310001016', 'X')",
+        undo: "DELETE FROM vakt.organization WHERE org_number = '310001016'",
+        reason: r#"orgNumber "310001016" fails the mod-11 check digit"#,
+    },
+    Case {
+        what: "an operational unit under an operational unit",
+        file: r#"{"organizations": [{"orgNumber": "310030309", "name": "Unit of a unit", "parentOrgNumber": "310009091", "unitType": "BEDR"}]}"#,
+        rows: "INSERT INTO vakt.organization VALUES ('310030309', 'Unit of a unit', '310009091', 'BEDR')",
+        undo: "DELETE FROM vakt.organization WHERE org_number = '310030309'",
+        reason: r#"parentOrgNumber "310009091" is itself an operational unit; units are one level deep"#,
+    },
+    Case {
+        what: "an unknown employee kind",
+        file: r#"{"employees": [{"id": "testola", "organization": "310001015", "name": "Ola", "active": true, "kind": "robot"}]}"#,
+        rows: "INSERT INTO vakt.employee (id, organization, name, active, kind) VALUES ('testola', '310001015', 'Ola', true, 'robot')",
+        undo: "DELETE FROM vakt.employee WHERE id = 'testola'",
+        reason: r#"kind "robot" must be "person" or "automation""#,
+    },
+    Case {
+        what: "an audit engagement for an unknown organisation",
+        file: r#"{"employees": [{"id": "testola", "organization": "310001015", "name": "Ola", "active": true, "auditClients": ["310030309"]}]}"#,
+        rows: "INSERT INTO vakt.employee (id, organization, name, active) VALUES ('testola', '310001015', 'Ola', true); \
+               INSERT INTO vakt.employee_audit_client VALUES ('testola', '310030309')",
+        undo: "DELETE FROM vakt.employee_audit_client WHERE employee_id = 'testola'; DELETE FROM vakt.employee WHERE id = 'testola'",
+        reason: r#"auditClients[0] "310030309" is not a known organisation"#,
+    },
+];
+
+/// The valid control: an employee of a known organisation in a known team.
+const VALID: Case = Case {
+    what: "a valid employee",
+    file: r#"{"employees": [{"id": "testola", "organization": "310001015", "name": "Ola", "active": true, "teams": ["tk-regnskap-team"]}]}"#,
+    rows: "INSERT INTO vakt.employee (id, organization, name, active) VALUES ('testola', '310001015', 'Ola', true); \
+           INSERT INTO vakt.employee_team VALUES ('testola', 'tk-regnskap-team')",
+    undo: "DELETE FROM vakt.employee_team WHERE employee_id = 'testola'; DELETE FROM vakt.employee WHERE id = 'testola'",
+    reason: "",
+};
+
+/// The example world with the case's records in a file of their own.
+fn data_dir(case: &Case) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(WORLD).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join("case.json"), case.file).unwrap();
+    dir
+}
+
+fn p(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+/// What a command that must fail wrote (saying so when it succeeded).
+fn refused(what: &str, path: &str, out: std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        return format!("{what}: {path} accepted it: {text}");
+    }
+    text
+}
+
+/// Drops the CHECK and foreign-key constraints of the world's tables, and the
+/// employees' key, so that rows reach Vakt as written.
+const DROP_CONSTRAINTS: &str = "DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT conrelid::regclass::text AS t, conname FROM pg_constraint
+            WHERE connamespace = 'vakt'::regnamespace
+              AND (contype IN ('c', 'f') OR conname = 'employee_pkey')
+              AND conrelid::regclass::text NOT LIKE 'vakt.feed%'
+            ORDER BY contype = 'f' DESC, contype = 'p'
+  LOOP
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname);
+  END LOOP;
+END $$";
+
+/// Whether the sidecar stops following within 5 s (a refused change stops it
+/// at its next poll, 100 ms on).
+fn stops(s: &Spawned) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if status(s).sync_state == "stopped" {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn the_same_record_is_refused_alike_from_a_file_an_import_and_a_database() {
+    let pg = Cluster::start();
+    // The followed database: the example world, its constraints dropped.
+    let url = pg.create_db("followed");
+    ok(vakt(&["db", "migrate", "--database", &url]));
+    pg.psql("followed", DROP_CONSTRAINTS);
+    ok(vakt(&["db", "import", WORLD, "--database", &url]));
+    // The import target: an empty, migrated database.
+    let imports = pg.create_db("imports");
+    ok(vakt(&["db", "migrate", "--database", &imports]));
+    pg.logins();
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert_eq!(status(&s).sync_state, "live");
+
+    let mut failures = Vec::new();
+    for case in CASES {
+        let mut check = |path: &str, text: &str| {
+            if !text.contains(case.reason) {
+                failures.push(format!(
+                    "{}: {path} did not give {:?}:\n{text}",
+                    case.what, case.reason
+                ));
+            }
+        };
+        // (a) a data file.
+        let dir = data_dir(case);
+        let text = refused(
+            case.what,
+            "vakt validate",
+            vakt(&["validate", "--data", p(dir.path())]),
+        );
+        check("vakt validate", &text);
+        // (b) an import: refused, and nothing written.
+        let text = refused(
+            case.what,
+            "vakt db import",
+            vakt(&["db", "import", p(dir.path()), "--database", &imports]),
+        );
+        check("vakt db import", &text);
+        assert_eq!(
+            pg.psql("imports", "SELECT count(*) FROM vakt.organization"),
+            "0"
+        );
+        // (c) a change to the followed database: the sidecar stops at it.
+        pg.psql("followed", case.rows);
+        if stops(&s) {
+            check("a change", &status(&s).last_error);
+        } else {
+            check("a change", "applied");
+        }
+        // (d) the database read whole, as a sidecar starts.
+        let out = tempfile::tempdir().unwrap();
+        let text = refused(
+            case.what,
+            "vakt db export",
+            vakt(&["db", "export", p(out.path()), "--database", &url]),
+        );
+        check("a whole read", &text);
+        // Taken out again: the sidecar follows on.
+        pg.psql("followed", case.undo);
+        until(Duration::from_secs(10), "the feed to resume", || {
+            status(&s).sync_state == "live"
+        });
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // The valid record is accepted by every path.
+    let dir = data_dir(&VALID);
+    let out = ok(vakt(&["validate", "--data", p(dir.path())]));
+    assert!(out.contains("ok:"), "{out}");
+    ok(vakt(&[
+        "db",
+        "import",
+        p(dir.path()),
+        "--database",
+        &imports,
+    ]));
+    assert_eq!(
+        pg.psql(
+            "imports",
+            "SELECT id FROM vakt.employee WHERE id = 'testola'"
+        ),
+        "testola"
+    );
+    let known = |s: &Spawned| {
+        let r = s.with_client(|mut c| async move {
+            c.authorize(request("testola", "tk-regnskap", "310015156", REGNSKAP))
+                .await
+                .unwrap()
+                .into_inner()
+        });
+        !policy_ids(&r).contains(&"employee-unknown")
+    };
+    assert!(!known(&s), "testola is not in the world yet");
+    pg.psql("followed", VALID.rows);
+    until(Duration::from_secs(10), "the valid change to apply", || {
+        known(&s)
+    });
+    assert_eq!(status(&s).sync_state, "live");
+    let out = tempfile::tempdir().unwrap();
+    ok(vakt(&["db", "export", p(out.path()), "--database", &url]));
+    let employees = std::fs::read_to_string(out.path().join("employees.json")).unwrap();
+    assert!(employees.contains(r#""id":"testola""#), "{employees}");
+    s.stop();
+}
