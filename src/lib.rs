@@ -18,6 +18,10 @@
 //! - [`server`]: the gRPC service, one file per call behind one dispatcher, and the
 //!   mapping of every failure to a gRPC status; AuthZEN; the listeners (TCP, TLS, a
 //!   Unix socket) and their limits; the admin HTTP listener, metrics and traces.
+//! - [`maskinporten`]: the Maskinporten client, sole holder of its key: signed JWT
+//!   grants for system-user and vendor tokens, the token cache, and checks of
+//!   presented tokens against Maskinporten's JWKS (it shares the key-file
+//!   permission rule of [`decision_log`]).
 //! - [`tools`]: the offline tools for security teams and CI: policy test suites,
 //!   decision-log replay, proofs with Cedar's symbolic compiler and cvc5, the access
 //!   review, generated worlds. Each decides through [`decision`], like the server.
@@ -48,6 +52,7 @@ pub mod decision_log;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod ids;
+pub mod maskinporten;
 pub(crate) mod json;
 pub(crate) mod metrics;
 pub mod problem;

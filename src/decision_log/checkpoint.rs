@@ -336,7 +336,7 @@ impl PublicKey {
 /// group, as a Kubernetes Secret volume with `fsGroup` does (root, the pod's group,
 /// 0440 whatever `defaultMode` says); on a file of Vakt's own user a group bit is
 /// more likely a loose umask.
-fn key_file_is_exposed(mode: u32, owner_uid: u32) -> bool {
+pub(crate) fn key_file_is_exposed(mode: u32, owner_uid: u32) -> bool {
     let group_read = mode & 0o040 != 0;
     mode & 0o037 != 0 || (group_read && owner_uid != 0)
 }
