@@ -22,6 +22,7 @@ mod budget;
 mod call;
 mod convert;
 mod cursor;
+pub mod envoy;
 mod error;
 mod export;
 mod metrics;

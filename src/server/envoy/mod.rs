@@ -1,0 +1,509 @@
+//! Envoy's external authorization (`envoy.service.auth.v3.Authorization/Check`)
+//! as pure functions: [`plan`] reads a `CheckRequest` against the route table
+//! into what to decide, [`respond`] turns the decision (and the token, on ALLOW)
+//! into the `CheckResponse`. The service that glues decide and the token in
+//! between lives with the gRPC server; nothing here does I/O.
+//!
+//! Fail closed throughout: every input this module cannot read with certainty
+//! (an unknown route, a path spelt to mislead, a truncated body, a missing
+//! employee) is a [`Denied`], never an allow. `docs/envoy.md` describes the
+//! route table and the path rules.
+
+mod config;
+mod path;
+mod respond;
+
+pub use config::{
+    ClientFrom, ClientKind, EmployeeFrom, EnvoyConfig, HostPattern, Route, TokenKind,
+    DEFAULT_ALTINN_HOSTS, DEFAULT_EMPLOYEE_HEADER, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_SYSTEM_USER_HEADER, VAKT_HEADER_PREFIX,
+};
+pub use path::{normalise, NormalPath, PathError, Pattern};
+pub use respond::{respond, Outcome, Verdict};
+
+use envoy_types::ext_authz::v3::pb::CheckRequest;
+
+/// The header Envoy adds when `with_request_body.allow_partial_message` let a
+/// body through cut at `max_request_bytes`.
+pub const PARTIAL_BODY_HEADER: &str = "x-envoy-auth-partial-body";
+
+/// One reason for an outcome, as in `Authorize`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub policy_id: String,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(policy_id: &str, message: impl Into<String>) -> Self {
+        Self {
+            policy_id: policy_id.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The request as Check saw it, for the decision record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSummary {
+    pub method: String,
+    /// Lower-case, without port.
+    pub host: String,
+    /// The normalised path (empty when the path could not be normalised).
+    pub path: String,
+}
+
+/// The client as extracted from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub kind: ClientKind,
+    /// A checked org number, or a party id of digits.
+    pub value: String,
+    /// Where it was found: `path {instanceOwnerPartyId}`, `query party`,
+    /// `body /instanceOwner/organisationNumber`.
+    pub from: String,
+}
+
+/// What one Check asks Vakt to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionInput {
+    pub route: String,
+    pub employee: String,
+    /// The route's fixed system user or the system-user header's; `None`
+    /// leaves the choice to the wiring (ResolveSystemUser).
+    pub system_user: Option<String>,
+    pub client: Client,
+    /// The full access package URN.
+    pub package: String,
+    pub action: Option<String>,
+    pub token: TokenKind,
+    pub scopes: Vec<String>,
+    pub request: RequestSummary,
+    /// Vakt's own headers on the request, to be removed on its way to Altinn.
+    pub vakt_headers: Vec<String>,
+}
+
+/// Why a Check cannot be decided: it is denied before any policy is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub reason: Reason,
+    /// The route, when one matched before the failure.
+    pub route: Option<String>,
+    pub request: RequestSummary,
+    pub vakt_headers: Vec<String>,
+}
+
+/// Verifies the employee's JWT (signature against the identity provider's JWKS,
+/// issuer, audience, expiry) and says who it names. Supplied by the JWKS code;
+/// an `Err` is the reason the token is refused.
+pub trait EmployeeVerifier: Send + Sync {
+    fn employee(&self, jwt: &str) -> Result<String, String>;
+}
+
+/// Reason ids for the denials [`plan`] makes.
+pub mod reason {
+    pub const NOT_HTTP: &str = "vakt:envoy-not-http";
+    pub const BAD_HOST: &str = "vakt:envoy-bad-host";
+    pub const BAD_PATH: &str = "vakt:envoy-bad-path";
+    pub const NO_ROUTE: &str = "vakt:envoy-no-route";
+    pub const NOT_ALTINN: &str = "vakt:envoy-not-altinn";
+    pub const EMPLOYEE: &str = "vakt:envoy-employee";
+    pub const SYSTEM_USER: &str = "vakt:envoy-system-user";
+    pub const CLIENT: &str = "vakt:envoy-client";
+    pub const BODY: &str = "vakt:envoy-body";
+}
+
+/// The request's headers: from `header_map` when Envoy sends raw headers
+/// (`encode_raw_headers`), else from `headers`. Keys lower-case.
+struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    fn of(
+        http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+    ) -> Self {
+        let mut out = Vec::new();
+        match &http.header_map {
+            Some(m) if !m.headers.is_empty() => {
+                for h in &m.headers {
+                    let value = if h.raw_value.is_empty() {
+                        h.value.clone()
+                    } else {
+                        // Not UTF-8 is kept visible as such, so it fails any check.
+                        String::from_utf8_lossy(&h.raw_value).into_owned()
+                    };
+                    out.push((h.key.to_ascii_lowercase(), value));
+                }
+            }
+            _ => {
+                for (k, v) in &http.headers {
+                    out.push((k.to_ascii_lowercase(), v.clone()));
+                }
+            }
+        }
+        Self(out)
+    }
+
+    /// The one value of `name`: `Ok(None)` when absent, an error when given
+    /// more than once (Envoy's merged map joins repeats with ',').
+    fn one(&self, name: &str) -> Result<Option<&str>, String> {
+        let mut found = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        match (found.next(), found.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) if !v.contains(',') => Ok(Some(v)),
+            _ => Err(format!("{name} is given more than once")),
+        }
+    }
+
+    fn vakt_headers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k.starts_with(VAKT_HEADER_PREFIX))
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Reads a Check request against the route table: the route it falls under,
+/// the employee, the client and the rest of what to decide; or why it is denied
+/// before deciding. `verifier` reads the employee from a JWT when the
+/// configuration asks for that (without one, such requests are denied).
+pub fn plan(
+    check: &CheckRequest,
+    config: &EnvoyConfig,
+    verifier: Option<&dyn EmployeeVerifier>,
+) -> Result<DecisionInput, Denied> {
+    let http = check
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let Some(http) = http else {
+        return Err(Denied {
+            reason: Reason::new(reason::NOT_HTTP, "the check carries no HTTP request"),
+            route: None,
+            request: RequestSummary {
+                method: String::new(),
+                host: String::new(),
+                path: String::new(),
+            },
+            vakt_headers: Vec::new(),
+        });
+    };
+    let headers = Headers::of(http);
+    let vakt_headers = headers.vakt_headers();
+    let mut summary = RequestSummary {
+        method: http.method.clone(),
+        host: String::new(),
+        path: String::new(),
+    };
+    let deny =
+        |summary: &RequestSummary, route: Option<&Route>, id: &str, message: String| Denied {
+            reason: Reason::new(id, message),
+            route: route.map(|r| r.name.clone()),
+            request: summary.clone(),
+            vakt_headers: vakt_headers.clone(),
+        };
+    let host = match normal_host(&http.host) {
+        Some(h) => h,
+        None => {
+            return Err(deny(
+                &summary,
+                None,
+                reason::BAD_HOST,
+                format!("the host {:?} is not a host name", short(&http.host)),
+            ))
+        }
+    };
+    summary.host = host.clone();
+    let (path, query) = match path::split_target(&http.path) {
+        Ok(p) => p,
+        Err(e) => return Err(deny(&summary, None, reason::BAD_PATH, e.to_string())),
+    };
+    summary.path = path.to_string();
+    let matched = config.routes.iter().find_map(|r| {
+        (r.host.matches(&host) && r.methods.iter().any(|m| *m == http.method))
+            .then(|| r.path.matches(&path).map(|caps| (r, caps)))
+            .flatten()
+    });
+    let Some((route, captures)) = matched else {
+        let (id, message) = if config.is_altinn_host(&host) {
+            (
+                reason::NO_ROUTE,
+                format!(
+                    "no route covers {} {}{}: a request to an Altinn host that no route names is denied",
+                    short(&http.method),
+                    host,
+                    summary.path
+                ),
+            )
+        } else {
+            (
+                reason::NOT_ALTINN,
+                format!("{host} is not an Altinn host and no route names it"),
+            )
+        };
+        return Err(deny(&summary, None, id, message));
+    };
+    let denied = |id: &str, message: String| deny(&summary, Some(route), id, message);
+
+    let employee = match &config.employee {
+        EmployeeFrom::Header(name) => match headers.one(name) {
+            Ok(Some(v)) => v.to_owned(),
+            Ok(None) => {
+                return Err(denied(
+                    reason::EMPLOYEE,
+                    format!("no employee: the {name} header is missing"),
+                ))
+            }
+            Err(e) => return Err(denied(reason::EMPLOYEE, e)),
+        },
+        EmployeeFrom::Jwt(name) => {
+            let token = match headers.one(name) {
+                Ok(Some(v)) => v.strip_prefix("Bearer ").unwrap_or(v),
+                Ok(None) => {
+                    return Err(denied(
+                        reason::EMPLOYEE,
+                        format!("no employee: the {name} header is missing"),
+                    ))
+                }
+                Err(e) => return Err(denied(reason::EMPLOYEE, e)),
+            };
+            let Some(verifier) = verifier else {
+                return Err(denied(
+                    reason::EMPLOYEE,
+                    "the employee's token cannot be verified: no verifier is configured".into(),
+                ));
+            };
+            verifier.employee(token).map_err(|e| {
+                denied(
+                    reason::EMPLOYEE,
+                    format!("the employee's token is refused: {e}"),
+                )
+            })?
+        }
+    };
+    if let Err(e) = crate::ids::check_id(&employee) {
+        return Err(denied(reason::EMPLOYEE, format!("the employee id {e}")));
+    }
+
+    let system_user = match headers.one(&config.system_user_header) {
+        Err(e) => return Err(denied(reason::SYSTEM_USER, e)),
+        Ok(named) => {
+            if let Some(n) = named {
+                if let Err(e) = crate::ids::check_id(n) {
+                    return Err(denied(
+                        reason::SYSTEM_USER,
+                        format!("the system user id {e}"),
+                    ));
+                }
+            }
+            match (&route.system_user, named) {
+                (Some(fixed), Some(n)) if fixed != n => {
+                    return Err(denied(
+                        reason::SYSTEM_USER,
+                        format!(
+                            "the request names system user {:?}, but route {:?} uses {:?}",
+                            short(n),
+                            route.name,
+                            fixed
+                        ),
+                    ))
+                }
+                (Some(fixed), _) => Some(fixed.clone()),
+                (None, n) => n.map(str::to_owned),
+            }
+        }
+    };
+
+    let (raw_client, from) = match &route.client {
+        ClientFrom::Path(name) => {
+            let value = captures
+                .iter()
+                .find(|(n, _)| *n == name.as_str())
+                .map(|(_, v)| (*v).to_owned());
+            match value {
+                Some(v) => (v, format!("path {{{name}}}")),
+                None => {
+                    return Err(denied(
+                        reason::CLIENT,
+                        format!("the path has no {{{name}}}"),
+                    ))
+                }
+            }
+        }
+        ClientFrom::Query(name) => match path::query_values(query, name) {
+            Err(e) => return Err(denied(reason::BAD_PATH, e.to_string())),
+            Ok(v) if v.len() == 1 => (
+                v.into_iter().next().unwrap_or_default(),
+                format!("query {name}"),
+            ),
+            Ok(v) if v.is_empty() => {
+                return Err(denied(
+                    reason::CLIENT,
+                    format!("the query parameter {name:?} is missing"),
+                ))
+            }
+            Ok(_) => {
+                return Err(denied(
+                    reason::CLIENT,
+                    format!("the query parameter {name:?} is given more than once"),
+                ))
+            }
+        },
+        ClientFrom::Body(pointer) => {
+            match body_client(http, &headers, pointer, config.max_body_bytes) {
+                Ok(v) => (v, format!("body {pointer}")),
+                Err(e) => return Err(denied(reason::BODY, e)),
+            }
+        }
+    };
+    let client_ok = match route.client_kind {
+        ClientKind::OrgNumber => crate::ids::check_org_number(&raw_client).map_err(|e| {
+            format!(
+                "the client org number {:?} ({from}) {e}",
+                short(&raw_client)
+            )
+        }),
+        ClientKind::PartyId => {
+            if !raw_client.is_empty()
+                && raw_client.len() <= 19
+                && raw_client.bytes().all(|b| b.is_ascii_digit())
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the client party id {:?} ({from}) is not a number",
+                    short(&raw_client)
+                ))
+            }
+        }
+    };
+    if let Err(e) = client_ok {
+        return Err(denied(reason::CLIENT, e));
+    }
+
+    Ok(DecisionInput {
+        route: route.name.clone(),
+        employee,
+        system_user,
+        client: Client {
+            kind: route.client_kind,
+            value: raw_client,
+            from,
+        },
+        package: route.package.clone(),
+        action: route.action.clone(),
+        token: route.token,
+        scopes: route.scopes.clone(),
+        request: summary,
+        vakt_headers,
+    })
+}
+
+/// The client at `pointer` in the request body, or why the body cannot say.
+fn body_client(
+    http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+    headers: &Headers,
+    pointer: &str,
+    max: usize,
+) -> Result<String, String> {
+    if headers
+        .one(PARTIAL_BODY_HEADER)?
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Err("the body is truncated (Envoy sent part of it; raise with_request_body.max_request_bytes or send less)".into());
+    }
+    let body: &[u8] = if http.raw_body.is_empty() {
+        http.body.as_bytes()
+    } else {
+        &http.raw_body
+    };
+    let declared = match headers.one("content-length")? {
+        None => None,
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => return Err(format!("content-length {:?} is not a number", short(v))),
+        },
+    };
+    if declared.is_some_and(|n| n > max as u64) || body.len() > max {
+        return Err(format!(
+            "the body is larger than the {max} bytes Vakt reads for a client"
+        ));
+    }
+    match declared {
+        Some(n) if (body.len() as u64) < n && body.is_empty() => {
+            return Err("the body is needed to find the client but was not sent (configure Envoy's with_request_body)".into())
+        }
+        Some(n) if (body.len() as u64) < n => {
+            return Err(format!("the body is truncated: {} of {n} bytes arrived", body.len()))
+        }
+        Some(n) if (body.len() as u64) > n => {
+            return Err(format!("the body is longer ({} bytes) than its content-length ({n})", body.len()))
+        }
+        _ => {}
+    }
+    if let Some(enc) = headers.one("content-encoding")? {
+        if !enc.trim().eq_ignore_ascii_case("identity") {
+            return Err(format!(
+                "the body is encoded ({}) and cannot be read",
+                short(enc)
+            ));
+        }
+    }
+    if body.is_empty() {
+        return Err("the body is needed to find the client but is empty".into());
+    }
+    let value = crate::json::parse(body).map_err(|e| {
+        format!(
+            "the body is not JSON (line {}, column {}): {e}",
+            e.line(),
+            e.column()
+        )
+    })?;
+    match value.pointer(pointer) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(format!("the body's {pointer} is not a string or number")),
+        None => Err(format!("the body has no {pointer}")),
+    }
+}
+
+/// `host` lower-case without its port or a trailing dot; `None` if it is not a
+/// host name (an IP literal in brackets is kept, and matches no route).
+fn normal_host(host: &str) -> Option<String> {
+    let h = host.trim();
+    let h = if let Some(rest) = h.strip_prefix('[') {
+        let end = rest.find(']')?;
+        &h[..end + 2]
+    } else {
+        match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some(_) => return None,
+            None => h,
+        }
+    };
+    let h = h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
+    let ok = !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
+    ok.then_some(h)
+}
+
+/// At most 64 characters of request input, for reasons.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
