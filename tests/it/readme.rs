@@ -1,8 +1,12 @@
-//! The README tells the truth: its printed client output is what the client prints
-//! against the embedded default, its policy example keeps the shipped suites green
-//! and does what the text says, and the recorded decision log it points CI at
-//! verifies and replays unchanged; its redaction example runs with the shipped
-//! schema and is recorded as shown; and its client command reuses the release build.
+//! The README and the docs it points to tell the truth: the README's printed client
+//! output is what the client prints against the embedded default, and its client
+//! command reuses the release build; the policy example in docs/policies.md keeps
+//! the shipped suites green and does what the text says, and the recorded decision
+//! log it points CI at verifies and replays unchanged; the data-file example in
+//! docs/data.md loads; the redaction example in docs/decision-log.md runs with the
+//! shipped schema and is recorded as shown. Every relative link and `#anchor` in
+//! the README, docs/ and the other documents resolves, the README stays short, and
+//! docs/architecture.md names every dependency in Cargo.toml.
 //!
 //! `VAKT_BLESS=1 cargo test --test it readme::` rewrites the README's client output and
 //! `examples/decisions.jsonl` from the current binary instead of comparing.
@@ -13,6 +17,7 @@ use common::*;
 #[path = "../../examples/client.rs"]
 mod client;
 
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
 const DECISIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/decisions.jsonl");
 
@@ -55,7 +60,7 @@ fn without_uuids(s: &str) -> String {
 fn block_after(text: &str, marker: &str) -> (String, std::ops::Range<usize>) {
     let at = text
         .find(marker)
-        .unwrap_or_else(|| panic!("README has no {marker:?}"))
+        .unwrap_or_else(|| panic!("the document has no {marker:?}"))
         + marker.len()
         - 1;
     let open = at + text[at..].find("\n```").expect("a fenced block follows") + 1;
@@ -85,8 +90,8 @@ async fn the_client_example_prints_what_the_readme_shows() {
 
 #[test]
 fn the_readme_policy_example_keeps_the_suites_green_and_does_what_it_says() {
-    let readme = std::fs::read_to_string(README).unwrap();
-    let (policy, _) = block_after(&readme, "### Changing policies");
+    let doc = std::fs::read_to_string(format!("{ROOT}/docs/policies.md")).unwrap();
+    let (policy, _) = block_after(&doc, "### Changing policies");
     assert!(policy.contains("@id("), "{policy}");
     let mut sources = vakt::rules::snapshot::Sources::embedded();
     sources.policies.push(vakt::problem::SourceFile {
@@ -171,10 +176,11 @@ async fn the_recorded_decision_log_verifies_and_replays_unchanged() {
     assert!(report.replayed >= 6);
 }
 
-/// The data-file example in "Data files" is a world Vakt loads as it stands.
+/// The data-file example in docs/data.md, "Data files", is a world Vakt loads as it
+/// stands.
 #[test]
 fn the_data_file_example_loads() {
-    let text = std::fs::read_to_string(README).unwrap();
+    let text = std::fs::read_to_string(format!("{ROOT}/docs/data.md")).unwrap();
     let start = text
         .find("```yaml\norganizations:            # from the Entity Register")
         .expect("the data-file example")
@@ -207,6 +213,7 @@ fn the_client_example_runs_on_the_release_build() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut docs = vec![root.join("README.md")];
     let mut dirs = vec![
+        root.join("docs"),
         root.join("examples"),
         root.join("deploy"),
         root.join("scripts"),
@@ -255,12 +262,12 @@ fn to_proto(v: &serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-/// The redaction example in "What is never written": its request is taken by the
-/// shipped schema (the attribute it named before, `note`, is refused), and its
-/// record has the members the README shows.
+/// The redaction example in docs/decision-log.md, "What is never written": its
+/// request is taken by the shipped schema (the attribute it named before, `note`,
+/// is refused), and its record has the members the document shows.
 #[tokio::test]
 async fn the_redaction_example_runs_with_the_shipped_schema_and_is_recorded_as_shown() {
-    let readme = std::fs::read_to_string(README).unwrap();
+    let readme = std::fs::read_to_string(format!("{ROOT}/docs/decision-log.md")).unwrap();
     assert!(
         readme.contains("For example, with `--decision-log-redact mfa`, this `Authorize` request")
     );
@@ -317,4 +324,240 @@ async fn the_redaction_example_runs_with_the_shipped_schema_and_is_recorded_as_s
         assert_eq!(&record[k], v, "{k} in {record:#}");
     }
     assert!(!text.contains("eyJ"), "{text}");
+}
+
+/// The anchor GitHub gives a heading: lower case, punctuation dropped (hyphens
+/// and underscores kept), spaces as hyphens; markup shows only its text.
+fn anchor_of(heading: &str) -> String {
+    let text = without_link_targets(heading).replace('`', "");
+    text.trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// `[text](target)` as `text`.
+fn without_link_targets(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find("](") {
+        let Some(end) = rest[at..].find(')') else {
+            break;
+        };
+        out.push_str(&rest[..at]);
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    out.replace('[', "")
+}
+
+/// A document's lines outside fenced code blocks, with inline code removed, each
+/// with its line number.
+fn prose_lines(text: &str) -> Vec<(usize, String)> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let mut kept = String::new();
+        for (k, part) in line.split('`').enumerate() {
+            if k % 2 == 0 {
+                kept.push_str(part);
+            }
+        }
+        out.push((i + 1, kept));
+    }
+    out
+}
+
+/// Every anchor a Markdown file's headings give (a repeated heading gets `-1`,
+/// `-2`, ... as on GitHub).
+fn anchors(text: &str) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut all = std::collections::HashSet::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if fenced || hashes == 0 || hashes > 6 || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let base = anchor_of(&line[hashes..]);
+        let n = seen.entry(base.clone()).or_default();
+        all.insert(if *n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        });
+        *n += 1;
+    }
+    all
+}
+
+/// Every relative link in `doc` (and `#anchor`, in it or in another Markdown
+/// file) that does not resolve, as "file:line: target: why".
+fn broken_links(doc: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(doc).unwrap();
+    let dir = doc.parent().unwrap();
+    let mut broken = Vec::new();
+    for (n, line) in prose_lines(&text) {
+        let mut rest = line.as_str();
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else {
+                break;
+            };
+            let target = &after[..end];
+            rest = &after[end..];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target, None),
+            };
+            let file = if path.is_empty() {
+                doc.to_path_buf()
+            } else {
+                dir.join(path)
+            };
+            let at = format!("{}:{n}: {target}", doc.display());
+            if !file.exists() {
+                broken.push(format!("{at}: no such file"));
+                continue;
+            }
+            if let Some(anchor) = anchor {
+                if file.extension().is_some_and(|e| e == "md") {
+                    let target_text = std::fs::read_to_string(&file).unwrap();
+                    if !anchors(&target_text).contains(anchor) {
+                        broken.push(format!("{at}: no heading gives #{anchor}"));
+                    }
+                }
+            }
+        }
+    }
+    broken
+}
+
+/// The documents whose links are checked: the README, every file in docs/, the
+/// benchmarks, and the READMEs of deploy/ and examples/.
+fn documents() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(ROOT);
+    let mut docs = vec![
+        root.join("README.md"),
+        root.join("BENCHMARKS.md"),
+        root.join("BENCHMARKS-history.md"),
+        root.join("deploy/kubernetes/README.md"),
+    ];
+    for dir in ["docs", "examples"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|e| e == "md") {
+                docs.push(p);
+            } else if p.join("README.md").is_file() {
+                docs.push(p.join("README.md"));
+            }
+        }
+    }
+    docs
+}
+
+#[test]
+fn every_relative_link_and_anchor_in_the_docs_resolves() {
+    // The check itself finds a missing file, a missing anchor in another file and
+    // in the same one, and passes a good link, an outside one and one in code.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.md"), "# B\n\n## Limits and `flags`\n").unwrap();
+    let a = dir.path().join("a.md");
+    std::fs::write(
+        &a,
+        "# A\n\n[ok](b.md#limits-and-flags) [out](https://example.org/x#y) `[code](gone.md)`\n\
+         [gone](gone.md) [anchor](b.md#limit) [here](#a) [not here](#b)\n\
+         ```\n[fenced](gone.md)\n```\n",
+    )
+    .unwrap();
+    let found = broken_links(&a);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].ends_with(":4: gone.md: no such file"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].ends_with(":4: b.md#limit: no heading gives #limit"),
+        "{found:#?}"
+    );
+    assert!(
+        found[2].ends_with(":4: #b: no heading gives #b"),
+        "{found:#?}"
+    );
+
+    let docs = documents();
+    assert!(
+        docs.iter().any(|d| d.ends_with("docs/api.md")) && docs.len() >= 12,
+        "{docs:#?}"
+    );
+    let broken: Vec<String> = docs.iter().flat_map(|d| broken_links(d)).collect();
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The README is the front page: what Vakt is, the quick start, the API at a
+/// glance and links. Everything else lives in docs/.
+#[test]
+fn the_readme_stays_short_and_links_every_doc() {
+    let readme = std::fs::read_to_string(README).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines; move the detail to docs/"
+    );
+    for e in std::fs::read_dir(format!("{ROOT}/docs")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            assert!(
+                readme.contains(&format!("](docs/{name}")),
+                "README.md does not link docs/{name}"
+            );
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            assert!(text.starts_with("# "), "docs/{name} starts with its title");
+        }
+    }
+}
+
+/// docs/architecture.md gives a reason for every dependency Cargo.toml names.
+#[test]
+fn the_architecture_doc_names_every_dependency() {
+    let manifest: toml::Table = std::fs::read_to_string(format!("{ROOT}/Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let doc = std::fs::read_to_string(format!("{ROOT}/docs/architecture.md")).unwrap();
+    let choices = &doc[doc
+        .find("\n## Dependency choices\n")
+        .expect("docs/architecture.md has a Dependency choices section")..];
+    let mut missing = Vec::new();
+    let mut named = 0;
+    for table in ["dependencies", "build-dependencies", "dev-dependencies"] {
+        for name in manifest[table].as_table().unwrap().keys() {
+            named += 1;
+            if !choices.contains(&format!("`{name}`")) {
+                missing.push(format!("{table}: {name}"));
+            }
+        }
+    }
+    assert!(named > 50, "{named}");
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md, \"Dependency choices\", gives no reason for:\n{}",
+        missing.join("\n")
+    );
 }

@@ -1,7 +1,7 @@
 //! Editor and shell support through the real binary: the JSON Schemas in schemas/
 //! are what `vakt schema` prints; they accept what Vakt ships (the example worlds,
 //! the shipped suites, vakt.example.toml with its commented-out settings, the
-//! README's examples) and refuse files that Vakt refuses; the completion scripts
+//! examples in docs/) and refuse files that Vakt refuses; the completion scripts
 //! and manual pages name the commands and flags.
 //!
 //! `VAKT_BLESS=1 cargo test --test it schemas::` rewrites schemas/ from the current
@@ -87,9 +87,10 @@ fn read_value(path: &Path) -> Value {
     }
 }
 
-/// The body of the first ```yaml block after `heading` in the README.
-fn readme_yaml_after(heading: &str) -> String {
-    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+/// The body of the first ```yaml block after `heading` in `doc` (a path from the
+/// root, such as `docs/data.md`).
+fn doc_yaml_after(doc: &str, heading: &str) -> String {
+    let readme = std::fs::read_to_string(format!("{ROOT}/{doc}")).unwrap();
     let at = readme.find(heading).unwrap() + heading.len();
     let open = at + readme[at..].find("```yaml\n").unwrap() + "```yaml\n".len();
     let close = open + readme[open..].find("```").unwrap();
@@ -144,9 +145,12 @@ fn the_shipped_data_files_are_valid() {
         }
     }
     assert!(compact >= 2, "the compact files of examples/altinn-world");
-    // The README's example of the format.
-    let e = errors(&v, &yaml(&readme_yaml_after("\n## Data files\n")));
-    assert!(e.is_empty(), "README's data file: {e:#?}");
+    // The example of the format in docs/data.md.
+    let e = errors(
+        &v,
+        &yaml(&doc_yaml_after("docs/data.md", "\n## Data files\n")),
+    );
+    assert!(e.is_empty(), "docs/data.md's data file: {e:#?}");
 }
 
 #[test]
@@ -158,10 +162,11 @@ fn the_shipped_suites_are_valid() {
         let e = errors(&v, &read_value(&path));
         assert!(e.is_empty(), "{}: {e:#?}", path.display());
     }
-    // The README's example, with its world as a path and (commented out) inline.
-    let example = readme_yaml_after("\n## Policy test suites\n");
+    // The example in docs/policies.md, with its world as a path and (commented
+    // out) inline.
+    let example = doc_yaml_after("docs/policies.md", "\n## Policy test suites\n");
     let e = errors(&v, &yaml(&example));
-    assert!(e.is_empty(), "README's suite: {e:#?}");
+    assert!(e.is_empty(), "docs/policies.md's suite: {e:#?}");
     let inline = yaml(
         "world:\n  organizations: [{orgNumber: \"310001015\", name: Tall og Kontroll AS}]\n  employees: []\ncases: []\n",
     );
@@ -443,14 +448,14 @@ fn man_pages_document_every_command() {
     assert!(text(&out).contains("/nonexistent/dir"), "{}", text(&out));
 }
 
-/// The README's editor settings are valid JSON and name the schemas that exist,
-/// and its modeline names the suite schema by a path that works from
+/// The editor settings in docs/editors.md are valid JSON and name the schemas
+/// that exist, and its modeline names the suite schema by a path that works from
 /// policies/tests/.
 #[test]
 fn the_readme_editor_settings_name_the_schemas() {
-    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
-    let at = readme.find("\n## Editor and shell support\n").unwrap();
-    let section = &readme[at..];
+    let doc = std::fs::read_to_string(format!("{ROOT}/docs/editors.md")).unwrap();
+    assert!(doc.starts_with("# Editor and shell support\n"), "{doc}");
+    let section = &doc[..];
     let open = section.find("```json\n").unwrap() + "```json\n".len();
     let close = open + section[open..].find("```").unwrap();
     let settings: Value = serde_json::from_str(&section[open..close]).unwrap();

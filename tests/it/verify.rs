@@ -459,17 +459,17 @@ fn without_ms(line: &str) -> String {
     }
 }
 
-/// `vakt verify` prints what the README shows, one line a property and the
+/// `vakt verify` prints what docs/policies.md shows, one line a property and the
 /// count; the worlds of its examples only with `--show-witnesses`. A failure
 /// still names its counterexample's request and decisions.
 #[test]
 fn the_default_report_is_the_one_the_readme_shows_and_worlds_come_on_request() {
     require_cvc5();
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policies.md")).unwrap();
     let start = readme
         .find("```text\nPROVED  ")
-        .expect("the README shows `vakt verify`'s report")
+        .expect("docs/policies.md shows `vakt verify`'s report")
         + "```text\n".len();
     let shown: Vec<String> = readme[start..start + readme[start..].find("```").unwrap()]
         .lines()
@@ -478,7 +478,7 @@ fn the_default_report_is_the_one_the_readme_shows_and_worlds_come_on_request() {
     let out = vakt(&["verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let printed: Vec<String> = text(&out.stdout).lines().map(without_ms).collect();
-    // The README's first lines, its elision, then its last line.
+    // The document's first lines, its elision, then its last line.
     assert_eq!(shown[2], "...");
     assert_eq!(printed[..2], shown[..2], "{printed:#?}");
     assert_eq!(printed.last(), shown.last(), "{printed:#?}");
