@@ -351,7 +351,7 @@ fn report(args: &VerifyArgs, verdicts: &[verify::Verdict]) -> anyhow::Result<Exi
                 Outcome::Holds(w) => {
                     println!("PROVED  {}{rule} [{ms} ms]", p.id);
                     // The allowed request that shows a can-allow property holds,
-                    // only on request: the README's report is one line a property.
+                    // only on request: the report docs/policies.md shows is one line a property.
                     let asked = args.show_witnesses || args.counterexamples.is_some();
                     if let Some(w) = w.as_ref().filter(|_| asked) {
                         println!("    an allowed request:");

@@ -3,7 +3,7 @@
 //!
 //! A suite names a world (a data directory, or the data inline) and cases: who
 //! asks for what, the expected decision and, optionally, the exact set of policy
-//! ids among the reasons. Format in README "Policy test suites".
+//! ids among the reasons. Format in docs/policies.md, "Policy test suites".
 
 use crate::decision::{decide, Query, RawRequest};
 use crate::problem::SourceFile;

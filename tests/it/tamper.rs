@@ -1122,7 +1122,7 @@ fn a_text_format_diagnostic_log_as_checkpoint_copies_names_log_format_json() {
 }
 
 /// `openssl pkey` reads both keys `vakt audit keygen` writes, as Cargo.toml and
-/// the README say: PKCS#8 (`BEGIN PRIVATE KEY`) and SPKI (`BEGIN PUBLIC KEY`).
+/// docs/decision-log.md say: PKCS#8 (`BEGIN PRIVATE KEY`) and SPKI (`BEGIN PUBLIC KEY`).
 #[test]
 fn openssl_reads_the_keys_keygen_writes() {
     let dir = tempfile::tempdir().unwrap();
