@@ -134,9 +134,9 @@ fn serve_floor() {
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let _ = std::io::stdin().read_line(&mut String::new());
         });
-        vakt::server::transport(&vakt::server::Options::default())
+        vakt::server::transport(&vakt::server::Limits::default())
             .add_service(vakt::proto::authorizer_server::AuthorizerServer::new(Floor(response)))
-            .serve_with_incoming_shutdown(vakt::server::incoming(listener, &vakt::server::Options::default().accept_limits()), async {
+            .serve_with_incoming_shutdown(vakt::server::incoming(listener, &vakt::server::Limits::default().accept_limits()), async {
                 let _ = stdin_closed.await;
             })
             .await

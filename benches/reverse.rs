@@ -15,8 +15,8 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vakt::decision::{decide, Query, RawRequest};
 use vakt::decision::reverse::{what_can, what_can_query, who_can, who_can_query};
+use vakt::decision::{decide, Query, RawRequest};
 use vakt::rules::snapshot::{Snapshot, SourcePaths, Sources};
 
 #[global_allocator]
@@ -212,14 +212,16 @@ fn main() {
 
     // Over gRPC, through the real server: the first page and the next, by token.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let vakt = Arc::new(vakt::server::Vakt::new(
-        snap.with_world(snap.world.clone(), snap.data.clone()),
-        vakt::decision_log::DecisionLog::disabled(),
-    ));
-    vakt.options.store(Arc::new(vakt::server::Options {
-        reverse_queries: true,
-        ..Default::default()
-    }));
+    let vakt = Arc::new(
+        vakt::server::Vakt::new(
+            snap.with_world(snap.world.clone(), snap.data.clone()),
+            vakt::decision_log::DecisionLog::disabled(),
+        )
+        .with_options(vakt::server::Options {
+            reverse_queries: true,
+            ..Default::default()
+        }),
+    );
     let (mut grpc_first, mut grpc_next) = (Vec::new(), Vec::new());
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Where the data comes from: a directory of files, or a PostgreSQL database.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) enum DataArg {
     Dir(PathBuf),
     Database(Box<Database>),
@@ -67,6 +67,7 @@ impl clap::builder::TypedValueParser for DataParser {
     }
 }
 
+super::serve::settings::settings! {
 /// Where policies, schema and data come from; each defaults to the built-in copy.
 #[derive(Args, Clone, Default)]
 pub(super) struct SourceArgs {
@@ -101,9 +102,10 @@ pub(super) struct SourceArgs {
     )]
     pub(super) links_without_packages: LinksWithoutPackages,
 }
+}
 
 /// `--links-without-packages`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq)]
 pub(super) enum LinksWithoutPackages {
     /// No packages: requests through such a link are denied with
     /// package-not-delegated-for-client

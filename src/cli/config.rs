@@ -62,10 +62,11 @@ pub(super) fn read_text(
         let line = e.span().map_or(0, |s| line_of(text, s.start));
         vec![format!("{shown}:{line}: not TOML: {}", e.message())]
     })?;
+    let lines = key_lines(text);
     let mut settings = Vec::new();
     let mut problems: Vec<(usize, String)> = Vec::new();
     for (key, value) in table.get_ref() {
-        let line = key_line(text, key);
+        let line = lines.get(key.as_str()).copied().unwrap_or(0);
         let problem = |what: String| (line, format!("{shown}:{line}: {key}: {what}"));
         let Some(arg) = serve
             .get_arguments()
@@ -188,24 +189,17 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// The line on which `key` is set, or its table begins.
-fn key_line(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            let quoted = format!("\"{key}\"");
-            let set = l
-                .strip_prefix(key)
-                .or_else(|| l.strip_prefix(&quoted))
-                .is_some_and(|rest| rest.trim_start().starts_with('='));
-            let table = l
-                .strip_prefix('[')
-                .map(|r| r.trim_start_matches('['))
-                .and_then(|r| r.trim_start().strip_prefix(key))
-                .is_some_and(|rest| rest.trim_start().starts_with(']'));
-            set || table
-        })
-        .map_or(0, |i| i + 1)
+/// The line on which each key is set, or its table begins, from the spans the
+/// TOML parser gives its keys.
+fn key_lines(text: &str) -> std::collections::HashMap<String, usize> {
+    let Ok(table) = toml::de::DeTable::parse(text) else {
+        return Default::default();
+    };
+    table
+        .get_ref()
+        .iter()
+        .map(|(key, _)| (key.get_ref().to_string(), line_of(text, key.span().start)))
+        .collect()
 }
 
 /// The setting whose name is nearest to `key`, for a misspelt one.

@@ -1,5 +1,6 @@
 //! Where the data comes from, and how fresh it is: the copy built into the binary,
-//! files that are watched (`files`), or PostgreSQL (`postgres`).
+//! files that are watched (`files`), or PostgreSQL (`postgres`), each a
+//! [`Source`] that loads the first snapshot and then follows its changes.
 //!
 //! Every source keeps a [`DataStatus`] that the status call reads and the request
 //! path checks against `--max-staleness` with two atomic loads: when the data was
@@ -9,9 +10,167 @@ pub mod files;
 pub mod postgres;
 pub(crate) mod settle;
 
+use crate::rules::snapshot::{Rules, Snapshot, SnapshotHandle, SourcePaths, Sources};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the data comes from, loaded, and ready to be followed.
+pub enum Source {
+    /// The example world built into the binary (policies and schema may still
+    /// come from files, which are followed).
+    BuiltIn(Box<files::FileSource>),
+    /// Data files, followed as they change.
+    Files(Box<files::FileSource>),
+    /// A PostgreSQL database, followed through its change log; the policies
+    /// and schema (files or built in) are followed as files.
+    Postgres(Box<postgres::PostgresSource>, SourcePaths),
+}
+
+/// Why the first load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The policies, schema or data have problems.
+    #[error("{0}")]
+    Problems(crate::problem::Problems),
+    /// The database could not be read.
+    #[error("reading the world from {database}")]
+    Database {
+        database: String,
+        #[source]
+        error: postgres::DbError,
+    },
+    /// The task that read the files stopped.
+    #[error("reading the files stopped")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// How a source follows its changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Follow {
+    /// How often files are read again without a change event (`--rescan-interval`).
+    pub rescan_interval: Duration,
+    /// How often the database is asked for changes without a notification
+    /// (`--poll-interval`).
+    pub poll_interval: Duration,
+    /// How long a file written in place must stay unchanged (`--data-settle`).
+    pub settle: Duration,
+}
+
+/// How long a start waits for files that keep changing before it reads them as
+/// they are.
+const START_PATIENCE: Duration = Duration::from_secs(10);
+
+impl Source {
+    /// Loads the first snapshot: from `database` when there is one (with the
+    /// policies and schema of `paths`), else from the files `paths` names (the
+    /// built-in copy for each that names none), once they are whole. `rebuilt`
+    /// runs once the snapshot is built (the binary hands memory back).
+    pub async fn load(
+        paths: SourcePaths,
+        database: Option<postgres::Database>,
+        settle: Duration,
+        rebuilt: fn(),
+    ) -> Result<(Self, Snapshot), LoadError> {
+        let Some(db) = database else {
+            let from_files =
+                paths.policies.is_some() || paths.schema.is_some() || paths.data.is_some();
+            // `Status.data_source` names where the data comes from: policies from
+            // files over the built-in example world are still "built-in" data.
+            let data_from_files = paths.data.is_some();
+            let (source, snapshot) = tokio::task::spawn_blocking(move || {
+                let loaded = if from_files {
+                    files::FileSource::load_settled(paths, settle, START_PATIENCE)
+                } else {
+                    files::FileSource::load(paths)
+                };
+                rebuilt();
+                loaded
+            })
+            .await?
+            .map_err(LoadError::Problems)?;
+            let source = Box::new(source);
+            return Ok((
+                if data_from_files {
+                    Self::Files(source)
+                } else {
+                    Self::BuiltIn(source)
+                },
+                snapshot,
+            ));
+        };
+        let rule_paths = paths.clone();
+        let rules = tokio::task::spawn_blocking(move || {
+            Sources::read(&rule_paths).and_then(|s| Rules::build(&s))
+        })
+        .await?
+        .map_err(LoadError::Problems)?;
+        tracing::info!(database = %db, "reading the world from the database");
+        let database = db.to_string();
+        let (source, snapshot) = postgres::PostgresSource::load(db, rules)
+            .await
+            .map_err(|error| LoadError::Database { database, error })?;
+        rebuilt();
+        Ok((Self::Postgres(Box::new(source), paths), snapshot))
+    }
+
+    /// What the status call names the source: `built-in`, `files` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BuiltIn(_) => "built-in",
+            Self::Files(_) => "files",
+            Self::Postgres(..) => "postgres",
+        }
+    }
+
+    /// How old the data may grow when `--max-staleness` is not set: a database
+    /// has a heartbeat, files have none to go by.
+    pub fn default_max_staleness(&self) -> Option<Duration> {
+        match self {
+            Self::BuiltIn(_) | Self::Files(_) => None,
+            Self::Postgres(..) => Some(postgres::DEFAULT_MAX_STALENESS),
+        }
+    }
+
+    /// Follows the source until the task is dropped: swaps each new snapshot into
+    /// `snapshots`, keeps `status` current, and reads everything again on SIGHUP
+    /// (`hangup`). `rebuilt` runs after each full rebuild.
+    pub async fn follow(
+        self,
+        snapshots: Arc<SnapshotHandle>,
+        status: Arc<DataStatus>,
+        hangup: tokio::signal::unix::Signal,
+        how: Follow,
+        rebuilt: fn(),
+    ) {
+        match self {
+            Self::BuiltIn(source) | Self::Files(source) => {
+                files::follow(
+                    *source,
+                    snapshots,
+                    status,
+                    hangup,
+                    how.rescan_interval,
+                    how.settle,
+                    rebuilt,
+                )
+                .await
+            }
+            Self::Postgres(source, rules) => {
+                postgres::follow(
+                    *source,
+                    rules,
+                    snapshots,
+                    status,
+                    hangup,
+                    (how.poll_interval, how.settle),
+                    rebuilt,
+                )
+                .await
+            }
+        }
+    }
+}
 
 /// How a source stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,12 +14,13 @@ use vakt::proto::{WhatCanRequest, WhoCanRequest};
 use vakt::server::{Options, Vakt};
 
 async fn serve_reverse(lifetime: Duration) -> (TestServer, Arc<Vakt>) {
-    let vakt = Arc::new(Vakt::new(default_snapshot(), DecisionLog::disabled()));
-    vakt.options.store(Arc::new(Options {
-        reverse_queries: true,
-        reverse_page_lifetime: lifetime,
-        ..Default::default()
-    }));
+    let vakt = Arc::new(
+        Vakt::new(default_snapshot(), DecisionLog::disabled()).with_options(Options {
+            reverse_queries: true,
+            reverse_page_lifetime: lifetime,
+            ..Default::default()
+        }),
+    );
     (start_vakt(vakt.clone()).await, vakt)
 }
 
@@ -60,7 +61,7 @@ async fn reverse_queries_are_off_unless_asked_for() {
 #[tokio::test]
 async fn answers_agree_with_authorize_page_by_page() {
     let (mut s, vakt) = serve_reverse(Duration::from_secs(60)).await;
-    let snap = vakt.snapshot.load();
+    let snap = vakt.snapshot().load();
     let clients: Vec<String> = snap
         .world
         .organizations()

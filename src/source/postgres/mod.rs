@@ -58,7 +58,7 @@ pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(10);
 const POLL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A database to read the world from, as given by a `postgres://` URL.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Database {
     config: tokio_postgres::Config,
     /// The URL without its password, for logs and the status call.

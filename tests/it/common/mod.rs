@@ -2,6 +2,7 @@
 //! real tonic client to it.
 #![allow(dead_code)]
 
+pub mod maskinporten;
 pub mod otlp;
 pub mod pg;
 
@@ -14,8 +15,8 @@ use tonic::transport::Channel;
 use vakt::decision_log::DecisionLog;
 use vakt::proto::authorizer_client::AuthorizerClient;
 use vakt::proto::{AuthorizeRequest, AuthorizeResponse, Decision};
-use vakt::server::{serve, Vakt};
 use vakt::rules::snapshot::{Snapshot, SourcePaths, Sources};
+use vakt::server::{serve, Vakt};
 
 pub const REGNSKAP: &str = "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet";
 pub const REVISOR: &str = "urn:altinn:accesspackage:ansvarlig-revisor";
@@ -66,12 +67,10 @@ pub async fn start(snapshot: Snapshot) -> TestServer {
 }
 
 pub async fn start_with(snapshot: Snapshot, log: DecisionLog, max_batch: usize) -> TestServer {
-    let vakt = Vakt::new(snapshot, log);
-    vakt.options
-        .store(std::sync::Arc::new(vakt::server::Options {
-            max_batch,
-            ..Default::default()
-        }));
+    let vakt = Vakt::new(snapshot, log).with_options(vakt::server::Options {
+        max_batch,
+        ..Default::default()
+    });
     start_vakt(Arc::new(vakt)).await
 }
 
