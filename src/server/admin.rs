@@ -87,7 +87,7 @@ fn respond(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>>
             "not ready: loading\n".into(),
         ),
         ("/readyz", Some(v)) => {
-            if v.log.load().durable_failing() {
+            if v.log().durable_failing() {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     PLAIN,
