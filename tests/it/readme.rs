@@ -14,6 +14,8 @@
 use crate::common;
 use common::*;
 
+// client_examples.rs loads the same file for its own comparison.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../examples/client.rs"]
 mod client;
 
