@@ -253,7 +253,24 @@ impl WorldBuilder {
             b.problem(&o, m);
         }
         b.records(&records);
-        b.finish(!replaced.is_empty())
+        // The records read again were checked above; the rest of the world can
+        // only be broken by a record that is gone (something may still name it)
+        // or an organisation whose parent changed (its units may now sit two
+        // levels deep). Only then is every record checked again.
+        let now = &b.world;
+        let unsettled = replaced.iter().any(|k| match k {
+            RecordKey::Organization(n) => match (base.organization(*n), now.organization(*n)) {
+                (_, None) => true,
+                (Some(old), Some(new)) => old.parent() != new.parent(),
+                (None, Some(_)) => false,
+            },
+            RecordKey::SystemUser(id) => now.system_user(id).is_none(),
+            RecordKey::Link(su, n) => now.system_user(su).is_none_or(|s| !s.links.contains_key(n)),
+            RecordKey::Team(id) => now.team(id).is_none(),
+            // Nothing names an employee.
+            RecordKey::Employee(_) => false,
+        });
+        b.finish(unsettled)
     }
 }
 

@@ -35,18 +35,12 @@ impl World {
         employees.sort_by(|a, b| a.id.cmp(&b.id));
         let [orgs_file, sus_file, teams_file, employees_file] =
             FILES.map(|(section, name)| (section, dir.join(name)));
-        write_section(
-            &orgs_file,
-            orgs.into_iter().map(|o| OrganizationRecord::from(o)),
-        )?;
-        write_section(
-            &sus_file,
-            sus.into_iter().map(|s| SystemUserRecord::from(s)),
-        )?;
-        write_section(&teams_file, teams.into_iter().map(|t| TeamRecord::from(t)))?;
+        write_section(&orgs_file, orgs.into_iter().map(OrganizationRecord::from))?;
+        write_section(&sus_file, sus.into_iter().map(SystemUserRecord::from))?;
+        write_section(&teams_file, teams.into_iter().map(TeamRecord::from))?;
         write_section(
             &employees_file,
-            employees.into_iter().map(|e| EmployeeRecord::from(e)),
+            employees.into_iter().map(EmployeeRecord::from),
         )?;
         written.extend([orgs_file, sus_file, teams_file, employees_file].map(|(_, p)| p));
         let mut cedar: Vec<Value> = self
