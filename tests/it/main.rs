@@ -19,6 +19,7 @@ mod half_written;
 mod hardening;
 mod live_files;
 mod loading;
+mod maskinporten;
 mod observability;
 mod policy_suites;
 mod postgres;

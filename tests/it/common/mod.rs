@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod maskinporten;
+pub mod maskinporten;
 pub mod otlp;
 pub mod pg;
 
