@@ -1,54 +1,71 @@
 //! `Authorize`: one decision. Reads straight down: load snapshot → check →
-//! decide → log → respond.
+//! decide → log → respond. The decision is an [`Answer`], which gRPC
+//! (`convert.rs`) and AuthZEN (`authzen/wire.rs`) each turn into their response
+//! once.
 
 use super::call::{new_decision_id, CallMeta, Vakt};
-use super::convert;
+use super::dispatch::{Call, Caller, Gate};
 use super::error::CallError;
+use super::metrics::Method;
 use crate::decision::{decide, decide_under, Decision, Query};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
 use crate::rules::snapshot::Snapshot;
 use std::time::Instant;
 
-pub(super) async fn handle(
-    vakt: &Vakt,
-    req: proto::AuthorizeRequest,
-    meta: &CallMeta,
-) -> Result<proto::AuthorizeResponse, CallError> {
-    let (snap, stale) = vakt.snapshot_for(req.min_data_sequence).await;
-    let query = Query::check(&snap, req.into(), "")?;
-    let (response, receipt) = decide_and_log(vakt, &snap, &query, stale.as_deref(), meta, false);
-    // No answer, and above all no ALLOW, without a record.
-    receipt.wait().await?;
-    Ok(response)
+impl Call for proto::AuthorizeRequest {
+    type Answer = proto::AuthorizeResponse;
+    const METHOD: Method = Method::Authorize;
+    const GATE: Gate = Gate::Decision;
+
+    async fn handle(self, vakt: &Vakt, caller: &Caller) -> Result<Self::Answer, CallError> {
+        let (snap, stale) = vakt.snapshot_for(self.min_data_sequence).await;
+        let query = Query::check(&snap, self.into(), "")?;
+        let (answer, receipt) =
+            decide_and_log(vakt, &snap, &query, stale.as_deref(), &caller.meta, false);
+        // No answer, and above all no ALLOW, without a record.
+        receipt.wait().await?;
+        Ok(answer.into())
+    }
 }
 
-/// Decides one checked query and submits its record; shared with AuthorizeBatch.
-/// When the data may not be decided on (`stale` says why), the decision is a deny.
-/// The caller waits on the receipt before answering.
-pub(super) fn decide_and_log(
+/// One decision as the call answers it, whichever protocol asked: the decision
+/// (allowed, its reasons by policy id, the path of an allow), the id that finds
+/// its record in the decision log, and the data it was made on.
+pub(super) struct Answer<'s> {
+    pub(super) decision: Decision,
+    pub(super) decision_id: String,
+    pub(super) revision: &'s str,
+    pub(super) data_sequence: u64,
+}
+
+/// Decides one checked query and submits its record; shared with AuthorizeBatch
+/// and AuthZEN's evaluations. When the data may not be decided on (`stale` says
+/// why), the decision is a deny. The caller waits on the receipt before
+/// answering.
+pub(super) fn decide_and_log<'s>(
     vakt: &Vakt,
-    snap: &Snapshot,
+    snap: &'s Snapshot,
     q: &Query,
     stale: Option<&str>,
     meta: &CallMeta,
     batch: bool,
-) -> (proto::AuthorizeResponse, Receipt) {
+) -> (Answer<'s>, Receipt) {
     let started = Instant::now();
     let decision = match stale {
         Some(why) => Decision::data_stale(why),
         None => decide(snap, q),
     };
     let elapsed = started.elapsed();
-    vakt.metrics
+    vakt.metrics()
         .decision(batch, decision.allowed, &decision.reasons);
     // Shadow evaluation: the candidate policies decide too, on the same world;
     // only a difference is recorded, and the answer is always the served one.
-    let shadow = match (stale, vakt.shadow.load().as_deref()) {
+    let shadow = match (stale, vakt.shadow().as_deref()) {
         (None, Some(shadow)) => {
             let candidate = decide_under(&shadow.rules, &snap.world, q);
             let flip = candidate.allowed != decision.allowed;
-            vakt.metrics.shadow(decision.allowed, flip);
+            vakt.metrics().shadow(decision.allowed, flip);
             flip.then_some(candidate)
         }
         _ => None,
@@ -63,14 +80,13 @@ pub(super) fn decide_and_log(
         elapsed.as_micros() as u64,
         meta,
     );
-    let response = proto::AuthorizeResponse {
-        decision: convert::decision(&decision) as i32,
-        reasons: convert::reasons(&decision.reasons),
+    let answer = Answer {
+        decision,
         decision_id,
-        revision: snap.revision.clone(),
+        revision: &snap.revision,
         data_sequence: snap.data.sequence,
     };
-    (response, receipt)
+    (answer, receipt)
 }
 
 fn log(
@@ -82,7 +98,7 @@ fn log(
     evaluation_us: u64,
     meta: &CallMeta,
 ) -> Receipt {
-    let decision_log = vakt.log.load();
+    let decision_log = vakt.log();
     if !decision_log.is_enabled() {
         return Receipt::none();
     }

@@ -1,6 +1,8 @@
-//! Conversions between the protobuf messages and Vakt's own types.
+//! Conversions between the protobuf messages and Vakt's own types: requests in,
+//! answers out.
 
-use crate::decision::{Decision, RawRequest, Reason};
+use super::authorize::Answer;
+use crate::decision::{RawRequest, Reason};
 use crate::proto;
 use prost_types::{value::Kind, Struct, Value};
 
@@ -58,19 +60,30 @@ impl From<proto::ResolveSystemUserRequest> for RawRequest {
     }
 }
 
-pub fn reasons(rs: &[Reason]) -> Vec<proto::Reason> {
-    rs.iter()
+/// The reasons as gRPC sends them, moved rather than copied.
+pub fn reasons(rs: Vec<Reason>) -> Vec<proto::Reason> {
+    rs.into_iter()
         .map(|r| proto::Reason {
-            policy_id: r.policy_id.clone(),
-            message: r.message.clone(),
+            policy_id: r.policy_id,
+            message: r.message,
         })
         .collect()
 }
 
-pub fn decision(d: &Decision) -> proto::Decision {
-    if d.allowed {
-        proto::Decision::Allow
-    } else {
-        proto::Decision::Deny
+/// A decision as gRPC answers it: the one conversion from the domain answer.
+impl From<Answer<'_>> for proto::AuthorizeResponse {
+    fn from(a: Answer<'_>) -> Self {
+        let decision = if a.decision.allowed {
+            proto::Decision::Allow
+        } else {
+            proto::Decision::Deny
+        };
+        Self {
+            decision: decision as i32,
+            reasons: reasons(a.decision.reasons),
+            decision_id: a.decision_id,
+            revision: a.revision.to_owned(),
+            data_sequence: a.data_sequence,
+        }
     }
 }

@@ -3,8 +3,11 @@
 //! so tests can bind 127.0.0.1:0 and stop the server when they are done.
 //!
 //! One file per call (authorize, batch, resolve, status, and the reverse queries
-//! in `reverse.rs` with their page tokens in `cursor.rs`) behind the dispatcher
-//! below, with what every call shares in `call.rs`; every failure is a
+//! in `reverse.rs` with their page tokens in `cursor.rs`) behind one dispatcher
+//! (`dispatch.rs`: one wrapper admits, traces, times and counts
+//! every call). What every call shares is `state.rs` (the `Vakt` state, built by
+//! `Vakt::new` alone) with its settings in `options.rs`; `admission.rs` lets
+//! calls in, `call.rs` follows one call through; every failure is a
 //! `CallError`, mapped to a status in `error.rs`. Around them: `accept.rs` takes
 //! connections (TCP, TLS from `tls.rs`, a Unix socket) under their limits;
 //! `budget.rs` bounds the request bytes all calls hold at once;
@@ -15,6 +18,7 @@
 
 mod accept;
 mod admin;
+mod admission;
 mod authorize;
 pub(crate) mod authzen;
 mod batch;
@@ -22,24 +26,28 @@ mod budget;
 mod call;
 mod convert;
 mod cursor;
+mod dispatch;
 pub mod envoy;
 mod error;
 mod export;
 mod metrics;
+mod options;
 mod resolve;
 mod reverse;
+mod state;
 mod status;
 mod tls;
 
 pub use accept::{incoming, AcceptLimits, Connections, Listener};
 pub use admin::{serve_admin, AdminState};
 pub use authzen::serve_authzen;
-pub use call::{
-    Options, Shadow, Vakt, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
+pub use options::{
+    Limits, Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BUFFERED_REQUEST_BYTES, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEQUENCE_WAIT,
 };
+pub use state::{Shadow, Vakt};
 pub use export::{register_otlp, render as render_metrics};
 pub use metrics::ServerMetrics;
 
@@ -49,10 +57,6 @@ pub const CALL_SPAN_TARGET: &str = "vakt::call";
 pub use tls::{Tls, TlsError, TlsFiles};
 
 use crate::proto::{self, authorizer_server::AuthorizerServer};
-use call::CallMeta;
-use metrics::Method;
-use std::time::Instant;
-use tracing::Instrument as _;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,99 +66,49 @@ use tonic::{Request, Response, Status};
 
 struct Service(Arc<Vakt>);
 
+// Each call is a `dispatch::Call` in its own file; `dispatch::run` wraps them all.
 #[tonic::async_trait]
 impl proto::authorizer_server::Authorizer for Service {
     async fn authorize(
         &self,
         req: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
-        let started = Instant::now();
-        let span = self.0.call_span(&req, Method::Authorize);
-        let answer = async {
-            let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log.load());
-            authorize::handle(&self.0, req.into_inner(), &meta).await
-        }
-        .instrument(span.clone())
-        .await;
-        self.0.finish(Method::Authorize, started, answer, &span)
+        dispatch::run(&self.0, req).await
     }
 
     async fn authorize_batch(
         &self,
         req: Request<proto::AuthorizeBatchRequest>,
     ) -> Result<Response<proto::AuthorizeBatchResponse>, Status> {
-        let started = Instant::now();
-        let span = self.0.call_span(&req, Method::AuthorizeBatch);
-        let answer = async {
-            let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log.load());
-            batch::handle(&self.0, req.into_inner(), &meta).await
-        }
-        .instrument(span.clone())
-        .await;
-        self.0
-            .finish(Method::AuthorizeBatch, started, answer, &span)
+        dispatch::run(&self.0, req).await
     }
 
     async fn resolve_system_user(
         &self,
         req: Request<proto::ResolveSystemUserRequest>,
     ) -> Result<Response<proto::ResolveSystemUserResponse>, Status> {
-        let started = Instant::now();
-        let span = self.0.call_span(&req, Method::ResolveSystemUser);
-        let answer = async {
-            let _admitted = self.0.admit(&req)?;
-            let meta = CallMeta::of(&req, &self.0.log.load());
-            resolve::handle(&self.0, req.into_inner(), &meta).await
-        }
-        .instrument(span.clone())
-        .await;
-        self.0
-            .finish(Method::ResolveSystemUser, started, answer, &span)
+        dispatch::run(&self.0, req).await
     }
 
     async fn who_can(
         &self,
         req: Request<proto::WhoCanRequest>,
     ) -> Result<Response<proto::WhoCanResponse>, Status> {
-        let started = Instant::now();
-        let span = self.0.call_span(&req, Method::WhoCan);
-        let answer = async {
-            let identity = self.0.reverse_allowed(&req)?;
-            let _admitted = self.0.admit(&req)?;
-            reverse::handle_who_can(&self.0, req.into_inner(), identity.as_deref()).await
-        }
-        .instrument(span.clone())
-        .await;
-        self.0.finish(Method::WhoCan, started, answer, &span)
+        dispatch::run(&self.0, req).await
     }
 
     async fn what_can(
         &self,
         req: Request<proto::WhatCanRequest>,
     ) -> Result<Response<proto::WhatCanResponse>, Status> {
-        let started = Instant::now();
-        let span = self.0.call_span(&req, Method::WhatCan);
-        let answer = async {
-            let identity = self.0.reverse_allowed(&req)?;
-            let _admitted = self.0.admit(&req)?;
-            reverse::handle_what_can(&self.0, req.into_inner(), identity.as_deref()).await
-        }
-        .instrument(span.clone())
-        .await;
-        self.0.finish(Method::WhatCan, started, answer, &span)
+        dispatch::run(&self.0, req).await
     }
 
     async fn status(
         &self,
         req: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
-        let started = Instant::now();
-        call::note_call(&req);
-        let answer = Ok::<_, error::CallError>(status::handle(&self.0));
-        self.0
-            .finish(Method::Status, started, answer, &tracing::Span::none())
+        dispatch::run(&self.0, req).await
     }
 }
 
@@ -176,7 +130,7 @@ impl proto::authorizer_server::Authorizer for Service {
 ///   opening and resetting streams (the HTTP/2 "rapid reset" attack) is closed.
 ///
 /// Connections themselves are limited where they are accepted ([`incoming`]).
-pub fn transport(o: &Options) -> tonic::transport::Server {
+pub fn transport(o: &Limits) -> tonic::transport::Server {
     let (stream_window, connection_window) =
         budget::windows(o.max_buffered_request_bytes, o.max_connections);
     tonic::transport::Server::builder()
@@ -229,9 +183,9 @@ pub async fn serve_on(
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the embedded descriptor set is valid");
-    let o = Options::clone(&vakt.options.load());
-    let connections = vakt.connections.clone();
-    let request_budget = vakt.request_budget.clone();
+    let o = vakt.limits().clone();
+    let connections = vakt.connections().clone();
+    let request_budget = vakt.request_budget().clone();
     // A request larger than the limit is refused from its length prefix, before
     // its body is read or decoded; the same limit for every service, so the
     // budget knows the most any message can hold.
@@ -278,7 +232,7 @@ async fn report_log_health(
     loop {
         tick.tick().await;
         let Some(vakt) = vakt.upgrade() else { return };
-        let now = vakt.log.load().durable_failing();
+        let now = vakt.log().durable_failing();
         drop(vakt);
         if now == failing {
             continue;

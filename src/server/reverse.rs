@@ -5,10 +5,14 @@
 use super::call::Vakt;
 use super::convert;
 use super::cursor::{fingerprint, now_ms, CursorError, Resume};
+use super::dispatch::{Call, Caller, Gate};
 use super::error::CallError;
-use crate::decision::{Path, RawRequest};
+use super::metrics::Method;
+use crate::decision::reverse::{
+    page_size, what_can, what_can_query, who_can, who_can_query, Page, What, Who,
+};
+use crate::decision::{Path, Query, RawRequest};
 use crate::proto;
-use crate::decision::reverse::{page_size, what_can, what_can_query, who_can, who_can_query, Page};
 use crate::rules::snapshot::Snapshot;
 use crate::world::OrgNo;
 use std::sync::Arc;
@@ -39,14 +43,14 @@ impl Start {
 }
 
 /// A WhatCan result's key, as a page token carries it.
-pub(super) fn what_key(w: &crate::decision::reverse::What) -> Vec<String> {
+fn what_key(w: &What) -> Vec<String> {
     let (su, client, package) = w.key();
     vec![su.to_string(), client.to_string(), package.to_string()]
 }
 
 /// The first page takes the current world (refused when it may not be decided
 /// on); a later one the world its token names.
-pub(super) async fn start(
+async fn start(
     vakt: &Vakt,
     call: &str,
     fp: &str,
@@ -59,8 +63,8 @@ pub(super) async fn start(
             after,
             began_ms,
         } = vakt
-            .cursors
-            .resume(token, call, fp, vakt.options.load().reverse_page_lifetime)?;
+            .cursors()
+            .resume(token, call, fp, vakt.options().reverse_page_lifetime)?;
         return Ok(Start {
             snap,
             after,
@@ -71,8 +75,8 @@ pub(super) async fn start(
     if let Some(why) = stale {
         return Err(CallError::DataStale(why));
     }
-    vakt.cursors
-        .keep(&snap, vakt.options.load().reverse_page_lifetime);
+    vakt.cursors()
+        .keep(&snap, vakt.options().reverse_page_lifetime);
     Ok(Start {
         snap,
         after: Vec::new(),
@@ -95,132 +99,198 @@ fn access_path(su: &str, p: &Path) -> proto::AccessPath {
     }
 }
 
-pub(super) async fn handle_who_can(
+/// One page of a reverse query's answer, as both protocols answer it: the world
+/// it was read from, the checked query, the page, and the token for the next.
+pub(super) struct Found<T> {
+    pub(super) start: Start,
+    pub(super) query: Query,
+    pub(super) page: Page<T>,
+    pub(super) next_token: String,
+}
+
+/// A page of WhoCan: the employees who may act for the query's client with its
+/// package. `call` and `fp` name the query its page tokens belong to.
+pub(super) async fn who_can_page(
     vakt: &Vakt,
-    req: proto::WhoCanRequest,
-    identity: Option<&str>,
-) -> Result<proto::WhoCanResponse, CallError> {
-    let fp = fingerprint(&[
-        &req.client_org_number,
-        &req.access_package,
-        &req.system_user_id,
-        &req.action,
-        &context_text(&req.context),
-    ]);
-    let s = start(vakt, "who_can", &fp, &req.page_token, req.min_data_sequence).await?;
-    let raw = RawRequest {
-        employee_id: String::new(),
-        system_user_id: req.system_user_id,
-        client_org_number: req.client_org_number,
-        access_package: req.access_package,
-        action: req.action,
-        context: req.context.map(convert::struct_to_json),
-    };
+    call: &'static str,
+    fp: &str,
+    token: &str,
+    min_data_sequence: u64,
+    raw: RawRequest,
+    limit: usize,
+) -> Result<Found<Who>, CallError> {
+    let s = start(vakt, call, fp, token, min_data_sequence).await?;
     let q = who_can_query(&s.snap, raw)?;
-    let limit = page_size(req.page_size);
     let snap = s.snap.clone();
     let after = s.after.first().cloned();
-    let qc = q.clone();
     // Deciding a page of candidates takes milliseconds: off the async workers.
-    let page = tokio::task::spawn_blocking(move || who_can(&snap, &qc, after.as_deref(), limit))
-        .await
-        .map_err(|_| CallError::Internal("the reverse query stopped"))?;
-    let next = next_token(vakt, "who_can", &fp, &s, &page, |w| {
-        vec![w.employee.to_string()]
-    });
-    // Request fields are written as the decision log writes them: scrubbed.
-    tracing::info!(
-        call = "who_can",
-        client = %crate::decision_log::redact::scrub(&q.client),
-        access_package = %crate::decision_log::redact::scrub(&q.access_package),
-        results = page.items.len(),
-        identity = %crate::decision_log::redact::scrub(identity.unwrap_or("")),
-        "reverse query"
-    );
-    Ok(proto::WhoCanResponse {
-        employees: page
-            .items
-            .iter()
-            .map(|w| proto::WhoCanEntry {
-                employee_id: w.employee.to_string(),
-                paths: w
-                    .routes
-                    .iter()
-                    .map(|r| access_path(&r.system_user, &r.path))
-                    .collect(),
-            })
-            .collect(),
-        next_page_token: next,
-        revision: s.snap.revision.clone(),
-        data_sequence: s.snap.data.sequence,
+    let (q, page) = tokio::task::spawn_blocking(move || {
+        let page = who_can(&snap, &q, after.as_deref(), limit);
+        (q, page)
+    })
+    .await
+    .map_err(|_| CallError::Internal("the reverse query stopped"))?;
+    let next_token = next_token(vakt, call, fp, &s, &page, |w| vec![w.employee.to_string()]);
+    Ok(Found {
+        start: s,
+        query: q,
+        page,
+        next_token,
     })
 }
 
-pub(super) async fn handle_what_can(
+/// A page of WhatCan: what the query's employee may do, by system user, client
+/// and package.
+pub(super) async fn what_can_page(
     vakt: &Vakt,
-    req: proto::WhatCanRequest,
-    identity: Option<&str>,
-) -> Result<proto::WhatCanResponse, CallError> {
-    let fp = fingerprint(&[
-        &req.employee_id,
-        &req.client_org_number,
-        &req.access_package,
-        &req.system_user_id,
-        &req.action,
-        &context_text(&req.context),
-    ]);
-    let s = start(
-        vakt,
-        "what_can",
-        &fp,
-        &req.page_token,
-        req.min_data_sequence,
-    )
-    .await?;
-    let raw = RawRequest {
-        employee_id: req.employee_id,
-        system_user_id: req.system_user_id,
-        client_org_number: req.client_org_number,
-        access_package: req.access_package,
-        action: req.action,
-        context: req.context.map(convert::struct_to_json),
-    };
+    call: &'static str,
+    fp: &str,
+    token: &str,
+    min_data_sequence: u64,
+    raw: RawRequest,
+    limit: usize,
+) -> Result<Found<What>, CallError> {
+    let s = start(vakt, call, fp, token, min_data_sequence).await?;
     let q = what_can_query(&s.snap, raw)?;
     let after = s.what_after()?;
-    let limit = page_size(req.page_size);
     let snap = s.snap.clone();
-    let qc = q.clone();
-    let page = tokio::task::spawn_blocking(move || what_can(&snap, &qc, after.as_ref(), limit))
-        .await
-        .map_err(|_| CallError::Internal("the reverse query stopped"))?;
-    let next = next_token(vakt, "what_can", &fp, &s, &page, what_key);
-    tracing::info!(
-        call = "what_can",
-        employee = %crate::decision_log::redact::scrub(&q.employee),
-        results = page.items.len(),
-        identity = %crate::decision_log::redact::scrub(identity.unwrap_or("")),
-        "reverse query"
-    );
-    Ok(proto::WhatCanResponse {
-        grants: page
-            .items
-            .iter()
-            .map(|w| proto::WhatCanEntry {
-                system_user_id: w.system_user.to_string(),
-                client_org_number: w.client.to_string(),
-                access_package: w.access_package.to_string(),
-                path: Some(access_path(&w.system_user, &w.path)),
-            })
-            .collect(),
-        next_page_token: next,
-        revision: s.snap.revision.clone(),
-        data_sequence: s.snap.data.sequence,
+    let (q, page) = tokio::task::spawn_blocking(move || {
+        let page = what_can(&snap, &q, after.as_ref(), limit);
+        (q, page)
     })
+    .await
+    .map_err(|_| CallError::Internal("the reverse query stopped"))?;
+    let next_token = next_token(vakt, call, fp, &s, &page, what_key);
+    Ok(Found {
+        start: s,
+        query: q,
+        page,
+        next_token,
+    })
+}
+
+impl Call for proto::WhoCanRequest {
+    type Answer = proto::WhoCanResponse;
+    const METHOD: Method = Method::WhoCan;
+    const GATE: Gate = Gate::Reverse;
+
+    async fn handle(self, vakt: &Vakt, caller: &Caller) -> Result<Self::Answer, CallError> {
+        let fp = fingerprint(&[
+            &self.client_org_number,
+            &self.access_package,
+            &self.system_user_id,
+            &self.action,
+            &context_text(&self.context),
+        ]);
+        let raw = RawRequest {
+            employee_id: String::new(),
+            system_user_id: self.system_user_id,
+            client_org_number: self.client_org_number,
+            access_package: self.access_package,
+            action: self.action,
+            context: self.context.map(convert::struct_to_json),
+        };
+        let found = who_can_page(
+            vakt,
+            "who_can",
+            &fp,
+            &self.page_token,
+            self.min_data_sequence,
+            raw,
+            page_size(self.page_size),
+        )
+        .await?;
+        let (q, page) = (&found.query, &found.page);
+        // Request fields are written as the decision log writes them: scrubbed.
+        tracing::info!(
+            call = "who_can",
+            client = %crate::decision_log::redact::scrub(&q.client),
+            access_package = %crate::decision_log::redact::scrub(&q.access_package),
+            results = page.items.len(),
+            identity = %crate::decision_log::redact::scrub(caller.identity.as_deref().unwrap_or("")),
+            "reverse query"
+        );
+        Ok(proto::WhoCanResponse {
+            employees: page
+                .items
+                .iter()
+                .map(|w| proto::WhoCanEntry {
+                    employee_id: w.employee.to_string(),
+                    paths: w
+                        .routes
+                        .iter()
+                        .map(|r| access_path(&r.system_user, &r.path))
+                        .collect(),
+                })
+                .collect(),
+            next_page_token: found.next_token,
+            revision: found.start.snap.revision.clone(),
+            data_sequence: found.start.snap.data.sequence,
+        })
+    }
+}
+
+impl Call for proto::WhatCanRequest {
+    type Answer = proto::WhatCanResponse;
+    const METHOD: Method = Method::WhatCan;
+    const GATE: Gate = Gate::Reverse;
+
+    async fn handle(self, vakt: &Vakt, caller: &Caller) -> Result<Self::Answer, CallError> {
+        let fp = fingerprint(&[
+            &self.employee_id,
+            &self.client_org_number,
+            &self.access_package,
+            &self.system_user_id,
+            &self.action,
+            &context_text(&self.context),
+        ]);
+        let raw = RawRequest {
+            employee_id: self.employee_id,
+            system_user_id: self.system_user_id,
+            client_org_number: self.client_org_number,
+            access_package: self.access_package,
+            action: self.action,
+            context: self.context.map(convert::struct_to_json),
+        };
+        let found = what_can_page(
+            vakt,
+            "what_can",
+            &fp,
+            &self.page_token,
+            self.min_data_sequence,
+            raw,
+            page_size(self.page_size),
+        )
+        .await?;
+        let (q, page) = (&found.query, &found.page);
+        tracing::info!(
+            call = "what_can",
+            employee = %crate::decision_log::redact::scrub(&q.employee),
+            results = page.items.len(),
+            identity = %crate::decision_log::redact::scrub(caller.identity.as_deref().unwrap_or("")),
+            "reverse query"
+        );
+        Ok(proto::WhatCanResponse {
+            grants: page
+                .items
+                .iter()
+                .map(|w| proto::WhatCanEntry {
+                    system_user_id: w.system_user.to_string(),
+                    client_org_number: w.client.to_string(),
+                    access_package: w.access_package.to_string(),
+                    path: Some(access_path(&w.system_user, &w.path)),
+                })
+                .collect(),
+            next_page_token: found.next_token,
+            revision: found.start.snap.revision.clone(),
+            data_sequence: found.start.snap.data.sequence,
+        })
+    }
 }
 
 /// The token for the next page when more may follow, resuming after the last
 /// item (or where this page began, when it found none).
-pub(super) fn next_token<T>(
+fn next_token<T>(
     vakt: &Vakt,
     call: &str,
     fp: &str,
@@ -232,6 +302,6 @@ pub(super) fn next_token<T>(
         return String::new();
     }
     let after = page.items.last().map_or_else(|| s.after.clone(), key);
-    vakt.cursors
+    vakt.cursors()
         .issue(call, fp, &s.snap.revision, s.began_ms, after)
 }

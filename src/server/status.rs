@@ -1,12 +1,25 @@
 //! `Status`: what the sidecar decides on and how fresh its data is.
 
 use super::call::Vakt;
+use super::dispatch::{Call, Caller, Gate};
+use super::error::CallError;
+use super::metrics::Method;
 use crate::proto;
 
-pub(super) fn handle(vakt: &Vakt) -> proto::StatusResponse {
-    let snap = vakt.snapshot.load();
+impl Call for proto::StatusRequest {
+    type Answer = proto::StatusResponse;
+    const METHOD: Method = Method::Status;
+    const GATE: Gate = Gate::Open;
+
+    async fn handle(self, vakt: &Vakt, _: &Caller) -> Result<Self::Answer, CallError> {
+        Ok(status(vakt))
+    }
+}
+
+fn status(vakt: &Vakt) -> proto::StatusResponse {
+    let snap = vakt.snapshot().load();
     let c = snap.world.counts();
-    let data = &vakt.data;
+    let data = vakt.data();
     proto::StatusResponse {
         revision: snap.revision.clone(),
         rules_revision: snap.rules_revision.clone(),
@@ -17,8 +30,7 @@ pub(super) fn handle(vakt: &Vakt) -> proto::StatusResponse {
         data_source: data.source.to_owned(),
         changes_applied: data.changes_applied(),
         max_staleness_seconds: vakt
-            .options
-            .load()
+            .options()
             .max_staleness
             .map_or(0.0, |d| d.as_secs_f64()),
         organizations: c.organizations as u64,

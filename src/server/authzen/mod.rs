@@ -19,9 +19,9 @@ use super::accept::{ConnInfo, Listener};
 use super::authorize::decide_and_log;
 use super::call::{CallMeta, Vakt};
 use super::error::CallError;
+use super::reverse::{what_can_page, who_can_page};
+use crate::decision::reverse::page_size;
 use crate::decision::{decide, InvalidField, Query, RawRequest};
-use crate::proto;
-use crate::decision::reverse::{page_size, what_can, what_can_query, who_can, who_can_query};
 use crate::rules::snapshot::Snapshot;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
@@ -55,9 +55,9 @@ pub async fn serve_authzen(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     use tokio_stream::StreamExt as _;
-    let options = vakt.options.load_full();
+    let options = vakt.limits();
     let mut incoming =
-        super::accept::incoming_counted(listeners, &options.accept_limits(), &vakt.connections);
+        super::accept::incoming_counted(listeners, &options.accept_limits(), vakt.connections());
     let base_url = Arc::new(base_url);
     // hyper refuses (431) a header block that does not fit its read buffer, but
     // the buffer's fill depends on how the bytes arrive: one write of 100 KB may
@@ -126,13 +126,12 @@ fn header_block_len(req: &Request<Incoming>) -> usize {
 /// request budget (`--max-buffered-request-bytes`, shared with the gRPC
 /// listener) as they arrive and given back once the body is read whole.
 async fn read_body(vakt: &Vakt, req: Request<Incoming>) -> Result<Bytes, Failure> {
-    let options = vakt.options.load();
+    let options = vakt.limits();
     let limit = options.max_message_bytes;
     let headers = header_block_len(&req);
     let mut held = vakt
-        .request_budget
+        .request_budget()
         .holder(options.max_buffered_request_bytes);
-    drop(options);
     let too_large = || {
         Failure(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -175,6 +174,10 @@ impl From<BadRequest> for Failure {
 
 impl From<CallError> for Failure {
     fn from(e: CallError) -> Self {
+        // A field Vakt's check refuses is named as the AuthZEN member it came from.
+        if let CallError::InvalidField(f) = e {
+            return wire::invalid(f).into();
+        }
         let status =
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Failure(status, e.to_string())
@@ -201,7 +204,7 @@ async fn respond(
     let counted = super::metrics::Method::authzen(req.uri().path());
     let request_id = req.headers().get("x-request-id").cloned();
     let metadata = req.uri().path() == CONFIGURATION;
-    let limit = vakt.options.load().request_timeout;
+    let limit = vakt.limits().request_timeout;
     let answered = tokio::time::timeout(limit, answer(vakt, conn, base_url, req))
         .await
         .unwrap_or_else(|_| {
@@ -224,7 +227,7 @@ async fn respond(
     };
     if let Some(method) = counted {
         let code = super::metrics::code_of_http(response.status().as_u16());
-        vakt.metrics.call(method, code, started.elapsed());
+        vakt.metrics().call(method, code, started.elapsed());
     }
     // Echoed on every answer, errors too, so the caller can match them up.
     if let Some(id) = request_id {
@@ -283,7 +286,7 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let meta = CallMeta::from_parts(Some(conn), conn.remote, header, &vakt.log.load());
+    let meta = CallMeta::from_parts(Some(conn), conn.remote, header, &vakt.log());
     let body = read_body(vakt, req).await?;
     // Strictly: a member given twice is refused, so that no reader of the body
     // (a proxy, the log, a person) can see another request than the one decided.
@@ -362,7 +365,7 @@ fn configuration(vakt: &Vakt, conn: &ConnInfo, base_url: Option<&str>) -> Value 
         ("access_evaluations_endpoint", EVALUATIONS),
     ];
     // Only what this PDP answers: the searches when reverse queries are on.
-    if vakt.options.load().reverse_queries {
+    if vakt.options().reverse_queries {
         endpoints.extend([
             ("search_subject_endpoint", SEARCH_SUBJECT),
             ("search_resource_endpoint", SEARCH_RESOURCE),
@@ -382,27 +385,9 @@ async fn evaluation(vakt: &Vakt, e: Entities<'_>, meta: &CallMeta) -> Result<Val
     let raw = wire::evaluation(e)?;
     let (snap, stale) = vakt.snapshot_for(0).await;
     let q = Query::check(&snap, raw, "").map_err(wire::invalid)?;
-    let (r, receipt) = decide_and_log(vakt, &snap, &q, stale.as_deref(), meta, false);
+    let (answer, receipt) = decide_and_log(vakt, &snap, &q, stale.as_deref(), meta, false);
     receipt.wait().await.map_err(CallError::from)?;
-    Ok(answer_of(&r))
-}
-
-fn answer_of(r: &proto::AuthorizeResponse) -> Value {
-    let reasons: Vec<crate::decision::Reason> = r
-        .reasons
-        .iter()
-        .map(|x| crate::decision::Reason {
-            policy_id: x.policy_id.clone(),
-            message: x.message.clone(),
-        })
-        .collect();
-    wire::decision(
-        r.decision == proto::Decision::Allow as i32,
-        &reasons,
-        &r.decision_id,
-        &r.revision,
-        r.data_sequence,
-    )
+    Ok(wire::decision(&answer))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -465,7 +450,7 @@ async fn evaluations(
     if items.is_empty() {
         return evaluation(vakt, defaults, meta).await;
     }
-    let max = vakt.options.load().max_batch;
+    let max = vakt.options().max_batch;
     if items.len() > max {
         return Err(CallError::BatchTooLarge {
             got: items.len(),
@@ -481,11 +466,11 @@ async fn evaluations(
             .and_then(|raw| Query::check(&snap, raw, "").map_err(wire::invalid));
         let allowed = match checked {
             Ok(q) => {
-                let (r, receipt) = decide_and_log(vakt, &snap, &q, stale.as_deref(), meta, true);
+                let (answer, receipt) =
+                    decide_and_log(vakt, &snap, &q, stale.as_deref(), meta, true);
                 receipts.push(receipt);
-                let allowed = r.decision == proto::Decision::Allow as i32;
-                out.push(answer_of(&r));
-                allowed
+                out.push(wire::decision(&answer));
+                answer.decision.allowed
             }
             Err(BadRequest(m)) => {
                 out.push(wire::item_error(&m));
@@ -513,17 +498,17 @@ async fn search_subject(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value,
     };
     let (token, limit) = wire::page(body)?;
     let fp = super::cursor::fingerprint(&[&wire::query_text(body)]);
-    let s = super::reverse::start(vakt, "authzen_subject", &fp, &token, 0).await?;
-    let q = who_can_query(&s.snap, raw).map_err(wire::invalid)?;
-    let snap = s.snap.clone();
-    let after = s.after.first().cloned();
-    let page =
-        tokio::task::spawn_blocking(move || who_can(&snap, &q, after.as_deref(), page_size(limit)))
-            .await
-            .map_err(|_| CallError::Internal("the reverse query stopped"))?;
-    let next = super::reverse::next_token(vakt, "authzen_subject", &fp, &s, &page, |w| {
-        vec![w.employee.to_string()]
-    });
+    let found = who_can_page(
+        vakt,
+        "authzen_subject",
+        &fp,
+        &token,
+        0,
+        raw,
+        page_size(limit),
+    )
+    .await?;
+    let (page, next) = (&found.page, &found.next_token);
     let results = page
         .items
         .iter()
@@ -539,7 +524,7 @@ async fn search_subject(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value,
             })
         })
         .collect();
-    Ok(wire::search_answer(&next, results))
+    Ok(wire::search_answer(next, results))
 }
 
 /// Resource search: WhatCan. Each result is a system user with the client and
@@ -550,22 +535,17 @@ async fn search_resource(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value
     };
     let (token, limit) = wire::page(body)?;
     let fp = super::cursor::fingerprint(&[&wire::query_text(body)]);
-    let s = super::reverse::start(vakt, "authzen_resource", &fp, &token, 0).await?;
-    let q = what_can_query(&s.snap, raw).map_err(wire::invalid)?;
-    let after = s.what_after().map_err(CallError::from)?;
-    let snap = s.snap.clone();
-    let page =
-        tokio::task::spawn_blocking(move || what_can(&snap, &q, after.as_ref(), page_size(limit)))
-            .await
-            .map_err(|_| CallError::Internal("the reverse query stopped"))?;
-    let next = super::reverse::next_token(
+    let found = what_can_page(
         vakt,
         "authzen_resource",
         &fp,
-        &s,
-        &page,
-        super::reverse::what_key,
-    );
+        &token,
+        0,
+        raw,
+        page_size(limit),
+    )
+    .await?;
+    let (page, next) = (&found.page, &found.next_token);
     let results = page
         .items
         .iter()
@@ -581,7 +561,7 @@ async fn search_resource(vakt: &Vakt, body: &Map<String, Value>) -> Result<Value
             })
         })
         .collect();
-    Ok(wire::search_answer(&next, results))
+    Ok(wire::search_answer(next, results))
 }
 
 /// Action search: every action of the schema, with every package the system user

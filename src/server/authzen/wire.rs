@@ -7,7 +7,8 @@
 //! "useSystemUser"), with the access package as its property `access_package`;
 //! the context is the request's context, checked against the schema as over gRPC.
 
-use crate::decision::{InvalidField, RawRequest, Reason};
+use crate::decision::{InvalidField, RawRequest};
+use crate::server::authorize::Answer;
 use serde_json::{json, Map, Value};
 
 pub(super) const EMPLOYEE: &str = "employee";
@@ -283,21 +284,15 @@ pub(super) fn invalid(e: InvalidField) -> BadRequest {
 }
 
 /// A decision: `decision`, and a context with Vakt's reasons and the ids that
-/// find it in the decision log.
-pub(super) fn decision(
-    allowed: bool,
-    reasons: &[Reason],
-    decision_id: &str,
-    revision: &str,
-    data_sequence: u64,
-) -> Value {
+/// find it in the decision log. The one conversion from the domain answer.
+pub(super) fn decision(a: &Answer<'_>) -> Value {
     json!({
-        "decision": allowed,
+        "decision": a.decision.allowed,
         "context": {
-            "decision_id": decision_id,
-            "revision": revision,
-            "data_sequence": data_sequence,
-            "reasons": reasons.iter().map(|r| json!({"policy_id": r.policy_id, "message": r.message})).collect::<Vec<_>>(),
+            "decision_id": a.decision_id,
+            "revision": a.revision,
+            "data_sequence": a.data_sequence,
+            "reasons": a.decision.reasons.iter().map(|r| json!({"policy_id": r.policy_id, "message": r.message})).collect::<Vec<_>>(),
         }
     })
 }
