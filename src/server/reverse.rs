@@ -1,6 +1,8 @@
 //! `WhoCan` and `WhatCan`: the reverse queries, read in pages. The first page
 //! takes the current world and keeps it; later pages resume on that world from
-//! their token (`cursor.rs`).
+//! their token (`cursor.rs`). A page is found once (`who_can_page`,
+//! `what_can_page`) for both protocols: the calls here answer it over gRPC,
+//! AuthZEN's searches as JSON.
 
 use super::call::Vakt;
 use super::convert;
