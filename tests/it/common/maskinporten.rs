@@ -112,7 +112,7 @@ pub enum Mode {
 
 /// A registered client key.
 pub enum ClientKey {
-    Jwk(Jwk),
+    Jwk(Box<Jwk>),
     /// A business certificate's leaf, DER.
     Certificate(Vec<u8>),
 }
@@ -254,7 +254,7 @@ impl StandIn {
         s.register_client(
             CLIENT_ID,
             VENDOR_ORG,
-            ClientKey::Jwk(key(1).jwk(CLIENT_KID)),
+            ClientKey::Jwk(Box::new(key(1).jwk(CLIENT_KID))),
             &[SCOPE, SCOPE_2, VENDOR_SCOPE],
         );
         s.add_fixture(
