@@ -342,6 +342,7 @@ impl Maskinporten {
         let (alg, kid) = verify::header(token)?;
         let c = &self.inner.config;
         let mut jwks = self.inner.jwks.lock().await;
+        let mut refresh_failed = None;
         if jwks.wants_refresh(&kid, c.jwks_max_age, c.jwks_min_refresh) {
             jwks.attempted();
             match self.fetch_jwks().await {
@@ -353,14 +354,18 @@ impl Maskinporten {
                 }
                 // Keys already held are public keys Maskinporten published: they
                 // stay usable while a refresh fails.
-                Err(reason) => tracing::warn!(%reason, "Maskinporten JWKS could not be fetched"),
+                Err(reason) => {
+                    tracing::warn!(%reason, "Maskinporten JWKS could not be fetched");
+                    refresh_failed = Some(reason);
+                }
             }
         }
-        let key = match jwks.key(&kid) {
-            Some(k) => k.clone(),
-            None => {
-                return Err(VerifyError::UnknownKey { kid });
-            }
+        let key = match (jwks.key(&kid), refresh_failed) {
+            (Some(k), _) => k.clone(),
+            // The kid may well be Maskinporten's: say the keys were out of
+            // reach, so the caller answers UNAVAILABLE, not a forgery.
+            (None, Some(reason)) => return Err(VerifyError::Unavailable { reason }),
+            (None, None) => return Err(VerifyError::UnknownKey { kid }),
         };
         drop(jwks);
         verify::check(token, alg, &key, &c.issuer)

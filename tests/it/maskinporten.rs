@@ -287,8 +287,17 @@ async fn an_outage_fails_closed_as_unavailable_and_recovery_serves_again() {
         Err(TokenError::Unavailable { reason }) => assert!(reason.contains("503"), "{reason}"),
         other => panic!("{other:?}"),
     }
+    // A token cannot be checked while the JWKS is out of reach: unavailable,
+    // not a forgery; once back, the same token checks out.
+    let token = mp.sign_token(&json!({"iss": mp.issuer, "exp": 4_000_000_000u64, "scope": SCOPE}));
+    assert!(matches!(
+        c.verify_token(&token).await,
+        Err(VerifyError::Unavailable { .. })
+    ));
     mp.set_mode(Mode::Up);
     ask().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await; // jwks_min_refresh
+    c.verify_token(&token).await.unwrap();
     // Gone altogether: connection refused.
     let issuer = mp.issuer.clone();
     drop(mp);
