@@ -175,7 +175,7 @@ async fn pages_stay_on_the_world_they_began_on_and_expire() {
         text.replace(kari, "name: Kari Nordmann\n    active: false"),
     )
     .unwrap();
-    vakt.snapshot
+    vakt.snapshot()
         .store(snapshot_from(None, None, Some(dir.path())));
     let now = s
         .client
