@@ -13,6 +13,7 @@ mod decision_log;
 mod deploy;
 mod duplicate_members;
 mod engine_equivalence;
+mod envoy;
 mod file_inputs;
 mod fuzz_regressions;
 mod half_written;

@@ -179,14 +179,14 @@ pub fn plan(
     check: &CheckRequest,
     config: &EnvoyConfig,
     verifier: Option<&dyn EmployeeVerifier>,
-) -> Result<DecisionInput, Denied> {
+) -> Result<DecisionInput, Box<Denied>> {
     let http = check
         .attributes
         .as_ref()
         .and_then(|a| a.request.as_ref())
         .and_then(|r| r.http.as_ref());
     let Some(http) = http else {
-        return Err(Denied {
+        return Err(Box::new(Denied {
             reason: Reason::new(reason::NOT_HTTP, "the check carries no HTTP request"),
             route: None,
             request: RequestSummary {
@@ -195,7 +195,7 @@ pub fn plan(
                 path: String::new(),
             },
             vakt_headers: Vec::new(),
-        });
+        }));
     };
     let headers = Headers::of(http);
     let vakt_headers = headers.vakt_headers();
@@ -204,13 +204,14 @@ pub fn plan(
         host: String::new(),
         path: String::new(),
     };
-    let deny =
-        |summary: &RequestSummary, route: Option<&Route>, id: &str, message: String| Denied {
+    let deny = |summary: &RequestSummary, route: Option<&Route>, id: &str, message: String| {
+        Box::new(Denied {
             reason: Reason::new(id, message),
             route: route.map(|r| r.name.clone()),
             request: summary.clone(),
             vakt_headers: vakt_headers.clone(),
-        };
+        })
+    };
     let host = match normal_host(&http.host) {
         Some(h) => h,
         None => {
@@ -229,7 +230,7 @@ pub fn plan(
     };
     summary.path = path.to_string();
     let matched = config.routes.iter().find_map(|r| {
-        (r.host.matches(&host) && r.methods.iter().any(|m| *m == http.method))
+        (r.host.matches(&host) && r.methods.contains(&http.method))
             .then(|| r.path.matches(&path).map(|caps| (r, caps)))
             .flatten()
     });
