@@ -152,7 +152,7 @@ const METRICS: &[Metric] = &[
         read: Read::Sidecar(|v, out| {
             for (method, name) in METHODS {
                 for (code, code_name) in CODES.iter().enumerate() {
-                    let n = v.metrics.calls[method as usize][code].load(Ordering::Relaxed);
+                    let n = v.metrics().calls[method as usize][code].load(Ordering::Relaxed);
                     // Prometheus shows every method's OK series from the start, so
                     // that rates over it begin at zero; OTLP sends what was seen.
                     if n > 0 || (code == 0 && out.prometheus) {
@@ -169,7 +169,7 @@ const METRICS: &[Metric] = &[
         otlp: None,
         read: Read::Histograms(|v, out| {
             for (method, name) in METHODS {
-                out(&[("method", name)], &v.metrics.latency[method as usize]);
+                out(&[("method", name)], &v.metrics().latency[method as usize]);
             }
         }),
     },
@@ -188,7 +188,7 @@ const METRICS: &[Metric] = &[
                 for (j, decision) in ["allow", "deny"].iter().enumerate() {
                     out.sample(
                         &[("method", name), ("decision", decision)],
-                        load(&v.metrics.decisions[i][j]),
+                        load(&v.metrics().decisions[i][j]),
                     );
                 }
             }
@@ -205,7 +205,7 @@ const METRICS: &[Metric] = &[
             description: "Denies by the policy that denied",
         }),
         read: Read::Sidecar(|v, out| {
-            for (policy, n) in v.metrics.denies_by_policy.snapshot() {
+            for (policy, n) in v.metrics().denies_by_policy.snapshot() {
                 out.sample(&[("policy_id", &policy)], Value::U64(n));
             }
         }),
@@ -221,7 +221,7 @@ const METRICS: &[Metric] = &[
             description: "Calls in progress",
         }),
         read: Read::Sidecar(|v, out| {
-            out.sample(&[], Value::U64(v.in_flight.load(Ordering::Relaxed) as u64))
+            out.sample(&[], Value::U64(v.admission().in_flight.load(Ordering::Relaxed) as u64))
         }),
     },
     Metric {
@@ -234,14 +234,14 @@ const METRICS: &[Metric] = &[
             unit: None,
             description: "Calls refused with RESOURCE_EXHAUSTED",
         }),
-        read: Read::Sidecar(|v, out| out.sample(&[], load(&v.metrics.shed))),
+        read: Read::Sidecar(|v, out| out.sample(&[], load(&v.metrics().shed))),
     },
     Metric {
         prometheus: "vakt_shadow_decisions_total",
         kind: Kind::Counter,
         help: "Decisions also made under the candidate policies (--shadow-policies).",
         otlp: None,
-        read: Read::Sidecar(|v, out| out.sample(&[], load(&v.metrics.shadow_decisions))),
+        read: Read::Sidecar(|v, out| out.sample(&[], load(&v.metrics().shadow_decisions))),
     },
     Metric {
         prometheus: "vakt_shadow_flips_total",
@@ -257,7 +257,7 @@ const METRICS: &[Metric] = &[
             for (i, direction) in SHADOW_DIRECTIONS.iter().enumerate() {
                 out.sample(
                     &[("direction", direction)],
-                    load(&v.metrics.shadow_flips[i]),
+                    load(&v.metrics().shadow_flips[i]),
                 );
             }
         }),
@@ -268,7 +268,7 @@ const METRICS: &[Metric] = &[
         help: "The policy revision served (always 1; the revisions are labels).",
         otlp: None,
         read: Read::Sidecar(|v, out| {
-            let snap = v.snapshot.load();
+            let snap = v.snapshot().load();
             out.sample(
                 &[
                     ("revision", &snap.revision),
@@ -288,7 +288,7 @@ const METRICS: &[Metric] = &[
             unit: None,
             description: "The data sequence served",
         }),
-        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.snapshot.load().data.sequence))),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.snapshot().load().data.sequence))),
     },
     Metric {
         prometheus: "vakt_data_age_seconds",
@@ -300,7 +300,7 @@ const METRICS: &[Metric] = &[
             unit: Some("s"),
             description: "Time since the data was last confirmed current",
         }),
-        read: Read::Sidecar(|v, out| out.sample(&[], Value::F64(v.data.age().as_secs_f64()))),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::F64(v.data().age().as_secs_f64()))),
     },
     Metric {
         prometheus: "vakt_data_sync_state",
@@ -308,7 +308,7 @@ const METRICS: &[Metric] = &[
         help: "The data source's state: 1 for the current one.",
         otlp: None,
         read: Read::Sidecar(|v, out| {
-            let state = v.data.state().as_str();
+            let state = v.data().state().as_str();
             for s in crate::source::SyncState::ALL {
                 let name = s.as_str();
                 let on = if name == state { 1.0 } else { 0.0 };
@@ -321,7 +321,7 @@ const METRICS: &[Metric] = &[
         kind: Kind::Counter,
         help: "Data changes applied since start.",
         otlp: None,
-        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data.changes_applied()))),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data().changes_applied()))),
     },
     Metric {
         prometheus: "vakt_reload_failures_total",
@@ -333,7 +333,7 @@ const METRICS: &[Metric] = &[
             unit: None,
             description: "Reloads refused",
         }),
-        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data.reload_failures()))),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data().reload_failures()))),
     },
     Metric {
         prometheus: "vakt_data_sync_failures_total",
@@ -345,7 +345,7 @@ const METRICS: &[Metric] = &[
             unit: None,
             description: "Failures to follow the data source",
         }),
-        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data.sync_failures()))),
+        read: Read::Sidecar(|v, out| out.sample(&[], Value::U64(v.data().sync_failures()))),
     },
     Metric {
         prometheus: "vakt_decision_log_records_total",
@@ -358,7 +358,7 @@ const METRICS: &[Metric] = &[
             description: "Decision records by sink and outcome",
         }),
         read: Read::Sidecar(|v, out| {
-            let decision_log = v.log.load();
+            let decision_log = v.log();
             for (sink, stats, _) in decision_log.sinks() {
                 for (outcome, n) in [
                     ("written", &stats.written),
@@ -376,7 +376,7 @@ const METRICS: &[Metric] = &[
         help: "Time a durable file sink's fsync took, per group of records.",
         otlp: None,
         read: Read::Histograms(|v, out| {
-            let decision_log = v.log.load();
+            let decision_log = v.log();
             for (sink, _, fsync) in decision_log.sinks() {
                 if let Some(h) = fsync {
                     out(&[("sink", sink)], h);
@@ -607,7 +607,7 @@ mod tests {
         let (log, _writers) =
             DecisionLog::open(&[spec], &LogOptions::default()).expect("the sink opens");
         let vakt = Vakt::new(snap, log);
-        let m = &vakt.metrics;
+        let m = vakt.metrics();
         m.call(
             super::super::metrics::Method::Authorize,
             tonic::Code::Ok,
@@ -623,11 +623,11 @@ mod tests {
         m.denies_by_policy.add("policy0");
         m.shadow(true, true);
         m.shadow(false, false);
-        vakt.in_flight.store(2, Ordering::Relaxed);
-        vakt.data.applied();
-        vakt.data
+        vakt.admission().in_flight.store(2, Ordering::Relaxed);
+        vakt.data().applied();
+        vakt.data()
             .fail(crate::source::SyncState::ReloadFailed, "bad".to_owned());
-        vakt.data
+        vakt.data()
             .fail(crate::source::SyncState::Reconnecting, "lost".to_owned());
         vakt
     }
@@ -637,7 +637,7 @@ mod tests {
     /// (the build's labels, the policy revisions, the sink's temporary path) by a
     /// fixed word.
     fn steady(vakt: &Vakt, text: &str, dir: &std::path::Path) -> String {
-        let snap = vakt.snapshot.load();
+        let snap = vakt.snapshot().load();
         let text = text
             .replace(
                 &format!(

@@ -274,7 +274,12 @@ pub async fn follow(
     }
 }
 
-fn swap(snapshots: &SnapshotHandle, status: &DataStatus, s: crate::rules::snapshot::Snapshot, why: &str) {
+fn swap(
+    snapshots: &SnapshotHandle,
+    status: &DataStatus,
+    s: crate::rules::snapshot::Snapshot,
+    why: &str,
+) {
     tracing::info!(
         revision = %s.revision,
         data_sequence = s.data.sequence,

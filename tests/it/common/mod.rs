@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod maskinporten;
-pub mod maskinporten;
 pub mod otlp;
 pub mod pg;
 
