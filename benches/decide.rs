@@ -10,9 +10,9 @@
 
 use std::hint::black_box;
 use std::time::Instant;
+use vakt::decision::reference::Reference;
 use vakt::decision::{decide, Query, RawRequest};
 use vakt::ids::check_org_number;
-use vakt::decision::reference::Reference;
 use vakt::rules::snapshot::{Snapshot, Sources};
 use vakt::world::*;
 

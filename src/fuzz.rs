@@ -85,8 +85,12 @@ pub fn request(data: &[u8]) {
             r.context,
         );
         if let Ok(q) = crate::decision::reverse::what_can_query(snap, raw) {
-            let _ =
-                crate::decision::reverse::what_can(snap, &q, None, crate::decision::reverse::page_size(r.page_size));
+            let _ = crate::decision::reverse::what_can(
+                snap,
+                &q,
+                None,
+                crate::decision::reverse::page_size(r.page_size),
+            );
         }
     }
 }
@@ -165,7 +169,8 @@ pub fn config_or_properties(data: &[u8]) {
         return;
     };
     let _ = crate::cli::check_config_text(text);
-    let _ = crate::tools::verify::Properties::parse("properties.toml", text, &default_rules().schema);
+    let _ =
+        crate::tools::verify::Properties::parse("properties.toml", text, &default_rules().schema);
 }
 
 /// A body read as each AuthZEN endpoint reads it, and what it asks decided or

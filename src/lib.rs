@@ -52,8 +52,8 @@ pub mod decision_log;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod ids;
-pub mod maskinporten;
 pub(crate) mod json;
+pub mod maskinporten;
 pub(crate) mod metrics;
 pub mod problem;
 pub mod rules;

@@ -362,6 +362,9 @@ mod tests {
             .get_arguments()
             .find(|a| a.get_id() == "action")
             .unwrap();
-        assert_eq!(action.get_default_values(), [crate::rules::model::DEFAULT_ACTION]);
+        assert_eq!(
+            action.get_default_values(),
+            [crate::rules::model::DEFAULT_ACTION]
+        );
     }
 }

@@ -30,7 +30,10 @@ pub(super) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let name = args.log.display().to_string();
     let report = crate::tools::replay::replay(&name, &text, &snap);
     match args.format {
-        Format::Pretty => print!("{}", crate::tools::replay::render(&report, &name, &snap.revision)),
+        Format::Pretty => print!(
+            "{}",
+            crate::tools::replay::render(&report, &name, &snap.revision)
+        ),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     if !report.problems.is_empty() {

@@ -6,8 +6,8 @@
 //! context is the one Vakt derives, and `cedar_policy::Authorizer` decides; the
 //! outcome is explained with the same reason templates as [`crate::decision`].
 
-use crate::decision::{explain, with_context, Decision, Derived, Query, Subject};
 use crate::decision::engine::{EntityData, Outcome};
+use crate::decision::{explain, with_context, Decision, Derived, Query, Subject};
 use crate::rules::model::{self, core_types};
 use crate::rules::snapshot::Snapshot;
 use crate::world::World;

@@ -3,13 +3,13 @@
 //! current snapshot without locks; a reload builds a whole new one and swaps it in,
 //! so policies and data always change together and a failed reload changes nothing.
 
-use crate::rules::embedded;
 use crate::decision::engine::Engine;
+use crate::problem::SourceFile;
+use crate::problem::{read_dir_files, Problem, Problems, DEFAULT_MAX_FILE_BYTES};
+use crate::rules::embedded;
 use crate::rules::model::{self, types, DERIVED_CONTEXT};
 use crate::rules::packages::{self, AccessPackages};
 use crate::rules::policy::{load_policies, load_schema, Policies, ReasonTemplate};
-use crate::problem::SourceFile;
-use crate::problem::{read_dir_files, Problem, Problems, DEFAULT_MAX_FILE_BYTES};
 use crate::world::{load_dir, read_listed, read_manifest, World, WorldBuilder};
 use arc_swap::ArcSwap;
 use cedar_policy::{Context, EntityUid, Request, Schema};

@@ -41,6 +41,8 @@ mod tls;
 pub use accept::{incoming, AcceptLimits, Connections, Listener};
 pub use admin::{serve_admin, AdminState};
 pub use authzen::serve_authzen;
+pub use export::{register_otlp, render as render_metrics};
+pub use metrics::ServerMetrics;
 pub use options::{
     Limits, Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BUFFERED_REQUEST_BYTES, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
@@ -48,8 +50,6 @@ pub use options::{
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEQUENCE_WAIT,
 };
 pub use state::{Shadow, Vakt};
-pub use export::{register_otlp, render as render_metrics};
-pub use metrics::ServerMetrics;
 
 /// The target of the span each call gets when traces are exported, so the
 /// exporter can take those spans and nothing else.

@@ -212,7 +212,9 @@ fn world_files(file: &SuiteFile, rel: &str) -> Result<Vec<SourceFile>, String> {
                 }
             }
             if named == Path::new("examples/world") {
-                Ok(crate::rules::embedded::source_files(crate::rules::embedded::WORLD))
+                Ok(crate::rules::embedded::source_files(
+                    crate::rules::embedded::WORLD,
+                ))
             } else {
                 Err(format!(
                     "{rel:?} names {}, but the only built-in world is examples/world",

@@ -25,8 +25,8 @@
 //! VAKT_EQUIVALENCE_CASES=100000 cargo test --release --test it engine_equivalence::generated
 //! ```
 
-use vakt::decision::{decide, Query, RawRequest};
 use vakt::decision::reference::Reference;
+use vakt::decision::{decide, Query, RawRequest};
 use vakt::rules::snapshot::{Snapshot, Sources};
 
 #[test]

@@ -3,11 +3,11 @@
 //! server, waiting with a deadline, running the binary, throwaway PostgreSQL clusters).
 //! Run one area with `cargo test --test it postgres::`.
 
-mod common;
 mod altinn_shapes;
 mod authzen;
 mod cli;
 mod client_examples;
+mod common;
 mod config;
 mod decision_log;
 mod deploy;

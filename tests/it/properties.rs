@@ -19,9 +19,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use vakt::decision::reference::Reference;
 use vakt::decision::{decide, Query, RawRequest};
 use vakt::problem::SourceFile;
-use vakt::decision::reference::Reference;
 use vakt::rules::snapshot::{Snapshot, Sources};
 
 const PACKAGES: [&str; 4] = [

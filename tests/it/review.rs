@@ -230,7 +230,10 @@ fn csv_has_the_documented_columns_and_bad_input_is_named() {
     assert!(o.status.success(), "{o:?}");
     let text = std::fs::read_to_string(&out).unwrap();
     let mut lines = text.split("\r\n");
-    assert_eq!(lines.next().unwrap(), vakt::tools::review::CSV_COLUMNS.join(","));
+    assert_eq!(
+        lines.next().unwrap(),
+        vakt::tools::review::CSV_COLUMNS.join(",")
+    );
     let rows: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
     assert!(
         rows.iter().any(|r| r.starts_with("access,magnus,")),

@@ -12,9 +12,9 @@ mod render;
 
 pub use render::{csv, html, CSV_COLUMNS};
 
+use crate::decision::reverse::{what_can, what_can_query};
 use crate::decision::RawRequest;
 use crate::rules::model::AUDITOR_ROLE;
-use crate::decision::reverse::{what_can, what_can_query};
 use crate::rules::snapshot::Snapshot;
 use crate::world::{OrgNo, SystemUser, UserType, World};
 use serde::Serialize;
