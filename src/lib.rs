@@ -16,8 +16,10 @@
 //! - `main.rs` / [`cli`]: the `vakt` command, one file per subcommand; the only
 //!   place that uses `anyhow`.
 //! - [`server`]: the gRPC service, one file per call behind one dispatcher, and the
-//!   mapping of every failure to a gRPC status; AuthZEN; the listeners (TCP, TLS, a
-//!   Unix socket) and their limits; the admin HTTP listener, metrics and traces.
+//!   mapping of every failure to a gRPC status; AuthZEN; Envoy's ext_authz Check
+//!   (`server/envoy`: the route table, path normalisation, the answer); the
+//!   listeners (TCP, TLS, a Unix socket) and their limits; the admin HTTP listener,
+//!   metrics and traces.
 //! - [`maskinporten`]: the Maskinporten client, sole holder of its key: signed JWT
 //!   grants for system-user and vendor tokens, the token cache, and checks of
 //!   presented tokens against Maskinporten's JWKS (it shares the key-file

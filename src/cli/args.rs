@@ -67,7 +67,7 @@ impl clap::builder::TypedValueParser for DataParser {
     }
 }
 
-super::serve::settings::settings! {
+super::changes::settings! {
 /// Where policies, schema and data come from; each defaults to the built-in copy.
 #[derive(Args, Clone, Default)]
 pub(super) struct SourceArgs {

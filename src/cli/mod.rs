@@ -8,6 +8,7 @@
 
 mod args;
 mod audit;
+mod changes;
 mod check;
 mod completions;
 mod config;

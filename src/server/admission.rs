@@ -3,7 +3,7 @@
 
 use super::accept::{ConnInfo, PeerKey};
 use super::error::CallError;
-use super::state::Vakt;
+use super::options::Options;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tonic::Request;
 
@@ -52,30 +52,21 @@ impl Drop for Admitted<'_> {
     }
 }
 
-impl Vakt {
-    /// Admits a call, or refuses it at once when `max_in_flight` calls are in
-    /// progress: under overload, shedding keeps the admitted calls fast and memory
-    /// bounded, where a queue would grow without end.
+impl Admission {
+    /// Admits a call from `key` (the peer address, or the user on the Unix
+    /// socket), whatever protocol it came by, or refuses it at once when
+    /// `max_in_flight` calls are in progress: under overload, shedding keeps the
+    /// admitted calls fast and memory bounded, where a queue would grow without end.
     /// With `--max-in-flight-per-peer`, a peer address past its own limit is refused
     /// the same way, so one noisy caller cannot take every place.
-    pub(super) fn admit<T>(&self, req: &Request<T>) -> Result<Admitted<'_>, CallError> {
-        super::call::note_call(req);
-        let key = req
-            .extensions()
-            .get::<ConnInfo>()
-            .and_then(|c| c.peer_key())
-            .or_else(|| req.remote_addr().map(|a| PeerKey::Ip(a.ip())));
-        self.admit_peer(key)
-    }
-
-    /// [`Vakt::admit`] for a call from `key` (the peer address, or the user on the
-    /// Unix socket), whatever protocol it came by.
-    pub(super) fn admit_peer(&self, key: Option<PeerKey>) -> Result<Admitted<'_>, CallError> {
-        let options = self.options();
-        let counts = self.admission();
-        let before = counts.in_flight.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn admit(
+        &self,
+        options: &Options,
+        key: Option<PeerKey>,
+    ) -> Result<Admitted<'_>, CallError> {
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut admitted = Admitted {
-            total: &counts.in_flight,
+            total: &self.in_flight,
             peer: None,
         };
         if before >= options.max_in_flight {
@@ -87,7 +78,7 @@ impl Vakt {
         let per_peer = options.max_in_flight_per_peer;
         if per_peer > 0 {
             if let Some(key) = key {
-                let bucket = counts.per_peer.bucket(key);
+                let bucket = self.per_peer.bucket(key);
                 let before = bucket.fetch_add(1, Ordering::Relaxed);
                 admitted.peer = Some(bucket);
                 if before >= per_peer {
@@ -100,37 +91,40 @@ impl Vakt {
         }
         Ok(admitted)
     }
+}
 
-    /// Whether this call may ask a reverse query: they are on, and under mutual
-    /// TLS the caller's identity is on their own allow-list. Gives that identity,
-    /// for the query's log line.
-    pub(super) fn reverse_allowed<T>(&self, req: &Request<T>) -> Result<Option<String>, CallError> {
-        let identity = req
-            .extensions()
-            .get::<ConnInfo>()
-            .and_then(|c| c.caller_identity());
-        self.reverse_allowed_for(identity.as_deref())?;
-        Ok(identity)
+/// The peer a gRPC call came from: its connection's key, else its address.
+pub(super) fn peer_key_of<T>(req: &Request<T>) -> Option<PeerKey> {
+    req.extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.peer_key())
+        .or_else(|| req.remote_addr().map(|a| PeerKey::Ip(a.ip())))
+}
+
+/// The mutual-TLS identity a gRPC call came with, if any.
+pub(super) fn identity_of<T>(req: &Request<T>) -> Option<String> {
+    req.extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.caller_identity())
+}
+
+/// Whether a caller with this mutual-TLS identity may ask a reverse query: they
+/// are on, and with an allow-list the identity is on it.
+pub(super) fn reverse_allowed(options: &Options, identity: Option<&str>) -> Result<(), CallError> {
+    if !options.reverse_queries {
+        return Err(CallError::ReverseOff);
     }
-
-    /// [`Vakt::reverse_allowed`] for a caller with this mutual-TLS identity.
-    pub(super) fn reverse_allowed_for(&self, identity: Option<&str>) -> Result<(), CallError> {
-        let options = self.options();
-        if !options.reverse_queries {
-            return Err(CallError::ReverseOff);
-        }
-        let allow = &options.reverse_queries_allow;
-        if allow.is_empty() {
-            return Ok(());
-        }
-        // With an allow-list, a caller without an identity (plain TCP) is never
-        // on it; start refuses such listeners, and this holds if one slips by.
-        match identity {
-            Some(id) if allow.iter().any(|a| super::tls::allows(a, id)) => Ok(()),
-            Some(id) => Err(CallError::ReverseNotAllowed(format!("identity {id:?}"))),
-            None => Err(CallError::ReverseNotAllowed(
-                "a caller without an identity (plain TCP)".to_owned(),
-            )),
-        }
+    let allow = &options.reverse_queries_allow;
+    if allow.is_empty() {
+        return Ok(());
+    }
+    // With an allow-list, a caller without an identity (plain TCP) is never
+    // on it; start refuses such listeners, and this holds if one slips by.
+    match identity {
+        Some(id) if allow.iter().any(|a| super::tls::allows(a, id)) => Ok(()),
+        Some(id) => Err(CallError::ReverseNotAllowed(format!("identity {id:?}"))),
+        None => Err(CallError::ReverseNotAllowed(
+            "a caller without an identity (plain TCP)".to_owned(),
+        )),
     }
 }

@@ -129,6 +129,44 @@ impl Vakt {
         &self.admission
     }
 
+    /// Admits a gRPC call, or refuses it at once (see [`Admission::admit`]).
+    ///
+    /// [`Admission::admit`]: super::admission::Admission::admit
+    pub(super) fn admit<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<super::admission::Admitted<'_>, super::error::CallError> {
+        super::call::note_call(req);
+        self.admit_peer(super::admission::peer_key_of(req))
+    }
+
+    /// Admits a call from `key`, whatever protocol it came by.
+    pub(super) fn admit_peer(
+        &self,
+        key: Option<super::accept::PeerKey>,
+    ) -> Result<super::admission::Admitted<'_>, super::error::CallError> {
+        self.admission.admit(&self.options(), key)
+    }
+
+    /// Whether this gRPC call may ask a reverse query; gives the caller's
+    /// identity, for the query's log line.
+    pub(super) fn reverse_allowed<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<String>, super::error::CallError> {
+        let identity = super::admission::identity_of(req);
+        self.reverse_allowed_for(identity.as_deref())?;
+        Ok(identity)
+    }
+
+    /// Whether a caller with this mutual-TLS identity may ask a reverse query.
+    pub(super) fn reverse_allowed_for(
+        &self,
+        identity: Option<&str>,
+    ) -> Result<(), super::error::CallError> {
+        super::admission::reverse_allowed(&self.options(), identity)
+    }
+
     pub(super) fn metrics(&self) -> &super::metrics::ServerMetrics {
         &self.metrics
     }

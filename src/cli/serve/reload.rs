@@ -2,7 +2,8 @@
 //! [`Live`] ones in whole, and names each [`Fixed`] one that changed, which waits
 //! for a restart. Also loads the candidate policies of `--shadow-policies`.
 
-use super::settings::{Changes as _, Fixed, Live, Settings};
+use super::super::changes::Changes as _;
+use super::settings::{Fixed, Live, Settings};
 use crate::rules::snapshot::{Rules, Sources};
 use crate::server::{self, Vakt};
 use std::ffi::OsString;

@@ -4,11 +4,12 @@
 //! SIGHUP swaps them whole).
 //!
 //! Which settings changed is found by comparing the typed values field by field
-//! ([`Changes`], written by `settings!`), named by their flags: no list of names
+//! (`Changes`, written by `settings!` in `cli/changes.rs`), named by their flags: no list of names
 //! is kept by hand. Every flag is taken apart in [`Settings::from`], so a new
 //! flag that is in neither group does not compile.
 
 use super::super::args::SourceArgs;
+use super::super::changes::settings;
 use super::super::telemetry::LogFormat;
 use crate::decision_log::{Fsync, LogOptions, Rotation, SinkSpec};
 use crate::server::DEFAULT_MAX_BATCH;
@@ -236,42 +237,6 @@ pub(in crate::cli) struct ServeArgs {
     #[arg(long, env = "VAKT_POLL_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "1s")]
     poll_interval: std::time::Duration,
 }
-
-/// Settings that can be compared: the flags whose values differ.
-pub(in crate::cli) trait Changes {
-    /// Adds to `changed` the flag (without dashes) of each setting that differs
-    /// between `self` and `other`.
-    fn changes(&self, other: &Self, changed: &mut Vec<String>);
-}
-
-/// A struct of settings named like their flags, and its [`Changes`]: each field
-/// (`@group`: a struct of settings of its own) compared with `==`.
-macro_rules! settings {
-    (
-        $(#[$sm:meta])*
-        $vis:vis struct $name:ident {
-            $( @group $(#[$gm:meta])* $gvis:vis $group:ident : $gty:ty, )*
-            $( $(#[$fm:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
-        }
-    ) => {
-        $(#[$sm])*
-        $vis struct $name {
-            $( $(#[$gm])* $gvis $group: $gty, )*
-            $( $(#[$fm])* $fvis $field: $ty, )*
-        }
-        impl $crate::cli::serve::settings::Changes for $name {
-            fn changes(&self, other: &Self, changed: &mut Vec<String>) {
-                $( $crate::cli::serve::settings::Changes::changes(&self.$group, &other.$group, changed); )*
-                $(
-                    if self.$field != other.$field {
-                        changed.push(stringify!($field).replace('_', "-"));
-                    }
-                )*
-            }
-        }
-    };
-}
-pub(in crate::cli) use settings;
 
 settings! {
     /// What a running sidecar cannot change: its sources, listeners, transport
