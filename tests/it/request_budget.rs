@@ -373,7 +373,7 @@ fn a_header_block_is_charged_before_the_call_begins() {
         // with a small body still fits and is answered.
         let probe = large_request(0);
         eventually_some(
-            Duration::from_secs(5),
+            Duration::from_secs(30),
             "the held streams to be charged",
             || {
                 let probe = probe.clone();
