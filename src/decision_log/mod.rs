@@ -27,7 +27,7 @@ mod tail;
 pub mod verify;
 
 pub use file::Fsync;
-pub use record::{now_rfc3339, Caller, DecisionRecord, Trace};
+pub use record::{now_rfc3339, Caller, DecisionRecord, EnvoyNote, TokenNote, Trace};
 use redact::Redactor;
 pub use rotation::Rotation;
 pub use sink::{Delivery, SinkStats};

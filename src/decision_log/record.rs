@@ -96,6 +96,43 @@ pub struct DecisionRecord<'a> {
     /// For an allow: the teams that granted it and the link it rested on, so an
     /// access review can tell which grants were used.
     pub path: Option<&'a crate::decision::Path>,
+    /// For a call that handed out a token (`authorize_with_token`, `envoy_check`):
+    /// the token's id and expiry, never the token.
+    pub token: Option<TokenNote<'a>>,
+    /// For Envoy's Check: the request as it was checked.
+    pub envoy: Option<EnvoyNote<'a>>,
+}
+
+/// The token a decision handed out, as the record names it.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenNote<'a> {
+    /// `maskinporten` or `altinn` (a Maskinporten token exchanged at Altinn).
+    pub kind: &'a str,
+    /// The Maskinporten token's `jti`; `None` when it is not a JWT.
+    pub jti: Option<&'a str>,
+    /// When it expires.
+    pub expires_at: std::time::SystemTime,
+    /// The scopes granted, space-separated.
+    pub scope: &'a str,
+}
+
+/// An outgoing request Envoy asked about, as the record names it.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvoyNote<'a> {
+    /// The route that matched, when one did.
+    pub route: Option<&'a str>,
+    pub method: &'a str,
+    /// Lower-case, without port.
+    pub host: &'a str,
+    /// The normalised path.
+    pub path: &'a str,
+    /// Where the client was found (`path {instanceOwnerPartyId}`, `query party`,
+    /// `body /instanceOwner/organisationNumber`), when it was.
+    pub client_from: Option<&'a str>,
+    /// The client as extracted (an org number or a party id), when it was.
+    pub client: Option<&'a str>,
+    /// Shadow mode let a request through that the decision denied.
+    pub shadow_deny: bool,
 }
 
 /// RFC 3339 timestamp in UTC with microseconds.
@@ -207,6 +244,18 @@ impl Serialize for Scrubbed<'_, '_> {
         if let Some(p) = r.path {
             m.serialize_field("path", &PathOut(p))?;
         }
+        if let Some(t) = &r.token {
+            m.serialize_field("token", &TokenOut(t))?;
+        }
+        if let Some(e) = &r.envoy {
+            m.serialize_field(
+                "envoy",
+                &EnvoyOut {
+                    note: e,
+                    marks: &marks,
+                },
+            )?;
+        }
         m.serialize_field("revision", r.revision)?;
         m.serialize_field("data_sequence", &r.data_sequence)?;
         m.serialize_field("evaluation_us", &r.evaluation_us)?;
@@ -230,6 +279,67 @@ impl Serialize for Scrubbed<'_, '_> {
         let marks = marks.into_inner();
         if !marks.is_empty() {
             m.serialize_field("redacted", &marks)?;
+        }
+        m.end()
+    }
+}
+
+struct TokenOut<'r>(&'r TokenNote<'r>);
+
+impl Serialize for TokenOut<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let t = self.0;
+        let mut m = s.serialize_struct("Token", 4)?;
+        m.serialize_field("kind", t.kind)?;
+        if let Some(jti) = t.jti {
+            m.serialize_field("jti", &S(jti))?;
+        }
+        m.serialize_field(
+            "expires_at",
+            &humantime::format_rfc3339_seconds(t.expires_at).to_string(),
+        )?;
+        m.serialize_field("scope", &S(t.scope))?;
+        m.end()
+    }
+}
+
+struct EnvoyOut<'r> {
+    note: &'r EnvoyNote<'r>,
+    marks: &'r Marks,
+}
+
+impl Serialize for EnvoyOut<'_> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        let e = self.note;
+        let mut m = s.serialize_struct("Envoy", 7)?;
+        if let Some(r) = e.route {
+            m.serialize_field("route", &S(r))?;
+        }
+        m.serialize_field("method", &S(e.method))?;
+        m.serialize_field("host", &S(e.host))?;
+        m.serialize_field(
+            "path",
+            &Field {
+                value: e.path,
+                name: "envoy.path",
+                marks: self.marks,
+            },
+        )?;
+        if let Some(f) = e.client_from {
+            m.serialize_field("client_from", &S(f))?;
+        }
+        if let Some(c) = e.client {
+            m.serialize_field(
+                "client",
+                &Field {
+                    value: c,
+                    name: "envoy.client",
+                    marks: self.marks,
+                },
+            )?;
+        }
+        if e.shadow_deny {
+            m.serialize_field("shadow_deny", &true)?;
         }
         m.end()
     }
@@ -457,6 +567,8 @@ mod tests {
             trace: &Trace::default(),
             shadow: None,
             path: None,
+            token: None,
+            envoy: None,
         };
         let v: serde_json::Value =
             serde_json::from_str(&rec.to_json(&Redactor::default())).unwrap();
@@ -503,6 +615,8 @@ mod tests {
             trace: &Trace::default(),
             shadow: None,
             path: None,
+            token: None,
+            envoy: None,
         };
         let redactor = Redactor::new(["ticket".to_owned()]);
         let line = rec.to_json(&redactor);

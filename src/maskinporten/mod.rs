@@ -19,10 +19,12 @@ mod config;
 mod error;
 mod grant;
 mod http;
+mod idp;
 mod types;
 mod verify;
 
 pub use config::{GrantAlgorithm, KeySource, MaskinportenConfig, PRODUCTION_ISSUER, TEST_ISSUER};
+pub use idp::{IdentityProvider, IdentityProviderConfig};
 pub use error::{ConfigError, FieldProblem, TokenError, VerifyError};
 pub use types::{AccessToken, OrgNumber, Scope, Token, VerifiedToken};
 
@@ -158,6 +160,13 @@ impl Maskinporten {
     /// vendor APIs need.
     pub async fn vendor_token(&self, scopes: &[Scope]) -> Result<Token, TokenError> {
         self.token(Party::Vendor, scopes).await
+    }
+
+    /// `token` exchanged at Altinn's token exchange (`exchange`, the URL of
+    /// `GET authentication/api/v1/exchange/maskinporten`) for an Altinn token,
+    /// cached for the Maskinporten token's lifetime.
+    pub async fn altinn_token(&self, _token: &Token, _exchange: &Url) -> Result<Token, TokenError> {
+        Err(TokenError::unavailable("Altinn's token exchange is not built yet"))
     }
 
     /// How many token requests were sent to Maskinporten since start.

@@ -51,6 +51,58 @@ pub(super) fn decide_and_log<'s>(
     meta: &CallMeta,
     batch: bool,
 ) -> (Answer<'s>, Receipt) {
+    let decided = decide_only(vakt, snap, q, stale, batch);
+    let receipt = record(vakt, snap, q, &decided, meta, &Extra::AUTHORIZE);
+    (decided.into_answer(snap), receipt)
+}
+
+/// A decision made but not yet recorded: the binding calls fetch a token
+/// between the two, so the record can name it.
+pub(super) struct Decided {
+    pub(super) decision: Decision,
+    /// The candidate policies' decision, when `--shadow-policies` decides otherwise.
+    shadow: Option<Decision>,
+    pub(super) decision_id: String,
+    evaluation_us: u64,
+}
+
+impl Decided {
+    /// The answer the caller gets.
+    pub(super) fn into_answer(self, snap: &Snapshot) -> Answer<'_> {
+        Answer {
+            decision: self.decision,
+            decision_id: self.decision_id,
+            revision: &snap.revision,
+            data_sequence: snap.data.sequence,
+        }
+    }
+}
+
+/// What a record says beyond the decision: which call made it, the token it
+/// handed out, the outgoing request Envoy asked about.
+pub(super) struct Extra<'a> {
+    pub(super) call: &'static str,
+    pub(super) token: Option<crate::decision_log::TokenNote<'a>>,
+    pub(super) envoy: Option<crate::decision_log::EnvoyNote<'a>>,
+}
+
+impl Extra<'_> {
+    pub(super) const AUTHORIZE: Extra<'static> = Extra {
+        call: "authorize",
+        token: None,
+        envoy: None,
+    };
+}
+
+/// Decides one checked query (a deny when `stale` says the data may not be
+/// decided on), counts it and runs the shadow policies; records nothing.
+pub(super) fn decide_only(
+    vakt: &Vakt,
+    snap: &Snapshot,
+    q: &Query,
+    stale: Option<&str>,
+    batch: bool,
+) -> Decided {
     let started = Instant::now();
     let decision = match stale {
         Some(why) => Decision::data_stale(why),
@@ -70,34 +122,26 @@ pub(super) fn decide_and_log<'s>(
         }
         _ => None,
     };
-    let decision_id = new_decision_id();
-    let receipt = log(
-        vakt,
-        snap,
-        q,
-        (&decision, shadow.as_ref()),
-        &decision_id,
-        elapsed.as_micros() as u64,
-        meta,
-    );
-    let answer = Answer {
+    Decided {
         decision,
-        decision_id,
-        revision: &snap.revision,
-        data_sequence: snap.data.sequence,
-    };
-    (answer, receipt)
+        shadow,
+        decision_id: new_decision_id(),
+        evaluation_us: elapsed.as_micros() as u64,
+    }
 }
 
-fn log(
+/// Submits the record of a decision; the caller waits on the receipt before
+/// answering (no answer, and above all no ALLOW, without a record).
+pub(super) fn record(
     vakt: &Vakt,
     snap: &Snapshot,
     q: &Query,
-    (d, shadow): (&Decision, Option<&Decision>),
-    decision_id: &str,
-    evaluation_us: u64,
+    decided: &Decided,
     meta: &CallMeta,
+    extra: &Extra<'_>,
 ) -> Receipt {
+    let d = &decided.decision;
+    let decision_id = &*decided.decision_id;
     let decision_log = vakt.log();
     if !decision_log.is_enabled() {
         return Receipt::none();
@@ -107,7 +151,7 @@ fn log(
     let receipt = decision_log.submit(&DecisionRecord {
         decision_id,
         timestamp: now_rfc3339(),
-        call: "authorize",
+        call: extra.call,
         employee_id: &q.employee,
         system_user_id: Some(&q.system_user),
         system_user_external_ref: su.map(|s| &*s.external_ref),
@@ -120,12 +164,14 @@ fn log(
         reasons: &d.reasons,
         revision: &snap.revision,
         data_sequence: snap.data.sequence,
-        evaluation_us,
+        evaluation_us: decided.evaluation_us,
         context: q.context.json.as_ref(),
         caller: &meta.caller,
         trace: &meta.trace,
-        shadow: shadow.map(|s| (if s.allowed { "allow" } else { "deny" }, &s.reasons[..])),
+        shadow: decided.shadow.as_ref().map(|s| (if s.allowed { "allow" } else { "deny" }, &s.reasons[..])),
         path: d.path.as_ref(),
+        token: extra.token,
+        envoy: extra.envoy,
     });
     // Request fields are written as the decision log writes them: scrubbed.
     tracing::debug!(

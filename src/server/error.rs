@@ -30,6 +30,20 @@ pub enum CallError {
     /// A failure inside the sidecar.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// A binding call (`AuthorizeWithToken`, `VerifyToken`) on a sidecar with no
+    /// `[maskinporten]` in its configuration.
+    #[error("no [maskinporten] is configured, so this sidecar hands out and checks no tokens")]
+    NoMaskinporten,
+    /// A scope that the request's access package may not carry.
+    #[error("scopes: {0}")]
+    ScopeNotAllowed(String),
+    /// Maskinporten (or Altinn's token exchange) could not give the token an
+    /// ALLOW needs, so the call fails closed.
+    #[error("no token: {0}")]
+    TokenUnavailable(String),
+    /// Maskinporten refused the token request (its error and MP code).
+    #[error("Maskinporten refused the token: {0}")]
+    TokenRefused(String),
     /// The decision could not be recorded, so it is not answered (fail closed).
     #[error("the decision log cannot record decisions: {0}")]
     LogUnavailable(#[from] crate::decision_log::LogUnavailable),
@@ -44,6 +58,10 @@ impl CallError {
             CallError::Overloaded { .. } => 429,
             CallError::ReverseOff | CallError::ReverseNotAllowed(_) => 403,
             CallError::LogUnavailable(_) | CallError::DataStale(_) => 503,
+            CallError::NoMaskinporten => 501,
+            CallError::ScopeNotAllowed(_) => 403,
+            CallError::TokenUnavailable(_) => 503,
+            CallError::TokenRefused(_) => 502,
             CallError::Internal(_) => 500,
         }
     }
@@ -54,6 +72,9 @@ impl From<CallError> for Status {
         let code = match &e {
             CallError::InvalidField(_) | CallError::BatchTooLarge { .. } => Code::InvalidArgument,
             CallError::LogUnavailable(_) | CallError::DataStale(_) => Code::Unavailable,
+            CallError::TokenUnavailable(_) => Code::Unavailable,
+            CallError::NoMaskinporten | CallError::TokenRefused(_) => Code::FailedPrecondition,
+            CallError::ScopeNotAllowed(_) => Code::PermissionDenied,
             CallError::Cursor(c) => match c {
                 super::cursor::CursorError::Unknown | super::cursor::CursorError::OtherQuery => {
                     Code::InvalidArgument

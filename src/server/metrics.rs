@@ -21,10 +21,14 @@ pub(crate) enum Method {
     AuthzenSearchSubject = 8,
     AuthzenSearchResource = 9,
     AuthzenSearchAction = 10,
+    AuthorizeWithToken = 11,
+    VerifyToken = 12,
+    /// Envoy's `envoy.service.auth.v3.Authorization/Check`.
+    EnvoyCheck = 13,
 }
 
 /// How many [`Method`]s there are.
-const N_METHODS: usize = 11;
+const N_METHODS: usize = 14;
 
 impl Method {
     pub(crate) fn name(self) -> &'static str {
@@ -35,7 +39,7 @@ impl Method {
     /// not a call, and unknown paths are not counted, so the labels stay few).
     pub(crate) fn authzen(path: &str) -> Option<Method> {
         let path = path.strip_prefix('/')?;
-        METHODS[Method::AuthzenEvaluation as usize..]
+        METHODS[Method::AuthzenEvaluation as usize..=Method::AuthzenSearchAction as usize]
             .iter()
             .find(|(_, name)| *name == path)
             .map(|(m, _)| *m)
@@ -54,6 +58,9 @@ pub(super) const METHODS: [(Method, &str); N_METHODS] = [
     (Method::AuthzenSearchSubject, "access/v1/search/subject"),
     (Method::AuthzenSearchResource, "access/v1/search/resource"),
     (Method::AuthzenSearchAction, "access/v1/search/action"),
+    (Method::AuthorizeWithToken, "AuthorizeWithToken"),
+    (Method::VerifyToken, "VerifyToken"),
+    (Method::EnvoyCheck, "envoy.service.auth.v3.Authorization/Check"),
 ];
 
 /// An AuthZEN answer's HTTP status as the gRPC status code the same failure

@@ -21,15 +21,19 @@ mod admin;
 mod admission;
 mod authorize;
 pub(crate) mod authzen;
+mod authorize_with_token;
 mod batch;
+mod binding;
 mod budget;
 mod call;
 mod convert;
 mod cursor;
 mod dispatch;
 pub mod envoy;
+mod envoy_check;
 mod error;
 mod export;
+mod issued;
 mod metrics;
 mod options;
 mod resolve;
@@ -37,6 +41,7 @@ mod reverse;
 mod state;
 mod status;
 mod tls;
+mod verify_token;
 
 pub use accept::{incoming, AcceptLimits, Connections, Listener};
 pub use admin::{serve_admin, AdminState};
@@ -49,6 +54,7 @@ pub use options::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEQUENCE_WAIT,
 };
+pub use binding::{Binding, EnvoyBinding};
 pub use state::{Shadow, Vakt};
 
 /// The target of the span each call gets when traces are exported, so the
@@ -101,6 +107,20 @@ impl proto::authorizer_server::Authorizer for Service {
         &self,
         req: Request<proto::WhatCanRequest>,
     ) -> Result<Response<proto::WhatCanResponse>, Status> {
+        dispatch::run(&self.0, req).await
+    }
+
+    async fn authorize_with_token(
+        &self,
+        req: Request<proto::AuthorizeWithTokenRequest>,
+    ) -> Result<Response<proto::AuthorizeWithTokenResponse>, Status> {
+        dispatch::run(&self.0, req).await
+    }
+
+    async fn verify_token(
+        &self,
+        req: Request<proto::VerifyTokenRequest>,
+    ) -> Result<Response<proto::VerifyTokenResponse>, Status> {
         dispatch::run(&self.0, req).await
     }
 
@@ -189,8 +209,12 @@ pub async fn serve_on(
     // A request larger than the limit is refused from its length prefix, before
     // its body is read or decoded; the same limit for every service, so the
     // budget knows the most any message can hold.
+    let vakt_for_envoy = vakt.clone();
     let authorizer =
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
+    // Envoy's ext_authz Check is always served; without routes configured it
+    // denies every request (fail closed), saying why.
+    let envoy_check = envoy_check::service(vakt_for_envoy).max_decoding_message_size(o.max_message_bytes);
     let health_service = health_service.max_decoding_message_size(o.max_message_bytes);
     let reflection = reflection.max_decoding_message_size(o.max_message_bytes);
     let reflection_v1alpha = reflection_v1alpha.max_decoding_message_size(o.max_message_bytes);
@@ -206,6 +230,7 @@ pub async fn serve_on(
         .add_service(charging.wrap(reflection))
         .add_service(charging.wrap(reflection_v1alpha))
         .add_service(charging.wrap(authorizer))
+        .add_service(charging.wrap(envoy_check))
         .serve_with_incoming_shutdown(
             accept::incoming_counted(listeners, &o.accept_limits(), &connections).http2(),
             shutdown,

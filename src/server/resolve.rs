@@ -57,6 +57,8 @@ impl Call for proto::ResolveSystemUserRequest {
                 trace: &meta.trace,
                 shadow: None,
                 path: None,
+                token: None,
+                envoy: None,
             })
         };
         receipt.wait().await?;

@@ -32,6 +32,13 @@ pub struct Vakt {
     connections: super::accept::Connections,
     /// Request bytes held on every listener, for `--max-buffered-request-bytes`.
     request_budget: Arc<super::budget::Budget>,
+    /// The Maskinporten client, the scopes per package, Envoy's routes and the
+    /// token exchange (`[maskinporten]`, `[envoy]`, `[[route]]`); none when the
+    /// configuration has no `[maskinporten]`. Swapped whole on SIGHUP.
+    binding: arc_swap::ArcSwapOption<super::binding::Binding>,
+    /// The tokens handed out on ALLOW, by `jti`, kept for their lifetime so
+    /// `VerifyToken` can name the decision behind a token.
+    issued: super::issued::Issued,
 }
 
 /// Candidate policies compiled with the serving schema, for shadow evaluation.
@@ -57,7 +64,30 @@ impl Vakt {
             cursors: Default::default(),
             connections: Default::default(),
             request_budget: Default::default(),
+            binding: Default::default(),
+            issued: Default::default(),
         }
+    }
+
+    /// The same, binding: it hands out Maskinporten tokens on ALLOW and, with
+    /// routes configured, answers Envoy's Check.
+    pub fn with_binding(self, binding: super::binding::Binding) -> Self {
+        self.binding.store(Some(Arc::new(binding)));
+        self
+    }
+
+    /// The binding settings as they are now.
+    pub fn binding(&self) -> Option<Arc<super::binding::Binding>> {
+        self.binding.load_full()
+    }
+
+    /// Swaps in new binding settings whole (a SIGHUP); none turns binding off.
+    pub fn set_binding(&self, binding: Option<super::binding::Binding>) {
+        self.binding.store(binding.map(Arc::new));
+    }
+
+    pub(super) fn issued(&self) -> &super::issued::Issued {
+        &self.issued
     }
 
     /// The same, its data named by where it comes from (`files`, `postgres`) in

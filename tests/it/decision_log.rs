@@ -626,6 +626,8 @@ async fn a_buffered_file_never_blocks_and_counts_what_it_loses() {
         trace: &Default::default(),
         shadow: None,
         path: None,
+        token: None,
+        envoy: None,
     };
     for _ in 0..5 {
         vakt_log
