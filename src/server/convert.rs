@@ -87,3 +87,18 @@ impl From<Answer<'_>> for proto::AuthorizeResponse {
         }
     }
 }
+
+/// A decision as AuthorizeWithToken answers it, before any token is added.
+impl From<Answer<'_>> for proto::AuthorizeWithTokenResponse {
+    fn from(a: Answer<'_>) -> Self {
+        let r = proto::AuthorizeResponse::from(a);
+        Self {
+            decision: r.decision,
+            reasons: r.reasons,
+            decision_id: r.decision_id,
+            revision: r.revision,
+            data_sequence: r.data_sequence,
+            ..Default::default()
+        }
+    }
+}
