@@ -5,6 +5,7 @@
 
 mod altinn_shapes;
 mod authzen;
+mod binding;
 mod cli;
 mod client_examples;
 mod common;
