@@ -21,9 +21,10 @@
 //!   listeners (TCP, TLS, a Unix socket) and their limits; the admin HTTP listener,
 //!   metrics and traces.
 //! - [`maskinporten`]: the Maskinporten client, sole holder of its key: signed JWT
-//!   grants for system-user and vendor tokens, the token cache, and checks of
-//!   presented tokens against Maskinporten's JWKS (it shares the key-file
-//!   permission rule of [`decision_log`]).
+//!   grants for system-user and vendor tokens, the token cache, Altinn's token
+//!   exchange, and checks of presented tokens against Maskinporten's JWKS (it
+//!   shares the key-file permission rule of [`decision_log`]); and the identity
+//!   provider whose JWTs name the employee behind an Envoy Check.
 //! - [`tools`]: the offline tools for security teams and CI: policy test suites,
 //!   decision-log replay, proofs with Cedar's symbolic compiler and cvc5, the access
 //!   review, generated worlds. Each decides through [`decision`], like the server.

@@ -1,4 +1,5 @@
-//! The token cache: one entry per (party, scopes), bounded, each entry refreshed
+//! The token cache: one entry per key (party and scopes for Maskinporten's
+//! tokens; the Maskinporten token for Altinn's), bounded, each entry refreshed
 //! before expiry by exactly one fetch while concurrent callers wait for it.
 
 use super::error::TokenError;
@@ -6,22 +7,31 @@ use super::grant::Party;
 use super::types::Token;
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Who the token is for and its scopes, sorted and space-joined.
 pub(crate) type Key = (Party, String);
 
-pub(crate) struct TokenCache {
-    map: Mutex<Map>,
+pub(crate) struct TokenCache<K = Key> {
+    map: Mutex<Map<K>>,
     capacity: usize,
     refresh_before: Duration,
 }
 
-#[derive(Default)]
-struct Map {
-    entries: HashMap<Key, Arc<Entry>>,
+struct Map<K> {
+    entries: HashMap<K, Arc<Entry>>,
     next_seq: u64,
+}
+
+impl<K> Default for Map<K> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            next_seq: 0,
+        }
+    }
 }
 
 struct Entry {
@@ -40,7 +50,7 @@ struct State {
     failed: Option<(Instant, TokenError)>,
 }
 
-impl TokenCache {
+impl<K: Hash + Eq + Clone> TokenCache<K> {
     pub fn new(capacity: usize, refresh_before: Duration) -> Self {
         Self {
             map: Mutex::default(),
@@ -55,7 +65,7 @@ impl TokenCache {
 
     /// The cached token for `key` if it has more than `refresh_before` left,
     /// else the result of `fetch`, run once however many callers wait for it.
-    pub async fn get_or_fetch<F, Fut>(&self, key: Key, fetch: F) -> Result<Token, TokenError>
+    pub async fn get_or_fetch<F, Fut>(&self, key: K, fetch: F) -> Result<Token, TokenError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, TokenError>>,
@@ -89,7 +99,7 @@ impl TokenCache {
         result
     }
 
-    fn entry(&self, key: Key) -> Arc<Entry> {
+    fn entry(&self, key: K) -> Arc<Entry> {
         // A poisoned lock only means a panic elsewhere mid-insert; the map is
         // still a map.
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());

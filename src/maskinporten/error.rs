@@ -10,11 +10,16 @@ pub enum TokenError {
     /// Maskinporten could not be reached or gave no usable answer in time
     /// (connection refused, timeout, a 5xx, an answer that is not its protocol).
     /// Callers answer gRPC `UNAVAILABLE` with the reason.
-    #[error("Maskinporten is unavailable: {reason}")]
+    /// Altinn's token exchange out of reach is one too; its reason then starts
+    /// with "Altinn's token exchange".
+    #[error("{}{reason}", if .reason.starts_with(ALTINN_EXCHANGE) { "" } else { "Maskinporten is unavailable: " })]
     Unavailable { reason: String },
     /// Maskinporten answered and refused the grant: its `error`, its
     /// `error_description`, and the MP code found in the description (`MP-012`).
-    #[error("Maskinporten refused the token request: {error}{}{}", .mp_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(), if .error_description.is_empty() { String::new() } else { format!(": {}", .error_description) })]
+    /// Altinn's token exchange refusing a Maskinporten token (HTTP 401 or 403)
+    /// is one too: its `error` starts with `altinn:` ([`ALTINN_REFUSAL`]) and
+    /// its description is Altinn's message.
+    #[error("{} refused the token request: {error}{}{}", refused_by(.error), .mp_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(), if .error_description.is_empty() { String::new() } else { format!(": {}", .error_description) })]
     Refused {
         error: String,
         error_description: String,
@@ -28,6 +33,21 @@ pub enum TokenError {
     /// malformed scope or external reference).
     #[error("invalid token request: {reason}")]
     InvalidRequest { reason: String },
+}
+
+/// The prefix of [`TokenError::Refused`]'s `error` when Altinn's token
+/// exchange refused, not Maskinporten.
+pub const ALTINN_REFUSAL: &str = "altinn:";
+
+/// How reasons about Altinn's token exchange begin.
+pub(crate) const ALTINN_EXCHANGE: &str = "Altinn's token exchange";
+
+fn refused_by(error: &str) -> &'static str {
+    if error.starts_with(ALTINN_REFUSAL) {
+        ALTINN_EXCHANGE
+    } else {
+        "Maskinporten"
+    }
 }
 
 impl TokenError {

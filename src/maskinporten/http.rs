@@ -1,5 +1,6 @@
-//! The HTTP client for Maskinporten: one request per connection (tokens are cached,
-//! so requests are rare), HTTPS with the built-in roots plus an optional extra CA,
+//! The HTTP client for Maskinporten, Altinn's token exchange and the identity
+//! provider's JWKS: one request per connection (tokens and keys are cached, so
+//! requests are rare), HTTPS with the built-in roots plus an optional extra CA,
 //! plain http only to loopback, every answer bounded in size and time.
 
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -68,20 +69,28 @@ impl HttpClient {
     }
 
     pub async fn get(&self, url: &Url) -> Result<Answer, String> {
-        self.send(url, hyper::Method::GET, None).await
+        self.send(url, hyper::Method::GET, None, None).await
     }
 
     pub async fn post_form(&self, url: &Url, form: String) -> Result<Answer, String> {
-        self.send(url, hyper::Method::POST, Some(form)).await
+        self.send(url, hyper::Method::POST, Some(form), None).await
+    }
+
+    /// A GET with `authorization: Bearer <bearer>`, accepting plain text or
+    /// JSON (Altinn's token exchange answers either).
+    pub async fn get_bearer(&self, url: &Url, bearer: &str) -> Result<Answer, String> {
+        self.send(url, hyper::Method::GET, None, Some(bearer)).await
     }
 
     /// One exchange, bounded by the request timeout as a whole. Errors are
-    /// reasons for `Unavailable`; none quotes the request body (the grant).
+    /// reasons for `Unavailable`; none quotes the request body (the grant) or
+    /// the bearer token.
     async fn send(
         &self,
         url: &Url,
         method: hyper::Method,
         form: Option<String>,
+        bearer: Option<&str>,
     ) -> Result<Answer, String> {
         let shown = format!(
             "{}://{}{}",
@@ -89,7 +98,12 @@ impl HttpClient {
             url.host_str().unwrap_or(""),
             url.path()
         );
-        match tokio::time::timeout(self.request_timeout, self.exchange(url, method, form)).await {
+        match tokio::time::timeout(
+            self.request_timeout,
+            self.exchange(url, method, form, bearer),
+        )
+        .await
+        {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(format!("{shown}: {e}")),
             Err(_) => Err(format!(
@@ -104,6 +118,7 @@ impl HttpClient {
         url: &Url,
         method: hyper::Method,
         form: Option<String>,
+        bearer: Option<&str>,
     ) -> Result<Answer, String> {
         let https = match url.scheme() {
             "https" => true,
@@ -161,11 +176,24 @@ impl HttpClient {
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, authority)
-            .header(hyper::header::ACCEPT, "application/json")
+            .header(
+                hyper::header::ACCEPT,
+                if bearer.is_some() {
+                    "text/plain, application/json"
+                } else {
+                    "application/json"
+                },
+            )
             .header(
                 hyper::header::USER_AGENT,
                 concat!("vakt/", env!("CARGO_PKG_VERSION")),
             );
+        if let Some(b) = bearer {
+            let mut value = hyper::header::HeaderValue::try_from(format!("Bearer {b}"))
+                .map_err(|_| "the bearer token cannot be sent in a header".to_owned())?;
+            value.set_sensitive(true);
+            req = req.header(hyper::header::AUTHORIZATION, value);
+        }
         if form.is_some() {
             req = req.header(
                 hyper::header::CONTENT_TYPE,

@@ -1,14 +1,18 @@
 //! Vakt's Maskinporten client: the only holder of the vendor's Maskinporten key.
 //! It signs JWT grants (RFC 7523), gets system-user and vendor tokens, caches them,
-//! and checks presented tokens against Maskinporten's JWKS.
+//! exchanges them for Altinn tokens, and checks presented tokens against
+//! Maskinporten's JWKS. Beside it, the end-user system's identity provider, whose
+//! JWTs name the employee behind an Envoy Check.
 //!
 //! - `config`: [`MaskinportenConfig`], its checks, and the key (never printed).
 //! - `grant`: the signed grant, by Maskinporten's rules.
-//! - `http`: HTTPS to Maskinporten, bounded in size and time; plain http only to
-//!   loopback.
-//! - `cache`: tokens per (party, scopes), refreshed before expiry, one fetch in
-//!   flight per entry.
-//! - `verify`: the JWKS and the checks of a presented token.
+//! - `http`: HTTPS to Maskinporten, Altinn and the identity provider, bounded in
+//!   size and time; plain http only to loopback.
+//! - `cache`: tokens per (party, scopes), and Altinn tokens per Maskinporten
+//!   token, refreshed before expiry, one fetch in flight per entry.
+//! - `verify`: JWKS parsing and the checks of a presented Maskinporten token.
+//! - `idp`: [`IdentityProvider`], the employee from the identity provider's JWT,
+//!   checked against its JWKS without ever blocking.
 //!
 //! Every failure fails closed: no token, and a [`TokenError`] the caller maps to
 //! gRPC (`Unavailable` → `UNAVAILABLE`). No error or log line carries a token, a
@@ -23,13 +27,18 @@ mod idp;
 mod types;
 mod verify;
 
-pub use config::{GrantAlgorithm, KeySource, MaskinportenConfig, PRODUCTION_ISSUER, TEST_ISSUER};
+pub use config::{
+    GrantAlgorithm, KeySource, MaskinportenConfig, MaskinportenTable, PRODUCTION_ISSUER,
+    TEST_ISSUER,
+};
+pub use error::{ConfigError, FieldProblem, TokenError, VerifyError, ALTINN_REFUSAL};
 pub use idp::{IdentityProvider, IdentityProviderConfig};
-pub use error::{ConfigError, FieldProblem, TokenError, VerifyError};
 pub use types::{AccessToken, OrgNumber, Scope, Token, VerifiedToken};
 
+use error::ALTINN_EXCHANGE;
 use grant::Party;
 use serde::Deserialize;
+use sha2::Digest as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -54,8 +63,11 @@ struct Inner {
     http: http::HttpClient,
     metadata: tokio::sync::Mutex<Option<(Instant, Arc<Metadata>)>>,
     cache: cache::TokenCache,
+    /// Altinn tokens by (exchange URL, SHA-256 of the Maskinporten token).
+    altinn_cache: cache::TokenCache<(String, [u8; 32])>,
     jwks: tokio::sync::Mutex<verify::JwksState>,
     fetches: AtomicU64,
+    exchanges: AtomicU64,
 }
 
 impl std::fmt::Debug for Maskinporten {
@@ -117,6 +129,7 @@ impl Maskinporten {
         Ok(Self {
             inner: Arc::new(Inner {
                 cache: cache::TokenCache::new(config.cache_capacity, config.refresh_before),
+                altinn_cache: cache::TokenCache::new(config.cache_capacity, config.refresh_before),
                 issuer: checked.issuer,
                 token_endpoint: checked.token_endpoint,
                 audience: checked.audience,
@@ -125,6 +138,7 @@ impl Maskinporten {
                 metadata: tokio::sync::Mutex::default(),
                 jwks: tokio::sync::Mutex::default(),
                 fetches: AtomicU64::new(0),
+                exchanges: AtomicU64::new(0),
                 config,
             }),
         })
@@ -165,8 +179,124 @@ impl Maskinporten {
     /// `token` exchanged at Altinn's token exchange (`exchange`, the URL of
     /// `GET authentication/api/v1/exchange/maskinporten`) for an Altinn token,
     /// cached for the Maskinporten token's lifetime.
-    pub async fn altinn_token(&self, _token: &Token, _exchange: &Url) -> Result<Token, TokenError> {
-        Err(TokenError::unavailable("Altinn's token exchange is not built yet"))
+    ///
+    /// One exchange per Maskinporten token (however many callers wait for it);
+    /// the Altinn token is used until the earlier of its own `exp` and the
+    /// Maskinporten token's expiry. Altinn out of reach, a 5xx or a 429 is
+    /// [`TokenError::Unavailable`]; a 401 or 403 is [`TokenError::Refused`]
+    /// with an `error` starting [`ALTINN_REFUSAL`] and Altinn's message; any
+    /// other answer is [`TokenError::Misconfigured`] (a wrong URL, most likely).
+    pub async fn altinn_token(&self, token: &Token, exchange: &Url) -> Result<Token, TokenError> {
+        if token.remaining().is_zero() {
+            return Err(TokenError::InvalidRequest {
+                reason: "the Maskinporten token to exchange has expired".into(),
+            });
+        }
+        if exchange.scheme() != "https"
+            && !(exchange.scheme() == "http" && http::is_loopback(exchange))
+        {
+            return Err(TokenError::Misconfigured {
+                reason: format!(
+                    "{ALTINN_EXCHANGE} {}://{}{} is not https",
+                    exchange.scheme(),
+                    exchange.host_str().unwrap_or(""),
+                    exchange.path()
+                ),
+            });
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(token.access_token.expose().as_bytes()).into();
+        let key = (exchange.as_str().to_owned(), digest);
+        self.inner
+            .altinn_cache
+            .get_or_fetch(key, || self.exchange(token, exchange))
+            .await
+    }
+
+    /// One exchange at Altinn.
+    async fn exchange(&self, token: &Token, url: &Url) -> Result<Token, TokenError> {
+        let inner = &*self.inner;
+        inner.exchanges.fetch_add(1, Ordering::Relaxed);
+        let answer = inner
+            .http
+            .get_bearer(url, token.access_token.expose())
+            .await
+            .map_err(|e| {
+                TokenError::unavailable(format!("{ALTINN_EXCHANGE} is unavailable: {e}"))
+            })?;
+        match answer.status {
+            200 => {}
+            401 | 403 => {
+                return Err(TokenError::Refused {
+                    error: format!(
+                        "{}{}",
+                        error::ALTINN_REFUSAL,
+                        if answer.status == 401 {
+                            "unauthorized"
+                        } else {
+                            "forbidden"
+                        }
+                    ),
+                    error_description: altinn_message(answer.status, &answer.body),
+                    mp_code: None,
+                })
+            }
+            429 | 500..=599 => {
+                return Err(TokenError::unavailable(format!(
+                    "{ALTINN_EXCHANGE} is unavailable: it answered HTTP {}",
+                    answer.status
+                )))
+            }
+            status => {
+                return Err(TokenError::Misconfigured {
+                    reason: format!(
+                        "{ALTINN_EXCHANGE} answered HTTP {status} ({}); is its URL right?",
+                        altinn_message(status, &answer.body)
+                    ),
+                })
+            }
+        }
+        let jwt = altinn_answer(&answer.body).ok_or_else(|| {
+            TokenError::unavailable(format!(
+                "{ALTINN_EXCHANGE} answered something that is not a JWT"
+            ))
+        })?;
+        // Read, not verified: it came over TLS from the exchange itself, and
+        // Altinn checks it on every call.
+        let claims = jsonwebtoken::dangerous::insecure_decode_claims::<types::TokenClaims>(&jwt)
+            .map_err(|_| {
+                TokenError::unavailable(format!(
+                    "{ALTINN_EXCHANGE} answered a token whose claims cannot be read"
+                ))
+            })?;
+        let mut expires_at = token.expires_at;
+        if let Some(exp) = claims.exp {
+            expires_at = expires_at.min(types::from_epoch(exp));
+        }
+        if expires_at <= SystemTime::now() {
+            return Err(TokenError::unavailable(format!(
+                "{ALTINN_EXCHANGE} answered a token that has already expired"
+            )));
+        }
+        let altinn = Token {
+            access_token: AccessToken::new(jwt),
+            expires_at,
+            jti: claims.jti,
+            scope: token.scope.clone(),
+            system_user_ids: token.system_user_ids.clone(),
+            system_user_org: token.system_user_org.clone(),
+        };
+        tracing::info!(
+            jti = altinn.jti.as_deref().unwrap_or("-"),
+            maskinporten_jti = token.jti.as_deref().unwrap_or("-"),
+            expires_in = altinn.remaining().as_secs(),
+            "Altinn token exchanged"
+        );
+        Ok(altinn)
+    }
+
+    /// How many exchanges were sent to Altinn since start.
+    pub fn altinn_exchanges(&self) -> u64 {
+        self.inner.exchanges.load(Ordering::Relaxed)
     }
 
     /// How many token requests were sent to Maskinporten since start.
@@ -406,6 +536,52 @@ fn well_known(issuer: &Url) -> Url {
     url
 }
 
+/// The JWT of the exchange's answer: ASP.NET answers a string as text, or as a
+/// JSON string when JSON is what the client accepts first. `None` unless it
+/// has a JWT's shape (three base64url parts).
+fn altinn_answer(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let jwt = if text.starts_with('"') {
+        serde_json::from_str::<String>(text).ok()?
+    } else {
+        text.to_owned()
+    };
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let base64url = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    (parts.len() == 3 && parts.iter().all(|p| base64url(p))).then_some(jwt)
+}
+
+/// Altinn's message in a refusal: a problem document's `detail` or `title`, a
+/// JSON string, or the text; bounded and without control characters.
+fn altinn_message(status: u16, body: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let message = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(o)) => ["detail", "title", "error_description", "error"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(|v| v.as_str()).map(str::to_owned))
+            .unwrap_or_default(),
+        Ok(serde_json::Value::String(s)) => s,
+        _ => text.to_owned(),
+    };
+    let message: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX)
+        .collect();
+    let message = message.trim();
+    if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("{message} (HTTP {status})")
+    }
+}
+
 /// A 4xx answer as a refusal, with the MP code from its description.
 fn refusal(status: u16, body: &[u8]) -> TokenError {
     match serde_json::from_slice::<ErrorAnswer>(body) {
@@ -428,6 +604,35 @@ fn refusal(status: u16, body: &[u8]) -> TokenError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exchange_answer_is_read_as_text_or_as_a_json_string() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.c2ln";
+        assert_eq!(altinn_answer(jwt.as_bytes()).as_deref(), Some(jwt));
+        assert_eq!(
+            altinn_answer(format!("\"{jwt}\"\n").as_bytes()).as_deref(),
+            Some(jwt)
+        );
+        for bad in [
+            "",
+            "<html>ok</html>",
+            "a.b",
+            "a.b.c.d",
+            "\"a b.c.d\"",
+            "a..c",
+        ] {
+            assert_eq!(altinn_answer(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn altinns_refusal_message_is_bounded_and_readable() {
+        let problem = br#"{"type":"https://tools.ietf.org/html/rfc9110#section-15.5.2","title":"Unauthorized","status":401}"#;
+        assert_eq!(altinn_message(401, problem), "Unauthorized (HTTP 401)");
+        assert_eq!(altinn_message(403, b""), "HTTP 403");
+        assert_eq!(altinn_message(401, b"no\r\nway"), "no  way (HTTP 401)");
+        assert!(altinn_message(401, &[b'x'; 5000]).len() < 220);
+    }
 
     #[test]
     fn the_metadata_url_follows_rfc_8414() {

@@ -34,30 +34,10 @@ impl JwksState {
 
     /// Replaces the keys with the RSA signing keys of `body`.
     pub fn replace(&mut self, body: &[u8]) -> Result<usize, String> {
-        let set: JwkSet =
-            serde_json::from_slice(body).map_err(|e| format!("the JWKS is not a JWK set: {e}"))?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let Some(kid) = &jwk.common.key_id else {
-                continue;
-            };
-            if matches!(
-                jwk.common.public_key_use,
-                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-            ) {
-                continue;
-            }
-            if !matches!(
-                jwk.algorithm,
-                jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
-            ) {
-                continue;
-            }
-            if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                keys.insert(kid.clone(), key);
-            }
-        }
-        self.keys = keys;
+        self.keys = signing_keys(body, false)?
+            .into_iter()
+            .map(|(kid, k)| (kid, k.key))
+            .collect();
         self.fetched = Some(Instant::now());
         Ok(self.keys.len())
     }
@@ -65,6 +45,54 @@ impl JwksState {
     pub fn key(&self, kid: &str) -> Option<&DecodingKey> {
         self.keys.get(kid)
     }
+}
+
+/// The most keys taken from one JWKS; real sets hold a handful.
+const MAX_KEYS: usize = 100;
+
+/// A signing key of a JWKS, with the algorithm it names (if it names one).
+pub(crate) struct SigningKey {
+    pub key: DecodingKey,
+    pub alg: Option<jsonwebtoken::jwk::KeyAlgorithm>,
+}
+
+/// The signing keys of the JWK set `body`, by `kid`: RSA keys, and elliptic
+/// curve keys when `ec` is set. Keys without a `kid`, for encryption, or of
+/// other kinds (symmetric ones above all) are left out.
+pub(crate) fn signing_keys(body: &[u8], ec: bool) -> Result<HashMap<String, SigningKey>, String> {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    let set: JwkSet =
+        serde_json::from_slice(body).map_err(|e| format!("the JWKS is not a JWK set: {e}"))?;
+    let mut keys = HashMap::new();
+    for jwk in set.keys.iter().take(MAX_KEYS) {
+        let Some(kid) = &jwk.common.key_id else {
+            continue;
+        };
+        if matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            continue;
+        }
+        let wanted = match &jwk.algorithm {
+            P::RSA(_) => true,
+            P::EllipticCurve(_) => ec,
+            _ => false,
+        };
+        if !wanted {
+            continue;
+        }
+        if let Ok(key) = DecodingKey::from_jwk(jwk) {
+            keys.insert(
+                kid.clone(),
+                SigningKey {
+                    key,
+                    alg: jwk.common.key_algorithm,
+                },
+            );
+        }
+    }
+    Ok(keys)
 }
 
 /// The algorithm and kid of `token`, or why it cannot be one of Maskinporten's.

@@ -19,6 +19,7 @@ mod file_inputs;
 mod fuzz_regressions;
 mod half_written;
 mod hardening;
+mod idp;
 mod live_files;
 mod loading;
 mod maskinporten;

@@ -1,8 +1,10 @@
 //! The Maskinporten client against the stand-in (tests/it/common/maskinporten.rs),
 //! which enforces the real JWT-grant rules: tokens, refusals with MP codes,
-//! outages, the cache, vendor tokens, token checks and key-file rules.
+//! outages, the cache, vendor tokens, token checks and key-file rules; and
+//! Altinn's token exchange against the Altinn stand-in (tests/it/common/altinn.rs).
 
 use crate::common;
+use common::altinn::Altinn;
 use common::maskinporten::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -672,4 +674,162 @@ async fn the_key_and_the_token_never_show_in_debug_or_errors() {
     let token_payload = t.access_token.expose().split('.').nth(1).unwrap();
     assert!(!shown.contains(token_payload));
     assert!(shown.contains(CLIENT_ID), "{shown}");
+}
+
+#[tokio::test]
+async fn an_altinn_token_is_exchanged_once_per_maskinporten_token_and_works_at_altinn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = StandIn::start().await;
+    let altinn = Altinn::start(&mp).await;
+    let c = client(mp.config(dir.path()));
+    let exchange = altinn.exchange_url();
+    let t = c
+        .system_user_token(&org(CUSTOMER_ORG), &scopes(&[SCOPE]), None)
+        .await
+        .unwrap();
+    // Twenty callers at once, then more: one exchange.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (c, t, exchange) = (c.clone(), t.clone(), exchange.clone());
+        tasks.spawn(async move { c.altinn_token(&t, &exchange).await.unwrap() });
+    }
+    let tokens: Vec<_> = tasks.join_all().await;
+    let a = c.altinn_token(&t, &exchange).await.unwrap();
+    assert!(tokens.iter().all(|x| x.access_token == a.access_token));
+    assert_eq!(altinn.exchanges(), 1);
+    assert_eq!(c.altinn_exchanges(), 1);
+    // It is Altinn's token, for the same system user, no longer-lived than the
+    // Maskinporten token.
+    assert_ne!(a.access_token, t.access_token);
+    assert_ne!(a.jti, t.jti);
+    assert!(a.jti.is_some());
+    assert_eq!(a.system_user_ids, [CUSTOMER_SYSTEM_USER]);
+    assert_eq!(a.system_user_org.as_deref(), Some(CUSTOMER_ORG));
+    assert!(a.expires_at <= t.expires_at);
+    // End to end: Altinn's resource takes the Altinn token, not the
+    // Maskinporten one.
+    let (status, body) = altinn.call_resource(a.access_token.expose()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["orgNumber"], VENDOR_ORG);
+    assert_eq!(
+        body["authorization_details"][0]["systemuser_id"][0],
+        CUSTOMER_SYSTEM_USER
+    );
+    assert_eq!(altinn.call_resource(t.access_token.expose()).await.0, 401);
+
+    // Another Maskinporten token is another exchange; an Altinn token that
+    // lives shorter than it sets the expiry; a JSON-quoted answer is read too.
+    altinn.set_token_lifetime(60);
+    altinn.set_always_json(true);
+    let v = c.vendor_token(&scopes(&[VENDOR_SCOPE])).await.unwrap();
+    let b = c.altinn_token(&v, &exchange).await.unwrap();
+    assert_eq!(altinn.exchanges(), 2);
+    let left = b.remaining().as_secs();
+    assert!((50..=60).contains(&left), "{left}");
+    assert!(v.remaining().as_secs() > 100);
+    assert_eq!(altinn.call_resource(b.access_token.expose()).await.0, 200);
+    c.altinn_token(&v, &exchange).await.unwrap();
+    c.altinn_token(&t, &exchange).await.unwrap();
+    assert_eq!(altinn.exchanges(), 2, "both are cached");
+}
+
+#[tokio::test]
+async fn altinn_refuses_a_forged_maskinporten_token_and_the_refusal_carries_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = StandIn::start().await;
+    let altinn = Altinn::start(&mp).await;
+    let c = client(mp.config(dir.path()));
+    // The same request with a genuine token is exchanged...
+    let good = c.vendor_token(&scopes(&[VENDOR_SCOPE])).await.unwrap();
+    c.altinn_token(&good, &altinn.exchange_url()).await.unwrap();
+    // ...and with an impostor's token (right kid, wrong key) refused.
+    mp.set_forge(true);
+    let forged = c
+        .system_user_token(&org(CUSTOMER_ORG), &scopes(&[SCOPE]), None)
+        .await
+        .unwrap();
+    assert!(mp.altinn_accepts(forged.access_token.expose()).is_err());
+    let e = c
+        .altinn_token(&forged, &altinn.exchange_url())
+        .await
+        .unwrap_err();
+    match &e {
+        TokenError::Refused {
+            error,
+            error_description,
+            mp_code,
+        } => {
+            assert_eq!(error, "altinn:unauthorized");
+            assert!(error.starts_with(vakt::maskinporten::ALTINN_REFUSAL));
+            assert_eq!(error_description, "Unauthorized (HTTP 401)");
+            assert_eq!(mp_code, &None);
+        }
+        other => panic!("{other:?}"),
+    }
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("Altinn's token exchange refused"),
+        "{shown}"
+    );
+    assert!(!shown.contains(forged.access_token.expose()));
+    // A wrong exchange URL is the configuration's fault.
+    let mut wrong = altinn.exchange_url();
+    wrong.set_path("/authentication/api/v1/exchange/nowhere");
+    assert!(matches!(
+        c.altinn_token(&good, &wrong).await,
+        Err(TokenError::Misconfigured { .. })
+    ));
+    // An expired Maskinporten token is not sent at all.
+    mp.set_forge(false);
+    mp.set_token_lifetime(1);
+    let short = c
+        .vendor_token(&scopes(&[VENDOR_SCOPE, SCOPE]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let sent = altinn.exchanges();
+    assert!(matches!(
+        c.altinn_token(&short, &altinn.exchange_url()).await,
+        Err(TokenError::InvalidRequest { .. })
+    ));
+    assert_eq!(altinn.exchanges(), sent);
+}
+
+#[tokio::test]
+async fn altinn_down_fails_closed_as_unavailable_and_recovery_exchanges_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = StandIn::start().await;
+    let altinn = Altinn::start(&mp).await;
+    let c = client(mp.config(dir.path()));
+    let t = c.vendor_token(&scopes(&[VENDOR_SCOPE])).await.unwrap();
+    let exchange = altinn.exchange_url();
+    altinn.set_mode(Mode::Refuse);
+    match c.altinn_token(&t, &exchange).await {
+        Err(e @ TokenError::Unavailable { .. }) => assert!(
+            e.to_string()
+                .starts_with("Altinn's token exchange is unavailable"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    altinn.set_mode(Mode::Unavailable);
+    match c.altinn_token(&t, &exchange).await {
+        Err(TokenError::Unavailable { reason }) => assert!(reason.contains("503"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // A failure is not kept: once Altinn is back the same token is exchanged.
+    altinn.set_mode(Mode::Up);
+    let a = c.altinn_token(&t, &exchange).await.unwrap();
+    assert_eq!(altinn.call_resource(a.access_token.expose()).await.0, 200);
+    // Gone altogether.
+    let gone = altinn.exchange_url();
+    drop(altinn);
+    let v = c
+        .vendor_token(&scopes(&[VENDOR_SCOPE, SCOPE]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        c.altinn_token(&v, &gone).await,
+        Err(TokenError::Unavailable { .. })
+    ));
 }

@@ -2,7 +2,9 @@
 //! metadata, a JWKS, and a `/token` that enforces the JWT-grant rules (algorithm,
 //! key, audience, issuer, clock skew, lifetime, `jti` replay, scope,
 //! `authorization_details` against its fixtures) with Maskinporten's error JSON;
-//! plus an Altinn stand-in check that accepts only tokens from its JWKS.
+//! plus an Altinn stand-in check that accepts only tokens from its JWKS, and
+//! `serve_http`, the plain-http server the other stand-ins (altinn.rs, idp.rs)
+//! are built on.
 //!
 //! MP codes: MP-012 (reused grant) and MP-303 (wrong `systemuser_org`) are
 //! Maskinporten's; the others are the stand-in's own picks within the documented
@@ -73,10 +75,11 @@ fn generate_rsa() -> RsaKey {
 }
 
 /// Keys made once per test process: RSA generation is slow in a debug build.
-/// 0: the stand-in's signing key; 1: the client's key; 2: a stranger's key.
+/// 0: the stand-in's signing key; 1: the client's key; 2: a stranger's key;
+/// 3: the Altinn stand-in's; 4 and 5: the identity-provider stand-in's.
 pub fn key(i: usize) -> &'static RsaKey {
     static KEYS: OnceLock<Vec<RsaKey>> = OnceLock::new();
-    &KEYS.get_or_init(|| (0..3).map(|_| generate_rsa()).collect())[i]
+    &KEYS.get_or_init(|| (0..6).map(|_| generate_rsa()).collect())[i]
 }
 
 pub fn pem(label: &str, der: &[u8]) -> String {
@@ -146,6 +149,9 @@ struct State {
     token_delay_ms: AtomicU64,
     /// The header and claims of the last grant accepted.
     last_grant: Mutex<Option<(Value, Value)>>,
+    /// Sign tokens with the stranger's key under the stand-in's kid: an
+    /// impostor's tokens, which no one trusting the JWKS accepts.
+    forge: std::sync::atomic::AtomicBool,
 }
 
 /// A running stand-in; stops when dropped.
@@ -210,6 +216,7 @@ impl StandIn {
             token_lifetime: AtomicU64::new(120),
             token_delay_ms: AtomicU64::new(0),
             last_grant: Mutex::default(),
+            forge: Default::default(),
         });
         let (stop, mut stopped) = oneshot::channel::<()>();
         let st = state.clone();
@@ -319,6 +326,11 @@ impl StandIn {
         self.state.token_lifetime.store(secs, Ordering::SeqCst);
     }
 
+    /// From now on, issue forged tokens (the stranger's key, the stand-in's kid).
+    pub fn set_forge(&self, on: bool) {
+        self.state.forge.store(on, Ordering::SeqCst);
+    }
+
     pub fn set_token_delay(&self, d: Duration) {
         self.state
             .token_delay_ms
@@ -362,6 +374,13 @@ impl StandIn {
         jsonwebtoken::encode(&h, claims, &key(0).encoding).unwrap()
     }
 
+    /// The JWKS it publishes at `/jwk`.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![key(0).jwk(STANDIN_KID)],
+        }
+    }
+
     /// The Altinn stand-in: accepts a bearer token only if the stand-in's JWKS
     /// key signed it, for its issuer, unexpired; answers its claims.
     pub fn altinn_accepts(&self, bearer: &str) -> Result<Value, String> {
@@ -378,6 +397,56 @@ impl StandIn {
             .map(|d| d.claims)
             .map_err(|e| e.to_string())
     }
+}
+
+/// A plain-http server on 127.0.0.1:0 answering with `handle`, for the other
+/// stand-ins; `mode` is read for each connection and request as the
+/// Maskinporten stand-in's is. Stops when the returned sender is dropped.
+pub async fn serve_http<H, Fut>(
+    mode: Arc<Mutex<Mode>>,
+    handle: H,
+) -> (SocketAddr, oneshot::Sender<()>)
+where
+    H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let handle = Arc::new(handle);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = &mut stopped => return,
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            };
+            if *mode.lock().unwrap() == Mode::Refuse {
+                drop(tcp);
+                continue;
+            }
+            let handle = handle.clone();
+            let mode = mode.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let handle = handle.clone();
+                    let mode = mode.clone();
+                    async move {
+                        if *mode.lock().unwrap() == Mode::Unavailable {
+                            return Ok::<_, std::convert::Infallible>(json_response(
+                                503,
+                                json!({"title": "Service Unavailable", "status": 503}),
+                            ));
+                        }
+                        Ok(handle(req).await)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, stop)
 }
 
 /// A TLS acceptor for 127.0.0.1 and the PEM of its CA.
@@ -405,7 +474,7 @@ fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
     (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
 }
 
-fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
+pub fn json_response(status: u16, body: Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -632,7 +701,12 @@ fn token(st: &State, body: &[u8]) -> Result<Value, Refusal> {
     let access_token = {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some(STANDIN_KID.into());
-        jsonwebtoken::encode(&h, &token_claims, &key(0).encoding).unwrap()
+        let signer = if st.forge.load(Ordering::SeqCst) {
+            2
+        } else {
+            0
+        };
+        jsonwebtoken::encode(&h, &token_claims, &key(signer).encoding).unwrap()
     };
     *st.last_grant.lock().unwrap() = Some((serde_json::to_value(&header).unwrap(), claims.clone()));
     Ok(json!({

@@ -2,6 +2,8 @@
 //! real tonic client to it.
 #![allow(dead_code)]
 
+pub mod altinn;
+pub mod idp;
 pub mod maskinporten;
 pub mod otlp;
 pub mod pg;
