@@ -584,3 +584,27 @@ async fn verify_token_accepts_only_tokens_this_sidecar_handed_out_for_the_decisi
         &["decision_id"],
     );
 }
+
+#[tokio::test]
+async fn a_decision_vouches_for_its_token_only_within_the_tokens_lifetime() {
+    let mut b = binds().await;
+    b.mp.set_token_lifetime(3);
+    let r = b
+        .token(ask("kari", "tk-regnskap", BAKERI, REGNSKAP, &[SCOPE]))
+        .await
+        .unwrap();
+    assert_eq!(r.decision(), Decision::Allow, "{r:?}");
+    let v = b.verify(&r.access_token, &r.decision_id, "").await.unwrap();
+    assert!(v.valid, "{v:?}");
+    // Past its expiry, but within the leeway the signature check allows: the
+    // decision no longer vouches for it.
+    let past = UNIX_EPOCH + std::time::Duration::from_secs(r.expires_at_unix as u64 + 2);
+    if let Ok(wait) = past.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    let v = b.verify(&r.access_token, &r.decision_id, "").await.unwrap();
+    assert!(!v.valid, "{v:?}");
+    assert!(v.reason.contains(&r.decision_id), "{v:?}");
+    let v = b.verify(&r.access_token, "", "").await.unwrap();
+    assert!(!v.valid, "{v:?}");
+}
