@@ -44,15 +44,19 @@ impl Vakt {
         }
         use opentelemetry::propagation::TextMapPropagator as _;
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        let name = method.name();
+        // Envoy's Check is a call of Envoy's service, not Vakt's.
+        let (service, name) = match method {
+            super::metrics::Method::EnvoyCheck => ("envoy.service.auth.v3.Authorization", "Check"),
+            _ => ("vakt.v1.Authorizer", method.name()),
+        };
         let span = tracing::info_span!(
             target: "vakt::call",
             "call",
-            otel.name = format!("vakt.v1.Authorizer/{name}"),
+            otel.name = format!("{service}/{name}"),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
             rpc.system = "grpc",
-            rpc.service = "vakt.v1.Authorizer",
+            rpc.service = service,
             rpc.method = name,
             rpc.grpc.status_code = tracing::field::Empty,
         );

@@ -59,7 +59,9 @@ fn config(shadow: bool) -> EnvoyConfig {
         .unwrap()
 }
 
-fn check(
+/// A Check request as Envoy sends it (headers in the merged map); shared with
+/// `envoy_check.rs`.
+pub(crate) fn check(
     method: &str,
     host: &str,
     path: &str,
@@ -130,7 +132,8 @@ fn answer(req: &CheckRequest, cfg: &EnvoyConfig, snap: &Snapshot) -> CheckRespon
     )
 }
 
-fn ok(r: &CheckResponse) -> Option<&OkHttpResponse> {
+/// The OK answer of a Check, or `None` for a denial; shared with `envoy_check.rs`.
+pub(crate) fn ok(r: &CheckResponse) -> Option<&OkHttpResponse> {
     match r.http_response.as_ref()? {
         HttpResponse::OkResponse(o) if r.status.as_ref().is_some_and(|s| s.code == 0) => Some(o),
         _ => None,

@@ -15,6 +15,7 @@ mod deploy;
 mod duplicate_members;
 mod engine_equivalence;
 mod envoy;
+mod envoy_check;
 mod file_inputs;
 mod fuzz_regressions;
 mod half_written;

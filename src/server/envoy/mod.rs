@@ -19,9 +19,10 @@ pub use config::{
     DEFAULT_SYSTEM_USER_HEADER, VAKT_HEADER_PREFIX,
 };
 pub use path::{normalise, NormalPath, PathError, Pattern};
-pub use respond::{respond, Outcome, Verdict};
+pub use respond::{is_token, respond, Outcome, Verdict};
 
 use envoy_types::ext_authz::v3::pb::CheckRequest;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 
 /// The header Envoy adds when `with_request_body.allow_partial_message` let a
 /// body through cut at `max_request_bytes`.
@@ -111,6 +112,24 @@ pub mod reason {
     pub const SYSTEM_USER: &str = "vakt:envoy-system-user";
     pub const CLIENT: &str = "vakt:envoy-client";
     pub const BODY: &str = "vakt:envoy-body";
+    /// No `[envoy]` or `[[route]]` is configured.
+    pub const NOT_CONFIGURED: &str = "vakt:envoy-not-configured";
+    /// The client is a party id the world does not map to an organisation.
+    pub const PARTY_UNKNOWN: &str = "vakt:envoy-party-unknown";
+    /// The planned request is not one the decision can take (an unknown
+    /// package or action).
+    pub const INVALID: &str = "vakt:envoy-invalid";
+    /// Neither the route nor `[maskinporten.scopes]` gives the token a scope,
+    /// or the route asks for one the package may not carry.
+    pub const SCOPES: &str = "vakt:envoy-scopes";
+    /// The route's token is `altinn`, and no token exchange is configured.
+    pub const NO_EXCHANGE: &str = "vakt:envoy-no-exchange";
+    /// Maskinporten (or Altinn's exchange) could not give the token.
+    pub const TOKEN_UNAVAILABLE: &str = "vakt:token-unavailable";
+    /// Maskinporten refused the token request (its MP code in the message).
+    pub const TOKEN_REFUSED: &str = "vakt:token-refused";
+    /// The token Maskinporten gave is not for the system user decided on.
+    pub const TOKEN_MISMATCH: &str = "vakt:token-mismatch";
 }
 
 /// The request's headers: from `header_map` when Envoy sends raw headers
@@ -118,9 +137,7 @@ pub mod reason {
 struct Headers(Vec<(String, String)>);
 
 impl Headers {
-    fn of(
-        http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
-    ) -> Self {
+    fn of(http: &HttpRequest) -> Self {
         let mut out = Vec::new();
         match &http.header_map {
             Some(m) if !m.headers.is_empty() => {
@@ -180,69 +197,135 @@ pub fn plan(
     config: &EnvoyConfig,
     verifier: Option<&dyn EmployeeVerifier>,
 ) -> Result<DecisionInput, Box<Denied>> {
-    let http = check
-        .attributes
-        .as_ref()
-        .and_then(|a| a.request.as_ref())
-        .and_then(|r| r.http.as_ref());
-    let Some(http) = http else {
-        return Err(Box::new(Denied {
-            reason: Reason::new(reason::NOT_HTTP, "the check carries no HTTP request"),
-            route: None,
-            request: RequestSummary {
-                method: String::new(),
+    let req = Incoming::read(check)?;
+    let (route, captures) = req.route(config)?;
+    let employee = req.employee(config, route, verifier)?;
+    let system_user = req.system_user(config, route)?;
+    let client = req.client(config, route, &captures)?;
+    Ok(DecisionInput {
+        route: route.name.clone(),
+        employee,
+        system_user,
+        client,
+        package: route.package.clone(),
+        action: route.action.clone(),
+        token: route.token,
+        scopes: route.scopes.clone(),
+        request: req.summary,
+        vakt_headers: req.vakt_headers,
+    })
+}
+
+/// The denial of a Check on a sidecar without `[envoy]` or `[[route]]`: every
+/// request is denied (`vakt:envoy-not-configured`), with as much of the request
+/// as could be read for the record.
+pub fn unconfigured(check: &CheckRequest) -> Box<Denied> {
+    let mut denied = match Incoming::read(check) {
+        Ok(req) => req.deny(None, reason::NOT_CONFIGURED, String::new()),
+        Err(d) => d,
+    };
+    denied.reason = Reason::new(
+        reason::NOT_CONFIGURED,
+        "Vakt has no [envoy] or [[route]] configured, so it denies every Check",
+    );
+    denied
+}
+
+/// A route that matches a request, with the path's captures (name, value).
+type Matched<'r, 'p> = (&'r Route, Vec<(&'r str, &'p str)>);
+
+/// A Check's HTTP request, read as far as every route needs: its headers, its
+/// host, and its normalised path and raw query.
+struct Incoming<'c> {
+    http: &'c HttpRequest,
+    headers: Headers,
+    vakt_headers: Vec<String>,
+    summary: RequestSummary,
+    path: NormalPath,
+    query: &'c str,
+}
+
+impl<'c> Incoming<'c> {
+    fn read(check: &'c CheckRequest) -> Result<Self, Box<Denied>> {
+        let http = check
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let Some(http) = http else {
+            return Err(Box::new(Denied {
+                reason: Reason::new(reason::NOT_HTTP, "the check carries no HTTP request"),
+                route: None,
+                request: RequestSummary {
+                    method: String::new(),
+                    host: String::new(),
+                    path: String::new(),
+                },
+                vakt_headers: Vec::new(),
+            }));
+        };
+        let headers = Headers::of(http);
+        let vakt_headers = headers.vakt_headers();
+        let mut req = Self {
+            http,
+            headers,
+            vakt_headers,
+            summary: RequestSummary {
+                method: http.method.clone(),
                 host: String::new(),
                 path: String::new(),
             },
-            vakt_headers: Vec::new(),
-        }));
-    };
-    let headers = Headers::of(http);
-    let vakt_headers = headers.vakt_headers();
-    let mut summary = RequestSummary {
-        method: http.method.clone(),
-        host: String::new(),
-        path: String::new(),
-    };
-    let deny = |summary: &RequestSummary, route: Option<&Route>, id: &str, message: String| {
-        Box::new(Denied {
-            reason: Reason::new(id, message),
-            route: route.map(|r| r.name.clone()),
-            request: summary.clone(),
-            vakt_headers: vakt_headers.clone(),
-        })
-    };
-    let host = match normal_host(&http.host) {
-        Some(h) => h,
-        None => {
-            return Err(deny(
-                &summary,
+            path: NormalPath {
+                segments: Vec::new(),
+            },
+            query: "",
+        };
+        let Some(host) = normal_host(&http.host) else {
+            return Err(req.deny(
                 None,
                 reason::BAD_HOST,
                 format!("the host {:?} is not a host name", short(&http.host)),
-            ))
+            ));
+        };
+        req.summary.host = host;
+        let (path, query) = match path::split_target(&http.path) {
+            Ok(p) => p,
+            Err(e) => return Err(req.deny(None, reason::BAD_PATH, e.to_string())),
+        };
+        req.summary.path = path.to_string();
+        req.path = path;
+        req.query = query;
+        Ok(req)
+    }
+
+    fn deny(&self, route: Option<&Route>, id: &str, message: String) -> Box<Denied> {
+        Box::new(Denied {
+            reason: Reason::new(id, message),
+            route: route.map(|r| r.name.clone()),
+            request: self.summary.clone(),
+            vakt_headers: self.vakt_headers.clone(),
+        })
+    }
+
+    /// The first route whose host, method and path match, with the path's captures.
+    fn route<'r>(&self, config: &'r EnvoyConfig) -> Result<Matched<'r, '_>, Box<Denied>> {
+        let host = &self.summary.host;
+        let matched = config.routes.iter().find_map(|r| {
+            (r.host.matches(host) && r.methods.contains(&self.http.method))
+                .then(|| r.path.matches(&self.path).map(|caps| (r, caps)))
+                .flatten()
+        });
+        if let Some(m) = matched {
+            return Ok(m);
         }
-    };
-    summary.host = host.clone();
-    let (path, query) = match path::split_target(&http.path) {
-        Ok(p) => p,
-        Err(e) => return Err(deny(&summary, None, reason::BAD_PATH, e.to_string())),
-    };
-    summary.path = path.to_string();
-    let matched = config.routes.iter().find_map(|r| {
-        (r.host.matches(&host) && r.methods.contains(&http.method))
-            .then(|| r.path.matches(&path).map(|caps| (r, caps)))
-            .flatten()
-    });
-    let Some((route, captures)) = matched else {
-        let (id, message) = if config.is_altinn_host(&host) {
+        let (id, message) = if config.is_altinn_host(host) {
             (
                 reason::NO_ROUTE,
                 format!(
                     "no route covers {} {}{}: a request to an Altinn host that no route names is denied",
-                    short(&http.method),
+                    short(&self.http.method),
                     host,
-                    summary.path
+                    self.summary.path
                 ),
             )
         } else {
@@ -251,167 +334,141 @@ pub fn plan(
                 format!("{host} is not an Altinn host and no route names it"),
             )
         };
-        return Err(deny(&summary, None, id, message));
-    };
-    let denied = |id: &str, message: String| deny(&summary, Some(route), id, message);
-
-    let employee = match &config.employee {
-        EmployeeFrom::Header(name) => match headers.one(name) {
-            Ok(Some(v)) => v.to_owned(),
-            Ok(None) => {
-                return Err(denied(
-                    reason::EMPLOYEE,
-                    format!("no employee: the {name} header is missing"),
-                ))
-            }
-            Err(e) => return Err(denied(reason::EMPLOYEE, e)),
-        },
-        EmployeeFrom::Jwt(name) => {
-            let token = match headers.one(name) {
-                Ok(Some(v)) => v.strip_prefix("Bearer ").unwrap_or(v),
-                Ok(None) => {
-                    return Err(denied(
-                        reason::EMPLOYEE,
-                        format!("no employee: the {name} header is missing"),
-                    ))
-                }
-                Err(e) => return Err(denied(reason::EMPLOYEE, e)),
-            };
-            let Some(verifier) = verifier else {
-                return Err(denied(
-                    reason::EMPLOYEE,
-                    "the employee's token cannot be verified: no verifier is configured".into(),
-                ));
-            };
-            verifier.employee(token).map_err(|e| {
-                denied(
-                    reason::EMPLOYEE,
-                    format!("the employee's token is refused: {e}"),
-                )
-            })?
-        }
-    };
-    if let Err(e) = crate::ids::check_id(&employee) {
-        return Err(denied(reason::EMPLOYEE, format!("the employee id {e}")));
+        Err(self.deny(None, id, message))
     }
 
-    let system_user = match headers.one(&config.system_user_header) {
-        Err(e) => return Err(denied(reason::SYSTEM_USER, e)),
-        Ok(named) => {
-            if let Some(n) = named {
-                if let Err(e) = crate::ids::check_id(n) {
+    /// The employee behind the request: from its header, or from a verified JWT.
+    fn employee(
+        &self,
+        config: &EnvoyConfig,
+        route: &Route,
+        verifier: Option<&dyn EmployeeVerifier>,
+    ) -> Result<String, Box<Denied>> {
+        let denied = |message: String| self.deny(Some(route), reason::EMPLOYEE, message);
+        let (EmployeeFrom::Header(name) | EmployeeFrom::Jwt(name)) = &config.employee;
+        let value = match self.headers.one(name) {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err(denied(format!("no employee: the {name} header is missing"))),
+            Err(e) => return Err(denied(e)),
+        };
+        let employee = match &config.employee {
+            EmployeeFrom::Header(_) => value.to_owned(),
+            EmployeeFrom::Jwt(_) => {
+                let token = value.strip_prefix("Bearer ").unwrap_or(value);
+                let Some(verifier) = verifier else {
                     return Err(denied(
-                        reason::SYSTEM_USER,
-                        format!("the system user id {e}"),
+                        "the employee's token cannot be verified: no verifier is configured".into(),
                     ));
-                }
+                };
+                verifier
+                    .employee(token)
+                    .map_err(|e| denied(format!("the employee's token is refused: {e}")))?
             }
-            match (&route.system_user, named) {
-                (Some(fixed), Some(n)) if fixed != n => {
-                    return Err(denied(
-                        reason::SYSTEM_USER,
-                        format!(
-                            "the request names system user {:?}, but route {:?} uses {:?}",
-                            short(n),
-                            route.name,
-                            fixed
-                        ),
-                    ))
-                }
-                (Some(fixed), _) => Some(fixed.clone()),
-                (None, n) => n.map(str::to_owned),
-            }
-        }
-    };
+        };
+        crate::ids::check_id(&employee).map_err(|e| denied(format!("the employee id {e}")))?;
+        Ok(employee)
+    }
 
-    let (raw_client, from) = match &route.client {
-        ClientFrom::Path(name) => {
-            let value = captures
-                .iter()
-                .find(|(n, _)| *n == name.as_str())
-                .map(|(_, v)| (*v).to_owned());
-            match value {
-                Some(v) => (v, format!("path {{{name}}}")),
-                None => {
+    /// The system user: the route's, or the one the system-user header names (a
+    /// header naming another than the route's is denied); `None` when neither.
+    fn system_user(
+        &self,
+        config: &EnvoyConfig,
+        route: &Route,
+    ) -> Result<Option<String>, Box<Denied>> {
+        let denied = |message: String| self.deny(Some(route), reason::SYSTEM_USER, message);
+        let named = self
+            .headers
+            .one(&config.system_user_header)
+            .map_err(denied)?;
+        if let Some(n) = named {
+            crate::ids::check_id(n).map_err(|e| denied(format!("the system user id {e}")))?;
+        }
+        match (&route.system_user, named) {
+            (Some(fixed), Some(n)) if fixed != n => Err(denied(format!(
+                "the request names system user {:?}, but route {:?} uses {:?}",
+                short(n),
+                route.name,
+                fixed
+            ))),
+            (Some(fixed), _) => Ok(Some(fixed.clone())),
+            (None, n) => Ok(n.map(str::to_owned)),
+        }
+    }
+
+    /// The client where the route says it is named, checked for its kind.
+    fn client(
+        &self,
+        config: &EnvoyConfig,
+        route: &Route,
+        captures: &[(&str, &str)],
+    ) -> Result<Client, Box<Denied>> {
+        let denied = |id: &str, message: String| self.deny(Some(route), id, message);
+        let (value, from) = match &route.client {
+            ClientFrom::Path(name) => {
+                let Some((_, v)) = captures.iter().find(|(n, _)| *n == name.as_str()) else {
                     return Err(denied(
                         reason::CLIENT,
                         format!("the path has no {{{name}}}"),
+                    ));
+                };
+                ((*v).to_owned(), format!("path {{{name}}}"))
+            }
+            ClientFrom::Query(name) => {
+                let mut values = path::query_values(self.query, name)
+                    .map_err(|e| denied(reason::BAD_PATH, e.to_string()))?;
+                match (values.pop(), values.is_empty()) {
+                    (Some(v), true) => (v, format!("query {name}")),
+                    (None, _) => {
+                        return Err(denied(
+                            reason::CLIENT,
+                            format!("the query parameter {name:?} is missing"),
+                        ))
+                    }
+                    (Some(_), false) => {
+                        return Err(denied(
+                            reason::CLIENT,
+                            format!("the query parameter {name:?} is given more than once"),
+                        ))
+                    }
+                }
+            }
+            ClientFrom::Body(pointer) => {
+                match body_client(self.http, &self.headers, pointer, config.max_body_bytes) {
+                    Ok(v) => (v, format!("body {pointer}")),
+                    Err(e) => return Err(denied(reason::BODY, e)),
+                }
+            }
+        };
+        let checked = match route.client_kind {
+            ClientKind::OrgNumber => crate::ids::check_org_number(&value)
+                .map_err(|e| format!("the client org number {:?} ({from}) {e}", short(&value))),
+            ClientKind::PartyId => {
+                if !value.is_empty()
+                    && value.len() <= 19
+                    && value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the client party id {:?} ({from}) is not a number",
+                        short(&value)
                     ))
                 }
             }
-        }
-        ClientFrom::Query(name) => match path::query_values(query, name) {
-            Err(e) => return Err(denied(reason::BAD_PATH, e.to_string())),
-            Ok(v) if v.len() == 1 => (
-                v.into_iter().next().unwrap_or_default(),
-                format!("query {name}"),
-            ),
-            Ok(v) if v.is_empty() => {
-                return Err(denied(
-                    reason::CLIENT,
-                    format!("the query parameter {name:?} is missing"),
-                ))
-            }
-            Ok(_) => {
-                return Err(denied(
-                    reason::CLIENT,
-                    format!("the query parameter {name:?} is given more than once"),
-                ))
-            }
-        },
-        ClientFrom::Body(pointer) => {
-            match body_client(http, &headers, pointer, config.max_body_bytes) {
-                Ok(v) => (v, format!("body {pointer}")),
-                Err(e) => return Err(denied(reason::BODY, e)),
-            }
-        }
-    };
-    let client_ok = match route.client_kind {
-        ClientKind::OrgNumber => crate::ids::check_org_number(&raw_client).map_err(|e| {
-            format!(
-                "the client org number {:?} ({from}) {e}",
-                short(&raw_client)
-            )
-        }),
-        ClientKind::PartyId => {
-            if !raw_client.is_empty()
-                && raw_client.len() <= 19
-                && raw_client.bytes().all(|b| b.is_ascii_digit())
-            {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the client party id {:?} ({from}) is not a number",
-                    short(&raw_client)
-                ))
-            }
-        }
-    };
-    if let Err(e) = client_ok {
-        return Err(denied(reason::CLIENT, e));
-    }
-
-    Ok(DecisionInput {
-        route: route.name.clone(),
-        employee,
-        system_user,
-        client: Client {
+        };
+        checked.map_err(|e| denied(reason::CLIENT, e))?;
+        Ok(Client {
             kind: route.client_kind,
-            value: raw_client,
+            value,
             from,
-        },
-        package: route.package.clone(),
-        action: route.action.clone(),
-        token: route.token,
-        scopes: route.scopes.clone(),
-        request: summary,
-        vakt_headers,
-    })
+        })
+    }
 }
 
 /// The client at `pointer` in the request body, or why the body cannot say.
 fn body_client(
-    http: &envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+    http: &HttpRequest,
     headers: &Headers,
     pointer: &str,
     max: usize,

@@ -91,7 +91,7 @@ pub fn respond(outcome: &Outcome, token: Option<&str>) -> CheckResponse {
 
 /// A token fit for `authorization: Bearer <token>`: the RFC 6750 b64token
 /// characters, so nothing in it can end or split the header.
-fn is_token(t: &str) -> bool {
+pub fn is_token(t: &str) -> bool {
     !t.is_empty()
         && t.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
