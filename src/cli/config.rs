@@ -6,6 +6,10 @@
 //! flags' defaults; a `VAKT_…` environment variable overrides the file, and a flag
 //! overrides both. Every key is checked with the flag's own parser before anything
 //! starts, and every problem is reported at once, by file, line and key.
+//!
+//! Its tables (`[maskinporten]`, `[altinn]`, `[identity_provider]`, `[envoy]`,
+//! `[[route]]`) are not flags: `serve/binding.rs` reads them, and their problems
+//! are reported here with the flags'. Any other table or key is an error.
 
 use clap::{ArgAction, Command};
 use std::ffi::OsString;
@@ -49,7 +53,14 @@ pub(super) fn read(path: &Path, serve: &Command) -> Result<Vec<Setting>, Vec<Str
     // A regular file of at most 1 MiB: `/dev/zero` or a FIFO is refused at once.
     let text = crate::problem::read_named(path, crate::problem::MAX_SMALL_FILE_BYTES)
         .map_err(|m| vec![m])?;
-    read_text(&shown.to_string(), &text, serve)
+    let mut settings = read_text(&shown.to_string(), &text, serve)?;
+    // The file itself, so that `serve` (and `config check FILE`, which names
+    // it without --config) reads its binding tables.
+    settings.push(Setting {
+        id: "config".into(),
+        values: vec![path.to_string_lossy().into_owned()],
+    });
+    Ok(settings)
 }
 
 /// [`read`] on a file's text, named `shown` in problems.
@@ -65,7 +76,15 @@ pub(super) fn read_text(
     let lines = key_lines(text);
     let mut settings = Vec::new();
     let mut problems: Vec<(usize, String)> = Vec::new();
+    // The binding tables are read by their own readers, with the same file:line
+    // problems, and reported with the flags'.
+    if let Err(found) = super::serve::binding::Tables::from_text(shown, text) {
+        problems.extend(found);
+    }
     for (key, value) in table.get_ref() {
+        if super::serve::binding::TABLES.contains(&key.as_str()) {
+            continue;
+        }
         let line = lines.get(key.as_str()).copied().unwrap_or(0);
         let problem = |what: String| (line, format!("{shown}:{line}: {key}: {what}"));
         let Some(arg) = serve
@@ -263,7 +282,87 @@ pub(super) fn show(
         };
         out.push_str(&format!("{long} = {rendered}  # {source}\n"));
     }
+    if let Some(f) = file {
+        out.push_str(&show_tables(f));
+    }
     out
+}
+
+/// The binding tables of the file as it gives them, then `[maskinporten]`'s
+/// defaults for the keys it leaves out. Paths are shown, never what a file
+/// holds; URLs with their credentials masked.
+fn show_tables(file: &Path) -> String {
+    let Ok(text) = crate::problem::read_named(file, crate::problem::MAX_SMALL_FILE_BYTES) else {
+        return String::new();
+    };
+    let Ok(top) = toml::from_str::<toml::Table>(&text) else {
+        return String::new();
+    };
+    let mut tables = toml::Table::new();
+    for name in super::serve::binding::TABLES {
+        if let Some(v) = top.get(*name) {
+            tables.insert((*name).to_owned(), masked(v.clone()));
+        }
+    }
+    if tables.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n# The binding tables, from {}\n", file.display());
+    out.push_str(&toml::to_string(&tables).unwrap_or_default());
+    if let Some(given) = tables.get("maskinporten").and_then(|m| m.as_table()) {
+        let defaults = crate::maskinporten::MaskinportenConfig::new(
+            "",
+            "",
+            crate::maskinporten::KeySource::Rsa {
+                key_file: PathBuf::new(),
+                kid: String::new(),
+            },
+        );
+        let d = |v: std::time::Duration| humantime::format_duration(v).to_string();
+        let shown = [
+            ("algorithm", "RS256".to_owned()),
+            ("assertion_lifetime", d(defaults.assertion_lifetime)),
+            ("connect_timeout", d(defaults.connect_timeout)),
+            ("request_timeout", d(defaults.request_timeout)),
+            ("refresh_before", d(defaults.refresh_before)),
+            ("jwks_max_age", d(defaults.jwks_max_age)),
+            ("jwks_min_refresh", d(defaults.jwks_min_refresh)),
+        ];
+        let mut header = false;
+        for (key, value) in shown {
+            if given.contains_key(key) {
+                continue;
+            }
+            if !header {
+                out.push_str("# [maskinporten] defaults for the keys the file leaves out:\n");
+                header = true;
+            }
+            out.push_str(&format!("# {key} = {value:?}  # default\n"));
+        }
+        if !given.contains_key("cache_capacity") {
+            out.push_str(&format!(
+                "# cache_capacity = {}  # default\n",
+                defaults.cache_capacity
+            ));
+        }
+    }
+    out
+}
+
+/// A table's values with URL credentials masked, and anything that looks like
+/// key material (a PEM block pasted in place of a path) withheld.
+fn masked(v: toml::Value) -> toml::Value {
+    match v {
+        toml::Value::String(s) if s.contains("-----BEGIN") || s.contains("PRIVATE KEY") => {
+            toml::Value::String("(not shown)".into())
+        }
+        toml::Value::String(s) => toml::Value::String(crate::url_secrets::mask_url(&s)),
+        toml::Value::Array(a) => toml::Value::Array(a.into_iter().map(masked).collect()),
+        toml::Value::Table(t) => {
+            toml::Value::Table(t.into_iter().map(|(k, v)| (k, masked(v))).collect())
+        }
+        other => other,
+    }
 }
 
 /// A value as TOML: numbers and booleans bare, everything else quoted.

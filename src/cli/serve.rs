@@ -3,6 +3,7 @@
 //! listeners (`listen.rs`), and serves until SIGTERM or Ctrl-C; SIGHUP reloads
 //! the source and the settings (`reload.rs`).
 
+pub(super) mod binding;
 mod listen;
 mod reload;
 pub(super) mod settings;
@@ -20,9 +21,10 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Checks the settings as `vakt serve` would (`vakt config check`): every
-/// problem, so that all of them are reported at once.
+/// problem, the binding tables' among them, so that all of them are reported at
+/// once.
 pub(super) fn check_settings(args: &ServeArgs) -> Result<(), Vec<String>> {
-    Settings::from(args.clone()).check()
+    Settings::from(args.clone()).check_with_tables().map(drop)
 }
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -35,16 +37,32 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // SAFETY: as above.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let settings = Settings::from(args);
-    if let Err(problems) = settings.check() {
+    let config_error = |problems: Vec<String>| {
         for p in problems {
             eprintln!("vakt: {p}");
         }
-        return Ok(ExitCode::from(super::config::EX_CONFIG));
-    }
+        Ok(ExitCode::from(super::config::EX_CONFIG))
+    };
+    let tables = match settings.check_with_tables() {
+        Ok(t) => t,
+        Err(problems) => return config_error(problems),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // Built in the runtime's context (a client may start tasks), before anything
+    // listens: a binding that cannot be built is a bad configuration.
+    let binding = match tables {
+        None => None,
+        Some(t) => {
+            let _in_runtime = rt.enter();
+            match binding::build(t, None) {
+                Ok((built, _)) => Some(built),
+                Err(problems) => return config_error(problems),
+            }
+        }
+    };
     // Checked with the other settings above.
     let otlp = telemetry::Otlp::from_env(settings.fixed.otlp_endpoint.as_deref())
         .map_err(|e| anyhow::anyhow!(crate::url_secrets::mask_url(&e)))?;
@@ -62,14 +80,18 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             anyhow::anyhow!(message)
         })?;
-        let served = serve(settings, &telemetry).await;
+        let served = serve(settings, binding, &telemetry).await;
         telemetry.shutdown();
         served
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(settings: Settings, telemetry: &telemetry::Telemetry) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    binding: Option<binding::Built>,
+    telemetry: &telemetry::Telemetry,
+) -> anyhow::Result<()> {
     // Handlers first: a SIGHUP or SIGTERM that arrives while a large world is still
     // loading must not kill the process with the signal's default action.
     let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -114,12 +136,15 @@ async fn serve(settings: Settings, telemetry: &telemetry::Telemetry) -> anyhow::
         "snapshot loaded"
     );
     let default_max_staleness = source.default_max_staleness();
-    let vakt = Arc::new(
-        Vakt::new(snapshot, log)
-            .with_data_source(source.kind())
-            .with_limits(fixed.limits())
-            .with_options(settings.live.options(default_max_staleness)),
-    );
+    let mut vakt = Vakt::new(snapshot, log)
+        .with_data_source(source.kind())
+        .with_limits(fixed.limits())
+        .with_options(settings.live.options(default_max_staleness));
+    if let Some(b) = &binding {
+        tracing::info!(routes = b.routes(), "binding: Maskinporten client ready");
+        vakt = vakt.with_binding(b.binding.clone());
+    }
+    let vakt = Arc::new(vakt);
     reload::load_shadow(&settings.live, fixed, &vakt);
     let listeners = listen::Listeners::bind(&settings).await?;
     let tls_reload = listeners.follow_tls();
@@ -179,6 +204,7 @@ async fn serve(settings: Settings, telemetry: &telemetry::Telemetry) -> anyhow::
             tls: listeners.tls,
             default_max_staleness,
             writers: writers.clone(),
+            binding,
         },
     ));
     let serving = server::serve_on(listeners.grpc, vakt.clone(), stopped(stopping.clone()));

@@ -2,7 +2,9 @@
 //! at once, by name), and the signing key it loads: never logged, never printed.
 
 use super::error::{ConfigError, FieldProblem};
+use super::types::Scope;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use url::Url;
@@ -73,8 +75,9 @@ impl GrantAlgorithm {
 }
 
 /// How Vakt talks to Maskinporten. Build with [`MaskinportenConfig::new`] and
-/// change fields; [`MaskinportenConfig::check`] says what is wrong with it.
-#[derive(Debug, Clone)]
+/// change fields, or read `[maskinporten]` with [`MaskinportenConfig::from_toml`];
+/// [`MaskinportenConfig::check`] says what is wrong with it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MaskinportenConfig {
     /// The issuer, e.g. [`TEST_ISSUER`]. Its metadata
     /// (`/.well-known/oauth-authorization-server`) names the token endpoint and
@@ -251,6 +254,373 @@ impl MaskinportenConfig {
             _ => Err(ConfigError { problems }),
         }
     }
+}
+
+/// Problems found while reading `[maskinporten]`, and the keys they were about.
+struct Found {
+    problems: Vec<(usize, String)>,
+    /// Keys already reported: check()'s problems with them are not repeated.
+    reported: Vec<&'static str>,
+}
+
+/// `[maskinporten]` of the configuration file, read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskinportenTable {
+    pub config: MaskinportenConfig,
+    /// `[maskinporten.scopes]`: access package URN (a short name is read with
+    /// the `urn:altinn:accesspackage:` prefix) → the scopes its tokens may carry.
+    pub scopes: HashMap<String, Vec<Scope>>,
+    /// The line of `[maskinporten]`.
+    pub line: usize,
+    /// The line of each `[maskinporten.scopes]` entry, by package URN, for
+    /// problems found later (a package the schema does not know).
+    pub scope_lines: HashMap<String, usize>,
+}
+
+/// The keys of `[maskinporten]`, for the hint on a misspelt one.
+const TOML_KEYS: &[&str] = &[
+    "issuer",
+    "token_endpoint",
+    "audience",
+    "client_id",
+    "key_file",
+    "kid",
+    "certificate_chain_file",
+    "algorithm",
+    "assertion_lifetime",
+    "extra_ca_file",
+    "connect_timeout",
+    "request_timeout",
+    "cache_capacity",
+    "refresh_before",
+    "jwks_max_age",
+    "jwks_min_refresh",
+    "scopes",
+];
+
+/// Most entries `[maskinporten.scopes]` may have, and most scopes per entry.
+const MAX_SCOPE_ENTRIES: usize = 1024;
+const MAX_SCOPES_PER_PACKAGE: usize = 64;
+
+impl MaskinportenConfig {
+    /// Reads `[maskinporten]` (and `[maskinporten.scopes]`) from a configuration
+    /// file's text, other keys left alone; `None` when it has none. Every problem
+    /// is reported, each as `file:line: maskinporten.key: what is wrong`,
+    /// including [`check`](Self::check)'s (the key file's permissions among
+    /// them), each on its key's line.
+    pub fn from_toml(file: &str, text: &str) -> Result<Option<MaskinportenTable>, Vec<String>> {
+        let top: toml::Table = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| line_at(text, s.start));
+            vec![format!("{file}:{line}: {}", e.message().trim())]
+        })?;
+        let Some(value) = top.get("maskinporten") else {
+            return Ok(None);
+        };
+        let lines = toml_lines(text);
+        let table_line = lines.get("maskinporten").copied().unwrap_or(0);
+        let line = |key: &str| {
+            lines
+                .get(&format!("maskinporten.{key}"))
+                .copied()
+                .unwrap_or(table_line)
+        };
+        let Some(table) = value.as_table() else {
+            return Err(vec![format!(
+                "{file}:{table_line}: maskinporten: must be a table ([maskinporten])"
+            )]);
+        };
+        let mut found = Found {
+            problems: Vec::new(),
+            reported: Vec::new(),
+        };
+        let bad = |found: &mut Found, key: &'static str, what: String| {
+            let l = line(key);
+            found
+                .problems
+                .push((l, format!("{file}:{l}: maskinporten.{key}: {what}")));
+            found.reported.push(key);
+        };
+        for key in table.keys() {
+            if !TOML_KEYS.contains(&key.as_str()) {
+                let hint = TOML_KEYS
+                    .iter()
+                    .map(|k| (strsim::levenshtein(key, k), *k))
+                    .filter(|(d, k)| *d <= 3.max(k.len() / 4))
+                    .min()
+                    .map(|(_, k)| format!(" (did you mean {k:?}?)"))
+                    .unwrap_or_default();
+                let l = lines
+                    .get(&format!("maskinporten.{key}"))
+                    .copied()
+                    .unwrap_or(table_line);
+                found.problems.push((
+                    l,
+                    format!("{file}:{l}: maskinporten.{key}: unknown key{hint}"),
+                ));
+            }
+        }
+        let string = |found: &mut Found, key: &'static str| -> Option<String> {
+            match table.get(key) {
+                None => None,
+                Some(toml::Value::String(s)) => Some(s.clone()),
+                Some(v) => {
+                    bad(
+                        found,
+                        key,
+                        format!("must be a string, not {}", v.type_str()),
+                    );
+                    None
+                }
+            }
+        };
+        let issuer = string(&mut found, "issuer");
+        let token_endpoint = string(&mut found, "token_endpoint");
+        let audience = string(&mut found, "audience");
+        let client_id = string(&mut found, "client_id");
+        let key_file = string(&mut found, "key_file");
+        let kid = string(&mut found, "kid");
+        let chain_file = string(&mut found, "certificate_chain_file");
+        let algorithm = string(&mut found, "algorithm");
+        let extra_ca_file = string(&mut found, "extra_ca_file");
+        let durations: Vec<(&'static str, Option<String>)> = [
+            "assertion_lifetime",
+            "connect_timeout",
+            "request_timeout",
+            "refresh_before",
+            "jwks_max_age",
+            "jwks_min_refresh",
+        ]
+        .into_iter()
+        .map(|k| (k, string(&mut found, k)))
+        .collect();
+        for (key, v) in [
+            ("issuer", &issuer),
+            ("client_id", &client_id),
+            ("key_file", &key_file),
+        ] {
+            if v.is_none() && !found.reported.contains(&key) {
+                bad(&mut found, key, "is required".into());
+            }
+        }
+        let key = match (chain_file, kid) {
+            (Some(_), Some(_)) => {
+                bad(
+                    &mut found,
+                    "kid",
+                    "give kid (a key registered with Maskinporten) or certificate_chain_file (a business certificate, sent as x5c), not both".into()
+                );
+                None
+            }
+            (Some(chain), None) => Some(KeySource::Certificate {
+                chain_file: chain.into(),
+                key_file: key_file.clone().unwrap_or_default().into(),
+            }),
+            (None, Some(kid)) => Some(KeySource::Rsa {
+                key_file: key_file.clone().unwrap_or_default().into(),
+                kid,
+            }),
+            (None, None) => {
+                if !found.reported.contains(&"kid") {
+                    bad(
+                        &mut found,
+                        "kid",
+                        "is required with key_file: the key id registered with Maskinporten (or give certificate_chain_file for a business certificate)".into()
+                    );
+                }
+                None
+            }
+        };
+        let mut config = MaskinportenConfig::new(
+            issuer.unwrap_or_default(),
+            client_id.unwrap_or_default(),
+            key.unwrap_or_else(|| KeySource::Rsa {
+                key_file: key_file.unwrap_or_default().into(),
+                kid: "-".into(),
+            }),
+        );
+        config.token_endpoint = token_endpoint;
+        config.audience = audience;
+        config.extra_ca_file = extra_ca_file.map(PathBuf::from);
+        match algorithm.as_deref() {
+            None | Some("RS256") => {}
+            Some("RS384") => config.algorithm = GrantAlgorithm::Rs384,
+            Some("RS512") => config.algorithm = GrantAlgorithm::Rs512,
+            Some(a) => bad(
+                &mut found,
+                "algorithm",
+                format!(
+                    "{a:?} must be \"RS256\", \"RS384\" or \"RS512\" (Maskinporten takes no other)"
+                ),
+            ),
+        }
+        for (key, v) in durations {
+            let Some(v) = v else { continue };
+            let d = match humantime::parse_duration(&v) {
+                Ok(d) => d,
+                Err(e) => {
+                    bad(
+                        &mut found,
+                        key,
+                        format!("{v:?} is not a duration such as \"10s\": {e}"),
+                    );
+                    continue;
+                }
+            };
+            match key {
+                "assertion_lifetime" => config.assertion_lifetime = d,
+                "connect_timeout" => config.connect_timeout = d,
+                "request_timeout" => config.request_timeout = d,
+                "refresh_before" => config.refresh_before = d,
+                "jwks_max_age" => config.jwks_max_age = d,
+                _ => config.jwks_min_refresh = d,
+            }
+        }
+        match table.get("cache_capacity") {
+            None => {}
+            Some(toml::Value::Integer(n)) if *n >= 0 => {
+                config.cache_capacity = usize::try_from(*n).unwrap_or(usize::MAX)
+            }
+            Some(v) => bad(
+                &mut found,
+                "cache_capacity",
+                format!("{v} is not a number of tokens"),
+            ),
+        }
+        let mut scopes = HashMap::new();
+        let mut scope_lines = HashMap::new();
+        match table.get("scopes") {
+            None => {}
+            Some(toml::Value::Table(t)) => {
+                if t.len() > MAX_SCOPE_ENTRIES {
+                    bad(
+                        &mut found,
+                        "scopes",
+                        format!("has {} entries, more than {MAX_SCOPE_ENTRIES}", t.len()),
+                    );
+                }
+                for (package, list) in t.iter().take(MAX_SCOPE_ENTRIES) {
+                    let l = lines
+                        .get(&format!("maskinporten.scopes.{package}"))
+                        .copied()
+                        .unwrap_or_else(|| line("scopes"));
+                    let mut wrong = |what: String| {
+                        found.problems.push((
+                            l,
+                            format!("{file}:{l}: maskinporten.scopes.{package}: {what}"),
+                        ))
+                    };
+                    let urn = if package.starts_with(crate::rules::packages::URN_PREFIX) {
+                        package.clone()
+                    } else {
+                        format!("{}{package}", crate::rules::packages::URN_PREFIX)
+                    };
+                    if urn.len() == crate::rules::packages::URN_PREFIX.len()
+                        || urn.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        wrong("is not an access package (a URN or its short name)".into());
+                        continue;
+                    }
+                    let Some(items) = list.as_array() else {
+                        wrong(format!(
+                            "must be a list of scopes, such as [\"altinn:instances.read\"], not {}",
+                            list.type_str()
+                        ));
+                        continue;
+                    };
+                    if items.is_empty() || items.len() > MAX_SCOPES_PER_PACKAGE {
+                        wrong(format!(
+                            "must list 1 to {MAX_SCOPES_PER_PACKAGE} scopes (leave the package out to allow none)"
+                        ));
+                        continue;
+                    }
+                    let mut parsed = Vec::with_capacity(items.len());
+                    for item in items {
+                        match item.as_str().map(Scope::parse) {
+                            Some(Ok(s)) => parsed.push(s),
+                            Some(Err(e)) => wrong(e),
+                            None => wrong(format!("{item} is not a scope (a string)")),
+                        }
+                    }
+                    if scope_lines.insert(urn.clone(), l).is_some() {
+                        wrong(format!(
+                            "{urn} is given twice (as its URN and its short name)"
+                        ));
+                    }
+                    scopes.insert(urn, parsed);
+                }
+            }
+            Some(v) => bad(
+                &mut found,
+                "scopes",
+                format!(
+                    "must be a table of access package = [scopes] ([maskinporten.scopes]), not {}",
+                    v.type_str()
+                ),
+            ),
+        }
+        // The checks of the values themselves, the key files' among them.
+        if let Err(e) = config.check() {
+            for p in e.problems {
+                let key = match p.field {
+                    "key.kid" => "kid",
+                    "key.key_file" => "key_file",
+                    "key.chain_file" => "certificate_chain_file",
+                    f => f,
+                };
+                if !found.reported.contains(&key) {
+                    let l = line(key);
+                    found
+                        .problems
+                        .push((l, format!("{file}:{l}: maskinporten.{key}: {}", p.message)));
+                }
+            }
+        }
+        let mut problems = found.problems;
+        if problems.is_empty() {
+            Ok(Some(MaskinportenTable {
+                config,
+                scopes,
+                line: table_line,
+                scope_lines,
+            }))
+        } else {
+            problems.sort();
+            Err(problems.into_iter().map(|(_, p)| p).collect())
+        }
+    }
+}
+
+/// The line each key of a TOML text is set on (or its table begins on), by its
+/// dotted path (`maskinporten.scopes.a-ordning`).
+fn toml_lines(text: &str) -> HashMap<String, usize> {
+    fn walk(
+        text: &str,
+        prefix: &str,
+        table: &toml::de::DeTable<'_>,
+        out: &mut HashMap<String, usize>,
+    ) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            out.entry(path.clone())
+                .or_insert_with(|| line_at(text, key.span().start));
+            if let toml::de::DeValue::Table(t) = value.get_ref() {
+                walk(text, &path, t, out);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    if let Ok(table) = toml::de::DeTable::parse(text) {
+        walk(text, "", table.get_ref(), &mut out);
+    }
+    out
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// What a checked configuration yields.

@@ -62,3 +62,11 @@ impl Binding {
         })
     }
 }
+
+/// The identity provider's verifier is what Check asks for the employee when
+/// `[envoy] employee_jwt_header` is set.
+impl super::envoy::EmployeeVerifier for crate::maskinporten::IdentityProvider {
+    fn employee(&self, jwt: &str) -> Result<String, String> {
+        crate::maskinporten::IdentityProvider::employee(self, jwt)
+    }
+}

@@ -468,3 +468,412 @@ fn a_missing_data_directory_is_one_message_and_exit_78_everywhere() {
         );
     }
 }
+
+// The binding tables: [maskinporten] (with [maskinporten.scopes]), [altinn],
+// [envoy] and [[route]], read with the flags and checked with them.
+
+const MP_DOC: &str = include_str!("../../docs/maskinporten.md");
+
+/// A route Check can decide on the example world: Kari through tk-regnskap.
+const REGISTER_ROUTE: &str = r#"
+[[route]]
+name = "register"
+host = "platform.altinn.no"
+methods = ["GET"]
+path = "/register/api/v1/organizations/{orgno}/**"
+package = "regnskapsforer-med-signeringsrettighet"
+client = { path = "orgno" }
+system_user = "tk-regnskap"
+token = "maskinporten"
+"#;
+
+/// `[maskinporten]` for `issuer` with the test client's key written (0600) into
+/// `dir`, and scopes for the package of [`REGISTER_ROUTE`].
+fn maskinporten_table(dir: &std::path::Path, issuer: &str) -> String {
+    use common::maskinporten::{key, write_private, CLIENT_ID, CLIENT_KID, SCOPE};
+    let key_file = write_private(dir, "maskinporten.key", &key(1).pkcs8_pem);
+    format!(
+        "[maskinporten]\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\nkey_file = \"{}\"\nkid = \"{CLIENT_KID}\"\nconnect_timeout = \"2s\"\nrequest_timeout = \"5s\"\n\n[maskinporten.scopes]\nregnskapsforer-med-signeringsrettighet = [\"{SCOPE}\"]\n",
+        key_file.display()
+    )
+}
+
+#[test]
+fn every_bad_key_in_the_binding_tables_is_reported_at_once_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    let key = common::maskinporten::write_private(
+        dir.path(),
+        "mp.key",
+        &common::maskinporten::key(1).pkcs8_pem,
+    );
+    let body = format!(
+        r#"max-in-flight = "lots"
+
+[maskinporten]
+issuer = "http://maskinporten.example/"
+client_id = "vakt"
+key_file = "{}"
+algorithm = "ES256"
+request_timeout = "soon"
+colour = "blue"
+
+[maskinporten.scopes]
+a-ordning = ["altinn:instances.read", "has space"]
+
+[altinn]
+base_url = "ftp://platform.tt02.altinn.no"
+region = "tt02"
+
+[envoy]
+employee_header = "employee"
+
+[[route]]
+host = "platform.altinn.no"
+methods = ["GET"]
+path = "/{{party}}"
+package = "a-ordning"
+client = {{ path = "party", kind = "party-id" }}
+token = "altinn"
+scopes = ["altinn:instances.write"]
+
+[tls]
+cert = "x"
+"#,
+        key.display()
+    );
+    std::fs::write(&path, body).unwrap();
+    let shown = path.display();
+    for args in [
+        vec!["config", "check", path.to_str().unwrap()],
+        vec!["serve", "--config", path.to_str().unwrap()],
+    ] {
+        let out = vakt(&args, &[]);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out));
+        let t = text(&out);
+        for want in [
+            format!("{shown}:1: max-in-flight: invalid value 'lots'"),
+            format!("{shown}:4: maskinporten.issuer: \"http://maskinporten.example/\" uses plain http"),
+            format!("{shown}:3: maskinporten.kid: is required with key_file"),
+            format!("{shown}:7: maskinporten.algorithm: \"ES256\" must be"),
+            format!("{shown}:8: maskinporten.request_timeout: \"soon\" is not a duration"),
+            format!("{shown}:9: maskinporten.colour: unknown key"),
+            format!("{shown}:12: maskinporten.scopes.a-ordning: scope \"has space\""),
+            format!("{shown}:15: altinn.base_url: \"ftp://platform.tt02.altinn.no\" must be an https URL"),
+            format!("{shown}:14: altinn.region: unknown key"),
+            format!("{shown}:18: envoy.employee_header: \"employee\" must be"),
+            format!("{shown}:30: tls: unknown key"),
+        ] {
+            assert!(t.contains(&want), "{args:?}: {want:?} not in {t}");
+        }
+        // One line per problem, each `vakt: file:line: key: …`.
+        for line in t.lines() {
+            assert!(line.starts_with(&format!("vakt: {shown}:")), "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_maskinporten_key_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    let table = maskinporten_table(dir.path(), "https://test.maskinporten.no/");
+    std::fs::write(&path, &table).unwrap();
+    let file = path.to_str().unwrap();
+    let out = vakt(&["config", "check", file], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let key = dir.path().join("maskinporten.key");
+    for mode in [0o644, 0o604, 0o666] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        for args in [
+            vec!["config", "check", file],
+            vec!["serve", "--config", file],
+        ] {
+            let out = vakt(&args, &[]);
+            assert_eq!(
+                out.status.code(),
+                Some(78),
+                "{mode:o} {args:?}: {}",
+                text(&out)
+            );
+            let want = format!(
+                "{file}:4: maskinporten.key_file: {}: mode {mode:o} lets more than its owner read or change the key",
+                key.display()
+            );
+            assert!(text(&out).contains(&want), "{want:?} not in {}", text(&out));
+        }
+    }
+}
+
+#[test]
+fn routes_and_altinn_without_maskinporten_are_refused_and_so_are_unknown_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    let file = path.to_str().unwrap();
+    let check = |contents: &str| {
+        std::fs::write(&path, contents).unwrap();
+        let out = vakt(&["config", "check", file], &[]);
+        (out.status.code(), text(&out))
+    };
+    // Routes, [envoy] and [altinn] without [maskinporten].
+    let (code, t) = check(&format!(
+        "[envoy]\nshadow = true\n\n[altinn]\nbase_url = \"https://platform.tt02.altinn.no\"\n{REGISTER_ROUTE}"
+    ));
+    assert_eq!(code, Some(78), "{t}");
+    for want in [
+        format!("{file}:1: envoy: needs [maskinporten]"),
+        format!("{file}:4: altinn: needs [maskinporten]"),
+        format!("{file}:7: route: needs [maskinporten]"),
+    ] {
+        assert!(t.contains(&want), "{want:?} not in {t}");
+    }
+    // With it, the same routes are accepted...
+    let mp = maskinporten_table(dir.path(), "https://test.maskinporten.no/");
+    let (code, t) = check(&format!("{mp}{REGISTER_ROUTE}"));
+    assert_eq!(code, Some(0), "{t}");
+    // ...but not a route whose token is "altinn" without [altinn], nor scopes
+    // its package is not allowed.
+    let altinn_route = REGISTER_ROUTE.replace(
+        "token = \"maskinporten\"",
+        "token = \"altinn\"\nscopes = [\"altinn:instances.write\"]",
+    );
+    let (code, t) = check(&format!("{mp}{altinn_route}"));
+    assert_eq!(code, Some(78), "{t}");
+    let route_line = mp.lines().count() + 2;
+    for want in [
+        format!("{file}:{route_line}: route[0] (\"register\").token: \"altinn\" needs [altinn] base_url"),
+        format!("{file}:{route_line}: route[0] (\"register\").scopes: \"altinn:instances.write\" is not allowed for urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet"),
+    ] {
+        assert!(t.contains(&want), "{want:?} not in {t}");
+    }
+    // Packages the schema does not know, in a route and in the scopes.
+    let unknown = format!(
+        "{}\nno-such-package = [\"altinn:instances.read\"]\n{}",
+        mp.trim_end(),
+        REGISTER_ROUTE.replace(
+            "package = \"regnskapsforer-med-signeringsrettighet\"",
+            "package = \"also-not-a-package\"\nscopes = [\"altinn:instances.read\"]"
+        )
+    )
+    .replace(
+        "regnskapsforer-med-signeringsrettighet = ",
+        "also-not-a-package = ",
+    );
+    let (code, t) = check(&unknown);
+    assert_eq!(code, Some(78), "{t}");
+    for want in [
+        "maskinporten.scopes: \"urn:altinn:accesspackage:no-such-package\" is not a known access package",
+        "route[0] (\"register\").package: \"urn:altinn:accesspackage:also-not-a-package\" is not a known access package",
+    ] {
+        assert!(t.contains(want), "{want:?} not in {t}");
+    }
+}
+
+#[test]
+fn config_show_shows_the_tables_with_the_key_path_and_never_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    let mp = maskinporten_table(dir.path(), "https://test.maskinporten.no/");
+    std::fs::write(&path, format!("max-batch = 5\n{mp}{REGISTER_ROUTE}")).unwrap();
+    let out = vakt(&["config", "show", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let key = dir.path().join("maskinporten.key");
+    for want in [
+        "max-batch = 5".to_owned(),
+        "[maskinporten]".to_owned(),
+        format!("key_file = \"{}\"", key.display()),
+        "issuer = \"https://test.maskinporten.no/\"".to_owned(),
+        "# algorithm = \"RS256\"  # default".to_owned(),
+        "[[route]]".to_owned(),
+        "name = \"register\"".to_owned(),
+    ] {
+        assert!(shown.contains(&want), "{want:?} not in {shown}");
+    }
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let body = pem.lines().nth(1).unwrap();
+    assert!(
+        !shown.contains(body) && !shown.contains("PRIVATE KEY"),
+        "{shown}"
+    );
+}
+
+/// The configuration docs/maskinporten.md shows for Maskinporten's test
+/// environment is accepted as it is, with a key file where it says.
+#[test]
+fn the_documented_maskinporten_example_is_accepted() {
+    let start = MP_DOC.find("```toml\n[maskinporten]").expect("the example");
+    let example = &MP_DOC[start + "```toml\n".len()..];
+    let example = &example[..example.find("```").unwrap()];
+    assert!(example.contains("issuer = \"https://test.maskinporten.no/\""));
+    assert!(example.contains("base_url = \"https://platform.tt02.altinn.no\""));
+    let dir = tempfile::tempdir().unwrap();
+    let key = common::maskinporten::write_private(
+        dir.path(),
+        "maskinporten.key",
+        &common::maskinporten::key(1).pkcs8_pem,
+    );
+    let config = example.replace("/etc/vakt/maskinporten.key", key.to_str().unwrap());
+    assert_ne!(config, example, "the example names its key file");
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, &config).unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{config}", text(&out));
+    // Production changes only settings.
+    let production = config
+        .replace(
+            "https://test.maskinporten.no/",
+            vakt::maskinporten::PRODUCTION_ISSUER,
+        )
+        .replace("platform.tt02.altinn.no", "platform.altinn.no");
+    std::fs::write(&path, &production).unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// A SIGHUP that adds [maskinporten] and a route: AuthorizeWithToken goes from
+/// FAILED_PRECONDITION to a token the Altinn stand-in accepts, and Check
+/// decides the new route. A file with a problem then keeps the last good
+/// binding, and one that leaves [maskinporten] unchanged keeps its client (and
+/// its cached token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_that_adds_the_binding_and_a_route_is_used_by_the_next_calls() {
+    use common::maskinporten::{StandIn, SCOPE};
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    use std::time::Duration;
+    let mp = StandIn::start().await;
+    // tk-regnskap as Altinn knows it: owned by Tall og Kontroll, its externalRef.
+    mp.add_fixture("310001015", Some("tk-regnskap"), "tk-regnskap", None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, "decision-log = \"off\"\n").unwrap();
+    let config = path.to_str().unwrap().to_owned();
+    let server = tokio::task::spawn_blocking(move || Spawned::start(&["--config", &config], false))
+        .await
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = vakt::proto::authorizer_client::AuthorizerClient::new(channel.clone());
+    let mut check = AuthorizationClient::new(channel);
+    let ask = || vakt::proto::AuthorizeWithTokenRequest {
+        request: Some(request("kari", "tk-regnskap", "310015156", REGNSKAP)),
+        scopes: vec![SCOPE.into()],
+    };
+    let envoy_request = || CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                time: None,
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    host: "platform.altinn.no".into(),
+                    path: "/register/api/v1/organizations/310015156/units".into(),
+                    headers: [("x-vakt-employee".to_owned(), "kari".to_owned())].into(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+    };
+    let err = client.authorize_with_token(ask()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    let before = check.check(envoy_request()).await;
+    assert!(
+        !matches!(&before, Ok(r) if matches!(r.get_ref().http_response, Some(HttpResponse::OkResponse(_)))),
+        "Check allowed without a route: {before:?}"
+    );
+
+    // The binding and a route, then SIGHUP.
+    let good = format!(
+        "decision-log = \"off\"\n{}{REGISTER_ROUTE}",
+        maskinporten_table(dir.path(), &mp.issuer)
+    );
+    std::fs::write(&path, &good).unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    let answer = eventually_some(
+        Duration::from_secs(20),
+        "AuthorizeWithToken to work",
+        || {
+            let mut c = client.clone();
+            async move { c.authorize_with_token(ask()).await.ok() }
+        },
+    )
+    .await
+    .into_inner();
+    assert_eq!(
+        answer.decision,
+        vakt::proto::Decision::Allow as i32,
+        "{answer:?}"
+    );
+    let claims = mp.altinn_accepts(&answer.access_token).unwrap();
+    assert_eq!(
+        claims["authorization_details"][0]["systemuser_id"][0],
+        "tk-regnskap"
+    );
+    let allowed = check.check(envoy_request()).await.unwrap().into_inner();
+    let Some(HttpResponse::OkResponse(ok)) = &allowed.http_response else {
+        panic!("Check did not allow the new route: {allowed:?}");
+    };
+    let bearer = ok
+        .headers
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .find(|h| h.key.eq_ignore_ascii_case("authorization"))
+        .map(|h| h.value.clone())
+        .expect("Check sets authorization");
+    let injected = bearer.strip_prefix("Bearer ").expect("a bearer token");
+    mp.altinn_accepts(injected).unwrap();
+    let hits = mp.token_hits();
+
+    // A file with a problem: the last good binding stays.
+    std::fs::write(&path, good.replace("kid = ", "kidd = ")).unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    until(
+        Duration::from_secs(20),
+        "the bad file to be refused",
+        || {
+            server
+                .diagnostics()
+                .iter()
+                .any(|l| l.contains("settings not reloaded") && l.contains("maskinporten.kidd"))
+        },
+    );
+    let again = client
+        .authorize_with_token(ask())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.decision, vakt::proto::Decision::Allow as i32);
+
+    // The same [maskinporten] again: the client and its cached token are kept.
+    std::fs::write(&path, &good).unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    until(
+        Duration::from_secs(20),
+        "the binding to be reloaded",
+        || {
+            server
+                .diagnostics()
+                .iter()
+                .any(|l| l.contains("binding reloaded") && l.contains("\"kept\""))
+        },
+    );
+    let kept = client
+        .authorize_with_token(ask())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.access_token, answer.access_token);
+    assert_eq!(
+        mp.token_hits(),
+        hits,
+        "a kept client asks Maskinporten nothing"
+    );
+    drop(server);
+}

@@ -20,6 +20,8 @@ pub(super) struct Targets {
     /// The writers of the decision log's sinks: those a SIGHUP opens join them,
     /// so a stop waits for all of them.
     pub(super) writers: Arc<Mutex<crate::decision_log::Writers>>,
+    /// The binding served now, and what it was built from.
+    pub(super) binding: Option<super::binding::Built>,
 }
 
 /// What a SIGHUP found, as it is logged: the live settings that changed, and the
@@ -53,12 +55,35 @@ pub(super) async fn on_hangup(
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         return;
     };
-    let Settings { fixed, mut live } = started;
+    let Settings {
+        fixed, mut live, ..
+    } = started;
+    let mut targets = targets;
     while hangup.recv().await.is_some() {
         let new = match Settings::read(&argv) {
             Ok(s) => s,
             Err(problems) => {
                 tracing::error!(problems = %problems.join("; "), "settings not reloaded: they have problems; the current ones stay");
+                continue;
+            }
+        };
+        // The binding tables, their packages checked against the running schema
+        // directory's list (a changed --schema waits for a restart).
+        let tables = match super::binding::read(new.file.as_deref(), fixed.sources.paths()) {
+            Ok(t) => t,
+            Err(problems) => {
+                tracing::error!(problems = %problems.join("; "), "settings not reloaded: they have problems; the current ones stay");
+                continue;
+            }
+        };
+        // Built before anything changes: if it cannot be, nothing does.
+        let binding = match tables
+            .map(|t| super::binding::build(t, targets.binding.as_ref()))
+            .transpose()
+        {
+            Ok(b) => b,
+            Err(problems) => {
+                tracing::error!(problems = %problems.join("; "), "settings not reloaded: the binding cannot be built; the current one stays");
                 continue;
             }
         };
@@ -73,6 +98,7 @@ pub(super) async fn on_hangup(
             let running = Settings {
                 fixed: fixed.clone(),
                 live: new.live.clone(),
+                file: new.file.clone(),
             };
             let reopened = running
                 .log_options()
@@ -103,6 +129,23 @@ pub(super) async fn on_hangup(
         }
         if !reloaded.needs_restart.is_empty() {
             tracing::warn!(settings = %reloaded.needs_restart.join(", "), "changed settings take effect only after a restart");
+        }
+        match binding {
+            Some((built, client)) => {
+                vakt.set_binding(Some(built.binding.clone()));
+                tracing::info!(
+                    maskinporten_client = client.as_str(),
+                    routes = built.routes(),
+                    "binding reloaded"
+                );
+                targets.binding = Some(built);
+            }
+            None => {
+                if targets.binding.take().is_some() {
+                    vakt.set_binding(None);
+                    tracing::warn!("binding off: the configuration has no [maskinporten]");
+                }
+            }
         }
         tracing::info!(changed = %reloaded.live.join(", "), "settings reloaded");
         live = new.live;

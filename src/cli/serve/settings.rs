@@ -22,8 +22,10 @@ use std::time::Duration;
 #[derive(Args, Clone)]
 pub(in crate::cli) struct ServeArgs {
     /// Read settings from this TOML file; its keys are these flags without their
-    /// dashes (`max-in-flight = 2048`). Environment variables override it, and
-    /// flags override both [default: none]
+    /// dashes (`max-in-flight = 2048`), and its tables ([maskinporten], [altinn],
+    /// [envoy], [[route]], [identity_provider]) make decisions binding (see
+    /// docs/maskinporten.md). Environment variables override its keys, and flags
+    /// override both [default: none]
     #[arg(long, env = "VAKT_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -306,13 +308,16 @@ settings! {
 pub(super) struct Settings {
     pub(super) fixed: Fixed,
     pub(super) live: Live,
+    /// The configuration file (`--config`, `VAKT_CONFIG`): its binding tables
+    /// (`[maskinporten]`, `[envoy]`, `[[route]]`, …) are read from it, live.
+    pub(super) file: Option<PathBuf>,
 }
 
 impl From<ServeArgs> for Settings {
     fn from(args: ServeArgs) -> Self {
         // Taken apart whole: a flag must land in `Fixed` or `Live`.
         let ServeArgs {
-            config: _,
+            config,
             sources,
             shadow_policies,
             listen,
@@ -409,6 +414,7 @@ impl From<ServeArgs> for Settings {
                 max_staleness,
                 sequence_wait,
             },
+            file: config,
         }
     }
 }
@@ -474,6 +480,19 @@ impl Settings {
         let settings = Self::from(args);
         settings.check()?;
         Ok(settings)
+    }
+
+    /// [`check`](Self::check) and the configuration file's binding tables
+    /// (their packages against the schema's list): every problem at once, or the
+    /// tables.
+    pub(super) fn check_with_tables(&self) -> Result<Option<super::binding::Tables>, Vec<String>> {
+        let mut bad = self.check().err().unwrap_or_default();
+        match super::binding::read(self.file.as_deref(), self.fixed.sources.paths()) {
+            Ok(tables) if bad.is_empty() => return Ok(tables),
+            Ok(_) => {}
+            Err(p) => bad.extend(p),
+        }
+        Err(bad)
     }
 
     /// Checks the settings that can be wrong together: every problem, so that
