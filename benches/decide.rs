@@ -62,12 +62,16 @@ fn generate(b: &mut WorldBuilder, entities: usize) -> (Vec<RawQuery>, Vec<RawQue
             name: format!("Firm {t}"),
             parent_org_number: None,
             unit_type: None,
+            party_id: None,
+            party_uuid: None,
         });
         orgs.push(OrganizationRecord {
             org_number: unit.clone(),
             name: format!("Firm {t} unit"),
             parent_org_number: Some(firm.clone()),
             unit_type: None,
+            party_id: None,
+            party_uuid: None,
         });
         let mut clients: Vec<String> = Vec::with_capacity(784);
         let mut parent = String::new();
@@ -82,6 +86,8 @@ fn generate(b: &mut WorldBuilder, entities: usize) -> (Vec<RawQuery>, Vec<RawQue
                 name: format!("Client {t}-{i}"),
                 parent_org_number: p,
                 unit_type: None,
+                party_id: None,
+                party_uuid: None,
             });
             clients.push(n);
         }

@@ -84,9 +84,23 @@ impl Generated {
     }
 }
 
-/// An organisation record.
+/// An organisation record, with Altinn's party ids as a synced world holds them:
+/// both derived from the org number, so they are unique and the same for the
+/// same seed (and the random choices of the world stay as they were).
 fn org(n: String, name: String, parent: Option<&str>, unit_type: &str) -> OrganizationRecord {
+    // Each eight-digit prefix gives one org number (its check digit), so the
+    // prefix is unique: an eight-digit party id, as Altinn's are.
+    let prefix: i64 = n[..8].parse().unwrap_or_default();
+    let mut mix = Rng(prefix as u64);
+    let bytes = (u128::from(mix.next()) << 64 | u128::from(mix.next())).to_be_bytes();
     OrganizationRecord {
+        party_id: Some(prefix.into()),
+        party_uuid: Some(
+            uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .hyphenated()
+                .to_string(),
+        ),
         org_number: n,
         name,
         parent_org_number: parent.map(str::to_owned),

@@ -346,12 +346,10 @@ impl<'a> Build<'a> {
         let mut bad = Vec::new();
         for (o, r) in &records.orgs {
             if let Some(org) = fields.organization(r, &mut bad) {
-                if self
-                    .world
-                    .orgs
-                    .insert(org.org_number, Arc::new(org))
-                    .is_some()
-                {
+                let (n, org) = (org.org_number, Arc::new(org));
+                let old = self.world.orgs.insert(n, org.clone());
+                self.world.index_party(n, old.as_deref(), Some(&org));
+                if old.is_some() {
                     bad.push(format!("orgNumber {:?} is defined twice", r.org_number));
                 }
             }

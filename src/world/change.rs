@@ -137,6 +137,13 @@ impl World {
             touched.insert(c.key());
             w.put(c);
         }
+        // A party id left by one organisation in this change set may be held by
+        // another the set gave it to before: it goes to that one now.
+        for k in &touched {
+            if let RecordKey::Organization(n) = k {
+                w.claim_party(*n);
+            }
+        }
         // An organisation given a parent puts its own units two levels deep: they
         // are checked again too (the check is theirs: a unit's parent must not be a
         // unit).
@@ -184,19 +191,24 @@ impl World {
         match c {
             Change::Organization(n, Some(o)) => {
                 let parent = o.parent();
-                if let Some(old) = self.orgs.insert(n, Arc::new(o)) {
-                    if let Some(p) = old.parent().filter(|p| Some(*p) != parent) {
+                let o = Arc::new(o);
+                let old = self.orgs.insert(n, o.clone());
+                if let Some(p) = old.as_ref().and_then(|old| old.parent()) {
+                    if Some(p) != parent {
                         unlist(&mut self.units, p, &n);
                     }
                 }
                 if let Some(p) = parent {
                     list(&mut self.units, p, &n);
                 }
+                self.index_party(n, old.as_deref(), Some(&o));
             }
             Change::Organization(n, None) => {
-                if let Some(p) = self.orgs.remove(&n).and_then(|old| old.parent()) {
+                let old = self.orgs.remove(&n);
+                if let Some(p) = old.as_ref().and_then(|old| old.parent()) {
                     unlist(&mut self.units, p, &n);
                 }
+                self.index_party(n, old.as_deref(), None);
             }
             Change::SystemUser(id, Some(mut su)) => {
                 let old = self.system_users.get(id.as_str()).cloned();
@@ -309,6 +321,70 @@ impl World {
             }
         }
         self.units = sorted_index(units);
+    }
+
+    /// Keeps the party indexes right as organisation `n` goes from `old` to `new`.
+    /// An id stays with the organisation that holds it: one given to a second
+    /// organisation is left to the first, and the reference checks find the
+    /// second (`checks::references`), naming both.
+    pub(super) fn index_party(
+        &mut self,
+        n: OrgNo,
+        old: Option<&Organization>,
+        new: Option<&Organization>,
+    ) {
+        let was = old.and_then(|o| o.party.as_deref());
+        let now = new.and_then(|o| o.party.as_deref());
+        let was_id = was.and_then(|p| p.id).map(|p| p.get());
+        let now_id = now.and_then(|p| p.id).map(|p| p.get());
+        if was_id != now_id {
+            if let Some(p) = was_id {
+                if self.party_ids.get(&p) == Some(&n) {
+                    self.party_ids.remove(&p);
+                }
+            }
+            if let Some(p) = now_id {
+                let held = self
+                    .party_ids
+                    .get(&p)
+                    .is_some_and(|m| self.orgs.get(m).is_some_and(|o| o.party_id() == Some(p)));
+                if !held {
+                    self.party_ids.insert(p, n);
+                }
+            }
+        }
+        let was_uuid = was.and_then(|p| p.uuid);
+        let now_uuid = now.and_then(|p| p.uuid);
+        if was_uuid != now_uuid {
+            if let Some(u) = was_uuid {
+                if self.party_uuids.get(&u) == Some(&n) {
+                    self.party_uuids.remove(&u);
+                }
+            }
+            if let Some(u) = now_uuid {
+                let held = self
+                    .party_uuids
+                    .get(&u)
+                    .is_some_and(|m| self.orgs.get(m).is_some_and(|o| o.party_uuid() == Some(u)));
+                if !held {
+                    self.party_uuids.insert(u, n);
+                }
+            }
+        }
+    }
+
+    /// Gives organisation `n` its party ids in the indexes where no organisation
+    /// holds them (after another left them within one change set).
+    fn claim_party(&mut self, n: OrgNo) {
+        let Some(party) = self.orgs.get(&n).and_then(|o| o.party.as_deref().copied()) else {
+            return;
+        };
+        if let Some(p) = party.id {
+            self.party_ids.entry(p.get()).or_insert(n);
+        }
+        if let Some(u) = party.uuid {
+            self.party_uuids.entry(u).or_insert(n);
+        }
     }
 
     /// The teams that grant system user `su`, sorted: a scan of the teams, for a
@@ -532,6 +608,94 @@ mod tests {
             .unwrap();
         assert!(!w4.system_users_owned_by(old).contains(&Id::from("nm-egen")));
         assert!(w4.system_users_owned_by(new).contains(&Id::from("nm-egen")));
+    }
+
+    #[test]
+    fn party_ids_follow_the_organisations_change_by_change() {
+        use super::super::records::Party;
+        use std::num::NonZeroI64;
+        let snap = example();
+        let w = &snap.world;
+        let with = |n: &str, id: Option<i64>, u: Option<u128>| {
+            let mut o = w.organization(org(n)).unwrap().clone();
+            o.party = Party::boxed(id.and_then(NonZeroI64::new), u.map(uuid::Uuid::from_u128));
+            Change::Organization(org(n), Some(o))
+        };
+        let by_id = |w: &World, id: i64| {
+            w.organization_by_party_id(id)
+                .map(|o| o.org_number.to_string())
+        };
+        let by_uuid = |w: &World, u: u128| {
+            w.organization_by_party_uuid(uuid::Uuid::from_u128(u))
+                .map(|o| o.org_number.to_string())
+        };
+        let (a, b, c) = ("310001015", "310015156", "310017175");
+        let w1 = w
+            .apply(
+                [with(a, Some(1001), Some(7)), with(b, Some(1002), None)],
+                &snap.packages,
+            )
+            .unwrap();
+        assert_eq!(by_id(&w1, 1001).as_deref(), Some(a));
+        assert_eq!(by_id(&w1, 1002).as_deref(), Some(b));
+        assert_eq!(by_uuid(&w1, 7).as_deref(), Some(a));
+        assert_eq!(by_id(&w1, 1003), None);
+        assert_eq!(by_id(w, 1001), None, "the old world is untouched");
+        // Moved within one change set, the taker written first.
+        let w2 = w1
+            .apply(
+                [with(c, Some(1002), None), with(b, None, None)],
+                &snap.packages,
+            )
+            .unwrap();
+        assert_eq!(by_id(&w2, 1002).as_deref(), Some(c));
+        // Swapped between two organisations.
+        let w3 = w2
+            .apply(
+                [with(a, Some(1002), Some(7)), with(c, Some(1001), None)],
+                &snap.packages,
+            )
+            .unwrap();
+        assert_eq!(by_id(&w3, 1001).as_deref(), Some(c));
+        assert_eq!(by_id(&w3, 1002).as_deref(), Some(a));
+        // Given to a second organisation while the holder stays as it is:
+        // refused, naming both, whichever is checked.
+        let err = w3
+            .apply([with(b, Some(1001), None)], &snap.packages)
+            .unwrap_err();
+        assert_eq!(
+            err.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["organization 310015156: partyId 1001 is given to two organisations, 310015156 and 310017175"]
+        );
+        let err = w3
+            .apply([with(b, None, Some(7))], &snap.packages)
+            .unwrap_err();
+        assert_eq!(
+            err[0].to_string(),
+            "organization 310015156: partyUuid \"00000000-0000-0000-0000-000000000007\" is given to two organisations, 310001015 and 310015156"
+        );
+        // Both given it in one change set: refused too.
+        assert!(w
+            .apply(
+                [with(b, Some(5), None), with(c, Some(5), None)],
+                &snap.packages
+            )
+            .is_err());
+        // Taken away: gone from the index.
+        let w4 = w3.apply([with(c, None, None)], &snap.packages).unwrap();
+        assert_eq!(by_id(&w4, 1001), None);
+        assert_eq!(by_id(&w4, 1002).as_deref(), Some(a));
+        // The indexes kept change by change are those a build of the records gives.
+        let mut b = super::super::WorldBuilder::new();
+        b.add_records(
+            "records",
+            w4.organizations().map(OrganizationRecord::from).collect(),
+            w4.system_users().map(SystemUserRecord::from).collect(),
+            w4.teams().map(TeamRecord::from).collect(),
+            w4.employees().map(EmployeeRecord::from).collect(),
+        );
+        let built = b.build(&snap.packages, &snap.schema).unwrap();
+        assert!(built.party_ids == w4.party_ids && built.party_uuids == w4.party_uuids);
     }
 
     #[test]

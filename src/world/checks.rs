@@ -15,14 +15,17 @@
 //!   records it touched once all its changes are in.
 //!
 //! Duplicate ids are found where records are gathered (`build`, and the database
-//! reader for rows of one key), since only a set of records can hold two.
+//! reader for rows of one key), since only a set of records can hold two. A party
+//! id or party UUID given to two organisations is a reference check: the world's
+//! party indexes say which organisation holds each.
 
 use super::format::{
-    ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord,
+    ClientRecord, ClientsRecord, EmployeeRecord, OrganizationRecord, PartyIdValue,
+    SystemUserRecord, TeamRecord,
 };
 use super::records::{
     map, ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, Map, OrgNo,
-    Organization, SystemUser, Team, UserType,
+    Organization, Party, SystemUser, Team, UserType,
 };
 use super::state::World;
 use crate::ids::check_id;
@@ -50,6 +53,65 @@ fn org_no(field: impl std::fmt::Display, n: &str, bad: &mut Vec<String>) -> Opti
 fn id(s: &str, bad: &mut Vec<String>) -> Option<Id> {
     check_id(s).map_err(|e| bad.push(format!("id {e}"))).ok()?;
     Some(s.into())
+}
+
+/// Altinn's party id as written, when it is one: a whole number from 1 to
+/// `i64::MAX` (Altinn's are `int` today; the width leaves room). The reason
+/// otherwise, naming the field.
+fn party_id_of(v: &PartyIdValue) -> Result<std::num::NonZeroI64, String> {
+    /// A whole number, saturated beyond `i128`; none when `v` is not written as one.
+    fn whole(v: &PartyIdValue) -> Option<i128> {
+        match v {
+            PartyIdValue::Integer(n) => Some(*n),
+            // A float is whole only when it is too large to be anything but
+            // (a JSON integer beyond 64 bits reads as one).
+            PartyIdValue::Fraction(x) if x.fract() == 0.0 && x.abs() >= 9.2e18 => {
+                Some(if *x > 0.0 { i128::MAX } else { i128::MIN })
+            }
+            PartyIdValue::Fraction(_) => None,
+            PartyIdValue::Text(t) => {
+                let (minus, digits) = match t.strip_prefix('-') {
+                    Some(d) => (true, d),
+                    None => (false, t.as_str()),
+                };
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let n = digits.parse::<i128>().unwrap_or(i128::MAX);
+                Some(if minus { -n } else { n })
+            }
+        }
+    }
+    match whole(v) {
+        None => Err(format!(
+            "partyId {v} must be a whole number written in digits, as Altinn writes party ids (50012345)"
+        )),
+        Some(n) if n <= 0 => Err(format!("partyId {v} must be greater than 0")),
+        Some(n) => i64::try_from(n)
+            .ok()
+            .and_then(std::num::NonZeroI64::new)
+            .ok_or_else(|| format!("partyId {v} is too large: a party id is at most {}", i64::MAX)),
+    }
+}
+
+/// Altinn's party UUID, when `s` is one; the reason otherwise.
+fn party_uuid_of(s: &str) -> Result<uuid::Uuid, String> {
+    match uuid::Uuid::try_parse(s) {
+        Ok(u) if u.is_nil() => Err(format!(
+            "partyUuid {s:?} is the nil UUID, which names no party"
+        )),
+        Ok(u) => Ok(u),
+        Err(_) => Err(format!(
+            "partyUuid {s:?} is not a UUID (as Altinn writes them: 8-4-4-4-12 hex digits)"
+        )),
+    }
+}
+
+/// Two organisations given one party id or UUID: named in order, so the reason
+/// reads the same whichever of the two is checked.
+fn given_twice(field: &str, value: impl std::fmt::Display, a: OrgNo, b: OrgNo) -> String {
+    let (a, b) = if a < b { (a, b) } else { (b, a) };
+    format!("{field} {value} is given to two organisations, {a} and {b}")
 }
 
 /// The parent an organisation record inherits from (as [`Organization::parent`]),
@@ -83,6 +145,14 @@ impl<'a> Fields<'a> {
             .parent_org_number
             .as_deref()
             .and_then(|p| org_no("parentOrgNumber", p, bad));
+        let party_id = r
+            .party_id
+            .as_ref()
+            .and_then(|v| party_id_of(v).map_err(|e| bad.push(e)).ok());
+        let party_uuid = r
+            .party_uuid
+            .as_deref()
+            .and_then(|u| party_uuid_of(u).map_err(|e| bad.push(e)).ok());
         Some(Organization {
             org_number: n,
             name: r.name.as_str().into(),
@@ -91,6 +161,7 @@ impl<'a> Fields<'a> {
                 .unit_type
                 .as_deref()
                 .map(|t| t.to_ascii_uppercase().into()),
+            party: Party::boxed(party_id, party_uuid),
         })
     }
 
@@ -351,7 +422,29 @@ fn known_org(world: &World, field: impl std::fmt::Display, n: &str, bad: &mut Ve
 pub(crate) fn references(world: &World, r: Record<'_>, bad: &mut Vec<String>) {
     match r {
         Record::Organization(o) => {
-            let (Ok(n), Some(p)) = (OrgNo::parse(&o.org_number), inherits_from(o)) else {
+            let Ok(n) = OrgNo::parse(&o.org_number) else {
+                return;
+            };
+            // The world's index keeps each party id with one organisation that
+            // holds it: another holder is the second.
+            if let Some(Ok(p)) = o.party_id.as_ref().map(party_id_of) {
+                match world.party_ids.get(&p.get()) {
+                    Some(&m) if m != n => bad.push(given_twice("partyId", p, n, m)),
+                    _ => {}
+                }
+            }
+            if let Some(Ok(u)) = o.party_uuid.as_deref().map(party_uuid_of) {
+                match world.party_uuids.get(&u) {
+                    Some(&m) if m != n => bad.push(given_twice(
+                        "partyUuid",
+                        format_args!("{:?}", u.hyphenated().to_string()),
+                        n,
+                        m,
+                    )),
+                    _ => {}
+                }
+            }
+            let Some(p) = inherits_from(o) else {
                 return;
             };
             match world.orgs.get(&p) {
@@ -417,5 +510,52 @@ pub(crate) fn references(world: &World, r: Record<'_>, bad: &mut Vec<String>) {
                 known_org(world, format_args!("auditClients[{i}]"), n, bad);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn party_ids_are_whole_positive_and_fit_in_64_bits() {
+        let id = |v: PartyIdValue| party_id_of(&v).map(|n| n.get());
+        assert_eq!(id(PartyIdValue::Integer(50012345)), Ok(50012345));
+        assert_eq!(id(PartyIdValue::Text("50012345".into())), Ok(50012345));
+        assert_eq!(id(PartyIdValue::Integer(i64::MAX.into())), Ok(i64::MAX));
+        let why = |v: PartyIdValue| party_id_of(&v).unwrap_err();
+        assert!(why(PartyIdValue::Fraction(1.5)).contains("must be a whole number"));
+        // A whole value written as a float is not how Altinn writes one.
+        assert!(why(PartyIdValue::Fraction(2.0)).contains("partyId 2.0 must be a whole number"));
+        assert!(why(PartyIdValue::Text("".into())).contains("must be a whole number"));
+        assert!(why(PartyIdValue::Text("+5".into())).contains("must be a whole number"));
+        assert!(why(PartyIdValue::Text(" 5".into())).contains("must be a whole number"));
+        assert_eq!(
+            why(PartyIdValue::Integer(0)),
+            "partyId 0 must be greater than 0"
+        );
+        assert_eq!(
+            why(PartyIdValue::Text("-7".into())),
+            "partyId \"-7\" must be greater than 0"
+        );
+        let large =
+            "partyId 9223372036854775808 is too large: a party id is at most 9223372036854775807";
+        assert_eq!(why(PartyIdValue::Integer(i128::from(i64::MAX) + 1)), large);
+        assert!(why(PartyIdValue::Fraction(1e30)).contains("is too large"));
+        assert!(why(PartyIdValue::Text("9".repeat(60))).contains("is too large"));
+        assert!(why(PartyIdValue::Fraction(-1e30)).contains("must be greater than 0"));
+    }
+
+    #[test]
+    fn party_uuids_are_uuids_and_never_nil() {
+        let u = "4a06214d-b261-4695-b33a-0771a995b503";
+        assert_eq!(party_uuid_of(u).unwrap().to_string(), u);
+        assert_eq!(party_uuid_of(&u.to_uppercase()).unwrap().to_string(), u);
+        assert!(party_uuid_of("4a06214d")
+            .unwrap_err()
+            .contains("is not a UUID"));
+        assert!(party_uuid_of("00000000-0000-0000-0000-000000000000")
+            .unwrap_err()
+            .contains("nil UUID"));
     }
 }

@@ -65,6 +65,111 @@ pub struct OrganizationRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub unit_type: Option<String>,
+    /// Altinn's party id for the organisation (Register's and `authorizedparties`'
+    /// `partyId`; the `{instanceOwnerPartyId}` of an app's paths): a whole number
+    /// from 1, written as Altinn's APIs write it, a JSON number. Its digits as a
+    /// string are read too (Storage writes `instanceOwner.partyId` so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<PartyIdForm>")]
+    pub party_id: Option<PartyIdValue>,
+    /// Altinn's party UUID for the organisation (`partyUuid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "uuid"))]
+    pub party_uuid: Option<String>,
+}
+
+/// A party id as written. Which values are party ids is the field checks' to say
+/// (`checks`), so a bad one is refused with the same reason from every source; a
+/// value of another JSON type (`true`, an object) is refused as it is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartyIdValue {
+    /// A JSON number without a fraction or an exponent.
+    Integer(i128),
+    /// A JSON number with a fraction or an exponent, or too long for 64 bits.
+    Fraction(f64),
+    /// A string.
+    Text(String),
+}
+
+impl From<i64> for PartyIdValue {
+    fn from(n: i64) -> Self {
+        Self::Integer(n.into())
+    }
+}
+
+/// As written: a number as its digits, a string in quotes.
+impl std::fmt::Display for PartyIdValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Integer(n) => write!(f, "{n}"),
+            Self::Fraction(x) => match serde_json::Number::from_f64(*x) {
+                Some(n) => write!(f, "{n}"),
+                None => write!(f, "{x}"),
+            },
+            Self::Text(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl Serialize for PartyIdValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Integer(n) => match i64::try_from(*n) {
+                Ok(n) => s.serialize_i64(n),
+                // Never in a world: only a record read with it, and refused.
+                Err(_) => s.serialize_str(&n.to_string()),
+            },
+            Self::Fraction(x) => s.serialize_f64(*x),
+            Self::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PartyIdValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PartyIdValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a party id: a whole number, or its digits as a string")
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<PartyIdValue, E> {
+                Ok(PartyIdValue::Integer(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<PartyIdValue, E> {
+                Ok(PartyIdValue::Integer(n.into()))
+            }
+            fn visit_i128<E>(self, n: i128) -> Result<PartyIdValue, E> {
+                Ok(PartyIdValue::Integer(n))
+            }
+            fn visit_u128<E>(self, n: u128) -> Result<PartyIdValue, E> {
+                Ok(PartyIdValue::Integer(
+                    i128::try_from(n).unwrap_or(i128::MAX),
+                ))
+            }
+            fn visit_f64<E>(self, x: f64) -> Result<PartyIdValue, E> {
+                Ok(PartyIdValue::Fraction(x))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<PartyIdValue, E> {
+                Ok(PartyIdValue::Text(s.to_owned()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<PartyIdValue, E> {
+                Ok(PartyIdValue::Text(s))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// What the editors' schema says a party id is (never built: the record holds a
+// `PartyIdValue`, so a bad one reaches the field checks).
+/// Altinn's party id: a whole number from 1, or its digits as a string.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum PartyIdForm {
+    Number(#[schemars(range(min = 1))] i64),
+    Digits(#[schemars(regex(pattern = r"^[0-9]+$"))] String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -233,6 +338,8 @@ impl From<&Organization> for OrganizationRecord {
             name: o.name.to_string(),
             parent_org_number: o.parent_org_number.map(|p| p.to_string()),
             unit_type: o.unit_type.as_ref().map(|t| t.to_string()),
+            party_id: o.party_id().map(PartyIdValue::from),
+            party_uuid: o.party_uuid().map(|u| u.hyphenated().to_string()),
         }
     }
 }

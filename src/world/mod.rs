@@ -44,13 +44,13 @@ pub(crate) use checks::Fields;
 pub use export::{CEDAR_FILE, FILES};
 pub use format::{
     AccessRecord, ClientRecord, ClientsRecord, DataFile, EmployeeRecord, OrganizationRecord,
-    PackageRef, SystemUserRecord, TeamRecord,
+    PackageRef, PartyIdValue, SystemUserRecord, TeamRecord,
 };
 pub use load::load_dir;
 pub use manifest::{parse_manifest, read_listed, read_manifest, sha256, Manifest};
 pub use records::{
     ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
-    SystemUser, Team, UserType,
+    Party, SystemUser, Team, UserType,
 };
 
 pub use state::{World, WorldCounts};

@@ -8,7 +8,8 @@
 //!   top-level array); `organisasjonsnummer`, `navn`, `overordnetEnhet`,
 //!   `organisasjonsform.kode`;
 //! - Altinn Register v2 organisations: `organizationIdentifier`, `displayName`,
-//!   `unitType`, usually in a `{"data": [...]}` envelope;
+//!   `unitType`, and the party's `partyId` and `partyUuid`, usually in a
+//!   `{"data": [...]}` envelope;
 //! - Altinn's system-user API: the agents list (a top-level array), vendor lists in
 //!   a `{links, data}` envelope, and one system user (`byExternalId`);
 //! - the delegated-clients response (`systemUserInformation` names the agent, and
@@ -352,6 +353,12 @@ fn record(out: &mut Restated, k: Kind, path: &str, at: usize, m: &Map<String, Va
                     o.insert("unitType".into(), v.clone());
                 }
                 None => {}
+            }
+            // Register v2 names the party as the compact format does; checked there.
+            for k in ["partyId", "partyUuid"] {
+                if let Some(v) = text_of(m, &[k]) {
+                    o.insert(k.into(), v.clone());
+                }
             }
             if problems.is_empty() {
                 out.organizations.push((at, Value::Object(o)));

@@ -22,6 +22,11 @@ pub struct World {
     /// Operational units by the parent they inherit from, sorted: the clients a
     /// system user reaches through a parent.
     pub(super) units: Map<OrgNo, Arc<[OrgNo]>>,
+    /// Organisations by Altinn party id and by party UUID, those that have one:
+    /// each id with one organisation that holds it (a second holder is refused by
+    /// the reference checks). Kept as records go in and out (`change`, `build`).
+    pub(super) party_ids: Map<i64, OrgNo>,
+    pub(super) party_uuids: Map<uuid::Uuid, OrgNo>,
     /// Entities in Cedar's own JSON format for types beyond Vakt's own, and the
     /// schema's actions, by uid, each with its ancestors over every file.
     pub(super) extra: Arc<HashMap<EntityUID, CedarEntity>>,
@@ -37,6 +42,8 @@ impl Default for World {
             by_owner: map(),
             staff: map(),
             units: map(),
+            party_ids: map(),
+            party_uuids: map(),
             extra: Arc::default(),
         }
     }
@@ -64,6 +71,8 @@ impl PartialEq for World {
             && self.by_owner == other.by_owner
             && self.staff == other.staff
             && self.units == other.units
+            && self.party_ids == other.party_ids
+            && self.party_uuids == other.party_uuids
             && self.extra.len() == other.extra.len()
             && self
                 .extra
@@ -96,6 +105,21 @@ impl World {
     /// The operational units that inherit from `parent`, sorted.
     pub fn units_of(&self, parent: OrgNo) -> &[OrgNo] {
         self.units.get(&parent).map_or(&[], |ns| &ns[..])
+    }
+    /// The organisation Altinn knows by party id `party_id` (the
+    /// `{instanceOwnerPartyId}` of an app's paths), when the world holds one; its
+    /// `org_number` is the client.
+    pub fn organization_by_party_id(&self, party_id: i64) -> Option<&Organization> {
+        self.party_ids
+            .get(&party_id)
+            .and_then(|n| self.organization(*n))
+    }
+    /// The organisation Altinn knows by party UUID `party_uuid`, when the world
+    /// holds one.
+    pub fn organization_by_party_uuid(&self, party_uuid: uuid::Uuid) -> Option<&Organization> {
+        self.party_uuids
+            .get(&party_uuid)
+            .and_then(|n| self.organization(*n))
     }
     /// An entity given in Cedar's own format, or an action.
     pub fn extra_entity(&self, uid: &EntityUID) -> Option<&ast::Entity> {

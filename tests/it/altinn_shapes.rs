@@ -87,6 +87,22 @@ fn saved_responses_decide_exactly_as_the_hand_written_world() {
         compared > 10_000 && allowed > 20,
         "{compared} compared, {allowed} allowed"
     );
+    // Register v2 names each party by id and UUID: both are read.
+    let tall = saved.world.organization_by_party_id(51117759).unwrap();
+    assert_eq!(tall.org_number.to_string(), "310001015");
+    assert_eq!(
+        tall.party_uuid().map(|u| u.to_string()).as_deref(),
+        Some("4a06214d-b261-4695-b33a-0771a995b503")
+    );
+    let uuid = uuid::Uuid::parse_str("6d9f5b1e-3c8a-4f27-b4d0-a7e3c1f9b5d8").unwrap();
+    assert_eq!(
+        saved
+            .world
+            .organization_by_party_uuid(uuid)
+            .map(|o| o.org_number.to_string())
+            .as_deref(),
+        Some("310025259")
+    );
 }
 
 /// A copy of the saved responses with `name` replaced by `text` (or added).
@@ -216,6 +232,21 @@ fn bad_input_in_each_shape_names_file_line_and_field() {
                 1,
             ),
             "duplicate member \"isDeleted\"",
+        ),
+        // A Register v2 party id that is not a whole number.
+        (
+            "register-v2-organizations.json",
+            saved("register-v2-organizations.json").replacen("\"partyId\": 51117759", "\"partyId\": \"5111775x\"", 1),
+            "partyId \"5111775x\" must be a whole number",
+        ),
+        // Two organisations of one party UUID.
+        (
+            "register-v2-organizations.json",
+            saved("register-v2-organizations.json").replace(
+                "2f9c4e7b-6d1a-4b83-a5c0-8e2f4d6b9c16",
+                "4a06214d-b261-4695-b33a-0771a995b503",
+            ),
+            "partyUuid \"4a06214d-b261-4695-b33a-0771a995b503\" is given to two organisations, 310001015 and 310007072",
         ),
         // A truncated file.
         (

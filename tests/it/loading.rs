@@ -472,3 +472,109 @@ fn the_same_data_gets_one_revision_wherever_it_is_read_from() {
         (built_in, "built-in".to_owned())
     );
 }
+
+/// Altinn's party ids, read as Altinn writes them (a JSON number; its digits as a
+/// string too; in YAML alike), looked up on the world by id and by UUID, and
+/// written back by export as numbers, giving the same world; from Register v2's
+/// own shape as well. `gen-world` writes them for every organisation.
+#[test]
+fn party_ids_are_read_looked_up_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("orgs.json"),
+        r#"{"organizations": [
+  {"orgNumber": "310001015", "name": "Tall og Kontroll AS", "partyId": 51117759, "partyUuid": "4A06214D-B261-4695-B33A-0771A995B503"},
+  {"orgNumber": "310015156", "name": "Bakeri Brød AS", "partyId": "51561401"}
+]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        "organizations:\n  - orgNumber: \"310017175\"\n    name: Uten id AS\n  - orgNumber: \"310019194\"\n    partyId: 51561412\n",
+    )
+    .unwrap();
+    let snap = build(None, Some(dir.path())).unwrap();
+    let w = &snap.world;
+    let by_id = |id: i64| {
+        w.organization_by_party_id(id)
+            .map(|o| o.org_number.to_string())
+    };
+    assert_eq!(by_id(51117759).as_deref(), Some("310001015"));
+    assert_eq!(by_id(51561401).as_deref(), Some("310015156"));
+    assert_eq!(by_id(51561412).as_deref(), Some("310019194"));
+    assert_eq!(by_id(51561413), None);
+    assert_eq!(by_id(0), None);
+    let u = uuid::Uuid::parse_str("4a06214d-b261-4695-b33a-0771a995b503").unwrap();
+    let o = w.organization_by_party_uuid(u).unwrap();
+    assert_eq!(
+        (o.org_number.to_string(), o.party_id()),
+        ("310001015".to_owned(), Some(51117759))
+    );
+    assert_eq!(
+        w.organization(vakt::world::OrgNo::parse("310017175").unwrap())
+            .unwrap()
+            .party,
+        None
+    );
+
+    // Exported as Altinn writes them, and read back as the same world.
+    let out = tempfile::tempdir().unwrap();
+    w.write_files(out.path()).unwrap();
+    let orgs = std::fs::read_to_string(out.path().join("organizations.json")).unwrap();
+    for want in [
+        r#"{"orgNumber":"310001015","name":"Tall og Kontroll AS","partyId":51117759,"partyUuid":"4a06214d-b261-4695-b33a-0771a995b503"}"#,
+        r#"{"orgNumber":"310015156","name":"Bakeri Brød AS","partyId":51561401}"#,
+        r#"{"orgNumber":"310017175","name":"Uten id AS"}"#,
+    ] {
+        assert!(orgs.contains(want), "{want} in:\n{orgs}");
+    }
+    let again = build(None, Some(out.path())).unwrap();
+    assert!(again.world == snap.world);
+
+    // A bad one names the file, the line and the field; so does a JSON type
+    // that is no party id at all.
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"organizations": [
+  {"orgNumber": "310020206", "partyId": 1.5},
+  {"orgNumber": "310021210", "partyId": true}
+]}"#,
+    )
+    .unwrap();
+    let all = messages(&build(None, Some(dir.path())).err().unwrap()).join("\n");
+    for want in [
+        r#"bad.json:2:17: organizations[0] ("310020206"): partyId 1.5 must be a whole number written in digits"#,
+        r#"bad.json:3:17: organizations[1] ("310021210"): partyId: invalid type: boolean `true`, expected a party id"#,
+    ] {
+        assert!(all.contains(want), "{want} in:\n{all}");
+    }
+
+    // gen-world writes both for every organisation, each once.
+    let gen = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "gen-world",
+            "--out",
+            gen.path().to_str().unwrap(),
+            "--firms",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let g = build(None, Some(gen.path())).unwrap();
+    let n = g.world.organizations().count();
+    assert!(n > 600, "{n}");
+    for o in g.world.organizations() {
+        let id = o.party_id().expect("a party id");
+        let u = o.party_uuid().expect("a party UUID");
+        assert_eq!(
+            g.world.organization_by_party_id(id).unwrap().org_number,
+            o.org_number
+        );
+        assert_eq!(
+            g.world.organization_by_party_uuid(u).unwrap().org_number,
+            o.org_number
+        );
+    }
+}

@@ -80,13 +80,13 @@ fn migrations_apply_once_and_constraints_refuse_what_the_loader_refuses() {
     let pg = Cluster::start();
     let url = pg.create_db("constraints");
     let first = ok(vakt(&["db", "migrate", "--database", &url]));
-    assert!(first.contains("Vakt schema at version 2"), "{first}");
+    assert!(first.contains("Vakt schema at version 3"), "{first}");
     let again = ok(vakt(&["db", "migrate", "--database", &url]));
     assert!(again.contains("already up to date"), "{again}");
     // A second database of the same cluster migrates too: the roles are there.
     let other = pg.create_db("constraints_other");
     let second = ok(vakt(&["db", "migrate", "--database", &other]));
-    assert!(second.contains("Vakt schema at version 2"), "{second}");
+    assert!(second.contains("Vakt schema at version 3"), "{second}");
     assert_eq!(
         pg.psql(
             "postgres",
@@ -119,6 +119,15 @@ fn migrations_apply_once_and_constraints_refuse_what_the_loader_refuses() {
         ("INSERT INTO vakt.employee (id, organization, active) VALUES ('kari', '310001015', true); INSERT INTO vakt.employee_team VALUES ('kari', 'ghost-team')", "employee_team_team_id_fkey"),
         // a role that is not an Altinn URN
         ("INSERT INTO vakt.system_user (id, owner_org_number, user_type) VALUES ('su3', '310001015', 'agent'); INSERT INTO vakt.client_link (system_user_id, client_org_number) VALUES ('su3', '310001015'); INSERT INTO vakt.client_link_role VALUES ('su3', '310001015', 0, 'accountant')", "client_link_role_role_check"),
+        // party ids: positive, whole, 64 bits, each given once
+        ("INSERT INTO vakt.organization (org_number, party_id) VALUES ('310015156', 0)", "organization_party_id_check"),
+        ("INSERT INTO vakt.organization (org_number, party_id) VALUES ('310015156', 'x1')", "invalid input syntax for type bigint"),
+        ("INSERT INTO vakt.organization (org_number, party_id) VALUES ('310015156', 9223372036854775808)", "bigint out of range"),
+        ("UPDATE vakt.organization SET party_id = 51117759 WHERE org_number = '310001015'; INSERT INTO vakt.organization (org_number, party_id) VALUES ('310015156', 51117759)", "organization_party_id_key"),
+        // party UUIDs: UUIDs, not nil, each given once
+        ("INSERT INTO vakt.organization (org_number, party_uuid) VALUES ('310015156', 'not-a-uuid')", "invalid input syntax for type uuid"),
+        ("INSERT INTO vakt.organization (org_number, party_uuid) VALUES ('310015156', '00000000-0000-0000-0000-000000000000')", "organization_party_uuid_check"),
+        ("UPDATE vakt.organization SET party_uuid = '4a06214d-b261-4695-b33a-0771a995b503' WHERE org_number = '310001015'; INSERT INTO vakt.organization (org_number, party_uuid) VALUES ('310015156', '4a06214d-b261-4695-b33a-0771a995b503')", "organization_party_uuid_key"),
     ] {
         let err = sql(&format!("BEGIN; {bad}; COMMIT")).expect_err(bad);
         assert!(err.contains(constraint), "{bad}: {err}");
@@ -906,6 +915,205 @@ fn a_policy_file_being_written_is_not_applied_beside_a_database() {
         Duration::from_secs(10),
         "the cut policy file to apply",
         || per() == Decision::Allow,
+    );
+    s.stop();
+}
+
+/// A database made before party ids (schema version 2, as an older Vakt left it,
+/// with a world in it) is refused until migrated; `vakt db migrate` adds the
+/// columns and keeps every row. Party ids written then are read whole (with the
+/// lookup by party id and UUID), followed change by change (one moved between
+/// organisations within a transaction), exported, and a change that gives one
+/// organisation's party id to another, untouched one is refused naming both.
+#[test]
+fn a_database_made_before_party_ids_migrates_and_follows_them() {
+    use sha2::{Digest, Sha256};
+    let pg = Cluster::start();
+    let url = pg.create_db("before_party_ids");
+    let old: [(i64, &str, &str); 2] = [
+        (1, "world", include_str!("../../migrations/0001_world.sql")),
+        (
+            2,
+            "roles_and_feed_guard",
+            include_str!("../../migrations/0002_roles_and_feed_guard.sql"),
+        ),
+    ];
+    pg.psql(
+        "before_party_ids",
+        "CREATE SCHEMA vakt; CREATE TABLE vakt.schema_version (
+           version bigint PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now())",
+    );
+    for (version, name, sql) in old {
+        let sum = hex::encode(Sha256::digest(sql.as_bytes()));
+        pg.psql("before_party_ids", sql);
+        pg.psql(
+            "before_party_ids",
+            &format!("INSERT INTO vakt.schema_version (version, name, sha256) VALUES ({version}, '{name}', '{sum}')"),
+        );
+    }
+    pg.psql(
+        "before_party_ids",
+        "INSERT INTO vakt.organization VALUES ('310001015', 'Tall og Kontroll AS', NULL, 'AS'), \
+                                             ('310015156', 'Bakeri Brød AS', NULL, 'AS')",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let refused = vakt(&[
+        "db",
+        "export",
+        out.path().to_str().unwrap(),
+        "--database",
+        &url,
+    ]);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && text.contains("version 2, this binary needs 3"),
+        "{text}"
+    );
+    let migrated = vakt(&["db", "migrate", "--database", &url]);
+    let said = String::from_utf8_lossy(&migrated.stderr);
+    assert!(said.contains("applied migration 3 (party_ids)"), "{said}");
+    assert!(ok(migrated).contains("Vakt schema at version 3"));
+    assert_eq!(
+        pg.psql(
+            "before_party_ids",
+            "SELECT string_agg(org_number || ':' || coalesce(party_id::text, '-') || ':' || coalesce(party_uuid::text, '-'), ',' ORDER BY org_number) FROM vakt.organization"
+        ),
+        "310001015:-:-,310015156:-:-"
+    );
+    ok(vakt(&[
+        "db",
+        "export",
+        out.path().to_str().unwrap(),
+        "--database",
+        &url,
+    ]));
+    let orgs = std::fs::read_to_string(out.path().join("organizations.json")).unwrap();
+    assert!(
+        orgs.contains(r#"{"orgNumber":"310001015","name":"Tall og Kontroll AS","unitType":"AS"}"#),
+        "{orgs}"
+    );
+
+    // The example world, with party ids written by a writer.
+    ok(vakt(&[
+        "db",
+        "import",
+        WORLD,
+        "--replace",
+        "--database",
+        &url,
+    ]));
+    pg.logins();
+    pg.psql_as(
+        WRITER,
+        "before_party_ids",
+        "UPDATE vakt.organization SET party_id = 51117759, party_uuid = '4a06214d-b261-4695-b33a-0771a995b503' WHERE org_number = '310001015'; \
+         UPDATE vakt.organization SET party_id = 51561401 WHERE org_number = '310015156'",
+    );
+    let rules = || {
+        vakt::rules::snapshot::Rules::build(
+            &vakt::rules::snapshot::Sources::read(&Default::default()).unwrap(),
+        )
+        .unwrap()
+    };
+    let whole = |url: &str| {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(vakt::source::postgres::PostgresSource::load(
+                url.parse().unwrap(),
+                rules(),
+            ))
+            .unwrap()
+            .1
+    };
+    let w = whole(&url).world;
+    let org_of = |id: i64| {
+        w.organization_by_party_id(id)
+            .map(|o| o.org_number.to_string())
+    };
+    assert_eq!(org_of(51117759).as_deref(), Some("310001015"));
+    assert_eq!(org_of(51561401).as_deref(), Some("310015156"));
+    assert_eq!(org_of(51561402), None);
+    let uuid = uuid::Uuid::parse_str("4a06214d-b261-4695-b33a-0771a995b503").unwrap();
+    assert_eq!(
+        w.organization_by_party_uuid(uuid)
+            .map(|o| o.org_number.to_string())
+            .as_deref(),
+        Some("310001015")
+    );
+
+    // Followed: 51561401 moves from 310015156 to 310017175 in one transaction
+    // (the taker written first), read back by a read-your-writes request.
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert_eq!(status(&s).sync_state, "live");
+    let moved = pg.psql_as(
+        WRITER,
+        "before_party_ids",
+        "BEGIN; UPDATE vakt.organization SET party_id = NULL WHERE org_number = '310015156'; \
+         UPDATE vakt.organization SET party_id = 51561401 WHERE org_number = '310017175'; \
+         SELECT vakt.data_sequence(); COMMIT",
+    );
+    let seq = sequence(&moved);
+    let r = decide_at(&s, KARI.0, KARI.1, KARI.2, KARI.3, seq);
+    assert!(
+        r.data_sequence >= seq && r.decision() == Decision::Allow,
+        "{r:?}"
+    );
+    assert_eq!(status(&s).sync_state, "live");
+    let out = tempfile::tempdir().unwrap();
+    ok(vakt(&[
+        "db",
+        "export",
+        out.path().to_str().unwrap(),
+        "--database",
+        &as_role(&url, READER),
+    ]));
+    let orgs = std::fs::read_to_string(out.path().join("organizations.json")).unwrap();
+    let line = |n: &str| {
+        orgs.lines()
+            .find(|l| l.contains(&format!(r#""orgNumber":"{n}""#)))
+            .unwrap_or_default()
+    };
+    assert!(
+        line("310017175").contains(r#""partyId":51561401"#),
+        "{orgs}"
+    );
+    assert!(!line("310015156").contains("partyId"), "{orgs}");
+    assert!(
+        orgs.contains(r#""partyId":51117759,"partyUuid":"4a06214d-b261-4695-b33a-0771a995b503""#),
+        "{orgs}"
+    );
+    let w = whole(&url).world;
+    assert_eq!(
+        w.organization_by_party_id(51561401)
+            .map(|o| o.org_number.to_string())
+            .as_deref(),
+        Some("310017175")
+    );
+
+    // Without the unique constraint, a writer gives 310001015's party id to
+    // 310015156 as well: the sidecar refuses the change, naming both.
+    pg.psql(
+        "before_party_ids",
+        "ALTER TABLE vakt.organization DROP CONSTRAINT organization_party_id_key",
+    );
+    until(Duration::from_secs(10), "the sidecar to be live", || {
+        status(&s).sync_state == "live"
+    });
+    pg.psql_as(
+        WRITER,
+        "before_party_ids",
+        "UPDATE vakt.organization SET party_id = 51117759 WHERE org_number = '310015156'",
+    );
+    until(Duration::from_secs(5), "following to stop", || {
+        status(&s).sync_state == "stopped"
+    });
+    let st = status(&s);
+    assert!(
+        st.last_error
+            .contains("partyId 51117759 is given to two organisations, 310001015 and 310015156"),
+        "{}",
+        st.last_error
     );
     s.stop();
 }

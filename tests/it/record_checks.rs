@@ -4,6 +4,10 @@
 //! (`vakt db export`, which reads as a sidecar starts), are refused with the same
 //! reason, naming the field; and a valid record is accepted by each.
 //!
+//! Party ids the columns' types cannot hold (not a whole number, beyond 64 bits,
+//! not a UUID) are refused from a file and an import alike, and by PostgreSQL
+//! itself as the row is written.
+//!
 //! The database's own constraints refuse most bad rows before Vakt sees them;
 //! Vakt does not rely on them (a hand-made or older schema may lack some). So the
 //! followed database here has its CHECK, foreign-key and employee key constraints
@@ -89,6 +93,70 @@ const CASES: &[Case] = &[
         undo: "DELETE FROM vakt.employee_audit_client WHERE employee_id = 'testola'; DELETE FROM vakt.employee WHERE id = 'testola'",
         reason: r#"auditClients[0] "310030309" is not a known organisation"#,
     },
+    Case {
+        what: "a negative party id",
+        file: r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyId": -5}]}"#,
+        rows: "INSERT INTO vakt.organization (org_number, name, party_id) VALUES ('310030309', 'X', -5)",
+        undo: "DELETE FROM vakt.organization WHERE org_number = '310030309'",
+        reason: "partyId -5 must be greater than 0",
+    },
+    Case {
+        what: "the nil UUID as a party UUID",
+        file: r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyUuid": "00000000-0000-0000-0000-000000000000"}]}"#,
+        rows: "INSERT INTO vakt.organization (org_number, name, party_uuid) VALUES ('310030309', 'X', '00000000-0000-0000-0000-000000000000')",
+        undo: "DELETE FROM vakt.organization WHERE org_number = '310030309'",
+        reason: r#"partyUuid "00000000-0000-0000-0000-000000000000" is the nil UUID, which names no party"#,
+    },
+    Case {
+        what: "a party id given to two organisations",
+        file: r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyId": 50012345},
+                                    {"orgNumber": "310030317", "name": "Y", "partyId": "50012345"}]}"#,
+        rows: "INSERT INTO vakt.organization (org_number, name, party_id) VALUES ('310030309', 'X', 50012345), ('310030317', 'Y', 50012345)",
+        undo: "DELETE FROM vakt.organization WHERE org_number IN ('310030309', '310030317')",
+        reason: "partyId 50012345 is given to two organisations, 310030309 and 310030317",
+    },
+    Case {
+        what: "a party UUID given to two organisations",
+        file: r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyUuid": "4a06214d-b261-4695-b33a-0771a995b503"},
+                                    {"orgNumber": "310030317", "name": "Y", "partyUuid": "4A06214D-B261-4695-B33A-0771A995B503"}]}"#,
+        rows: "INSERT INTO vakt.organization (org_number, name, party_uuid) VALUES ('310030309', 'X', '4a06214d-b261-4695-b33a-0771a995b503'), ('310030317', 'Y', '4a06214d-b261-4695-b33a-0771a995b503')",
+        undo: "DELETE FROM vakt.organization WHERE org_number IN ('310030309', '310030317')",
+        reason: r#"partyUuid "4a06214d-b261-4695-b33a-0771a995b503" is given to two organisations, 310030309 and 310030317"#,
+    },
+];
+
+/// Party ids the database's column types cannot hold (`bigint`, `uuid`): refused
+/// from a file and an import with the reason naming the field, and by PostgreSQL
+/// itself as the row is written, whatever constraints were dropped.
+const TYPED: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "a party id that is not a whole number",
+        r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyId": "5OO12345"}]}"#,
+        "INSERT INTO vakt.organization (org_number, name, party_id) VALUES ('310030309', 'X', '5OO12345')",
+        r#"partyId "5OO12345" must be a whole number written in digits, as Altinn writes party ids (50012345)"#,
+        "invalid input syntax for type bigint",
+    ),
+    (
+        "a party id with a fraction",
+        r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyId": 50012345.5}]}"#,
+        "INSERT INTO vakt.organization (org_number, name, party_id) VALUES ('310030309', 'X', '50012345.5')",
+        "partyId 50012345.5 must be a whole number written in digits",
+        "invalid input syntax for type bigint",
+    ),
+    (
+        "a party id too large for 64 bits",
+        r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyId": 9223372036854775808}]}"#,
+        "INSERT INTO vakt.organization (org_number, name, party_id) VALUES ('310030309', 'X', 9223372036854775808)",
+        "partyId 9223372036854775808 is too large: a party id is at most 9223372036854775807",
+        "bigint out of range",
+    ),
+    (
+        "a party UUID that is not a UUID",
+        r#"{"organizations": [{"orgNumber": "310030309", "name": "X", "partyUuid": "4a06214d-b261-4695-b33a"}]}"#,
+        "INSERT INTO vakt.organization (org_number, name, party_uuid) VALUES ('310030309', 'X', '4a06214d-b261-4695-b33a')",
+        r#"partyUuid "4a06214d-b261-4695-b33a" is not a UUID (as Altinn writes them: 8-4-4-4-12 hex digits)"#,
+        "invalid input syntax for type uuid",
+    ),
 ];
 
 /// The valid control: an employee of a known organisation in a known team.
@@ -129,12 +197,12 @@ fn refused(what: &str, path: &str, out: std::process::Output) -> String {
     text
 }
 
-/// Drops the CHECK and foreign-key constraints of the world's tables, and the
-/// employees' key, so that rows reach Vakt as written.
+/// Drops the CHECK, foreign-key and unique constraints of the world's tables, and
+/// the employees' key, so that rows reach Vakt as written.
 const DROP_CONSTRAINTS: &str = "DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT conrelid::regclass::text AS t, conname FROM pg_constraint
             WHERE connamespace = 'vakt'::regnamespace
-              AND (contype IN ('c', 'f') OR conname = 'employee_pkey')
+              AND (contype IN ('c', 'f', 'u') OR conname = 'employee_pkey')
               AND conrelid::regclass::text NOT LIKE 'vakt.feed%'
             ORDER BY contype = 'f' DESC, contype = 'p'
   LOOP
@@ -220,6 +288,45 @@ fn the_same_record_is_refused_alike_from_a_file_an_import_and_a_database() {
             status(&s).sync_state == "live"
         });
     }
+    // What the columns' types cannot hold: the same reason from a file and an
+    // import, and no row for a change or a whole read to see.
+    for &(what, file, row, reason, db_error) in TYPED {
+        let case = Case {
+            what,
+            file,
+            rows: row,
+            undo: "",
+            reason,
+        };
+        let dir = data_dir(&case);
+        for (path, out) in [
+            (
+                "vakt validate",
+                vakt(&["validate", "--data", p(dir.path())]),
+            ),
+            (
+                "vakt db import",
+                vakt(&["db", "import", p(dir.path()), "--database", &imports]),
+            ),
+        ] {
+            let text = refused(what, path, out);
+            if !text.contains(reason) {
+                failures.push(format!("{what}: {path} did not give {reason:?}:\n{text}"));
+            }
+        }
+        match pg.try_psql("followed", row) {
+            Ok(_) => failures.push(format!("{what}: the database took {row}")),
+            Err(e) if !e.contains(db_error) => failures.push(format!(
+                "{what}: the database did not say {db_error:?}: {e}"
+            )),
+            Err(_) => {}
+        }
+        assert_eq!(status(&s).sync_state, "live", "{what}");
+    }
+    assert_eq!(
+        pg.psql("imports", "SELECT count(*) FROM vakt.organization"),
+        "0"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 
     // The valid record is accepted by every path.

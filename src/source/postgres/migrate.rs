@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "roles_and_feed_guard",
         include_str!("../../../migrations/0002_roles_and_feed_guard.sql"),
     ),
+    (
+        3,
+        "party_ids",
+        include_str!("../../../migrations/0003_party_ids.sql"),
+    ),
 ];
 
 /// The schema version this binary reads and writes.

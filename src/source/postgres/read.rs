@@ -7,14 +7,16 @@
 use super::DbError;
 use crate::world::{
     organization_label, AccessRecord, Change, ClientLink, ClientRecord, ClientsRecord,
-    EmployeeRecord, Fields, Id, OrgNo, OrganizationRecord, PackageRef, RecordKey, SystemUser,
-    SystemUserRecord, TeamRecord, World, WorldBuilder,
+    EmployeeRecord, Fields, Id, OrgNo, OrganizationRecord, PackageRef, PartyIdValue, RecordKey,
+    SystemUser, SystemUserRecord, TeamRecord, World, WorldBuilder,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Transaction};
 
-const ORGS: &str = "SELECT org_number, name, parent_org_number, unit_type FROM vakt.organization o";
+const ORGS: &str = "SELECT org_number, name, parent_org_number, unit_type, party_id,
+       party_uuid::text
+  FROM vakt.organization o";
 const SYSTEM_USERS: &str = "SELECT s.id, s.integration_title, s.system_id, s.owner_org_number,
        s.user_type, s.external_ref, s.is_deleted, s.self_delegated,
        ARRAY(SELECT p.package FROM vakt.system_user_package p
@@ -148,6 +150,8 @@ fn organization(r: &Row) -> OrganizationRecord {
         name: r.get(1),
         parent_org_number: r.get(2),
         unit_type: r.get(3),
+        party_id: r.get::<_, Option<i64>>(4).map(PartyIdValue::from),
+        party_uuid: r.get(5),
     }
 }
 

@@ -147,6 +147,11 @@ async fn copy_organizations(tx: &Transaction<'_>, world: &World) -> Result<u64, 
             ("name", Type::TEXT),
             ("parent_org_number", Type::TEXT),
             ("unit_type", Type::TEXT),
+            ("party_id", Type::INT8),
+            // A uuid's binary form is its 16 bytes, which is also bytea's: the
+            // server reads them as the column's uuid (tokio-postgres is built
+            // without its uuid feature).
+            ("party_uuid", Type::BYTEA),
         ],
         world.organizations().map(|o| {
             cells(vec![
@@ -154,6 +159,8 @@ async fn copy_organizations(tx: &Transaction<'_>, world: &World) -> Result<u64, 
                 Box::new(o.name.to_string()),
                 Box::new(o.parent_org_number.map(|p| p.to_string())),
                 Box::new(o.unit_type.as_ref().map(|t| t.to_string())),
+                Box::new(o.party_id()),
+                Box::new(o.party_uuid().map(|u| u.as_bytes().to_vec())),
             ])
         }),
     )

@@ -274,6 +274,8 @@ pub(super) fn witness(
         name,
         parent_org_number: parent,
         unit_type: None,
+        party_id: None,
+        party_uuid: None,
     };
     let mut orgs: BTreeMap<String, OrganizationRecord> = BTreeMap::new();
     for (u, attrs, _) in by_type(&t.organization) {
