@@ -4,7 +4,10 @@
 //! environment variables and `vakt.toml` are ones `vakt serve` accepts, with probes
 //! on the admin listener the configuration opens, its socket, key and decision log
 //! on the volumes they need, and the decision log on a volume of each pod's own.
-//! The Dockerfile builds with the command CI runs.
+//! The Dockerfile builds with the command CI runs. The egress gateway example
+//! (deploy/kubernetes/egress) validates too, and its NetworkPolicies, Secret
+//! mounts, envoy.yaml (checked against Envoy's v3 API from the envoy-types
+//! protos) and vakt.toml keep Vakt's check binding.
 
 use serde_yaml_ng::Value;
 use std::path::{Path, PathBuf};
@@ -60,7 +63,11 @@ fn run(program: &Path, args: &[&str], install: &str) -> std::process::Output {
 
 /// An overlay as `kubectl kustomize` renders it (what `kubectl apply -k` sends).
 fn render(overlay: &str) -> String {
-    let dir = root().join("deploy/kubernetes/overlays").join(overlay);
+    render_dir(&root().join("deploy/kubernetes/overlays").join(overlay))
+}
+
+/// A Kustomize directory as `kubectl kustomize` renders it.
+fn render_dir(dir: &Path) -> String {
     let out = run(
         Path::new("kubectl"),
         &["kustomize", dir.to_str().unwrap()],
@@ -121,15 +128,9 @@ fn newest_kubernetes(validator: &Path) -> String {
 
 #[test]
 fn each_overlay_renders_and_validates_strictly_against_kubernetes_1_29_and_the_newest() {
-    let validator = kubernetes_validate();
-    let newest = newest_kubernetes(&validator);
-    let dir = tempfile::tempdir().unwrap();
     for overlay in OVERLAYS {
         let rendered = render(overlay);
-        let kinds: Vec<String> = documents(&rendered)
-            .iter()
-            .map(|d| format!("{}/{}", str_of(&d["kind"]), str_of(&d["metadata"]["name"])))
-            .collect();
+        let kinds = validate_strictly(&format!("overlays/{overlay}"), &rendered);
         assert!(
             kinds.iter().any(|k| k == "StatefulSet/accounting-app")
                 && kinds
@@ -137,41 +138,52 @@ fn each_overlay_renders_and_validates_strictly_against_kubernetes_1_29_and_the_n
                     .any(|k| k.starts_with("ConfigMap/vakt-config-")),
             "{overlay}: {kinds:?}"
         );
-        let file = dir.path().join(format!("{overlay}.yaml"));
-        std::fs::write(&file, &rendered).unwrap();
-        let out = run(
-            &validator,
-            &[
-                "--strict",
-                "-k",
-                OLDEST_KUBERNETES,
-                "-k",
-                &newest,
-                file.to_str().unwrap(),
-            ],
-            INSTALL_KUBERNETES_VALIDATE,
-        );
-        let report = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "overlays/{overlay}:\n{report}");
-        // Every resource passed against both versions, and nothing else was said.
-        for version in [OLDEST_KUBERNETES, &newest] {
-            for kind in &kinds {
-                let line = format!(
-                    "passed for resource {} against version {version}",
-                    kind.to_lowercase()
-                );
-                assert!(
-                    report.contains(&line),
-                    "overlays/{overlay}: no {line:?} in\n{report}"
-                );
-            }
-        }
-        assert!(
-            report.lines().all(|l| l.contains(" passed for resource ")),
-            "overlays/{overlay}:\n{report}"
-        );
     }
+}
+
+/// Validates rendered manifests with `kubernetes-validate --strict` against
+/// Kubernetes 1.29 and the newest version it knows: every resource passes
+/// against both and nothing else is said. Returns each resource as `Kind/name`.
+fn validate_strictly(name: &str, rendered: &str) -> Vec<String> {
+    let validator = kubernetes_validate();
+    let newest = newest_kubernetes(&validator);
+    let dir = tempfile::tempdir().unwrap();
+    let kinds: Vec<String> = documents(rendered)
+        .iter()
+        .map(|d| format!("{}/{}", str_of(&d["kind"]), str_of(&d["metadata"]["name"])))
+        .collect();
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, rendered).unwrap();
+    let out = run(
+        &validator,
+        &[
+            "--strict",
+            "-k",
+            OLDEST_KUBERNETES,
+            "-k",
+            &newest,
+            file.to_str().unwrap(),
+        ],
+        INSTALL_KUBERNETES_VALIDATE,
+    );
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name}:\n{report}");
+    // Every resource passed against both versions, and nothing else was said.
+    for version in [OLDEST_KUBERNETES, &newest] {
+        for kind in &kinds {
+            let line = format!(
+                "passed for resource {} against version {version}",
+                kind.to_lowercase()
+            );
+            assert!(report.contains(&line), "{name}: no {line:?} in\n{report}");
+        }
+    }
+    assert!(
+        report.lines().all(|l| l.contains(" passed for resource ")),
+        "{name}:\n{report}"
+    );
+    kinds
 }
 
 fn str_of(v: &Value) -> &str {
@@ -433,4 +445,1019 @@ fn the_dockerfile_builds_with_the_command_ci_runs_and_runs_as_non_root() {
         .unwrap();
     let cmd: Vec<String> = serde_json::from_str(cmd).unwrap();
     assert_eq!(cmd[..2], ["serve", "--config"]);
+}
+
+// The egress gateway (deploy/kubernetes/egress): Envoy with Vakt's Check in
+// front of every request to Altinn. Envoy is not packaged for these machines,
+// so its configuration is read and checked here, not run.
+
+/// The egress gateway example, relative to the repository.
+const EGRESS: &str = "deploy/kubernetes/egress";
+/// The gateway's Deployment and the label its pods carry.
+const GATEWAY: &str = "altinn-egress";
+const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// What a call's body may add to a Check message on top of the body itself:
+/// its headers and attributes.
+const CHECK_OVERHEAD_BYTES: u64 = 64 * 1024;
+
+/// The egress example as `kubectl kustomize` renders it.
+struct Egress {
+    docs: Vec<Value>,
+}
+
+impl Egress {
+    fn render() -> Self {
+        Self {
+            docs: documents(&render_dir(&root().join(EGRESS))),
+        }
+    }
+
+    fn all(&self, kind: &str) -> Vec<&Value> {
+        self.docs.iter().filter(|d| d["kind"] == kind).collect()
+    }
+
+    fn named(&self, kind: &str, name: &str) -> &Value {
+        self.all(kind)
+            .into_iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{EGRESS}: no {kind}/{name}"))
+    }
+
+    /// Everything that runs pods: each with its pod template.
+    fn workloads(&self) -> impl Iterator<Item = &Value> {
+        self.docs
+            .iter()
+            .filter(|d| d["spec"]["template"]["spec"].is_mapping())
+    }
+
+    fn gateway(&self) -> &Value {
+        self.named("Deployment", GATEWAY)
+    }
+
+    /// The text of `key` in the ConfigMap behind the volume mounted at `path`
+    /// (a file in the mounted directory, or the file itself with subPath).
+    fn mounted_file(&self, workload: &Value, container: &Value, path: &str) -> String {
+        let pod = &workload["spec"]["template"]["spec"];
+        let mount = seq(&container["volumeMounts"])
+            .iter()
+            .filter(|m| {
+                let at = str_of(&m["mountPath"]);
+                path == at || path.starts_with(&format!("{at}/"))
+            })
+            .max_by_key(|m| str_of(&m["mountPath"]).len())
+            .unwrap_or_else(|| panic!("nothing is mounted at {path}"));
+        let key = match str_of(&mount["subPath"]) {
+            "" => path.rsplit('/').next().unwrap(),
+            sub => sub,
+        };
+        let volume = seq(&pod["volumes"])
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let map = str_of(&volume["configMap"]["name"]);
+        assert!(!map.is_empty(), "{path} is not from a ConfigMap");
+        str_of(&self.named("ConfigMap", map)["data"][key]).to_owned()
+    }
+
+    /// The vakt container of the gateway's pod.
+    fn vakt(&self) -> &Value {
+        container(self.gateway(), "vakt")
+    }
+
+    /// Vakt's configuration file as the gateway's vakt container reads it (its
+    /// --config), and its settings.
+    fn vakt_toml(&self) -> (String, toml::Table) {
+        let args = seq(&self.vakt()["args"]);
+        let at = args
+            .iter()
+            .map(str_of)
+            .skip_while(|a| *a != "--config")
+            .nth(1)
+            .expect("vakt serve --config");
+        let text = self.mounted_file(self.gateway(), self.vakt(), at);
+        let table = toml::from_str(&text).unwrap();
+        (text, table)
+    }
+
+    /// envoy.yaml as the gateway's envoy container reads it (its -c).
+    fn envoy_yaml(&self) -> (String, Value) {
+        let envoy = container(self.gateway(), "envoy");
+        let args: Vec<&str> = seq(&envoy["args"]).iter().map(str_of).collect();
+        let at = args
+            .iter()
+            .skip_while(|a| **a != "-c" && **a != "--config-path")
+            .nth(1)
+            .expect("envoy -c");
+        let text = self.mounted_file(self.gateway(), envoy, at);
+        let yaml = serde_yaml_ng::from_str(&text).unwrap();
+        (text, yaml)
+    }
+}
+
+/// Every container of a workload's pod, init containers (native sidecars) too.
+fn containers(workload: &Value) -> Vec<&Value> {
+    let pod = &workload["spec"]["template"]["spec"];
+    seq(&pod["initContainers"])
+        .iter()
+        .chain(seq(&pod["containers"]))
+        .collect()
+}
+
+fn container<'a>(workload: &'a Value, name: &str) -> &'a Value {
+    containers(workload)
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn pod_labels(workload: &Value) -> &Value {
+    &workload["spec"]["template"]["metadata"]["labels"]
+}
+
+/// Whether a label selector selects these labels. Only matchLabels is used in
+/// the example; anything else fails the test rather than being misread.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    assert!(
+        selector["matchExpressions"].is_null(),
+        "matchExpressions is not read by this test: {selector:?}"
+    );
+    selector["matchLabels"]
+        .as_mapping()
+        .map(|m| m.iter().all(|(k, v)| &labels[k.as_str().unwrap()] == v))
+        .unwrap_or(true)
+}
+
+/// An egress rule that lets traffic leave the cluster: to anywhere (no `to`)
+/// or to an address block.
+fn leaves_the_cluster(rule: &Value) -> bool {
+    let to = seq(&rule["to"]);
+    to.is_empty() || to.iter().any(|peer| !peer["ipBlock"].is_null())
+}
+
+/// The ports a rule allows, as `PROTOCOL/port`; `*` for every port.
+fn ports(rule: &Value) -> Vec<String> {
+    let ports = seq(&rule["ports"]);
+    if ports.is_empty() {
+        return vec!["*".into()];
+    }
+    ports
+        .iter()
+        .map(|p| {
+            let protocol = match str_of(&p["protocol"]) {
+                "" => "TCP",
+                p => p,
+            };
+            let port = match &p["port"] {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.clone(),
+                _ => "*".into(),
+            };
+            format!("{protocol}/{port}")
+        })
+        .collect()
+}
+
+/// A DNS rule: to kube-system's DNS pods on port 53 only.
+fn is_dns(rule: &Value) -> bool {
+    seq(&rule["to"]).iter().all(|peer| {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "kube-system"
+            && peer["podSelector"]["matchLabels"]["k8s-app"] == "kube-dns"
+    }) && ports(rule).iter().all(|p| p == "UDP/53" || p == "TCP/53")
+}
+
+#[test]
+fn the_egress_gateway_renders_and_validates_strictly_against_kubernetes_1_29_and_the_newest() {
+    let rendered = render_dir(&root().join(EGRESS));
+    let kinds = validate_strictly(EGRESS, &rendered);
+    for want in [
+        "Deployment/altinn-egress",
+        "Service/altinn-egress",
+        "Deployment/accounting-app",
+        "NetworkPolicy/default-deny-egress",
+        "NetworkPolicy/altinn-egress-gateway",
+        "NetworkPolicy/altinn-egress-clients",
+    ] {
+        assert!(kinds.iter().any(|k| k == want), "no {want} in {kinds:?}");
+    }
+}
+
+#[test]
+fn only_the_gateway_leaves_the_cluster_and_applications_reach_only_the_gateway() {
+    let e = Egress::render();
+    let policies: Vec<&Value> = e
+        .all("NetworkPolicy")
+        .into_iter()
+        .filter(|p| seq(&p["spec"]["policyTypes"]).iter().any(|t| t == "Egress"))
+        .collect();
+    let gateway_labels = pod_labels(e.gateway());
+    let envoy_port = seq(&container(e.gateway(), "envoy")["ports"])
+        .iter()
+        .find(|p| p["name"] == "http")
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap();
+
+    // What each pod may send: the egress rules of every policy that selects it
+    // (NetworkPolicies add up).
+    let mut checked = 0;
+    for w in e.workloads() {
+        let name = str_of(&w["metadata"]["name"]);
+        let labels = pod_labels(w);
+        let selecting: Vec<&&Value> = policies
+            .iter()
+            .filter(|p| selects(&p["spec"]["podSelector"], labels))
+            .collect();
+        assert!(
+            selecting
+                .iter()
+                .any(|p| p["spec"]["podSelector"] == Value::Mapping(Default::default())),
+            "{name}: the namespace's default deny does not select it"
+        );
+        let rules: Vec<&Value> = selecting
+            .iter()
+            .flat_map(|p| seq(&p["spec"]["egress"]))
+            .collect();
+        let out: Vec<&&Value> = rules.iter().filter(|r| leaves_the_cluster(r)).collect();
+        if name == GATEWAY {
+            // TLS out, and only that: not to the cluster's own addresses or
+            // the cloud's metadata service.
+            assert_eq!(out.len(), 1, "{name}: {out:?}");
+            assert_eq!(ports(out[0]), ["TCP/443"], "{name}");
+            for peer in seq(&out[0]["to"]) {
+                let except: Vec<&str> =
+                    seq(&peer["ipBlock"]["except"]).iter().map(str_of).collect();
+                for private in [
+                    "10.0.0.0/8",
+                    "172.16.0.0/12",
+                    "192.168.0.0/16",
+                    "169.254.0.0/16",
+                ] {
+                    assert!(except.contains(&private), "{name}: {private} reachable");
+                }
+            }
+        } else {
+            assert!(out.is_empty(), "{name} may leave the cluster: {out:?}");
+            // Only the gateway's Envoy, and DNS.
+            let mut to_gateway = false;
+            for r in &rules {
+                let peers = seq(&r["to"]);
+                let gateway_only = peers.iter().all(|p| {
+                    p["namespaceSelector"].is_null()
+                        && selects(&p["podSelector"], gateway_labels)
+                        && p["podSelector"]["matchLabels"][NAME_LABEL] == GATEWAY
+                });
+                if gateway_only {
+                    assert_eq!(ports(r), [format!("TCP/{envoy_port}")], "{name}");
+                    to_gateway = true;
+                } else {
+                    assert!(is_dns(r), "{name}: an egress rule to elsewhere: {r:?}");
+                }
+            }
+            assert!(to_gateway, "{name} cannot reach the gateway");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "the gateway and the application");
+
+    // A policy that lets pods leave the cluster selects the gateway's pods
+    // alone: its selector needs the gateway's name label.
+    for p in &policies {
+        if seq(&p["spec"]["egress"]).iter().any(leaves_the_cluster) {
+            assert_eq!(
+                p["spec"]["podSelector"]["matchLabels"][NAME_LABEL],
+                GATEWAY,
+                "{}",
+                str_of(&p["metadata"]["name"])
+            );
+        }
+    }
+
+    // The gateway admits the applications on Envoy's port, and Prometheus on
+    // Vakt's metrics port; nothing reaches Vakt's gRPC port, which is on loopback.
+    let gateway_policy = e.named("NetworkPolicy", "altinn-egress-gateway");
+    assert!(selects(
+        &gateway_policy["spec"]["podSelector"],
+        gateway_labels
+    ));
+    let ingress = seq(&gateway_policy["spec"]["ingress"]);
+    assert!(!ingress.is_empty());
+    for r in ingress {
+        let p = ports(r);
+        assert!(
+            p == [format!("TCP/{envoy_port}")] || p == ["TCP/9464"],
+            "ingress to the gateway on {p:?}"
+        );
+    }
+}
+
+#[test]
+fn the_maskinporten_key_is_mounted_in_vakt_s_container_alone() {
+    let e = Egress::render();
+    let (_, settings) = e.vakt_toml();
+    let key_file = settings["maskinporten"]["key_file"].as_str().unwrap();
+    let gateway = e.gateway();
+    let pod = &gateway["spec"]["template"]["spec"];
+    let key_volume_name = volume_at(EGRESS, e.vakt(), key_file);
+    let key_volume = seq(&pod["volumes"])
+        .iter()
+        .find(|v| v["name"] == key_volume_name)
+        .unwrap();
+    let secret = str_of(&key_volume["secret"]["secretName"]);
+    assert!(!secret.is_empty(), "{key_file} is not from a Secret");
+    assert_eq!(key_volume["secret"]["defaultMode"].as_u64(), Some(0o400));
+
+    // No other container of any pod mounts a volume of that Secret, or reads it
+    // into its environment.
+    let mut mounted_in = Vec::new();
+    for w in e.workloads() {
+        let volumes = seq(&w["spec"]["template"]["spec"]["volumes"]);
+        let holds_secret = |v: &Value| {
+            v["secret"]["secretName"] == secret
+                || seq(&v["projected"]["sources"])
+                    .iter()
+                    .any(|s| s["secret"]["name"] == secret)
+        };
+        for c in containers(w) {
+            let who = format!("{}/{}", str_of(&w["metadata"]["name"]), str_of(&c["name"]));
+            for m in seq(&c["volumeMounts"]) {
+                let v = volumes.iter().find(|v| v["name"] == m["name"]).unwrap();
+                if holds_secret(v) {
+                    mounted_in.push(who.clone());
+                }
+            }
+            for env in seq(&c["env"]) {
+                assert_ne!(
+                    env["valueFrom"]["secretKeyRef"]["name"], secret,
+                    "{who} reads the key"
+                );
+            }
+            for from in seq(&c["envFrom"]) {
+                assert_ne!(from["secretRef"]["name"], secret, "{who} reads the key");
+            }
+        }
+    }
+    assert_eq!(mounted_in, [format!("{GATEWAY}/vakt")]);
+
+    // Envoy cannot reach Vakt's files through a shared process namespace.
+    assert_ne!(pod["shareProcessNamespace"], Value::Bool(true));
+    // The application mounts no Secret at all.
+    let app = e.named("Deployment", "accounting-app");
+    assert!(seq(&app["spec"]["template"]["spec"]["volumes"])
+        .iter()
+        .all(|v| v["secret"].is_null() && v["projected"].is_null()));
+}
+
+/// The port of a `host:port` address.
+fn port_of(address: &str) -> u64 {
+    address.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn seconds(duration: &str) -> f64 {
+    duration
+        .strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{duration:?} is not a duration in seconds"))
+}
+
+/// Each cluster's endpoints, as (host, port).
+fn endpoints(cluster: &Value) -> Vec<(String, u64)> {
+    seq(&cluster["load_assignment"]["endpoints"])
+        .iter()
+        .flat_map(|e| seq(&e["lb_endpoints"]))
+        .map(|e| {
+            let a = &e["endpoint"]["address"]["socket_address"];
+            (
+                str_of(&a["address"]).to_owned(),
+                a["port_value"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The clusters whose endpoints are Altinn's, by name.
+fn altinn_clusters(envoy: &Value) -> Vec<&Value> {
+    let clusters = seq(&envoy["static_resources"]["clusters"]);
+    // Only clusters with endpoints listed: a cluster that finds its hosts
+    // otherwise (a dynamic forward proxy) would need a check of its own.
+    for c in clusters {
+        assert!(
+            !c["load_assignment"].is_null(),
+            "cluster {} has no listed endpoints",
+            str_of(&c["name"])
+        );
+    }
+    clusters
+        .iter()
+        .filter(|c| {
+            endpoints(c)
+                .iter()
+                .any(|(h, _)| h.ends_with(".altinn.no") || h == "altinn.no")
+        })
+        .collect()
+}
+
+/// Each HTTP connection manager of the listeners, with its listener's port.
+fn connection_managers(envoy: &Value) -> Vec<(u64, &Value)> {
+    seq(&envoy["static_resources"]["listeners"])
+        .iter()
+        .flat_map(|l| {
+            let port = l["address"]["socket_address"]["port_value"]
+                .as_u64()
+                .unwrap();
+            seq(&l["filter_chains"])
+                .iter()
+                .flat_map(|c| seq(&c["filters"]))
+                .filter(|f| f["name"] == "envoy.filters.network.http_connection_manager")
+                .map(move |f| (port, &f["typed_config"]))
+        })
+        .collect()
+}
+
+/// The routes of a connection manager, each with its virtual host.
+fn routes(hcm: &Value) -> Vec<(&Value, &Value)> {
+    seq(&hcm["route_config"]["virtual_hosts"])
+        .iter()
+        .flat_map(|vh| seq(&vh["routes"]).iter().map(move |r| (vh, r)))
+        .collect()
+}
+
+/// The connection manager whose routes go to Altinn, and its port; the test
+/// fails unless there is exactly one.
+fn altinn_connection_manager(envoy: &Value) -> (u64, &Value) {
+    let altinn: Vec<&str> = altinn_clusters(envoy)
+        .iter()
+        .map(|c| str_of(&c["name"]))
+        .collect();
+    let found: Vec<(u64, &Value)> = connection_managers(envoy)
+        .into_iter()
+        .filter(|(_, hcm)| {
+            routes(hcm)
+                .iter()
+                .any(|(_, r)| altinn.contains(&str_of(&r["route"]["cluster"])))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one listener goes to Altinn");
+    found[0]
+}
+
+const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+
+#[test]
+fn envoy_asks_vakt_about_every_request_to_altinn_and_refuses_when_it_cannot() {
+    let e = Egress::render();
+    let (_, envoy) = e.envoy_yaml();
+    let (_, vakt) = e.vakt_toml();
+    let listen = vakt
+        .get("listen")
+        .and_then(|v| v.as_str())
+        .unwrap_or("127.0.0.1:50051");
+    assert!(
+        listen.starts_with("127.0.0.1:"),
+        "Vakt's Check is reachable from outside the pod: {listen}"
+    );
+    let (port, hcm) = altinn_connection_manager(&envoy);
+    assert_eq!(
+        seq(&container(e.gateway(), "envoy")["ports"])
+            .iter()
+            .find(|p| p["name"] == "http")
+            .unwrap()["containerPort"]
+            .as_u64(),
+        Some(port)
+    );
+
+    // Check is the first filter: nothing acts on a request before Vakt has
+    // decided it.
+    let filters = seq(&hcm["http_filters"]);
+    assert_eq!(filters[0]["name"], EXT_AUTHZ, "{filters:?}");
+    assert_eq!(filters.last().unwrap()["name"], "envoy.filters.http.router");
+    let authz = &filters[0]["typed_config"];
+    assert_eq!(
+        authz["@type"],
+        "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+    );
+    assert_eq!(authz["transport_api_version"], "V3");
+    // Said, not left to the default: Vakt out of reach means no request goes on.
+    assert_eq!(authz["failure_mode_allow"], Value::Bool(false));
+    assert!(authz["http_service"].is_null());
+
+    // At Vakt's gRPC port, in this pod, over HTTP/2, with a deadline no longer
+    // than Vakt's own.
+    let grpc = &authz["grpc_service"];
+    let timeout = seconds(str_of(&grpc["timeout"]));
+    let vakt_timeout = vakt
+        .get("request-timeout")
+        .and_then(|v| v.as_str())
+        .map_or(10.0, |t| {
+            humantime::parse_duration(t).unwrap().as_secs_f64()
+        });
+    assert!(timeout > 0.0 && timeout <= vakt_timeout, "{timeout}");
+    let cluster_name = str_of(&grpc["envoy_grpc"]["cluster_name"]);
+    let cluster = seq(&envoy["static_resources"]["clusters"])
+        .iter()
+        .find(|c| c["name"] == cluster_name)
+        .unwrap_or_else(|| panic!("no cluster {cluster_name}"));
+    assert_eq!(
+        endpoints(cluster),
+        [("127.0.0.1".to_owned(), port_of(listen))]
+    );
+    let options = &cluster["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    assert!(options["explicit_http_config"]["http2_protocol_options"].is_mapping());
+
+    // Bodies: whole or not at all, as bytes, no larger than Vakt reads, and a
+    // Check carrying one fits in Vakt's largest message.
+    let body = &authz["with_request_body"];
+    assert_eq!(body["allow_partial_message"], Value::Bool(false));
+    assert_eq!(body["pack_as_bytes"], Value::Bool(true));
+    let max_request = body["max_request_bytes"].as_u64().unwrap();
+    let vakt_max_body = vakt["envoy"]["max_body_bytes"].as_integer().unwrap() as u64;
+    assert!(
+        max_request <= vakt_max_body,
+        "{max_request} > {vakt_max_body}"
+    );
+    let max_message = vakt
+        .get("max-message-bytes")
+        .and_then(|v| v.as_integer())
+        .unwrap_or(1024 * 1024) as u64;
+    assert!(
+        max_request + CHECK_OVERHEAD_BYTES <= max_message,
+        "a Check with a {max_request}-byte body does not fit Vakt's {max_message}-byte messages"
+    );
+
+    // The path Vakt decides is the path Altinn gets.
+    assert_eq!(hcm["normalize_path"], Value::Bool(true));
+    assert_eq!(hcm["merge_slashes"], Value::Bool(true));
+    let escaped = str_of(&hcm["path_with_escaped_slashes_action"]);
+    assert!(
+        ["REJECT_REQUEST", "UNESCAPE_AND_REDIRECT"].contains(&escaped),
+        "{escaped}"
+    );
+
+    // No route or virtual host turns Check off, and every route goes to one of
+    // Altinn's clusters (or answers itself): nothing else is reachable.
+    let altinn: Vec<&str> = altinn_clusters(&envoy)
+        .iter()
+        .map(|c| str_of(&c["name"]))
+        .collect();
+    let routes = routes(hcm);
+    assert!(!routes.is_empty());
+    for (vh, r) in routes {
+        for per_filter in [
+            &vh["typed_per_filter_config"],
+            &r["typed_per_filter_config"],
+        ] {
+            let per_route = &per_filter[EXT_AUTHZ];
+            assert_ne!(per_route["disabled"], Value::Bool(true), "{r:?}");
+            // A route may skip the body; it may not change where Check goes.
+            assert!(per_route["check_settings"]["grpc_service"].is_null());
+        }
+        assert!(
+            r["direct_response"].is_mapping() || altinn.contains(&str_of(&r["route"]["cluster"])),
+            "a route to elsewhere: {r:?}"
+        );
+    }
+
+    // Envoy's admin API listens on loopback only.
+    assert_eq!(
+        envoy["admin"]["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
+}
+
+#[test]
+fn envoy_originates_tls_to_altinn_checking_the_name_and_the_ca() {
+    let e = Egress::render();
+    let (_, envoy) = e.envoy_yaml();
+    let (_, vakt) = e.vakt_toml();
+    let clusters = altinn_clusters(&envoy);
+    assert!(clusters.len() >= 2, "the platform and an app owner");
+    for c in &clusters {
+        let name = str_of(&c["name"]);
+        let eps = endpoints(c);
+        let host = &eps[0].0;
+        assert!(eps.iter().all(|(h, p)| h == host && *p == 443), "{name}");
+        let tls = &c["transport_socket"];
+        assert_eq!(tls["name"], "envoy.transport_sockets.tls", "{name}");
+        let tls = &tls["typed_config"];
+        assert_eq!(
+            tls["@type"],
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+        );
+        assert_eq!(str_of(&tls["sni"]), host, "{name}");
+        let validation = &tls["common_tls_context"]["validation_context"];
+        assert!(
+            !str_of(&validation["trusted_ca"]["filename"]).is_empty(),
+            "{name}: no CAs to check Altinn's certificate against"
+        );
+        assert!(
+            seq(&validation["match_typed_subject_alt_names"])
+                .iter()
+                .any(|m| m["san_type"] == "DNS" && m["matcher"]["exact"] == host.as_str()),
+            "{name}: the certificate's name is not checked"
+        );
+        assert!(
+            validation["trust_chain_verification"].is_null()
+                || validation["trust_chain_verification"] == "VERIFY_TRUST_CHAIN"
+        );
+    }
+
+    // Each Altinn virtual host goes to the cluster of its own host, so the
+    // host Vakt decides is the host Envoy connects to; and each is a host
+    // Vakt counts as Altinn's, so Check never answers "not Altinn" for it.
+    let (_, hcm) = altinn_connection_manager(&envoy);
+    let altinn_hosts: Vec<&str> = vakt["envoy"]["altinn_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for vh in seq(&hcm["route_config"]["virtual_hosts"]) {
+        let domains: Vec<&str> = seq(&vh["domains"]).iter().map(str_of).collect();
+        for (_, r) in routes(hcm)
+            .into_iter()
+            .filter(|(v, _)| std::ptr::eq(*v, vh))
+        {
+            let cluster = clusters
+                .iter()
+                .find(|c| c["name"] == r["route"]["cluster"])
+                .unwrap();
+            assert_eq!(domains, [endpoints(cluster)[0].0.as_str()]);
+        }
+        for d in domains {
+            assert!(
+                altinn_hosts.iter().any(|h| match h.strip_prefix('*') {
+                    Some(suffix) => d.ends_with(suffix) && d.len() > suffix.len(),
+                    None => d == *h,
+                }),
+                "{d} is not among Vakt's altinn_hosts {altinn_hosts:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_application_reaches_altinn_through_the_gateway_over_plain_http() {
+    let e = Egress::render();
+    let (_, envoy) = e.envoy_yaml();
+    let app = e.named("Deployment", "accounting-app");
+    let c = container(app, "app");
+    assert_eq!(
+        containers(app).len(),
+        1,
+        "the application has no Vakt of its own"
+    );
+    let env = |name: &str| {
+        seq(&c["env"])
+            .iter()
+            .find(|v| v["name"] == name)
+            .map(|v| str_of(&v["value"]).to_owned())
+            .unwrap_or_else(|| panic!("the application has no {name}"))
+    };
+
+    // Its HTTP proxy is the gateway's Service, whose port leads to Envoy's
+    // Altinn listener on the gateway's pods.
+    let service = e.named("Service", GATEWAY);
+    assert!(selects(
+        &Value::Mapping(
+            [("matchLabels".into(), service["spec"]["selector"].clone())]
+                .into_iter()
+                .collect()
+        ),
+        pod_labels(e.gateway())
+    ));
+    let (listener_port, hcm) = altinn_connection_manager(&envoy);
+    let service_port = &seq(&service["spec"]["ports"])[0];
+    let target = &service_port["targetPort"];
+    let envoy_container = container(e.gateway(), "envoy");
+    let target_port = seq(&envoy_container["ports"])
+        .iter()
+        .find(|p| &p["name"] == target || &p["containerPort"] == target)
+        .unwrap()["containerPort"]
+        .as_u64();
+    assert_eq!(target_port, Some(listener_port));
+    let proxy = format!(
+        "http://{GATEWAY}:{}",
+        service_port["port"].as_u64().unwrap()
+    );
+    assert_eq!(env("http_proxy"), proxy);
+    assert_eq!(env("HTTP_PROXY"), proxy);
+    assert!(seq(&c["env"]).iter().all(|v| v["name"] != "HTTPS_PROXY"));
+    // Envoy takes requests in the form a proxy gets them.
+    assert_eq!(
+        hcm["http_protocol_options"]["allow_absolute_url"],
+        Value::Bool(true)
+    );
+
+    // Plain HTTP to a host Envoy has a virtual host for: the gateway speaks TLS.
+    let platform = env("ALTINN_PLATFORM_URL");
+    let host = platform
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("{platform} is not plain http"));
+    assert!(seq(&hcm["route_config"]["virtual_hosts"])
+        .iter()
+        .any(|vh| seq(&vh["domains"]).iter().any(|d| d == host)));
+}
+
+#[test]
+fn the_gateway_s_vakt_toml_passes_vakt_config_check_with_a_key_of_its_own() {
+    let e = Egress::render();
+    let vakt_container = e.vakt();
+    let (text, settings) = e.vakt_toml();
+    let repo = root().display().to_string();
+
+    // Flags and variables `vakt serve` has.
+    let (flags, envs) = serve_vocabulary();
+    let args: Vec<&str> = seq(&vakt_container["args"]).iter().map(str_of).collect();
+    assert_eq!(args[0], "serve");
+    for a in &args {
+        if let Some(flag) = a.strip_prefix("--") {
+            assert!(flags.iter().any(|f| f == flag), "--{flag}");
+        }
+    }
+    let env: Vec<(String, String)> = seq(&vakt_container["env"])
+        .iter()
+        .map(|e| {
+            let name = str_of(&e["name"]).to_owned();
+            assert!(envs.contains(&name), "{name} is not a vakt serve variable");
+            let value =
+                str_of(&e["value"]).replace("/etc/vakt/data", &format!("{repo}/examples/world"));
+            (name, value)
+        })
+        .collect();
+
+    // A throwaway RSA key where the Secret would be, readable by its owner only.
+    let dir = tempfile::tempdir().unwrap();
+    let key = {
+        use aws_lc_rs::encoding::AsDer as _;
+        let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        crate::common::maskinporten::pem("PRIVATE KEY", kp.as_der().unwrap().as_ref())
+    };
+    let key_file = crate::common::maskinporten::write_private(dir.path(), "mp.key", &key);
+    let key_at = settings["maskinporten"]["key_file"].as_str().unwrap();
+    let local = text
+        .replace("/etc/vakt/policies", &format!("{repo}/policies"))
+        .replace("/etc/vakt/schema", &format!("{repo}/schema"))
+        .replace(key_at, key_file.to_str().unwrap());
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, local).unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()], &env);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Where the envoy-types crate's proto files are (it ships Envoy's
+/// data-plane-api and what it imports).
+fn envoy_protos() -> PathBuf {
+    // This machine's packages only: the others' are not downloaded.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = Command::new(rustc).arg("-vV").output().unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let host = version
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args(["--filter-platform", host])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "envoy-types")
+        .expect("envoy-types among the dependencies")["manifest_path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Path::new(&manifest).parent().unwrap().join("proto")
+}
+
+/// Envoy's v3 API: the bootstrap and the packages of every `@type` the
+/// configuration names.
+fn envoy_api(protos: &Path, config: &Value) -> protox::prost_reflect::DescriptorPool {
+    fn type_urls(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    if k == "@type" {
+                        out.push(str_of(v).to_owned());
+                    }
+                    type_urls(v, out);
+                }
+            }
+            Value::Sequence(s) => s.iter().for_each(|v| type_urls(v, out)),
+            _ => {}
+        }
+    }
+    let api = protos.join("data-plane-api");
+    let mut files = vec!["envoy/config/bootstrap/v3/bootstrap.proto".to_owned()];
+    let mut urls = Vec::new();
+    type_urls(config, &mut urls);
+    for url in urls {
+        let name = url
+            .strip_prefix("type.googleapis.com/")
+            .unwrap_or_else(|| panic!("{url}: not a type.googleapis.com URL"));
+        let package = name.rsplit_once('.').unwrap().0.replace('.', "/");
+        let dir = std::fs::read_dir(api.join(&package))
+            .unwrap_or_else(|_| panic!("{url}: no package {package} in Envoy's API"));
+        for f in dir {
+            let f = f.unwrap().file_name().into_string().unwrap();
+            if f.ends_with(".proto") {
+                files.push(format!("{package}/{f}"));
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    let includes = [
+        "data-plane-api",
+        "xds",
+        "protoc-gen-validate",
+        "googleapis",
+        "cel-spec",
+        "opentelemetry-proto",
+        "client_model",
+    ]
+    .map(|d| protos.join(d));
+    let mut compiler = protox::Compiler::new(includes).unwrap();
+    compiler.include_imports(true);
+    compiler.open_files(files).unwrap();
+    compiler.descriptor_pool()
+}
+
+/// Every field of `v` that `message` lacks, every value of the wrong kind,
+/// every enum value it does not have, and two members of one oneof, each as
+/// `path: what`. Messages as Envoy reads YAML: proto3 JSON names or field
+/// names, `Any` by its `@type`, durations as `"5s"`, wrappers as plain values.
+fn api_problems(
+    pool: &protox::prost_reflect::DescriptorPool,
+    message: &protox::prost_reflect::MessageDescriptor,
+    v: &Value,
+    at: &str,
+    problems: &mut Vec<String>,
+) {
+    use protox::prost_reflect::Kind;
+    let plain = |ok: bool, what: &str, problems: &mut Vec<String>| {
+        if !ok {
+            problems.push(format!("{at}: {v:?} is not {what}"));
+        }
+    };
+    match message.full_name() {
+        "google.protobuf.Duration" => {
+            let ok = v
+                .as_str()
+                .and_then(|s| s.strip_suffix('s'))
+                .is_some_and(|s| s.parse::<f64>().is_ok());
+            return plain(ok, "a duration such as \"5s\"", problems);
+        }
+        "google.protobuf.Struct" => return plain(v.is_mapping(), "a mapping", problems),
+        "google.protobuf.Value" => return,
+        "google.protobuf.BoolValue" => return plain(v.is_bool(), "a boolean", problems),
+        "google.protobuf.StringValue" => return plain(v.is_string(), "a string", problems),
+        "google.protobuf.UInt32Value"
+        | "google.protobuf.UInt64Value"
+        | "google.protobuf.Int32Value"
+        | "google.protobuf.Int64Value"
+        | "google.protobuf.DoubleValue" => return plain(v.is_number(), "a number", problems),
+        _ => {}
+    }
+    let Some(map) = v.as_mapping() else {
+        problems.push(format!("{at}: not a mapping ({})", message.full_name()));
+        return;
+    };
+    let mut message = message.clone();
+    if message.full_name() == "google.protobuf.Any" {
+        let url = str_of(&map["@type"]);
+        match url
+            .strip_prefix("type.googleapis.com/")
+            .and_then(|n| pool.get_message_by_name(n))
+        {
+            Some(m) => message = m,
+            None => {
+                problems.push(format!("{at}: unknown @type {url:?}"));
+                return;
+            }
+        }
+    }
+    let mut oneofs: Vec<(String, String)> = Vec::new();
+    for (k, v) in map {
+        let key = str_of(k);
+        if key == "@type" {
+            continue;
+        }
+        let here = format!("{at}.{key}");
+        let Some(field) = message
+            .get_field_by_name(key)
+            .or_else(|| message.get_field_by_json_name(key))
+        else {
+            problems.push(format!("{here}: no such field in {}", message.full_name()));
+            continue;
+        };
+        if let Some(oneof) = field.containing_oneof() {
+            if let Some((_, other)) = oneofs.iter().find(|(o, _)| o == oneof.name()) {
+                problems.push(format!(
+                    "{here}: {other} is given too (oneof {})",
+                    oneof.name()
+                ));
+            }
+            oneofs.push((oneof.name().to_owned(), key.to_owned()));
+        }
+        let items: Vec<(String, &Value, Kind)> = if field.is_map() {
+            let Kind::Message(entry) = field.kind() else {
+                unreachable!("a map field's kind is its entry message")
+            };
+            let kind = entry.map_entry_value_field().kind();
+            let Some(entries) = v.as_mapping() else {
+                problems.push(format!("{here}: not a mapping"));
+                continue;
+            };
+            entries
+                .iter()
+                .map(|(k, v)| (format!("{here}.{}", str_of(k)), v, kind.clone()))
+                .collect()
+        } else if field.is_list() {
+            let Some(list) = v.as_sequence() else {
+                problems.push(format!("{here}: not a list"));
+                continue;
+            };
+            list.iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{here}[{i}]"), v, field.kind()))
+                .collect()
+        } else {
+            vec![(here, v, field.kind())]
+        };
+        for (at, v, kind) in items {
+            let ok = match &kind {
+                Kind::Message(m) => {
+                    api_problems(pool, m, v, &at, problems);
+                    true
+                }
+                Kind::Enum(e) => match v {
+                    Value::String(s) => e.get_value_by_name(s).is_some(),
+                    _ => false,
+                },
+                Kind::Bool => v.is_bool(),
+                Kind::String | Kind::Bytes => v.is_string(),
+                Kind::Double | Kind::Float => v.is_number(),
+                _ => v.as_i64().is_some(),
+            };
+            if !ok {
+                problems.push(format!("{at}: {v:?} is not a {kind:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn envoy_yaml_names_only_fields_and_values_of_envoy_s_v3_api() {
+    let e = Egress::render();
+    let (text, envoy) = e.envoy_yaml();
+    let protos = envoy_protos();
+    let pool = envoy_api(&protos, &envoy);
+    let bootstrap = pool
+        .get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
+        .unwrap();
+    let check = |config: &Value| {
+        let mut problems = Vec::new();
+        api_problems(&pool, &bootstrap, config, "", &mut problems);
+        problems
+    };
+    assert_eq!(check(&envoy), Vec::<String>::new());
+
+    // The check sees a misspelt field, an enum value Envoy lacks, and a value
+    // of the wrong kind, where Envoy would refuse to start.
+    let misspelt: Value = serde_yaml_ng::from_str(
+        &text
+            .replace("merge_slashes: true", "merge_slash: true")
+            .replace("REJECT_REQUEST", "REJECT")
+            .replace(
+                "allow_partial_message: false",
+                "allow_partial_message: \"no\"",
+            ),
+    )
+    .unwrap();
+    let problems = check(&misspelt);
+    for want in [
+        ".merge_slash: no such field",
+        ".path_with_escaped_slashes_action: String(\"REJECT\") is not",
+        ".with_request_body.allow_partial_message: String(\"no\") is not",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{want:?} not in {problems:#?}"
+        );
+    }
 }
