@@ -5,6 +5,7 @@
 //! user's token, and writes a decision record (file sink) for every Check.
 //! Every deny is shown next to the same request allowed.
 
+use crate::common::altinn::Altinn;
 use crate::common::maskinporten::{Mode, StandIn, SCOPE};
 use crate::common::{default_snapshot, start_vakt, TestServer, REGNSKAP};
 use crate::envoy::{check as http, ok};
@@ -75,6 +76,8 @@ token = "altinn"
 /// decision log.
 struct Setup {
     mp: StandIn,
+    /// Altinn's stand-in, when the binding has its token exchange.
+    altinn: Option<Altinn>,
     _server: TestServer,
     check: AuthorizationClient<Channel>,
     log: PathBuf,
@@ -90,6 +93,8 @@ struct Opts {
     no_envoy: bool,
     /// Maskinporten's refresh margin (default: the client's).
     refresh_before: Option<Duration>,
+    /// Altinn's token exchange, at its stand-in.
+    exchange: bool,
 }
 
 async fn setup(opts: Opts) -> Setup {
@@ -110,6 +115,11 @@ async fn setup(opts: Opts) -> Setup {
     binding
         .scopes
         .insert(REGNSKAP.into(), vec![Scope::parse(SCOPE).unwrap()]);
+    let altinn = match opts.exchange {
+        true => Some(Altinn::start(&mp).await),
+        false => None,
+    };
+    binding.altinn_exchange = altinn.as_ref().map(Altinn::exchange_url);
     if !opts.no_envoy {
         let text = format!("[envoy]\nshadow = {}\n{ROUTES}", opts.shadow);
         let config = EnvoyConfig::from_toml("vakt.toml", &text).unwrap().unwrap();
@@ -126,6 +136,7 @@ async fn setup(opts: Opts) -> Setup {
     let check = AuthorizationClient::new(server.channel.clone());
     Setup {
         mp,
+        altinn,
         _server: server,
         check,
         log,
@@ -501,6 +512,45 @@ async fn an_altinn_token_route_without_an_exchange_is_denied() {
 }
 
 #[tokio::test]
+async fn an_altinn_token_route_gets_the_exchanged_token() {
+    let mut s = setup(Opts {
+        exchange: true,
+        ..Default::default()
+    })
+    .await;
+    let path = format!("/storage/api/v1/organizations/{CLIENT}");
+    let req = || get(&path, &[KARI, ("authorization", "Bearer app")]);
+    // The exchange down: no token, so no ALLOW.
+    s.altinn.as_ref().unwrap().set_mode(Mode::Unavailable);
+    let r = s.ask(req()).await;
+    let (code, body) = denial(&r).unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(code, 503);
+    assert_eq!(body["reasons"][0]["policy_id"], "vakt:token-unavailable");
+    let rec = s.record(&decision_id(&r));
+    assert_eq!(rec["decision"], "deny");
+    assert!(rec.get("token").is_none());
+    // Up: the Altinn token replaces the application's.
+    s.altinn.as_ref().unwrap().set_mode(Mode::Up);
+    let r = s.ask(req()).await;
+    let o = ok(&r).unwrap_or_else(|| panic!("allowed: {r:?}"));
+    let token = bearer(o).unwrap().to_owned();
+    let altinn = s.altinn.as_ref().unwrap();
+    // Altinn's resources take it; it is not a Maskinporten token.
+    altinn
+        .accepts(&token)
+        .expect("Altinn accepts its own token");
+    assert!(s.mp.altinn_accepts(&token).is_err());
+    let (status, _) = altinn.call_resource(&token).await;
+    assert_eq!(status, 200);
+    let rec = s.record(&decision_id(&r));
+    assert_eq!(rec["decision"], "allow");
+    assert_eq!(rec["token"]["kind"], "altinn");
+    assert_eq!(rec["envoy"]["route"], "exchanged");
+    assert!(rec["token"]["jti"].is_string());
+    assert!(!std::fs::read_to_string(&s.log).unwrap().contains(&token));
+}
+
+#[tokio::test]
 async fn maskinporten_down_or_refusing_is_a_503_deny_with_the_reason() {
     let mut s = setup(Opts::default()).await;
     for mode in [Mode::Unavailable, Mode::Refuse] {
@@ -683,4 +733,64 @@ async fn every_check_writes_a_record_and_none_holds_a_token() {
     for t in &tokens {
         assert!(!text.contains(t.as_str()));
     }
+}
+
+#[test]
+fn check_s_span_is_named_for_envoy_s_service() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (receiver, url) = rt.block_on(crate::common::otlp::traces_and_metrics::start());
+    let s =
+        crate::common::Spawned::start(&["--otlp-endpoint", &url, "--decision-log", "off"], false);
+    // No routes configured: denied, and traced all the same.
+    let r = rt.block_on(async {
+        let channel = Channel::from_shared(format!("http://{}", s.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        AuthorizationClient::new(channel)
+            .check(get(&register(CLIENT), &[KARI]))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(denied_for(&r), "vakt:envoy-not-configured");
+    let name = "envoy.service.auth.v3.Authorization/Check";
+    rt.block_on(crate::common::eventually(
+        Duration::from_secs(15),
+        "Check's span at the receiver",
+        || {
+            receiver
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|sp| sp.name == name)
+        },
+    ));
+    let span = receiver
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|sp| sp.name == name)
+        .cloned()
+        .unwrap();
+    let attr = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    assert_eq!(
+        attr("rpc.service"),
+        Some(Any::StringValue(
+            "envoy.service.auth.v3.Authorization".into()
+        ))
+    );
+    assert_eq!(attr("rpc.method"), Some(Any::StringValue("Check".into())));
+    assert_eq!(attr("rpc.grpc.status_code"), Some(Any::IntValue(0)));
+    s.stop();
 }
