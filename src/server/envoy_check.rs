@@ -73,12 +73,14 @@ impl Call for CheckRequest {
     }
 }
 
-/// The party id's organisation, when the world maps it. The one place Check
-/// turns an Altinn party id into an org number.
-// The world does not map party ids yet: every party id is unknown, so a route
-// whose client is a party id denies (fail closed) until it does.
-fn org_of_party(_snap: &Snapshot, _party: &str) -> Option<OrgNo> {
-    None
+/// The party id's organisation, when the world maps it (an organisation's
+/// `partyId`). The one place Check turns an Altinn party id into an org number;
+/// a party id the data does not hold (or too large for one) maps to none.
+fn org_of_party(snap: &Snapshot, party: &str) -> Option<OrgNo> {
+    let id: i64 = party.parse().ok()?;
+    snap.world
+        .organization_by_party_id(id)
+        .map(|o| o.org_number)
 }
 
 /// One Check as it passes through: what it decides on and how it is answered.
@@ -458,16 +460,18 @@ async fn token_for(
         TokenKind::Maskinporten => None,
         TokenKind::Altinn => match &binding.altinn_exchange {
             Some(url) => Some(url),
-            None => return Err((
-                Verdict::Deny,
-                Reason {
-                    policy_id: reason::NO_EXCHANGE.into(),
-                    message: format!(
+            None => {
+                return Err((
+                    Verdict::Deny,
+                    Reason {
+                        policy_id: reason::NO_EXCHANGE.into(),
+                        message: format!(
                         "route {:?} injects an Altinn token, and no token exchange is configured",
                         input.route
                     ),
-                },
-            )),
+                    },
+                ))
+            }
         },
     };
     let owner = OrgNumber::parse(&su.owner.digits()).map_err(|e| {

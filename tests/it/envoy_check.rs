@@ -7,7 +7,7 @@
 
 use crate::common::altinn::Altinn;
 use crate::common::maskinporten::{Mode, StandIn, SCOPE};
-use crate::common::{default_snapshot, start_vakt, TestServer, REGNSKAP};
+use crate::common::{default_snapshot, snapshot_from, start_vakt, TestServer, REGNSKAP};
 use crate::envoy::{check as http, ok};
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -95,6 +95,33 @@ struct Opts {
     refresh_before: Option<Duration>,
     /// Altinn's token exchange, at its stand-in.
     exchange: bool,
+    /// The example world with party ids for CLIENT and OTHER.
+    party_ids: bool,
+}
+
+/// Altinn's party ids of CLIENT and OTHER, in `Opts::party_ids`' world.
+const CLIENT_PARTY: &str = "50001234";
+const OTHER_PARTY: &str = "50003034";
+
+/// The example world, its organisations CLIENT and OTHER given party ids,
+/// written to `dir`.
+fn world_with_party_ids(dir: &std::path::Path) -> PathBuf {
+    let from = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/world");
+    let to = dir.join("world");
+    std::fs::create_dir(&to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap();
+        let mut text = std::fs::read_to_string(f.path()).unwrap();
+        if f.file_name() == "organizations.yaml" {
+            for (org, party) in [(CLIENT, CLIENT_PARTY), (OTHER, OTHER_PARTY)] {
+                let entry = format!("  - orgNumber: \"{org}\"\n");
+                assert!(text.contains(&entry));
+                text = text.replace(&entry, &format!("{entry}    partyId: {party}\n"));
+            }
+        }
+        std::fs::write(to.join(f.file_name()), text).unwrap();
+    }
+    to
 }
 
 async fn setup(opts: Opts) -> Setup {
@@ -131,7 +158,11 @@ async fn setup(opts: Opts) -> Setup {
     let log = dir.path().join("decisions.jsonl");
     let specs = [format!("file:{}", log.display()).parse().unwrap()];
     let (decision_log, writers) = DecisionLog::open(&specs, &LogOptions::default()).unwrap();
-    let vakt = Vakt::new(default_snapshot(), decision_log).with_binding(binding);
+    let snapshot = match opts.party_ids {
+        true => snapshot_from(None, None, Some(&world_with_party_ids(dir.path()))),
+        false => default_snapshot(),
+    };
+    let vakt = Vakt::new(snapshot, decision_log).with_binding(binding);
     let server = start_vakt(Arc::new(vakt)).await;
     let check = AuthorizationClient::new(server.channel.clone());
     Setup {
@@ -481,21 +512,46 @@ async fn the_system_user_is_resolved_when_exactly_one_may_be_used() {
 }
 
 #[tokio::test]
-async fn a_party_id_the_world_does_not_map_is_denied() {
-    let mut s = setup(Opts::default()).await;
-    let r = s
-        .ask(http(
+async fn a_party_id_is_decided_as_the_organisation_the_world_maps_it_to() {
+    let mut s = setup(Opts {
+        party_ids: true,
+        ..Default::default()
+    })
+    .await;
+    let instance = |party: &str| {
+        http(
             "GET",
             "ttd.apps.altinn.no",
-            "/ttd/app/instances/50001234/data",
+            &format!("/ttd/app/instances/{party}/data"),
             &[KARI, ("x-vakt-system-user", "tk-regnskap")],
             "",
-        ))
-        .await;
-    assert_eq!(denied_for(&r), "vakt:envoy-party-unknown");
+        )
+    };
+    let r = s.ask(instance(CLIENT_PARTY)).await;
+    assert!(ok(&r).is_some(), "{r:?}");
     let rec = s.record(&decision_id(&r));
-    assert_eq!(rec["envoy"]["client"], "50001234");
-    assert_eq!(rec["envoy"]["route"], "instance");
+    assert_eq!(rec["client_org_number"], CLIENT);
+    assert_eq!(rec["envoy"]["client"], CLIENT_PARTY);
+    assert_eq!(rec["envoy"]["client_from"], "path {partyId}");
+    // OTHER's party: decided as OTHER, and denied by the policies.
+    let r = s.ask(instance(OTHER_PARTY)).await;
+    let why = denied_for(&r);
+    assert!(!why.starts_with("vakt:envoy"), "{why}");
+    assert_eq!(s.record(&decision_id(&r))["client_org_number"], OTHER);
+    // A party id the data does not hold, and one too large for any.
+    for party in ["50009999", "99999999999999999999"] {
+        let r = s.ask(instance(party)).await;
+        let why = denied_for(&r);
+        assert!(
+            why == "vakt:envoy-party-unknown" || why == "vakt:envoy-client",
+            "{party}: {why}"
+        );
+        let rec = s.record(&decision_id(&r));
+        assert_eq!(rec["envoy"]["route"], "instance");
+    }
+    let r = s.ask(instance("50009999")).await;
+    assert_eq!(denied_for(&r), "vakt:envoy-party-unknown");
+    assert_eq!(s.record(&decision_id(&r))["envoy"]["client"], "50009999");
 }
 
 #[tokio::test]
