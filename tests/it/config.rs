@@ -647,6 +647,19 @@ fn routes_and_altinn_without_maskinporten_are_refused_and_so_are_unknown_package
     ] {
         assert!(t.contains(&want), "{want:?} not in {t}");
     }
+    // Reported with [maskinporten]'s own problems, all at once.
+    let bad_mp = mp.replace("connect_timeout", "algorithm = \"ES256\"\nconnect_timeout");
+    let (code, t) = check(&format!("{bad_mp}{altinn_route}"));
+    assert_eq!(code, Some(78), "{t}");
+    for want in [
+        format!("{file}:6: maskinporten.algorithm: \"ES256\""),
+        format!(
+            "{file}:{}: route[0] (\"register\").scopes: \"altinn:instances.write\" is not allowed",
+            route_line + 1
+        ),
+    ] {
+        assert!(t.contains(&want), "{want:?} not in {t}");
+    }
     // Packages the schema does not know, in a route and in the scopes.
     let unknown = format!(
         "{}\nno-such-package = [\"altinn:instances.read\"]\n{}",

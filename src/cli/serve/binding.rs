@@ -166,6 +166,9 @@ impl Tables {
                 );
             }
         }
+        // The scopes each package is allowed, as the file gives them: a route's
+        // are checked against them even when [maskinporten] has other problems.
+        let allowed_scopes = raw_scopes(&top);
         if let Ok(Some(envoy)) = &envoy {
             for (i, route) in envoy.routes.iter().enumerate() {
                 let line = route_lines.get(i).copied().unwrap_or(0);
@@ -177,15 +180,11 @@ impl Tables {
                         "\"altinn\" needs [altinn] base_url (Altinn's token exchange)".into(),
                     );
                 }
-                let Ok(Some(mp)) = &maskinporten else {
+                if !has_maskinporten {
                     continue;
-                };
-                let allowed = mp.scopes.get(&route.package);
-                let list = || {
-                    allowed
-                        .map(|a| a.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default()
-                };
+                }
+                let allowed = allowed_scopes.get(&route.package);
+                let list = || allowed.map(|a| a.join(", ")).unwrap_or_default();
                 if route.scopes.is_empty() && allowed.is_none() {
                     bad(
                         line,
@@ -197,7 +196,7 @@ impl Tables {
                     );
                 }
                 for s in &route.scopes {
-                    if !allowed.is_some_and(|a| a.iter().any(|x| x.as_str() == s)) {
+                    if !allowed.is_some_and(|a| a.contains(s)) {
                         bad(
                             line,
                             &format!("{label}.scopes"),
@@ -275,6 +274,36 @@ impl Tables {
     pub(super) fn routes(&self) -> usize {
         self.envoy.as_ref().map_or(0, |e| e.routes.len())
     }
+}
+
+/// `[maskinporten.scopes]` as the file gives it: package URN → scopes (the
+/// strings of each list; what is wrong with them is `[maskinporten]`'s to say).
+fn raw_scopes(top: &toml::Table) -> std::collections::HashMap<String, Vec<String>> {
+    let prefix = crate::rules::packages::URN_PREFIX;
+    top.get("maskinporten")
+        .and_then(|m| m.get("scopes"))
+        .and_then(toml::Value::as_table)
+        .map(|t| {
+            t.iter()
+                .map(|(package, list)| {
+                    let urn = if package.starts_with(prefix) {
+                        package.clone()
+                    } else {
+                        format!("{prefix}{package}")
+                    };
+                    let scopes = list
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (urn, scopes)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `[altinn]`: `base_url` alone, as the exchange URL under it.
