@@ -660,6 +660,23 @@ fn routes_and_altinn_without_maskinporten_are_refused_and_so_are_unknown_package
     ] {
         assert!(t.contains(&want), "{want:?} not in {t}");
     }
+    // The employee from a JWT needs [identity_provider], and it is used only so.
+    let idp = "\n[identity_provider]\nissuer = \"https://login.example.org/\"\njwks_uri = \"https://login.example.org/jwks\"\naudiences = [\"vakt\"]\n";
+    let jwt = "\n[envoy]\nemployee_jwt_header = \"x-vakt-employee-token\"\n";
+    let (code, t) = check(&format!("{mp}{jwt}{REGISTER_ROUTE}"));
+    assert_eq!(code, Some(78), "{t}");
+    assert!(
+        t.contains("envoy.employee_jwt_header: needs [identity_provider]"),
+        "{t}"
+    );
+    let (code, t) = check(&format!("{mp}{idp}{REGISTER_ROUTE}"));
+    assert_eq!(code, Some(78), "{t}");
+    assert!(
+        t.contains("identity_provider: is configured, but [envoy] employee_jwt_header is not set"),
+        "{t}"
+    );
+    let (code, t) = check(&format!("{mp}{jwt}{idp}{REGISTER_ROUTE}"));
+    assert_eq!(code, Some(0), "{t}");
     // Packages the schema does not know, in a route and in the scopes.
     let unknown = format!(
         "{}\nno-such-package = [\"altinn:instances.read\"]\n{}",
