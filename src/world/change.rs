@@ -339,7 +339,7 @@ impl World {
         let now_id = now.and_then(|p| p.id).map(|p| p.get());
         if was_id != now_id {
             if let Some(p) = was_id {
-                if self.party_ids.get(&p) == Some(&n) {
+                if self.party_ids.get(&p) == Some(n) {
                     self.party_ids.remove(&p);
                 }
             }
@@ -347,7 +347,7 @@ impl World {
                 let held = self
                     .party_ids
                     .get(&p)
-                    .is_some_and(|m| self.orgs.get(m).is_some_and(|o| o.party_id() == Some(p)));
+                    .is_some_and(|m| self.orgs.get(&m).is_some_and(|o| o.party_id() == Some(p)));
                 if !held {
                     self.party_ids.insert(p, n);
                 }
@@ -357,7 +357,7 @@ impl World {
         let now_uuid = now.and_then(|p| p.uuid);
         if was_uuid != now_uuid {
             if let Some(u) = was_uuid {
-                if self.party_uuids.get(&u) == Some(&n) {
+                if self.party_uuids.get(&u) == Some(n) {
                     self.party_uuids.remove(&u);
                 }
             }
@@ -365,7 +365,7 @@ impl World {
                 let held = self
                     .party_uuids
                     .get(&u)
-                    .is_some_and(|m| self.orgs.get(m).is_some_and(|o| o.party_uuid() == Some(u)));
+                    .is_some_and(|m| self.orgs.get(&m).is_some_and(|o| o.party_uuid() == Some(u)));
                 if !held {
                     self.party_uuids.insert(u, n);
                 }
@@ -380,10 +380,14 @@ impl World {
             return;
         };
         if let Some(p) = party.id {
-            self.party_ids.entry(p.get()).or_insert(n);
+            if self.party_ids.get(&p.get()).is_none() {
+                self.party_ids.insert(p.get(), n);
+            }
         }
         if let Some(u) = party.uuid {
-            self.party_uuids.entry(u).or_insert(n);
+            if self.party_uuids.get(&u).is_none() {
+                self.party_uuids.insert(u, n);
+            }
         }
     }
 

@@ -429,13 +429,13 @@ pub(crate) fn references(world: &World, r: Record<'_>, bad: &mut Vec<String>) {
             // holds it: another holder is the second.
             if let Some(Ok(p)) = o.party_id.as_ref().map(party_id_of) {
                 match world.party_ids.get(&p.get()) {
-                    Some(&m) if m != n => bad.push(given_twice("partyId", p, n, m)),
+                    Some(m) if m != n => bad.push(given_twice("partyId", p, n, m)),
                     _ => {}
                 }
             }
             if let Some(Ok(u)) = o.party_uuid.as_deref().map(party_uuid_of) {
                 match world.party_uuids.get(&u) {
-                    Some(&m) if m != n => bad.push(given_twice(
+                    Some(m) if m != n => bad.push(given_twice(
                         "partyUuid",
                         format_args!("{:?}", u.hyphenated().to_string()),
                         n,

@@ -25,8 +25,8 @@ pub struct World {
     /// Organisations by Altinn party id and by party UUID, those that have one:
     /// each id with one organisation that holds it (a second holder is refused by
     /// the reference checks). Kept as records go in and out (`change`, `build`).
-    pub(super) party_ids: Map<i64, OrgNo>,
-    pub(super) party_uuids: Map<uuid::Uuid, OrgNo>,
+    pub(super) party_ids: PartyIndex<i64>,
+    pub(super) party_uuids: PartyIndex<uuid::Uuid>,
     /// Entities in Cedar's own JSON format for types beyond Vakt's own, and the
     /// schema's actions, by uid, each with its ancestors over every file.
     pub(super) extra: Arc<HashMap<EntityUID, CedarEntity>>,
@@ -42,8 +42,8 @@ impl Default for World {
             by_owner: map(),
             staff: map(),
             units: map(),
-            party_ids: map(),
-            party_uuids: map(),
+            party_ids: PartyIndex::default(),
+            party_uuids: PartyIndex::default(),
             extra: Arc::default(),
         }
     }
@@ -112,14 +112,14 @@ impl World {
     pub fn organization_by_party_id(&self, party_id: i64) -> Option<&Organization> {
         self.party_ids
             .get(&party_id)
-            .and_then(|n| self.organization(*n))
+            .and_then(|n| self.organization(n))
     }
     /// The organisation Altinn knows by party UUID `party_uuid`, when the world
     /// holds one.
     pub fn organization_by_party_uuid(&self, party_uuid: uuid::Uuid) -> Option<&Organization> {
         self.party_uuids
             .get(&party_uuid)
-            .and_then(|n| self.organization(*n))
+            .and_then(|n| self.organization(n))
     }
     /// An entity given in Cedar's own format, or an action.
     pub fn extra_entity(&self, uid: &EntityUID) -> Option<&ast::Entity> {
@@ -198,6 +198,83 @@ impl Store for World {
                     .get(&core_uid(ty, id))
                     .map(|e| e as &dyn EntityData)
             }
+        }
+    }
+}
+
+/// Organisations by one of Altinn's party ids. Persistent like the world's maps,
+/// but in buckets, each a sorted slice: a map entry per id would cost about 110
+/// bytes (a node slot and its share of the node), a bucket entry costs its 16 or 20
+/// bytes and a share of one map entry per bucket. A change copies one bucket of a
+/// few dozen entries.
+#[derive(Clone, PartialEq)]
+pub(super) struct PartyIndex<K: Clone + 'static> {
+    buckets: Map<u16, Arc<[(K, OrgNo)]>>,
+}
+
+impl<K: Clone + 'static> Default for PartyIndex<K> {
+    fn default() -> Self {
+        Self { buckets: map() }
+    }
+}
+
+/// A party id's bucket: 2^14 of them, about 37 ids each at 600,000 organisations.
+pub(super) trait Bucketed: Ord + Copy + std::hash::Hash {
+    fn bucket(&self) -> u16;
+}
+
+/// Spreads ids that come in runs (Altinn's are dense, UUIDv7 are time-ordered)
+/// over the buckets.
+fn mix(x: u64) -> u16 {
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50) as u16
+}
+
+impl Bucketed for i64 {
+    fn bucket(&self) -> u16 {
+        mix(*self as u64)
+    }
+}
+
+impl Bucketed for uuid::Uuid {
+    fn bucket(&self) -> u16 {
+        let (hi, lo) = self.as_u64_pair();
+        mix(hi ^ lo.rotate_left(17))
+    }
+}
+
+impl<K: Bucketed + 'static> PartyIndex<K> {
+    /// The organisation that holds `k`.
+    pub(super) fn get(&self, k: &K) -> Option<OrgNo> {
+        let b = self.buckets.get(&k.bucket())?;
+        b.binary_search_by(|(x, _)| x.cmp(k)).ok().map(|i| b[i].1)
+    }
+
+    /// Gives `k` to `n` (from whichever organisation held it).
+    pub(super) fn insert(&mut self, k: K, n: OrgNo) {
+        let key = k.bucket();
+        let mut v: Vec<(K, OrgNo)> = self.buckets.get(&key).map_or_else(Vec::new, |b| b.to_vec());
+        match v.binary_search_by(|(x, _)| x.cmp(&k)) {
+            Ok(i) => v[i].1 = n,
+            Err(i) => v.insert(i, (k, n)),
+        }
+        self.buckets.insert(key, v.into());
+    }
+
+    /// Takes `k` out.
+    pub(super) fn remove(&mut self, k: &K) {
+        let key = k.bucket();
+        let Some(b) = self.buckets.get(&key) else {
+            return;
+        };
+        let Ok(i) = b.binary_search_by(|(x, _)| x.cmp(k)) else {
+            return;
+        };
+        let mut v = b.to_vec();
+        v.remove(i);
+        if v.is_empty() {
+            self.buckets.remove(&key);
+        } else {
+            self.buckets.insert(key, v.into());
         }
     }
 }
