@@ -278,3 +278,42 @@ impl<K: Bucketed + 'static> PartyIndex<K> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_party_index_holds_each_id_once_whatever_the_order() {
+        let org = |i: u32| OrgNo::from_digits(&format!("{:09}", 310_000_000 + i)).unwrap();
+        // Dense ids, as Altinn's are: many share a bucket.
+        let ids: Vec<i64> = (0..50_000).map(|i| 50_000_000 + i).collect();
+        let mut a: PartyIndex<i64> = PartyIndex::default();
+        for (i, id) in ids.iter().enumerate() {
+            a.insert(*id, org(i as u32));
+        }
+        let mut b: PartyIndex<i64> = PartyIndex::default();
+        for (i, id) in ids.iter().enumerate().rev() {
+            b.insert(*id, org(i as u32));
+        }
+        assert!(a == b);
+        assert!(a.buckets.len() > 10_000, "{}", a.buckets.len());
+        assert_eq!(a.get(&50_000_123), Some(org(123)));
+        assert_eq!(a.get(&49_999_999), None);
+        // Moved, taken out, and an old copy left as it was.
+        let before = a.clone();
+        a.insert(50_000_123, org(7));
+        a.remove(&50_000_124);
+        a.remove(&1);
+        assert_eq!(a.get(&50_000_123), Some(org(7)));
+        assert_eq!(a.get(&50_000_124), None);
+        assert_eq!(before.get(&50_000_123), Some(org(123)));
+        assert_eq!(before.get(&50_000_124), Some(org(124)));
+        let u = uuid::Uuid::from_u128(42);
+        let mut c: PartyIndex<uuid::Uuid> = PartyIndex::default();
+        c.insert(u, org(1));
+        assert_eq!(c.get(&u), Some(org(1)));
+        c.remove(&u);
+        assert!(c == PartyIndex::default());
+    }
+}
