@@ -452,13 +452,14 @@ fn broken_links(doc: &std::path::Path) -> Vec<String> {
 }
 
 /// The documents whose links are checked: the README, every file in docs/, the
-/// benchmarks, and the READMEs of deploy/ and examples/.
+/// benchmarks, and the READMEs of deploy/, deploy/kubernetes/ and examples/.
 fn documents() -> Vec<std::path::PathBuf> {
     let root = std::path::Path::new(ROOT);
     let mut docs = vec![
         root.join("README.md"),
         root.join("BENCHMARKS.md"),
         root.join("BENCHMARKS-history.md"),
+        root.join("deploy/README.md"),
         root.join("deploy/kubernetes/README.md"),
     ];
     for dir in ["docs", "examples"] {
@@ -508,6 +509,9 @@ fn every_relative_link_and_anchor_in_the_docs_resolves() {
         docs.iter().any(|d| d.ends_with("docs/api.md")) && docs.len() >= 12,
         "{docs:#?}"
     );
+    for readme in ["deploy/README.md", "deploy/kubernetes/README.md"] {
+        assert!(docs.iter().any(|d| d.ends_with(readme)), "{readme}");
+    }
     let broken: Vec<String> = docs.iter().flat_map(|d| broken_links(d)).collect();
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }

@@ -1,8 +1,10 @@
 //! Editor and shell support through the real binary: the JSON Schemas in schemas/
 //! are what `vakt schema` prints; they accept what Vakt ships (the example worlds,
-//! the shipped suites, vakt.example.toml with its commented-out settings, the
-//! examples in docs/) and refuse files that Vakt refuses; the completion scripts
-//! and manual pages name the commands and flags.
+//! the shipped suites, vakt.example.toml with its commented-out settings and
+//! binding tables, the examples in docs/ and deploy/) and refuse files that Vakt
+//! refuses; the binding tables' schemas name the keys their readers take, with
+//! their defaults; the completion scripts and manual pages name the commands and
+//! flags.
 //!
 //! `VAKT_BLESS=1 cargo test --test it schemas::` rewrites schemas/ from the current
 //! binary instead of comparing.
@@ -12,6 +14,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The configuration file's binding tables (`serve::binding::TABLES`): objects
+/// (and `route` an array of them) in the configuration schema.
+const TABLES: [&str; 5] = [
+    "maskinporten",
+    "altinn",
+    "identity_provider",
+    "envoy",
+    "route",
+];
 
 /// `vakt schema WHICH` and the file in schemas/ that holds its output.
 const SCHEMAS: [(&str, &str); 3] = [
@@ -229,7 +241,8 @@ fn the_data_schema_has_the_loaders_sections() {
 }
 
 /// Every setting vakt.example.toml documents, and nothing else, is in the
-/// configuration schema.
+/// configuration schema, and so is every binding table, each of which the
+/// example shows commented out.
 #[test]
 fn the_config_schema_has_every_setting() {
     let example = std::fs::read_to_string(format!("{ROOT}/vakt.example.toml")).unwrap();
@@ -242,15 +255,230 @@ fn the_config_schema_has_every_setting() {
     documented.sort();
     documented.dedup();
     let config = schema("config");
-    let mut keys: Vec<&str> = config["properties"]
-        .as_object()
-        .unwrap()
+    let properties = config["properties"].as_object().unwrap();
+    let mut keys: Vec<&str> = properties
         .keys()
         .map(String::as_str)
+        .filter(|k| !TABLES.contains(k))
         .collect();
     keys.sort();
     assert_eq!(keys, documented);
     assert!(!keys.contains(&"config") && !keys.contains(&"help"));
+    for table in TABLES {
+        let kind = &properties[table]["type"];
+        if table == "route" {
+            assert_eq!(*kind, "array");
+            assert_eq!(properties[table]["items"]["type"], "object");
+            assert!(
+                example.contains("\n#[[route]]\n"),
+                "vakt.example.toml shows no [[route]]"
+            );
+        } else {
+            assert_eq!(*kind, "object", "{table}");
+            assert!(
+                example.contains(&format!("\n#[{table}]\n")),
+                "vakt.example.toml shows no [{table}]"
+            );
+        }
+    }
+}
+
+/// vakt.example.toml's commented-out binding tables, uncommented: from
+/// `#[maskinporten]` to the end, each line without its first `#`.
+fn example_tables() -> String {
+    let example = std::fs::read_to_string(format!("{ROOT}/vakt.example.toml")).unwrap();
+    let at = example
+        .find("\n#[maskinporten]\n")
+        .expect("vakt.example.toml shows [maskinporten]");
+    example[at + 1..]
+        .lines()
+        .map(|l| {
+            let l = l
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("not commented out: {l:?}"));
+            format!("{l}\n")
+        })
+        .collect()
+}
+
+/// The binding tables vakt.example.toml shows are valid by the schema, and
+/// `vakt config check` accepts them with a key file where they say.
+#[test]
+fn the_example_binding_tables_are_valid_and_accepted() {
+    let tables = example_tables();
+    let value = toml_json(&tables);
+    for table in TABLES {
+        assert!(value.get(table).is_some(), "no [{table}] in:\n{tables}");
+    }
+    let e = errors(&validator("config"), &value);
+    assert!(e.is_empty(), "vakt.example.toml's tables: {e:#?}");
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::common::maskinporten::write_private(
+        dir.path(),
+        "maskinporten.key",
+        &crate::common::maskinporten::key(1).pkcs8_pem,
+    );
+    let config = tables.replace("/etc/vakt/maskinporten.key", key.to_str().unwrap());
+    assert_ne!(config, tables, "the example names its key file");
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, &config).unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{config}", text(&out));
+}
+
+/// The body of every ```toml block in `doc` (a path from the root).
+fn doc_toml_blocks(doc: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("{ROOT}/{doc}")).unwrap();
+    text.split("```toml\n")
+        .skip(1)
+        .map(|b| b[..b.find("```").unwrap()].to_owned())
+        .collect()
+}
+
+/// The configurations docs/maskinporten.md, docs/envoy.md and the egress
+/// gateway (deploy/kubernetes/egress/vakt.toml) show are valid by the schema.
+#[test]
+fn the_documented_binding_tables_are_valid() {
+    let v = validator("config");
+    let mut shown = Vec::new();
+    for doc in ["docs/maskinporten.md", "docs/envoy.md"] {
+        let blocks = doc_toml_blocks(doc);
+        assert!(!blocks.is_empty(), "{doc} shows no configuration");
+        for (i, b) in blocks.into_iter().enumerate() {
+            shown.push((format!("{doc}, block {i}"), b));
+        }
+    }
+    let egress = "deploy/kubernetes/egress/vakt.toml";
+    shown.push((
+        egress.to_owned(),
+        std::fs::read_to_string(format!("{ROOT}/{egress}")).unwrap(),
+    ));
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, text) in &shown {
+        let value = toml_json(text);
+        seen.extend(value.as_object().unwrap().keys().cloned());
+        let e = errors(&v, &value);
+        assert!(e.is_empty(), "{name}: {e:#?}\n{text}");
+    }
+    for table in ["maskinporten", "altinn", "envoy", "route"] {
+        assert!(seen.contains(table), "no example shows [{table}]: {seen:?}");
+    }
+}
+
+/// The property names of `schema` (an object schema).
+fn property_names(schema: &Value) -> Vec<String> {
+    schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// The binding tables' schemas name the keys their readers take: every key the
+/// schema names is one the reader knows (and a made-up one is refused by both);
+/// `[envoy]`, `[[route]]` and a route's `client`, read with serde, name theirs
+/// when they refuse one, and the schema names exactly those; and the schema's
+/// defaults for `[maskinporten]` are the ones `vakt config show` prints.
+#[test]
+fn the_binding_table_schemas_name_the_readers_keys() {
+    let config = schema("config");
+    let p = &config["properties"];
+    let v = validator("config");
+    // Every key of each table set, and one more no reader knows. Values of the
+    // wrong kind are fine: only "unknown key" matters here.
+    let mut file = String::new();
+    for table in ["maskinporten", "altinn", "identity_provider"] {
+        file.push_str(&format!("[{table}]\n"));
+        for key in property_names(&p[table]) {
+            if key != "scopes" {
+                file.push_str(&format!("{key} = 1\n"));
+            }
+        }
+        file.push_str("colour = 1\n");
+    }
+    file.push_str("[envoy]\ncolour = 1\n[[route]]\ncolour = 1\n");
+    file.push_str("[[route]]\nhost = \"altinn.no\"\nmethods = [\"GET\"]\npath = \"/{p}\"\npackage = \"a-ordning\"\nclient = { path = \"p\", colour = 1 }\ntoken = \"maskinporten\"\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, &file).unwrap();
+    let out = vakt(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let said = text(&out);
+    for table in ["maskinporten", "altinn", "identity_provider"] {
+        assert!(
+            said.contains(&format!("{table}.colour: unknown key")),
+            "{table}: {said}"
+        );
+        for key in property_names(&p[table]) {
+            assert!(
+                !said.contains(&format!("{table}.{key}: unknown key")),
+                "the schema names {table}.{key}, which the reader does not know: {said}"
+            );
+        }
+    }
+    // serde's refusal lists the fields: "unknown field `colour`, expected one of `a`, `b`".
+    let expected = |at: &str| -> Vec<String> {
+        let line = said
+            .lines()
+            .find(|l| l.contains(at) && l.contains("unknown field `colour`"))
+            .unwrap_or_else(|| panic!("no {at:?} refusing colour in {said}"));
+        let list = line.split("expected one of ").nth(1).unwrap();
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let route = &p["route"]["items"];
+    assert_eq!(property_names(&p["envoy"]), expected(": envoy: "));
+    assert_eq!(property_names(route), expected(": route[0]: "));
+    assert_eq!(
+        property_names(&route["properties"]["client"]),
+        expected(": route[1]: ")
+    );
+    // And the schema refuses the made-up key in each.
+    for bad in [
+        "[maskinporten]\ncolour = 1\n",
+        "[altinn]\ncolour = 1\n",
+        "[identity_provider]\ncolour = 1\n",
+        "[envoy]\ncolour = 1\n",
+        "[[route]]\ncolour = 1\n",
+    ] {
+        assert!(!errors(&v, &toml_json(bad)).is_empty(), "{bad}");
+    }
+
+    // [maskinporten]'s defaults as `vakt config show` prints them for a file
+    // that leaves them out.
+    let tables = example_tables();
+    let key = crate::common::maskinporten::write_private(
+        dir.path(),
+        "maskinporten.key",
+        &crate::common::maskinporten::key(1).pkcs8_pem,
+    );
+    let good = tables.replace("/etc/vakt/maskinporten.key", key.to_str().unwrap());
+    std::fs::write(&path, &good).unwrap();
+    let out = vakt(&["config", "show", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    let mut compared = 0;
+    for (key, item) in p["maskinporten"]["properties"].as_object().unwrap() {
+        let Some(default) = item.get("default") else {
+            continue;
+        };
+        let line = format!("# {key} = {}  # default", toml_value(default));
+        assert!(shown.contains(&line), "{line:?} not in {shown}");
+        compared += 1;
+    }
+    assert!(compared >= 8, "{compared}");
+}
+
+/// A JSON scalar as TOML writes it.
+fn toml_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
 }
 
 /// Copies examples/world into a directory of its own.
@@ -370,6 +598,15 @@ fn a_bad_configuration_is_refused_by_the_schema_as_by_vakt() {
         "log-format = \"jsonl\"\n",
         "decision-log = [[\"stdout\"]]\n",
         "[serve]\nlisten = \"127.0.0.1:1\"\n",
+        "[envoy]\nshadow = \"yes\"\n",
+        "[envoy]\nemployee_header = \"employee\"\n",
+        "[envoy]\nmax_body_bytes = 0\n",
+        "[altinn]\nbase = \"https://platform.altinn.no\"\n",
+        "[maskinporten]\nissuer = \"https://test.maskinporten.no/\"\nalgorithm = \"ES256\"\n",
+        "[maskinporten.scopes]\na-ordning = []\n",
+        "[identity_provider]\naudiences = \"vakt\"\n",
+        "[[route]]\nhost = \"altinn.no\"\nmethods = [\"GET\"]\npath = \"/{p}\"\npackage = \"a-ordning\"\nclient = { path = \"p\" }\ntoken = \"id-porten\"\n",
+        "[[route]]\nhost = \"altinn.no\"\nmethods = [\"GET\"]\npath = \"/{p}\"\npackage = \"a-ordning\"\nclient = { path = \"p\", query = \"q\" }\ntoken = \"altinn\"\n",
     ] {
         assert!(
             !errors(&v, &toml_json(bad)).is_empty(),
