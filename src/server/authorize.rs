@@ -64,6 +64,8 @@ pub(super) struct Decided {
     shadow: Option<Decision>,
     pub(super) decision_id: String,
     evaluation_us: u64,
+    /// Counted as a batch member.
+    batch: bool,
 }
 
 impl Decided {
@@ -95,7 +97,7 @@ impl Extra<'_> {
 }
 
 /// Decides one checked query (a deny when `stale` says the data may not be
-/// decided on), counts it and runs the shadow policies; records nothing.
+/// decided on) and runs the shadow policies; counts and records nothing.
 pub(super) fn decide_only(
     vakt: &Vakt,
     snap: &Snapshot,
@@ -109,8 +111,6 @@ pub(super) fn decide_only(
         None => decide(snap, q),
     };
     let elapsed = started.elapsed();
-    vakt.metrics()
-        .decision(batch, decision.allowed, &decision.reasons);
     // Shadow evaluation: the candidate policies decide too, on the same world;
     // only a difference is recorded, and the answer is always the served one.
     let shadow = match (stale, vakt.shadow().as_deref()) {
@@ -127,10 +127,11 @@ pub(super) fn decide_only(
         shadow,
         decision_id: new_decision_id(),
         evaluation_us: elapsed.as_micros() as u64,
+        batch,
     }
 }
 
-/// Submits the record of a decision; the caller waits on the receipt before
+/// Counts a decision and submits its record; the caller waits on the receipt before
 /// answering (no answer, and above all no ALLOW, without a record).
 pub(super) fn record(
     vakt: &Vakt,
@@ -142,6 +143,8 @@ pub(super) fn record(
 ) -> Receipt {
     let d = &decided.decision;
     let decision_id = &*decided.decision_id;
+    // Counted as recorded: a binding call's ALLOW that got no token is a deny.
+    vakt.metrics().decision(decided.batch, d.allowed, &d.reasons);
     let decision_log = vakt.log();
     if !decision_log.is_enabled() {
         return Receipt::none();
