@@ -729,12 +729,19 @@ fn config_show_shows_the_tables_with_the_key_path_and_never_the_key() {
     );
 }
 
-/// The configuration docs/maskinporten.md shows for Maskinporten's test
-/// environment is accepted as it is, with a key file where it says.
+/// The configuration docs/maskinporten.md and the README show for
+/// Maskinporten's test environment is accepted as it is, with a key file where
+/// it says.
 #[test]
 fn the_documented_maskinporten_example_is_accepted() {
-    let start = MP_DOC.find("```toml\n[maskinporten]").expect("the example");
-    let example = &MP_DOC[start + "```toml\n".len()..];
+    for doc in [MP_DOC, include_str!("../../README.md")] {
+        documented_maskinporten_example_is_accepted(doc);
+    }
+}
+
+fn documented_maskinporten_example_is_accepted(doc: &str) {
+    let start = doc.find("```toml\n[maskinporten]").expect("the example");
+    let example = &doc[start + "```toml\n".len()..];
     let example = &example[..example.find("```").unwrap()];
     assert!(example.contains("issuer = \"https://test.maskinporten.no/\""));
     assert!(example.contains("base_url = \"https://platform.tt02.altinn.no\""));
