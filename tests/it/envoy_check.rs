@@ -97,6 +97,9 @@ struct Opts {
     exchange: bool,
     /// The example world with party ids for CLIENT and OTHER.
     party_ids: bool,
+    /// The employee from a JWT in `x-vakt-employee-token`, verified against
+    /// this identity provider's JWKS.
+    idp: Option<vakt::maskinporten::IdentityProvider>,
 }
 
 /// Altinn's party ids of CLIENT and OTHER, in `Opts::party_ids`' world.
@@ -148,11 +151,17 @@ async fn setup(opts: Opts) -> Setup {
     };
     binding.altinn_exchange = altinn.as_ref().map(Altinn::exchange_url);
     if !opts.no_envoy {
-        let text = format!("[envoy]\nshadow = {}\n{ROUTES}", opts.shadow);
+        let jwt = match opts.idp {
+            Some(_) => "employee_jwt_header = \"x-vakt-employee-token\"\n",
+            None => "",
+        };
+        let text = format!("[envoy]\nshadow = {}\n{jwt}{ROUTES}", opts.shadow);
         let config = EnvoyConfig::from_toml("vakt.toml", &text).unwrap().unwrap();
         binding.envoy = Some(EnvoyBinding {
             config,
-            verifier: None,
+            verifier: opts
+                .idp
+                .map(|idp| Arc::new(idp) as Arc<dyn vakt::server::envoy::EmployeeVerifier>),
         });
     }
     let log = dir.path().join("decisions.jsonl");
@@ -460,6 +469,52 @@ async fn a_missing_employee_or_one_named_twice_is_denied() {
     let r = s
         .ask(get(&register(CLIENT), &[("x-vakt-employee", "kari,ola")]))
         .await;
+    assert_eq!(denied_for(&r), "vakt:envoy-employee");
+}
+
+/// With `employee_jwt_header`, the employee is whoever a valid login of the
+/// identity provider names: a forged token, one for another audience, or the
+/// plain employee header alone cannot name one.
+#[tokio::test]
+async fn the_employee_from_a_jwt_must_be_a_valid_login() {
+    use crate::common::idp::{Idp, IdpKey};
+    let idp = Idp::start().await;
+    let verifier = vakt::maskinporten::IdentityProvider::new(idp.config()).unwrap();
+    verifier.refresh().await.expect("the stand-in's keys");
+    let mut s = setup(Opts {
+        idp: Some(verifier),
+        ..Default::default()
+    })
+    .await;
+    let login = |key, claims: &Value| format!("Bearer {}", idp.mint(key, claims));
+    let good = login(IdpKey::Rsa, &idp.claims("kari"));
+    let r = s
+        .ask(get(&register(CLIENT), &[("x-vakt-employee-token", &good)]))
+        .await;
+    let o = ok(&r).expect("a valid login of an allowed employee is allowed");
+    assert!(bearer(o).is_some());
+    assert_eq!(s.record(&decision_id(&r))["employee_id"], "kari");
+    // The same request, its token forged (the right kid, another key).
+    let forged = login(IdpKey::Forged, &idp.claims("kari"));
+    let r = s
+        .ask(get(
+            &register(CLIENT),
+            &[("x-vakt-employee-token", &forged)],
+        ))
+        .await;
+    assert_eq!(denied_for(&r), "vakt:envoy-employee");
+    // Another audience.
+    let mut claims = idp.claims("kari");
+    claims["aud"] = "someone-else".into();
+    let r = s
+        .ask(get(
+            &register(CLIENT),
+            &[("x-vakt-employee-token", &login(IdpKey::Rsa, &claims))],
+        ))
+        .await;
+    assert_eq!(denied_for(&r), "vakt:envoy-employee");
+    // The plain header names no one when a login is required.
+    let r = s.ask(get(&register(CLIENT), &[KARI])).await;
     assert_eq!(denied_for(&r), "vakt:envoy-employee");
 }
 
