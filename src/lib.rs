@@ -20,6 +20,9 @@
 //!   (`server/envoy`: the route table, path normalisation, the answer); the
 //!   listeners (TCP, TLS, a Unix socket) and their limits; the admin HTTP listener,
 //!   metrics and traces.
+//! - [`altinn`]: the client for Altinn's vendor APIs (system users, authorized
+//!   parties, client-delegation lists), every page or nothing, with tokens from
+//!   [`maskinporten`]; `vakt altinn sync` builds on it.
 //! - [`maskinporten`]: the Maskinporten client, sole holder of its key: signed JWT
 //!   grants for system-user and vendor tokens, the token cache, Altinn's token
 //!   exchange, and checks of presented tokens against Maskinporten's JWKS (it
@@ -49,6 +52,7 @@
 //!   an error), and credentials in URLs masked before anything is shown.
 //! - [`proto`]: the generated gRPC types.
 
+pub mod altinn;
 pub mod cli;
 pub mod decision;
 pub mod decision_log;
