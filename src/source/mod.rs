@@ -9,6 +9,7 @@
 pub mod files;
 pub mod postgres;
 pub(crate) mod settle;
+pub mod sync_stamp;
 
 use crate::rules::snapshot::{Rules, Snapshot, SnapshotHandle, SourcePaths, Sources};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

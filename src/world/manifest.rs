@@ -6,16 +6,49 @@
 //! manifest, the set is read only when every listed file matches it, so a world is
 //! never built from some files old and some new, or from a file cut short. Files
 //! the manifest does not list are not part of the world.
+//!
+//! A manifest may also say when the data was last synced from Altinn (`vakt
+//! altinn sync`): one line `# synced_at <RFC 3339 time in UTC>`. It is a comment
+//! to `sha256sum -c`, and it is renamed into place with the list it stamps, so the
+//! stamp and the data it came with are always read together.
 
 use crate::problem::{read_data_file as read_file, Problem, Problems, SourceFile};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// A manifest read and checked: the data files it lists, in its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     pub files: Vec<(PathBuf, [u8; 32])>,
+    /// When the data was last synced from Altinn (its `# synced_at` line), if it
+    /// says.
+    pub synced_at: Option<SystemTime>,
+}
+
+/// The word that starts the stamp's comment line.
+const STAMP_KEY: &str = "synced_at";
+
+/// The manifest line that stamps the data as synced at `at`:
+/// `# synced_at 2026-12-07T20:06:37.123456789Z`.
+pub fn stamp_line(at: SystemTime) -> String {
+    format!("# {STAMP_KEY} {}", humantime::format_rfc3339_nanos(at))
+}
+
+/// The stamp a comment line (without its `#`) holds: `None` for any other
+/// comment, else the time or what is wrong with it.
+fn stamp_of(comment: &str) -> Option<Result<SystemTime, String>> {
+    let rest = comment.trim_start().strip_prefix(STAMP_KEY)?;
+    if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    Some(humantime::parse_rfc3339(rest.trim()).map_err(|_| {
+        format!(
+            "{STAMP_KEY} {:?} is not an RFC 3339 time in UTC, such as 2026-12-07T20:06:37Z",
+            rest.trim()
+        )
+    }))
 }
 
 /// The most data files one manifest may list.
@@ -43,9 +76,22 @@ pub fn parse_manifest(shown: &str, text: &str, data_dir: &Path) -> Result<Manife
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
     let mut problems = Vec::new();
+    let mut synced_at = None;
     for (i, line) in text.lines().enumerate() {
         let at = format!("{}:1", i + 1);
         let line = line.trim_end_matches('\r');
+        if let Some(stamp) = line.strip_prefix('#').and_then(stamp_of) {
+            match stamp {
+                Ok(_) if synced_at.is_some() => problems.push(Problem::new(
+                    &shown,
+                    &at,
+                    format!("{STAMP_KEY} is given twice"),
+                )),
+                Ok(t) => synced_at = Some(t),
+                Err(m) => problems.push(Problem::new(&shown, &at, m)),
+            }
+            continue;
+        }
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
@@ -97,7 +143,7 @@ pub fn parse_manifest(shown: &str, text: &str, data_dir: &Path) -> Result<Manife
         problems.push(Problem::new(&shown, "", "lists no data file"));
     }
     if problems.is_empty() {
-        Ok(Manifest { files })
+        Ok(Manifest { files, synced_at })
     } else {
         Err(Problems(problems))
     }
@@ -188,11 +234,39 @@ mod tests {
         std::fs::write(dir.path().join("a.yaml"), "employees: []\n").unwrap();
         let m = Manifest {
             files: vec![(dir.path().join("a.yaml"), sha256("employees: []\n"))],
+            synced_at: None,
         };
         let path = dir.path().join("SHA256SUMS");
         assert_eq!(read_listed(&m, &path, 1 << 20).unwrap().len(), 1);
         std::fs::write(dir.path().join("a.yaml"), "employees: [\n").unwrap();
         let e = read_listed(&m, &path, 1 << 20).unwrap_err();
         assert!(e.to_string().contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn a_stamp_line_says_when_the_data_was_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = "ab".repeat(32);
+        let at = humantime::parse_rfc3339("2026-12-07T20:06:37.5Z").unwrap();
+        let text = format!(
+            "{}\n# made by vakt altinn sync\n{h}  a.yaml\n",
+            stamp_line(at)
+        );
+        let m = parse_manifest("SHA256SUMS", &text, dir.path()).unwrap();
+        assert_eq!(m.synced_at, Some(at));
+        assert_eq!(m.files.len(), 1);
+        let m = parse_manifest("SHA256SUMS", &format!("{h}  a.yaml\n"), dir.path()).unwrap();
+        assert_eq!(m.synced_at, None);
+        // Another comment that merely begins with the word is a comment.
+        let m = parse_manifest("M", &format!("# synced_atlas\n{h}  a.yaml\n"), dir.path());
+        assert_eq!(m.unwrap().synced_at, None);
+        let bad = format!(
+            "# synced_at yesterday\n#synced_at 2026-12-07T20:06:37+01:00\n# synced_at 2026-12-07T20:06:37Z\n# synced_at 2026-12-07T20:06:38Z\n{h}  a.yaml\n"
+        );
+        let e = parse_manifest("M", &bad, dir.path()).unwrap_err();
+        let lines: Vec<&str> = e.0.iter().map(|p| p.at.as_str()).collect();
+        assert_eq!(lines, ["1:1", "2:1", "4:1"], "{e}");
+        assert!(e.0[0].message.contains("RFC 3339"), "{e}");
+        assert!(e.0[2].message.contains("twice"), "{e}");
     }
 }

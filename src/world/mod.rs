@@ -47,7 +47,7 @@ pub use format::{
     PackageRef, PartyIdValue, SystemUserRecord, TeamRecord,
 };
 pub use load::load_dir;
-pub use manifest::{parse_manifest, read_listed, read_manifest, sha256, Manifest};
+pub use manifest::{parse_manifest, read_listed, read_manifest, sha256, stamp_line, Manifest};
 pub use records::{
     ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
     Party, SystemUser, Team, UserType,

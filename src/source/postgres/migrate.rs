@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "party_ids",
         include_str!("../../../migrations/0003_party_ids.sql"),
     ),
+    (
+        4,
+        "sync_stamp",
+        include_str!("../../../migrations/0004_sync_stamp.sql"),
+    ),
 ];
 
 /// The schema version this binary reads and writes.
