@@ -14,6 +14,7 @@ use url::Url;
 
 /// The largest answer read: metadata, a JWKS or a token answer are a few KB.
 const MAX_BODY: usize = 256 * 1024;
+const JSON: &str = "application/json";
 
 /// Whether `url`'s host is this machine: only there is plain http allowed.
 pub(crate) fn is_loopback(url: &Url) -> bool {
@@ -69,17 +70,40 @@ impl HttpClient {
     }
 
     pub async fn get(&self, url: &Url) -> Result<Answer, String> {
-        self.send(url, hyper::Method::GET, None, None).await
+        self.send(url, hyper::Method::GET, None, None, JSON, MAX_BODY)
+            .await
     }
 
     pub async fn post_form(&self, url: &Url, form: String) -> Result<Answer, String> {
-        self.send(url, hyper::Method::POST, Some(form), None).await
+        self.send(url, hyper::Method::POST, Some(form), None, JSON, MAX_BODY)
+            .await
     }
 
     /// A GET with `authorization: Bearer <bearer>`, accepting plain text or
     /// JSON (Altinn's token exchange answers either).
     pub async fn get_bearer(&self, url: &Url, bearer: &str) -> Result<Answer, String> {
-        self.send(url, hyper::Method::GET, None, Some(bearer)).await
+        self.send(
+            url,
+            hyper::Method::GET,
+            None,
+            Some(bearer),
+            "text/plain, application/json",
+            MAX_BODY,
+        )
+        .await
+    }
+
+    /// A GET of JSON with `authorization: Bearer <bearer>`, reading at most
+    /// `max_body` bytes (Altinn's lists are larger than a token answer).
+    /// Redirects are not followed: the token goes to `url` alone.
+    pub async fn get_json_bearer(
+        &self,
+        url: &Url,
+        bearer: &str,
+        max_body: usize,
+    ) -> Result<Answer, String> {
+        self.send(url, hyper::Method::GET, None, Some(bearer), JSON, max_body)
+            .await
     }
 
     /// One exchange, bounded by the request timeout as a whole. Errors are
@@ -91,6 +115,8 @@ impl HttpClient {
         method: hyper::Method,
         form: Option<String>,
         bearer: Option<&str>,
+        accept: &'static str,
+        max_body: usize,
     ) -> Result<Answer, String> {
         let shown = format!(
             "{}://{}{}",
@@ -100,7 +126,7 @@ impl HttpClient {
         );
         match tokio::time::timeout(
             self.request_timeout,
-            self.exchange(url, method, form, bearer),
+            self.exchange(url, method, form, bearer, accept, max_body),
         )
         .await
         {
@@ -119,6 +145,8 @@ impl HttpClient {
         method: hyper::Method,
         form: Option<String>,
         bearer: Option<&str>,
+        accept: &'static str,
+        max_body: usize,
     ) -> Result<Answer, String> {
         let https = match url.scheme() {
             "https" => true,
@@ -176,14 +204,7 @@ impl HttpClient {
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, authority)
-            .header(
-                hyper::header::ACCEPT,
-                if bearer.is_some() {
-                    "text/plain, application/json"
-                } else {
-                    "application/json"
-                },
-            )
+            .header(hyper::header::ACCEPT, accept)
             .header(
                 hyper::header::USER_AGENT,
                 concat!("vakt/", env!("CARGO_PKG_VERSION")),
@@ -208,10 +229,10 @@ impl HttpClient {
             .await
             .map_err(|e| format!("HTTP: {e}"))?;
         let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_BODY)
+        let body = Limited::new(resp.into_body(), max_body)
             .collect()
             .await
-            .map_err(|e| format!("answer body: {e} (at most {MAX_BODY} bytes are read)"))?
+            .map_err(|e| format!("answer body: {e} (at most {max_body} bytes are read)"))?
             .to_bytes();
         Ok(Answer { status, body })
     }

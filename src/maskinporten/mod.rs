@@ -22,7 +22,7 @@ mod cache;
 mod config;
 mod error;
 mod grant;
-mod http;
+pub(crate) mod http;
 mod idp;
 mod types;
 mod verify;
@@ -294,6 +294,11 @@ impl Maskinporten {
         Ok(altinn)
     }
 
+    /// The HTTP client (its roots and timeouts), for the Altinn client's reads.
+    pub(crate) fn http(&self) -> &http::HttpClient {
+        &self.inner.http
+    }
+
     /// How many exchanges were sent to Altinn since start.
     pub fn altinn_exchanges(&self) -> u64 {
         self.inner.exchanges.load(Ordering::Relaxed)
@@ -557,7 +562,7 @@ fn altinn_answer(body: &[u8]) -> Option<String> {
 
 /// Altinn's message in a refusal: a problem document's `detail` or `title`, a
 /// JSON string, or the text; bounded and without control characters.
-fn altinn_message(status: u16, body: &[u8]) -> String {
+pub(crate) fn altinn_message(status: u16, body: &[u8]) -> String {
     const MAX: usize = 200;
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
