@@ -3,6 +3,7 @@
 //! server, waiting with a deadline, running the binary, throwaway PostgreSQL clusters).
 //! Run one area with `cargo test --test it postgres::`.
 
+mod altinn_client;
 mod altinn_shapes;
 mod authzen;
 mod binding;
@@ -41,6 +42,7 @@ mod scenarios;
 mod schemas;
 mod secrets;
 mod shadow;
+mod sync_freshness;
 mod socket_clients;
 mod tamper;
 mod tls;

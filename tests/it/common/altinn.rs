@@ -8,6 +8,23 @@
 //! Answers follow Altinn's ASP.NET controller: the token as text, or as a JSON
 //! string when `application/json` is the first type the client accepts; a
 //! refusal is a 401 problem document.
+//!
+//! The vendor's reads, with fixtures a test sets (`add_system`,
+//! `add_system_user(s)`, `delete_system_user`, `set_authorized_parties`,
+//! `set_clients`, `add_client_admin`) and failures it injects (`fail_page`,
+//! `set_next_override`, `set_mode`):
+//! - `GET /authentication/api/v1/systemuser/vendor/bysystem/{systemId}`: a
+//!   Maskinporten vendor token (no system user in it) with scope
+//!   `altinn:authentication/systemregister.write` whose consumer owns the system
+//!   (else 403); 50 a page, deleted ones left out, `links.next` an absolute URL
+//!   with an opaque `token`;
+//! - `GET /accessmanagement/api/v1/enduser/authorizedparties`: an Altinn token
+//!   (exchanged here) for a live system user with scope
+//!   `altinn:accessmanagement/authorizedparties`; that system user's parties, with
+//!   packages and roles only when `includeAccessPackages`/`includeRoles` are true;
+//! - `GET /accessmanagement/api/v1/enduser/clientdelegations/agents/accesspackages?party=&to=`:
+//!   an Altinn token with scope `altinn:clientdelegations.read` for a system user
+//!   registered as the party's client administrator; the `ClientDto` pages.
 
 use super::maskinporten::{json_response, key, serve_http, Mode, StandIn};
 use http_body_util::Full;
@@ -16,7 +33,7 @@ use hyper::{Request, Response};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +44,15 @@ pub const EXCHANGE_PATH: &str = "/authentication/api/v1/exchange/maskinporten";
 pub const JWKS_PATH: &str = "/authentication/api/v1/openid/.well-known/openid-configuration/jwks";
 /// The protected resource: answers the caller's org number and system user.
 pub const RESOURCE_PATH: &str = "/storage/api/v1/instances";
+pub const SYSTEM_USERS_PATH: &str = "/authentication/api/v1/systemuser/vendor/bysystem/";
+pub const AUTHORIZED_PARTIES_PATH: &str = "/accessmanagement/api/v1/enduser/authorizedparties";
+pub const CLIENT_DELEGATIONS_PATH: &str =
+    "/accessmanagement/api/v1/enduser/clientdelegations/agents/accesspackages";
+pub const SYSTEM_USERS_SCOPE: &str = "altinn:authentication/systemregister.write";
+pub const AUTHORIZED_PARTIES_SCOPE: &str = "altinn:accessmanagement/authorizedparties";
+pub const CLIENT_DELEGATIONS_SCOPE: &str = "altinn:clientdelegations.read";
+/// Altinn's page size for the vendor's list and the client list.
+pub const PAGE_SIZE: usize = 50;
 const ALTINN_KID: &str = "altinn-signing-1";
 /// Altinn's clock skew on the Maskinporten token (its controller's 10 s).
 const CLOCK_SKEW: u64 = 10;
@@ -41,6 +67,41 @@ struct State {
     lifetime: AtomicU64,
     /// Answer the token as a JSON string whatever the client accepts.
     always_json: AtomicBool,
+    /// The base URL, for `links.next`.
+    base: String,
+    registry: Mutex<Registry>,
+    /// Pages of the paged lists answered (failed ones included).
+    list_pages: AtomicUsize,
+}
+
+/// A system user in the stand-in's fixtures.
+#[derive(Clone, Debug)]
+pub struct SystemUserFixture {
+    pub id: String,
+    pub system_id: String,
+    pub org: String,
+    /// `None`: created without one (Altinn then reports the org number).
+    pub external_ref: Option<String>,
+    /// `"standard"` or `"agent"`.
+    pub user_type: String,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// System id → the vendor's org number (its owner in the system register).
+    systems: HashMap<String, String>,
+    /// In creation order; the index is the sequence the page tokens continue from.
+    system_users: Vec<(SystemUserFixture, bool)>,
+    /// System user id → its authorized parties (`AuthorizedPartyExternal`).
+    parties: HashMap<String, Vec<Value>>,
+    /// (owner party UUID, agent system user id) → its `ClientDto`s.
+    clients: HashMap<(String, String), Vec<Value>>,
+    /// Owner party UUID → the system users approved as its client administrator.
+    client_admins: HashMap<String, HashSet<String>>,
+    /// Page k (1-based) of any paged list answers this status.
+    fail_page: Option<(usize, u16)>,
+    /// The first page's `links.next`, instead of the real one.
+    next_override: Option<String>,
 }
 
 /// A running Altinn stand-in; stops when dropped.
@@ -97,6 +158,9 @@ impl Altinn {
             resource_hits: AtomicUsize::new(0),
             lifetime: AtomicU64::new(1800),
             always_json: AtomicBool::new(false),
+            base: base.clone(),
+            registry: Mutex::default(),
+            list_pages: AtomicUsize::new(0),
         });
         *state_slot.lock().unwrap() = Some(state.clone());
         Self {
@@ -129,6 +193,110 @@ impl Altinn {
     /// Answer the token JSON-quoted, as ASP.NET does when JSON is accepted.
     pub fn set_always_json(&self, on: bool) {
         self.state.always_json.store(on, Ordering::SeqCst);
+    }
+
+    /// Registers `system_id` in the system register, owned by `vendor_org`.
+    pub fn add_system(&self, system_id: &str, vendor_org: &str) {
+        self.reg()
+            .systems
+            .insert(system_id.to_owned(), vendor_org.to_owned());
+    }
+
+    /// Adds a system user to Altinn and to `mp`'s fixtures (so Maskinporten
+    /// issues its token); its record as the vendor's list answers it.
+    pub fn add_system_user(&self, mp: &StandIn, f: SystemUserFixture) -> Value {
+        mp.add_fixture(
+            &f.org,
+            f.external_ref.as_deref(),
+            &f.id,
+            Some(f.system_id.as_str()),
+        );
+        let mut reg = self.reg();
+        let record = system_user_record(&reg, &f);
+        reg.system_users.push((f, false));
+        record
+    }
+
+    /// Adds `n` standard system users of `system_id`, each for its own
+    /// organisation (valid org numbers from `first_org_seed`); their records.
+    pub fn add_system_users(
+        &self,
+        mp: &StandIn,
+        system_id: &str,
+        first_org_seed: u32,
+        n: usize,
+    ) -> Vec<Value> {
+        let mut seed = first_org_seed;
+        (0..n)
+            .map(|_| {
+                let org = loop {
+                    seed += 1;
+                    if let Some(o) = org_number(seed) {
+                        break o;
+                    }
+                };
+                self.add_system_user(
+                    mp,
+                    SystemUserFixture {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        system_id: system_id.to_owned(),
+                        org,
+                        external_ref: None,
+                        user_type: "standard".into(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Deletes a system user: left out of the list, refused its own reads.
+    pub fn delete_system_user(&self, id: &str) {
+        for (f, deleted) in &mut self.reg().system_users {
+            if f.id == id {
+                *deleted = true;
+            }
+        }
+    }
+
+    /// What `authorizedparties` answers the system user `id`.
+    pub fn set_authorized_parties(&self, id: &str, parties: Vec<Value>) {
+        self.reg().parties.insert(id.to_owned(), parties);
+    }
+
+    /// The client list of agent `agent_id` owned by `owner_party_uuid`.
+    pub fn set_clients(&self, owner_party_uuid: &str, agent_id: &str, clients: Vec<Value>) {
+        self.reg()
+            .clients
+            .insert((owner_party_uuid.to_owned(), agent_id.to_owned()), clients);
+    }
+
+    /// Approves system user `admin_id` as client administrator of the party.
+    pub fn add_client_admin(&self, owner_party_uuid: &str, admin_id: &str) {
+        self.reg()
+            .client_admins
+            .entry(owner_party_uuid.to_owned())
+            .or_default()
+            .insert(admin_id.to_owned());
+    }
+
+    /// From now on page `page` (1-based) of every paged list answers `status`;
+    /// `None` heals it.
+    pub fn fail_page(&self, failure: Option<(usize, u16)>) {
+        self.reg().fail_page = failure;
+    }
+
+    /// The first page's `links.next` (e.g. on another host); `None` heals it.
+    pub fn set_next_override(&self, next: Option<&str>) {
+        self.reg().next_override = next.map(str::to_owned);
+    }
+
+    /// Pages of the paged lists answered, failed ones included.
+    pub fn list_pages(&self) -> usize {
+        self.state.list_pages.load(Ordering::SeqCst)
+    }
+
+    fn reg(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.state.registry.lock().unwrap()
     }
 
     /// How many exchange requests reached it (accepted or not).
@@ -245,8 +413,281 @@ fn handle(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 Err(_) => problem(401, "Unauthorized"),
             }
         }
+        ("GET", p) if p.starts_with(SYSTEM_USERS_PATH) => {
+            let system_id = p[SYSTEM_USERS_PATH.len()..].to_owned();
+            system_users(st, &req, &system_id)
+        }
+        ("GET", AUTHORIZED_PARTIES_PATH) => authorized_parties(st, &req),
+        ("GET", CLIENT_DELEGATIONS_PATH) => client_delegations(st, &req),
         _ => problem(404, "Not Found"),
     }
+}
+
+/// A valid organisation number (mod-11) from a seed, or `None` when the seed's
+/// check digit would be 10.
+pub fn org_number(seed: u32) -> Option<String> {
+    let base = format!("3{:07}", seed % 10_000_000);
+    let weights = [3, 2, 7, 6, 5, 4, 3, 2];
+    let sum: u32 = base
+        .bytes()
+        .zip(weights)
+        .map(|(b, w)| u32::from(b - b'0') * w)
+        .sum();
+    let check = match 11 - sum % 11 {
+        11 => 0,
+        10 => return None,
+        c => c,
+    };
+    Some(format!("{base}{check}"))
+}
+
+/// An authorized party as `authorizedparties` answers it.
+pub fn party(uuid: &str, org: &str, name: &str, packages: &[&str], roles: &[&str]) -> Value {
+    json!({
+        "partyUuid": uuid,
+        "name": name,
+        "organizationNumber": org,
+        "parentId": null,
+        "personId": null,
+        "dateOfBirth": null,
+        "partyId": 50_000_000 + (uuid.bytes().map(u64::from).sum::<u64>() % 1_000_000),
+        "type": "Organization",
+        "unitType": "AS",
+        "isDeleted": false,
+        "onlyHierarchyElementWithNoAccess": false,
+        "authorizedAccessPackages": packages,
+        "authorizedResources": [],
+        "authorizedRoles": roles,
+        "authorizedInstances": [],
+        "subunits": [],
+    })
+}
+
+/// A `ClientDto`: the client and its packages through one role.
+pub fn client(uuid: &str, org: &str, name: &str, role_urn: &str, packages: &[&str]) -> Value {
+    json!({
+        "client": {
+            "id": uuid, "name": name, "type": "Organisasjon", "variant": "AS",
+            "parent": null, "children": null, "partyid": 51_000_000,
+            "userId": null, "username": null, "organizationIdentifier": org,
+            "personIdentifier": null, "dateOfBirth": null, "dateOfDeath": null,
+            "isDeleted": false, "deletedAt": null,
+        },
+        "access": [{
+            "role": {
+                "id": uuid::Uuid::new_v4().to_string(),
+                "code": role_urn.rsplit(':').next().unwrap_or(""),
+                "urn": role_urn,
+                "children": null,
+            },
+            "packages": packages.iter().map(|p| json!({
+                "id": uuid::Uuid::new_v4().to_string(), "urn": p, "areaId": null,
+            })).collect::<Vec<_>>(),
+        }],
+    })
+}
+
+fn system_user_record(reg: &Registry, f: &SystemUserFixture) -> Value {
+    let vendor = reg.systems.get(&f.system_id).cloned().unwrap_or_default();
+    json!({
+        "id": f.id,
+        "integrationTitle": format!("Vakt for {}", f.org),
+        "systemId": f.system_id,
+        "productName": "",
+        "reporteeOrgNo": f.org,
+        "created": "2026-01-05T09:30:00.123456Z",
+        "isDeleted": false,
+        "supplierName": "",
+        "supplierOrgno": vendor,
+        "externalRef": f.external_ref.as_deref().unwrap_or(&f.org),
+        "userType": f.user_type,
+    })
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn has_scope(claims: &Value, scope: &str) -> bool {
+    claims["scope"]
+        .as_str()
+        .is_some_and(|s| s.split(' ').any(|x| x == scope))
+}
+
+/// The system user an (exchanged) token is for.
+fn token_system_user(claims: &Value) -> Option<String> {
+    claims["authorization_details"]
+        .as_array()?
+        .iter()
+        .find(|d| d["type"] == "urn:altinn:systemuser")?["systemuser_id"][0]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// One page of `items` from the opaque `token` (`{sequence}:{page}`, base64url),
+/// with `next` under `path` when more follow; or the injected failure.
+fn page_of(
+    st: &State,
+    reg: &Registry,
+    req: &Request<Incoming>,
+    items: Vec<(usize, Value)>,
+) -> Response<Full<Bytes>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    st.list_pages.fetch_add(1, Ordering::SeqCst);
+    let mut q = query(req);
+    let (after, page) = match q.remove("token") {
+        None => (None, 1),
+        Some(t) => {
+            let decoded = b64
+                .decode(t.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            let Some((seq, page)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+                return problem(400, "Bad Request");
+            };
+            match (seq.parse::<usize>(), page.parse::<usize>()) {
+                (Ok(s), Ok(p)) => (Some(s), p),
+                _ => return problem(400, "Bad Request"),
+            }
+        }
+    };
+    if let Some((k, status)) = reg.fail_page {
+        if k == page {
+            return problem(status, "Injected failure");
+        }
+    }
+    let rest: Vec<(usize, Value)> = items
+        .into_iter()
+        .filter(|(seq, _)| after.is_none_or(|a| *seq > a))
+        .collect();
+    let more = rest.len() > PAGE_SIZE;
+    let data: Vec<(usize, Value)> = rest.into_iter().take(PAGE_SIZE).collect();
+    let next = if page == 1 && reg.next_override.is_some() {
+        reg.next_override.clone()
+    } else if more {
+        let last = data.last().map(|(s, _)| *s).unwrap_or(0);
+        let mut u = url::Url::parse(&format!("{}{}", st.base, req.uri().path())).unwrap();
+        {
+            let mut qp = u.query_pairs_mut();
+            for (k, v) in &q {
+                qp.append_pair(k, v);
+            }
+            qp.append_pair("token", &b64.encode(format!("{last}:{}", page + 1)));
+        }
+        Some(u.to_string())
+    } else {
+        None
+    };
+    json_response(
+        200,
+        json!({
+            "links": {"next": next},
+            "data": data.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn system_users(st: &State, req: &Request<Incoming>, system_id: &str) -> Response<Full<Bytes>> {
+    let Some(token) = bearer(req) else {
+        return problem(401, "Unauthorized");
+    };
+    // The vendor API takes Maskinporten's token itself, not an exchanged one.
+    let Ok(claims) = check_maskinporten(st, &token) else {
+        return problem(401, "Unauthorized");
+    };
+    if !has_scope(&claims, SYSTEM_USERS_SCOPE) || token_system_user(&claims).is_some() {
+        return problem(403, "Forbidden");
+    }
+    let reg = st.registry.lock().unwrap();
+    let Some(vendor) = reg.systems.get(system_id) else {
+        return problem(404, "System not found");
+    };
+    if claims["urn:altinn:orgNumber"].as_str() != Some(vendor.as_str()) {
+        return problem(403, "The system is not the vendor's own");
+    }
+    let items = reg
+        .system_users
+        .iter()
+        .enumerate()
+        .filter(|(_, (f, deleted))| !deleted && f.system_id == system_id)
+        .map(|(i, (f, _))| (i, system_user_record(&reg, f)))
+        .collect();
+    page_of(st, &reg, req, items)
+}
+
+/// The live system user an exchanged Altinn token with `scope` is for.
+fn altinn_caller(
+    st: &State,
+    req: &Request<Incoming>,
+    scope: &str,
+) -> Result<String, Response<Full<Bytes>>> {
+    let token = bearer(req).ok_or_else(|| problem(401, "Unauthorized"))?;
+    let claims = check_altinn(st, &token).map_err(|_| problem(401, "Unauthorized"))?;
+    if !has_scope(&claims, scope) {
+        return Err(problem(403, "Forbidden"));
+    }
+    let id = token_system_user(&claims).ok_or_else(|| problem(403, "Forbidden"))?;
+    let reg = st.registry.lock().unwrap();
+    let live = reg
+        .system_users
+        .iter()
+        .any(|(f, deleted)| f.id == id && !deleted);
+    if !live {
+        return Err(problem(403, "Forbidden"));
+    }
+    Ok(id)
+}
+
+fn authorized_parties(st: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let id = match altinn_caller(st, req, AUTHORIZED_PARTIES_SCOPE) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let q = query(req);
+    let packages = q.get("includeAccessPackages").map(String::as_str) == Some("true");
+    let roles = q.get("includeRoles").map(String::as_str) == Some("true");
+    let reg = st.registry.lock().unwrap();
+    let mut parties = reg.parties.get(&id).cloned().unwrap_or_default();
+    for p in &mut parties {
+        if !packages {
+            p["authorizedAccessPackages"] = json!([]);
+        }
+        if !roles {
+            p["authorizedRoles"] = json!([]);
+        }
+    }
+    json_response(200, Value::Array(parties))
+}
+
+fn client_delegations(st: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let admin = match altinn_caller(st, req, CLIENT_DELEGATIONS_SCOPE) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let q = query(req);
+    let (Some(party), Some(to)) = (q.get("party"), q.get("to")) else {
+        return problem(400, "Bad Request");
+    };
+    let reg = st.registry.lock().unwrap();
+    if !reg
+        .client_admins
+        .get(party)
+        .is_some_and(|a| a.contains(&admin))
+    {
+        return problem(403, "Forbidden");
+    }
+    let items = reg
+        .clients
+        .get(&(party.clone(), to.clone()))
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .collect();
+    page_of(st, &reg, req, items)
 }
 
 /// Altinn's check of a Maskinporten token: signed by a key of Maskinporten's
