@@ -6,6 +6,7 @@
 //! flags, unreadable input); 78 a bad configuration (`vakt serve`, `vakt config`:
 //! every bad setting is reported at once).
 
+mod altinn;
 mod args;
 mod audit;
 mod changes;
@@ -95,6 +96,9 @@ enum Command {
     /// Print the JSON Schema of a data file, a test suite or the configuration
     /// file, for editors (the same as schemas/ holds).
     Schema(schema::SchemaArgs),
+    /// Keep the world's copy of Altinn current: system users, packages, clients.
+    #[command(subcommand)]
+    Altinn(altinn::AltinnCommand),
     /// Print the completion script for a shell.
     Completions(completions::CompletionsArgs),
     /// Print vakt's manual page, or write one per command with --out.
@@ -188,8 +192,15 @@ pub fn main() -> ExitCode {
         // a caveat) as plain text; `serve` sets up its own JSON diagnostics.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("VAKT_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                tracing_subscriber::EnvFilter::try_from_env("VAKT_LOG").unwrap_or_else(|_| {
+                    // The sync's report is its info line.
+                    let level = if matches!(cli.command, Command::Altinn(_)) {
+                        "info"
+                    } else {
+                        "warn"
+                    };
+                    tracing_subscriber::EnvFilter::new(level)
+                }),
             )
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -213,6 +224,7 @@ pub fn main() -> ExitCode {
         Command::Status(a) => status::run(a),
         Command::Config(c) => run_config(c),
         Command::Schema(a) => schema::run(a),
+        Command::Altinn(c) => altinn::run(c),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => completions::run_man(a),
     };

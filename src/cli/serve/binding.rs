@@ -328,11 +328,13 @@ fn read_altinn(
         .find(|(_, l)| l.trim_start().starts_with("base_url"))
         .map_or(line, |(i, _)| i + 1);
     let mut problems = Vec::new();
-    for k in t.keys().filter(|k| *k != "base_url") {
+    // `[altinn.sync]` is `vakt altinn sync`'s (src/cli/altinn.rs), which reads
+    // the same file.
+    for k in t.keys().filter(|k| *k != "base_url" && *k != "sync") {
         problems.push(bad(
             line,
             k,
-            "unknown key (the table has base_url only)".into(),
+            "unknown key (the table has base_url and [altinn.sync] only)".into(),
         ));
     }
     let url = match t.get("base_url") {

@@ -10,6 +10,8 @@ use crate::world::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+pub mod altinn;
+
 /// The role written on a client link whose relationship Altinn's answer did not
 /// name (`authorizedparties` lists a client's packages, not the role behind
 /// them). It is no auditor role, so rule 8 denies an auditor acting for that
@@ -61,6 +63,9 @@ pub struct SystemUserRead {
     /// Whether an agent also acts for its owner.
     pub self_delegated: bool,
     pub clients: Vec<ClientRead>,
+    /// Operational units Altinn named under the owner or a client, with their
+    /// parent: organisations only, no links of their own.
+    pub units: Vec<PartyRead>,
 }
 
 /// A complete read of every configured system.
@@ -126,6 +131,9 @@ pub fn records(read: &AltinnRead, elsewhere: &BTreeSet<String>) -> Synced {
                     ..PartyRead::default()
                 },
             ),
+        }
+        for u in &su.units {
+            note(&mut orgs, u);
         }
         let agent = su.user_type.eq_ignore_ascii_case("agent");
         let mut clients: BTreeMap<String, ClientRecord> = BTreeMap::new();
