@@ -623,20 +623,20 @@ fn altinn_caller(
     st: &State,
     req: &Request<Incoming>,
     scope: &str,
-) -> Result<String, Response<Full<Bytes>>> {
-    let token = bearer(req).ok_or_else(|| problem(401, "Unauthorized"))?;
-    let claims = check_altinn(st, &token).map_err(|_| problem(401, "Unauthorized"))?;
+) -> Result<String, (u16, &'static str)> {
+    let token = bearer(req).ok_or((401, "Unauthorized"))?;
+    let claims = check_altinn(st, &token).map_err(|_| (401, "Unauthorized"))?;
     if !has_scope(&claims, scope) {
-        return Err(problem(403, "Forbidden"));
+        return Err((403, "Forbidden"));
     }
-    let id = token_system_user(&claims).ok_or_else(|| problem(403, "Forbidden"))?;
+    let id = token_system_user(&claims).ok_or((403, "Forbidden"))?;
     let reg = st.registry.lock().unwrap();
     let live = reg
         .system_users
         .iter()
         .any(|(f, deleted)| f.id == id && !deleted);
     if !live {
-        return Err(problem(403, "Forbidden"));
+        return Err((403, "Forbidden"));
     }
     Ok(id)
 }
@@ -644,7 +644,7 @@ fn altinn_caller(
 fn authorized_parties(st: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let id = match altinn_caller(st, req, AUTHORIZED_PARTIES_SCOPE) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err((status, title)) => return problem(status, title),
     };
     let q = query(req);
     let packages = q.get("includeAccessPackages").map(String::as_str) == Some("true");
@@ -665,7 +665,7 @@ fn authorized_parties(st: &State, req: &Request<Incoming>) -> Response<Full<Byte
 fn client_delegations(st: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let admin = match altinn_caller(st, req, CLIENT_DELEGATIONS_SCOPE) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err((status, title)) => return problem(status, title),
     };
     let q = query(req);
     let (Some(party), Some(to)) = (q.get("party"), q.get("to")) else {
