@@ -49,6 +49,9 @@ pub(super) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "data_source": s.data_source,
                 "changes_applied": s.changes_applied,
                 "max_staleness_seconds": s.max_staleness_seconds,
+                "last_sync_unix": s.last_sync_unix,
+                "sync_age_seconds": s.sync_age_seconds,
+                "max_sync_age_seconds": s.max_sync_age_seconds,
                 "organizations": s.organizations,
                 "system_users": s.system_users,
                 "client_links": s.client_links,
@@ -71,6 +74,7 @@ pub(super) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             };
             println!("sync            {}{limit}", s.sync_state);
+            println!("altinn sync     {}", altinn_sync(&s));
             println!(
                 "world           {} organisations, {} system users ({} client links), {} teams, {} employees",
                 s.organizations, s.system_users, s.client_links, s.teams, s.employees
@@ -80,9 +84,36 @@ pub(super) fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if s.sync_state == "live" {
+    // The exit status says whether the data may be decided on: live, and (under
+    // --max-sync-age) synced recently enough.
+    let sync_ok = s.max_sync_age_seconds <= 0.0
+        || (s.last_sync_unix > 0.0 && s.sync_age_seconds <= s.max_sync_age_seconds);
+    Ok(if s.sync_state == "live" && sync_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The last sync from Altinn, for people: its time and age, and the limit.
+fn altinn_sync(s: &crate::proto::StatusResponse) -> String {
+    let limit = if s.max_sync_age_seconds > 0.0 {
+        format!(" (denies past {:.1} s)", s.max_sync_age_seconds)
+    } else {
+        String::new()
+    };
+    if s.last_sync_unix <= 0.0 {
+        let denied = if limit.is_empty() {
+            ""
+        } else {
+            ": every request is denied"
+        };
+        return format!("never (the data carries no sync stamp){limit}{denied}");
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(s.last_sync_unix);
+    format!(
+        "{}, {:.1} s ago{limit}",
+        humantime::format_rfc3339_seconds(at),
+        s.sync_age_seconds
+    )
 }

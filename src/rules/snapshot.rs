@@ -191,6 +191,9 @@ pub struct Snapshot {
     rules: Arc<Rules>,
     pub world: World,
     pub data: DataVersion,
+    /// When the data was last synced from Altinn: the stamp written with it
+    /// (`source::sync_stamp`), or `None` when it carries none.
+    pub synced_at: Option<std::time::SystemTime>,
     /// Names the rules and the data: 16 hex digits.
     pub revision: String,
 }
@@ -269,12 +272,25 @@ impl Snapshot {
             rules,
             world,
             data,
+            synced_at: None,
         }
     }
 
     /// The same rules over another world: a data change needs no recompiling.
+    /// The sync stamp stays until the source says another.
     pub fn with_world(&self, world: World, data: DataVersion) -> Self {
-        Self::of(self.rules.clone(), world, data)
+        Self {
+            synced_at: self.synced_at,
+            ..Self::of(self.rules.clone(), world, data)
+        }
+    }
+
+    /// This snapshot with the sync stamp `at` (see [`Snapshot::synced_at`]).
+    pub fn with_synced_at(self, at: Option<std::time::SystemTime>) -> Self {
+        Self {
+            synced_at: at,
+            ..self
+        }
     }
 
     /// The snapshot after `changes` (see [`World::apply`]), at data version `data`;

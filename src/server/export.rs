@@ -303,6 +303,40 @@ const METRICS: &[Metric] = &[
         read: Read::Sidecar(|v, out| out.sample(&[], Value::F64(v.data().age().as_secs_f64()))),
     },
     Metric {
+        prometheus: "vakt_data_last_sync_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the data was last synced from Altinn (its sync stamp), in seconds since the Unix epoch; 0 when it carries none.",
+        otlp: Some(Otlp {
+            name: "vakt.data.last_sync",
+            instrument: Instrument::F64Gauge,
+            unit: Some("s"),
+            description: "When the data was last synced from Altinn, in seconds since the Unix epoch (0: never)",
+        }),
+        read: Read::Sidecar(|v, out| {
+            let synced_at = v.snapshot().load().synced_at;
+            let (unix, _) = super::status::sync_times(synced_at, std::time::SystemTime::now());
+            out.sample(&[], Value::F64(unix))
+        }),
+    },
+    Metric {
+        prometheus: "vakt_data_sync_age_seconds",
+        kind: Kind::Gauge,
+        help: "Time since the data was last synced from Altinn; no sample when it carries no sync stamp.",
+        otlp: Some(Otlp {
+            name: "vakt.data.sync_age",
+            instrument: Instrument::F64Gauge,
+            unit: Some("s"),
+            description: "Time since the data was last synced from Altinn",
+        }),
+        read: Read::Sidecar(|v, out| {
+            let synced_at = v.snapshot().load().synced_at;
+            if synced_at.is_some() {
+                let (_, age) = super::status::sync_times(synced_at, std::time::SystemTime::now());
+                out.sample(&[], Value::F64(age))
+            }
+        }),
+    },
+    Metric {
         prometheus: "vakt_data_sync_state",
         kind: Kind::Gauge,
         help: "The data source's state: 1 for the current one.",

@@ -38,6 +38,10 @@ pub struct Options {
     pub max_batch: usize,
     /// Past this data age every decision is a deny with `vakt:data-stale`.
     pub max_staleness: Option<Duration>,
+    /// Past this age of the last sync from Altinn (the sync stamp written with
+    /// the data) every decision is a deny with `vakt:data-stale`; data without a
+    /// stamp is denied too (fail closed).
+    pub max_sync_age: Option<Duration>,
     /// How long a call waits for the data sequence it asks for.
     pub sequence_wait: Duration,
     /// Most calls in progress at once; past it a call is refused at once with
@@ -61,6 +65,7 @@ impl Default for Options {
         Self {
             max_batch: DEFAULT_MAX_BATCH,
             max_staleness: None,
+            max_sync_age: None,
             sequence_wait: DEFAULT_SEQUENCE_WAIT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_in_flight_per_peer: 0,

@@ -214,7 +214,7 @@ impl Vakt {
     }
 
     /// The snapshot to decide on, and why its data may not be decided on: too old
-    /// (`--max-staleness`), or without the change the call asked for, after waiting
+    /// (`--max-staleness`), synced from Altinn too long ago (`--max-sync-age`), or without the change the call asked for, after waiting
     /// for it a short while.
     pub(super) async fn snapshot_for(&self, min_sequence: u64) -> (Arc<Snapshot>, Option<String>) {
         let options = self.options.load();
@@ -256,6 +256,72 @@ impl Vakt {
                 );
             }
         }
+        if let Some(max) = options.max_sync_age {
+            if let Some(why) = sync_too_old(snap.synced_at, max, std::time::SystemTime::now()) {
+                return (snap, Some(why));
+            }
+        }
         (snap, None)
+    }
+}
+
+/// How far ahead of this sidecar's clock a sync stamp may be (clocks differ a
+/// little); one further ahead would keep the data fresh for as long, so it is
+/// refused.
+const SYNC_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Why data last synced at `synced_at` may not be decided on under
+/// `--max-sync-age` `max`, at `now`: synced too long ago, never synced (no stamp:
+/// fail closed), or stamped in the future.
+pub(crate) fn sync_too_old(
+    synced_at: Option<std::time::SystemTime>,
+    max: std::time::Duration,
+    now: std::time::SystemTime,
+) -> Option<String> {
+    let Some(at) = synced_at else {
+        return Some(format!(
+            "the data carries no time of a last sync from Altinn (never synced), and --max-sync-age is {:.1} s",
+            max.as_secs_f64()
+        ));
+    };
+    match now.duration_since(at) {
+        Ok(age) if age > max => Some(format!(
+            "the data was last synced from Altinn {:.1} s ago, more than the {:.1} s --max-sync-age allows",
+            age.as_secs_f64(),
+            max.as_secs_f64()
+        )),
+        Ok(_) => None,
+        Err(ahead) if ahead.duration() > SYNC_CLOCK_SKEW => Some(format!(
+            "the data's last sync from Altinn is stamped {:.1} s in the future",
+            ahead.duration().as_secs_f64()
+        )),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod sync_age_tests {
+    use super::sync_too_old;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn data_synced_too_long_ago_never_or_in_the_future_is_not_decided_on() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let max = Duration::from_secs(600);
+        assert_eq!(
+            sync_too_old(Some(now - Duration::from_secs(599)), max, now),
+            None
+        );
+        let old = sync_too_old(Some(now - Duration::from_secs(601)), max, now).unwrap();
+        assert!(old.contains("601.0 s ago"), "{old}");
+        assert!(sync_too_old(None, max, now)
+            .unwrap()
+            .contains("never synced"));
+        assert_eq!(
+            sync_too_old(Some(now + Duration::from_secs(60)), max, now),
+            None
+        );
+        let ahead = sync_too_old(Some(now + Duration::from_secs(3600)), max, now).unwrap();
+        assert!(ahead.contains("in the future"), "{ahead}");
     }
 }

@@ -59,6 +59,9 @@ pub enum Refreshed {
     Data { files: Vec<String> },
     /// Policies or schema changed (or files in Cedar's own format): rebuilt whole.
     Rebuilt,
+    /// Only the data manifest's sync stamp changed (`vakt altinn sync` found
+    /// nothing new): the same world, stamped anew.
+    Stamped,
     /// Files changed but are not whole yet (being written, settling, or not
     /// matching the data manifest); nothing was applied. Look again by `until`.
     Waiting {
@@ -152,9 +155,17 @@ impl FileSource {
             let stamp = before.get(&p).copied().unwrap_or_default();
             rules.insert(p, (stamp, hash));
         }
+        // The sync stamp the manifest carries (see `sync_stamp`).
+        let mut synced_at = None;
         if let Some(m) = &paths.data_manifest {
-            // Read again to remember it; Sources::read has checked it.
+            // Read again to remember it; Sources::read has checked it. A rebuild
+            // checks that this is the text the look saw whole.
             if let Ok(text) = read_file(m, paths.max_file_bytes) {
+                let dir = paths.data.as_deref().unwrap_or(Path::new("."));
+                synced_at = parse_manifest(&m.display().to_string(), &text, dir)
+                    .map_err(|p| tracing::debug!(problems = %p, "data manifest changed while read"))
+                    .ok()
+                    .and_then(|m| m.synced_at);
                 rules.insert(
                     m.clone(),
                     (stamp_before(&m.display().to_string()), sha256(&text)),
@@ -178,7 +189,7 @@ impl FileSource {
         } else {
             snapshot
         };
-        Ok((source, snapshot))
+        Ok((source, snapshot.with_synced_at(synced_at)))
     }
 
     /// The stamp of every file the source reads, as it is now.
@@ -366,8 +377,20 @@ impl FileSource {
         {
             self.rules.insert(path.clone(), *state);
         }
+        // The manifest's sync stamp: it is applied with the files it lists.
+        let synced_at = look.manifest.as_ref().and_then(|m| m.synced_at);
         if look.data.is_empty() {
             self.settle.clear();
+            if synced_at != current.synced_at {
+                let data = DataVersion {
+                    sequence: current.data.sequence + 1,
+                    ..current.data.clone()
+                };
+                let stamped = current
+                    .with_world(current.world.clone(), data)
+                    .with_synced_at(synced_at);
+                return Ok((Refreshed::Stamped, Some(stamped)));
+            }
             return Ok((Refreshed::Unchanged, None));
         }
         let mut replaced: Vec<RecordKey> = Vec::new();
@@ -425,7 +448,7 @@ impl FileSource {
         };
         Ok((
             Refreshed::Data { files: names },
-            Some(current.with_world(world, data)),
+            Some(current.with_world(world, data).with_synced_at(synced_at)),
         ))
     }
 
@@ -809,6 +832,7 @@ pub async fn follow(
             }
             Ok((what, Some(snap))) => {
                 let (revision, sequence) = (snap.revision.clone(), snap.data.sequence);
+                let synced = snap.synced_at.map(humantime::format_rfc3339_millis);
                 snapshots.store(snap);
                 if waiting.is_none() {
                     status.applied();
@@ -819,6 +843,9 @@ pub async fn follow(
                 match what {
                     Refreshed::Data { files } => {
                         tracing::info!(%revision, data_sequence = sequence, files = ?files, "data changed; applied")
+                    }
+                    Refreshed::Stamped => {
+                        tracing::info!(data_sequence = sequence, synced_at = ?synced, "sync stamp changed; applied")
                     }
                     _ => {
                         rebuilt();

@@ -206,6 +206,7 @@ mod tests {
         "max-in-flight",
         "max-in-flight-per-peer",
         "max-staleness",
+        "max-sync-age",
         "sequence-wait",
         "log-level",
         "reverse-queries",

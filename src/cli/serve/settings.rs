@@ -221,6 +221,12 @@ pub(in crate::cli) struct ServeArgs {
     /// database, no limit for files]
     #[arg(long, env = "VAKT_MAX_STALENESS", value_name = "DURATION", value_parser = humantime::parse_duration)]
     max_staleness: Option<std::time::Duration>,
+    /// Deny every request with vakt:data-stale once the data was last synced
+    /// from Altinn (`vakt altinn sync`'s stamp, written with the data) longer ago
+    /// than this (e.g. 15m; 0 for no limit). With a limit, data that carries no
+    /// stamp is denied as well [default: no limit]
+    #[arg(long, env = "VAKT_MAX_SYNC_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_sync_age: Option<std::time::Duration>,
     /// How long a request that names a min_data_sequence waits for it
     #[arg(long, env = "VAKT_SEQUENCE_WAIT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2s")]
     sequence_wait: std::time::Duration,
@@ -299,6 +305,7 @@ settings! {
         pub(super) decision_log: Vec<SinkSpec>,
         pub(super) decision_log_redact: Vec<String>,
         pub(super) max_staleness: Option<Duration>,
+        pub(super) max_sync_age: Option<Duration>,
         pub(super) sequence_wait: Duration,
     }
 }
@@ -359,6 +366,7 @@ impl From<ServeArgs> for Settings {
             decision_log_rotate_bytes,
             decision_log_rotate_secs,
             max_staleness,
+            max_sync_age,
             sequence_wait,
             rescan_interval,
             data_settle,
@@ -412,6 +420,7 @@ impl From<ServeArgs> for Settings {
                 decision_log,
                 decision_log_redact,
                 max_staleness,
+                max_sync_age,
                 sequence_wait,
             },
             file: config,
@@ -432,6 +441,7 @@ impl Live {
                 Some(d) => Some(d),
                 None => default_max_staleness,
             },
+            max_sync_age: self.max_sync_age.filter(|d| !d.is_zero()),
             sequence_wait: self.sequence_wait,
             max_in_flight: self.max_in_flight,
             max_in_flight_per_peer: self.max_in_flight_per_peer,

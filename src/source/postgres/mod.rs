@@ -31,6 +31,14 @@
 //! towards `--max-staleness`). A position therefore never passes a transaction
 //! whose changes were not applied, and `min_data_sequence` means what it says.
 //!
+//! # The sync stamp
+//!
+//! `vakt altinn sync` writes the time of its last successful read of Altinn into
+//! the one row of `vakt.sync_stamp` (migration 4) in the transaction that writes
+//! the data. Every poll and every whole read takes it in the same statement that
+//! fixes its snapshot, so a snapshot's stamp is the one committed with its data,
+//! whatever the feed says; the feed's rows for it only wake the follower.
+//!
 //! # Layout
 //!
 //! - `migrate`: the schema's migrations and the version check.
@@ -48,7 +56,7 @@ pub use follow::follow;
 use crate::rules::snapshot::{DataVersion, Rules, Snapshot};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio_postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 /// The default `--max-staleness` for a database source: ten heartbeats missed.
@@ -305,12 +313,15 @@ pub struct PostgresSource {
     /// Names the data for the revision: the cluster and the position of the last
     /// change applied.
     identity: String,
+    /// The sync stamp at the position (`vakt.sync_stamp`), if there is one.
+    synced_at: Option<SystemTime>,
 }
 
 const HEAD: &str = "SELECT pg_current_snapshot()::text,
        pg_is_in_recovery(),
        (SELECT pruned_max FROM vakt.feed_meta) < pg_snapshot_xmin($1::text::pg_snapshot),
-       pg_snapshot_xmax(pg_current_snapshot()) >= pg_snapshot_xmax($1::text::pg_snapshot)";
+       pg_snapshot_xmax(pg_current_snapshot()) >= pg_snapshot_xmax($1::text::pg_snapshot),
+       (SELECT synced_at FROM vakt.sync_stamp)";
 const CHANGED: &str = "SELECT kind, key, sub, max(xid)::text FROM vakt.feed_change
  WHERE xid >= pg_snapshot_xmin($1::text::pg_snapshot)
    AND NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot)
@@ -420,7 +431,7 @@ impl PostgresSource {
     /// snapshot to serve with `rules`.
     pub async fn load(db: Database, rules: Arc<Rules>) -> Result<(Self, Snapshot), DbError> {
         let mut conn = connect(&db).await?;
-        let (world, position, guard) = tokio::time::timeout(
+        let (world, position, guard, synced_at) = tokio::time::timeout(
             POLL_TIMEOUT * 8,
             read_whole(&db, &mut conn.client, rules.clone()),
         )
@@ -431,9 +442,10 @@ impl PostgresSource {
             position: position.clone(),
             guard,
             identity: String::new(),
+            synced_at,
         };
         source.changed_at(&position);
-        let snapshot = Snapshot::new(rules, world, source.data_version());
+        let snapshot = Snapshot::new(rules, world, source.data_version()).with_synced_at(synced_at);
         Ok((source, snapshot))
     }
 
@@ -471,7 +483,7 @@ impl PostgresSource {
         client: &mut Client,
         rules: Arc<Rules>,
     ) -> Result<Snapshot, DbError> {
-        let (world, position, guard) = tokio::time::timeout(
+        let (world, position, guard, synced_at) = tokio::time::timeout(
             POLL_TIMEOUT * 8,
             read_whole(&self.db, client, rules.clone()),
         )
@@ -479,8 +491,9 @@ impl PostgresSource {
         .map_err(|_| DbError::Timeout(POLL_TIMEOUT * 8))??;
         self.guard = guard;
         self.position = position.clone();
+        self.synced_at = synced_at;
         self.changed_at(&position);
-        Ok(Snapshot::new(rules, world, self.data_version()))
+        Ok(Snapshot::new(rules, world, self.data_version()).with_synced_at(synced_at))
     }
 
     /// One poll: what changed since the position, applied to `current`.
@@ -521,6 +534,8 @@ impl PostgresSource {
             ));
         }
         let (complete, forward): (bool, bool) = (head.get(2), head.get(3));
+        // The stamp committed with the data at `at`.
+        let synced_at: Option<SystemTime> = head.get(4);
         if !complete || !forward {
             drop(tx);
             let why = if forward {
@@ -555,6 +570,7 @@ impl PostgresSource {
         if changed.is_empty() {
             tx.commit().await?;
             self.position = at;
+            self.synced_at = synced_at;
             return Ok(Polled::Quiet);
         }
         let delta = read::changes(&tx, &changed, &current.world, current.rules()).await?;
@@ -563,9 +579,12 @@ impl PostgresSource {
         match world {
             Ok(world) => {
                 self.position = at.clone();
+                self.synced_at = synced_at;
                 self.changed_at(&at);
                 Ok(Polled::Applied(
-                    current.with_world(world, self.data_version()),
+                    current
+                        .with_world(world, self.data_version())
+                        .with_synced_at(synced_at),
                     changed.len(),
                 ))
             }
@@ -577,10 +596,23 @@ impl PostgresSource {
     }
 
     /// The snapshot to serve after a quiet poll moved the position: the same world
-    /// at the new data version, or none if the version is the same.
+    /// at the new data version (with the sync stamp there), or none if neither
+    /// moved.
     pub(crate) fn moved(&self, current: &Snapshot) -> Option<Snapshot> {
         let data = self.data_version();
-        (data != current.data).then(|| current.with_world(current.world.clone(), data))
+        if self.synced_at != current.synced_at {
+            tracing::info!(
+                synced_at = ?self.synced_at.map(humantime::format_rfc3339_millis),
+                "sync stamp changed; applied"
+            );
+        } else if data == current.data {
+            return None;
+        }
+        Some(
+            current
+                .with_world(current.world.clone(), data)
+                .with_synced_at(self.synced_at),
+        )
     }
 }
 
@@ -591,13 +623,14 @@ async fn read_whole(
     db: &Database,
     client: &mut Client,
     rules: Arc<Rules>,
-) -> Result<(crate::world::World, Position, Guard), DbError> {
+) -> Result<(crate::world::World, Position, Guard, Option<SystemTime>), DbError> {
     let tx = snapshot_tx(client).await?;
     // The first statement fixes the transaction's snapshot: every read below sees
     // exactly the transactions this position says.
     let head = tx
         .query_one(
-            "SELECT pg_current_snapshot()::text, pg_is_in_recovery()",
+            "SELECT pg_current_snapshot()::text, pg_is_in_recovery(),
+                    (SELECT synced_at FROM vakt.sync_stamp)",
             &[],
         )
         .await?;
@@ -605,6 +638,7 @@ async fn read_whole(
         return Err(DbError::Standby);
     }
     let text: String = head.get(0);
+    let synced_at: Option<SystemTime> = head.get(2);
     let position = Position::parse(text.clone())
         .ok_or_else(|| DbError::Data(vec![format!("unreadable pg_snapshot {text:?}")]))?;
     let guard = Guard::read(&tx).await?;
@@ -621,7 +655,7 @@ async fn read_whole(
         build_ms = (started.elapsed() - read).as_millis() as u64,
         "whole world read"
     );
-    Ok((world, position, guard))
+    Ok((world, position, guard, synced_at))
 }
 
 #[cfg(test)]

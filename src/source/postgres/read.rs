@@ -103,6 +103,11 @@ impl Changed {
 
     /// Notes one change row.
     pub fn add(&mut self, kind: &str, key: Option<String>, sub: Option<String>) {
+        // The sync stamp is read in every poll's snapshot with the position (see
+        // `postgres`): its rows only woke the follower.
+        if kind == "sync_stamp" {
+            return;
+        }
         let Some(key) = key else {
             self.whole = true;
             return;
