@@ -823,6 +823,7 @@ fn to_files(
     synced
         .organizations
         .sort_by(|a, b| a.org_number.cmp(&b.org_number));
+    pure::keep_deleted(&previous.system_users, &mut synced);
     let before = pure::held_in_records(&previous.system_users);
     let d = judge(p, max_share, &before, &synced)?;
     let new_files = [
@@ -928,7 +929,7 @@ async fn to_postgres(
         .await
         .map_err(|e| Failed::Check(problems(e)))?;
     let world = &current.world;
-    if world.extra_entities().next().is_some() {
+    if world.cedar_entities().next().is_some() {
         return Err(Failed::Check(Problems(vec![Problem::new(
             db.to_string(),
             "",
@@ -949,6 +950,9 @@ async fn to_postgres(
             .map(OrganizationRecord::from)
             .filter(|o| !named.contains(&o.org_number)),
     );
+    let previous: Vec<SystemUserRecord> =
+        world.system_users().map(SystemUserRecord::from).collect();
+    pure::keep_deleted(&previous, &mut synced);
     let before = pure::held_in_world(world);
     let d = judge(&p, max_share, &before, &synced)?;
     let teams: Vec<TeamRecord> = world.teams().map(TeamRecord::from).collect();

@@ -5,6 +5,7 @@
 
 mod altinn_client;
 mod altinn_shapes;
+mod altinn_sync;
 mod authzen;
 mod binding;
 mod cli;

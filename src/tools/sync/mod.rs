@@ -188,6 +188,26 @@ pub fn records(read: &AltinnRead, elsewhere: &BTreeSet<String>) -> Synced {
     }
 }
 
+/// Keeps each system user of `previous` that Altinn no longer lists as deleted
+/// (`isDeleted`, no clients): a team of the vendor's may still name it by id, and
+/// rule 2 denies a deleted system user, so its removal takes effect without
+/// breaking the vendor's own records. The diff counts it as removed.
+pub fn keep_deleted(previous: &[SystemUserRecord], synced: &mut Synced) {
+    let listed: BTreeSet<String> = synced.system_users.iter().map(|s| s.id.clone()).collect();
+    for s in previous {
+        if listed.contains(&s.id) {
+            continue;
+        }
+        let mut gone = s.clone();
+        gone.is_deleted = true;
+        gone.self_delegated = false;
+        gone.clients.clear();
+        gone.access_packages.get_or_insert_with(Vec::new);
+        synced.system_users.push(gone);
+    }
+    synced.system_users.sort_by(|a, b| a.id.cmp(&b.id));
+}
+
 /// One system user as the diff sees it: its packages, and its active links'
 /// packages by client.
 #[derive(Debug, Clone, PartialEq, Default)]
