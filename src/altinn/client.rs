@@ -411,9 +411,20 @@ impl Altinn {
             .http()
             .get_json_bearer(url, bearer, self.limits.max_body)
             .await
-            .map_err(|reason| AltinnError::Unavailable {
-                call: call.to_owned(),
-                reason,
+            .map_err(|reason| {
+                // An answer larger than the bound is Altinn's answer, not an
+                // outage: retrying gets the same.
+                if reason.contains(http::TOO_LARGE) {
+                    AltinnError::Invalid {
+                        call: call.to_owned(),
+                        reason,
+                    }
+                } else {
+                    AltinnError::Unavailable {
+                        call: call.to_owned(),
+                        reason,
+                    }
+                }
             })?;
         match answer.status {
             200 => Ok(answer.body),

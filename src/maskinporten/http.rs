@@ -15,6 +15,8 @@ use url::Url;
 /// The largest answer read: metadata, a JWKS or a token answer are a few KB.
 const MAX_BODY: usize = 256 * 1024;
 const JSON: &str = "application/json";
+/// In the reason given when an answer is larger than the caller reads.
+pub(crate) const TOO_LARGE: &str = "at most";
 
 /// Whether `url`'s host is this machine: only there is plain http allowed.
 pub(crate) fn is_loopback(url: &Url) -> bool {
@@ -232,7 +234,7 @@ impl HttpClient {
         let body = Limited::new(resp.into_body(), max_body)
             .collect()
             .await
-            .map_err(|e| format!("answer body: {e} (at most {max_body} bytes are read)"))?
+            .map_err(|e| format!("answer body: {e} ({TOO_LARGE} {max_body} bytes are read)"))?
             .to_bytes();
         Ok(Answer { status, body })
     }

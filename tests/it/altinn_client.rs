@@ -12,7 +12,7 @@ use common::altinn::{
 };
 use common::maskinporten::*;
 use std::collections::HashSet;
-use vakt::altinn::{Altinn, AltinnError, SystemUser};
+use vakt::altinn::{Altinn, AltinnError, Limits, SystemUser};
 use vakt::maskinporten::Maskinporten;
 
 const SYSTEM: &str = "310000000_vakt";
@@ -141,6 +141,56 @@ async fn a_failure_on_page_3_of_5_fails_the_whole_read() {
     // Healed, the same read is whole: 201 on 5 pages.
     e.altinn.fail_page(None);
     assert_eq!(e.client.system_users(SYSTEM).await.unwrap().len(), 201);
+}
+
+#[tokio::test]
+async fn an_answer_vakt_cannot_use_names_its_page_and_field() {
+    let e = env().await;
+    e.altinn.add_system_users(&e.mp, SYSTEM, 3500, 120);
+    e.altinn.corrupt_page(Some(2));
+    let err = e.client.system_users(SYSTEM).await.unwrap_err();
+    let AltinnError::Invalid { call, reason } = &err else {
+        panic!("expected Invalid, got {err:?}")
+    };
+    assert!(call.contains("page 2"), "{call}");
+    assert!(reason.starts_with("data[0].reporteeOrgNo: "), "{reason}");
+    e.altinn.corrupt_page(None);
+    // Bounds: pages, and bytes of one answer.
+    let limited = |limits| e.client.clone().with_limits(limits);
+    let err = limited(Limits {
+        max_pages: 2,
+        ..Limits::default()
+    })
+    .system_users(SYSTEM)
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, AltinnError::Invalid { reason, .. } if reason.contains("more than 2 pages")),
+        "{err:?}"
+    );
+    let err = limited(Limits {
+        max_items: 100,
+        ..Limits::default()
+    })
+    .system_users(SYSTEM)
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, AltinnError::Invalid { call, reason } if call.contains("page 3") && reason.contains("more than 100 items")),
+        "{err:?}"
+    );
+    let err = limited(Limits {
+        max_body: 4096,
+        ..Limits::default()
+    })
+    .system_users(SYSTEM)
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, AltinnError::Invalid { call, reason } if call.contains("page 1") && reason.contains("4096")),
+        "{err:?}"
+    );
+    assert_eq!(e.client.system_users(SYSTEM).await.unwrap().len(), 120);
 }
 
 #[tokio::test]

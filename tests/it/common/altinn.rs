@@ -102,6 +102,9 @@ struct Registry {
     fail_page: Option<(usize, u16)>,
     /// The first page's `links.next`, instead of the real one.
     next_override: Option<String>,
+    /// Page k's first item has `reporteeOrgNo: null` (system users) or no
+    /// `client` (clients).
+    corrupt_page: Option<usize>,
 }
 
 /// A running Altinn stand-in; stops when dropped.
@@ -283,6 +286,12 @@ impl Altinn {
     /// `None` heals it.
     pub fn fail_page(&self, failure: Option<(usize, u16)>) {
         self.reg().fail_page = failure;
+    }
+
+    /// From now on page `page` (1-based) of every paged list has a broken first
+    /// item; `None` heals it.
+    pub fn corrupt_page(&self, page: Option<usize>) {
+        self.reg().corrupt_page = page;
     }
 
     /// The first page's `links.next` (e.g. on another host); `None` heals it.
@@ -564,7 +573,17 @@ fn page_of(
         .filter(|(seq, _)| after.is_none_or(|a| *seq > a))
         .collect();
     let more = rest.len() > PAGE_SIZE;
-    let data: Vec<(usize, Value)> = rest.into_iter().take(PAGE_SIZE).collect();
+    let mut data: Vec<(usize, Value)> = rest.into_iter().take(PAGE_SIZE).collect();
+    if reg.corrupt_page == Some(page) {
+        if let Some((_, first)) = data.first_mut() {
+            let o = first.as_object_mut().unwrap();
+            if o.contains_key("reporteeOrgNo") {
+                o.insert("reporteeOrgNo".into(), Value::Null);
+            } else {
+                o.remove("client");
+            }
+        }
+    }
     let next = if page == 1 && reg.next_override.is_some() {
         reg.next_override.clone()
     } else if more {
