@@ -610,3 +610,48 @@ async fn postgresql_is_written_in_one_transaction_with_the_stamp() {
     let again = pg.psql(db, "SELECT count(*) FROM vakt.client_link");
     assert_eq!(again, links);
 }
+
+/// The TT02 configuration the README and docs/altinn-sync.md show is read by
+/// the sync as it is (only the key file, Maskinporten and Altinn pointed at the
+/// stand-ins), and `vakt config check` accepts the same file for `vakt serve`.
+#[tokio::test]
+async fn the_documented_configuration_is_accepted() {
+    let e = env(1).await;
+    let key = write_private(
+        e.config.parent().unwrap(),
+        "maskinporten.key",
+        &key(1).pkcs8_pem,
+    );
+    for doc in [
+        include_str!("../../README.md"),
+        include_str!("../../docs/altinn-sync.md"),
+    ] {
+        let start = doc.find("```toml\n[maskinporten]").expect("the example");
+        let example = &doc[start + "```toml\n".len()..];
+        let example = &example[..example.find("```").unwrap()];
+        assert!(example.contains("[altinn.sync]"), "{example}");
+        assert!(example.contains("base_url = \"https://platform.tt02.altinn.no\""));
+        let config = example
+            .replace("/etc/vakt/maskinporten.key", key.to_str().unwrap())
+            .replace("https://test.maskinporten.no/", &e.mp.issuer)
+            .replace("https://platform.tt02.altinn.no", &e.altinn.base)
+            .replace("310000000_regnskapsys", SYSTEM)
+            .replace(
+                "client_id = \"0f6a2b1c-3d4e-4f50-8a9b-0c1d2e3f4a5b\"",
+                &format!("client_id = \"{CLIENT_ID}\""),
+            )
+            .replace("kid = \"vakt-2026-01\"", &format!("kid = \"{CLIENT_KID}\""));
+        std::fs::write(&e.config, &config).unwrap();
+        let check = common::vakt(&["config", "check", e.config.to_str().unwrap()]);
+        assert_eq!(check.status.code(), Some(0), "{}\n{config}", stderr(&check));
+        // Read as the sync reads it: Altinn is asked, and the client
+        // administrator the example names is no system user of the stand-in's.
+        let out = sync(&e, &["--dry-run"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}\n{config}", stderr(&out));
+        assert!(
+            stderr(&out).contains("5e3a7c1d-2b4f-4e6a-9c8d-7f1e0a2b3c4d"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
