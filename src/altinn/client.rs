@@ -293,6 +293,12 @@ impl Altinn {
             }
             out.extend(p.data);
             let Some(next) = p.links.next.filter(|n| !n.trim().is_empty()) else {
+                tracing::debug!(
+                    list = what,
+                    pages = page,
+                    items = out.len(),
+                    "Altinn list read"
+                );
                 return Ok(out);
             };
             let next = self

@@ -228,6 +228,19 @@ pub struct ClientList {
     pub clients: Page<ClientDto>,
 }
 
+impl ClientList {
+    /// The whole list of `system_user_id`'s clients as one page (no `next`).
+    pub fn new(system_user_id: &str, clients: Vec<ClientDto>) -> Self {
+        Self {
+            system_user_id: system_user_id.to_owned(),
+            clients: Page {
+                links: Links::default(),
+                data: clients,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

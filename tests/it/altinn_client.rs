@@ -12,7 +12,7 @@ use common::altinn::{
 };
 use common::maskinporten::*;
 use std::collections::HashSet;
-use vakt::altinn::{Altinn, AltinnError, Limits, SystemUser};
+use vakt::altinn::{Altinn, AltinnError, ClientList, Limits, SystemUser};
 use vakt::maskinporten::Maskinporten;
 
 const SYSTEM: &str = "310000000_vakt";
@@ -449,6 +449,18 @@ async fn the_client_delegation_list_is_read_with_the_client_administrators_token
         Some("regnskapsforer")
     );
     assert_eq!(list[0].access[0].packages[0].urn, REGNSKAP);
+    // Written as the data files take it: `{"systemUserId", "clients"}`.
+    let file = serde_json::to_value(ClientList::new(&agent_id, list)).unwrap();
+    assert_eq!(file["systemUserId"], agent_id.as_str());
+    assert_eq!(file["clients"]["links"]["next"], serde_json::Value::Null);
+    assert_eq!(
+        file["clients"]["data"][59]["client"]["organizationIdentifier"],
+        client_orgs[59].as_str()
+    );
+    assert_eq!(
+        file["clients"]["data"][0]["access"][0]["role"]["urn"],
+        REGN_ROLE
+    );
 
     // A failing second page fails the list.
     e.altinn.fail_page(Some((2, 502)));
