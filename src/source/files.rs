@@ -162,10 +162,17 @@ impl FileSource {
             // checks that this is the text the look saw whole.
             if let Ok(text) = read_file(m, paths.max_file_bytes) {
                 let dir = paths.data.as_deref().unwrap_or(Path::new("."));
+                // The stamp counts only if this manifest lists exactly the data
+                // read: one renamed in since then stamps data not yet applied
+                // (the next look applies both).
+                let read: BTreeMap<PathBuf, [u8; 32]> = data
+                    .iter()
+                    .map(|(p, t): (&PathBuf, &Tracked)| (p.clone(), t.hash))
+                    .collect();
                 synced_at = parse_manifest(&m.display().to_string(), &text, dir)
-                    .map_err(|p| tracing::debug!(problems = %p, "data manifest changed while read"))
                     .ok()
-                    .and_then(|m| m.synced_at);
+                    .filter(|l| l.files.iter().cloned().collect::<BTreeMap<_, _>>() == read)
+                    .and_then(|l| l.synced_at);
                 rules.insert(
                     m.clone(),
                     (stamp_before(&m.display().to_string()), sha256(&text)),
