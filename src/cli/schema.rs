@@ -318,6 +318,34 @@ fn binding_table(name: &str) -> Option<Value> {
             "description": "Altinn's token exchange, for routes whose token is \"altinn\": {base_url}/authentication/api/v1/exchange/maskinporten. Needs [maskinporten].",
             "properties": {
                 "base_url": text("Altinn's platform URL (https://platform.tt02.altinn.no, https://platform.altinn.no): https (plain http only to loopback), without query, fragment or credentials."),
+                "sync": {
+                    "type": "object",
+                    "description": "`vakt altinn sync` (docs/altinn-sync.md); vakt serve ignores it.",
+                    "properties": {
+                        "systems": {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "minItems": 1,
+                            "maxItems": 1000,
+                            "description": "The vendor's systems in Altinn's system register, whose system users are read.",
+                        },
+                        "client_admins": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string", "format": "uuid"},
+                            "maxProperties": 1000,
+                            "description": "Customer org number -> the id of the system user it approved with klientadministrator, for its complete client list with roles.",
+                        },
+                        "max_removal_share": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "default": crate::tools::sync::DEFAULT_MAX_REMOVAL_SHARE,
+                            "description": "A sync that would remove more than this share of the links or system users is refused unless --confirm-removals.",
+                        },
+                    },
+                    "required": ["systems"],
+                    "additionalProperties": false,
+                },
             },
             "required": ["base_url"],
             "additionalProperties": false,
