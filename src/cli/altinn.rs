@@ -974,20 +974,9 @@ async fn to_postgres(
     let mut client = postgres::connect_plain(db)
         .await
         .map_err(|e| Failed::Write(problems(e).to_string()))?;
-    write::import(&mut client, &snapshot.world, true)
+    // The stamp in the same transaction: it commits with the data, or neither.
+    write::import_stamped(&mut client, &snapshot.world, true, Some(SystemTime::now()))
         .await
         .map_err(|e| Failed::Write(problems(e).to_string()))?;
-    // The stamp after the data: should it fail, the data looks older than it
-    // is, never newer.
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| Failed::Write(e.to_string()))?;
-    crate::source::sync_stamp::write_postgres(&tx, SystemTime::now())
-        .await
-        .map_err(|e| Failed::Write(e.to_string()))?;
-    tx.commit()
-        .await
-        .map_err(|e| Failed::Write(e.to_string()))?;
     Ok(d)
 }

@@ -54,6 +54,17 @@ pub async fn import(
     world: &World,
     replace: bool,
 ) -> Result<Imported, DbError> {
+    import_stamped(client, world, replace, None).await
+}
+
+/// [`import`], with the sync stamp (`vakt altinn sync`'s, `synced_at`) written in
+/// the same transaction: the stamp commits with the data it stamps, or neither.
+pub async fn import_stamped(
+    client: &mut Client,
+    world: &World,
+    replace: bool,
+    synced_at: Option<std::time::SystemTime>,
+) -> Result<Imported, DbError> {
     super::migrate::check(client).await?;
     let owner: bool = client
         .query_one("SELECT pg_has_role('vakt_owner', 'USAGE')", &[])
@@ -103,6 +114,9 @@ pub async fn import(
     // notification wakes the sidecars at commit.
     tx.batch_execute(&toggle("ENABLE ALWAYS")).await?;
     tx.batch_execute("SELECT vakt.feed_bulk_loaded()").await?;
+    if let Some(at) = synced_at {
+        tx.execute(crate::source::sync_stamp::SQL, &[&at]).await?;
+    }
     tx.commit().await?;
     Ok(Imported { rows })
 }
