@@ -420,6 +420,8 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>)
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
+            // Out of descriptors, most likely: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let metrics = metrics.clone();

@@ -306,6 +306,23 @@ async fn a_failure_on_page_3_of_5_and_an_outage_change_nothing() {
     let out = sync(&e, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(contents(&e.data), before, "nothing written");
+    // Up again, with a system another vendor owns configured too: Altinn
+    // refuses the vendor's token for it (403), and nothing is written either.
+    e.altinn.set_mode(Mode::Up);
+    e.altinn.add_system("310007072_other", "310007072");
+    let text = std::fs::read_to_string(&e.config).unwrap();
+    std::fs::write(
+        &e.config,
+        text.replace(
+            &format!("systems = [\"{SYSTEM}\"]"),
+            &format!("systems = [\"{SYSTEM}\", \"310007072_other\"]"),
+        ),
+    )
+    .unwrap();
+    let out = sync(&e, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+    assert_eq!(contents(&e.data), before, "nothing written");
 }
 
 #[tokio::test]
