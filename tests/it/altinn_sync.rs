@@ -202,6 +202,15 @@ fn validates(data: &Path) {
 #[tokio::test]
 async fn sync_writes_the_world_and_sees_deletions_and_package_changes() {
     let e = env(3).await;
+    // An auditor of the first client in the same team.
+    std::fs::write(
+        e.data.join("auditor.yaml"),
+        format!(
+            "employees:\n  - id: revi\n    organization: \"{FIRM}\"\n    active: true\n    teams: [regnskap]\n    auditClients: [\"{}\"]\n",
+            CLIENTS[0]
+        ),
+    )
+    .unwrap();
     let out = sync(&e, &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -209,12 +218,42 @@ async fn sync_writes_the_world_and_sees_deletions_and_package_changes() {
         "{}",
         stderr(&out)
     );
+    // The link's role is unknown: the accountant may act, the auditor may not
+    // (rule 8 sees no auditor basis: fail-closed).
+    let manifest = e.data.join("SHA256SUMS");
+    let check = |employee: &str| {
+        let out = common::vakt(&[
+            "check",
+            "--data",
+            e.data.to_str().unwrap(),
+            "--data-manifest",
+            manifest.to_str().unwrap(),
+            "--employee",
+            employee,
+            "--system-user",
+            AGENT,
+            "--client",
+            CLIENTS[0],
+            "--package",
+            REGNSKAP,
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, shown) = check("kari");
+    assert_eq!(code, Some(0), "{shown}");
+    let (code, shown) = check("revi");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(shown.contains("auditor-separation-of-duties"), "{shown}");
     assert!(stderr(&out).contains("links_added=3"), "{}", stderr(&out));
     validates(&e.data);
     let manifest = std::fs::read_to_string(e.data.join("SHA256SUMS")).unwrap();
     assert!(manifest.contains("# synced_at "), "{manifest}");
     for f in [
         "vendor.yaml",
+        "auditor.yaml",
         "altinn-system-users.json",
         "altinn-organizations.json",
     ] {
