@@ -13,7 +13,7 @@ use crate::altinn::{Altinn, AltinnError, AuthorizedParty, SystemUser};
 use crate::maskinporten::{Maskinporten, MaskinportenConfig};
 use crate::problem::{Problem, Problems, SourceFile};
 use crate::rules::snapshot::{Snapshot, SourcePaths, Sources};
-use crate::source::postgres::{self, write, Database, PostgresSource};
+use crate::source::postgres::{self, write, Database};
 use crate::tools::sync::{self as pure, AltinnRead, Held, Synced};
 use crate::world::{
     EmployeeRecord, OrganizationRecord, RecordKey, SystemUserRecord, TeamRecord, WorldBuilder,
@@ -55,8 +55,9 @@ pub(super) struct SyncArgs {
     #[arg(long, value_name = "FILE", requires = "data")]
     data_manifest: Option<PathBuf>,
     /// The PostgreSQL database the sidecars read, as postgres://USER:PASSWORD@HOST/DB
-    /// (connect as a member of vakt_owner: the world is written whole, in one
-    /// transaction)
+    /// (connect as a member of vakt_writer: the sync's system users and the
+    /// organisations Altinn names are written as row changes, in one
+    /// transaction; employees and teams are never touched)
     #[arg(long, value_name = "URL", value_parser = DatabaseParser)]
     database: Option<Database>,
     /// Directory of *.cedarschema files and access-packages.json the result is
@@ -721,6 +722,10 @@ fn json(x: &impl serde::Serialize) -> String {
 }
 
 async fn attempt(a: &SyncArgs, config: &SyncConfig, altinn: &Altinn) -> Result<pure::Diff, Failed> {
+    // When the read of Altinn began: the stamp. What Altinn answered is at
+    // least this new (a change made after it began may or may not be in it), so
+    // a stamp taken later would say the data is newer than it is.
+    let started = SystemTime::now();
     // Altinn first, whole: a read that fails part-way changes nothing.
     let read = read_altinn(config, altinn)
         .await
@@ -732,11 +737,13 @@ async fn attempt(a: &SyncArgs, config: &SyncConfig, altinn: &Altinn) -> Result<p
                 .clone()
                 .unwrap_or_else(|| dir.join(MANIFEST_FILE));
             let (a, config, dir) = (a.clone_parts(), config.max_removal_share, dir.clone());
-            tokio::task::spawn_blocking(move || to_files(&a, config, &dir, &manifest, &read))
-                .await
-                .map_err(|e| Failed::Write(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                to_files(&a, config, &dir, &manifest, &read, started)
+            })
+            .await
+            .map_err(|e| Failed::Write(e.to_string()))?
         }
-        (None, Some(db)) => to_postgres(a, config.max_removal_share, db, &read).await,
+        (None, Some(db)) => to_postgres(a, config.max_removal_share, db, &read, started).await,
         (None, None) => Err(Failed::Write("give --data DIR or --database URL".into())),
     }
 }
@@ -784,6 +791,7 @@ fn to_files(
     dir: &Path,
     manifest: &Path,
     read: &AltinnRead,
+    started: SystemTime,
 ) -> Result<pure::Diff, Failed> {
     let (files, manifest_text) =
         current_files(dir, manifest, p.max_file_bytes).map_err(Failed::Check)?;
@@ -880,7 +888,8 @@ fn to_files(
         .filter(|l| l.starts_with('#'))
         .map(str::to_owned);
     let mut text: String = comments.chain(lines).map(|l| l + "\n").collect();
-    text = stamp(&text, SystemTime::now());
+    // The time the read of Altinn began (see `attempt`).
+    text = stamp(&text, started);
     write_renamed(manifest, &text).map_err(Failed::Write)?;
     Ok(d)
 }
@@ -921,23 +930,26 @@ async fn to_postgres(
     max_share: f64,
     db: &Database,
     read: &AltinnRead,
+    started: SystemTime,
 ) -> Result<pure::Diff, Failed> {
     let p = a.clone_parts();
     let problems = |e| super::args::db_problems(db, e);
     let rules =
         crate::rules::snapshot::Rules::build(&sources(&p.schema, vec![]).map_err(Failed::Check)?)
             .map_err(Failed::Check)?;
-    let (_, current) = PostgresSource::load(db.clone(), rules.clone())
+    // As vakt_writer: row changes only, in one transaction that holds the
+    // sync's locks from its read of the world to its commit (see
+    // `write::begin_sync` for why locks).
+    let mut client = postgres::connect_plain(db)
         .await
-        .map_err(|e| Failed::Check(problems(e)))?;
-    let world = &current.world;
-    if world.cedar_entities().next().is_some() {
-        return Err(Failed::Check(Problems(vec![Problem::new(
-            db.to_string(),
-            "",
-            "the database holds entities in Cedar's own format, which the sync would not keep; sync into a world without them",
-        )])));
-    }
+        .map_err(|e| Failed::Write(problems(e).to_string()))?;
+    let syncing = write::begin_sync(&mut client, db, rules, !p.dry_run)
+        .await
+        .map_err(|e| match e {
+            postgres::DbError::Data(_) => Failed::Check(problems(e)),
+            e => Failed::Write(problems(e).to_string()),
+        })?;
+    let world = &syncing.world;
     let mut synced = pure::records(read, &BTreeSet::new());
     // Every organisation the database holds is kept (employees and teams may
     // name it); those Altinn names are as Altinn names them.
@@ -959,6 +971,8 @@ async fn to_postgres(
     let d = judge(&p, max_share, &before, &synced)?;
     let teams: Vec<TeamRecord> = world.teams().map(TeamRecord::from).collect();
     let employees: Vec<EmployeeRecord> = world.employees().map(EmployeeRecord::from).collect();
+    // Checked as `vakt validate` would, with the vendor's teams and employees as
+    // the locked transaction reads them: what is checked is what commits.
     let sources = sources(&p.schema, vec![]).map_err(Failed::Check)?;
     let snapshot = Snapshot::build_with(&sources, |b| {
         b.add_records(
@@ -970,15 +984,29 @@ async fn to_postgres(
         )
     })
     .map_err(Failed::Check)?;
+    // Entities in Cedar's own format are not written, but the check above
+    // would not see them: a world with any is refused rather than left
+    // unchecked.
+    if world.cedar_entities().next().is_some() {
+        return Err(Failed::Check(Problems(vec![Problem::new(
+            db.to_string(),
+            "",
+            "the database holds entities in Cedar's own format, which the sync's check does not cover; sync into a world without them",
+        )])));
+    }
     if p.dry_run {
         return Ok(d);
     }
-    let mut client = postgres::connect_plain(db)
+    // Stamped with the time the read of Altinn began: the data is at least
+    // that new, never newer than the stamp says.
+    let written = syncing
+        .commit(&snapshot.world, started)
         .await
         .map_err(|e| Failed::Write(problems(e).to_string()))?;
-    // The stamp in the same transaction: it commits with the data, or neither.
-    write::import_stamped(&mut client, &snapshot.world, true, Some(SystemTime::now()))
-        .await
-        .map_err(|e| Failed::Write(problems(e).to_string()))?;
+    tracing::debug!(
+        organizations = written.organizations,
+        system_users = written.system_users,
+        "altinn sync rows written"
+    );
     Ok(d)
 }

@@ -8,7 +8,7 @@
 //! the world again whole once it commits. No session setting can do this.
 
 use super::DbError;
-use crate::world::{ClientScope, World};
+use crate::world::{ClientScope, SystemUser, World};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
@@ -148,6 +148,23 @@ where
     Ok(w.finish().await?)
 }
 
+/// A relationship's role as its cell: the URN, or NULL where it is unknown.
+trait RoleCell {
+    fn cell(&self) -> Option<String>;
+}
+
+impl RoleCell for smol_str::SmolStr {
+    fn cell(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl RoleCell for Option<smol_str::SmolStr> {
+    fn cell(&self) -> Option<String> {
+        self.as_ref().map(ToString::to_string)
+    }
+}
+
 fn cells<'r>(v: Vec<Box<dyn ToSql + Sync + Send + 'r>>) -> Vec<Box<dyn ToSql + Sync + Send + 'r>> {
     v
 }
@@ -182,7 +199,7 @@ async fn copy_organizations(tx: &Transaction<'_>, world: &World) -> Result<u64, 
 }
 
 async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError> {
-    let mut n = copy(
+    let n = copy(
         tx,
         "system_user",
         &[
@@ -209,11 +226,22 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
         }),
     )
     .await?;
+    let users: Vec<&SystemUser> = world.system_users().collect();
+    Ok(n + copy_system_user_parts(tx, &users).await?)
+}
+
+/// The rows below each of `users`: its packages, its client links, their
+/// relationships and those relationships' packages.
+async fn copy_system_user_parts(
+    tx: &Transaction<'_>,
+    users: &[&SystemUser],
+) -> Result<u64, DbError> {
+    let mut n = 0;
     n += copy(
         tx,
         "system_user_package",
         &[("system_user_id", Type::TEXT), ("package", Type::TEXT)],
-        world.system_users().flat_map(|s| {
+        users.iter().copied().flat_map(|s| {
             s.access_packages
                 .iter()
                 .map(|p| cells(vec![Box::new(s.id.to_string()), Box::new(p.to_string())]))
@@ -229,7 +257,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
             ("client_id", Type::TEXT),
             ("status", Type::TEXT),
         ],
-        world.system_users().flat_map(|s| {
+        users.iter().copied().flat_map(|s| {
             s.links.iter().map(|(c, l)| {
                 cells(vec![
                     Box::new(s.id.to_string()),
@@ -250,7 +278,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
             ("position", Type::INT2),
             ("role", Type::TEXT),
         ],
-        world.system_users().flat_map(|s| {
+        users.iter().copied().flat_map(|s| {
             s.links.iter().flat_map(move |(c, l)| {
                 l.access
                     .entries
@@ -261,7 +289,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
                             Box::new(s.id.to_string()),
                             Box::new(c.to_string()),
                             Box::new(i as i16),
-                            Box::new(role.to_string()),
+                            Box::new(RoleCell::cell(role)),
                         ])
                     })
             })
@@ -277,7 +305,7 @@ async fn copy_system_users(tx: &Transaction<'_>, world: &World) -> Result<u64, D
             ("position", Type::INT2),
             ("package", Type::TEXT),
         ],
-        world.system_users().flat_map(|s| {
+        users.iter().copied().flat_map(|s| {
             s.links.iter().flat_map(move |(c, l)| {
                 l.access
                     .entries
@@ -419,4 +447,208 @@ async fn copy_cedar(tx: &Transaction<'_>, world: &World) -> Result<u64, DbError>
             .await?;
     }
     Ok(n)
+}
+
+/// Held by `vakt altinn sync` for its transaction ("vaktsync" in ASCII), so two
+/// syncs into one database run one after the other: the second reads what the
+/// first committed.
+pub const SYNC_LOCK_KEY: i64 = 0x7661_6b74_7379_6e63;
+
+/// How long a sync waits for its locks before it gives up (and is tried again
+/// at the next interval).
+const SYNC_LOCK_TIMEOUT: &str = "120s";
+
+/// A sync's transaction ([`begin_sync`]): the world the database holds, which
+/// nobody else changes until it commits ([`Syncing::commit`]) or is dropped
+/// (rolled back).
+pub struct Syncing<'a> {
+    tx: Transaction<'a>,
+    /// The world in the database as the sync found it.
+    pub world: World,
+}
+
+/// Opens `vakt altinn sync`'s transaction on `client` (connected as a member of
+/// `vakt_writer`) and reads the world in it.
+///
+/// Why locks rather than a snapshot isolation level: the sync checks the world
+/// it writes as `vakt validate` would, and that check reaches every record (a
+/// team names system users, an employee audit clients, a unit its parent). Under
+/// REPEATABLE READ another writer could commit, between the read and the commit,
+/// a change the check never saw (an employee is kept, but a team naming a
+/// system user the sync marks deleted would not be checked against it);
+/// SERIALIZABLE would catch that only when every writer runs SERIALIZABLE too,
+/// and the vendor's writers are any SQL client. So, with `write`, the
+/// transaction first takes the sync's advisory lock (concurrent syncs wait
+/// here, before they read), then locks the world's tables in SHARE mode: other
+/// writers' row changes wait until the sync commits, readers (the sidecars)
+/// never wait, and what the sync reads and checks is exactly what it commits
+/// on (READ COMMITTED is enough: nothing else changes these tables meanwhile).
+/// The sync reads Altinn before it opens the transaction, so the locks are held
+/// only for reading, checking and writing the database. Without `write` (a dry
+/// run), one read-only REPEATABLE READ snapshot, with no locks.
+pub async fn begin_sync<'a>(
+    client: &'a mut Client,
+    db: &super::Database,
+    rules: std::sync::Arc<crate::rules::snapshot::Rules>,
+    write: bool,
+) -> Result<Syncing<'a>, DbError> {
+    super::migrate::check(client).await?;
+    let tx = if write {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{SYNC_LOCK_TIMEOUT}'"))
+            .await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SYNC_LOCK_KEY])
+            .await?;
+        let all: Vec<String> = TABLES.iter().map(|t| format!("vakt.{t}")).collect();
+        tx.batch_execute(&format!("LOCK TABLE {} IN SHARE MODE", all.join(", ")))
+            .await?;
+        tx
+    } else {
+        client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?
+    };
+    let rows = super::read::all_rows(db, &tx).await?;
+    let world = tokio::task::spawn_blocking(move || super::read::world(rows, &rules))
+        .await
+        .map_err(|e| DbError::Data(vec![format!("building the world failed: {e}")]))?
+        .map_err(DbError::Data)?;
+    Ok(Syncing { tx, world })
+}
+
+const UPSERT_ORGANIZATION: &str = "INSERT INTO vakt.organization
+   (org_number, name, parent_org_number, unit_type, party_id, party_uuid)
+ VALUES ($1, $2, $3, $4, $5, $6::text::uuid)
+ ON CONFLICT (org_number) DO UPDATE SET name = EXCLUDED.name,
+   parent_org_number = EXCLUDED.parent_org_number, unit_type = EXCLUDED.unit_type,
+   party_id = EXCLUDED.party_id, party_uuid = EXCLUDED.party_uuid";
+
+const UPSERT_SYSTEM_USER: &str = "INSERT INTO vakt.system_user
+   (id, integration_title, system_id, owner_org_number, user_type, external_ref,
+    is_deleted, self_delegated)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ ON CONFLICT (id) DO UPDATE SET integration_title = EXCLUDED.integration_title,
+   system_id = EXCLUDED.system_id, owner_org_number = EXCLUDED.owner_org_number,
+   user_type = EXCLUDED.user_type, external_ref = EXCLUDED.external_ref,
+   is_deleted = EXCLUDED.is_deleted, self_delegated = EXCLUDED.self_delegated";
+
+/// What a sync wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncWritten {
+    /// Organisations inserted or updated.
+    pub organizations: u64,
+    /// System users inserted, updated (with their packages and links) or deleted.
+    pub system_users: u64,
+}
+
+/// A whole number of microseconds since the epoch, rounded down: PostgreSQL
+/// keeps microseconds, and a stamp rounded up would say the data is newer than
+/// it is.
+fn whole_micros(t: std::time::SystemTime) -> std::time::SystemTime {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => {
+            std::time::UNIX_EPOCH + std::time::Duration::new(d.as_secs(), d.subsec_micros() * 1000)
+        }
+        Err(_) => t,
+    }
+}
+
+impl Syncing<'_> {
+    /// Brings the database from [`Self::world`] to `after` with row changes, as
+    /// `vakt_writer` may: organisations `after` holds that are new or differ are
+    /// upserted (none is deleted: the vendor's teams and employees may name
+    /// them); each system user that is new or differs is upserted with its
+    /// packages and client links written again, and one `after` lacks is
+    /// deleted. Teams, employees and entities in Cedar's own format are never
+    /// written. Then the sync stamp, `synced_at`, in the same transaction, and
+    /// the commit: the stamp commits with the data, or neither.
+    pub async fn commit(
+        self,
+        after: &World,
+        synced_at: std::time::SystemTime,
+    ) -> Result<SyncWritten, DbError> {
+        use crate::world::{OrganizationRecord, SystemUserRecord};
+        let tx = &self.tx;
+        let before = &self.world;
+        let mut written = SyncWritten::default();
+        for o in after.organizations() {
+            let same = before
+                .organization(o.org_number)
+                .is_some_and(|b| OrganizationRecord::from(b) == OrganizationRecord::from(o));
+            if same {
+                continue;
+            }
+            tx.execute(
+                UPSERT_ORGANIZATION,
+                &[
+                    &o.org_number.to_string(),
+                    &o.name.to_string(),
+                    &o.parent_org_number.map(|p| p.to_string()),
+                    &o.unit_type.as_ref().map(|t| t.to_string()),
+                    &o.party_id(),
+                    &o.party_uuid().map(|u| u.to_string()),
+                ],
+            )
+            .await?;
+            written.organizations += 1;
+        }
+        let changed: Vec<&SystemUser> = after
+            .system_users()
+            .filter(|s| {
+                before
+                    .system_user(&s.id)
+                    .is_none_or(|b| SystemUserRecord::from(b) != SystemUserRecord::from(*s))
+            })
+            .collect();
+        for s in &changed {
+            tx.execute(
+                UPSERT_SYSTEM_USER,
+                &[
+                    &s.id.to_string(),
+                    &s.integration_title.to_string(),
+                    &s.system_id.to_string(),
+                    &s.owner.to_string(),
+                    &s.user_type.as_str(),
+                    &s.external_ref.to_string(),
+                    &s.is_deleted,
+                    &s.self_delegated,
+                ],
+            )
+            .await?;
+        }
+        let ids: Vec<String> = changed.iter().map(|s| s.id.to_string()).collect();
+        // Their packages and links are written again whole (a link's
+        // relationships and their packages go with it, ON DELETE CASCADE).
+        tx.execute(
+            "DELETE FROM vakt.system_user_package WHERE system_user_id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM vakt.client_link WHERE system_user_id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+        copy_system_user_parts(tx, &changed).await?;
+        written.system_users += changed.len() as u64;
+        let gone: Vec<String> = before
+            .system_users()
+            .filter(|s| after.system_user(&s.id).is_none())
+            .map(|s| s.id.to_string())
+            .collect();
+        written.system_users += tx
+            .execute("DELETE FROM vakt.system_user WHERE id = ANY($1)", &[&gone])
+            .await?;
+        crate::source::sync_stamp::write_postgres(tx, whole_micros(synced_at))
+            .await
+            .map_err(|e| match e {
+                crate::source::sync_stamp::StampError::Database(e) => e,
+                other => DbError::Data(vec![other.to_string()]),
+            })?;
+        self.tx.commit().await?;
+        Ok(written)
+    }
 }

@@ -72,6 +72,8 @@ struct State {
     registry: Mutex<Registry>,
     /// Pages of the paged lists answered (failed ones included).
     list_pages: AtomicUsize,
+    /// When the first page of any paged list was first served.
+    first_page_at: Mutex<Option<SystemTime>>,
 }
 
 /// A system user in the stand-in's fixtures.
@@ -164,6 +166,7 @@ impl Altinn {
             base: base.clone(),
             registry: Mutex::default(),
             list_pages: AtomicUsize::new(0),
+            first_page_at: Mutex::default(),
         });
         *state_slot.lock().unwrap() = Some(state.clone());
         Self {
@@ -302,6 +305,12 @@ impl Altinn {
     /// Pages of the paged lists answered, failed ones included.
     pub fn list_pages(&self) -> usize {
         self.state.list_pages.load(Ordering::SeqCst)
+    }
+
+    /// When the stand-in first served a first page of a paged list (the start
+    /// of the first sync's read, as Altinn saw it).
+    pub fn first_page_at(&self) -> Option<SystemTime> {
+        *self.state.first_page_at.lock().unwrap()
     }
 
     fn reg(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -546,6 +555,10 @@ fn page_of(
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     st.list_pages.fetch_add(1, Ordering::SeqCst);
+    st.first_page_at
+        .lock()
+        .unwrap()
+        .get_or_insert_with(SystemTime::now);
     let mut q = query(req);
     let (after, page) = match q.remove("token") {
         None => (None, 1),
