@@ -96,7 +96,7 @@ impl Derived {
                         v.extend(su.access_packages.iter().cloned());
                     }
                     for (role, p) in access.entries.iter() {
-                        if auditor_only && role != model::AUDITOR_ROLE {
+                        if auditor_only && role.as_deref() != Some(model::AUDITOR_ROLE) {
                             continue;
                         }
                         if p.is_empty() {

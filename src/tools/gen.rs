@@ -159,7 +159,7 @@ fn firm(f: usize, numbers: &mut OrgNumbers, rng: &mut Rng, out: &mut DataFile) {
         client_organization_number: org.to_owned(),
         client_organization_name: None,
         access: vec![AccessRecord {
-            role: role.to_owned(),
+            role: Some(role.to_owned()),
             packages: strings(packages),
         }],
         status: None,

@@ -270,10 +270,11 @@ impl<'a> Fields<'a> {
         };
         let mut entries = Vec::with_capacity(c.access.len());
         for (j, a) in c.access.iter().enumerate() {
-            if !a.role.starts_with("urn:altinn:") {
+            // An absent role is allowed (unknown relationship); one given must
+            // be Altinn's.
+            if let Some(role) = a.role.as_deref().filter(|r| !r.starts_with("urn:altinn:")) {
                 bad.push(format!(
-                    "{field}access[{j}].role {:?} is not an Altinn role URN",
-                    a.role
+                    "{field}access[{j}].role {role:?} is not an Altinn role URN"
                 ));
             }
             for (k, p) in a.packages.iter().enumerate() {
@@ -284,7 +285,7 @@ impl<'a> Fields<'a> {
                 }
             }
             entries.push((
-                SmolStr::from(a.role.as_str()),
+                a.role.as_deref().map(SmolStr::from),
                 a.packages
                     .iter()
                     .map(|p| SmolStr::from(p.as_str()))

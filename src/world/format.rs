@@ -256,8 +256,12 @@ pub struct ClientRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AccessRecord {
-    /// An Altinn role URN (`urn:altinn:...`).
-    pub role: String,
+    /// An Altinn role URN (`urn:altinn:...`): the relationship the packages are
+    /// delegated through. Absent where it is unknown (`vakt altinn sync` when
+    /// Altinn's answer names none): the packages count, but rule 8 sees no
+    /// auditor basis in this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// URNs, or `{"urn": ...}` objects.
     #[serde(default, deserialize_with = "package_urns")]
     #[schemars(with = "Vec<PackageForm>")]
@@ -384,7 +388,7 @@ impl ClientRecord {
                 .entries
                 .iter()
                 .map(|(role, packages)| AccessRecord {
-                    role: role.to_string(),
+                    role: role.as_ref().map(ToString::to_string),
                     packages: packages.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),

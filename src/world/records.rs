@@ -273,14 +273,20 @@ pub struct ClientLink {
     pub active: bool,
 }
 
+/// One relationship of a client link (its role URN, `None` when unknown) with
+/// the packages delegated through it, sorted.
+pub type AccessEntry = (Option<SmolStr>, Box<[SmolStr]>);
+
 /// The relationships a client link rests on and the packages delegated through
 /// each. Links repeat a handful of combinations, so each distinct one is held once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LinkAccess {
     /// Each relationship (role URN), in the order given, with the packages
-    /// delegated through it, sorted.
-    pub entries: Box<[(SmolStr, Box<[SmolStr]>)]>,
-    /// Every role, sorted.
+    /// delegated through it, sorted. `None`: packages delegated through a
+    /// relationship nobody knows (`vakt altinn sync` where Altinn's answer names
+    /// no role); they count as the link's packages, never as an auditor's.
+    pub entries: Box<[AccessEntry]>,
+    /// Every known role, sorted.
     pub roles: Box<[SmolStr]>,
     /// Every package delegated through any role, sorted.
     pub packages: Box<[SmolStr]>,
@@ -290,13 +296,13 @@ pub struct LinkAccess {
 
 impl LinkAccess {
     /// The access of a link with these entries.
-    pub fn new(entries: Vec<(SmolStr, Vec<SmolStr>)>) -> Self {
+    pub fn new(entries: Vec<(Option<SmolStr>, Vec<SmolStr>)>) -> Self {
         let sorted = |mut v: Vec<SmolStr>| {
             v.sort();
             v.dedup();
             v.into_boxed_slice()
         };
-        let roles = sorted(entries.iter().map(|(r, _)| r.clone()).collect());
+        let roles = sorted(entries.iter().filter_map(|(r, _)| r.clone()).collect());
         let packages = sorted(
             entries
                 .iter()
@@ -308,7 +314,7 @@ impl LinkAccess {
         let auditor_packages = sorted(
             entries
                 .iter()
-                .filter(|(r, _)| r == crate::rules::model::AUDITOR_ROLE)
+                .filter(|(r, _)| r.as_deref() == Some(crate::rules::model::AUDITOR_ROLE))
                 .flat_map(|(_, p)| p.iter().cloned())
                 .collect(),
         );

@@ -16,7 +16,10 @@
 //!   `data` lists its clients without roles or packages);
 //! - access management's client list (`ClientDto`: `client.organizationIdentifier`,
 //!   `access[].role` as an object, packages as objects), which does not name the
-//!   agent, so it is wrapped as `{"systemUserId": ..., "clients": <response>}`;
+//!   agent, so it is wrapped as `{"systemUserId": ..., "clients": <response>}`.
+//!   Altinn always names the role of each entry there, so one without a role is
+//!   refused as not Altinn's answer; only Vakt's own format may leave a role out
+//!   (a relationship nobody knows, as `vakt altinn sync` writes it);
 //! - a standard system user's delegations (`{"systemUserId", "accessPackages"}`)
 //!   and the self-delegation answer, wrapped as `{"systemUserId", "selfDelegated"}`.
 //!
@@ -494,6 +497,9 @@ fn client(m: &Map<String, Value>) -> Result<Value, Vec<String>> {
                 Some(Value::Object(r)) => r.get("urn").and_then(Value::as_str).map(str::to_owned),
                 _ => None,
             };
+            // Altinn's `RoleAccessPackages` always carries its role: a missing
+            // one means the file is not Altinn's answer, so it is refused rather
+            // than read as an unknown relationship.
             let Some(role) = role else {
                 problems.push(format!(
                     "access[{j}].role: expected a role URN, or an object with \"urn\""

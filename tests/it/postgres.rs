@@ -80,13 +80,13 @@ fn migrations_apply_once_and_constraints_refuse_what_the_loader_refuses() {
     let pg = Cluster::start();
     let url = pg.create_db("constraints");
     let first = ok(vakt(&["db", "migrate", "--database", &url]));
-    assert!(first.contains("Vakt schema at version 4"), "{first}");
+    assert!(first.contains("Vakt schema at version 5"), "{first}");
     let again = ok(vakt(&["db", "migrate", "--database", &url]));
     assert!(again.contains("already up to date"), "{again}");
     // A second database of the same cluster migrates too: the roles are there.
     let other = pg.create_db("constraints_other");
     let second = ok(vakt(&["db", "migrate", "--database", &other]));
-    assert!(second.contains("Vakt schema at version 4"), "{second}");
+    assert!(second.contains("Vakt schema at version 5"), "{second}");
     assert_eq!(
         pg.psql(
             "postgres",
@@ -967,13 +967,13 @@ fn a_database_made_before_party_ids_migrates_and_follows_them() {
     ]);
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        !refused.status.success() && text.contains("version 2, this binary needs 4"),
+        !refused.status.success() && text.contains("version 2, this binary needs 5"),
         "{text}"
     );
     let migrated = vakt(&["db", "migrate", "--database", &url]);
     let said = String::from_utf8_lossy(&migrated.stderr);
     assert!(said.contains("applied migration 3 (party_ids)"), "{said}");
-    assert!(ok(migrated).contains("Vakt schema at version 4"));
+    assert!(ok(migrated).contains("Vakt schema at version 5"));
     assert_eq!(
         pg.psql(
             "before_party_ids",

@@ -19,6 +19,7 @@ use common::pg::Cluster;
 use common::*;
 use std::path::Path;
 use std::time::Duration;
+use vakt::proto::Decision;
 
 const WORLD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/world");
 
@@ -122,6 +123,17 @@ const CASES: &[Case] = &[
         rows: "INSERT INTO vakt.organization (org_number, name, party_uuid) VALUES ('310030309', 'X', '4a06214d-b261-4695-b33a-0771a995b503'), ('310030317', 'Y', '4a06214d-b261-4695-b33a-0771a995b503')",
         undo: "DELETE FROM vakt.organization WHERE org_number IN ('310030309', '310030317')",
         reason: r#"partyUuid "4a06214d-b261-4695-b33a-0771a995b503" is given to two organisations, 310030309 and 310030317"#,
+    },
+    Case {
+        what: "a link role that is not an Altinn role URN",
+        file: r#"{"systemUsers": [{"id": "su-x", "reporteeOrgNo": "310001015", "userType": "agent", "accessPackages": [],
+                                   "clients": [{"clientOrganizationNumber": "310015156", "access": [{"role": "accountant", "packages": []}]}]}]}"#,
+        rows: "INSERT INTO vakt.system_user (id, owner_org_number, user_type) VALUES ('su-x', '310001015', 'agent'); \
+               INSERT INTO vakt.client_link (system_user_id, client_org_number) VALUES ('su-x', '310015156'); \
+               INSERT INTO vakt.client_link_role VALUES ('su-x', '310015156', 0, 'accountant')",
+        undo: "DELETE FROM vakt.client_link_role WHERE system_user_id = 'su-x'; DELETE FROM vakt.client_link WHERE system_user_id = 'su-x'; \
+               DELETE FROM vakt.system_user WHERE id = 'su-x'",
+        reason: r#"access[0].role "accountant" is not an Altinn role URN"#,
     },
 ];
 
@@ -366,5 +378,99 @@ fn the_same_record_is_refused_alike_from_a_file_an_import_and_a_database() {
     ok(vakt(&["db", "export", p(out.path()), "--database", &url]));
     let employees = std::fs::read_to_string(out.path().join("employees.json")).unwrap();
     assert!(employees.contains(r#""id":"testola""#), "{employees}");
+    s.stop();
+}
+
+/// A link entry without a role (its relationship unknown, as `vakt altinn sync`
+/// writes it) is a valid record from every source: a data file, an import, a
+/// change to a followed database (a NULL role), and a whole read; it keeps its
+/// packages, and is exported without a role. Rule 8 then finds no auditor basis
+/// in it: the auditor allowed through the link with its role is denied.
+#[test]
+fn a_link_entry_without_a_role_loads_from_a_file_an_import_and_a_database() {
+    const ROLE_LESS: Case = Case {
+        what: "a link entry without a role",
+        file: r#"{"systemUsers": [{"id": "su-x", "reporteeOrgNo": "310003034", "userType": "agent",
+                                   "accessPackages": [{"urn": "urn:altinn:accesspackage:ansvarlig-revisor"}],
+                                   "clients": [{"clientOrganizationNumber": "310015156",
+                                                "access": [{"packages": ["urn:altinn:accesspackage:ansvarlig-revisor"]}]}]}]}"#,
+        rows: "",
+        undo: "",
+        reason: "",
+    };
+    let dir = data_dir(&ROLE_LESS);
+    let out = ok(vakt(&["validate", "--data", p(dir.path())]));
+    assert!(out.contains("ok:"), "{out}");
+    let pg = Cluster::start();
+    let url = pg.create_db("roleless");
+    ok(vakt(&["db", "migrate", "--database", &url]));
+    ok(vakt(&["db", "import", p(dir.path()), "--database", &url]));
+    assert_eq!(
+        pg.psql(
+            "roleless",
+            "SELECT coalesce(role, 'NULL') FROM vakt.client_link_role WHERE system_user_id = 'su-x'"
+        ),
+        "NULL"
+    );
+    // A whole read: the entry keeps its packages and is written without a role.
+    let exported = |what: &str| {
+        let out = tempfile::tempdir().unwrap();
+        ok(vakt(&["db", "export", p(out.path()), "--database", &url]));
+        let text = std::fs::read_to_string(out.path().join("system-users.json")).unwrap();
+        let users: serde_json::Value = serde_json::from_str(&text).unwrap();
+        users
+            .as_array()
+            .or_else(|| users["systemUsers"].as_array())
+            .unwrap()
+            .iter()
+            .find(|u| u["id"] == what)
+            .cloned()
+            .unwrap_or_else(|| panic!("{what} not exported: {text}"))
+    };
+    let su = exported("su-x");
+    let entry = &su["clients"][0]["access"][0];
+    assert!(entry.get("role").is_none(), "{entry}");
+    assert_eq!(
+        entry["packages"][0], "urn:altinn:accesspackage:ansvarlig-revisor",
+        "{entry}"
+    );
+    // A change to a followed database: the auditor's link loses its role (the
+    // same request allowed before), and the sidecar applies it and denies by rule 8.
+    pg.logins();
+    let s = serve(&url, &["--poll-interval", "100ms"]);
+    assert_eq!(status(&s).sync_state, "live");
+    let ask = |s: &Spawned| {
+        s.with_client(|mut c| async move {
+            c.authorize(request(
+                "randi",
+                "rr-revisjon",
+                "310022225",
+                "urn:altinn:accesspackage:ansvarlig-revisor",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+        })
+    };
+    assert_eq!(ask(&s).decision(), Decision::Allow);
+    pg.psql(
+        "roleless",
+        "UPDATE vakt.client_link_role SET role = NULL \
+          WHERE system_user_id = 'rr-revisjon' AND client_org_number = '310022225'",
+    );
+    until(
+        Duration::from_secs(10),
+        "the role-less link to apply",
+        || policy_ids(&ask(&s)) == ["auditor-separation-of-duties"],
+    );
+    assert_eq!(status(&s).sync_state, "live");
+    let rr = exported("rr-revisjon");
+    let link = rr["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["clientOrganizationNumber"] == "310022225")
+        .unwrap();
+    assert!(link["access"][0].get("role").is_none(), "{link}");
     s.stop();
 }

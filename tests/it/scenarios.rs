@@ -192,3 +192,39 @@ async fn h_own_reporting_combined_with_client_relationships() {
         &["client-not-linked"],
     );
 }
+
+/// The example world with every link entry through the auditor role or the
+/// accountant role written without its role, as `vakt altinn sync` writes a link
+/// whose relationship Altinn's answer does not name: the same packages, no role.
+fn roles_unknown() -> vakt::rules::snapshot::Snapshot {
+    let mut src = vakt::rules::snapshot::Sources::embedded();
+    let mut stripped = 0;
+    for f in &mut src.data {
+        for role in [
+            "urn:altinn:external-role:ccr:revisor",
+            "urn:altinn:external-role:ccr:regnskapsforer",
+        ] {
+            let from = format!("- role: {role}\n            packages:");
+            stripped += f.text.matches(&from).count();
+            f.text = f.text.replace(&from, "- packages:");
+        }
+    }
+    assert!(stripped >= 3, "{stripped}");
+    vakt::rules::snapshot::Snapshot::build(&src).expect("role-less links load")
+}
+
+#[tokio::test]
+async fn c_links_whose_role_is_unknown_serve_the_accountant_and_deny_the_auditor() {
+    // With the roles known, the auditor acts through the auditor link (scenario C).
+    let mut known = start(default_snapshot()).await;
+    assert_allow(&known.ask("randi", "rr-revisjon", SNEKKERIET, REVISOR).await);
+    let mut s = start(roles_unknown()).await;
+    // The packages still count: the accountant acts through a role-less link.
+    assert_allow(&s.ask("magnus", "rr-regnskap", FJORDFISK, REGNSKAP).await);
+    // The same request as above, the link's role now unknown: rule 8 sees no
+    // auditor basis, so the auditor is denied (fail-closed), by rule 8 alone.
+    assert_deny(
+        &s.ask("randi", "rr-revisjon", SNEKKERIET, REVISOR).await,
+        &["auditor-separation-of-duties"],
+    );
+}

@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sync_stamp",
         include_str!("../../../migrations/0004_sync_stamp.sql"),
     ),
+    (
+        5,
+        "unknown_link_role",
+        include_str!("../../../migrations/0005_unknown_link_role.sql"),
+    ),
 ];
 
 /// The schema version this binary reads and writes.

@@ -22,13 +22,15 @@ const SYSTEM_USERS: &str = "SELECT s.id, s.integration_title, s.system_id, s.own
        ARRAY(SELECT p.package FROM vakt.system_user_package p
               WHERE p.system_user_id = s.id ORDER BY p.package)
   FROM vakt.system_user s";
-/// One row per relationship of each link (one with NULL role for a link with none).
+/// One row per relationship of each link (one with NULL position for a link with
+/// none; a relationship with a NULL role is one whose role is unknown).
 const LINKS: &str = "SELECT l.system_user_id, l.client_org_number, l.client_id, l.status,
        r.role,
        ARRAY(SELECT p.package FROM vakt.client_link_role_package p
               WHERE p.system_user_id = r.system_user_id
                 AND p.client_org_number = r.client_org_number
-                AND p.position = r.position ORDER BY p.package)
+                AND p.position = r.position ORDER BY p.package),
+       r.position
   FROM vakt.client_link l
   LEFT JOIN vakt.client_link_role r
     ON r.system_user_id = l.system_user_id AND r.client_org_number = l.client_org_number";
@@ -49,7 +51,7 @@ const EMPLOYEES: &str = "SELECT e.id, e.organization, e.name, e.active, e.kind,
 /// subqueries would probe an index once per row (2.5 times slower at a million
 /// entities).
 const LINKS_ALL: &str = "SELECT l.system_user_id, l.client_org_number, l.client_id, l.status,
-       r.role, coalesce(p.packages, '{}')
+       r.role, coalesce(p.packages, '{}'), r.position
   FROM vakt.client_link l
   LEFT JOIN vakt.client_link_role r
     ON r.system_user_id = l.system_user_id AND r.client_org_number = l.client_org_number
@@ -195,9 +197,11 @@ fn link_records(rows: &[Row]) -> Vec<(String, ClientRecord)> {
             && rows[i].get::<_, &str>(0) == su
             && rows[i].get::<_, &str>(1) == client
         {
-            if let Some(role) = rows[i].get::<_, Option<String>>(4) {
+            // The outer join's row for a link with no relationship has no
+            // position; a relationship whose role is unknown has one.
+            if rows[i].get::<_, Option<i16>>(6).is_some() {
                 access.push(AccessRecord {
-                    role,
+                    role: rows[i].get(4),
                     packages: rows[i].get(5),
                 });
             }

@@ -12,12 +12,6 @@ use std::fmt::Write as _;
 
 pub mod altinn;
 
-/// The role written on a client link whose relationship Altinn's answer did not
-/// name (`authorizedparties` lists a client's packages, not the role behind
-/// them). It is no auditor role, so rule 8 denies an auditor acting for that
-/// client: unknown is treated as "not the auditor basis" (fail-closed).
-pub const UNKNOWN_ROLE: &str = "urn:altinn:role:unknown";
-
 /// The most a sync may remove, as a share of the links (or system users) held,
 /// unless the operator confirms it.
 pub const DEFAULT_MAX_REMOVAL_SHARE: f64 = 0.2;
@@ -41,7 +35,10 @@ pub struct ClientRead {
     pub party: PartyRead,
     pub client_id: Option<String>,
     /// Each relationship with its packages; a relationship Altinn did not name is
-    /// `None` (written as [`UNKNOWN_ROLE`]).
+    /// `None`, written as an access entry without a role (`authorizedparties`
+    /// lists a client's packages, not the role behind them). The packages count,
+    /// but rule 8 finds no auditor basis in it, so an auditor is denied for that
+    /// client (fail-closed).
     pub access: Vec<(Option<String>, Vec<String>)>,
 }
 
@@ -142,7 +139,7 @@ pub fn records(read: &AltinnRead, elsewhere: &BTreeSet<String>) -> Synced {
             for c in &su.clients {
                 note(&mut orgs, &c.party);
                 let access = c.access.iter().map(|(role, p)| AccessRecord {
-                    role: role.clone().unwrap_or_else(|| UNKNOWN_ROLE.to_owned()),
+                    role: role.clone(),
                     packages: sorted(p.iter().cloned()),
                 });
                 packages.extend(c.access.iter().flat_map(|(_, p)| p.iter().cloned()));

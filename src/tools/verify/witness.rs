@@ -524,7 +524,7 @@ fn client_link(link: &Value, names: &Names) -> ClientRecord {
     let mut access = Vec::new();
     if roles.iter().any(|r| r == model::AUDITOR_ROLE) || !auditor.is_empty() {
         access.push(AccessRecord {
-            role: model::AUDITOR_ROLE.to_owned(),
+            role: Some(model::AUDITOR_ROLE.to_owned()),
             packages: auditor,
         });
     }
@@ -537,7 +537,7 @@ fn client_link(link: &Value, names: &Names) -> ClientRecord {
         };
         let carried = if i == 0 { rest.clone() } else { Vec::new() };
         access.push(AccessRecord {
-            role,
+            role: Some(role),
             packages: carried,
         });
     }
