@@ -665,6 +665,292 @@ async fn postgresql_is_written_in_one_transaction_with_the_stamp() {
     assert_eq!(again, links);
 }
 
+/// A database migrated, with login roles, and the vendor's records imported by
+/// its owner: the firm, its two system users (no links yet), the team and
+/// `kari`. The sync then runs as [`common::pg::WRITER`].
+async fn seeded_database(pg: &std::sync::Arc<common::pg::Cluster>, e: &Env, db: &str) {
+    let url = pg.create_db(db);
+    let d = e.data.display().to_string();
+    let pg = pg.clone();
+    tokio::task::spawn_blocking(move || {
+        let m = common::vakt(&["db", "migrate", "--database", &url]);
+        assert!(m.status.success(), "{}", stderr(&m));
+        pg.logins();
+        let seed = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            Path::new(&d).join("vendor.yaml"),
+            seed.path().join("vendor.yaml"),
+        )
+        .unwrap();
+        std::fs::write(
+            seed.path().join("orgs.yaml"),
+            format!("organizations:\n  - orgNumber: \"{FIRM}\"\n    name: Firm\nsystemUsers:\n  - id: \"{AGENT}\"\n    reporteeOrgNo: \"{FIRM}\"\n    userType: agent\n    accessPackages: []\n  - id: \"{STANDARD}\"\n    reporteeOrgNo: \"{FIRM}\"\n    userType: standard\n    accessPackages: []\n"),
+        )
+        .unwrap();
+        let i = common::vakt(&[
+            "db",
+            "import",
+            seed.path().to_str().unwrap(),
+            "--database",
+            &url,
+        ]);
+        assert!(i.status.success(), "{}", stderr(&i));
+    })
+    .await
+    .unwrap();
+}
+
+/// Connects to `url` with tokio-postgres (the connection driven in the
+/// background).
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c
+}
+
+/// Microseconds since the epoch, rounded down (PostgreSQL's precision).
+fn micros(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+/// Waits (bounded) until `n` sessions of database `db` wait for a lock of
+/// `locktype` (`advisory`, `relation`).
+async fn waiting_on(pg: &std::sync::Arc<common::pg::Cluster>, db: &str, locktype: &str, n: usize) {
+    let (pg, db, locktype) = (pg.clone(), db.to_owned(), locktype.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let sql = format!(
+            "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+              WHERE NOT l.granted AND l.locktype = '{locktype}' AND d.datname = '{db}'"
+        );
+        common::until(
+            Duration::from_secs(30),
+            &format!("{n} sync(s) waiting on a {locktype} lock"),
+            || pg.psql(&db, &sql).parse::<usize>().unwrap_or(0) >= n,
+        )
+    })
+    .await
+    .unwrap();
+}
+
+/// Runs `vakt altinn sync --config CONFIG` with `args` in the background.
+fn sync_in_background(
+    config: &Path,
+    args: &[&str],
+) -> tokio::task::JoinHandle<std::process::Output> {
+    let mut all: Vec<String> = vec![
+        "altinn".into(),
+        "sync".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    all.extend(args.iter().map(|s| (*s).to_owned()));
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        common::vakt(&refs)
+    })
+}
+
+/// The sync writes as vakt_writer (no owner rights): row changes in one
+/// transaction. An employee another writer is adding while the sync runs (its
+/// transaction still open when the sync reaches the database) survives: the
+/// sync waits for it, reads it, checks it and keeps it (the old whole-world
+/// import would have truncated it away, and needed vakt_owner). The stamp is
+/// the time the read of Altinn began: after the sync started, no later than
+/// the stand-in served the first page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_is_written_as_vakt_writer_and_keeps_a_concurrent_employee() {
+    let pg = std::sync::Arc::new(
+        tokio::task::spawn_blocking(common::pg::Cluster::start)
+            .await
+            .unwrap(),
+    );
+    let db = "syncwriter";
+    let e = env(2).await;
+    seeded_database(&pg, &e, db).await;
+    let writer_url = pg.url_as(common::pg::WRITER, db);
+    // The writer role is no owner: the old import refused it.
+    let owner = pg.psql_as(
+        common::pg::WRITER,
+        db,
+        "SELECT pg_has_role('vakt_owner', 'USAGE')",
+    );
+    assert_eq!(owner, "f");
+    // Another writer adds an employee and has not committed yet.
+    let mut other = pg_client(&writer_url).await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO vakt.employee (id, organization, name, active) VALUES ('ola', $1, 'Ola', true)",
+        &[&FIRM],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "INSERT INTO vakt.employee_team (employee_id, team_id) VALUES ('ola', 'regnskap')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let before = std::time::SystemTime::now();
+    let running = sync_in_background(&e.config, &["--database", &writer_url]);
+    // The sync has read Altinn and waits for the other writer's transaction.
+    waiting_on(&pg, db, "relation", 1).await;
+    assert_eq!(
+        pg.psql(db, "SELECT count(*) FROM vakt.sync_stamp"),
+        "0",
+        "nothing committed while it waits"
+    );
+    tx.commit().await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("the sync finished")
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("links_added=2"), "{}", stderr(&out));
+    let employees = pg.psql(db, "SELECT id FROM vakt.employee ORDER BY id");
+    assert_eq!(employees, "kari\nola", "the concurrent employee survives");
+    assert_eq!(
+        pg.psql(
+            db,
+            "SELECT team_id FROM vakt.employee_team WHERE employee_id = 'ola'"
+        ),
+        "regnskap"
+    );
+    assert_eq!(
+        pg.psql(db, "SELECT count(*) FROM vakt.client_link"),
+        "2",
+        "the sync's links"
+    );
+    // Row changes, not a bulk load: the feed's epoch did not move (every
+    // sidecar follows the changes instead of reading the world whole).
+    assert_eq!(
+        pg.psql(db, "SELECT reason FROM vakt.feed_epoch"),
+        "bulk load (vakt db import)",
+        "only the seeding import moved the epoch"
+    );
+    let epoch_before = pg.psql(db, "SELECT epoch FROM vakt.feed_epoch");
+    // The stamp: when the read of Altinn began.
+    let stamp: i64 = pg
+        .psql(
+            db,
+            "SELECT (extract(epoch FROM synced_at) * 1000000)::bigint FROM vakt.sync_stamp",
+        )
+        .parse()
+        .unwrap();
+    let first_page = e.altinn.first_page_at().expect("Altinn was read");
+    assert!(micros(before) <= stamp, "{} <= {stamp}", micros(before));
+    assert!(
+        stamp <= micros(first_page),
+        "the stamp {stamp} is no later than the first page was served ({})",
+        micros(first_page)
+    );
+    // A sync that changes nothing writes only the stamp (the team still names
+    // both system users, kari and ola stay).
+    let out = sync(&e, &["--database", &writer_url]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("links_added=0"), "{}", stderr(&out));
+    assert_eq!(
+        pg.psql(db, "SELECT epoch FROM vakt.feed_epoch"),
+        epoch_before
+    );
+    assert_eq!(
+        pg.psql(db, "SELECT id FROM vakt.employee ORDER BY id"),
+        "kari\nola"
+    );
+    assert_eq!(
+        pg.psql(
+            db,
+            "SELECT count(*) FROM vakt.team_system_user WHERE team_id = 'regnskap'"
+        ),
+        "2"
+    );
+}
+
+/// Two syncs into one database run one after the other: each waits on the
+/// sync's advisory lock before it reads, so the second reads what the first
+/// committed (it finds nothing to add) and neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_syncs_into_postgresql_are_serialised() {
+    let pg = std::sync::Arc::new(
+        tokio::task::spawn_blocking(common::pg::Cluster::start)
+            .await
+            .unwrap(),
+    );
+    let db = "synctwice";
+    let e = env(2).await;
+    seeded_database(&pg, &e, db).await;
+    let writer_url = pg.url_as(common::pg::WRITER, db);
+    // Held here first, so both syncs are seen waiting on it.
+    let holder = pg_client(&writer_url).await;
+    holder
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&vakt::source::postgres::write::SYNC_LOCK_KEY],
+        )
+        .await
+        .unwrap();
+    let first = sync_in_background(&e.config, &["--database", &writer_url]);
+    let second = sync_in_background(&e.config, &["--database", &writer_url]);
+    waiting_on(&pg, db, "advisory", 2).await;
+    assert_eq!(pg.psql(db, "SELECT count(*) FROM vakt.sync_stamp"), "0");
+    holder
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&vakt::source::postgres::write::SYNC_LOCK_KEY],
+        )
+        .await
+        .unwrap();
+    let mut added = Vec::new();
+    for run in [first, second] {
+        let out = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the sync finished")
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let err = stderr(&out);
+        added.push(
+            ["links_added=2", "links_added=0"]
+                .into_iter()
+                .find(|w| err.contains(w))
+                .unwrap_or_else(|| panic!("{err}")),
+        );
+    }
+    added.sort();
+    assert_eq!(
+        added,
+        ["links_added=0", "links_added=2"],
+        "one added the links, the other found them"
+    );
+    assert_eq!(pg.psql(db, "SELECT count(*) FROM vakt.client_link"), "2");
+    assert_eq!(pg.psql(db, "SELECT count(*) FROM vakt.sync_stamp"), "1");
+}
+
+/// Files: the manifest's stamp is the time the read of Altinn began, never the
+/// time the files were written.
+#[tokio::test]
+async fn the_files_stamp_is_when_the_read_of_altinn_began() {
+    let e = env(2).await;
+    let before = std::time::SystemTime::now();
+    let out = sync(&e, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = std::fs::read_to_string(e.data.join("SHA256SUMS")).unwrap();
+    let line = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("# synced_at "))
+        .unwrap_or_else(|| panic!("{manifest}"));
+    let stamp = humantime::parse_rfc3339(line.trim()).unwrap();
+    let first_page = e.altinn.first_page_at().expect("Altinn was read");
+    assert!(before <= stamp, "{line}");
+    assert!(
+        stamp <= first_page,
+        "{line} is no later than the first page was served ({})",
+        humantime::format_rfc3339_nanos(first_page)
+    );
+}
+
 /// The TT02 configuration the README and docs/altinn-sync.md show is read by
 /// the sync as it is (only the key file, Maskinporten and Altinn pointed at the
 /// stand-ins), and `vakt config check` accepts the same file for `vakt serve`.
