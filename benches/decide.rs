@@ -96,7 +96,7 @@ fn generate(b: &mut WorldBuilder, entities: usize) -> (Vec<RawQuery>, Vec<RawQue
             client_organization_number: n.clone(),
             client_organization_name: None,
             access: vec![AccessRecord {
-                role: role.into(),
+                role: Some(role.to_owned()),
                 packages: vec![pkg.into()],
             }],
             status: None,
