@@ -160,7 +160,9 @@ impl Mix {
 /// should get: the decision, and a token with an ALLOW only.
 fn token_answer_right(r: &AuthorizeWithTokenResponse, i: usize) -> bool {
     let allowed = r.decision == vakt::proto::Decision::Allow as i32;
-    allowed == MIX[i].3 && allowed == !r.access_token.is_empty()
+    // A token with an ALLOW, and none with a deny.
+    let has_token = !r.access_token.is_empty();
+    allowed == MIX[i].3 && allowed == has_token
 }
 
 /// Whether a Check answer is what the mix's `i`th request should get: OK with
@@ -604,18 +606,18 @@ async fn verify_answers(addr: &str, kind: Kind, mix: &Mix) {
         .connect()
         .await
         .unwrap();
-    for i in 0..MIX.len() {
+    for (i, asked) in MIX.iter().enumerate() {
         match kind {
             Kind::Token => {
                 let r = AuthorizerClient::new(ch.clone())
                     .authorize_with_token(mix.token[i].clone())
                     .await
-                    .unwrap_or_else(|e| panic!("AuthorizeWithToken {:?} failed: {e}", MIX[i]))
+                    .unwrap_or_else(|e| panic!("AuthorizeWithToken {:?} failed: {e}", asked))
                     .into_inner();
                 assert!(
                     token_answer_right(&r, i),
                     "AuthorizeWithToken {:?}: decision {} with {} token bytes, reasons {:?}",
-                    MIX[i],
+                    asked,
                     r.decision,
                     r.access_token.len(),
                     r.reasons
@@ -625,7 +627,7 @@ async fn verify_answers(addr: &str, kind: Kind, mix: &Mix) {
                 let r = AuthorizationClient::new(ch.clone())
                     .check(mix.check[i].clone())
                     .await
-                    .unwrap_or_else(|e| panic!("Check {:?} failed: {e}", MIX[i]))
+                    .unwrap_or_else(|e| panic!("Check {:?} failed: {e}", asked))
                     .into_inner();
                 let denial = match &r.http_response {
                     Some(HttpResponse::DeniedResponse(d)) => d.body.clone(),
@@ -634,13 +636,13 @@ async fn verify_answers(addr: &str, kind: Kind, mix: &Mix) {
                 assert!(
                     check_answer_right(&r, i),
                     "Check {:?}: status {:?}, body {denial}",
-                    MIX[i],
+                    asked,
                     r.status
                 );
                 assert!(
                     !denial.contains("vakt:envoy-"),
                     "Check {:?} was denied before deciding: {denial}",
-                    MIX[i]
+                    asked
                 );
             }
             _ => {}
