@@ -23,6 +23,7 @@ pub use respond::{is_token, respond, Outcome, Verdict};
 
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use std::borrow::Cow;
 
 /// The header Envoy adds when `with_request_body.allow_partial_message` let a
 /// body through cut at `max_request_bytes`.
@@ -133,30 +134,33 @@ pub mod reason {
 }
 
 /// The request's headers: from `header_map` when Envoy sends raw headers
-/// (`encode_raw_headers`), else from `headers`. Keys lower-case.
-struct Headers(Vec<(String, String)>);
+/// (`encode_raw_headers`), else from `headers`. Borrowed from the request, not
+/// copied (only a raw value that is not UTF-8 is); keys are compared without
+/// regard to ASCII case, as if lower-cased.
+struct Headers<'c>(Vec<(&'c str, Cow<'c, str>)>);
 
-impl Headers {
-    fn of(http: &HttpRequest) -> Self {
-        let mut out = Vec::new();
-        match &http.header_map {
-            Some(m) if !m.headers.is_empty() => {
-                for h in &m.headers {
+impl<'c> Headers<'c> {
+    fn of(http: &'c HttpRequest) -> Self {
+        let out = match &http.header_map {
+            Some(m) if !m.headers.is_empty() => m
+                .headers
+                .iter()
+                .map(|h| {
                     let value = if h.raw_value.is_empty() {
-                        h.value.clone()
+                        Cow::Borrowed(h.value.as_str())
                     } else {
                         // Not UTF-8 is kept visible as such, so it fails any check.
-                        String::from_utf8_lossy(&h.raw_value).into_owned()
+                        String::from_utf8_lossy(&h.raw_value)
                     };
-                    out.push((h.key.to_ascii_lowercase(), value));
-                }
-            }
-            _ => {
-                for (k, v) in &http.headers {
-                    out.push((k.to_ascii_lowercase(), v.clone()));
-                }
-            }
-        }
+                    (h.key.as_str(), value)
+                })
+                .collect(),
+            _ => http
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), Cow::Borrowed(v.as_str())))
+                .collect(),
+        };
         Self(out)
     }
 
@@ -166,8 +170,8 @@ impl Headers {
         let mut found = self
             .0
             .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref());
         match (found.next(), found.next()) {
             (None, _) => Ok(None),
             (Some(v), None) if !v.contains(',') => Ok(Some(v)),
@@ -179,8 +183,11 @@ impl Headers {
         let mut v: Vec<String> = self
             .0
             .iter()
-            .filter(|(k, _)| k.starts_with(VAKT_HEADER_PREFIX))
-            .map(|(k, _)| k.clone())
+            .filter(|(k, _)| {
+                k.get(..VAKT_HEADER_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(VAKT_HEADER_PREFIX))
+            })
+            .map(|(k, _)| k.to_ascii_lowercase())
             .collect();
         v.sort();
         v.dedup();
@@ -238,7 +245,7 @@ type Matched<'r, 'p> = (&'r Route, Vec<(&'r str, &'p str)>);
 /// host, and its normalised path and raw query.
 struct Incoming<'c> {
     http: &'c HttpRequest,
-    headers: Headers,
+    headers: Headers<'c>,
     vakt_headers: Vec<String>,
     summary: RequestSummary,
     path: NormalPath,
@@ -469,7 +476,7 @@ impl<'c> Incoming<'c> {
 /// The client at `pointer` in the request body, or why the body cannot say.
 fn body_client(
     http: &HttpRequest,
-    headers: &Headers,
+    headers: &Headers<'_>,
     pointer: &str,
     max: usize,
 ) -> Result<String, String> {

@@ -491,3 +491,52 @@ fn responses() {
         ["x-vakt-employee", "x-vakt-trace"]
     );
 }
+
+/// The planning and answer of one Check, `n` times, on a request with the
+/// headers Envoy typically forwards: what callgrind counts for
+/// BENCHMARKS.md's binding section (`check_cost_probe`).
+#[inline(never)]
+fn probe_loop(r: &CheckRequest, c: &EnvoyConfig, n: usize) -> usize {
+    use prost::Message as _;
+    let mut kept = 0;
+    for i in 0..n {
+        let input = plan(r, c, None).unwrap();
+        let allow = Outcome::decided(&input, Verdict::Allow, vec![], format!("d-{i}"), false);
+        kept += respond(&allow, Some("eyJ.abc.def")).encoded_len();
+    }
+    kept
+}
+
+/// Not a check: a fixed workload for
+/// `valgrind --tool=callgrind --toggle-collect='*probe_loop*'`.
+#[test]
+#[ignore]
+fn check_cost_probe() {
+    let headers = [
+        (":authority", "ttd.apps.altinn.no"),
+        (":method", "GET"),
+        (":path", "/ttd/app/instances/512/data?x=1"),
+        (":scheme", "https"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) client/1.0"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "0b8a0c1e-6a1f-4c9e-9f3b-2b7c1d5e8a90"),
+        ("x-envoy-expected-rq-timeout-ms", "15000"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("authorization", "Bearer app"),
+        ("x-vakt-employee", "kari"),
+        ("x-vakt-trace", "1"),
+    ];
+    let r = request(
+        "GET",
+        "ttd.apps.altinn.no:443",
+        "/ttd/app/instances/512/data?x=1",
+        &headers,
+        "",
+    );
+    assert!(probe_loop(&r, &config(), 1000) > 0);
+}
