@@ -65,7 +65,9 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
 
     /// The cached token for `key` if it has more than `refresh_before` left,
     /// else the result of `fetch`, run once however many callers wait for it.
-    pub async fn get_or_fetch<F, Fut>(&self, key: K, fetch: F) -> Result<Token, TokenError>
+    /// `key` is borrowed and copied only when it enters the map, so a hit
+    /// allocates nothing for it.
+    pub async fn get_or_fetch<F, Fut>(&self, key: &K, fetch: F) -> Result<Token, TokenError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, TokenError>>,
@@ -99,11 +101,11 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
         result
     }
 
-    fn entry(&self, key: K) -> Arc<Entry> {
+    fn entry(&self, key: &K) -> Arc<Entry> {
         // A poisoned lock only means a panic elsewhere mid-insert; the map is
         // still a map.
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = map.entries.get(&key) {
+        if let Some(e) = map.entries.get(key) {
             return e.clone();
         }
         if map.entries.len() >= self.capacity {
@@ -121,7 +123,7 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
             seq: map.next_seq,
             state: tokio::sync::Mutex::default(),
         });
-        map.entries.insert(key, entry.clone());
+        map.entries.insert(key.clone(), entry.clone());
         entry
     }
 }

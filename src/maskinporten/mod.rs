@@ -208,7 +208,7 @@ impl Maskinporten {
         let key = (exchange.as_str().to_owned(), digest);
         self.inner
             .altinn_cache
-            .get_or_fetch(key, || self.exchange(token, exchange))
+            .get_or_fetch(&key, || self.exchange(token, exchange))
             .await
     }
 
@@ -320,15 +320,7 @@ impl Maskinporten {
                 reason: "at least one scope is needed (Maskinporten requires scope)".into(),
             });
         }
-        let mut sorted: Vec<&str> = scopes.iter().map(Scope::as_str).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let scope = sorted.join(" ");
-        let key = (party.clone(), scope.clone());
-        self.inner
-            .cache
-            .get_or_fetch(key, || self.fetch(party, scope))
-            .await
+        cached(&self.inner.cache, party, scopes, |p, s| self.fetch(p, s)).await
     }
 
     /// One token request: a fresh grant, POSTed to the token endpoint.
@@ -606,9 +598,89 @@ fn refusal(status: u16, body: &[u8]) -> TokenError {
     }
 }
 
+/// The token cached for `party` and `scopes` (sorted, deduplicated and
+/// space-joined), else `fetch`'s for them. The key owns the party and the
+/// joined scopes; only a miss copies them for the fetch, so a hit copies
+/// neither.
+async fn cached<F, Fut>(
+    cache: &cache::TokenCache,
+    party: Party,
+    scopes: &[Scope],
+    fetch: F,
+) -> Result<Token, TokenError>
+where
+    F: FnOnce(Party, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Token, TokenError>>,
+{
+    let mut sorted: Vec<&str> = scopes.iter().map(Scope::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let key = (party, sorted.join(" "));
+    cache
+        .get_or_fetch(&key, || fetch(key.0.clone(), key.1.clone()))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` cache hits as `token` makes them, for a system user with an
+    /// external ref and two scopes.
+    #[inline(never)]
+    fn probe_hits(rt: &tokio::runtime::Runtime, c: &cache::TokenCache, n: usize) -> usize {
+        let scopes = [
+            Scope::parse("altinn:instances.write").unwrap(),
+            Scope::parse("altinn:instances.read").unwrap(),
+        ];
+        let org = types::OrgNumber::parse("991825827").unwrap();
+        let mut bytes = 0;
+        for _ in 0..n {
+            let party = Party::SystemUser {
+                org: org.clone(),
+                external_ref: Some("ref-1".into()),
+            };
+            let t = rt
+                .block_on(cached(c, party, &scopes, |_, _| async {
+                    Err(TokenError::unavailable("a hit was expected"))
+                }))
+                .unwrap();
+            bytes += t.access_token.expose().len();
+        }
+        bytes
+    }
+
+    /// Not a check: a fixed workload for
+    /// `valgrind --tool=callgrind --toggle-collect='*probe_hits*'`.
+    #[test]
+    #[ignore]
+    fn token_hit_probe() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let c = cache::TokenCache::new(10, Duration::from_secs(20));
+        let token = Token {
+            access_token: types::AccessToken::new("x".repeat(1000)),
+            expires_at: SystemTime::now() + Duration::from_secs(120),
+            jti: Some("jti-1".into()),
+            scope: "altinn:instances.read altinn:instances.write".into(),
+            system_user_ids: vec!["su-1".into()],
+            system_user_org: Some("991825827".into()),
+        };
+        assert_eq!(probe_hits(&rt, &c, 0), 0);
+        let org = types::OrgNumber::parse("991825827").unwrap();
+        let party = Party::SystemUser {
+            org,
+            external_ref: Some("ref-1".into()),
+        };
+        let key = (
+            party,
+            "altinn:instances.read altinn:instances.write".to_owned(),
+        );
+        rt.block_on(c.get_or_fetch(&key, || async { Ok(token) }))
+            .unwrap();
+        assert_eq!(probe_hits(&rt, &c, 1000), 1000 * 1000);
+    }
 
     #[test]
     fn the_exchange_answer_is_read_as_text_or_as_a_json_string() {
