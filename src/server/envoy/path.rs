@@ -52,7 +52,8 @@ impl fmt::Display for NormalPath {
             return f.write_str("/");
         }
         for s in &self.segments {
-            write!(f, "/{s}")?;
+            f.write_str("/")?;
+            f.write_str(s)?;
         }
         Ok(())
     }
@@ -141,6 +142,10 @@ fn decode_text(s: &str) -> Result<String, PathError> {
 /// Percent-decodes `s`; `None` on a `%` not followed by two hex digits.
 fn decode(s: &str, plus_is_space: bool) -> Option<Vec<u8>> {
     let b = s.as_bytes();
+    // Most segments have nothing to decode: copied whole.
+    if !b.iter().any(|&c| c == b'%' || (plus_is_space && c == b'+')) {
+        return Some(b.to_vec());
+    }
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {

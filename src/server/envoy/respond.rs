@@ -185,7 +185,8 @@ fn metadata(outcome: &Outcome, decision: &str) -> Struct {
     let s = |v: &str| Value {
         kind: Some(Kind::StringValue(v.to_owned())),
     };
-    let mut fields = std::collections::HashMap::new();
+    // Sized for its four fields at once, not grown twice.
+    let mut fields = std::collections::HashMap::with_capacity(4);
     fields.insert("vakt_decision".to_owned(), s(decision));
     fields.insert("vakt_decision_id".to_owned(), s(&outcome.decision_id));
     fields.insert(
