@@ -382,6 +382,10 @@ pub(super) struct AllRows {
 /// with more than the default 4 MB (the settings end with the transaction).
 const WHOLE_READ: &str = "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'";
 
+/// How long a side read waits for its table lock before it fails (and the read
+/// is tried again later).
+const SIDE_READ_LOCK_TIMEOUT: &str = "60s";
+
 /// Reads every table from one snapshot: the small ones within `tx`, the two
 /// largest (links and employees) on connections of their own that import `tx`'s
 /// exported snapshot, so the database reads them in parallel while this process
@@ -435,8 +439,12 @@ async fn side_read(
         .read_only(true)
         .start()
         .await?;
+    // A bounded wait for its lock: the caller's transaction may hold locks (the
+    // Altinn sync holds SHARE locks while it reads), and an exclusive lock queued
+    // behind them (an owner's `vakt db import`) would queue this read behind it,
+    // a wait across connections the server cannot see as a deadlock.
     tx.batch_execute(&format!(
-        "SET TRANSACTION SNAPSHOT '{exported}'; {WHOLE_READ}"
+        "SET TRANSACTION SNAPSHOT '{exported}'; {WHOLE_READ}; SET LOCAL lock_timeout = '{SIDE_READ_LOCK_TIMEOUT}'"
     ))
     .await?;
     let rows = tx.query(sql, &[]).await?;
