@@ -144,7 +144,8 @@ pub(super) fn record(
     let d = &decided.decision;
     let decision_id = &*decided.decision_id;
     // Counted as recorded: a binding call's ALLOW that got no token is a deny.
-    vakt.metrics().decision(decided.batch, d.allowed, &d.reasons);
+    vakt.metrics()
+        .decision(decided.batch, d.allowed, &d.reasons);
     let decision_log = vakt.log();
     if !decision_log.is_enabled() {
         return Receipt::none();
@@ -171,7 +172,10 @@ pub(super) fn record(
         context: q.context.json.as_ref(),
         caller: &meta.caller,
         trace: &meta.trace,
-        shadow: decided.shadow.as_ref().map(|s| (if s.allowed { "allow" } else { "deny" }, &s.reasons[..])),
+        shadow: decided
+            .shadow
+            .as_ref()
+            .map(|s| (if s.allowed { "allow" } else { "deny" }, &s.reasons[..])),
         path: d.path.as_ref(),
         token: extra.token,
         envoy: extra.envoy,

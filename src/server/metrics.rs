@@ -60,7 +60,10 @@ pub(super) const METHODS: [(Method, &str); N_METHODS] = [
     (Method::AuthzenSearchAction, "access/v1/search/action"),
     (Method::AuthorizeWithToken, "AuthorizeWithToken"),
     (Method::VerifyToken, "VerifyToken"),
-    (Method::EnvoyCheck, "envoy.service.auth.v3.Authorization/Check"),
+    (
+        Method::EnvoyCheck,
+        "envoy.service.auth.v3.Authorization/Check",
+    ),
 ];
 
 /// An AuthZEN answer's HTTP status as the gRPC status code the same failure

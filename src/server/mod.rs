@@ -20,8 +20,8 @@ mod accept;
 mod admin;
 mod admission;
 mod authorize;
-pub(crate) mod authzen;
 mod authorize_with_token;
+pub(crate) mod authzen;
 mod batch;
 mod binding;
 mod budget;
@@ -46,6 +46,7 @@ mod verify_token;
 pub use accept::{incoming, AcceptLimits, Connections, Listener};
 pub use admin::{serve_admin, AdminState};
 pub use authzen::serve_authzen;
+pub use binding::{Binding, EnvoyBinding};
 pub use export::{register_otlp, render as render_metrics};
 pub use metrics::ServerMetrics;
 pub use options::{
@@ -54,7 +55,6 @@ pub use options::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEQUENCE_WAIT,
 };
-pub use binding::{Binding, EnvoyBinding};
 pub use state::{Shadow, Vakt};
 
 /// The target of the span each call gets when traces are exported, so the
@@ -214,7 +214,8 @@ pub async fn serve_on(
         AuthorizerServer::new(Service(vakt)).max_decoding_message_size(o.max_message_bytes);
     // Envoy's ext_authz Check is always served; without routes configured it
     // denies every request (fail closed), saying why.
-    let envoy_check = envoy_check::service(vakt_for_envoy).max_decoding_message_size(o.max_message_bytes);
+    let envoy_check =
+        envoy_check::service(vakt_for_envoy).max_decoding_message_size(o.max_message_bytes);
     let health_service = health_service.max_decoding_message_size(o.max_message_bytes);
     let reflection = reflection.max_decoding_message_size(o.max_message_bytes);
     let reflection_v1alpha = reflection_v1alpha.max_decoding_message_size(o.max_message_bytes);
