@@ -10,8 +10,8 @@
 //!   renames it in. A sync that changed nothing restamps the manifest alone with
 //!   [`write_files`].
 //! - PostgreSQL: the one row of `vakt.sync_stamp` (migration 4), written by
-//!   [`SQL`] / [`write_postgres`] in the sync's own transaction, so it commits
-//!   with the rows it stamps. Sidecars read it in every poll's snapshot.
+//!   `postgres::write::write_sync_stamp` in the sync's own transaction, so it
+//!   commits with the rows it stamps. Sidecars read it in every poll's snapshot.
 //!
 //! Data without a stamp was never synced: with `--max-sync-age` set, a sidecar
 //! denies every request on it (fail closed).
@@ -31,9 +31,6 @@ pub enum StampError {
     /// The manifest has problems of its own: a broken manifest is not stamped.
     #[error("{0}")]
     Manifest(Problems),
-    /// The database refused the stamp.
-    #[error("writing the sync stamp: {0}")]
-    Database(#[from] super::postgres::DbError),
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> StampError {
@@ -91,23 +88,6 @@ pub fn write_files(manifest: &Path, at: SystemTime) -> Result<(), StampError> {
         let _ = std::fs::remove_file(&tmp);
         io(manifest, e)
     })
-}
-
-/// Sets the stamp in PostgreSQL; `$1` is the time (`timestamptz`, a
-/// `SystemTime`). Run it in the transaction that writes the synced data.
-pub const SQL: &str = "INSERT INTO vakt.sync_stamp (one, synced_at) VALUES (true, $1)
- ON CONFLICT (one) DO UPDATE SET synced_at = EXCLUDED.synced_at";
-
-/// Runs [`SQL`] in `tx`, the sync's transaction: the stamp commits with the
-/// data, or neither does.
-pub async fn write_postgres(
-    tx: &tokio_postgres::Transaction<'_>,
-    at: SystemTime,
-) -> Result<(), StampError> {
-    tx.execute(SQL, &[&at])
-        .await
-        .map_err(|e| StampError::Database(e.into()))?;
-    Ok(())
 }
 
 #[cfg(test)]

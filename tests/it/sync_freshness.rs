@@ -257,7 +257,7 @@ fn a_bad_stamp_is_refused_by_line() {
 }
 
 /// PostgreSQL: the stamp row, written by the writer role in the sync's
-/// transaction with `vakt::source::sync_stamp::write_postgres`, is followed live
+/// transaction with `vakt::source::postgres::write::write_sync_stamp`, is followed live
 /// (the heartbeat is an hour: the change feed's wake-up brings it). No row
 /// denies under the limit; an old stamp denies naming its age; a fresh one
 /// allows; a sync transaction that revokes a link and stamps denies for the
@@ -289,7 +289,7 @@ fn the_postgres_stamp_row_is_followed_live() {
             for sql in statements {
                 tx.batch_execute(sql).await.unwrap();
             }
-            vakt::source::sync_stamp::write_postgres(&tx, at)
+            vakt::source::postgres::write::write_sync_stamp(&tx, at)
                 .await
                 .unwrap();
             if commit {

@@ -115,7 +115,7 @@ pub async fn import_stamped(
     tx.batch_execute(&toggle("ENABLE ALWAYS")).await?;
     tx.batch_execute("SELECT vakt.feed_bulk_loaded()").await?;
     if let Some(at) = synced_at {
-        tx.execute(crate::source::sync_stamp::SQL, &[&at]).await?;
+        tx.execute(SYNC_STAMP_SQL, &[&at]).await?;
     }
     tx.commit().await?;
     Ok(Imported { rows })
@@ -642,13 +642,24 @@ impl Syncing<'_> {
         written.system_users += tx
             .execute("DELETE FROM vakt.system_user WHERE id = ANY($1)", &[&gone])
             .await?;
-        crate::source::sync_stamp::write_postgres(tx, whole_micros(synced_at))
-            .await
-            .map_err(|e| match e {
-                crate::source::sync_stamp::StampError::Database(e) => e,
-                other => DbError::Data(vec![other.to_string()]),
-            })?;
+        write_sync_stamp(tx, whole_micros(synced_at)).await?;
         self.tx.commit().await?;
         Ok(written)
     }
+}
+
+/// Sets the sync stamp (`crate::source::sync_stamp`); `$1` is the time
+/// (`timestamptz`, a `SystemTime`). Run it in the transaction that writes the
+/// synced data.
+pub const SYNC_STAMP_SQL: &str = "INSERT INTO vakt.sync_stamp (one, synced_at) VALUES (true, $1)
+ ON CONFLICT (one) DO UPDATE SET synced_at = EXCLUDED.synced_at";
+
+/// Runs [`SYNC_STAMP_SQL`] in `tx`, the sync's transaction: the stamp commits
+/// with the data, or neither does.
+pub async fn write_sync_stamp(
+    tx: &tokio_postgres::Transaction<'_>,
+    at: std::time::SystemTime,
+) -> Result<(), DbError> {
+    tx.execute(SYNC_STAMP_SQL, &[&at]).await?;
+    Ok(())
 }
