@@ -30,7 +30,9 @@
 //!   provider whose JWTs name the employee behind an Envoy Check.
 //! - [`tools`]: the offline tools for security teams and CI: policy test suites,
 //!   decision-log replay, proofs with Cedar's symbolic compiler and cvc5, the access
-//!   review, generated worlds. Each decides through [`decision`], like the server.
+//!   review, generated worlds, and the pure part of `vakt altinn sync` (Altinn's
+//!   answers as world records, the diff, the mass-removal guard). Each decides
+//!   through [`decision`], like the server.
 //! - [`decision_log`]: the audit trail of decisions: records, sinks (stdout, file,
 //!   OTLP), the hash chain and checkpoints, rotation, `audit verify`.
 //! - `metrics`: lock-free counters and histograms the request path updates.
@@ -41,7 +43,8 @@
 //!   the yardstick the engine is tested against, never on the serving path. No
 //!   I/O, no locks.
 //! - [`source`]: where the data comes from (built in, watched files, PostgreSQL)
-//!   and how fresh it is.
+//!   and how fresh it is, including when it was last synced from Altinn
+//!   (`sync_stamp`).
 //! - [`rules`]: the schema and policy files, the access packages, the Cedar names
 //!   Vakt uses, the built-in defaults, and the snapshot that holds them with the
 //!   world as one immutable value, swapped whole on reload.
