@@ -224,6 +224,40 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// 1-based line of a byte offset (a TOML span's start, say).
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    line_col(text, offset).0
+}
+
+/// The line each key of a TOML text is set on (or its table begins on), by its
+/// dotted path (`maskinporten.scopes.a-ordning`); empty when the text is not TOML.
+pub(crate) fn toml_lines(text: &str) -> std::collections::HashMap<String, usize> {
+    fn walk(
+        text: &str,
+        prefix: &str,
+        table: &toml::de::DeTable<'_>,
+        out: &mut std::collections::HashMap<String, usize>,
+    ) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            out.entry(path.clone())
+                .or_insert_with(|| line_at(text, key.span().start));
+            if let toml::de::DeValue::Table(t) = value.get_ref() {
+                walk(text, &path, t, out);
+            }
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    if let Ok(table) = toml::de::DeTable::parse(text) {
+        walk(text, "", table.get_ref(), &mut out);
+    }
+    out
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while !s.is_char_boundary(i) {
         i -= 1;

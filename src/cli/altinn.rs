@@ -11,6 +11,7 @@ use super::args::DatabaseParser;
 use super::config::EX_CONFIG;
 use crate::altinn::{Altinn, AltinnError, AuthorizedParty, SystemUser};
 use crate::maskinporten::{Maskinporten, MaskinportenConfig};
+use crate::problem::{line_at, toml_lines};
 use crate::problem::{Problem, Problems, SourceFile};
 use crate::rules::snapshot::{Snapshot, SourcePaths, Sources};
 use crate::source::postgres::{self, write, Database};
@@ -100,38 +101,6 @@ struct SyncConfig {
     /// Customer org number → the id of its klientadministrator system user.
     client_admins: BTreeMap<String, String>,
     max_removal_share: f64,
-}
-
-fn line_at(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The line each key is set on, by its dotted path.
-fn toml_lines(text: &str) -> HashMap<String, usize> {
-    fn walk(
-        text: &str,
-        prefix: &str,
-        table: &toml::de::DeTable<'_>,
-        out: &mut HashMap<String, usize>,
-    ) {
-        for (key, value) in table {
-            let path = if prefix.is_empty() {
-                key.get_ref().to_string()
-            } else {
-                format!("{prefix}.{}", key.get_ref())
-            };
-            out.entry(path.clone())
-                .or_insert_with(|| line_at(text, key.span().start));
-            if let toml::de::DeValue::Table(t) = value.get_ref() {
-                walk(text, &path, t, out);
-            }
-        }
-    }
-    let mut out = HashMap::new();
-    if let Ok(table) = toml::de::DeTable::parse(text) {
-        walk(text, "", table.get_ref(), &mut out);
-    }
-    out
 }
 
 /// Reads the configuration: every problem at once, each as `file:line: key: what`.

@@ -11,6 +11,7 @@
 //! `[[route]]`) are not flags: `serve/binding.rs` reads them, and their problems
 //! are reported here with the flags'. Any other table or key is an error.
 
+use crate::problem::line_at;
 use clap::{ArgAction, Command};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -70,7 +71,7 @@ pub(super) fn read_text(
     serve: &Command,
 ) -> Result<Vec<Setting>, Vec<String>> {
     let table: toml::Spanned<toml::Table> = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(0, |s| line_of(text, s.start));
+        let line = e.span().map_or(0, |s| line_at(text, s.start));
         vec![format!("{shown}:{line}: not TOML: {}", e.message())]
     })?;
     let lines = key_lines(text);
@@ -204,10 +205,6 @@ pub(super) fn clap_message(e: &clap::Error) -> String {
     out
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
 /// The line on which each key is set, or its table begins, from the spans the
 /// TOML parser gives its keys.
 fn key_lines(text: &str) -> std::collections::HashMap<String, usize> {
@@ -217,7 +214,7 @@ fn key_lines(text: &str) -> std::collections::HashMap<String, usize> {
     table
         .get_ref()
         .iter()
-        .map(|(key, _)| (key.get_ref().to_string(), line_of(text, key.span().start)))
+        .map(|(key, _)| (key.get_ref().to_string(), line_at(text, key.span().start)))
         .collect()
 }
 

@@ -3,6 +3,7 @@
 
 use super::error::{ConfigError, FieldProblem};
 use super::types::Scope;
+use crate::problem::{line_at, toml_lines};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -588,39 +589,6 @@ impl MaskinportenConfig {
             Err(problems.into_iter().map(|(_, p)| p).collect())
         }
     }
-}
-
-/// The line each key of a TOML text is set on (or its table begins on), by its
-/// dotted path (`maskinporten.scopes.a-ordning`).
-fn toml_lines(text: &str) -> HashMap<String, usize> {
-    fn walk(
-        text: &str,
-        prefix: &str,
-        table: &toml::de::DeTable<'_>,
-        out: &mut HashMap<String, usize>,
-    ) {
-        for (key, value) in table {
-            let path = if prefix.is_empty() {
-                key.get_ref().to_string()
-            } else {
-                format!("{prefix}.{}", key.get_ref())
-            };
-            out.entry(path.clone())
-                .or_insert_with(|| line_at(text, key.span().start));
-            if let toml::de::DeValue::Table(t) = value.get_ref() {
-                walk(text, &path, t, out);
-            }
-        }
-    }
-    let mut out = HashMap::new();
-    if let Ok(table) = toml::de::DeTable::parse(text) {
-        walk(text, "", table.get_ref(), &mut out);
-    }
-    out
-}
-
-fn line_at(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// What a checked configuration yields.

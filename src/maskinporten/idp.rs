@@ -13,6 +13,7 @@
 use super::error::{ConfigError, FieldProblem};
 use super::http::{self, HttpClient};
 use super::verify::{signing_keys, SigningKey};
+use crate::problem::line_at;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -112,7 +113,7 @@ impl IdentityProviderConfig {
     pub fn from_toml(file: &str, text: &str) -> Result<Option<Self>, Vec<String>> {
         use toml::de::{DeTable, DeValue};
         let doc = DeTable::parse(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            let line = e.span().map_or(0, |s| line_at(text, s.start));
             vec![format!("{file}:{line}: {}", e.message().trim())]
         })?;
         let Some((name, section)) = doc
@@ -122,7 +123,7 @@ impl IdentityProviderConfig {
         else {
             return Ok(None);
         };
-        let table_line = line_of(text, name.span().start);
+        let table_line = line_at(text, name.span().start);
         let DeValue::Table(table) = section.get_ref() else {
             return Err(vec![format!(
                 "{file}:{table_line}: identity_provider: must be a table ([identity_provider])"
@@ -139,7 +140,7 @@ impl IdentityProviderConfig {
         let mut seen: Vec<&str> = Vec::new();
         for (k, v) in table.iter() {
             let key: &str = k.get_ref().as_ref();
-            let line = line_of(text, k.span().start);
+            let line = line_at(text, k.span().start);
             let string = |v: &DeValue| match v {
                 DeValue::String(s) => Ok(s.to_string()),
                 other => Err(format!("must be a string, not {}", type_name(other))),
@@ -300,15 +301,6 @@ impl IdentityProviderConfig {
         };
         (problems, url, roots)
     }
-}
-
-/// The line (1-based) of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 fn type_name(v: &toml::de::DeValue) -> &'static str {

@@ -8,6 +8,7 @@
 use crate::maskinporten::{
     IdentityProvider, IdentityProviderConfig, Maskinporten, MaskinportenConfig, MaskinportenTable,
 };
+use crate::problem::line_at;
 use crate::rules::packages::AccessPackages;
 use crate::rules::snapshot::{SourcePaths, Sources};
 use crate::server::envoy::{EmployeeFrom, EmployeeVerifier, EnvoyConfig, TokenKind};
@@ -58,10 +59,6 @@ fn line_in(problem: &str, file: &str) -> usize {
         .and_then(|r| r.split(':').next())
         .and_then(|l| l.parse().ok())
         .unwrap_or(0)
-}
-
-fn line_at(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// The lines of the top-level tables and of each `[[route]]`.

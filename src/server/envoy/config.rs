@@ -3,6 +3,7 @@
 //! is reported at once, each by file, line, route and field.
 
 use super::path::Pattern;
+use crate::problem::line_at;
 use crate::rules::packages::URN_PREFIX;
 use crate::rules::snapshot::Rules;
 use serde::Deserialize;
@@ -191,7 +192,7 @@ impl EnvoyConfig {
     /// `file:line: route[N] ("name").field: what is wrong`.
     pub fn from_toml(file: &str, text: &str) -> Result<Option<Self>, Vec<String>> {
         let top: Top = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            let line = e.span().map_or(0, |s| line_at(text, s.start));
             vec![format!("{file}:{line}: {}", e.message().trim())]
         })?;
         if top.envoy.is_none() && top.route.is_empty() {
@@ -200,7 +201,7 @@ impl EnvoyConfig {
         let mut problems = Vec::new();
         let (raw_envoy, envoy_line) = match top.envoy {
             Some(t) => {
-                let line = line_of(text, t.span().start);
+                let line = line_at(text, t.span().start);
                 match toml::Value::Table(t.into_inner()).try_into::<RawEnvoy>() {
                     Ok(r) => (r, line),
                     Err(e) => {
@@ -287,7 +288,7 @@ impl EnvoyConfig {
         let mut routes = Vec::with_capacity(top.route.len());
         let mut names: Vec<(String, usize)> = Vec::new();
         for (i, spanned) in top.route.into_iter().enumerate() {
-            let line = line_of(text, spanned.span().start);
+            let line = line_at(text, spanned.span().start);
             let raw = match toml::Value::Table(spanned.into_inner()).try_into::<RawRoute>() {
                 Ok(r) => r,
                 Err(e) => {
@@ -526,10 +527,6 @@ fn check_pointer(p: &str) -> Result<(), &'static str> {
         }
     }
     Ok(())
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 #[cfg(test)]
