@@ -650,10 +650,9 @@ mod tests {
         bytes
     }
 
-    /// Not a check: a fixed workload for
-    /// `valgrind --tool=callgrind --toggle-collect='*probe_hits*'`.
+    /// A cached token is served from the cache every time (and the fixed
+    /// workload `valgrind --tool=callgrind --toggle-collect='*probe_hits*'` counts).
     #[test]
-    #[ignore]
     fn token_hit_probe() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -507,10 +507,9 @@ fn probe_loop(r: &CheckRequest, c: &EnvoyConfig, n: usize) -> usize {
     kept
 }
 
-/// Not a check: a fixed workload for
-/// `valgrind --tool=callgrind --toggle-collect='*probe_loop*'`.
+/// A typical request plans and answers every time (and the fixed workload
+/// `valgrind --tool=callgrind --toggle-collect='*probe_loop*'` counts).
 #[test]
-#[ignore]
 fn check_cost_probe() {
     let headers = [
         (":authority", "ttd.apps.altinn.no"),
