@@ -133,19 +133,20 @@ impl FileSource {
         // Stamps are taken before the files are read: a file that changes while
         // it is read then shows a new stamp, and is read again on the next look.
         let before = Self::stamps(&paths);
-        let sources = Sources::read(&paths)?;
-        let (snapshot, keys) = Snapshot::build_keyed(&sources)?;
+        // The data's texts are read, hashed and built from one at a time; only
+        // the rules' sources are kept (issue 27, item 5).
+        let (snapshot, sources, read) = Snapshot::load_keyed(&paths)?;
         let stamp_before = |name: &str| before.get(Path::new(name)).copied().unwrap_or_default();
         let mut data = BTreeMap::new();
         if paths.data.is_some() {
-            for (f, (_, keys, cedar)) in sources.data.iter().zip(keys) {
+            for f in read {
                 data.insert(
                     PathBuf::from(&f.name),
                     Tracked {
                         stamp: stamp_before(&f.name),
-                        hash: sha256(&f.text),
-                        keys,
-                        cedar,
+                        hash: f.hash,
+                        keys: f.keys,
+                        cedar: f.cedar,
                     },
                 );
             }
@@ -322,52 +323,7 @@ impl FileSource {
             self.waiting = Some(until);
         }
         if rebuild {
-            let (mut fresh, snapshot) = Self::load(self.paths.clone())?;
-            // Every file the load read must be the one the look saw whole (or the
-            // one applied, if it did not change): a file whose write began after
-            // the look is not read half-done.
-            let mut expected = self.hashes();
-            for c in look
-                .rules
-                .iter()
-                .chain(&look.data)
-                .chain(&look.manifest_changed)
-            {
-                match c.state {
-                    Some((_, h)) => expected.insert(c.path.clone(), h),
-                    None => expected.remove(&c.path),
-                };
-            }
-            let read = fresh.hashes();
-            if read != expected {
-                let moved: Vec<String> = read
-                    .keys()
-                    .chain(expected.keys())
-                    .filter(|p| read.get(*p) != expected.get(*p))
-                    .map(|p| format!("{} (changed while read)", p.display()))
-                    .collect();
-                self.waiting = Some(None);
-                return Ok((
-                    Refreshed::Waiting {
-                        files: moved,
-                        until: None,
-                    },
-                    None,
-                ));
-            }
-            let snapshot = snapshot.with_world(
-                snapshot.world.clone(),
-                DataVersion {
-                    sequence: current.data.sequence + 1,
-                    ..snapshot.data.clone()
-                },
-            );
-            fresh.settle = std::mem::replace(&mut self.settle, Settle::new(Duration::ZERO));
-            fresh.writers = self.writers.take();
-            fresh.waiting = None;
-            *self = fresh;
-            self.applied();
-            return Ok((Refreshed::Rebuilt, Some(snapshot)));
+            return self.rebuild(&look, current);
         }
         for (p, s) in &look.restamped {
             if let Some(t) = self.data.get_mut(p) {
@@ -426,7 +382,12 @@ impl FileSource {
             builder.add_file(f);
         }
         let keys = builder.keys();
-        let world = builder.build_onto(&current.world, &replaced, &current.packages)?;
+        // A file now in Cedar's own format, or one that adds to system users of
+        // other files, ties the files together: read whole.
+        if keys.iter().any(|(_, _, cedar)| *cedar) {
+            return self.rebuild(&look, current);
+        }
+        let world = builder.apply_onto(&current.world, &replaced, &current.packages)?;
         // Applied: remember the files as they are now.
         let mut names = Vec::new();
         for c in look.data.iter().filter(|c| c.state.is_none()) {
@@ -457,6 +418,61 @@ impl FileSource {
             Refreshed::Data { files: names },
             Some(current.with_world(world, data).with_synced_at(synced_at)),
         ))
+    }
+
+    /// Reads every file again and builds the snapshot whole, once every file read
+    /// is the one `look` saw whole (or the one applied, if it did not change).
+    fn rebuild(
+        &mut self,
+        look: &Look,
+        current: &Snapshot,
+    ) -> Result<(Refreshed, Option<Snapshot>), Problems> {
+        let (mut fresh, snapshot) = Self::load(self.paths.clone())?;
+        // Every file the load read must be the one the look saw whole (or the
+        // one applied, if it did not change): a file whose write began after
+        // the look is not read half-done.
+        let mut expected = self.hashes();
+        for c in look
+            .rules
+            .iter()
+            .chain(&look.data)
+            .chain(&look.manifest_changed)
+        {
+            match c.state {
+                Some((_, h)) => expected.insert(c.path.clone(), h),
+                None => expected.remove(&c.path),
+            };
+        }
+        let read = fresh.hashes();
+        if read != expected {
+            let moved: Vec<String> = read
+                .keys()
+                .chain(expected.keys())
+                .filter(|p| read.get(*p) != expected.get(*p))
+                .map(|p| format!("{} (changed while read)", p.display()))
+                .collect();
+            self.waiting = Some(None);
+            return Ok((
+                Refreshed::Waiting {
+                    files: moved,
+                    until: None,
+                },
+                None,
+            ));
+        }
+        let snapshot = snapshot.with_world(
+            snapshot.world.clone(),
+            DataVersion {
+                sequence: current.data.sequence + 1,
+                ..snapshot.data.clone()
+            },
+        );
+        fresh.settle = std::mem::replace(&mut self.settle, Settle::new(Duration::ZERO));
+        fresh.writers = self.writers.take();
+        fresh.waiting = None;
+        *self = fresh;
+        self.applied();
+        Ok((Refreshed::Rebuilt, Some(snapshot)))
     }
 
     /// What was pending was applied. Files still waiting keep their place in
@@ -786,7 +802,11 @@ pub async fn follow(
         let due = again;
         tokio::select! {
             Some(()) = events.recv() => {
-                tokio::time::sleep(super::DEBOUNCE).await;
+                // A file renamed into place is whole: it is applied at once.
+                // Other events are gathered a moment (a save is several).
+                if !source.writers.as_ref().is_some_and(|w| w.renamed_in()) {
+                    tokio::time::sleep(super::DEBOUNCE).await;
+                }
                 while events.try_recv().is_ok() {}
             }
             _ = tick.tick() => {}

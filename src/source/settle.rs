@@ -115,6 +115,15 @@ impl Writers {
             .is_ok_and(|s| s.swapped || s.placed.contains(p))
     }
 
+    /// Whether a file was renamed into place (or a ConfigMap swapped) since the
+    /// changes were last applied: it is whole, and read without waiting for more
+    /// events.
+    pub(crate) fn renamed_in(&self) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|s| !s.blind && (s.swapped || !s.placed.is_empty()))
+    }
+
     /// The changes seen so far are applied: renames are forgotten.
     pub(crate) fn applied(&self) {
         if let Ok(mut s) = self.0.lock() {

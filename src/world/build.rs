@@ -461,3 +461,22 @@ impl<'a> Build<'a> {
         self.world.extra = Arc::new(extra);
     }
 }
+
+impl WorldBuilder {
+    /// [`WorldBuilder::build_onto`] in proportion to the change: the records of
+    /// the files read again are applied to `base` as a difference against what
+    /// those files held (`replaced`), without rebuilding the derived indexes or
+    /// checking the rest of the world again (see `change::apply_records`). Files
+    /// that add to system users of other files are applied by `build_onto`.
+    pub fn apply_onto(
+        self,
+        base: &World,
+        replaced: &[RecordKey],
+        packages: &AccessPackages,
+    ) -> Result<World, Problems> {
+        if !self.records.attachments.is_empty() {
+            return self.build_onto(base, replaced, packages);
+        }
+        super::change::apply_records(base, replaced, &self.files, &self.records, packages)
+    }
+}

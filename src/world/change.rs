@@ -11,10 +11,12 @@ use super::checks::{references, Fields, Record};
 use super::format::{
     ClientRecord, EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord,
 };
+use super::load::{Origin, Parsed};
 use super::records::{ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team};
 use super::state::World;
+use crate::problem::{Problem, Problems};
 use crate::rules::packages::AccessPackages;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// The key of one record of the world.
@@ -532,6 +534,253 @@ impl World {
             note(RecordKey::Employee(e.id.clone()), &mut bad);
         }
         out
+    }
+}
+
+/// The problems with the records of one file, or the checks run after them.
+struct Report<'a> {
+    files: &'a [String],
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    /// A problem with a record: at its position when known, naming the record
+    /// (as a full build names it).
+    fn at(&mut self, o: &Origin, message: &str) {
+        let file = self.files.get(o.file).cloned().unwrap_or_default();
+        self.problems
+            .push(match (o.at.is_empty(), o.record.is_empty()) {
+                (true, _) => Problem::new(file, o.record.clone(), message),
+                (false, true) => Problem::new(file, o.at.clone(), message),
+                (false, false) => {
+                    Problem::new(file, o.at.clone(), format!("{}: {message}", o.record))
+                }
+            });
+    }
+
+    fn drain(&mut self, o: &Origin, bad: &mut Vec<String>) {
+        for m in bad.drain(..) {
+            self.at(o, &m);
+        }
+    }
+
+    /// A record that did not change but is broken by what did.
+    fn after(&mut self, p: &ChangeProblem) {
+        self.problems
+            .push(Problem::new("data", "", format!("{p} (after this change)")));
+    }
+}
+
+/// The records of the files read again, put into `base` as a difference: what
+/// those files held before (`replaced`) and no longer hold is taken out, what is
+/// new or changed is put in, through the same incremental path as [`World::apply`]
+/// (the derived indexes kept right change by change), and what is the same is left
+/// alone. Each record put in passes the field checks, and its references are
+/// checked against the world the change leads to; so are the records a change
+/// can break: the units of an organisation given a parent, and the teams that
+/// granted a system user taken out. A team or organisation taken out may be named
+/// anywhere, so then every reference in the world is checked, as a full build
+/// would. The world that results is the one a full build of the files gives, or
+/// every problem is reported, each naming its file and line.
+///
+/// Files that add to system users defined elsewhere are read by a full rebuild
+/// (their `attachments` are not applied here).
+pub(super) fn apply_records(
+    base: &World,
+    replaced: &[RecordKey],
+    files: &[String],
+    records: &Parsed,
+    packages: &AccessPackages,
+) -> Result<World, Problems> {
+    let mut report = Report {
+        files,
+        problems: Vec::new(),
+    };
+    for (o, m) in &records.problems {
+        report.at(o, m);
+    }
+    let old: HashSet<&RecordKey> = replaced.iter().collect();
+    let mut seen: HashSet<RecordKey> = HashSet::new();
+    // Defined twice: twice in the files read again, or there and in a file that
+    // did not change (whose records are still in `base`).
+    let mut twice = |key: RecordKey| {
+        let elsewhere = !old.contains(&key) && base.holds(&key);
+        !seen.insert(key) || elsewhere
+    };
+    let mut fields = Fields::new(packages);
+    let mut bad = Vec::new();
+    let mut w = base.clone();
+    // The records put in, by index, for their reference checks.
+    let (mut orgs, mut sus, mut teams, mut employees) = (vec![], vec![], vec![], vec![]);
+    for (i, (o, r)) in records.orgs.iter().enumerate() {
+        if let Some(org) = fields.organization(r, &mut bad) {
+            let n = org.org_number;
+            if twice(RecordKey::Organization(n)) {
+                bad.push(format!("orgNumber {:?} is defined twice", r.org_number));
+            } else if base.orgs.get(&n).is_none_or(|b| **b != org) {
+                w.put(Change::Organization(n, Some(org)));
+                orgs.push(i);
+            }
+        }
+        report.drain(o, &mut bad);
+    }
+    // System users before teams: a new one is granted by the teams put after it
+    // (no team already in the world can name a system user that was not).
+    for (i, (o, r)) in records.system_users.iter().enumerate() {
+        if let Some(mut su) = fields.system_user(r, &mut bad) {
+            if twice(RecordKey::SystemUser(su.id.clone())) {
+                bad.push(format!("id {:?} is defined twice", r.id));
+            } else {
+                let before = base.system_users.get(su.id.as_str());
+                if let Some(b) = before {
+                    su.granted_to = b.granted_to.clone();
+                }
+                if before.is_none_or(|b| **b != su) {
+                    w.put_system_user(su);
+                    sus.push(i);
+                }
+            }
+        }
+        report.drain(o, &mut bad);
+    }
+    for (i, (o, r)) in records.teams.iter().enumerate() {
+        if let Some(t) = fields.team(r, &mut bad) {
+            if twice(RecordKey::Team(t.id.clone())) {
+                bad.push(format!("id {:?} is defined twice", r.id));
+            } else if base.teams.get(t.id.as_str()).is_none_or(|b| **b != t) {
+                w.put(Change::Team(t.id.clone(), Some(t)));
+                teams.push(i);
+            }
+        }
+        report.drain(o, &mut bad);
+    }
+    for (i, (o, r)) in records.employees.iter().enumerate() {
+        if let Some(e) = fields.employee(r, &mut bad) {
+            if twice(RecordKey::Employee(e.id.clone())) {
+                bad.push(format!("id {:?} is defined twice", r.id));
+            } else if base.employees.get(e.id.as_str()).is_none_or(|b| **b != e) {
+                w.put(Change::Employee(e.id.clone(), Some(e)));
+                employees.push(i);
+            }
+        }
+        report.drain(o, &mut bad);
+    }
+    // What the files held and hold no more.
+    let mut check_all = false;
+    let mut granting: BTreeSet<Id> = BTreeSet::new();
+    for k in replaced.iter().filter(|k| !seen.contains(*k)) {
+        match k {
+            RecordKey::Organization(n) => {
+                check_all = true;
+                w.put(Change::Organization(*n, None));
+            }
+            RecordKey::SystemUser(id) => {
+                if let Some(s) = w.system_users.get(id.as_str()) {
+                    granting.extend(s.granted_to.iter().cloned());
+                }
+                w.put(Change::SystemUser(id.clone(), None));
+            }
+            RecordKey::Link(su, n) => w.put(Change::Link(su.clone(), *n, None)),
+            RecordKey::Team(id) => {
+                check_all = true;
+                w.put(Change::Team(id.clone(), None));
+            }
+            RecordKey::Employee(id) => w.put(Change::Employee(id.clone(), None)),
+        }
+    }
+    // A party id one organisation left may be held by another put in before.
+    let put_orgs: Vec<OrgNo> = orgs
+        .iter()
+        .filter_map(|&i| OrgNo::parse(&records.orgs[i].1.org_number).ok())
+        .collect();
+    for n in &put_orgs {
+        w.claim_party(*n);
+    }
+    // Every record put in, against the world it leads to.
+    for &i in &orgs {
+        let (o, r) = &records.orgs[i];
+        references(&w, Record::Organization(r), &mut bad);
+        report.drain(o, &mut bad);
+    }
+    for &i in &sus {
+        let (o, r) = &records.system_users[i];
+        references(&w, Record::SystemUser(r), &mut bad);
+        report.drain(o, &mut bad);
+    }
+    for &i in &teams {
+        let (o, r) = &records.teams[i];
+        references(&w, Record::Team(r), &mut bad);
+        report.drain(o, &mut bad);
+    }
+    for &i in &employees {
+        let (o, r) = &records.employees[i];
+        references(&w, Record::Employee(r), &mut bad);
+        report.drain(o, &mut bad);
+    }
+    if check_all {
+        if report.problems.is_empty() {
+            for p in w.check_references() {
+                report.after(&p);
+            }
+        }
+    } else {
+        // What the change can break of the records it did not touch: the units
+        // of an organisation that is now a unit itself, and the teams that
+        // granted a system user now gone.
+        let mut again: BTreeSet<RecordKey> = put_orgs
+            .iter()
+            .filter(|n| w.organization(**n).is_some_and(|o| o.parent().is_some()))
+            .flat_map(|n| w.units_of(*n).to_vec())
+            .map(RecordKey::Organization)
+            .collect();
+        again.extend(granting.into_iter().map(RecordKey::Team));
+        for k in &again {
+            for p in w.check_record(k, packages) {
+                report.after(&p);
+            }
+        }
+    }
+    if report.problems.is_empty() {
+        Ok(w)
+    } else {
+        Err(Problems(report.problems))
+    }
+}
+
+impl World {
+    /// Whether the world holds a record under `key`.
+    fn holds(&self, key: &RecordKey) -> bool {
+        match key {
+            RecordKey::Organization(n) => self.orgs.contains_key(n),
+            RecordKey::SystemUser(id) => self.system_users.contains_key(id.as_str()),
+            RecordKey::Link(su, n) => self
+                .system_users
+                .get(su.as_str())
+                .is_some_and(|s| s.links.contains_key(n)),
+            RecordKey::Team(id) => self.teams.contains_key(id.as_str()),
+            RecordKey::Employee(id) => self.employees.contains_key(id.as_str()),
+        }
+    }
+
+    /// Puts in a system user whole, its client links as given (unlike
+    /// [`Change::SystemUser`], which keeps the links it had): a record read
+    /// again from a file. The teams granting it are kept; one new to the world
+    /// is granted by the teams put in after it.
+    fn put_system_user(&mut self, mut su: SystemUser) {
+        let id = su.id.clone();
+        match self.system_users.get(id.as_str()) {
+            Some(old) => {
+                su.granted_to = old.granted_to.clone();
+                if old.owner != su.owner {
+                    let owner = old.owner;
+                    self.unlist_owner(owner, &id);
+                }
+            }
+            None => su.granted_to = Box::default(),
+        }
+        let owner = su.owner;
+        self.system_users.insert(id.clone(), Arc::new(su));
+        self.list_owner(owner, &id);
     }
 }
 

@@ -19,6 +19,7 @@ mod engine_equivalence;
 mod envoy;
 mod envoy_check;
 mod file_inputs;
+mod file_changes;
 mod fuzz_regressions;
 mod half_written;
 mod hardening;
