@@ -15,6 +15,13 @@ pub fn cpu_us(pid: &str) -> f64 {
     ticks * 10_000.0
 }
 
+/// The `vakt` binary the benchmark drives: `VAKT_BIN` when set (a copy kept
+/// apart while other builds rewrite `target/`), else the one Cargo built with it.
+#[allow(dead_code)]
+pub fn vakt_bin() -> std::ffi::OsString {
+    std::env::var_os("VAKT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vakt").into())
+}
+
 /// Starts `vakt serve --listen 127.0.0.1:0 ARGS` with its stdout in `stdout` (as
 /// a container runtime's log driver would take it); the child and the address it
 /// listens on, once it says so (at most 60 s).
@@ -22,7 +29,7 @@ pub fn cpu_us(pid: &str) -> f64 {
 #[allow(dead_code)]
 pub fn spawn_vakt(args: &[&str], stdout: std::fs::File) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+    let mut child = std::process::Command::new(vakt_bin())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(stdout)

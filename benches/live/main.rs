@@ -12,7 +12,7 @@
 //! other world sizes, in firms of about 1,000 entities.
 
 #[allow(dead_code)]
-#[path = "../tests/it/common/pg.rs"]
+#[path = "../../tests/it/common/pg.rs"]
 mod pg;
 
 use hdrhistogram::Histogram;
@@ -29,8 +29,13 @@ use vakt::rules::snapshot::SourcePaths;
 use vakt::source::files::FileSource;
 use vakt::world::{Change, ClientLink, OrgNo};
 
+#[path = "../support/mod.rs"]
 mod support;
 use support::cpu_us;
+
+// Issue 27's measurements, one stage per file.
+mod rename;
+mod sections;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -62,7 +67,7 @@ impl Drop for Sidecar {
 /// the peak and steady resident memory (MB), read half a second later.
 fn serve(data: &std::ffi::OsStr) -> (Sidecar, Duration, u64, u64) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vakt"))
+    let mut child = Command::new(support::vakt_bin())
         .args([
             "serve",
             "--listen",
@@ -104,6 +109,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
+    rename::run(bench);
+    sections::run(bench);
     // VAKT_LIVE_FIRMS=1,100 picks other world sizes (in firms of 1,000 entities).
     let sizes: Vec<usize> = match std::env::var("VAKT_LIVE_FIRMS") {
         Ok(v) => v
@@ -331,7 +338,7 @@ fn candidates(w: &vakt::world::World, n: usize) -> Vec<AuthorizeRequest> {
 }
 
 fn vakt_cli(args: &[&std::ffi::OsStr]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vakt"))
+    let out = Command::new(support::vakt_bin())
         .args(args)
         .output()
         .unwrap();
