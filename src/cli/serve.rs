@@ -160,7 +160,7 @@ async fn serve(
     if let Some(meter) = telemetry.meter() {
         server::register_otlp(&meter, Arc::downgrade(&vakt));
     }
-    let follow = tokio::spawn(source.follow(
+    let follow = Follower::start(source.follow(
         vakt.snapshot().clone(),
         vakt.data().clone(),
         hangup,
@@ -170,7 +170,8 @@ async fn serve(
             settle: fixed.data_settle,
         },
         release_freed_memory,
-    ));
+    ))
+    .context("starting the data follower's thread")?;
     // The first SIGTERM (or Ctrl-C) stops accepting and lets calls in progress
     // finish; connections still open after the grace period (an idle client keeps
     // one open for ever) are closed. A second signal stops at once.
@@ -226,8 +227,7 @@ async fn serve(
     }
     // The decision log's writers finish once every handle to it is gone, so stop
     // the follower (it holds the snapshot, not the log) and drop the state.
-    follow.abort();
-    let _ = follow.await;
+    follow.stop().await;
     drop(vakt);
     if let Some(path) = &unix_socket {
         let _ = std::fs::remove_file(path);
@@ -251,5 +251,45 @@ async fn shutdown_signal(term: &mut Signal) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
+    }
+}
+
+/// The data follower, on a thread and a single-threaded runtime of its own: a
+/// poll of the database (and its connection's I/O), a re-read file or a batch of
+/// changes being applied then never holds a request worker, whose other calls
+/// would wait behind it (issue 27, item 6). Snapshots reach the request path
+/// through the lock-free handle as before.
+struct Follower {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Follower {
+    fn start(
+        follow: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("vakt-follow".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = follow => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops following (the follower is dropped at its next await) and waits
+    /// for the thread to end.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 }
