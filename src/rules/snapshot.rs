@@ -538,3 +538,68 @@ impl SnapshotHandle {
         self.swapped.subscribe()
     }
 }
+
+impl Snapshot {
+    /// [`Sources::read`] and [`Snapshot::build_keyed`] in one, for a server that
+    /// follows its files: a data directory without a manifest is read while its
+    /// world is built (`world::load_streamed`), so every text and every parsed
+    /// record are never held at once. At any problem, and with a data manifest or
+    /// the built-in data, the files are read and built the full way, which reports
+    /// every problem with its file and line. Returns the snapshot, the sources of
+    /// its rules (`data` is left empty: the data's texts are not kept), and each
+    /// data file read, with its hash and the keys of its records.
+    pub fn load_keyed(
+        paths: &SourcePaths,
+    ) -> Result<(Self, Sources, Vec<crate::world::ReadFile>), Problems> {
+        if let (Some(dir), None) = (&paths.data, &paths.data_manifest) {
+            if let Some(done) = Self::load_streamed(paths, dir) {
+                return Ok(done);
+            }
+        }
+        let mut sources = Sources::read(paths)?;
+        let (snapshot, keys) = Self::build_keyed(&sources)?;
+        let read = std::mem::take(&mut sources.data)
+            .into_iter()
+            .zip(keys)
+            .map(|(f, (name, keys, cedar))| crate::world::ReadFile {
+                hash: crate::world::sha256(&f.text),
+                name,
+                keys,
+                cedar,
+            })
+            .collect();
+        Ok((snapshot, sources, read))
+    }
+
+    /// The fast path of [`Snapshot::load_keyed`]; none at any problem.
+    fn load_streamed(
+        paths: &SourcePaths,
+        dir: &Path,
+    ) -> Option<(Self, Sources, Vec<crate::world::ReadFile>)> {
+        let files = crate::world::list_data_dir(dir).ok()?;
+        let mut sources = Sources::read(&SourcePaths {
+            data: None,
+            ..paths.clone()
+        })
+        .ok()?;
+        sources.data = Vec::new();
+        let rules = Rules::build(&sources).ok()?;
+        let (world, read) = crate::world::load_streamed(
+            &files,
+            paths.max_file_bytes,
+            &rules.packages,
+            &rules.schema,
+        )?;
+        let data = DataVersion {
+            sequence: 1,
+            in_flight: Arc::new([]),
+            identity: data_identity_of(read.iter().map(|f| {
+                let base = Path::new(&f.name)
+                    .file_name()
+                    .map_or_else(|| f.name.clone(), |n| n.to_string_lossy().into_owned());
+                (base, f.hash)
+            })),
+        };
+        Some((Self::of(rules, world, data), sources, read))
+    }
+}

@@ -514,6 +514,49 @@ pub(crate) fn references(world: &World, r: Record<'_>, bad: &mut Vec<String>) {
     }
 }
 
+/// Whether every reference in `world` holds, read from its own records: what
+/// [`references`] finds with each record of a valid load, found without turning
+/// records back into the data format, for a load's fast path
+/// (`load::load_streamed`). On `false` the load is read again the full way, which
+/// says what is wrong and where.
+pub(crate) fn references_hold(world: &World) -> bool {
+    let org = |n: &OrgNo| world.orgs.contains_key(n);
+    let orgs_hold = world.orgs.values().all(|o| {
+        let n = o.org_number;
+        o.party_id()
+            .is_none_or(|p| world.party_ids.get(&p).is_none_or(|m| m == n))
+            && o.party_uuid()
+                .is_none_or(|u| world.party_uuids.get(&u).is_none_or(|m| m == n))
+            && o.parent().is_none_or(|p| {
+                p != n
+                    && world
+                        .orgs
+                        .get(&p)
+                        .is_some_and(|parent| parent.parent().is_none())
+            })
+    });
+    orgs_hold
+        && world
+            .system_users
+            .values()
+            .all(|s| org(&s.owner) && s.links.keys().all(org))
+        && world.teams.values().all(|t| {
+            org(&t.organization)
+                && t.system_users
+                    .iter()
+                    .all(|s| world.system_users.contains_key(s.as_str()))
+                && match &t.clients {
+                    ClientScope::All => true,
+                    ClientScope::Listed(l) => l.iter().all(org),
+                }
+        })
+        && world.employees.values().all(|e| {
+            org(&e.organization)
+                && e.teams.iter().all(|t| world.teams.contains_key(t.as_str()))
+                && e.audit_clients.iter().all(org)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,14 +6,21 @@
 //! A file whose top level is a list holds entities in Cedar's own JSON format.
 //! Checking the records against each other is `build`'s work.
 
+use super::change::RecordKey;
+use super::checks::Fields;
 use super::format::{
     ClientRecord, EmployeeRecord, OrganizationRecord, PackageRef, RecordId, Section,
     SystemUserRecord, TeamRecord, SECTIONS,
 };
+use super::records::{Employee, Organization, SystemUser, Team};
 use super::shapes;
+use super::state::World;
 use crate::problem::{read_dir_files, Problem, Problems, SourceFile};
+use crate::rules::packages::AccessPackages;
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 /// Where a record came from, for messages.
 #[derive(Debug, Clone)]
@@ -55,11 +62,7 @@ pub(super) struct Parsed {
 /// Reads every `*.json`, `*.yaml` and `*.yml` file directly in `dir`, in name order,
 /// each at most `max_bytes` long.
 pub fn load_dir(dir: &Path, max_bytes: u64) -> Result<Vec<SourceFile>, Problems> {
-    let files = read_dir_files(
-        dir,
-        |n| n.ends_with(".json") || n.ends_with(".yaml") || n.ends_with(".yml"),
-        max_bytes,
-    )?;
+    let files = read_dir_files(dir, is_data_name, max_bytes)?;
     if files.is_empty() {
         return Err(Problems(vec![Problem::new(
             dir.display().to_string(),
@@ -68,6 +71,16 @@ pub fn load_dir(dir: &Path, max_bytes: u64) -> Result<Vec<SourceFile>, Problems>
         )]));
     }
     Ok(files)
+}
+
+/// Whether a file of a data directory is a data file, by its name.
+fn is_data_name(n: &str) -> bool {
+    n.ends_with(".json") || n.ends_with(".yaml") || n.ends_with(".yml")
+}
+
+/// The data files [`load_dir`] reads, in the same order, without reading them.
+pub fn list_data_dir(dir: &Path) -> Result<Vec<PathBuf>, Problems> {
+    crate::problem::list_dir(dir, is_data_name)
 }
 
 /// Line starts of a text, so that a byte offset becomes `line:column` without
@@ -648,6 +661,402 @@ fn find_value(text: &str, from: usize, value: &str) -> Option<usize> {
         start = at + value.len().max(1);
     }
     None
+}
+
+// ---- A data directory read while the world is built: the fast path of a load. ----
+
+/// A data file as [`load_streamed`] read it: its name, the SHA-256 of its text,
+/// the keys of the records it holds (organisations, then system users, teams and
+/// employees, each in file order, as [`super::WorldBuilder::keys`] gives them), and
+/// whether it holds entities in Cedar's own format.
+#[derive(Debug, Clone)]
+pub struct ReadFile {
+    pub name: String,
+    pub hash: [u8; 32],
+    pub keys: Vec<RecordKey>,
+    pub cedar: bool,
+}
+
+/// The records of a compact JSON data file as raw text, by section: none when the
+/// file is YAML, a list (Cedar's entities, Altinn's responses), one of Altinn's
+/// shapes, or not a valid data file. Then [`parse_file`] reads it, and says what
+/// is wrong. A file this accepts is one `parse_json` reads through the same
+/// `Sections` (an Altinn shape has a key that is not a section).
+fn compact_sections<'t>(
+    name: &str,
+    text: &'t str,
+) -> Option<Vec<(Section, Vec<&'t serde_json::value::RawValue>)>> {
+    if name.ends_with(".yaml") || name.ends_with(".yml") || text.trim_start().starts_with('[') {
+        return None;
+    }
+    let sections: Sections<'t> = serde_json::from_str(text).ok()?;
+    sections
+        .0
+        .into_iter()
+        .map(|(k, v)| Some((Section::of(&k)?, v)))
+        .collect()
+}
+
+/// Records handed to a parsing thread at once: a few MB of records in flight,
+/// and each hand-over costs nothing beside the parsing.
+const CHUNK: usize = 2048;
+
+/// Work for the parsing threads, numbered in the order the files hold it.
+enum Work {
+    /// Records of a compact JSON file: byte ranges of its text, which the last
+    /// chunk of the file frees.
+    Raw {
+        seq: usize,
+        file: usize,
+        text: Arc<String>,
+        section: Section,
+        ranges: Vec<(usize, usize)>,
+    },
+    /// A file read whole by [`parse_file`] (YAML, Altinn's shapes, Cedar's entities).
+    Parsed {
+        seq: usize,
+        file: usize,
+        parsed: Box<Parsed>,
+    },
+}
+
+/// What the parsing threads (and the reader) hand to the thread building the world.
+enum Done {
+    /// A file read: its name and hash.
+    File(usize, String, [u8; 32]),
+    Orgs(usize, usize, Vec<Organization>),
+    SystemUsers(usize, usize, Vec<SystemUser>),
+    Teams(usize, usize, Vec<Team>),
+    Employees(usize, usize, Vec<Employee>),
+    Cedar(usize, Vec<serde_json::Value>),
+}
+
+/// Parses the records at `ranges` of `text` as `R` and field-checks each into a
+/// world record; none at the first problem.
+fn checked<R: serde::de::DeserializeOwned, T>(
+    text: &str,
+    ranges: &[(usize, usize)],
+    bad: &mut Vec<String>,
+    mut check: impl FnMut(&R, &mut Vec<String>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(ranges.len());
+    for &(from, to) in ranges {
+        let r: R = serde_json::from_str(text.get(from..to)?).ok()?;
+        out.push(check(&r, bad)?);
+        if !bad.is_empty() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// [`checked`] for records already parsed.
+fn checked_parsed<R, T>(
+    records: &[(Origin, R)],
+    bad: &mut Vec<String>,
+    mut check: impl FnMut(&R, &mut Vec<String>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(records.len());
+    for (_, r) in records {
+        out.push(check(r, bad)?);
+        if !bad.is_empty() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// One piece of work parsed and field-checked; none at the first problem.
+fn do_work(work: Work, fields: &mut Fields<'_>, bad: &mut Vec<String>) -> Option<Vec<Done>> {
+    match work {
+        Work::Raw {
+            seq,
+            file,
+            text,
+            section,
+            ranges,
+        } => {
+            let (text, r) = (text.as_str(), ranges.as_slice());
+            Some(vec![match section {
+                Section::Organizations => Done::Orgs(
+                    seq,
+                    file,
+                    checked(text, r, bad, |x, b| fields.organization(x, b))?,
+                ),
+                Section::SystemUsers => Done::SystemUsers(
+                    seq,
+                    file,
+                    checked(text, r, bad, |x, b| fields.system_user(x, b))?,
+                ),
+                Section::Teams => {
+                    Done::Teams(seq, file, checked(text, r, bad, |x, b| fields.team(x, b))?)
+                }
+                Section::Employees => Done::Employees(
+                    seq,
+                    file,
+                    checked(text, r, bad, |x, b| fields.employee(x, b))?,
+                ),
+            }])
+        }
+        Work::Parsed { seq, file, parsed } => {
+            if !parsed.problems.is_empty() || !parsed.attachments.is_empty() {
+                return None;
+            }
+            let p = &*parsed;
+            Some(vec![
+                Done::Orgs(
+                    seq,
+                    file,
+                    checked_parsed(&p.orgs, bad, |x, b| fields.organization(x, b))?,
+                ),
+                Done::SystemUsers(
+                    seq,
+                    file,
+                    checked_parsed(&p.system_users, bad, |x, b| fields.system_user(x, b))?,
+                ),
+                Done::Teams(
+                    seq,
+                    file,
+                    checked_parsed(&p.teams, bad, |x, b| fields.team(x, b))?,
+                ),
+                Done::Employees(
+                    seq,
+                    file,
+                    checked_parsed(&p.employees, bad, |x, b| fields.employee(x, b))?,
+                ),
+                Done::Cedar(file, parsed.cedar_json),
+            ])
+        }
+    }
+}
+
+/// Reads the data files at `paths` (in this order, each at most `max_bytes`
+/// long) and builds the world from them as they are read, for a valid world
+/// without holding every text and every record at once: one thread reads each
+/// file, hashes it and splits its sections into chunks of records; two parse and
+/// field-check the chunks; this one puts the records into the world, each file's
+/// text freed once its last chunk is parsed. Then the references are checked on
+/// the world's own records, and the derived indexes built.
+///
+/// This path finds whether there is a problem, not what it is: none at the first
+/// problem of any kind (a file that cannot be read, a record that does not parse
+/// or check, an id defined twice, a reference to nothing, a file that adds to
+/// another's system users), and the caller reads the files again the full way
+/// ([`super::WorldBuilder`]), which reports every problem with its file and line.
+/// For a valid world both give the same world.
+pub fn load_streamed(
+    paths: &[PathBuf],
+    max_bytes: u64,
+    packages: &AccessPackages,
+    schema: &cedar_policy::Schema,
+) -> Option<(World, Vec<ReadFile>)> {
+    if paths.is_empty() {
+        return None;
+    }
+    let failed = AtomicBool::new(false);
+    let fail = || failed.store(true, Ordering::Relaxed);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(4);
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::sync_channel::<Done>(8);
+    let mut world = World::default();
+    let mut files: Vec<(String, [u8; 32])> = vec![Default::default(); paths.len()];
+    // Each file's keys by kind, as (sequence, keys) to be put in file order.
+    let mut keys: Vec<[Vec<(usize, Vec<RecordKey>)>; 4]> = vec![Default::default(); paths.len()];
+    let mut cedar: Vec<(usize, serde_json::Value)> = Vec::new();
+    let mut cedar_files = vec![false; paths.len()];
+    std::thread::scope(|scope| {
+        let (failed, work_rx) = (&failed, &work_rx);
+        let reader_done = done_tx.clone();
+        scope.spawn(move || {
+            let mut seq = 0;
+            for (file, path) in paths.iter().enumerate() {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let name = path.display().to_string();
+                let Ok(text) = crate::problem::read_data_file(path, max_bytes) else {
+                    return fail();
+                };
+                let hash = super::manifest::sha256(&text);
+                if reader_done
+                    .send(Done::File(file, name.clone(), hash))
+                    .is_err()
+                {
+                    return;
+                }
+                let base = text.as_ptr() as usize;
+                let sections: Option<Vec<(Section, Vec<(usize, usize)>)>> =
+                    compact_sections(&name, &text).map(|s| {
+                        s.into_iter()
+                            .map(|(section, raws)| {
+                                let ranges = raws
+                                    .iter()
+                                    .map(|r| {
+                                        let from = r.get().as_ptr() as usize - base;
+                                        (from, from + r.get().len())
+                                    })
+                                    .collect();
+                                (section, ranges)
+                            })
+                            .collect()
+                    });
+                let sent = match sections {
+                    Some(sections) => {
+                        let text = Arc::new(text);
+                        sections.into_iter().all(|(section, ranges)| {
+                            ranges.chunks(CHUNK).all(|c| {
+                                seq += 1;
+                                work_tx
+                                    .send(Work::Raw {
+                                        seq,
+                                        file,
+                                        text: text.clone(),
+                                        section,
+                                        ranges: c.to_vec(),
+                                    })
+                                    .is_ok()
+                            })
+                        })
+                    }
+                    None => {
+                        seq += 1;
+                        let parsed = parse_file(file, &SourceFile { name, text });
+                        work_tx
+                            .send(Work::Parsed {
+                                seq,
+                                file,
+                                parsed: Box::new(parsed),
+                            })
+                            .is_ok()
+                    }
+                };
+                if !sent {
+                    return;
+                }
+            }
+        });
+        for _ in 0..2 {
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                let mut fields = Fields::new(packages);
+                let mut bad = Vec::new();
+                loop {
+                    let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(work) = next else { return };
+                    if failed.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    match do_work(work, &mut fields, &mut bad) {
+                        Some(done) => {
+                            for d in done {
+                                if done_tx.send(d).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        None => fail(),
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        // The world is built here, as the records come; an id given twice fails.
+        for d in done_rx {
+            if failed.load(Ordering::Relaxed) {
+                continue;
+            }
+            let twice = match d {
+                Done::File(file, name, hash) => {
+                    files[file] = (name, hash);
+                    false
+                }
+                Done::Orgs(seq, file, v) => {
+                    let mut k = Vec::with_capacity(v.len());
+                    let mut twice = false;
+                    for org in v {
+                        let (n, org) = (org.org_number, Arc::new(org));
+                        let old = world.orgs.insert(n, org.clone());
+                        world.index_party(n, old.as_deref(), Some(&org));
+                        twice |= old.is_some();
+                        k.push(RecordKey::Organization(n));
+                    }
+                    keys[file][0].push((seq, k));
+                    twice
+                }
+                Done::SystemUsers(seq, file, v) => {
+                    let mut k = Vec::with_capacity(v.len());
+                    let mut twice = false;
+                    for su in v {
+                        k.push(RecordKey::SystemUser(su.id.clone()));
+                        twice |= world
+                            .system_users
+                            .insert(su.id.clone(), Arc::new(su))
+                            .is_some();
+                    }
+                    keys[file][1].push((seq, k));
+                    twice
+                }
+                Done::Teams(seq, file, v) => {
+                    let mut k = Vec::with_capacity(v.len());
+                    let mut twice = false;
+                    for t in v {
+                        k.push(RecordKey::Team(t.id.clone()));
+                        twice |= world.teams.insert(t.id.clone(), Arc::new(t)).is_some();
+                    }
+                    keys[file][2].push((seq, k));
+                    twice
+                }
+                Done::Employees(seq, file, v) => {
+                    let mut k = Vec::with_capacity(v.len());
+                    let mut twice = false;
+                    for e in v {
+                        k.push(RecordKey::Employee(e.id.clone()));
+                        twice |= world.employees.insert(e.id.clone(), Arc::new(e)).is_some();
+                    }
+                    keys[file][3].push((seq, k));
+                    twice
+                }
+                Done::Cedar(file, values) => {
+                    cedar_files[file] |= !values.is_empty();
+                    cedar.extend(values.into_iter().map(|v| (file, v)));
+                    false
+                }
+            };
+            if twice {
+                fail();
+            }
+        }
+    });
+    if failed.into_inner() {
+        return None;
+    }
+    let (extra, problems) = super::entity::cedar_entities(cedar, schema);
+    if !problems.is_empty() {
+        return None;
+    }
+    world.extra = Arc::new(extra);
+    if !super::checks::references_hold(&world) {
+        return None;
+    }
+    world.reindex();
+    let read = files
+        .into_iter()
+        .zip(keys)
+        .zip(cedar_files)
+        .map(|(((name, hash), kinds), cedar)| ReadFile {
+            name,
+            hash,
+            keys: kinds
+                .into_iter()
+                .flat_map(|mut runs| {
+                    runs.sort_by_key(|(seq, _)| *seq);
+                    runs.into_iter().flat_map(|(_, k)| k)
+                })
+                .collect(),
+            cedar,
+        })
+        .collect();
+    Some((world, read))
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub use format::{
     AccessRecord, ClientRecord, ClientsRecord, DataFile, EmployeeRecord, OrganizationRecord,
     PackageRef, PartyIdValue, SystemUserRecord, TeamRecord,
 };
-pub use load::load_dir;
+pub use load::{list_data_dir, load_dir, load_streamed, ReadFile};
 pub use manifest::{parse_manifest, read_listed, read_manifest, sha256, stamp_line, Manifest};
 pub use records::{
     ClientId, ClientLink, ClientScope, Employee, EmployeeKind, Id, LinkAccess, OrgNo, Organization,
