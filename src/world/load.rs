@@ -1063,6 +1063,40 @@ pub fn load_streamed(
 mod tests {
     use super::*;
 
+    /// Whether `dir` loads by the streamed path itself, not by the full load it
+    /// falls back on at a problem.
+    fn streams(dir: &Path) -> bool {
+        let src = crate::rules::snapshot::Sources::embedded();
+        let packages = AccessPackages::parse(&src.packages.name, &src.packages.text).unwrap();
+        let schema = crate::rules::policy::load_schema(&src.schema).unwrap();
+        let files = list_data_dir(dir).unwrap();
+        load_streamed(&files, 1 << 30, &packages, &schema).is_some()
+    }
+
+    #[test]
+    fn valid_layouts_stream_and_a_problem_falls_back() {
+        let firms = tempfile::tempdir().unwrap();
+        crate::tools::gen::write_world(firms.path(), 3, 2, 3).unwrap();
+        assert!(streams(firms.path()));
+        let sections = tempfile::tempdir().unwrap();
+        crate::tools::gen::write_world_sections(sections.path(), 3, 3).unwrap();
+        assert!(streams(sections.path()));
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        assert!(streams(&examples.join("world")), "YAML streams too");
+        // Files that add to other files' system users are read the full way.
+        assert!(!streams(&examples.join("altinn-world")));
+        // An employee defined twice, or naming a team nobody defines.
+        let e =
+            r#"{"employees": [{"id": "e0@f0.no", "organization": "500000015", "active": true}]}"#;
+        std::fs::write(sections.path().join("more.json"), e).unwrap();
+        assert!(!streams(sections.path()));
+        let e = r#"{"employees": [{"id": "x", "organization": "500000015", "active": true, "teams": ["none"]}]}"#;
+        std::fs::write(sections.path().join("more.json"), e).unwrap();
+        assert!(!streams(sections.path()));
+        std::fs::remove_file(sections.path().join("more.json")).unwrap();
+        assert!(streams(sections.path()));
+    }
+
     fn parse(text: &str) -> Parsed {
         let src = SourceFile {
             name: "t.yaml".into(),

@@ -45,6 +45,7 @@ mod schemas;
 mod secrets;
 mod shadow;
 mod socket_clients;
+mod streamed_loading;
 mod sync_freshness;
 mod tamper;
 mod tls;
