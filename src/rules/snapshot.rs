@@ -551,10 +551,19 @@ impl Snapshot {
     pub fn load_keyed(
         paths: &SourcePaths,
     ) -> Result<(Self, Sources, Vec<crate::world::ReadFile>), Problems> {
+        let started = std::time::Instant::now();
         if let (Some(dir), None) = (&paths.data, &paths.data_manifest) {
             if let Some(done) = Self::load_streamed(paths, dir) {
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "data loaded as read"
+                );
                 return Ok(done);
             }
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "data has a problem or a part read whole: reading it the full way"
+            );
         }
         let mut sources = Sources::read(paths)?;
         let (snapshot, keys) = Self::build_keyed(&sources)?;
@@ -583,7 +592,12 @@ impl Snapshot {
         })
         .ok()?;
         sources.data = Vec::new();
+        let started = std::time::Instant::now();
         let rules = Rules::build(&sources).ok()?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "schema, packages and policies read"
+        );
         let (world, read) = crate::world::load_streamed(
             &files,
             paths.max_file_bytes,

@@ -514,32 +514,36 @@ pub(crate) fn references(world: &World, r: Record<'_>, bad: &mut Vec<String>) {
     }
 }
 
-/// Whether every reference in `world` holds, read from its own records: what
-/// [`references`] finds with each record of a valid load, found without turning
-/// records back into the data format, for a load's fast path
-/// (`load::load_streamed`). On `false` the load is read again the full way, which
-/// says what is wrong and where.
-pub(crate) fn references_hold(world: &World) -> bool {
-    let org = |n: &OrgNo| world.orgs.contains_key(n);
-    let orgs_hold = world.orgs.values().all(|o| {
+// Whether every reference in a world holds, read from its own records: what
+// [`references`] finds with each record of a valid load, found without turning
+// records back into the data format, for a load's fast path
+// (`load::load_streamed`, which runs the two halves on two threads). On `false`
+// the load is read again the full way, which says what is wrong and where.
+
+/// The organisations' references: each parent known, not the organisation
+/// itself, and not a unit itself. (That no party id or UUID is given to two is
+/// found as the party indexes are built, `PartyIndex::of_pairs`.)
+pub(crate) fn organizations_hold(world: &World) -> bool {
+    world.orgs.values().all(|o| {
         let n = o.org_number;
-        o.party_id()
-            .is_none_or(|p| world.party_ids.get(&p).is_none_or(|m| m == n))
-            && o.party_uuid()
-                .is_none_or(|u| world.party_uuids.get(&u).is_none_or(|m| m == n))
-            && o.parent().is_none_or(|p| {
-                p != n
-                    && world
-                        .orgs
-                        .get(&p)
-                        .is_some_and(|parent| parent.parent().is_none())
-            })
-    });
-    orgs_hold
-        && world
-            .system_users
-            .values()
-            .all(|s| org(&s.owner) && s.links.keys().all(org))
+        o.parent().is_none_or(|p| {
+            p != n
+                && world
+                    .orgs
+                    .get(&p)
+                    .is_some_and(|parent| parent.parent().is_none())
+        })
+    })
+}
+
+/// The references of system users (owner, clients), teams (organisation, system
+/// users, clients) and employees (organisation, teams, audit clients).
+pub(crate) fn others_hold(world: &World) -> bool {
+    let org = |n: &OrgNo| world.orgs.contains_key(n);
+    world
+        .system_users
+        .values()
+        .all(|s| org(&s.owner) && s.links.keys().all(org))
         && world.teams.values().all(|t| {
             org(&t.organization)
                 && t.system_users

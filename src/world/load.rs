@@ -697,6 +697,23 @@ fn compact_sections<'t>(
         .collect()
 }
 
+/// A data file's text for the fast path, read into a buffer of the file's size
+/// (one allocation, no copies as it grows); none when it cannot be read or is
+/// over `max_bytes`, and the full path says why.
+fn read_sized(path: &Path, max_bytes: u64) -> Option<String> {
+    use std::io::Read as _;
+    let (file, meta) = crate::problem::open_regular(path).ok()?;
+    if meta.len() > max_bytes {
+        return None;
+    }
+    let mut text = String::with_capacity(usize::try_from(meta.len()).ok()?.saturating_add(1));
+    // The file may grow after its size was read: never more than the limit.
+    file.take(max_bytes.saturating_add(1))
+        .read_to_string(&mut text)
+        .ok()?;
+    (text.len() as u64 <= max_bytes).then_some(text)
+}
+
 /// Records handed to a parsing thread at once: a few MB of records in flight,
 /// and each hand-over costs nothing beside the parsing.
 const CHUNK: usize = 2048;
@@ -853,6 +870,7 @@ pub fn load_streamed(
     if paths.is_empty() {
         return None;
     }
+    let started = std::time::Instant::now();
     let failed = AtomicBool::new(false);
     let fail = || failed.store(true, Ordering::Relaxed);
     let (work_tx, work_rx) = mpsc::sync_channel::<Work>(4);
@@ -864,6 +882,8 @@ pub fn load_streamed(
     let mut keys: Vec<[Vec<(usize, Vec<RecordKey>)>; 4]> = vec![Default::default(); paths.len()];
     let mut cedar: Vec<(usize, serde_json::Value)> = Vec::new();
     let mut cedar_files = vec![false; paths.len()];
+    // Party ids and UUIDs by organisation, for the indexes built at once.
+    let (mut party_ids, mut party_uuids) = (Vec::new(), Vec::new());
     std::thread::scope(|scope| {
         let (failed, work_rx) = (&failed, &work_rx);
         let reader_done = done_tx.clone();
@@ -874,7 +894,7 @@ pub fn load_streamed(
                     return;
                 }
                 let name = path.display().to_string();
-                let Ok(text) = crate::problem::read_data_file(path, max_bytes) else {
+                let Some(text) = read_sized(path, max_bytes) else {
                     return fail();
                 };
                 let hash = super::manifest::sha256(&text);
@@ -974,10 +994,10 @@ pub fn load_streamed(
                     let mut k = Vec::with_capacity(v.len());
                     let mut twice = false;
                     for org in v {
-                        let (n, org) = (org.org_number, Arc::new(org));
-                        let old = world.orgs.insert(n, org.clone());
-                        world.index_party(n, old.as_deref(), Some(&org));
-                        twice |= old.is_some();
+                        let n = org.org_number;
+                        party_ids.extend(org.party_id().map(|p| (p, n)));
+                        party_uuids.extend(org.party_uuid().map(|u| (u, n)));
+                        twice |= world.orgs.insert(n, Arc::new(org)).is_some();
                         k.push(RecordKey::Organization(n));
                     }
                     keys[file][0].push((seq, k));
@@ -1035,10 +1055,34 @@ pub fn load_streamed(
         return None;
     }
     world.extra = Arc::new(extra);
-    if !super::checks::references_hold(&world) {
+    world.party_ids = super::state::PartyIndex::of_pairs(party_ids)?;
+    world.party_uuids = super::state::PartyIndex::of_pairs(party_uuids)?;
+    tracing::debug!(
+        files = paths.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "data files read, parsed and put into the world"
+    );
+    // The references are checked on a view of the world (a clone shares every
+    // node) while the derived indexes are built: three threads, as the two
+    // halves of the checks cost about what the indexes do.
+    let view = world.clone();
+    let hold = std::thread::scope(|scope| {
+        let orgs = scope.spawn(|| super::checks::organizations_hold(&view));
+        let others = scope.spawn(|| super::checks::others_hold(&view));
+        world.reindex();
+        [orgs, others]
+            .into_iter()
+            .all(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    });
+    drop(view);
+    tracing::debug!(
+        hold,
+        ms = started.elapsed().as_millis() as u64,
+        "references checked, indexes built"
+    );
+    if !hold {
         return None;
     }
-    world.reindex();
     let read = files
         .into_iter()
         .zip(keys)

@@ -279,6 +279,23 @@ impl<K: Bucketed + 'static> PartyIndex<K> {
     }
 }
 
+impl<K: Bucketed + 'static> PartyIndex<K> {
+    /// The index of `pairs` built at once, each bucket once rather than copied
+    /// for every id put in (a load's fast path, `load::load_streamed`); none when
+    /// an id is given twice.
+    pub(super) fn of_pairs(mut pairs: Vec<(K, OrgNo)>) -> Option<Self> {
+        pairs.sort_unstable_by_key(|(k, _)| (k.bucket(), *k));
+        if pairs.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
+        let mut buckets = map();
+        for run in pairs.chunk_by(|a, b| a.0.bucket() == b.0.bucket()) {
+            buckets.insert(run[0].0.bucket(), Arc::from(run));
+        }
+        Some(Self { buckets })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
