@@ -26,6 +26,16 @@
 //! refresh margin, so that every call fetches, against the stand-in's `/token`
 //! timed directly (target: a miss adds one round trip, and exactly one token
 //! request reaches the stand-in per miss).
+//!
+//! With `stdout` and `file` (issue 27): the durable log against what the disk
+//! allows. Closed-loop callers each wait for their record's fsync, so at
+//! concurrency C the durable mode can reach at most about
+//! `stdout rps × RTT / (RTT + fsync)`, RTT being the stdout mode's round trip
+//! (C / its throughput) and fsync the median `fdatasync` of a 500-byte append in
+//! the log's directory, which this benchmark measures itself before each round
+//! (`--fsync-samples N` appends, 300 by default). It reports the durable mode's
+//! throughput against that bound, the floor and the stdout mode (targets: 0.75 of
+//! the bound at 32, 0.8 of stdout at 128).
 //! Without `--bench` (as `cargo test --benches` runs it) it is a short smoke run.
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
@@ -555,6 +565,8 @@ struct Options {
     modes: Vec<String>,
     /// Calls of each kind per round of the cache-miss measurement.
     miss_calls: usize,
+    /// Appends timed with `fdatasync` before each round, for the durable bound.
+    fsync_samples: usize,
 }
 
 fn options() -> Options {
@@ -583,6 +595,7 @@ fn options() -> Options {
                 .collect(),
             modes: list("--modes", all_modes),
             miss_calls: value("--miss-calls").map_or(200, |s| s.parse().unwrap()),
+            fsync_samples: value("--fsync-samples").map_or(300, |s| s.parse().unwrap()),
         }
     } else {
         // Smoke run: every mode briefly, so a broken benchmark fails CI.
@@ -592,6 +605,7 @@ fn options() -> Options {
             concurrency: vec![1, 8],
             modes: list("--modes", all_modes),
             miss_calls: 10,
+            fsync_samples: 20,
         }
     }
 }
@@ -854,8 +868,15 @@ fn main() {
     kinds.dedup();
     let mut results: BTreeMap<(usize, String), Totals> = BTreeMap::new();
     let mut floors: BTreeMap<(usize, Kind), Totals> = BTreeMap::new();
+    // The durable bound's fsync: appends synced in the directory the file mode
+    // logs into, before each round, so the disk is measured as the runs find it.
+    let durable = wants("file") && wants("stdout");
+    let mut fsyncs: Vec<Duration> = Vec::new();
     for &c in &opts.concurrency {
         for round in 0..opts.rounds {
+            if durable {
+                fsyncs.extend(time_fsyncs(dir.path(), opts.fsync_samples));
+            }
             // Interleaved: the floor, then each mode, so noise hits all alike.
             for &k in &kinds {
                 let r = rt.block_on(drive(
@@ -949,6 +970,9 @@ fn main() {
             );
         }
     }
+    if durable {
+        report_durable(&opts, &results, &floors, &mut fsyncs);
+    }
     // A binding call's cost over an Authorize's (the stdout mode: the same log).
     if servers.iter().any(|(s, _)| s.name == "stdout") {
         for (mode, call, target) in [
@@ -1040,6 +1064,65 @@ fn main() {
     drop(miss);
     drop(floor);
     drop(standin);
+}
+
+/// Appends `n` lines of 500 bytes (newline included) to a file in `dir`, each
+/// followed by `fdatasync`, as the durable log's writer does; the time of each sync.
+fn time_fsyncs(dir: &std::path::Path, n: usize) -> Vec<Duration> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut line = vec![b'x'; 499];
+    line.push(b'\n');
+    let times = (0..n)
+        .map(|_| {
+            f.write_all(&line).unwrap();
+            let t0 = Instant::now();
+            f.sync_data().unwrap();
+            t0.elapsed()
+        })
+        .collect();
+    drop(f);
+    std::fs::remove_file(&path).unwrap();
+    times
+}
+
+/// The durable file mode against the disk's bound, the floor and the stdout mode.
+fn report_durable(
+    opts: &Options,
+    results: &BTreeMap<(usize, String), Totals>,
+    floors: &BTreeMap<(usize, Kind), Totals>,
+    fsyncs: &mut [Duration],
+) {
+    fsyncs.sort();
+    let at = |q: f64| fsyncs[((fsyncs.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    let fsync_us = at(0.5);
+    println!();
+    println!(
+        "fdatasync of a 500-byte append in the log's directory, {} samples ({} before each round): median {fsync_us:.0} µs, p10 {:.0}, p90 {:.0}, p99 {:.0}",
+        fsyncs.len(),
+        opts.fsync_samples,
+        at(0.1),
+        at(0.9),
+        at(0.99),
+    );
+    for &c in &opts.concurrency {
+        let file = results[&(c, "file".to_owned())].median();
+        let stdout = results[&(c, "stdout".to_owned())].median();
+        let floor = floors[&(c, Kind::Single)].median();
+        let rtt_us = c as f64 / stdout * 1e6;
+        let bound = stdout * rtt_us / (rtt_us + fsync_us);
+        println!(
+            "concurrency {c}: durable file {file:.0} calls/s; bound {bound:.0} (stdout {stdout:.0} calls/s, RTT {rtt_us:.0} µs, fsync {fsync_us:.0} µs); durable / bound {:.2} (target at 32: at least 0.75), / floor {:.2}, / stdout {:.2} (target at 128: at least 0.80)",
+            file / bound,
+            file / floor,
+            file / stdout,
+        );
+    }
 }
 
 fn row(c: usize, label: &str, t: &Totals, kind: Kind, floor: &Totals) {

@@ -1,16 +1,18 @@
-//! The file sink: chained records appended to a file, one write (and at most one
-//! fsync) per batch, rotated between batches, with the chain head checkpointed
-//! beside it.
+//! The file sink: chained records appended to a file, one write per batch and,
+//! with fsync, syncs on threads of their own that cover every batch written
+//! before they began (the writer goes on meanwhile); rotated between batches once
+//! everything written is durable, with the durable chain head checkpointed beside
+//! it.
 
 use super::chain::{sha256_hex, Chain, GENESIS, MISMATCH_ACCEPTED_EVENT, UNATTESTED_EVENT};
 use super::checkpoint::{checkpoint_path, publish, Checkpoint, Signer};
 use super::rotation::{rotated_path, Rotation};
-use super::sink::{Batch, Medium};
+use super::sink::{Batch, Medium, Syncer};
 use super::tail;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// When the file sink calls fsync.
@@ -48,7 +50,11 @@ const FREE_SPACE_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) struct FileMedium {
     path: PathBuf,
-    file: File,
+    /// Shared with the sync threads through `syncing`.
+    file: Arc<File>,
+    /// The file the sync threads sync: replaced on rotation, which waits until
+    /// nothing is in flight.
+    syncing: Arc<Mutex<Arc<File>>>,
     opts: FileOptions,
     /// False for a device such as /dev/null: nothing to checkpoint or rotate.
     regular: bool,
@@ -147,8 +153,10 @@ impl FileMedium {
             }
         };
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let file = Arc::new(file);
         let mut medium = Self {
             path: path.to_owned(),
+            syncing: Arc::new(Mutex::new(file.clone())),
             file,
             opts,
             regular: is_file,
@@ -236,7 +244,7 @@ impl FileMedium {
     fn append_note(&mut self, chain: &mut Chain, note: serde_json::Value) -> Result<(), String> {
         let mut line = chain.link(&note.to_string());
         line.push('\n');
-        self.file
+        (&*self.file)
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
@@ -248,9 +256,15 @@ impl FileMedium {
         Ok(())
     }
 
+    /// Writes a checkpoint of `chain`, which must be durable: a checkpoint never
+    /// names a record a crash could still take from the file.
     fn write_checkpoint(&mut self, chain: &Chain) {
         let mut cp = Checkpoint::of(chain, self.first_seq, &self.prev_checkpoint);
-        cp.first_hash = self.first_hash.clone();
+        // The file's first record is named once it is durable (it is written, and
+        // its hash known, a sync earlier).
+        if chain.seq >= self.first_seq {
+            cp.first_hash = self.first_hash.clone();
+        }
         if let Some(signer) = &self.opts.signer {
             cp = cp.sign(signer);
         }
@@ -262,7 +276,8 @@ impl FileMedium {
     }
 
     /// Renames the file to `<path>.<last seq>` and starts a new one; on failure keeps
-    /// appending to the handle it has, so nothing is lost.
+    /// appending to the handle it has, so nothing is lost. Called only when every
+    /// record written is durable, `chain` being the last.
     fn rotate(&mut self, chain: &Chain) {
         let rotated = rotated_path(&self.path, chain.seq);
         let reopened = std::fs::rename(&self.path, &rotated).and_then(|()| {
@@ -274,7 +289,8 @@ impl FileMedium {
         });
         match reopened {
             Ok(f) => {
-                self.file = f;
+                self.file = Arc::new(f);
+                *self.syncing.lock().unwrap_or_else(PoisonError::into_inner) = self.file.clone();
                 self.bytes = 0;
                 self.opened = Instant::now();
                 self.first_seq = chain.seq.saturating_add(1);
@@ -324,23 +340,63 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-impl Medium for FileMedium {
-    fn deliver(&mut self, batch: &Batch, _chain: &Chain) -> Result<(), String> {
-        // One write for the whole batch: a killed process leaves whole lines.
-        let result = self
+/// Syncs the file a [`FileMedium`] writes, timing each sync.
+struct FileSyncer {
+    file: Arc<Mutex<Arc<File>>>,
+    path: PathBuf,
+    times: Arc<crate::metrics::Histogram>,
+}
+
+impl Syncer for FileSyncer {
+    fn sync(&self) -> Result<(), String> {
+        let file = self
             .file
-            .write_all(batch.bytes())
-            .and_then(|()| self.file.flush())
-            .and_then(|()| match self.opts.fsync {
-                Fsync::Always => {
-                    let started = Instant::now();
-                    let synced = self.file.sync_data();
-                    self.opts.fsync_times.observe(started.elapsed());
-                    synced
-                }
-                Fsync::Never => Ok(()),
-            });
-        match result {
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let started = Instant::now();
+        let synced = file.sync_data();
+        self.times.observe(started.elapsed());
+        synced.map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+}
+
+impl FileMedium {
+    /// Syncs the file on the writer's thread (a sink without sync threads).
+    fn sync_now(&self) -> Result<(), String> {
+        let started = Instant::now();
+        let synced = self.file.sync_data();
+        self.opts.fsync_times.observe(started.elapsed());
+        synced.map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+}
+
+impl Medium for FileMedium {
+    fn deliver(&mut self, batch: &Batch, chain: &Chain) -> Result<(), String> {
+        let start = self.bytes;
+        self.write(batch, chain)?;
+        if self.opts.fsync == Fsync::Always {
+            if let Err(e) = self.sync_now() {
+                self.cut_back(start);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn syncer(&mut self) -> Option<Arc<dyn Syncer>> {
+        (self.opts.fsync == Fsync::Always).then(|| {
+            Arc::new(FileSyncer {
+                file: self.syncing.clone(),
+                path: self.path.clone(),
+                times: self.opts.fsync_times.clone(),
+            }) as Arc<dyn Syncer>
+        })
+    }
+
+    fn write(&mut self, batch: &Batch, _chain: &Chain) -> Result<(), String> {
+        // One write for the whole batch: a killed process leaves whole lines.
+        match (&*self.file).write_all(batch.bytes()) {
             Ok(()) => {
                 if self.bytes == 0 {
                     self.first_hash = batch.lines().next().map(|l| sha256_hex(l.as_bytes()));
@@ -375,12 +431,45 @@ impl Medium for FileMedium {
         }
     }
 
-    fn tick(&mut self, chain: &Chain) {
+    fn mark(&self) -> u64 {
+        self.bytes
+    }
+
+    fn cut_back(&mut self, mark: u64) {
+        // Records whose sync failed may or may not be on the disk: cut them off,
+        // so the log ends with its last durable record, as the chain does.
+        let cut = if self.regular {
+            self.file
+                .set_len(mark)
+                .and_then(|()| self.file.sync_data())
+                .map_err(|e| e.to_string())
+                .err()
+        } else {
+            None
+        };
+        tracing::error!(
+            file = %self.path.display(),
+            dropped_bytes = self.bytes.saturating_sub(mark),
+            kept_bytes = mark,
+            cut_failed = cut,
+            "decision log sync failed; the file was cut back to its last durable record and calls fail until a sync succeeds"
+        );
+        self.bytes = mark;
+        if mark == 0 {
+            self.first_hash = None;
+        }
+    }
+
+    fn wants_settled(&self) -> bool {
+        self.regular && self.opts.rotation.due(self.bytes, self.opened)
+    }
+
+    fn tick(&mut self, chain: &Chain, settled: bool) {
         if !self.regular {
             return;
         }
         self.check_free_space();
-        if self.opts.rotation.due(self.bytes, self.opened) {
+        if settled && self.opts.rotation.due(self.bytes, self.opened) {
             self.rotate(chain);
         }
         if chain.seq != self.checkpointed && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
