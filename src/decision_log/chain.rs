@@ -8,7 +8,6 @@
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::io::Write as _;
 
 /// `prev_hash` of the first record of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -51,7 +50,9 @@ impl Chain {
         } else {
             ","
         };
-        let _ = write!(out, "{{\"seq\":{},\"prev_hash\":\"", self.seq + 1);
+        out.extend_from_slice(b"{\"seq\":");
+        push_decimal(out, self.seq + 1);
+        out.extend_from_slice(b",\"prev_hash\":\"");
         let mut hex_head = [0u8; 64];
         // Encoding 32 bytes into 64 cannot fail.
         let _ = hex::encode_to_slice(self.head, &mut hex_head);
@@ -85,6 +86,21 @@ impl Chain {
         }
         Ok(chain)
     }
+}
+
+/// `n` in decimal, without the formatting machinery (once per record).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 /// The highest seq a log may reach: far beyond any real log, and far enough below

@@ -138,6 +138,14 @@ pub struct LogOptions {
 /// The free space below which a file sink WARNs, by default.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 1 << 30;
 
+thread_local! {
+    /// The buffer a request thread serialises its records into.
+    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
+}
+
+/// The most a request thread's record buffer keeps between records.
+const LINE_KEPT: usize = 64 << 10;
+
 /// Records each sink's queue can hold before a buffered sink drops and a durable one
 /// fails calls.
 const QUEUE_CAPACITY: usize = 65_536;
@@ -258,7 +266,7 @@ impl DecisionLog {
                 SinkSpec::Off => continue,
                 SinkSpec::Stdout => sink::start(
                     "vakt-log-stdout".into(),
-                    stdout::Stream(Box::new(std::io::stdout())),
+                    stdout::Stream::new(Box::new(std::io::stdout())),
                     chain::Chain::default(),
                     Delivery::Buffered,
                     QUEUE_CAPACITY,
@@ -321,7 +329,19 @@ impl DecisionLog {
         if self.sinks.is_empty() {
             return Receipt(Vec::new());
         }
-        let record: Arc<str> = rec.to_json(&self.redactor).into();
+        // Serialised into this thread's buffer, kept from record to record, then
+        // copied once into the shared record the sinks' writers take.
+        let record: Arc<str> = LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            rec.write_json(&self.redactor, &mut line);
+            let record = Arc::from(line.as_str());
+            // A record with a large context leaves no large buffer behind.
+            if line.capacity() > LINE_KEPT {
+                *line = String::with_capacity(1024);
+            }
+            record
+        });
         Receipt(
             self.sinks
                 .iter()

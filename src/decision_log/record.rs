@@ -3,7 +3,6 @@
 
 use super::redact::{self, Redactor};
 use crate::decision::Reason;
-use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct, Serializer};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -137,378 +136,496 @@ pub struct EnvoyNote<'a> {
 
 /// RFC 3339 timestamp in UTC with microseconds.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+    let now = std::time::SystemTime::now();
+    let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
+        return humantime::format_rfc3339_micros(now).to_string();
+    };
+    let (secs, micros) = (since.as_secs(), since.subsec_micros());
+    // The date and time of day change once a second: formatted once per second
+    // and thread, and only the microseconds every time.
+    let second = SECOND.try_with(|cached| {
+        let (at, text) = cached.get();
+        if at == secs {
+            return Some(text);
+        }
+        let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let full = humantime::format_rfc3339_seconds(whole).to_string();
+        // `YYYY-MM-DDTHH:MM:SSZ`; any other shape is formatted in full below.
+        let text: [u8; 19] = full.as_bytes().get(..19)?.try_into().ok()?;
+        (full.len() == 20).then(|| {
+            cached.set((secs, text));
+            text
+        })
+    });
+    let Some(text) = second.ok().flatten() else {
+        return humantime::format_rfc3339_micros(now).to_string();
+    };
+    let mut out = String::with_capacity(27);
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+    out.push('.');
+    let mut digits = [b'0'; 6];
+    let mut n = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+    out.push('Z');
+    out
+}
+
+thread_local! {
+    /// The second [`now_rfc3339`] last formatted on this thread, and its text up
+    /// to the seconds.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [b'0'; 19])) };
 }
 
 impl DecisionRecord<'_> {
     /// The record as one JSON object on one line (no newline), secrets scrubbed and
     /// the context fields `redactor` names replaced.
     pub fn to_json(&self, redactor: &Redactor) -> String {
-        let mut out = Vec::with_capacity(512);
-        let mut ser = serde_json::Serializer::new(&mut out);
-        // Serialising plain strings, numbers and maps cannot fail.
-        let _ = Scrubbed {
-            rec: self,
-            redactor,
-        }
-        .serialize(&mut ser);
-        String::from_utf8(out).unwrap_or_default()
+        let mut out = String::with_capacity(1024);
+        self.write_json(redactor, &mut out);
+        out
     }
-}
 
-/// A record seen through the redactor: every string that came from a request is
-/// written as [`redact::scrub`] leaves it, and the request fields that had to be
-/// changed are listed last, in `redacted`, so that replay knows it cannot re-decide
-/// the record.
-struct Scrubbed<'r, 'a> {
-    rec: &'r DecisionRecord<'a>,
-    redactor: &'r Redactor,
-}
-
-/// The names of the request fields whose values were changed, as they are met.
-type Marks = RefCell<Vec<String>>;
-
-/// A request field, written scrubbed; its name is marked when that changed it.
-struct Field<'r> {
-    value: &'r str,
-    name: &'static str,
-    marks: &'r Marks,
-}
-
-impl Serialize for Field<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let scrubbed = redact::scrub(self.value);
-        if matches!(scrubbed, Cow::Owned(_)) {
-            self.marks.borrow_mut().push(self.name.to_owned());
-        }
-        s.serialize_str(&scrubbed)
-    }
-}
-
-/// A string written with any secret in it replaced.
-struct S<'a>(&'a str);
-
-impl Serialize for S<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        s.serialize_str(&redact::scrub(self.0))
-    }
-}
-
-impl Serialize for Scrubbed<'_, '_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let r = self.rec;
-        let marks = Marks::default();
-        let field = |value, name| Field {
-            value,
-            name,
-            marks: &marks,
+    /// [`DecisionRecord::to_json`] appended to `out`, which the caller reuses from
+    /// record to record: written field by field straight into it, with nothing
+    /// built on the way. The bytes are serde_json's for the same fields (its
+    /// string escapes, its numbers), in the order below, which the hash chain and
+    /// `vakt audit verify` rely on: change neither.
+    pub fn write_json(&self, redactor: &Redactor, out: &mut String) {
+        let r = self;
+        let mut w = Writer {
+            out,
+            marks: Vec::new(),
         };
-        let mut m = s.serialize_struct("DecisionRecord", 22)?;
-        m.serialize_field("decision_id", &S(r.decision_id))?;
-        m.serialize_field("timestamp", &r.timestamp)?;
-        m.serialize_field("call", r.call)?;
-        m.serialize_field("employee_id", &field(r.employee_id, "employee_id"))?;
+        w.out.push('{');
+        w.key_first("decision_id");
+        w.scrubbed(r.decision_id);
+        w.key("timestamp");
+        w.raw(&r.timestamp);
+        w.key("call");
+        w.raw(r.call);
+        w.key("employee_id");
+        w.field(r.employee_id, "employee_id");
         if let Some(v) = r.system_user_id {
-            m.serialize_field("system_user_id", &field(v, "system_user_id"))?;
+            w.key("system_user_id");
+            w.field(v, "system_user_id");
         }
         if let Some(v) = r.system_user_external_ref {
-            m.serialize_field(
-                "system_user_external_ref",
-                &field(v, "system_user_external_ref"),
-            )?;
+            w.key("system_user_external_ref");
+            w.field(v, "system_user_external_ref");
         }
         if let Some(v) = r.system_user_owner {
-            m.serialize_field("system_user_owner", &S(v))?;
+            w.key("system_user_owner");
+            w.scrubbed(v);
         }
         if let Some(v) = &r.usable_system_users {
-            m.serialize_field(
-                "usable_system_users",
-                &StrList {
-                    items: v,
-                    marks: &marks,
-                },
-            )?;
+            w.key("usable_system_users");
+            w.out.push('[');
+            for (i, x) in v.iter().enumerate() {
+                if i > 0 {
+                    w.out.push(',');
+                }
+                w.field(x, "usable_system_users");
+            }
+            w.out.push(']');
         }
-        m.serialize_field(
-            "client_org_number",
-            &field(r.client_org_number, "client_org_number"),
-        )?;
-        m.serialize_field("access_package", &field(r.access_package, "access_package"))?;
-        m.serialize_field("action", &field(r.action, "action"))?;
-        m.serialize_field("decision", r.decision)?;
-        m.serialize_field("reasons", &Reasons(r.reasons))?;
+        w.key("client_org_number");
+        w.field(r.client_org_number, "client_org_number");
+        w.key("access_package");
+        w.field(r.access_package, "access_package");
+        w.key("action");
+        w.field(r.action, "action");
+        w.key("decision");
+        w.raw(r.decision);
+        w.key("reasons");
+        w.reasons(r.reasons);
         if let Some((decision, reasons)) = r.shadow {
-            m.serialize_field("shadow_decision", decision)?;
-            m.serialize_field("shadow_reasons", &Reasons(reasons))?;
+            w.key("shadow_decision");
+            w.raw(decision);
+            w.key("shadow_reasons");
+            w.reasons(reasons);
         }
         if let Some(p) = r.path {
-            m.serialize_field("path", &PathOut(p))?;
+            w.key("path");
+            w.out.push('{');
+            w.key_first("teams");
+            w.raw_list(p.teams.iter().map(|t| t.as_str()));
+            if let Some(o) = p.link_client {
+                w.key("link_client_org_number");
+                w.raw(&o.digits());
+            }
+            w.key("link_roles");
+            w.raw_list(p.link_roles.iter().map(|t| t.as_str()));
+            w.out.push('}');
         }
         if let Some(t) = &r.token {
-            m.serialize_field("token", &TokenOut(t))?;
+            w.key("token");
+            w.out.push('{');
+            w.key_first("kind");
+            w.raw(t.kind);
+            if let Some(jti) = t.jti {
+                w.key("jti");
+                w.scrubbed(jti);
+            }
+            w.key("expires_at");
+            w.raw(&humantime::format_rfc3339_seconds(t.expires_at).to_string());
+            w.key("scope");
+            w.scrubbed(t.scope);
+            w.out.push('}');
         }
         if let Some(e) = &r.envoy {
-            m.serialize_field(
-                "envoy",
-                &EnvoyOut {
-                    note: e,
-                    marks: &marks,
-                },
-            )?;
+            w.key("envoy");
+            w.out.push('{');
+            // `route` is first when there is one: no comma before `method` then.
+            match e.route {
+                Some(route) => {
+                    w.key_first("route");
+                    w.scrubbed(route);
+                    w.key("method");
+                }
+                None => w.key_first("method"),
+            }
+            w.scrubbed(e.method);
+            w.key("host");
+            w.scrubbed(e.host);
+            w.key("path");
+            w.field(e.path, "envoy.path");
+            if let Some(f) = e.client_from {
+                w.key("client_from");
+                w.scrubbed(f);
+            }
+            if let Some(c) = e.client {
+                w.key("client");
+                w.field(c, "envoy.client");
+            }
+            if e.shadow_deny {
+                w.key("shadow_deny");
+                w.out.push_str("true");
+            }
+            w.out.push('}');
         }
-        m.serialize_field("revision", r.revision)?;
-        m.serialize_field("data_sequence", &r.data_sequence)?;
-        m.serialize_field("evaluation_us", &r.evaluation_us)?;
+        w.key("revision");
+        w.raw(r.revision);
+        w.key("data_sequence");
+        push_u64(w.out, r.data_sequence);
+        w.key("evaluation_us");
+        push_u64(w.out, r.evaluation_us);
         if let Some(ctx) = r.context {
-            m.serialize_field(
-                "context",
-                &Context {
-                    map: ctx,
-                    redactor: self.redactor,
-                    marks: &marks,
-                },
-            )?;
+            w.key("context");
+            w.context(ctx, redactor);
         }
-        m.serialize_field("caller", &CallerOut(r.caller))?;
+        w.key("caller");
+        w.caller(r.caller);
         if let Some(t) = &r.trace.trace_id {
-            m.serialize_field("trace_id", t)?;
+            w.key("trace_id");
+            w.raw(t);
         }
         if let Some(t) = &r.trace.span_id {
-            m.serialize_field("span_id", t)?;
+            w.key("span_id");
+            w.raw(t);
         }
-        let marks = marks.into_inner();
-        if !marks.is_empty() {
-            m.serialize_field("redacted", &marks)?;
+        if !w.marks.is_empty() {
+            let marks = std::mem::take(&mut w.marks);
+            w.key("redacted");
+            w.raw_list(marks.iter().map(|m| &**m));
         }
-        m.end()
+        w.out.push('}');
     }
 }
 
-struct TokenOut<'r>(&'r TokenNote<'r>);
+/// Writes a record's JSON into a string, and keeps the names of the request
+/// fields whose values scrubbing changed, in the order met, for `redacted`.
+struct Writer<'o> {
+    out: &'o mut String,
+    marks: Vec<Cow<'static, str>>,
+}
 
-impl Serialize for TokenOut<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let t = self.0;
-        let mut m = s.serialize_struct("Token", 4)?;
-        m.serialize_field("kind", t.kind)?;
-        if let Some(jti) = t.jti {
-            m.serialize_field("jti", &S(jti))?;
-        }
-        m.serialize_field(
-            "expires_at",
-            &humantime::format_rfc3339_seconds(t.expires_at).to_string(),
-        )?;
-        m.serialize_field("scope", &S(t.scope))?;
-        m.end()
+impl Writer<'_> {
+    /// The first key of an object (no comma before it).
+    fn key_first(&mut self, name: &str) {
+        push_str(self.out, name);
+        self.out.push(':');
     }
-}
 
-struct EnvoyOut<'r> {
-    note: &'r EnvoyNote<'r>,
-    marks: &'r Marks,
-}
-
-impl Serialize for EnvoyOut<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let e = self.note;
-        let mut m = s.serialize_struct("Envoy", 7)?;
-        if let Some(r) = e.route {
-            m.serialize_field("route", &S(r))?;
-        }
-        m.serialize_field("method", &S(e.method))?;
-        m.serialize_field("host", &S(e.host))?;
-        m.serialize_field(
-            "path",
-            &Field {
-                value: e.path,
-                name: "envoy.path",
-                marks: self.marks,
-            },
-        )?;
-        if let Some(f) = e.client_from {
-            m.serialize_field("client_from", &S(f))?;
-        }
-        if let Some(c) = e.client {
-            m.serialize_field(
-                "client",
-                &Field {
-                    value: c,
-                    name: "envoy.client",
-                    marks: self.marks,
-                },
-            )?;
-        }
-        if e.shadow_deny {
-            m.serialize_field("shadow_deny", &true)?;
-        }
-        m.end()
+    fn key(&mut self, name: &str) {
+        self.out.push(',');
+        self.key_first(name);
     }
-}
 
-struct StrList<'r> {
-    items: &'r [&'r str],
-    marks: &'r Marks,
-}
+    /// A string as it is (it came from Vakt, not from a request).
+    fn raw(&mut self, s: &str) {
+        push_str(self.out, s);
+    }
 
-impl Serialize for StrList<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let mut seq = s.serialize_seq(Some(self.items.len()))?;
-        for x in self.items {
-            seq.serialize_element(&Field {
-                value: x,
-                name: "usable_system_users",
-                marks: self.marks,
-            })?;
+    fn raw_list<'s>(&mut self, items: impl Iterator<Item = &'s str>) {
+        self.out.push('[');
+        for (i, s) in items.enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            push_str(self.out, s);
         }
-        seq.end()
+        self.out.push(']');
     }
-}
 
-struct PathOut<'r>(&'r crate::decision::Path);
+    /// A string with any secret in it replaced.
+    fn scrubbed(&mut self, s: &str) {
+        push_str(self.out, &scrub(s));
+    }
 
-impl Serialize for PathOut<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let p = self.0;
-        let mut m = s.serialize_struct("Path", 3)?;
-        m.serialize_field("teams", &p.teams)?;
-        if let Some(o) = p.link_client {
-            m.serialize_field("link_client_org_number", &o.to_string())?;
+    /// A request field, scrubbed; its name is marked when that changed it.
+    fn field(&mut self, value: &str, name: &'static str) {
+        let scrubbed = scrub(value);
+        if matches!(scrubbed, Cow::Owned(_)) {
+            self.marks.push(Cow::Borrowed(name));
         }
-        m.serialize_field("link_roles", &p.link_roles)?;
-        m.end()
+        push_str(self.out, &scrubbed);
     }
-}
 
-struct Reasons<'r>(&'r [Reason]);
-
-impl Serialize for Reasons<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for r in self.0 {
-            seq.serialize_element(&ReasonOut(r))?;
+    fn reasons(&mut self, reasons: &[Reason]) {
+        self.out.push('[');
+        for (i, r) in reasons.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.out.push('{');
+            self.key_first("policy_id");
+            self.scrubbed(&r.policy_id);
+            // Messages quote request fields, so they are scrubbed like them.
+            self.key("message");
+            self.scrubbed(&r.message);
+            self.out.push('}');
         }
-        seq.end()
+        self.out.push(']');
     }
-}
 
-struct ReasonOut<'r>(&'r Reason);
-
-impl Serialize for ReasonOut<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let mut m = s.serialize_struct("Reason", 2)?;
-        m.serialize_field("policy_id", &S(&self.0.policy_id))?;
-        // Messages quote request fields, so they are scrubbed like them.
-        m.serialize_field("message", &S(&self.0.message))?;
-        m.end()
-    }
-}
-
-struct CallerOut<'r>(&'r Caller);
-
-impl Serialize for CallerOut<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let c = self.0;
-        let n = usize::from(c.identity.is_some())
-            + usize::from(c.peer.is_some())
-            + usize::from(c.uid.is_some())
-            + usize::from(c.pid.is_some())
-            + usize::from(c.service.is_some());
-        let mut m = s.serialize_struct("Caller", n)?;
+    fn caller(&mut self, c: &Caller) {
+        self.out.push('{');
+        let mut first = true;
+        let mut key = |w: &mut Self, name: &str| {
+            if !std::mem::take(&mut first) {
+                w.out.push(',');
+            }
+            w.key_first(name);
+        };
         if let Some(i) = &c.identity {
-            m.serialize_field("identity", &S(i))?;
+            key(self, "identity");
+            self.scrubbed(i);
         }
         if let Some(p) = &c.peer {
-            m.serialize_field("peer", &S(p))?;
+            key(self, "peer");
+            self.scrubbed(p);
         }
         if let Some(u) = c.uid {
-            m.serialize_field("uid", &u)?;
+            key(self, "uid");
+            push_u64(self.out, u64::from(u));
         }
         if let Some(p) = c.pid {
-            m.serialize_field("pid", &p)?;
+            key(self, "pid");
+            if p < 0 {
+                self.out.push('-');
+            }
+            push_u64(self.out, u64::from(p.unsigned_abs()));
         }
         if let Some(v) = &c.service {
-            m.serialize_field("service", &S(v))?;
+            key(self, "service");
+            self.scrubbed(v);
         }
-        m.end()
+        self.out.push('}');
     }
-}
 
-/// The caller's context: named fields replaced, every string scrubbed, at any depth;
-/// each attribute changed is marked as `context.<attribute>`.
-struct Context<'r> {
-    map: &'r serde_json::Map<String, serde_json::Value>,
-    redactor: &'r Redactor,
-    marks: &'r Marks,
-}
-
-impl Serialize for Context<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        let mut m = s.serialize_map(Some(self.map.len()))?;
-        for (k, v) in self.map {
-            let key = redact::scrub(k);
-            let changed = Cell::new(matches!(key, Cow::Owned(_)));
-            if self.redactor.is_redacted_field(k) {
-                changed.set(true);
-                m.serialize_entry(&*key, redact::REDACTED)?;
-            } else {
-                m.serialize_entry(
-                    &*key,
-                    &Json {
-                        value: v,
-                        changed: &changed,
-                    },
-                )?;
+    /// The caller's context: named fields replaced, every string scrubbed, at any
+    /// depth; each attribute changed is marked as `context.<attribute>`.
+    fn context(&mut self, map: &serde_json::Map<String, serde_json::Value>, redactor: &Redactor) {
+        self.out.push('{');
+        for (i, (k, v)) in map.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
             }
-            if changed.get() {
-                self.marks.borrow_mut().push(format!("context.{key}"));
+            let key = scrub(k);
+            let mut changed = matches!(key, Cow::Owned(_));
+            push_str(self.out, &key);
+            self.out.push(':');
+            if redactor.is_redacted_field(k) {
+                changed = true;
+                push_str(self.out, redact::REDACTED);
+            } else {
+                json(self.out, v, &mut changed);
+            }
+            if changed {
+                self.marks.push(Cow::Owned(format!("context.{key}")));
             }
         }
-        m.end()
+        self.out.push('}');
     }
 }
 
 /// A context value, scrubbed at any depth; `changed` is set when that changed it.
-struct Json<'r> {
-    value: &'r serde_json::Value,
-    changed: &'r Cell<bool>,
-}
-
-impl Json<'_> {
-    fn scrubbed<'s>(&self, x: &'s str) -> Cow<'s, str> {
-        let out = redact::scrub(x);
-        if matches!(out, Cow::Owned(_)) {
-            self.changed.set(true);
-        }
-        out
+fn json(out: &mut String, value: &serde_json::Value, changed: &mut bool) {
+    use serde_json::Value as V;
+    fn scrubbed(out: &mut String, s: &str, changed: &mut bool) {
+        let s = scrub(s);
+        *changed |= matches!(s, Cow::Owned(_));
+        push_str(out, &s);
     }
-}
-
-impl Serialize for Json<'_> {
-    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
-        use serde_json::Value as V;
-        let inner = |value| Json {
-            value,
-            changed: self.changed,
-        };
-        match self.value {
-            V::String(x) => s.serialize_str(&self.scrubbed(x)),
-            V::Array(a) => {
-                let mut seq = s.serialize_seq(Some(a.len()))?;
-                for x in a {
-                    seq.serialize_element(&inner(x))?;
+    match value {
+        V::String(x) => scrubbed(out, x, changed),
+        V::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
                 }
-                seq.end()
+                json(out, x, changed);
             }
-            V::Object(o) => {
-                let mut m = s.serialize_map(Some(o.len()))?;
-                for (k, x) in o {
-                    m.serialize_entry(&*self.scrubbed(k), &inner(x))?;
+            out.push(']');
+        }
+        V::Object(o) => {
+            out.push('{');
+            for (i, (k, x)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
                 }
-                m.end()
+                scrubbed(out, k, changed);
+                out.push(':');
+                json(out, x, changed);
             }
-            other => other.serialize(s),
+            out.push('}');
+        }
+        V::Null => out.push_str("null"),
+        V::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // serde_json writes a number as its Display shows it (itoa, ryu).
+        V::Number(n) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{n}");
         }
     }
+}
+
+/// `n` in decimal, as serde_json writes it.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+}
+
+/// `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\`,
+/// and the control characters below 0x20 (as `\b`, `\t`, `\n`, `\f`, `\r` or
+/// `\u00XX`); everything else, non-ASCII included, as it is.
+fn push_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        // Eight bytes at a time: most strings have nothing to escape, and their
+        // clean runs are copied whole.
+        if let Some(word) = b.get(i..i + 8) {
+            let v = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            if !any_needs_escape(v) {
+                i += 8;
+                continue;
+            }
+            for at in i..i + 8 {
+                escape_at(out, s, &mut start, at);
+            }
+            i += 8;
+        } else {
+            escape_at(out, s, &mut start, i);
+            i += 1;
+        }
+    }
+    out.push_str(s.get(start..).unwrap_or_default());
+    out.push('"');
+}
+
+/// When the byte at `at` must be escaped: writes what came before it since
+/// `start`, then its escape, and moves `start` past it.
+fn escape_at(out: &mut String, s: &str, start: &mut usize, at: usize) {
+    let c = s.as_bytes()[at];
+    if !(c < 0x20 || c == b'"' || c == b'\\') {
+        return;
+    }
+    // Escaped bytes are ASCII: `at` and `at + 1` are character boundaries.
+    out.push_str(s.get(*start..at).unwrap_or_default());
+    match c {
+        b'"' => out.push_str("\\\""),
+        b'\\' => out.push_str("\\\\"),
+        0x08 => out.push_str("\\b"),
+        0x09 => out.push_str("\\t"),
+        0x0a => out.push_str("\\n"),
+        0x0c => out.push_str("\\f"),
+        0x0d => out.push_str("\\r"),
+        _ => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(c >> 4)]));
+            out.push(char::from(HEX[usize::from(c & 0xf)]));
+        }
+    }
+    *start = at + 1;
+}
+
+/// Whether any of the eight bytes in `v` is below 0x20, `"` or `\`: the zero-byte
+/// test (exact for whether there is one) on `v`, `v ^ "…"` and `v ^ "\…"`.
+fn any_needs_escape(v: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH != 0;
+    below(v, 0x20)
+        || below(v ^ (ONES * u64::from(b'"')), 1)
+        || below(v ^ (ONES * u64::from(b'\\')), 1)
+}
+
+/// [`redact::scrub`], remembering on each thread the last strings it found clean:
+/// the same package, action, reasons and ids come back call after call, and a
+/// string seen clean is clean again without another scan. Only clean strings are
+/// kept (nothing secret), at most [`CLEAN_SLOTS`] of at most [`CLEAN_LEN`] bytes.
+fn scrub(s: &str) -> Cow<'_, str> {
+    if s.len() > CLEAN_LEN {
+        return redact::scrub(s);
+    }
+    use std::hash::BuildHasher as _;
+    let slot =
+        (foldhash::fast::FixedState::with_seed(0x7363_7275).hash_one(s) as usize) % CLEAN_SLOTS;
+    let seen = CLEAN
+        .try_with(|c| c.borrow().get(slot).is_some_and(|k| &**k == s))
+        .unwrap_or(false);
+    if seen {
+        return Cow::Borrowed(s);
+    }
+    let out = redact::scrub(s);
+    if matches!(out, Cow::Borrowed(_)) {
+        let _ = CLEAN.try_with(|c| {
+            if let Some(k) = c.borrow_mut().get_mut(slot) {
+                k.clear();
+                k.push_str(s);
+            }
+        });
+    }
+    out
+}
+
+/// Clean strings remembered per thread, and the longest remembered.
+const CLEAN_SLOTS: usize = 512;
+const CLEAN_LEN: usize = 256;
+
+thread_local! {
+    /// Strings [`scrub`] found clean, by hash; an empty slot matches only the
+    /// empty string, which is clean.
+    static CLEAN: RefCell<Vec<String>> = RefCell::new(vec![String::new(); CLEAN_SLOTS]);
 }
 
 #[cfg(test)]
@@ -584,6 +701,195 @@ mod tests {
         assert_eq!(v["system_user_owner"], "310001015");
         assert_eq!(v["access_package"], rec.access_package);
         assert_eq!(v["revision"], rec.revision);
+    }
+
+    /// Every field at once, with strings that need escaping, scrubbing and
+    /// redacting: the line is exactly what serde_json writes for the same
+    /// object (parsed and written again, keys in their order), and the keys
+    /// come in the record's order.
+    #[test]
+    fn every_field_is_written_as_serde_json_writes_it() {
+        let ctx = serde_json::json!({
+            "n": 1.5, "m": -3, "big": 18446744073709551615u64, "ok": false, "none": null,
+            "ticket": "abc",
+            "nested": {"q\"uote": ["a\u{1}b", "tab\there", "Bearer abc.def", 7]},
+            "unicode": "blåbær \u{7f} \u{1F600}",
+        });
+        let reasons = [
+            Reason {
+                policy_id: "p\\1".into(),
+                message: "line\nbreak \"quoted\" \u{8}\u{c}\r".into(),
+            },
+            Reason {
+                policy_id: "p2".into(),
+                message: "employee 15038713008 is not known".into(),
+            },
+        ];
+        let shadow = [Reason {
+            policy_id: "s".into(),
+            message: "shadow".into(),
+        }];
+        let path = crate::decision::Path {
+            teams: vec!["team-a".into(), "team \"b\"".into()],
+            link_client: crate::world::records::OrgNo::from_digits("310015156"),
+            link_roles: vec!["regnskapsforer".into()],
+        };
+        let caller = Caller {
+            identity: Some("spiffe://x/y".into()),
+            peer: Some("127.0.0.1:4242".into()),
+            uid: Some(1000),
+            pid: Some(-7),
+            service: Some("svc".into()),
+        };
+        let trace =
+            Trace::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        for (route, client) in [(Some("register"), Some("15038713008")), (None, None)] {
+            let rec = DecisionRecord {
+                decision_id: "d",
+                timestamp: now_rfc3339(),
+                call: "envoy_check",
+                employee_id: "15038713008",
+                system_user_id: Some("su"),
+                system_user_external_ref: Some("ref\u{0}x"),
+                system_user_owner: Some("310015156"),
+                usable_system_users: Some(vec!["a", "15038713008"]),
+                client_org_number: "310015156",
+                access_package: "urn:altinn:accesspackage:a-ordning",
+                action: "useSystemUser",
+                decision: "allow",
+                reasons: &reasons,
+                revision: "r",
+                data_sequence: u64::MAX,
+                evaluation_us: 0,
+                context: ctx.as_object(),
+                caller: &caller,
+                trace: &trace,
+                shadow: Some(("deny", &shadow)),
+                path: Some(&path),
+                token: Some(TokenNote {
+                    kind: "maskinporten",
+                    jti: Some("j"),
+                    expires_at: std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(1_800_000_000),
+                    scope: "altinn:a altinn:b",
+                }),
+                envoy: Some(EnvoyNote {
+                    route,
+                    method: "GET",
+                    host: "platform.altinn.no",
+                    path: "/a/15038713008",
+                    client_from: Some("path"),
+                    client,
+                    shadow_deny: true,
+                }),
+            };
+            let line = rec.to_json(&Redactor::new(["ticket".to_owned()]));
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(serde_json::to_string(&v).unwrap(), line);
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            assert_eq!(
+                keys,
+                [
+                    "decision_id",
+                    "timestamp",
+                    "call",
+                    "employee_id",
+                    "system_user_id",
+                    "system_user_external_ref",
+                    "system_user_owner",
+                    "usable_system_users",
+                    "client_org_number",
+                    "access_package",
+                    "action",
+                    "decision",
+                    "reasons",
+                    "shadow_decision",
+                    "shadow_reasons",
+                    "path",
+                    "token",
+                    "envoy",
+                    "revision",
+                    "data_sequence",
+                    "evaluation_us",
+                    "context",
+                    "caller",
+                    "trace_id",
+                    "span_id",
+                    "redacted",
+                ]
+            );
+            let mut redacted = vec!["employee_id", "usable_system_users", "envoy.path"];
+            if client.is_some() {
+                redacted.push("envoy.client");
+            }
+            redacted.extend(["context.ticket", "context.nested"]);
+            assert_eq!(v["redacted"], serde_json::json!(redacted), "{line}");
+            assert_eq!(v["token"]["expires_at"], "2027-01-15T08:00:00Z");
+            assert_eq!(v["path"]["link_client_org_number"], "310015156");
+            assert_eq!(v["caller"]["pid"], -7);
+            assert_eq!(v["data_sequence"], u64::MAX);
+            assert!(
+                line.contains(r#""nested":{"q\"uote":["a\u0001b","tab\there","[redacted]",7]}"#),
+                "{line}"
+            );
+            assert!(
+                line.contains(r#""message":"line\nbreak \"quoted\" \b\f\r""#),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut cases: Vec<String> = (0u8..128)
+            .map(|c| format!("ab{}cdefghijklmnopq{}", char::from(c), char::from(c)))
+            .collect();
+        cases.extend(
+            [
+                "",
+                "a",
+                "\"",
+                "\\\\",
+                "0123456\"",
+                "01234567\"",
+                "blåbær \u{7f}\u{80}\u{1F600} \u{1f}\u{0}",
+                "urn:altinn:accesspackage:regnskapsforer-med-signeringsrettighet",
+            ]
+            .map(str::to_owned),
+        );
+        for c in &cases {
+            let mut out = String::new();
+            push_str(&mut out, c);
+            assert_eq!(out, serde_json::to_string(c).unwrap(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn the_cached_second_gives_the_same_text_as_humantime() {
+        for _ in 0..3 {
+            let before = std::time::SystemTime::now();
+            let t = now_rfc3339();
+            let after = std::time::SystemTime::now();
+            let a = humantime::format_rfc3339_micros(before).to_string();
+            let b = humantime::format_rfc3339_micros(after).to_string();
+            assert!(a <= t && t <= b, "{a} {t} {b}");
+        }
+    }
+
+    #[test]
+    fn a_string_seen_clean_is_still_scrubbed_when_it_is_not() {
+        // The same slot may hold another string: only an equal one is taken as
+        // clean, so a secret never passes for a remembered clean string.
+        for _ in 0..2 {
+            assert_eq!(scrub("kari"), "kari");
+            assert_eq!(scrub("15038713008"), "[redacted]");
+            assert!(matches!(scrub("15038713008"), Cow::Owned(_)));
+        }
+        for i in 0..5_000 {
+            let s = format!("id-{i}");
+            assert!(matches!(scrub(&s), Cow::Borrowed(_)));
+        }
+        assert_eq!(scrub("Bearer abc.def"), "[redacted]");
     }
 
     #[test]

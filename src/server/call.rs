@@ -79,10 +79,15 @@ impl CallMeta {
     /// would record it.
     pub(super) fn of<T>(req: &Request<T>, log: &DecisionLog) -> Self {
         let header = |name: &str| {
-            req.metadata()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+            let metadata = req.metadata();
+            // The two headers read on every call are looked up by key, not
+            // parsed from their names each time.
+            let value = match name {
+                "x-vakt-caller" => metadata.get(&HEADER_KEYS.0),
+                "traceparent" => metadata.get(&HEADER_KEYS.1),
+                _ => metadata.get(name),
+            };
+            value.and_then(|v| v.to_str().ok()).map(str::to_owned)
         };
         Self::from_parts(
             req.extensions().get::<super::accept::ConnInfo>(),
@@ -110,7 +115,7 @@ impl CallMeta {
                     identity,
                     peer: match unix {
                         Some(_) => Some("unix".to_owned()),
-                        None => peer.map(|a| a.to_string()),
+                        None => peer.map(peer_text),
                     },
                     uid: unix.map(|u| u.uid),
                     pid: unix.and_then(|u| u.pid),
@@ -122,6 +127,38 @@ impl CallMeta {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The keys of the `x-vakt-caller` and `traceparent` headers.
+static HEADER_KEYS: std::sync::LazyLock<(
+    tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
+    tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
+)> = std::sync::LazyLock::new(|| {
+    (
+        tonic::metadata::MetadataKey::from_static("x-vakt-caller"),
+        tonic::metadata::MetadataKey::from_static("traceparent"),
+    )
+});
+
+/// A peer address as text. A connection's calls come from one address, so each
+/// thread keeps the last one it formatted.
+fn peer_text(a: std::net::SocketAddr) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::SocketAddr, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.try_with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((at, text)) if *at == a => text.clone(),
+            _ => {
+                let text = a.to_string();
+                *last = Some((a, text.clone()));
+                text
+            }
+        }
+    })
+    .unwrap_or_else(|_| a.to_string())
 }
 
 /// Notes on the call's connection that a call began, for the idle timeout. (Health
