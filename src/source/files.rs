@@ -802,9 +802,10 @@ pub async fn follow(
         let due = again;
         tokio::select! {
             Some(()) = events.recv() => {
-                // A file renamed into place is whole: it is applied at once.
-                // Other events are gathered a moment (a save is several).
-                if !source.writers.as_ref().is_some_and(|w| w.renamed_in()) {
+                // Events are gathered a moment only while a file is being
+                // written in place (a save is several events); a file renamed
+                // into place is whole, and is applied at once.
+                if source.writers.as_ref().is_none_or(|w| w.writing()) {
                     tokio::time::sleep(super::DEBOUNCE).await;
                 }
                 while events.try_recv().is_ok() {}

@@ -106,22 +106,23 @@ impl Writers {
     }
 
     fn is_open(&self, p: &Path) -> bool {
-        self.0.lock().is_ok_and(|s| s.open.contains(p))
+        let p = absolute(p);
+        self.0.lock().is_ok_and(|s| s.open.contains(&*p))
     }
 
     fn is_placed(&self, p: &Path) -> bool {
+        let p = absolute(p);
         self.0
             .lock()
-            .is_ok_and(|s| s.swapped || s.placed.contains(p))
+            .is_ok_and(|s| s.swapped || s.placed.contains(&*p))
     }
 
-    /// Whether a file was renamed into place (or a ConfigMap swapped) since the
-    /// changes were last applied: it is whole, and read without waiting for more
-    /// events.
-    pub(crate) fn renamed_in(&self) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|s| !s.blind && (s.swapped || !s.placed.is_empty()))
+    /// Whether a file may be being written: one is open for writing, or some
+    /// directory is not watched (so writes may go unseen). Only then are events
+    /// gathered a moment before looking; a rename into place, a close or a
+    /// removal is looked at at once.
+    pub(crate) fn writing(&self) -> bool {
+        !self.0.lock().is_ok_and(|s| !s.blind && s.open.is_empty())
     }
 
     /// The changes seen so far are applied: renames are forgotten.
@@ -130,6 +131,18 @@ impl Writers {
             s.placed.clear();
             s.swapped = false;
         }
+    }
+}
+
+/// `p` as the watcher names it: the watcher makes a relative directory absolute
+/// (against the working directory), so a file read from `--data ./data` is
+/// looked up by its absolute path, or its rename would go unseen and it would
+/// wait to settle.
+fn absolute(p: &Path) -> std::borrow::Cow<'_, Path> {
+    if p.is_absolute() {
+        std::borrow::Cow::Borrowed(p)
+    } else {
+        std::path::absolute(p).map_or(std::borrow::Cow::Borrowed(p), std::borrow::Cow::Owned)
     }
 }
 
@@ -342,6 +355,14 @@ mod tests {
             "/d/f.yaml",
         ));
         assert_eq!(s.verdict(q, &st, Some(&w), t1), Verdict::Ready);
+        // A file named relative to the working directory: the watcher names it
+        // by its absolute path.
+        let rel = Path::new("some-dir/g.yaml");
+        w.observe(
+            &notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To)))
+                .add_path(std::env::current_dir().unwrap().join(rel)),
+        );
+        assert_eq!(s.verdict(rel, &st, Some(&w), t1), Verdict::Ready);
         // ...unless written to after the rename.
         w.observe(&event(
             EventKind::Modify(ModifyKind::Data(DataChange::Any)),
