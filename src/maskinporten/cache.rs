@@ -1,18 +1,21 @@
 //! The token cache: one entry per key (party and scopes for Maskinporten's
 //! tokens; the Maskinporten token for Altinn's), bounded, each entry refreshed
 //! before expiry by exactly one fetch while concurrent callers wait for it.
+//! A hit hands out the entry's `Arc<Token>` (a reference count, not a copy of
+//! the 1 KB token and its fields).
 
 use super::error::TokenError;
-use super::grant::Party;
 use super::types::Token;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Who the token is for and its scopes, sorted and space-joined.
-pub(crate) type Key = (Party, String);
+/// Who the token is for and its scopes, sorted and space-joined, as one text
+/// (`super::key_text`): a hit looks it up as a `&str`.
+pub(crate) type Key = String;
 
 pub(crate) struct TokenCache<K = Key> {
     map: Mutex<Map<K>>,
@@ -21,8 +24,17 @@ pub(crate) struct TokenCache<K = Key> {
 }
 
 struct Map<K> {
-    entries: HashMap<K, Arc<Entry>>,
+    entries: HashMap<K, Slot>,
     next_seq: u64,
+}
+
+/// One key's place in the map: its entry, and the token a caller may take
+/// without waiting on the entry (a copy of the entry's own, kept while it has
+/// more than `refresh_before` left). A hit is one short lock of the map: no
+/// wait on the entry's fetch lock, no copy of the token.
+struct Slot {
+    entry: Arc<Entry>,
+    fresh: Option<Arc<Token>>,
 }
 
 impl<K> Default for Map<K> {
@@ -44,7 +56,7 @@ struct Entry {
 
 #[derive(Default)]
 struct State {
-    token: Option<Token>,
+    token: Option<Arc<Token>>,
     /// The last fetch's failure and when it ended: callers that were already
     /// waiting for that fetch get its error rather than queueing a fetch each.
     failed: Option<(Instant, TokenError)>,
@@ -67,13 +79,18 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
     /// else the result of `fetch`, run once however many callers wait for it.
     /// `key` is borrowed and copied only when it enters the map, so a hit
     /// allocates nothing for it.
-    pub async fn get_or_fetch<F, Fut>(&self, key: &K, fetch: F) -> Result<Token, TokenError>
+    pub async fn get_or_fetch<Q, F, Fut>(&self, key: &Q, fetch: F) -> Result<Arc<Token>, TokenError>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, TokenError>>,
     {
+        let entry = match self.fresh_or_entry(key) {
+            Ok(hit) => return Ok(hit),
+            Err(entry) => entry,
+        };
         let arrived = Instant::now();
-        let entry = self.entry(key);
         let mut state = entry.state.lock().await;
         if let Some(t) = &state.token {
             if t.expires_at > SystemTime::now() + self.refresh_before {
@@ -85,37 +102,49 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
                 return Err(e.clone());
             }
         }
-        let result = fetch().await;
-        match &result {
+        match fetch().await {
             Ok(t) => {
+                let t = Arc::new(t);
                 state.token = Some(t.clone());
                 state.failed = None;
+                self.set_fresh(key, &entry, Some(t.clone()));
+                Ok(t)
             }
             Err(e) => {
                 // A token near expiry is not kept past a failed refresh: what
                 // is handed out always has `refresh_before` left or is new.
                 state.token = None;
                 state.failed = Some((Instant::now(), e.clone()));
+                self.set_fresh(key, &entry, None);
+                Err(e)
             }
         }
-        result
     }
 
-    fn entry(&self, key: &K) -> Arc<Entry> {
+    /// The fresh token for `key` (the hit), else its entry, made if new.
+    fn fresh_or_entry<Q>(&self, key: &Q) -> Result<Arc<Token>, Arc<Entry>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let due = SystemTime::now() + self.refresh_before;
         // A poisoned lock only means a panic elsewhere mid-insert; the map is
         // still a map.
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = map.entries.get(key) {
-            return e.clone();
+        if let Some(slot) = map.entries.get(key) {
+            return match &slot.fresh {
+                Some(t) if t.expires_at > due => Ok(t.clone()),
+                _ => Err(slot.entry.clone()),
+            };
         }
         if map.entries.len() >= self.capacity {
             let oldest = map
                 .entries
                 .iter()
-                .min_by_key(|(_, e)| e.seq)
+                .min_by_key(|(_, s)| s.entry.seq)
                 .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
-                map.entries.remove(&k);
+                map.entries.remove::<K>(&k);
             }
         }
         map.next_seq += 1;
@@ -123,7 +152,27 @@ impl<K: Hash + Eq + Clone> TokenCache<K> {
             seq: map.next_seq,
             state: tokio::sync::Mutex::default(),
         });
-        map.entries.insert(key.clone(), entry.clone());
-        entry
+        let slot = Slot {
+            entry: entry.clone(),
+            fresh: None,
+        };
+        map.entries.insert(key.to_owned(), slot);
+        Err(entry)
+    }
+
+    /// What a fetch for `entry` left: the token callers may take without
+    /// waiting, or none. Left alone if the key has since been evicted (and
+    /// perhaps made again, with another entry).
+    fn set_fresh<Q>(&self, key: &Q, entry: &Arc<Entry>, token: Option<Arc<Token>>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = map.entries.get_mut(key) {
+            if Arc::ptr_eq(&slot.entry, entry) {
+                slot.fresh = token;
+            }
+        }
     }
 }

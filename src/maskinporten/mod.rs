@@ -38,7 +38,6 @@ pub use types::{AccessToken, OrgNumber, Scope, Token, VerifiedToken};
 use error::ALTINN_EXCHANGE;
 use grant::Party;
 use serde::Deserialize;
-use sha2::Digest as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -156,6 +155,20 @@ impl Maskinporten {
         scopes: &[Scope],
         external_ref: Option<&str>,
     ) -> Result<Token, TokenError> {
+        self.shared_system_user_token(org, scopes, external_ref)
+            .await
+            .map(|t| (*t).clone())
+    }
+
+    /// [`system_user_token`](Self::system_user_token) as the cache holds it:
+    /// shared, not copied. The request path's way to it: a hit copies neither
+    /// the token nor its key.
+    pub(crate) async fn shared_system_user_token(
+        &self,
+        org: &OrgNumber,
+        scopes: &[Scope],
+        external_ref: Option<&str>,
+    ) -> Result<Arc<Token>, TokenError> {
         if let Some(r) = external_ref {
             if r.is_empty() || r.len() > MAX_EXTERNAL_REF || r.chars().any(char::is_control) {
                 return Err(TokenError::InvalidRequest {
@@ -163,17 +176,14 @@ impl Maskinporten {
                 });
             }
         }
-        let party = Party::SystemUser {
-            org: org.clone(),
-            external_ref: external_ref.map(str::to_owned),
-        };
-        self.token(party, scopes).await
+        self.token(Who::SystemUser { org, external_ref }, scopes)
+            .await
     }
 
     /// A token for the vendor itself (no `authorization_details`), as Altinn's
     /// vendor APIs need.
     pub async fn vendor_token(&self, scopes: &[Scope]) -> Result<Token, TokenError> {
-        self.token(Party::Vendor, scopes).await
+        self.token(Who::Vendor, scopes).await.map(|t| (*t).clone())
     }
 
     /// `token` exchanged at Altinn's token exchange (`exchange`, the URL of
@@ -187,6 +197,19 @@ impl Maskinporten {
     /// with an `error` starting [`ALTINN_REFUSAL`] and Altinn's message; any
     /// other answer is [`TokenError::Misconfigured`] (a wrong URL, most likely).
     pub async fn altinn_token(&self, token: &Token, exchange: &Url) -> Result<Token, TokenError> {
+        self.shared_altinn_token(token, exchange)
+            .await
+            .map(|t| (*t).clone())
+    }
+
+    /// [`altinn_token`](Self::altinn_token) as the cache holds it: shared,
+    /// not copied. The Maskinporten token's SHA-256 (the cache's key) is
+    /// taken once per token, not per call.
+    pub(crate) async fn shared_altinn_token(
+        &self,
+        token: &Token,
+        exchange: &Url,
+    ) -> Result<Arc<Token>, TokenError> {
         if token.remaining().is_zero() {
             return Err(TokenError::InvalidRequest {
                 reason: "the Maskinporten token to exchange has expired".into(),
@@ -204,8 +227,7 @@ impl Maskinporten {
                 ),
             });
         }
-        let digest: [u8; 32] = sha2::Sha256::digest(token.access_token.expose().as_bytes()).into();
-        let key = (exchange.as_str().to_owned(), digest);
+        let key = (exchange.as_str().to_owned(), token.digest());
         self.inner
             .altinn_cache
             .get_or_fetch(&key, || self.exchange(token, exchange))
@@ -284,6 +306,7 @@ impl Maskinporten {
             scope: token.scope.clone(),
             system_user_ids: token.system_user_ids.clone(),
             system_user_org: token.system_user_org.clone(),
+            digest: Default::default(),
         };
         tracing::info!(
             jti = altinn.jti.as_deref().unwrap_or("-"),
@@ -314,13 +337,13 @@ impl Maskinporten {
         self.inner.cache.len()
     }
 
-    async fn token(&self, party: Party, scopes: &[Scope]) -> Result<Token, TokenError> {
+    async fn token(&self, who: Who<'_>, scopes: &[Scope]) -> Result<Arc<Token>, TokenError> {
         if scopes.is_empty() {
             return Err(TokenError::InvalidRequest {
                 reason: "at least one scope is needed (Maskinporten requires scope)".into(),
             });
         }
-        cached(&self.inner.cache, party, scopes, |p, s| self.fetch(p, s)).await
+        cached(&self.inner.cache, who, scopes, |p, s| self.fetch(p, s)).await
     }
 
     /// One token request: a fresh grant, POSTed to the token endpoint.
@@ -393,6 +416,7 @@ impl Maskinporten {
             expires_at,
             system_user_ids,
             system_user_org,
+            digest: Default::default(),
         };
         tracing::info!(
             jti = token.jti.as_deref().unwrap_or("-"),
@@ -598,26 +622,93 @@ fn refusal(status: u16, body: &[u8]) -> TokenError {
     }
 }
 
-/// The token cached for `party` and `scopes` (sorted, deduplicated and
-/// space-joined), else `fetch`'s for them. The key owns the party and the
-/// joined scopes; only a miss copies them for the fetch, so a hit copies
-/// neither.
+/// Who a token is asked for, borrowed from the caller: the cache's key is made
+/// from it, and a [`Party`] (owned) only for a fetch.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    Vendor,
+    SystemUser {
+        org: &'a OrgNumber,
+        external_ref: Option<&'a str>,
+    },
+}
+
+impl Who<'_> {
+    fn party(self) -> Party {
+        match self {
+            Who::Vendor => Party::Vendor,
+            Who::SystemUser { org, external_ref } => Party::SystemUser {
+                org: org.clone(),
+                external_ref: external_ref.map(str::to_owned),
+            },
+        }
+    }
+}
+
+/// The cache's key for `who` and `scopes`: one text, the party's fields and
+/// the scopes (sorted, deduplicated, space-joined) on lines of their own. No
+/// field can hold a line break (an org number is digits, an externalRef has
+/// no control character, a scope no space or control character), so two
+/// different keys never read alike. Returns the joined scopes' place in it.
+fn key_text(who: Who<'_>, scopes: &[Scope]) -> (String, usize) {
+    let mut key = String::with_capacity(
+        16 + scopes.iter().map(|s| s.as_str().len() + 1).sum::<usize>()
+            + match who {
+                Who::Vendor => 0,
+                Who::SystemUser { org, external_ref } => {
+                    org.as_str().len() + external_ref.map_or(0, str::len)
+                }
+            },
+    );
+    match who {
+        Who::Vendor => key.push_str("vendor\n"),
+        Who::SystemUser { org, external_ref } => {
+            key.push_str("system user\n");
+            key.push_str(org.as_str());
+            match external_ref {
+                Some(r) => {
+                    key.push_str("\n+");
+                    key.push_str(r);
+                }
+                None => key.push_str("\n-"),
+            }
+            key.push('\n');
+        }
+    }
+    let at = key.len();
+    if let [one] = scopes {
+        key.push_str(one.as_str());
+    } else {
+        let mut sorted: Vec<&str> = scopes.iter().map(Scope::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for (i, s) in sorted.iter().enumerate() {
+            if i > 0 {
+                key.push(' ');
+            }
+            key.push_str(s);
+        }
+    }
+    (key, at)
+}
+
+/// The token cached for `who` and `scopes` (sorted, deduplicated and
+/// space-joined), else `fetch`'s for them. A hit is the cache's own token
+/// (shared) and copies nothing of the party; only a miss makes the [`Party`]
+/// and the joined scopes for the fetch.
 async fn cached<F, Fut>(
     cache: &cache::TokenCache,
-    party: Party,
+    who: Who<'_>,
     scopes: &[Scope],
     fetch: F,
-) -> Result<Token, TokenError>
+) -> Result<Arc<Token>, TokenError>
 where
     F: FnOnce(Party, String) -> Fut,
     Fut: std::future::Future<Output = Result<Token, TokenError>>,
 {
-    let mut sorted: Vec<&str> = scopes.iter().map(Scope::as_str).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let key = (party, sorted.join(" "));
+    let (key, at) = key_text(who, scopes);
     cache
-        .get_or_fetch(&key, || fetch(key.0.clone(), key.1.clone()))
+        .get_or_fetch(key.as_str(), || fetch(who.party(), key[at..].to_owned()))
         .await
 }
 
@@ -636,18 +727,30 @@ mod tests {
         let org = types::OrgNumber::parse("991825827").unwrap();
         let mut bytes = 0;
         for _ in 0..n {
-            let party = Party::SystemUser {
-                org: org.clone(),
-                external_ref: Some("ref-1".into()),
+            let who = Who::SystemUser {
+                org: &org,
+                external_ref: Some("ref-1"),
             };
             let t = rt
-                .block_on(cached(c, party, &scopes, |_, _| async {
+                .block_on(cached(c, who, &scopes, |_, _| async {
                     Err(TokenError::unavailable("a hit was expected"))
                 }))
                 .unwrap();
             bytes += t.access_token.expose().len();
         }
         bytes
+    }
+
+    fn token_for_probe() -> Token {
+        Token {
+            access_token: types::AccessToken::new("x".repeat(1000)),
+            expires_at: SystemTime::now() + Duration::from_secs(120),
+            jti: Some("jti-1".into()),
+            scope: "altinn:instances.read altinn:instances.write".into(),
+            system_user_ids: vec!["su-1".into()],
+            system_user_org: Some("991825827".into()),
+            digest: Default::default(),
+        }
     }
 
     /// A cached token is served from the cache every time (and the fixed
@@ -658,27 +761,77 @@ mod tests {
             .build()
             .unwrap();
         let c = cache::TokenCache::new(10, Duration::from_secs(20));
-        let token = Token {
-            access_token: types::AccessToken::new("x".repeat(1000)),
-            expires_at: SystemTime::now() + Duration::from_secs(120),
-            jti: Some("jti-1".into()),
-            scope: "altinn:instances.read altinn:instances.write".into(),
-            system_user_ids: vec!["su-1".into()],
-            system_user_org: Some("991825827".into()),
-        };
         assert_eq!(probe_hits(&rt, &c, 0), 0);
         let org = types::OrgNumber::parse("991825827").unwrap();
-        let party = Party::SystemUser {
-            org,
+        let who = Who::SystemUser {
+            org: &org,
+            external_ref: Some("ref-1"),
+        };
+        // The fetch is asked with the party and the sorted, joined scopes.
+        let scopes = [
+            Scope::parse("altinn:instances.write").unwrap(),
+            Scope::parse("altinn:instances.read").unwrap(),
+            Scope::parse("altinn:instances.read").unwrap(),
+        ];
+        let expected = Party::SystemUser {
+            org: org.clone(),
             external_ref: Some("ref-1".into()),
         };
-        let key = (
-            party,
-            "altinn:instances.read altinn:instances.write".to_owned(),
-        );
-        rt.block_on(c.get_or_fetch(&key, || async { Ok(token) }))
+        let asked = rt
+            .block_on(cached(&c, who, &scopes, |party, scope| async move {
+                assert_eq!(party, expected);
+                assert_eq!(scope, "altinn:instances.read altinn:instances.write");
+                Ok(token_for_probe())
+            }))
             .unwrap();
+        assert_eq!(asked.jti.as_deref(), Some("jti-1"));
         assert_eq!(probe_hits(&rt, &c, 1000), 1000 * 1000);
+    }
+
+    /// Keys differ whenever the party or the scopes do, and not for the
+    /// scopes' order or repeats.
+    #[test]
+    fn cache_keys_tell_parties_and_scopes_apart() {
+        let org = types::OrgNumber::parse("991825827").unwrap();
+        let other = types::OrgNumber::parse("310001015").unwrap();
+        let s = |v: &[&str]| {
+            v.iter()
+                .map(|x| Scope::parse(x).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let su = |org, external_ref| Who::SystemUser { org, external_ref };
+        let key = |who, scopes: &[Scope]| key_text(who, scopes).0;
+        let ab = s(&["a:b", "c:d"]);
+        assert_eq!(
+            key(su(&org, None), &ab),
+            key(su(&org, None), &s(&["c:d", "a:b", "c:d"]))
+        );
+        let keys = [
+            key(Who::Vendor, &ab),
+            key(su(&org, None), &ab),
+            key(su(&org, Some("r")), &ab),
+            key(su(&org, Some("r2")), &ab),
+            key(su(&other, Some("r")), &ab),
+            key(su(&org, Some("r")), &s(&["a:b"])),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        let (k, at) = key_text(su(&org, Some("r")), &ab);
+        assert_eq!(&k[at..], "a:b c:d");
+    }
+
+    /// A cached token's digest is its SHA-256, the same on every call.
+    #[test]
+    fn a_tokens_digest_is_its_sha256() {
+        use sha2::Digest as _;
+        let t = token_for_probe();
+        let want: [u8; 32] = sha2::Sha256::digest("x".repeat(1000).as_bytes()).into();
+        assert_eq!(t.digest(), want);
+        assert_eq!(t.digest(), want);
+        assert_eq!(t.clone().digest(), want);
     }
 
     #[test]

@@ -87,9 +87,34 @@ pub struct Token {
     pub system_user_ids: Vec<String>,
     /// The `systemuser_org` of the token, as an org number (`0192:` removed).
     pub system_user_org: Option<String>,
+    /// The token's SHA-256, taken when first asked for (the Altinn cache's key).
+    pub(super) digest: Digest,
+}
+
+/// A token's SHA-256, taken once. Debug shows whether it was taken, not it.
+#[derive(Clone, Default)]
+pub(crate) struct Digest(std::sync::OnceLock<[u8; 32]>);
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Digest(taken)"
+        } else {
+            "Digest(not taken)"
+        })
+    }
 }
 
 impl Token {
+    /// The SHA-256 of the access token: taken on the first call, then kept
+    /// with the token (a cached token is asked for it on every exchange).
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        *self.digest.0.get_or_init(|| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(self.access_token.expose().as_bytes()).into()
+        })
+    }
+
     /// Seconds left until [`expires_at`](Self::expires_at), zero once past.
     pub fn remaining(&self) -> Duration {
         self.expires_at

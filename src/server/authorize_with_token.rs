@@ -19,6 +19,7 @@ use crate::decision_log::TokenNote;
 use crate::maskinporten::{OrgNumber, Scope, Token, TokenError};
 use crate::proto;
 use crate::rules::snapshot::Snapshot;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 /// Most scopes one request may ask for.
@@ -153,7 +154,7 @@ async fn token_for(
     snap: &Snapshot,
     q: &Query,
     scopes: &[Scope],
-) -> Result<Token, Failure> {
+) -> Result<Arc<Token>, Failure> {
     let su = snap.world.system_user(&q.system_user).ok_or_else(|| {
         Failure::Unavailable(format!(
             "system user {} is not in the data the decision was made on",
@@ -170,7 +171,7 @@ async fn token_for(
     // Altinn does when a system user is made without one.
     let external_ref = Some(&*su.external_ref).filter(|r| !r.is_empty());
     let token = mp
-        .system_user_token(&owner, scopes, external_ref)
+        .shared_system_user_token(&owner, scopes, external_ref)
         .await
         .map_err(|e| match e {
             TokenError::Refused {

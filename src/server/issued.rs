@@ -54,15 +54,16 @@ pub(super) struct Issued {
 struct Inner {
     /// Counts insertions: an entry's age, oldest first.
     next_seq: u64,
-    by_decision: HashMap<String, Entry>,
+    /// The decision id is one shared text in all four maps, not four copies.
+    by_decision: HashMap<Arc<str>, Entry>,
     /// Decision ids by (expiry, age): the expired ones are at the front.
-    by_expiry: BTreeMap<(SystemTime, u64), String>,
+    by_expiry: BTreeMap<(SystemTime, u64), Arc<str>>,
     /// Decision ids by age.
-    by_age: BTreeMap<u64, String>,
+    by_age: BTreeMap<u64, Arc<str>>,
     /// The latest decision that handed out each token (its age and id). A
     /// token's entries all share its expiry and older ones go first, so the
     /// latest is always the last of them to go.
-    latest: HashMap<TokenKey, (u64, String)>,
+    latest: HashMap<TokenKey, (u64, Arc<str>)>,
 }
 
 struct Entry {
@@ -107,7 +108,7 @@ impl Issued {
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let id = decision_id.to_owned();
+        let id: Arc<str> = decision_id.into();
         inner.by_expiry.insert((issue.expires_at, seq), id.clone());
         inner.by_age.insert(seq, id.clone());
         inner.latest.insert(issue.token.clone(), (seq, id.clone()));
@@ -128,7 +129,7 @@ impl Issued {
         let inner = self.lock();
         let (_, id) = inner.latest.get(token)?;
         let e = inner.by_decision.get(id)?;
-        (e.issue.expires_at > now).then(|| (id.clone(), e.issue.clone()))
+        (e.issue.expires_at > now).then(|| (id.to_string(), e.issue.clone()))
     }
 
     /// How many decisions are remembered (expired ones included until they
