@@ -28,6 +28,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
     Authorization, AuthorizationServer,
 };
 use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use std::borrow::Cow;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -66,8 +67,7 @@ impl Call for CheckRequest {
             Err(denied) => c.denied_early(&denied).await,
             Ok(input) => {
                 let su_header = &routes.config.system_user_header;
-                c.decided(binding, &input, stale.as_deref(), su_header)
-                    .await
+                c.decided(binding, input, stale.as_deref(), su_header).await
             }
         }
     }
@@ -106,14 +106,14 @@ struct Asked<'a> {
 /// The token handed out: the system user's Maskinporten token, and what it was
 /// exchanged for on an `altinn` route.
 struct Handed {
-    maskinporten: Token,
-    altinn: Option<Token>,
+    maskinporten: Arc<Token>,
+    altinn: Option<Arc<Token>>,
 }
 
 impl Handed {
     /// The token put in `authorization`.
     fn bearer(&self) -> &Token {
-        self.altinn.as_ref().unwrap_or(&self.maskinporten)
+        self.altinn.as_deref().unwrap_or(&self.maskinporten)
     }
 
     /// What the record says about it: never the token itself.
@@ -155,7 +155,7 @@ impl<'a> Checking<'a> {
             .wait()
             .await?;
         let outcome = Outcome::denied(denied, decision_id, self.shadow);
-        Ok(envoy::respond(&outcome, None))
+        Ok(envoy::respond_owned(outcome, None))
     }
 
     /// A planned request: the client converted, the system user chosen, the
@@ -163,7 +163,7 @@ impl<'a> Checking<'a> {
     async fn decided(
         &self,
         binding: &Binding,
-        input: &DecisionInput,
+        input: DecisionInput,
         stale: Option<&str>,
         su_header: &str,
     ) -> Result<CheckResponse, CallError> {
@@ -180,7 +180,7 @@ impl<'a> Checking<'a> {
                         ),
                     };
                     return self
-                        .refused(input, "", None, Verdict::Deny, vec![why])
+                        .refused(&input, "", None, Verdict::Deny, vec![why])
                         .await;
                 }
             },
@@ -198,7 +198,7 @@ impl<'a> Checking<'a> {
             None => match choose_system_user(self.snap, stale, raw(""), su_header) {
                 Ok(id) => id,
                 Err((verdict, reasons)) => {
-                    return self.refused(input, &client, None, verdict, reasons).await
+                    return self.refused(&input, &client, None, verdict, reasons).await
                 }
             },
         };
@@ -211,7 +211,7 @@ impl<'a> Checking<'a> {
                 };
                 let su = Some(system_user.as_str());
                 return self
-                    .refused(input, &client, su, Verdict::Deny, vec![why])
+                    .refused(&input, &client, su, Verdict::Deny, vec![why])
                     .await;
             }
         };
@@ -233,7 +233,7 @@ impl<'a> Checking<'a> {
         // request goes on as it will once enforced.
         let handed = if allowed || self.shadow {
             let got = match self.snap.world.system_user(&system_user) {
-                Some(su) => token_for(binding, input, su).await,
+                Some(su) => token_for(binding, &input, su).await,
                 None => Err(no_token(
                     reason::TOKEN_UNAVAILABLE,
                     format!("system user {system_user} is not in the data"),
@@ -273,16 +273,23 @@ impl<'a> Checking<'a> {
         record(self.vakt, self.snap, &q, &decided, self.meta, &extra)
             .wait()
             .await?;
-        let reasons = decided.decision.reasons.iter().map(reason_out).collect();
-        let outcome = Outcome::decided(
-            input,
+        // The answer takes the decision's id and reasons and the request's
+        // route and Vakt's headers as they are: nothing is copied for it.
+        let outcome = Outcome {
             verdict,
-            reasons,
-            decided.decision_id.clone(),
-            self.shadow,
-        );
+            reasons: decided
+                .decision
+                .reasons
+                .into_iter()
+                .map(reason_out)
+                .collect(),
+            decision_id: decided.decision_id,
+            shadow: self.shadow,
+            route: Some(input.route),
+            vakt_headers: input.vakt_headers,
+        };
         let bearer = handed.as_ref().map(|h| h.bearer().access_token.expose());
-        Ok(envoy::respond(&outcome, bearer))
+        Ok(envoy::respond_owned(outcome, bearer))
     }
 
     /// A planned request denied before the policies were asked: recorded and
@@ -312,9 +319,9 @@ impl<'a> Checking<'a> {
         self.record_undecided(&decision_id, &asked, &reasons, note)
             .wait()
             .await?;
-        let reasons = reasons.iter().map(reason_out).collect();
+        let reasons = reasons.into_iter().map(reason_out).collect();
         let outcome = Outcome::decided(input, verdict, reasons, decision_id, self.shadow);
-        Ok(envoy::respond(&outcome, None))
+        Ok(envoy::respond_owned(outcome, None))
     }
 
     /// Submits the record of a Check denied without a decision.
@@ -413,8 +420,12 @@ fn choose_system_user(
 }
 
 /// The scopes a route's token is asked for: the route's, else those
-/// `[maskinporten.scopes]` allows its package; each must be allowed there.
-fn scopes_for(binding: &Binding, input: &DecisionInput) -> Result<Vec<Scope>, NoToken> {
+/// `[maskinporten.scopes]` allows its package (borrowed from the binding, not
+/// copied per call); each must be allowed there.
+fn scopes_for<'b>(
+    binding: &'b Binding,
+    input: &DecisionInput,
+) -> Result<Cow<'b, [Scope]>, NoToken> {
     let deny = |message: String| {
         (
             Verdict::Deny,
@@ -425,11 +436,12 @@ fn scopes_for(binding: &Binding, input: &DecisionInput) -> Result<Vec<Scope>, No
         )
     };
     let scopes = if input.scopes.is_empty() {
-        binding
-            .scopes
-            .get(&input.package)
-            .cloned()
-            .unwrap_or_default()
+        Cow::Borrowed(
+            binding
+                .scopes
+                .get(&input.package)
+                .map_or(&[][..], Vec::as_slice),
+        )
     } else {
         let parsed: Result<Vec<Scope>, String> =
             input.scopes.iter().map(|s| Scope::parse(s)).collect();
@@ -437,7 +449,7 @@ fn scopes_for(binding: &Binding, input: &DecisionInput) -> Result<Vec<Scope>, No
         if let Some(bad) = binding.scope_not_allowed(&input.package, &parsed) {
             return Err(deny(format!("route {:?}: {bad}", input.route)));
         }
-        parsed
+        Cow::Owned(parsed)
     };
     if scopes.is_empty() {
         return Err(deny(format!(
@@ -483,7 +495,7 @@ async fn token_for(
     let external_ref = Some(&*su.external_ref).filter(|r| !r.is_empty());
     let maskinporten = binding
         .maskinporten
-        .system_user_token(&owner, &scopes, external_ref)
+        .shared_system_user_token(&owner, &scopes, external_ref)
         .await
         .map_err(token_failed)?;
     if !maskinporten.system_user_ids.iter().any(|id| *id == *su.id) {
@@ -506,7 +518,7 @@ async fn token_for(
         Some(exchange) => Some(
             binding
                 .maskinporten
-                .altinn_token(&maskinporten, exchange)
+                .shared_altinn_token(&maskinporten, exchange)
                 .await
                 .map_err(token_failed)?,
         ),
@@ -568,6 +580,9 @@ fn reason_in(r: &envoy::Reason) -> Reason {
     }
 }
 
-fn reason_out(r: &Reason) -> envoy::Reason {
-    envoy::Reason::new(&r.policy_id, r.message.clone())
+fn reason_out(r: Reason) -> envoy::Reason {
+    envoy::Reason {
+        policy_id: r.policy_id,
+        message: r.message,
+    }
 }

@@ -19,7 +19,7 @@ pub use config::{
     DEFAULT_SYSTEM_USER_HEADER, VAKT_HEADER_PREFIX,
 };
 pub use path::{normalise, NormalPath, PathError, Pattern};
-pub use respond::{is_token, respond, Outcome, Verdict};
+pub use respond::{is_token, respond, respond_owned, Outcome, Verdict};
 
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
@@ -282,9 +282,7 @@ impl<'c> Incoming<'c> {
                 host: String::new(),
                 path: String::new(),
             },
-            path: NormalPath {
-                segments: Vec::new(),
-            },
+            path: NormalPath::none(),
             query: "",
         };
         let Some(host) = normal_host(&http.host) else {
@@ -299,7 +297,7 @@ impl<'c> Incoming<'c> {
             Ok(p) => p,
             Err(e) => return Err(req.deny(None, reason::BAD_PATH, e.to_string())),
         };
-        req.summary.path = path.to_string();
+        req.summary.path = path.as_str().to_owned();
         req.path = path;
         req.query = query;
         Ok(req)
@@ -419,7 +417,7 @@ impl<'c> Incoming<'c> {
                         format!("the path has no {{{name}}}"),
                     ));
                 };
-                ((*v).to_owned(), format!("path {{{name}}}"))
+                ((*v).to_owned(), ["path {", name, "}"].concat())
             }
             ClientFrom::Query(name) => {
                 let mut values = path::query_values(self.query, name)

@@ -40,22 +40,59 @@ pub enum PathError {
 pub const MAX_PATH_BYTES: usize = 16 * 1024;
 
 /// A request path after normalisation: its decoded segments, with empty and `.`
-/// segments dropped and each `..` taking away the segment before it.
+/// segments dropped and each `..` taking away the segment before it. Kept as
+/// its text (`/a/b/c`, or `/` for none): no decoded segment can hold a `/`
+/// (an encoded slash is refused), so the segments are the text's parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath {
-    pub segments: Vec<String>,
+    text: String,
+}
+
+impl NormalPath {
+    /// No path yet: reads as the root (`/`, no segments), allocates nothing.
+    pub(super) fn none() -> Self {
+        Self {
+            text: String::new(),
+        }
+    }
+
+    /// The path's text, as a route and the decision record see it.
+    pub fn as_str(&self) -> &str {
+        if self.text.is_empty() {
+            "/"
+        } else {
+            &self.text
+        }
+    }
+
+    /// The decoded segments, in order.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        let rest = self.text.get(1..).unwrap_or("");
+        rest.split('/').filter(move |_| !rest.is_empty())
+    }
+
+    /// Adds a segment (already checked).
+    fn push(&mut self, segment: &str) {
+        if self.text.len() > 1 {
+            self.text.push('/');
+        }
+        self.text.push_str(segment);
+    }
+
+    /// Takes the last segment away; `false` when there is none.
+    fn pop(&mut self) -> bool {
+        if self.text.len() <= 1 {
+            return false;
+        }
+        let cut = self.text.rfind('/').unwrap_or(0).max(1);
+        self.text.truncate(cut);
+        true
+    }
 }
 
 impl fmt::Display for NormalPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.segments.is_empty() {
-            return f.write_str("/");
-        }
-        for s in &self.segments {
-            f.write_str("/")?;
-            f.write_str(s)?;
-        }
-        Ok(())
+        f.write_str(self.as_str())
     }
 }
 
@@ -88,30 +125,44 @@ pub fn normalise(raw: &str) -> Result<NormalPath, PathError> {
     if raw.contains('\\') {
         return Err(PathError::Backslash);
     }
-    let mut segments: Vec<String> = Vec::new();
+    let mut path = NormalPath {
+        text: String::with_capacity(raw.len()),
+    };
+    path.text.push('/');
     for raw_segment in raw.split('/') {
-        let bytes = decode(raw_segment, false).ok_or(PathError::BadEscape)?;
-        if bytes.contains(&b'/') || bytes.contains(&b'\\') {
-            return Err(PathError::EncodedSlash);
-        }
-        if bytes.contains(&b'%') {
-            return Err(PathError::DoubleEncoded);
-        }
-        let segment = String::from_utf8(bytes).map_err(|_| PathError::NotUtf8)?;
-        if segment.chars().any(char::is_control) {
+        // A segment without an escape is its own decoding: checked in place
+        // (no '/', '\\' or '%' can be in it, and it is UTF-8), not copied.
+        // The raw path holds no ASCII control character (checked above), so
+        // such a segment can hold only a non-ASCII one.
+        let decoded;
+        let escaped = raw_segment.contains('%');
+        let segment = if escaped {
+            let bytes = decode(raw_segment, false).ok_or(PathError::BadEscape)?;
+            if bytes.contains(&b'/') || bytes.contains(&b'\\') {
+                return Err(PathError::EncodedSlash);
+            }
+            if bytes.contains(&b'%') {
+                return Err(PathError::DoubleEncoded);
+            }
+            decoded = String::from_utf8(bytes).map_err(|_| PathError::NotUtf8)?;
+            decoded.as_str()
+        } else {
+            raw_segment
+        };
+        if (escaped || !segment.is_ascii()) && segment.chars().any(char::is_control) {
             return Err(PathError::Control);
         }
-        match segment.as_str() {
+        match segment {
             "" | "." => {}
             ".." => {
-                if segments.pop().is_none() {
+                if !path.pop() {
                     return Err(PathError::AboveRoot);
                 }
             }
-            _ => segments.push(segment),
+            _ => path.push(segment),
         }
     }
-    Ok(NormalPath { segments })
+    Ok(path)
 }
 
 /// The decoded values of query parameter `name` (form rules: `+` is a space),
@@ -259,7 +310,7 @@ impl Pattern {
     /// The captures if `path` matches, in pattern order.
     pub fn matches<'p>(&self, path: &'p NormalPath) -> Option<Vec<(&str, &'p str)>> {
         let mut captured = Vec::new();
-        let mut segs = path.segments.iter();
+        let mut segs = path.segments();
         for part in &self.parts {
             match part {
                 Part::Rest => return Some(captured),
@@ -267,11 +318,11 @@ impl Pattern {
                     segs.next()?;
                 }
                 Part::Literal(l) => {
-                    if segs.next()? != l {
+                    if segs.next()? != l.as_str() {
                         return None;
                     }
                 }
-                Part::Capture(name) => captured.push((name.as_str(), segs.next()?.as_str())),
+                Part::Capture(name) => captured.push((name.as_str(), segs.next()?)),
             }
         }
         segs.next().is_none().then_some(captured)
@@ -316,6 +367,19 @@ mod tests {
         assert_eq!(norm("a/b"), Err(PathError::NotAbsolute));
         assert_eq!(norm(""), Err(PathError::NotAbsolute));
         assert_eq!(split_target("/a#x").unwrap_err(), PathError::Fragment);
+    }
+
+    #[test]
+    fn a_path_is_its_segments() {
+        let p = normalise("//a/./b%20c/").unwrap();
+        assert_eq!(p.segments().collect::<Vec<_>>(), ["a", "b c"]);
+        assert_eq!(p.as_str(), "/a/b c");
+        assert_eq!(normalise("/a/..").unwrap().segments().count(), 0);
+        assert_eq!(normalise("/a/..").unwrap().as_str(), "/");
+        assert_eq!(NormalPath::none().segments().count(), 0);
+        // A C1 control character written as itself, not escaped, is refused too.
+        assert_eq!(norm("/a/b\u{85}c"), Err(PathError::Control));
+        assert_eq!(norm("/a/b%C2%85c"), Err(PathError::Control));
     }
 
     #[test]

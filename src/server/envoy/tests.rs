@@ -500,9 +500,18 @@ fn probe_loop(r: &CheckRequest, c: &EnvoyConfig, n: usize) -> usize {
     use prost::Message as _;
     let mut kept = 0;
     for i in 0..n {
+        // As Check does it: the plan's route and Vakt's headers move into
+        // the answer (`respond_owned`), nothing is copied for it.
         let input = plan(r, c, None).unwrap();
-        let allow = Outcome::decided(&input, Verdict::Allow, vec![], format!("d-{i}"), false);
-        kept += respond(&allow, Some("eyJ.abc.def")).encoded_len();
+        let allow = Outcome {
+            verdict: Verdict::Allow,
+            reasons: vec![],
+            decision_id: format!("d-{i}"),
+            shadow: false,
+            route: Some(input.route),
+            vakt_headers: input.vakt_headers,
+        };
+        kept += respond_owned(allow, Some("eyJ.abc.def")).encoded_len();
     }
     kept
 }
@@ -538,4 +547,60 @@ fn check_cost_probe() {
         "",
     );
     assert!(probe_loop(&r, &config(), 1000) > 0);
+}
+
+/// The 403 body is written straight from the outcome: the same bytes as the
+/// JSON document it replaces (decision, reasons, decision id, in that order,
+/// escaped alike), and `respond` answers as `respond_owned` does.
+#[test]
+fn the_deny_body_reads_as_before() {
+    let outcome = Outcome {
+        verdict: Verdict::Deny,
+        reasons: vec![
+            Reason::new("rule-1", "no \"access\" for kari\n(ø)"),
+            Reason::new("rule-2", "second"),
+        ],
+        decision_id: "d-1".into(),
+        shadow: false,
+        route: Some("register".into()),
+        vakt_headers: vec!["x-vakt-employee".into()],
+    };
+    let r = respond(&outcome, None);
+    assert_eq!(r, respond_owned(outcome.clone(), None));
+    let Some(HttpResponse::DeniedResponse(d)) = &r.http_response else {
+        panic!("a deny: {r:?}")
+    };
+    let want = serde_json::json!({
+        "decision": "DENY",
+        "reasons": outcome.reasons.iter().map(|r| serde_json::json!({
+            "policy_id": r.policy_id,
+            "message": r.message,
+        })).collect::<Vec<_>>(),
+        "decision_id": outcome.decision_id,
+    });
+    assert_eq!(d.body, want.to_string());
+    assert_eq!(
+        r.status.as_ref().map(|s| s.message.as_str()),
+        Some("no \"access\" for kari\n(ø)")
+    );
+}
+
+/// Every byte of a long token is checked, the last block's and the tail's
+/// alike.
+#[test]
+fn a_long_token_is_checked_to_its_last_byte() {
+    let good = format!(
+        "eyJ{}.{}.{}",
+        "a".repeat(400),
+        "b-_~+/=".repeat(60),
+        "c".repeat(333)
+    );
+    assert!(is_token(&good));
+    for at in [0, 31, 32, 500, good.len() - 1] {
+        let mut bad = good.clone().into_bytes();
+        bad[at] = b' ';
+        assert!(!is_token(std::str::from_utf8(&bad).unwrap()), "{at}");
+    }
+    assert!(!is_token(""));
+    assert!(!is_token("a\r\nb"));
 }
