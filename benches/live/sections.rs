@@ -34,8 +34,9 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// One load: seconds to "listening", peak MB, steady MB.
-fn load(dir: &Path) -> (f64, u64, u64) {
+/// One load: seconds to "listening", peak MB, steady MB, and the CPU seconds
+/// (user and system) it took, which vary less than the time on a shared machine.
+fn load(dir: &Path) -> (f64, u64, u64, f64) {
     let started = Instant::now();
     let mut child = Command::new(super::support::vakt_bin())
         .args([
@@ -57,6 +58,7 @@ fn load(dir: &Path) -> (f64, u64, u64) {
         .map_while(Result::ok)
         .any(|l| l.contains("\"listening\""));
     let took = started.elapsed().as_secs_f64();
+    let cpu = super::support::cpu_us(&child.id().to_string()) / 1e6;
     std::thread::spawn(move || lines.for_each(drop));
     assert!(listening, "vakt serve did not start on {}", dir.display());
     std::thread::sleep(Duration::from_millis(500));
@@ -67,7 +69,7 @@ fn load(dir: &Path) -> (f64, u64, u64) {
     );
     let _ = child.kill();
     let _ = child.wait();
-    (took, peak, steady)
+    (took, peak, steady, cpu)
 }
 
 /// The generated world of `firms` firms in both layouts: (gen-world's files, the
@@ -94,9 +96,10 @@ fn mb(dir: &Path) -> f64 {
 }
 
 /// Loads each size's world in both layouts, `rounds` times each, interleaved, and
-/// prints the medians. Sizes: `VAKT_LIVE_FIRMS`, else 1,000 firms with `--bench`
-/// and 1 and 3 firms in the smoke run. When `VAKT_LIVE_STAGES` is set and does not
-/// name `live` (the stages of `main.rs`), the benchmark ends here.
+/// prints the round with the median load time. Sizes: `VAKT_LIVE_FIRMS`, else
+/// 1,000 firms with `--bench` and 1 and 3 firms in the smoke run. When
+/// `VAKT_LIVE_STAGES` is set and does not name `live` (the stages of `main.rs`),
+/// the benchmark ends here.
 pub fn run(bench: bool) {
     if wanted("sections") {
         let sizes: Vec<usize> = match std::env::var("VAKT_LIVE_FIRMS") {
@@ -117,14 +120,16 @@ pub fn run(bench: bool) {
 fn measure(bench: bool, sizes: &[usize]) {
     let rounds = if bench { 3 } else { 1 };
     println!();
-    println!("Loading in two layouts (issue 27, item 5): median of {rounds} rounds");
     println!(
-        "| entities | layout | files | JSON MB | load s | peak MB | steady MB | peak / steady |"
+        "Loading in two layouts (issue 27, item 5): the round of median load time of {rounds}"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| entities | layout | files | JSON MB | load s | CPU s | peak MB | steady MB | peak / steady |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for &firms in sizes {
         let (files, sections, entities) = layouts(firms);
-        let mut runs: [Vec<(f64, u64, u64)>; 2] = [Vec::new(), Vec::new()];
+        let mut runs: [Vec<(f64, u64, u64, f64)>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..rounds {
             for (i, dir) in [files.path(), sections.path()].into_iter().enumerate() {
                 runs[i].push(load(dir));
@@ -136,10 +141,10 @@ fn measure(bench: bool, sizes: &[usize]) {
         {
             let r = &mut runs[i];
             r.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let (took, peak, steady) = r[r.len() / 2];
+            let (took, peak, steady, cpu) = r[r.len() / 2];
             let n = std::fs::read_dir(dir).map_or(0, |d| d.count());
             println!(
-                "| {entities} | {name} | {n} | {:.0} | {took:.2} | {peak} | {steady} | {:.2} |",
+                "| {entities} | {name} | {n} | {:.0} | {took:.2} | {cpu:.2} | {peak} | {steady} | {:.2} |",
                 mb(dir),
                 peak as f64 / steady.max(1) as f64
             );

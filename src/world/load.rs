@@ -697,21 +697,44 @@ fn compact_sections<'t>(
         .collect()
 }
 
-/// A data file's text for the fast path, read into a buffer of the file's size
-/// (one allocation, no copies as it grows); none when it cannot be read or is
-/// over `max_bytes`, and the full path says why.
-fn read_sized(path: &Path, max_bytes: u64) -> Option<String> {
+/// A data file's text for the fast path, read into `text` (emptied first, and
+/// grown once to the file's size: no copies as it grows); false when it cannot
+/// be read or is over `max_bytes`, and the full path says why.
+fn read_sized(path: &Path, max_bytes: u64, text: &mut String) -> bool {
     use std::io::Read as _;
-    let (file, meta) = crate::problem::open_regular(path).ok()?;
+    let Ok((file, meta)) = crate::problem::open_regular(path) else {
+        return false;
+    };
+    let Ok(len) = usize::try_from(meta.len()) else {
+        return false;
+    };
     if meta.len() > max_bytes {
-        return None;
+        return false;
     }
-    let mut text = String::with_capacity(usize::try_from(meta.len()).ok()?.saturating_add(1));
+    text.clear();
+    text.reserve(len.saturating_add(1));
     // The file may grow after its size was read: never more than the limit.
     file.take(max_bytes.saturating_add(1))
-        .read_to_string(&mut text)
-        .ok()?;
-    (text.len() as u64 <= max_bytes).then_some(text)
+        .read_to_string(text)
+        .is_ok()
+        && text.len() as u64 <= max_bytes
+}
+
+/// A buffer for the next file's text, of about `len` bytes: the text of an
+/// earlier file whose records are all parsed, when one fits (between `len` and
+/// twice that), else a new one. The kernel zeroes every page a process touches
+/// first, a good part of a load's CPU; a text read into pages already touched
+/// costs none of it. Texts not taken are freed here, as they would have been.
+fn reuse_text(texts: &mut Vec<Arc<String>>, len: usize) -> String {
+    let mut taken = None;
+    texts.retain_mut(|t| {
+        let free = Arc::strong_count(t) == 1;
+        if free && taken.is_none() && (len..=len.saturating_mul(2)).contains(&t.capacity()) {
+            taken = Some(std::mem::take(Arc::make_mut(t)));
+        }
+        !free
+    });
+    taken.unwrap_or_default()
 }
 
 /// Records handed to a parsing thread at once: a few MB of records in flight,
@@ -889,14 +912,18 @@ pub fn load_streamed(
         let reader_done = done_tx.clone();
         scope.spawn(move || {
             let mut seq = 0;
+            // The texts of the files read, until their records are parsed.
+            let mut texts: Vec<Arc<String>> = Vec::new();
             for (file, path) in paths.iter().enumerate() {
                 if failed.load(Ordering::Relaxed) {
                     return;
                 }
                 let name = path.display().to_string();
-                let Some(text) = read_sized(path, max_bytes) else {
+                let len = std::fs::metadata(path).map_or(0, |m| m.len() as usize);
+                let mut text = reuse_text(&mut texts, len);
+                if !read_sized(path, max_bytes, &mut text) {
                     return fail();
-                };
+                }
                 let hash = super::manifest::sha256(&text);
                 if reader_done
                     .send(Done::File(file, name.clone(), hash))
@@ -923,6 +950,7 @@ pub fn load_streamed(
                 let sent = match sections {
                     Some(sections) => {
                         let text = Arc::new(text);
+                        texts.push(text.clone());
                         sections.into_iter().all(|(section, ranges)| {
                             ranges.chunks(CHUNK).all(|c| {
                                 seq += 1;
