@@ -240,10 +240,11 @@ const LINGER: Duration = Duration::from_millis(1);
 const MAX_BATCH: usize = 4096;
 
 /// Syncs of a pipelined medium that may run at once, each on a thread of its own.
-/// A batch written while one runs starts the next at once, on a second thread,
-/// rather than waiting for the first to end: its records then wait for about
-/// one sync, not one and the rest of another.
-const SYNCS_IN_FLIGHT: usize = 2;
+/// One: the batches written while a sync runs are synced together by the next,
+/// as soon as it ends (group commit). With two, a second sync started on every
+/// batch written while one ran, each covering a record or two, and durable
+/// throughput fell (issue 27, BENCHMARKS.md).
+const SYNCS_IN_FLIGHT: usize = 1;
 
 /// Starts a sink: its queue (room for `capacity` records) and its writer thread,
 /// which continues `chain` and runs until every queue handle is dropped.
