@@ -344,10 +344,12 @@ struct Writer<'o> {
 }
 
 impl Writer<'_> {
-    /// The first key of an object (no comma before it).
+    /// The first key of an object (no comma before it). Keys are Vakt's own
+    /// names, with nothing to escape: written as they are.
     fn key_first(&mut self, name: &str) {
-        push_str(self.out, name);
-        self.out.push(':');
+        self.out.push('"');
+        self.out.push_str(name);
+        self.out.push_str("\":");
     }
 
     fn key(&mut self, name: &str) {
@@ -526,29 +528,31 @@ fn push_u64(out: &mut String, mut n: u64) {
 fn push_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
-    let b = s.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        // Eight bytes at a time: most strings have nothing to escape, and their
-        // clean runs are copied whole.
-        if let Some(word) = b.get(i..i + 8) {
-            let v = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if !any_needs_escape(v) {
-                i += 8;
-                continue;
-            }
-            for at in i..i + 8 {
-                escape_at(out, s, &mut start, at);
-            }
-            i += 8;
-        } else {
-            escape_at(out, s, &mut start, i);
-            i += 1;
+    if is_clean(s.as_bytes()) {
+        out.push_str(s);
+    } else {
+        let mut start = 0;
+        for at in 0..s.len() {
+            escape_at(out, s, &mut start, at);
+        }
+        out.push_str(s.get(start..).unwrap_or_default());
+    }
+    out.push('"');
+}
+
+/// Whether nothing in `b` needs escaping: eight bytes at a time, since most
+/// strings are clean.
+fn is_clean(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        if any_needs_escape(u64::from_le_bytes(w.try_into().unwrap_or_default())) {
+            return false;
         }
     }
-    out.push_str(s.get(start..).unwrap_or_default());
-    out.push('"');
+    words
+        .remainder()
+        .iter()
+        .all(|&c| !(c < 0x20 || c == b'"' || c == b'\\'))
 }
 
 /// When the byte at `at` must be escaped: writes what came before it since
@@ -598,10 +602,15 @@ fn scrub(s: &str) -> Cow<'_, str> {
         return redact::scrub(s);
     }
     use std::hash::BuildHasher as _;
-    let slot =
-        (foldhash::fast::FixedState::with_seed(0x7363_7275).hash_one(s) as usize) % CLEAN_SLOTS;
+    let hash = foldhash::fast::FixedState::with_seed(0x7363_7275).hash_one(s) as usize;
+    // Two slots per hash: two strings that share them do not evict each other.
+    let set = (hash % (CLEAN_SLOTS / 2)) * 2;
     let seen = CLEAN
-        .try_with(|c| c.borrow().get(slot).is_some_and(|k| &**k == s))
+        .try_with(|c| {
+            let c = c.borrow();
+            c.get(set..set + 2)
+                .is_some_and(|two| two.iter().any(|k| k == s))
+        })
         .unwrap_or(false);
     if seen {
         return Cow::Borrowed(s);
@@ -609,9 +618,12 @@ fn scrub(s: &str) -> Cow<'_, str> {
     let out = redact::scrub(s);
     if matches!(out, Cow::Borrowed(_)) {
         let _ = CLEAN.try_with(|c| {
-            if let Some(k) = c.borrow_mut().get_mut(slot) {
-                k.clear();
-                k.push_str(s);
+            if let Some(two) = c.borrow_mut().get_mut(set..set + 2) {
+                // The newer of the two goes second, the older is replaced
+                // (reusing its allocation).
+                two.swap(0, 1);
+                two[1].clear();
+                two[1].push_str(s);
             }
         });
     }
@@ -619,12 +631,12 @@ fn scrub(s: &str) -> Cow<'_, str> {
 }
 
 /// Clean strings remembered per thread, and the longest remembered.
-const CLEAN_SLOTS: usize = 512;
+const CLEAN_SLOTS: usize = 1024;
 const CLEAN_LEN: usize = 256;
 
 thread_local! {
-    /// Strings [`scrub`] found clean, by hash; an empty slot matches only the
-    /// empty string, which is clean.
+    /// Strings [`scrub`] found clean, two per hash; an empty slot matches only
+    /// the empty string, which is clean.
     static CLEAN: RefCell<Vec<String>> = RefCell::new(vec![String::new(); CLEAN_SLOTS]);
 }
 
