@@ -467,7 +467,7 @@ fn sync_thread(
                 }
                 // A sync that began before a failed one was cut back covers
                 // nothing written since: its failure concerns records cut off.
-                Err(_) if !st.written.front().is_some_and(|b| b.id < upto) => {}
+                Err(_) if st.written.front().is_none_or(|b| b.id >= upto) => {}
                 Err(e) => {
                     if let Some(first) = st.written.front() {
                         st.failed = Some(Failure {
