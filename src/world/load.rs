@@ -737,6 +737,13 @@ fn reuse_text(texts: &mut Vec<Arc<String>>, len: usize) -> String {
     taken.unwrap_or_default()
 }
 
+/// Byte ranges of records in a file's text.
+type Ranges = Vec<(usize, usize)>;
+
+/// A file's record keys by kind (organisations, system users, teams, employees),
+/// in runs numbered in file order, to be put in that order once all are in.
+type KeyRuns = [Vec<(usize, Vec<RecordKey>)>; 4];
+
 /// Records handed to a parsing thread at once: a few MB of records in flight,
 /// and each hand-over costs nothing beside the parsing.
 const CHUNK: usize = 2048;
@@ -750,7 +757,7 @@ enum Work {
         file: usize,
         text: Arc<String>,
         section: Section,
-        ranges: Vec<(usize, usize)>,
+        ranges: Ranges,
     },
     /// A file read whole by [`parse_file`] (YAML, Altinn's shapes, Cedar's entities).
     Parsed {
@@ -902,7 +909,7 @@ pub fn load_streamed(
     let mut world = World::default();
     let mut files: Vec<(String, [u8; 32])> = vec![Default::default(); paths.len()];
     // Each file's keys by kind, as (sequence, keys) to be put in file order.
-    let mut keys: Vec<[Vec<(usize, Vec<RecordKey>)>; 4]> = vec![Default::default(); paths.len()];
+    let mut keys: Vec<KeyRuns> = vec![Default::default(); paths.len()];
     let mut cedar: Vec<(usize, serde_json::Value)> = Vec::new();
     let mut cedar_files = vec![false; paths.len()];
     // Party ids and UUIDs by organisation, for the indexes built at once.
@@ -932,7 +939,7 @@ pub fn load_streamed(
                     return;
                 }
                 let base = text.as_ptr() as usize;
-                let sections: Option<Vec<(Section, Vec<(usize, usize)>)>> =
+                let sections: Option<Vec<(Section, Ranges)>> =
                     compact_sections(&name, &text).map(|s| {
                         s.into_iter()
                             .map(|(section, raws)| {
