@@ -3,7 +3,7 @@
 //! change.
 
 use super::{connect, Connection, DbError, Polled, PostgresSource};
-use crate::rules::snapshot::{Rules, SnapshotHandle, SourcePaths, Sources};
+use crate::rules::snapshot::{Rules, Snapshot, SnapshotHandle, SourcePaths, Sources};
 use crate::source::{DataStatus, SyncState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +51,7 @@ pub async fn follow(
     let mut logged: Option<String> = None;
     let mut rules_failed = false;
     let mut last_poll = tokio::time::Instant::now();
+    let mut retired = Retired::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,7 +71,8 @@ pub async fn follow(
                             let rules = snapshots.load().rules().clone();
                             match source.reload(client, rules).await {
                                 Ok(s) => {
-                                    swap(&snapshots, &status, s, "the database is another cluster now (a restore or failover): read again whole");
+                                    swap(&snapshots, &mut retired, &status, s, "the database is another cluster now (a restore or failover): read again whole");
+                                    retired.drain().await;
                                     rebuilt();
                                 }
                                 Err(e) => {
@@ -116,6 +118,7 @@ pub async fn follow(
                 (reload_rules, force) = (true, true);
             }
         }
+        retired.sweep();
         let Some(c) = conn.as_mut() else { continue };
         if c.client.is_closed() {
             failed(&status, &mut logged, &DbError::Closed);
@@ -181,7 +184,8 @@ pub async fn follow(
                 Ok(Ok(Some(new))) if force || new.rules_revision != current.rules_revision => {
                     match source.reload(&mut c.client, new).await {
                         Ok(s) => {
-                            swap(&snapshots, &status, s, "policies or schema changed: rebuilt with the whole world read again");
+                            swap(&snapshots, &mut retired, &status, s, "policies or schema changed: rebuilt with the whole world read again");
+                            retired.drain().await;
                             rebuilt();
                         }
                         Err(e) => {
@@ -214,10 +218,10 @@ pub async fn follow(
         tokio::time::sleep_until(last_poll + BATCH_WINDOW).await;
         last_poll = tokio::time::Instant::now();
         let current = snapshots.load();
-        match source.poll(&mut c.client, &current).await {
+        match source.poll(c, &current).await {
             Ok(Polled::Quiet) => {
                 if let Some(s) = source.moved(&current) {
-                    snapshots.store(s);
+                    retired.store(&snapshots, s);
                 }
                 if logged.take().is_some() {
                     tracing::info!("the database is followed again");
@@ -233,14 +237,15 @@ pub async fn follow(
                     records,
                     "data changed; applied"
                 );
-                snapshots.store(s);
+                retired.store(&snapshots, s);
                 status.applied();
                 keep_failed(&status, rules_failed);
                 logged = None;
             }
             Ok(Polled::Reloaded(s, why)) => {
-                swap(&snapshots, &status, s, why);
+                swap(&snapshots, &mut retired, &status, s, why);
                 logged = None;
+                retired.drain().await;
                 rebuilt();
             }
             Ok(Polled::Refused {
@@ -276,8 +281,9 @@ pub async fn follow(
 
 fn swap(
     snapshots: &SnapshotHandle,
+    retired: &mut Retired,
     status: &DataStatus,
-    s: crate::rules::snapshot::Snapshot,
+    s: Snapshot,
     why: &str,
 ) {
     tracing::info!(
@@ -286,8 +292,47 @@ fn swap(
         reason = why,
         "snapshot rebuilt"
     );
-    snapshots.store(s);
+    retired.store(snapshots, s);
     status.applied();
+}
+
+/// Snapshots swapped out, kept until no call holds them, so that the follower's
+/// thread drops them. A call holds the snapshot it decides on (a clone of the
+/// `Arc`); without this, the call that finished last after a swap would drop the
+/// old snapshot on a request worker, freeing every part of the old world the new
+/// one no longer shares (the paths a batch of changes copied; after a whole
+/// read, the whole world) while other calls wait behind it.
+#[derive(Default)]
+struct Retired(Vec<Arc<Snapshot>>);
+
+impl Retired {
+    /// Serves `s`, keeping the snapshot it replaces.
+    fn store(&mut self, snapshots: &SnapshotHandle, s: Snapshot) {
+        let old = snapshots.load();
+        snapshots.store(s);
+        self.0.push(old);
+        self.sweep();
+    }
+
+    /// Drops, here, the kept snapshots no call holds any more. Once swapped out a
+    /// snapshot gains no holders (the handle settles every load in progress
+    /// before a store returns), so one held only here stays so.
+    fn sweep(&mut self) {
+        self.0.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    /// Waits (briefly) until every kept snapshot is dropped: after a whole
+    /// read, before the freed memory is handed back to the system. Calls hold
+    /// a snapshot for the length of one decision.
+    async fn drain(&mut self) {
+        for _ in 0..100 {
+            self.sweep();
+            if self.0.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 /// The world read again whole fails Vakt's checks: as for a change that fails

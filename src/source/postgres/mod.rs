@@ -57,6 +57,7 @@ use crate::rules::snapshot::{DataVersion, Rules, Snapshot};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 /// The default `--max-staleness` for a database source: ten heartbeats missed.
@@ -208,7 +209,34 @@ fn describe(e: &tokio_postgres::Error) -> String {
 pub(crate) struct Connection {
     pub client: Client,
     pub wake: Arc<tokio::sync::Notify>,
+    /// The poll's statements, prepared once on this connection.
+    pub statements: Statements,
     driver: tokio::task::JoinHandle<()>,
+}
+
+/// Statements prepared on one connection, by their text. A poll runs the same
+/// few statements a hundred times a second under a stream of changes; prepared,
+/// each is one round trip (bind and execute) where an unnamed one is two (parse
+/// and describe, then bind and execute), and the database plans it once per
+/// connection rather than at every poll. The texts are a fixed set (the poll's
+/// and `read::changes`'s), so the map stays small.
+#[derive(Default)]
+pub(crate) struct Statements(std::collections::HashMap<String, tokio_postgres::Statement>);
+
+impl Statements {
+    /// `sql` prepared (on the first use, within `tx`).
+    async fn get(
+        &mut self,
+        tx: &Transaction<'_>,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, DbError> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = tx.prepare(sql).await?;
+        self.0.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
 }
 
 impl Drop for Connection {
@@ -241,6 +269,7 @@ pub(crate) async fn connect(db: &Database) -> Result<Connection, DbError> {
     let c = Connection {
         client,
         wake,
+        statements: Statements::default(),
         driver,
     };
     migrate::check(&c.client).await?;
@@ -322,6 +351,15 @@ const HEAD: &str = "SELECT pg_current_snapshot()::text,
        (SELECT pruned_max FROM vakt.feed_meta) < pg_snapshot_xmin($1::text::pg_snapshot),
        pg_snapshot_xmax(pg_current_snapshot()) >= pg_snapshot_xmax($1::text::pg_snapshot),
        (SELECT synced_at FROM vakt.sync_stamp)";
+/// [`HEAD`], [`CLUSTER`] and [`GUARD`] in one statement (`$1` the position, `$2`
+/// the feed's tables): what a poll reads before it trusts the feed, in one round
+/// trip. Columns 0–4 are [`HEAD`]'s, 5 [`CLUSTER`]'s, 6–8 [`GUARD`]'s.
+static POLL_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{HEAD},\n       ({CLUSTER}),\n       g.*\n  FROM ({}) g",
+        GUARD.replace("$1", "$2")
+    )
+});
 const CHANGED: &str = "SELECT kind, key, sub, max(xid)::text FROM vakt.feed_change
  WHERE xid >= pg_snapshot_xmin($1::text::pg_snapshot)
    AND NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot)
@@ -380,10 +418,15 @@ impl Guard {
         let cluster: String = tx.query_one(CLUSTER, &[]).await?.get(0);
         let tables: Vec<&str> = write::TABLES.to_vec();
         let r = tx.query_one(GUARD, &[&tables]).await?;
-        if let Some(why) = r.get::<_, Option<String>>(2) {
+        Self::from_row(cluster, &r, 0)
+    }
+
+    /// The guard from [`GUARD`]'s columns in `r`, starting at `at`.
+    fn from_row(cluster: String, r: &tokio_postgres::Row, at: usize) -> Result<Self, DbError> {
+        if let Some(why) = r.get::<_, Option<String>>(at + 2) {
             return Err(DbError::FeedUnsafe(why));
         }
-        let epoch: Option<String> = r.get(0);
+        let epoch: Option<String> = r.get(at);
         if epoch.is_none() {
             return Err(DbError::FeedUnsafe(
                 "vakt.feed_epoch holds no row".to_owned(),
@@ -392,7 +435,7 @@ impl Guard {
         Ok(Self {
             cluster,
             epoch,
-            machinery: r.get(1),
+            machinery: r.get(at + 1),
         })
     }
 
@@ -499,21 +542,39 @@ impl PostgresSource {
     /// One poll: what changed since the position, applied to `current`.
     pub(crate) async fn poll(
         &mut self,
-        client: &mut Client,
+        conn: &mut Connection,
         current: &Snapshot,
     ) -> Result<Polled, DbError> {
-        tokio::time::timeout(POLL_TIMEOUT, self.poll_inner(client, current))
+        tokio::time::timeout(POLL_TIMEOUT, self.poll_inner(conn, current))
             .await
             .map_err(|_| DbError::Timeout(POLL_TIMEOUT))?
     }
 
+    /// Three round trips when nothing changed, four otherwise: the transaction
+    /// begun; the head (snapshot, guard) and the feed's rows since the position,
+    /// sent together; the changed records, every kind's query sent together; the
+    /// commit.
     async fn poll_inner(
         &mut self,
-        client: &mut Client,
+        conn: &mut Connection,
         current: &Snapshot,
     ) -> Result<Polled, DbError> {
+        let Connection {
+            client, statements, ..
+        } = conn;
         let tx = snapshot_tx(client).await?;
-        let head = tx.query_one(HEAD, &[&self.position.text]).await?;
+        let head_sql = statements.get(&tx, &POLL_HEAD).await?;
+        let changed_sql = statements.get(&tx, CHANGED).await?;
+        let tables: Vec<&str> = write::TABLES.to_vec();
+        // Sent together: the first statement fixes the transaction's snapshot,
+        // so the feed's rows are read in the snapshot the head describes. They
+        // are used only once the head says the feed can be trusted.
+        let (head_params, changed_params): ([&(dyn ToSql + Sync); 2], [&(dyn ToSql + Sync); 1]) =
+            ([&self.position.text, &tables], [&self.position.text]);
+        let (head, rows) = tokio::try_join!(
+            tx.query_one(&head_sql, &head_params),
+            tx.query(&changed_sql, &changed_params),
+        )?;
         if head.get::<_, bool>(1) {
             return Err(DbError::Standby);
         }
@@ -525,7 +586,7 @@ impl PostgresSource {
         })?;
         // Before anything of the feed is trusted: is it still the feed the
         // position belongs to?
-        let guard = Guard::read(&tx).await?;
+        let guard = Guard::from_row(head.get(5), &head, 6)?;
         if let Some(why) = self.guard.moved(&guard) {
             drop(tx);
             return Ok(Polled::Reloaded(
@@ -549,7 +610,7 @@ impl PostgresSource {
             ));
         }
         let mut changed = read::Changed::default();
-        for r in tx.query(CHANGED, &[&self.position.text]).await? {
+        for r in rows {
             changed.add(r.get(0), r.get(1), r.get(2));
             let xid: String = r.get(3);
             let newer = changed
@@ -573,7 +634,8 @@ impl PostgresSource {
             self.synced_at = synced_at;
             return Ok(Polled::Quiet);
         }
-        let delta = read::changes(&tx, &changed, &current.world, current.rules()).await?;
+        let delta =
+            read::changes(&tx, statements, &changed, &current.world, current.rules()).await?;
         tx.commit().await?;
         let world = delta.and_then(|d| d.apply(&current.world, current.rules()));
         match world {

@@ -93,6 +93,15 @@ pub(super) struct Changed {
 }
 
 impl Changed {
+    /// The links that changed on their own: those whose system user did not
+    /// change (a changed system user is read with all its links).
+    pub fn single_links(&self) -> Vec<&(String, String)> {
+        self.links
+            .iter()
+            .filter(|(su, _)| !self.system_users.contains(su))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.orgs.is_empty()
             && self.system_users.is_empty()
@@ -547,6 +556,88 @@ pub(super) fn world(
     }
 }
 
+/// The rows of the records a change set names, each kind's (empty when none of
+/// that kind changed).
+#[derive(Default)]
+struct Rows {
+    orgs: Vec<Row>,
+    system_users: Vec<Row>,
+    /// Every client link of the changed system users.
+    system_user_links: Vec<Row>,
+    /// The links changed on their own (their system user unchanged).
+    links: Vec<Row>,
+    teams: Vec<Row>,
+    employees: Vec<Row>,
+}
+
+impl Rows {
+    /// Reads them within `tx`: every kind's query is sent at once (tokio-postgres
+    /// pipelines the queries of one connection that are awaited together), so a
+    /// poll waits for one round trip rather than one per kind.
+    async fn read(
+        tx: &Transaction<'_>,
+        statements: &mut super::Statements,
+        changed: &Changed,
+    ) -> Result<Self, DbError> {
+        let keys = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<String>>();
+        let by_key = |sql: &str, filter: &str| format!("{sql} WHERE {filter} = ANY($1)");
+        let (orgs, system_users, links) = (
+            keys(&changed.orgs),
+            keys(&changed.system_users),
+            changed.single_links(),
+        );
+        let (teams, employees) = (keys(&changed.teams), keys(&changed.employees));
+        let sus: Vec<&str> = links.iter().map(|(s, _)| s.as_str()).collect();
+        let clients: Vec<&str> = links.iter().map(|(_, n)| n.as_str()).collect();
+        let link_params: [&(dyn ToSql + Sync); 2] = [&sus, &clients];
+        // Prepared first (once per connection), then sent together.
+        let mut prepare = async |wanted: bool, sql: &str| match wanted {
+            true => statements.get(tx, sql).await.map(Some),
+            false => Ok(None),
+        };
+        let sql = [
+            prepare(!orgs.is_empty(), &by_key(ORGS, "o.org_number")).await?,
+            prepare(!system_users.is_empty(), &by_key(SYSTEM_USERS, "s.id")).await?,
+            prepare(
+                !system_users.is_empty(),
+                &format!("{LINKS} WHERE l.system_user_id = ANY($1){LINKS_ORDER}"),
+            )
+            .await?,
+            prepare(
+                !links.is_empty(),
+                &format!("{LINKS} WHERE (l.system_user_id, l.client_org_number) IN (SELECT * FROM unnest($1::text[], $2::text[])){LINKS_ORDER}"),
+            )
+            .await?,
+            prepare(!teams.is_empty(), &by_key(TEAMS, "t.id")).await?,
+            prepare(!employees.is_empty(), &by_key(EMPLOYEES, "e.id")).await?,
+        ];
+        let query = async |sql: &Option<tokio_postgres::Statement>,
+                           params: &[&(dyn ToSql + Sync)]| match sql {
+            Some(sql) => tx.query(sql, params).await,
+            None => Ok(Vec::new()),
+        };
+        let by_keys: [[&(dyn ToSql + Sync); 1]; 4] =
+            [[&orgs], [&system_users], [&teams], [&employees]];
+        let (orgs, system_users, system_user_links, links, teams, employees) = tokio::try_join!(
+            query(&sql[0], &by_keys[0]),
+            query(&sql[1], &by_keys[1]),
+            query(&sql[2], &by_keys[1]),
+            query(&sql[3], &link_params),
+            query(&sql[4], &by_keys[2]),
+            query(&sql[5], &by_keys[3]),
+        )?;
+        let rows = Self {
+            orgs,
+            system_users,
+            system_user_links,
+            links,
+            teams,
+            employees,
+        };
+        Ok(rows)
+    }
+}
+
 /// The changes that bring `world` to the database's state for the keys in
 /// `changed` (read within `tx`), with the entities in Cedar's own format when
 /// those changed; every problem with the records read otherwise (those that
@@ -554,6 +645,7 @@ pub(super) fn world(
 /// user is read with all its client links; other links one by one.
 pub(super) async fn changes(
     tx: &Transaction<'_>,
+    statements: &mut super::Statements,
     changed: &Changed,
     world: &World,
     rules: &crate::rules::snapshot::Rules,
@@ -561,13 +653,13 @@ pub(super) async fn changes(
     let mut c = Checked::new(&rules.packages);
     let mut out = Vec::new();
     let keys = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<String>>();
-    let query = |sql: &str, filter: &str| format!("{sql} WHERE {filter} = ANY($1)");
+    let rows = Rows::read(tx, statements, changed).await?;
 
     if !changed.orgs.is_empty() {
         let wanted = keys(&changed.orgs);
-        let rows = tx.query(&query(ORGS, "o.org_number"), &[&wanted]).await?;
+        let rows = &rows.orgs;
         let mut found = BTreeSet::new();
-        for r in &rows {
+        for r in rows {
             found.insert(r.get::<_, String>(0));
             out.extend(c.organization(&organization(r)));
         }
@@ -580,17 +672,11 @@ pub(super) async fn changes(
 
     if !changed.system_users.is_empty() {
         let wanted = keys(&changed.system_users);
-        let rows = tx.query(&query(SYSTEM_USERS, "s.id"), &[&wanted]).await?;
-        let links = tx
-            .query(
-                &format!("{LINKS} WHERE l.system_user_id = ANY($1){LINKS_ORDER}"),
-                &[&wanted],
-            )
-            .await?;
+        let (rows, links) = (&rows.system_users, &rows.system_user_links);
         let mut found = BTreeSet::new();
         let mut fresh: BTreeMap<Id, crate::world::records::Map<OrgNo, ClientLink>> =
             BTreeMap::new();
-        for r in &rows {
+        for r in rows {
             let record = system_user(r);
             found.insert(Id::from(record.id.as_str()));
             if let Some(su) = c.system_user(&record) {
@@ -598,7 +684,7 @@ pub(super) async fn changes(
                 out.push(Change::SystemUser(su.id.clone(), Some(su)));
             }
         }
-        for (su, record) in link_records(&links) {
+        for (su, record) in link_records(links) {
             if let Some((n, link)) = c.link(&su, &record) {
                 if let Some(m) = fresh.get_mut(su.as_str()) {
                     m.insert(n, link);
@@ -624,23 +710,10 @@ pub(super) async fn changes(
         }
     }
 
-    let links: Vec<&(String, String)> = changed
-        .links
-        .iter()
-        .filter(|(su, _)| !changed.system_users.contains(su))
-        .collect();
+    let links = changed.single_links();
     if !links.is_empty() {
-        let sus: Vec<&str> = links.iter().map(|(s, _)| s.as_str()).collect();
-        let clients: Vec<&str> = links.iter().map(|(_, n)| n.as_str()).collect();
-        let params: [&(dyn ToSql + Sync); 2] = [&sus, &clients];
-        let rows = tx
-            .query(
-                &format!("{LINKS} WHERE (l.system_user_id, l.client_org_number) IN (SELECT * FROM unnest($1::text[], $2::text[])){LINKS_ORDER}"),
-                &params,
-            )
-            .await?;
         let mut found = BTreeSet::new();
-        for (su, record) in link_records(&rows) {
+        for (su, record) in link_records(&rows.links) {
             if let Some((n, link)) = c.link(&su, &record) {
                 out.push(Change::Link(su.as_str().into(), n, Some(link)));
                 found.insert((su, n));
@@ -657,9 +730,8 @@ pub(super) async fn changes(
 
     if !changed.teams.is_empty() {
         let wanted = keys(&changed.teams);
-        let rows = tx.query(&query(TEAMS, "t.id"), &[&wanted]).await?;
         let mut found = BTreeSet::new();
-        for r in &rows {
+        for r in &rows.teams {
             found.insert(Id::from(r.get::<_, &str>(0)));
             match team(r) {
                 Ok(record) => out.extend(c.team(&record)),
@@ -673,9 +745,8 @@ pub(super) async fn changes(
 
     if !changed.employees.is_empty() {
         let wanted = keys(&changed.employees);
-        let rows = tx.query(&query(EMPLOYEES, "e.id"), &[&wanted]).await?;
         let mut found = BTreeSet::new();
-        for r in &rows {
+        for r in &rows.employees {
             found.insert(Id::from(r.get::<_, &str>(0)));
             out.extend(c.employee(&employee(r)));
         }
