@@ -10,6 +10,18 @@
 //! cluster, as the tests do). Without `--bench` (as `cargo test --benches` runs
 //! it) it is a short smoke run on small worlds. `VAKT_LIVE_FIRMS=1,100` picks
 //! other world sizes, in firms of about 1,000 entities.
+//!
+//! `VAKT_LIVE_STAGES` runs only some stages (a comma-separated list; all when
+//! unset): `rename` and `sections` (issue 27's file stages), `files` (loading
+//! from files at every size), `apply` (single changes in process), `postgres`
+//! (loading from PostgreSQL at every size, and commit to deny on two sidecars),
+//! `follow` (Authorize latency at half the peak while changes stream in); `live`
+//! names the last four together (when the list names `sections`, that stage
+//! ends the run unless the list also names `live`). With
+//! `follow` alone only the largest world is generated and imported:
+//! `VAKT_LIVE_STAGES=follow VAKT_LIVE_FIRMS=1000` measures issue 27's item 6
+//! without the other stages. `VAKT_LIVE_ROUNDS` sets that stage's interleaved
+//! rounds (3 when unset).
 
 #[allow(dead_code)]
 #[path = "../../tests/it/common/pg.rs"]
@@ -18,7 +30,7 @@ mod pg;
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
@@ -54,6 +66,17 @@ fn proc_kb(pid: &str, field: &str) -> u64 {
 struct Sidecar {
     child: std::process::Child,
     addr: String,
+    /// From its log: the polls that applied changes, and the records they applied.
+    applied: Arc<[AtomicU64; 2]>,
+}
+
+impl Sidecar {
+    fn applied(&self) -> (u64, u64) {
+        (
+            self.applied[0].load(AtomicOrdering::Relaxed),
+            self.applied[1].load(AtomicOrdering::Relaxed),
+        )
+    }
 }
 
 impl Drop for Sidecar {
@@ -91,8 +114,21 @@ fn serve(data: &std::ffi::OsStr) -> (Sidecar, Duration, u64, u64) {
         }
     }
     let took = started.elapsed();
-    // Keep reading its log, so that it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    // Keep reading its log, so that it never blocks on a full pipe, counting the
+    // polls that applied changes.
+    let applied = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let counts = applied.clone();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if !l.contains("data changed; applied") {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
+            counts[0].fetch_add(1, AtomicOrdering::Relaxed);
+            let records = v["fields"]["records"].as_u64().unwrap_or(0);
+            counts[1].fetch_add(records, AtomicOrdering::Relaxed);
+        }
+    });
     let addr = addr.expect("vakt serve did not start");
     std::thread::sleep(Duration::from_millis(500));
     let pid = child.id().to_string();
@@ -100,19 +136,72 @@ fn serve(data: &std::ffi::OsStr) -> (Sidecar, Duration, u64, u64) {
         proc_kb(&pid, "VmHWM:") / 1024,
         proc_kb(&pid, "VmRSS:") / 1024,
     );
-    (Sidecar { child, addr }, took, peak, steady)
+    (
+        Sidecar {
+            child,
+            addr,
+            applied,
+        },
+        took,
+        peak,
+        steady,
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
+/// The stages `VAKT_LIVE_STAGES` names (see the file's header); every stage when
+/// unset.
+struct Stages(Option<Vec<String>>);
+
+impl Stages {
+    const ALL: [&'static str; 7] = [
+        "rename", "sections", "live", "files", "apply", "postgres", "follow",
+    ];
+    /// The stages of this file, which `live` names together.
+    const LIVE: [&'static str; 4] = ["files", "apply", "postgres", "follow"];
+
+    fn from_env() -> Self {
+        Self(std::env::var("VAKT_LIVE_STAGES").ok().map(|v| {
+            let named: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
+            for n in &named {
+                assert!(
+                    Self::ALL.contains(&n.as_str()),
+                    "VAKT_LIVE_STAGES: unknown stage {n:?} (known: {:?})",
+                    Self::ALL
+                );
+            }
+            named
+        }))
+    }
+
+    fn has(&self, stage: &str) -> bool {
+        self.0.as_ref().is_none_or(|v| {
+            v.iter()
+                .any(|s| s == stage || (s == "live" && Self::LIVE.contains(&stage)))
+        })
+    }
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    rename::run(bench);
-    sections::run(bench);
+    let stages = Stages::from_env();
+    if stages.has("rename") {
+        rename::run(bench);
+    }
+    if stages.has("sections") {
+        sections::run(bench);
+    }
+    if !["files", "apply", "postgres", "follow"]
+        .iter()
+        .any(|s| stages.has(s))
+    {
+        return;
+    }
     // VAKT_LIVE_FIRMS=1,100 picks other world sizes (in firms of 1,000 entities).
-    let sizes: Vec<usize> = match std::env::var("VAKT_LIVE_FIRMS") {
+    let mut sizes: Vec<usize> = match std::env::var("VAKT_LIVE_FIRMS") {
         Ok(v) => v
             .split(',')
             .map(|n| n.trim().parse().expect("VAKT_LIVE_FIRMS"))
@@ -120,35 +209,56 @@ fn main() {
         Err(_) if bench => vec![1, 100, 1000],
         Err(_) => vec![1, 3],
     };
-    println!("| entities | files | JSON MB | load s | peak MB | steady MB |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    // Only the stages that go through every size need the smaller worlds.
+    if !stages.has("files") && !stages.has("postgres") {
+        sizes.drain(..sizes.len() - 1);
+    }
+    if stages.has("files") {
+        println!("| entities | files | JSON MB | load s | peak MB | steady MB |");
+        println!("|---:|---:|---:|---:|---:|---:|");
+    }
     let mut worlds = Vec::new();
     for &firms in &sizes {
         let dir = tempfile::tempdir().unwrap();
         let files = firms.div_ceil(10);
         let g = vakt::tools::gen::write_world(dir.path(), firms, files, 1).unwrap();
-        let (_, took, peak, steady) = serve(dir.path().as_os_str());
-        println!(
-            "| {} | {files} | {:.0} | {:.2} | {peak} | {steady} |",
-            g.entities(),
-            g.bytes as f64 / 1e6,
-            took.as_secs_f64()
-        );
+        if stages.has("files") {
+            let (_, took, peak, steady) = serve(dir.path().as_os_str());
+            println!(
+                "| {} | {files} | {:.0} | {:.2} | {peak} | {steady} |",
+                g.entities(),
+                g.bytes as f64 / 1e6,
+                took.as_secs_f64()
+            );
+        }
         worlds.push((dir, g));
     }
     let dir = &worlds.last().unwrap().0;
 
-    // One change at a time, applied to the largest world in this process.
+    // The largest world in this process: requests it allows, and the changes.
     let (_, snap) = FileSource::load(SourcePaths {
         data: Some(dir.path().to_path_buf()),
         ..Default::default()
     })
     .expect("generated world loads");
-    let entities = snap.world.counts().entities();
     // As `vakt serve` does after a load: hand back the memory parsing used.
     // SAFETY: mi_collect only frees memory the allocator no longer hands out.
     unsafe { libmimalloc_sys::mi_collect(true) };
     let wanted = candidates(&snap.world, if bench { 1000 } else { 40 });
+    if stages.has("apply") {
+        apply_changes(bench, snap);
+    } else {
+        drop(snap);
+    }
+    if stages.has("postgres") || stages.has("follow") {
+        postgres(bench, &worlds, wanted, &stages);
+    }
+}
+
+/// One change at a time, applied to `snap`'s world in this process: the time of
+/// each, and the memory a burst of them adds.
+fn apply_changes(bench: bool, snap: vakt::rules::snapshot::Snapshot) {
+    let entities = snap.world.counts().entities();
     let mut current = snap;
     let sus: Vec<_> = current
         .world
@@ -265,10 +375,12 @@ fn main() {
         rss()
     );
     drop(current);
-    postgres(bench, &worlds, wanted);
 }
 
-/// CPU time of every PostgreSQL server process on the machine, in µs.
+/// CPU time of every PostgreSQL server process on the machine, in µs, those that
+/// ended included: a backend's time moves to the postmaster's children's time
+/// (`cutime`, `cstime`) when it exits, so a sum over the living alone would drop
+/// the writer's backends that end between two samples.
 fn postgres_cpu_us() -> f64 {
     std::fs::read_dir("/proc")
         .into_iter()
@@ -277,7 +389,20 @@ fn postgres_cpu_us() -> f64 {
         .filter(|e| {
             std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
         })
-        .map(|e| cpu_us(&e.file_name().to_string_lossy()))
+        .map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<f64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0.0))
+                .collect();
+            // utime, stime, cutime, cstime, in clock ticks of 1/100 s.
+            [11, 12, 13, 14]
+                .iter()
+                .map(|&i| f.get(i).unwrap_or(&0.0))
+                .sum::<f64>()
+                * 10_000.0
+        })
         .sum()
 }
 
@@ -500,11 +625,13 @@ async fn stream_changes(
 
 /// PostgreSQL: load at every size; on the largest world, the delay from commit to
 /// deny on two sidecars, then Authorize latency at half the peak, quiet and while
-/// 1,000 changes per second stream in.
+/// 1,000 changes per second stream in (the stages `postgres` and `follow`; with
+/// `follow` alone, only the largest world is imported).
 fn postgres(
     bench: bool,
     worlds: &[(tempfile::TempDir, vakt::tools::gen::Generated)],
     wanted: Vec<AuthorizeRequest>,
+    stages: &Stages,
 ) {
     let pg = pg::Cluster::start();
     println!();
@@ -514,6 +641,9 @@ fn postgres(
     println!("|---:|---:|---:|---:|---:|");
     let mut url = String::new();
     for (i, (dir, g)) in worlds.iter().enumerate() {
+        if !stages.has("postgres") && i + 1 < worlds.len() {
+            continue;
+        }
         url = pg.create_db(&format!("world{i}"));
         let db = std::ffi::OsStr::new(&url);
         vakt_cli(&["db".as_ref(), "migrate".as_ref(), "--database".as_ref(), db]);
@@ -539,28 +669,29 @@ fn postgres(
     // it cost the database and the writer what the real stream costs, and the
     // sidecar nothing. It is the baseline that tells Vakt's share of the cost
     // from the machine's (this one has 2 cores for everything).
-    let template = format!("world{}", worlds.len() - 1);
-    let mut copied = Err(String::new());
-    for _ in 0..50 {
-        copied = pg.try_psql(
-            "postgres",
-            &format!("CREATE DATABASE unfollowed TEMPLATE {template}"),
-        );
-        if copied.is_ok() {
-            break;
+    let unfollowed = if stages.has("follow") {
+        let template = format!("world{}", worlds.len() - 1);
+        let mut copied = Err(String::new());
+        for _ in 0..50 {
+            copied = pg.try_psql(
+                "postgres",
+                &format!("CREATE DATABASE unfollowed TEMPLATE {template}"),
+            );
+            if copied.is_ok() {
+                break;
+            }
+            // The last load's sidecar may still be disconnecting.
+            std::thread::sleep(Duration::from_millis(100));
         }
-        // The last load's sidecar may still be disconnecting.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    copied.expect("copying the largest world");
-    let unfollowed = pg.url("unfollowed");
+        copied.expect("copying the largest world");
+        pg.url("unfollowed")
+    } else {
+        String::new()
+    };
     let a = serve(url.as_ref()).0;
-    let b = serve(url.as_ref()).0;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        let (mut ca, cb) = (client(&a.addr).await, client(&b.addr).await);
+        let mut ca = client(&a.addr).await;
         let mut allowed = Vec::new();
         for r in wanted {
             if decision(&mut ca, &r).await == Decision::Allow {
@@ -568,137 +699,318 @@ fn postgres(
             }
         }
         let n = if bench { 200 } else { 6 };
-        assert!(allowed.len() >= 2 * n, "only {} allowed requests found", allowed.len());
-        let (revoked, load) = allowed.split_at(n);
-
-        // Revocations, one at a time: an employee deactivated, a client link
-        // marked removed, a client link deleted. Timed from just before the
-        // statement is sent until both sidecars deny.
-        let mut both = Vec::with_capacity(n);
-        for (i, r) in revoked.iter().enumerate() {
-            let mut cb2 = cb.clone();
-            assert_eq!(decision(&mut cb2, r).await, Decision::Allow);
-            let t0 = Instant::now();
-            match i % 3 {
-                0 => db.execute("UPDATE vakt.employee SET active = false WHERE id = $1", &[&r.employee_id]).await,
-                1 => db.execute(
-                    "UPDATE vakt.client_link SET status = 'removed' WHERE system_user_id = $1 AND client_org_number = $2",
-                    &[&r.system_user_id, &r.client_org_number],
-                ).await,
-                _ => db.execute(
-                    "DELETE FROM vakt.client_link WHERE system_user_id = $1 AND client_org_number = $2",
-                    &[&r.system_user_id, &r.client_org_number],
-                ).await,
-            }
-            .unwrap();
-            let (da, dbb) = tokio::join!(until_deny(ca.clone(), r, t0), until_deny(cb.clone(), r, t0));
-            both.push(da.max(dbb));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        both.sort();
-        println!();
-        println!(
-            "commit to deny on both of two sidecars ({n} revocations: employee deactivated, link removed, link deleted): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            percentile(&both, 0.5).as_secs_f64() * 1e3,
-            percentile(&both, 0.99).as_secs_f64() * 1e3,
-            both[both.len() - 1].as_secs_f64() * 1e3
+        assert!(
+            allowed.len() >= 2 * n,
+            "only {} allowed requests found",
+            allowed.len()
         );
-        drop(b);
-
-        // Load on one sidecar at half its peak, quiet and with changes streaming
-        // in, in interleaved rounds.
-        let mut clients = Vec::new();
-        for _ in 0..4 {
-            clients.push(client(&a.addr).await);
+        let (revoked, load) = allowed.split_at(n);
+        if stages.has("postgres") {
+            revocations(&url, &a, revoked).await;
         }
-        let secs = if bench { 5.0 } else { 0.5 };
-        let time = Duration::from_secs_f64(secs);
-        let top = peak(&clients, load, time).await;
-        let rate = top / 2.0;
-        // The revoked half is flipped back and forth: none of the load's requests
-        // depend on it.
-        let employees: Vec<String> = revoked.iter().step_by(3).map(|r| r.employee_id.clone()).collect();
-        let links: Vec<(String, String)> = revoked
+        if stages.has("follow") {
+            // The revoked half is flipped back and forth: none of the load's
+            // requests depend on it.
+            let employees: Vec<String> = revoked
+                .iter()
+                .step_by(3)
+                .map(|r| r.employee_id.clone())
+                .collect();
+            let links: Vec<(String, String)> = revoked
+                .iter()
+                .skip(1)
+                .step_by(3)
+                .map(|r| (r.system_user_id.clone(), r.client_org_number.clone()))
+                .collect();
+            under_changes(bench, &a, load, (&url, &unfollowed), (employees, links)).await;
+        }
+    });
+    drop(a);
+}
+
+/// Revocations, one at a time: an employee deactivated, a client link marked
+/// removed, a client link deleted. Timed from just before the statement is sent
+/// until both `a` and a second sidecar on the same database deny.
+async fn revocations(url: &str, a: &Sidecar, revoked: &[AuthorizeRequest]) {
+    let b = serve(url.as_ref()).0;
+    let (db, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let (ca, cb) = (client(&a.addr).await, client(&b.addr).await);
+    let n = revoked.len();
+    let mut both = Vec::with_capacity(n);
+    for (i, r) in revoked.iter().enumerate() {
+        let mut cb2 = cb.clone();
+        assert_eq!(decision(&mut cb2, r).await, Decision::Allow);
+        let t0 = Instant::now();
+        match i % 3 {
+            0 => db.execute("UPDATE vakt.employee SET active = false WHERE id = $1", &[&r.employee_id]).await,
+            1 => db.execute(
+                "UPDATE vakt.client_link SET status = 'removed' WHERE system_user_id = $1 AND client_org_number = $2",
+                &[&r.system_user_id, &r.client_org_number],
+            ).await,
+            _ => db.execute(
+                "DELETE FROM vakt.client_link WHERE system_user_id = $1 AND client_org_number = $2",
+                &[&r.system_user_id, &r.client_org_number],
+            ).await,
+        }
+        .unwrap();
+        let (da, dbb) = tokio::join!(until_deny(ca.clone(), r, t0), until_deny(cb.clone(), r, t0));
+        both.push(da.max(dbb));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    both.sort();
+    println!();
+    println!(
+        "commit to deny on both of two sidecars ({n} revocations: employee deactivated, link removed, link deleted): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&both, 0.5).as_secs_f64() * 1e3,
+        percentile(&both, 0.99).as_secs_f64() * 1e3,
+        both[both.len() - 1].as_secs_f64() * 1e3
+    );
+}
+
+/// Busy CPU time of the whole machine (every process, interrupts included), in
+/// µs, from `/proc/stat`.
+fn machine_busy_us() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // user, nice, system, (idle, iowait), irq, softirq, steal; guest time is
+    // already in user.
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).unwrap_or(&0.0))
+        .sum();
+    busy * 10_000.0
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One phase of one round under [`under_changes`].
+struct Phase {
+    p50: u64,
+    p99: u64,
+    /// Cores used by the sidecar, PostgreSQL, this process (load generator and
+    /// writer) and everything else on the machine.
+    cpu: [f64; 4],
+    /// The sidecar's polls that applied changes, and the records they applied.
+    applied: (u64, u64),
+    /// Changes committed per second by the writer (0 when quiet).
+    changes: f64,
+    /// The follower's own cost, per second: its thread's CPU (ms) and context
+    /// switches (each a wake-up), and those of its connection's backend.
+    follower: [f64; 4],
+}
+
+/// CPU time (µs) and context switches (voluntary and not) of `/proc/PATH`, a
+/// process or one thread (`PID/task/TID`).
+fn cpu_and_switches(path: &str) -> [f64; 2] {
+    let cpu = support::cpu_us(path);
+    let switches: f64 = std::fs::read_to_string(format!("/proc/{path}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .sum();
+    [cpu, switches]
+}
+
+/// The follower's thread in the sidecar `pid` (named `vakt-follow`), as
+/// `PID/task/TID`.
+fn follower_thread(pid: &str) -> Option<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "vakt-follow")
+        })
+        .map(|t| format!("{pid}/task/{}", t.file_name().to_string_lossy()))
+}
+
+/// One sidecar driven at half its peak by an open-loop generator in interleaved
+/// rounds: quiet; while 1,000 changes per second go into `unfollowed`, a copy no
+/// sidecar follows; while the same changes go into `followed`. Each round prints
+/// its latencies, the machine's CPU split and the followed/unfollowed p99 ratio.
+async fn under_changes(
+    bench: bool,
+    a: &Sidecar,
+    load: &[AuthorizeRequest],
+    (followed, unfollowed): (&str, &str),
+    (employees, links): (Vec<String>, Vec<(String, String)>),
+) {
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(client(&a.addr).await);
+    }
+    let rounds: usize = std::env::var("VAKT_LIVE_ROUNDS")
+        .map(|v| v.parse().expect("VAKT_LIVE_ROUNDS"))
+        .unwrap_or(3);
+    let secs = if bench { 5.0 } else { 0.5 };
+    let time = Duration::from_secs_f64(secs);
+    let top = peak(&clients, load, time).await;
+    let rate = top / 2.0;
+    let pid = a.child.id().to_string();
+    // The follower's thread, and the backend of its connection (the sidecar's
+    // only one once loaded: application_name `vakt`).
+    let thread = follower_thread(&pid).unwrap_or_default();
+    let backends: Vec<String> = {
+        let (db, conn) = tokio_postgres::connect(followed, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        db.query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'vakt' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, i32>(0).to_string())
+        .collect()
+    };
+    println!("the follower's thread: /proc/{thread}; its connection's backend(s): {backends:?}");
+    let follower_sample = || {
+        let t = cpu_and_switches(&thread);
+        let b = backends
             .iter()
-            .skip(1)
-            .step_by(3)
-            .map(|r| (r.system_user_id.clone(), r.client_org_number.clone()))
-            .collect();
-        let (mut quiet, mut busy) = (Vec::new(), Vec::new());
-        let mut changes = Vec::new();
-        // CPU (in cores) of the sidecar, PostgreSQL and this process, per run.
-        let pid = a.child.id().to_string();
-        let sample = || [cpu_us(&pid), postgres_cpu_us(), cpu_us("self")];
-        let cores = |from: [f64; 3], to: [f64; 3], secs: f64| {
-            [0, 1, 2].map(|i| (to[i] - from[i]) / 1e6 / secs)
-        };
-        let (mut quiet_cpu, mut busy_cpu, mut base_cpu) = (Vec::new(), Vec::new(), Vec::new());
-        let mut baseline = Vec::new();
-        for _ in 0..3 {
-            let c0 = sample();
-            let h = fixed_rate(&clients, load, rate, time).await;
-            quiet_cpu.push(cores(c0, sample(), secs));
-            quiet.push((h.value_at_quantile(0.5), h.value_at_quantile(0.99)));
-            for (target, lat, cpu) in [
-                (&unfollowed, &mut baseline, &mut base_cpu),
-                (&url, &mut busy, &mut busy_cpu),
-            ] {
-                let stop = Arc::new(AtomicBool::new(false));
-                let writer = tokio::spawn(stream_changes(
-                    target.clone(),
+            .map(|p| cpu_and_switches(p))
+            .fold([0.0; 2], |a, x| [a[0] + x[0], a[1] + x[1]]);
+        [t[0], t[1], b[0], b[1]]
+    };
+    let sample = || {
+        [
+            cpu_us(&pid),
+            postgres_cpu_us(),
+            cpu_us("self"),
+            machine_busy_us(),
+        ]
+    };
+    let phase = |from: [f64; 4], to: [f64; 4], took: f64| {
+        let c = [0, 1, 2, 3].map(|i| (to[i] - from[i]) / 1e6 / took);
+        [c[0], c[1], c[2], (c[3] - c[0] - c[1] - c[2]).max(0.0)]
+    };
+    println!();
+    println!(
+        "peak (32 callers, 4 connections): {top:.0} calls/s; fixed load {rate:.0} calls/s, {rounds} interleaved rounds of {secs} s; load average at the start {}",
+        load_average()
+    );
+    println!("| round | phase | p50 µs | p99 µs | CPU cores: sidecar | PostgreSQL | generator + writer | other | changes/s | polls applied/s | records/poll | follower thread: CPU ms/s / switches/s | its backend: CPU ms/s / switches/s |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let names = ["quiet", "unfollowed", "followed"];
+    let mut all: Vec<[Phase; 3]> = Vec::new();
+    for round in 1..=rounds {
+        let mut phases = Vec::new();
+        for (i, target) in [None, Some(unfollowed), Some(followed)]
+            .into_iter()
+            .enumerate()
+        {
+            let stop = Arc::new(AtomicBool::new(false));
+            let writer = target.map(|t| {
+                tokio::spawn(stream_changes(
+                    t.to_owned(),
                     employees.clone(),
                     links.clone(),
                     1000.0,
                     stop.clone(),
-                ));
-                let t0 = Instant::now();
-                let c0 = sample();
-                let h = fixed_rate(&clients, load, rate, time).await;
-                cpu.push(cores(c0, sample(), secs));
-                stop.store(true, AtomicOrdering::Relaxed);
-                let written = writer.await.unwrap();
-                if target == &url {
-                    changes.push(written as f64 / t0.elapsed().as_secs_f64());
-                }
-                lat.push((h.value_at_quantile(0.5), h.value_at_quantile(0.99)));
-            }
-        }
-        let mean = |v: &[[f64; 3]], i: usize| v.iter().map(|x| x[i]).sum::<f64>() / v.len() as f64;
-        for (label, v) in [("quiet", &quiet_cpu), ("changes to an unfollowed copy", &base_cpu), ("changes followed", &busy_cpu)] {
+                ))
+            });
+            let applied0 = a.applied();
+            let f0 = follower_sample();
+            let t0 = Instant::now();
+            let c0 = sample();
+            let h = fixed_rate(&clients, load, rate, time).await;
+            let took = t0.elapsed().as_secs_f64();
+            let cpu = phase(c0, sample(), took);
+            let f1 = follower_sample();
+            let follower =
+                [0, 1, 2, 3].map(|i| (f1[i] - f0[i]) / took / if i % 2 == 0 { 1e3 } else { 1.0 });
+            let applied1 = a.applied();
+            stop.store(true, AtomicOrdering::Relaxed);
+            let changes = match writer {
+                Some(w) => w.await.unwrap() as f64 / t0.elapsed().as_secs_f64(),
+                None => 0.0,
+            };
+            let p = Phase {
+                p50: h.value_at_quantile(0.5),
+                p99: h.value_at_quantile(0.99),
+                cpu,
+                applied: (applied1.0 - applied0.0, applied1.1 - applied0.1),
+                changes,
+                follower,
+            };
             println!(
-                "CPU in cores, {label}: sidecar {:.2}, PostgreSQL {:.2}, load generator and writer {:.2}",
-                mean(v, 0),
-                mean(v, 1),
-                mean(v, 2)
+                "| {round} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.1} | {:.1} / {:.0} | {:.1} / {:.0} |",
+                names[i],
+                p.p50,
+                p.p99,
+                p.cpu[0],
+                p.cpu[1],
+                p.cpu[2],
+                p.cpu[3],
+                p.changes,
+                p.applied.0 as f64 / took,
+                p.applied.1 as f64 / p.applied.0.max(1) as f64,
+                p.follower[0],
+                p.follower[1],
+                p.follower[2],
+                p.follower[3],
             );
+            phases.push(p);
         }
-        let median = |v: &mut Vec<(u64, u64)>, f: fn(&(u64, u64)) -> u64| {
-            let mut x: Vec<u64> = v.iter().map(f).collect();
-            x.sort();
-            x[x.len() / 2]
-        };
-        let (q50, q99) = (median(&mut quiet, |x| x.0), median(&mut quiet, |x| x.1));
-        let (b50, b99) = (median(&mut busy, |x| x.0), median(&mut busy, |x| x.1));
-        let (u50, u99) = (
-            median(&mut baseline, |x| x.0),
-            median(&mut baseline, |x| x.1),
-        );
-        println!();
-        println!("peak (32 callers, 4 connections): {top:.0} calls/s; fixed load {rate:.0} calls/s, 3 interleaved rounds of {secs} s, medians:");
-        println!("| | p50 µs | p99 µs |");
-        println!("|---|---:|---:|");
-        println!("| quiet | {q50} | {q99} |");
-        println!("| the same changes into an unfollowed copy | {u50} | {u99} |");
+        let [q, u, f]: [Phase; 3] = phases.try_into().unwrap_or_else(|_| unreachable!());
         println!(
-            "| {:.0} changes/s streaming in | {b50} | {b99} |",
-            changes.iter().sum::<f64>() / changes.len() as f64
+            "round {round}: followed p99 / unfollowed p99 {:.2}, / quiet p99 {:.2}; load average {}",
+            f.p99 as f64 / u.p99 as f64,
+            f.p99 as f64 / q.p99 as f64,
+            load_average()
         );
+        all.push([q, u, f]);
+    }
+    let median = |f: &dyn Fn(&[Phase; 3]) -> f64| {
+        let mut x: Vec<f64> = all.iter().map(f).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    println!();
+    println!("medians over the rounds:");
+    println!("| phase | p50 µs | p99 µs | CPU cores: sidecar | PostgreSQL | generator + writer | other | follower thread: CPU ms/s / switches/s | its backend: CPU ms/s / switches/s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut p99s = [0.0; 3];
+    for (i, name) in names.iter().enumerate() {
+        p99s[i] = median(&|r| r[i].p99 as f64);
         println!(
-            "p99 with changes followed / quiet p99: {:.2}; / p99 with the changes unfollowed: {:.2}",
-            b99 as f64 / q99 as f64,
-            b99 as f64 / u99 as f64
+            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.0} | {:.1} / {:.0} |",
+            median(&|r| r[i].p50 as f64),
+            p99s[i],
+            median(&|r| r[i].cpu[0]),
+            median(&|r| r[i].cpu[1]),
+            median(&|r| r[i].cpu[2]),
+            median(&|r| r[i].cpu[3]),
+            median(&|r| r[i].follower[0]),
+            median(&|r| r[i].follower[1]),
+            median(&|r| r[i].follower[2]),
+            median(&|r| r[i].follower[3]),
         );
-        println!("rounds (p50, p99): quiet {quiet:?}, unfollowed {baseline:?}, followed {busy:?}");
-    });
-    drop(a);
+    }
+    let ratios: Vec<String> = all
+        .iter()
+        .map(|r| format!("{:.2}", r[2].p99 as f64 / r[1].p99 as f64))
+        .collect();
+    println!(
+        "p99 with changes followed / p99 with the changes unfollowed: {:.2} (medians; per round {}); / quiet p99: {:.2}",
+        p99s[2] / p99s[1],
+        ratios.join(", "),
+        p99s[2] / p99s[0]
+    );
+    println!("load average at the end {}", load_average());
 }
