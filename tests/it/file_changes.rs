@@ -2,7 +2,8 @@
 //! files' records against what those files held before, through the incremental
 //! path, never rebuilding the world. The world each change leads to must be the
 //! one a full load of the files gives (records, derived indexes, revision), for
-//! records changed, added, removed and moved between files; and a change a full
+//! records changed, added, removed and moved between files, and under a data
+//! manifest once the files match it; and a change a full
 //! load refuses (a record defined twice across files, a dangling reference, an
 //! invalid file) is refused, the last good snapshot kept, each problem naming the
 //! file and line.
@@ -276,4 +277,51 @@ fn a_change_a_full_load_refuses_is_refused_naming_the_file_and_line() {
         e.contains("organizations.yaml:") && e.contains("is itself an operational unit"),
         "{e}"
     );
+}
+
+#[test]
+fn with_a_data_manifest_a_change_is_applied_as_a_difference_once_it_matches() {
+    let mut f = Files::new();
+    let manifest = f.path("SHA256SUMS");
+    let write_manifest = |f: &Files| {
+        let mut text = String::new();
+        for name in [
+            "employees.yaml",
+            "organizations.yaml",
+            "system-users.yaml",
+            "teams.yaml",
+        ] {
+            let hash = vakt::world::sha256(&f.read(name));
+            text.push_str(&format!("{}  {name}\n", hex::encode(hash)));
+        }
+        f.write("SHA256SUMS", &text);
+    };
+    write_manifest(&f);
+    let paths = SourcePaths {
+        data_manifest: Some(manifest.clone()),
+        ..paths(f.dir.path())
+    };
+    let (mut source, current) = FileSource::load(paths.clone()).unwrap();
+    source.set_settle(Duration::ZERO);
+    f.source = source;
+    f.current = current;
+    f.edit(
+        "employees.yaml",
+        "name: Kari Nordmann\n    active: true",
+        "name: Kari Nordmann\n    active: false",
+    );
+    // Not what the manifest says: not applied.
+    let (what, snap) = f.source.refresh(&f.current, false).unwrap();
+    assert!(
+        matches!(what, Refreshed::Waiting { .. }) && snap.is_none(),
+        "{what:?}"
+    );
+    write_manifest(&f);
+    let (what, snap) = f.source.refresh(&f.current, false).unwrap();
+    assert!(matches!(what, Refreshed::Data { .. }), "{what:?}");
+    let snap = snap.unwrap();
+    let (_, full) = FileSource::load(paths).unwrap();
+    assert!(snap.world == full.world);
+    assert_eq!(snap.revision, full.revision);
+    assert!(!snap.world.employee("kari").unwrap().active);
 }
