@@ -3,10 +3,9 @@
 //! path, never rebuilding the world. The world each change leads to must be the
 //! one a full load of the files gives (records, derived indexes, revision), for
 //! records changed, added, removed and moved between files, and under a data
-//! manifest once the files match it; and a change a full
-//! load refuses (a record defined twice across files, a dangling reference, an
-//! invalid file) is refused, the last good snapshot kept, each problem naming the
-//! file and line.
+//! manifest once the files match it; and a change a full load refuses (a record
+//! defined twice across files, a dangling reference, an invalid file) is refused,
+//! the last good snapshot kept, each problem naming the file and line.
 
 use std::path::Path;
 use std::time::Duration;
