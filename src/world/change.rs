@@ -12,35 +12,13 @@ use super::format::{
     ClientRecord, EmployeeRecord, OrganizationRecord, SystemUserRecord, TeamRecord,
 };
 use super::load::{Origin, Parsed};
+pub use super::records::RecordKey;
 use super::records::{ClientLink, Employee, Id, Map, OrgNo, Organization, SystemUser, Team};
 use super::state::World;
 use crate::problem::{Problem, Problems};
 use crate::rules::packages::AccessPackages;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-
-/// The key of one record of the world.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RecordKey {
-    Organization(OrgNo),
-    SystemUser(Id),
-    /// A client link: the system user and the client.
-    Link(Id, OrgNo),
-    Team(Id),
-    Employee(Id),
-}
-
-impl std::fmt::Display for RecordKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Organization(n) => write!(f, "organization {n}"),
-            Self::SystemUser(id) => write!(f, "system user {id:?}"),
-            Self::Link(su, n) => write!(f, "client link {n} of system user {su:?}"),
-            Self::Team(id) => write!(f, "team {id:?}"),
-            Self::Employee(id) => write!(f, "employee {id:?}"),
-        }
-    }
-}
 
 /// One change: a record put in (added or replaced) or taken out.
 #[derive(Debug, Clone)]

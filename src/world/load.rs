@@ -6,12 +6,12 @@
 //! A file whose top level is a list holds entities in Cedar's own JSON format.
 //! Checking the records against each other is `build`'s work.
 
-use super::change::RecordKey;
 use super::checks::Fields;
 use super::format::{
     ClientRecord, EmployeeRecord, OrganizationRecord, PackageRef, RecordId, Section,
     SystemUserRecord, TeamRecord, SECTIONS,
 };
+use super::records::RecordKey;
 use super::records::{Employee, Organization, SystemUser, Team};
 use super::shapes;
 use super::state::World;

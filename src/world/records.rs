@@ -387,3 +387,26 @@ mod tests {
         );
     }
 }
+
+/// The key of one record of the world.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKey {
+    Organization(OrgNo),
+    SystemUser(Id),
+    /// A client link: the system user and the client.
+    Link(Id, OrgNo),
+    Team(Id),
+    Employee(Id),
+}
+
+impl std::fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Organization(n) => write!(f, "organization {n}"),
+            Self::SystemUser(id) => write!(f, "system user {id:?}"),
+            Self::Link(su, n) => write!(f, "client link {n} of system user {su:?}"),
+            Self::Team(id) => write!(f, "team {id:?}"),
+            Self::Employee(id) => write!(f, "employee {id:?}"),
+        }
+    }
+}
