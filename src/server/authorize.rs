@@ -7,7 +7,7 @@ use super::call::{new_decision_id, CallMeta, Vakt};
 use super::dispatch::{Call, Caller, Gate};
 use super::error::CallError;
 use super::metrics::Method;
-use crate::decision::{decide, decide_under, Decision, Query};
+use crate::decision::{decide, decide_under, decide_without_path, Decision, Query};
 use crate::decision_log::{now_rfc3339, DecisionRecord, Receipt};
 use crate::proto;
 use crate::rules::snapshot::Snapshot;
@@ -108,7 +108,10 @@ pub(super) fn decide_only(
     let started = Instant::now();
     let decision = match stale {
         Some(why) => Decision::data_stale(why),
-        None => decide(snap, q),
+        // The path of an allow is read only by the decision log: not built
+        // when no sink records it.
+        None if vakt.log().is_enabled() => decide(snap, q),
+        None => decide_without_path(snap, q),
     };
     let elapsed = started.elapsed();
     // Shadow evaluation: the candidate policies decide too, on the same world;
