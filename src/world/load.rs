@@ -744,6 +744,10 @@ type Ranges = Vec<(usize, usize)>;
 /// in runs numbered in file order, to be put in that order once all are in.
 type KeyRuns = [Vec<(usize, Vec<RecordKey>)>; 4];
 
+/// The most bytes of file text read ahead of the parsing threads before the
+/// next file is read (see `load_streamed`).
+const TEXTS_IN_FLIGHT: usize = 16 << 20;
+
 /// Records handed to a parsing thread at once: a few MB of records in flight,
 /// and each hand-over costs nothing beside the parsing.
 const CHUNK: usize = 2048;
@@ -927,6 +931,23 @@ pub fn load_streamed(
                 }
                 let name = path.display().to_string();
                 let len = std::fs::metadata(path).map_or(0, |m| m.len() as usize);
+                // Reading runs far ahead of parsing: a large file's text is read
+                // in a few tens of milliseconds and parsed in a second. Read the
+                // next one only once the texts still being parsed are small, so
+                // that a world of a few large files (an export's sections) holds
+                // one text at a time, not two, at its peak.
+                while texts
+                    .iter()
+                    .filter(|t| Arc::strong_count(t) > 1)
+                    .map(|t| t.len())
+                    .sum::<usize>()
+                    > TEXTS_IN_FLIGHT
+                {
+                    if failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
                 let mut text = reuse_text(&mut texts, len);
                 if !read_sized(path, max_bytes, &mut text) {
                     return fail();
