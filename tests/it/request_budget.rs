@@ -346,8 +346,11 @@ fn a_header_block_is_charged_before_the_call_begins() {
             "10000",
             "--max-buffered-request-bytes",
             "30000",
+            // Long enough that the server never times the held streams out
+            // while the test waits for them to be charged (a loaded CI machine
+            // can take seconds between two probes): they end by their resets.
             "--request-timeout",
-            "5s",
+            "60s",
         ],
         false,
     );
@@ -364,7 +367,7 @@ fn a_header_block_is_charged_before_the_call_begins() {
                     &sender,
                     "/vakt.v1.Authorizer/Authorize",
                     partial_message(9_900, 4_000),
-                    Duration::from_secs(10),
+                    Duration::from_secs(60),
                 )
                 .await,
             );
