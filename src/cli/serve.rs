@@ -146,6 +146,22 @@ async fn serve(
     }
     let vakt = Arc::new(vakt);
     reload::load_shadow(&settings.live, fixed, &vakt);
+    // The follower starts, and its watchers are registered, before the
+    // "listening" line: a file opened for writing right after it (as a test or an
+    // operator's script may do) is seen as open, not read half-written once it
+    // has merely stayed the same for the settle interval.
+    let follow = Follower::start(source.follow(
+        vakt.snapshot().clone(),
+        vakt.data().clone(),
+        hangup,
+        crate::source::Follow {
+            rescan_interval: fixed.rescan_interval,
+            poll_interval: fixed.poll_interval,
+            settle: fixed.data_settle,
+        },
+        release_freed_memory,
+    ))
+    .context("starting the data follower's thread")?;
     let listeners = listen::Listeners::bind(&settings).await?;
     let tls_reload = listeners.follow_tls();
     // Ready before the "listening" line, so a probe that follows that line
@@ -160,18 +176,7 @@ async fn serve(
     if let Some(meter) = telemetry.meter() {
         server::register_otlp(&meter, Arc::downgrade(&vakt));
     }
-    let follow = Follower::start(source.follow(
-        vakt.snapshot().clone(),
-        vakt.data().clone(),
-        hangup,
-        crate::source::Follow {
-            rescan_interval: fixed.rescan_interval,
-            poll_interval: fixed.poll_interval,
-            settle: fixed.data_settle,
-        },
-        release_freed_memory,
-    ))
-    .context("starting the data follower's thread")?;
+
     // The first SIGTERM (or Ctrl-C) stops accepting and lets calls in progress
     // finish; connections still open after the grace period (an idle client keeps
     // one open for ever) are closed. A second signal stops at once.
@@ -272,17 +277,33 @@ impl Follower {
             .enable_all()
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (first_poll, polled) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name("vakt-follow".into())
             .spawn(move || {
                 lower_priority();
+                let mut follow = Box::pin(follow);
+                let mut first_poll = Some(first_poll);
+                // The first poll runs the follower up to its first wait, which
+                // registers its file watchers; `start` returns after it.
+                let follow = std::future::poll_fn(move |cx| {
+                    let polled = follow.as_mut().poll(cx);
+                    if let Some(tx) = first_poll.take() {
+                        let _ = tx.send(());
+                    }
+                    polled
+                });
                 runtime.block_on(async move {
                     tokio::select! {
+                        biased;
                         () = follow => {}
                         _ = stopped => {}
                     }
                 });
             })?;
+        // Bounded: a follower that never reaches its first wait must not hold
+        // the start up for ever (it is then only later to see file events).
+        let _ = polled.recv_timeout(std::time::Duration::from_secs(10));
         Ok(Self { stop, thread })
     }
 
