@@ -51,7 +51,7 @@ impl Chain {
             ","
         };
         out.extend_from_slice(b"{\"seq\":");
-        push_decimal(out, self.seq + 1);
+        out.extend_from_slice(itoa::Buffer::new().format(self.seq + 1).as_bytes());
         out.extend_from_slice(b",\"prev_hash\":\"");
         let mut hex_head = [0u8; 64];
         // Encoding 32 bytes into 64 cannot fail.
@@ -86,21 +86,6 @@ impl Chain {
         }
         Ok(chain)
     }
-}
-
-/// `n` in decimal, without the formatting machinery (once per record).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
 }
 
 /// The highest seq a log may reach: far beyond any real log, and far enough below

@@ -507,19 +507,9 @@ fn json(out: &mut String, value: &serde_json::Value, changed: &mut bool) {
     }
 }
 
-/// `n` in decimal, as serde_json writes it.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+/// `n` in decimal, as serde_json writes it (serde_json uses itoa too).
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\`,
