@@ -28,8 +28,7 @@
 mod pg;
 
 use hdrhistogram::Histogram;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,16 +50,6 @@ mod sections;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn proc_kb(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// A `vakt serve` started by the benchmark.
 struct Sidecar {
@@ -90,21 +79,7 @@ impl Drop for Sidecar {
 /// the peak and steady resident memory (MB), read half a second later.
 fn serve(data: &std::ffi::OsStr) -> (Sidecar, Duration, u64, u64) {
     let started = Instant::now();
-    let mut child = Command::new(support::vakt_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--decision-log",
-            "off",
-            "--data",
-        ])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (child, mut lines) = support::serve_data(data);
     let mut addr = None;
     for l in lines.by_ref().map_while(Result::ok) {
         if l.contains("\"listening\"") {
@@ -133,8 +108,8 @@ fn serve(data: &std::ffi::OsStr) -> (Sidecar, Duration, u64, u64) {
     std::thread::sleep(Duration::from_millis(500));
     let pid = child.id().to_string();
     let (peak, steady) = (
-        proc_kb(&pid, "VmHWM:") / 1024,
-        proc_kb(&pid, "VmRSS:") / 1024,
+        support::proc_kb(&pid, "VmHWM:") / 1024,
+        support::proc_kb(&pid, "VmRSS:") / 1024,
     );
     (
         Sidecar {
@@ -278,7 +253,7 @@ fn apply_changes(bench: bool, snap: vakt::rules::snapshot::Snapshot) {
         .system_users()
         .find_map(|s| s.links.values().next().cloned())
         .unwrap();
-    let rss = || proc_kb("self", "VmRSS:") / 1024;
+    let rss = || support::proc_kb("self", "VmRSS:") / 1024;
     let before = rss();
     let n = if bench { 20_000 } else { 500 };
     let mut times = Vec::with_capacity(n);

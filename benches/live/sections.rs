@@ -12,9 +12,7 @@
 //! `VAKT_LIVE_STAGES=sections cargo bench --bench live` runs only this one, on
 //! the million-entity world (about 2 minutes).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether `VAKT_LIVE_STAGES` (a comma-separated list) names `stage`; every stage
@@ -23,35 +21,11 @@ pub fn wanted(stage: &str) -> bool {
     std::env::var("VAKT_LIVE_STAGES").map_or(true, |v| v.split(',').any(|s| s.trim() == stage))
 }
 
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// One load: seconds to "listening", peak MB, steady MB, and the CPU seconds
 /// (user and system) it took, which vary less than the time on a shared machine.
 fn load(dir: &Path) -> (f64, u64, u64, f64) {
     let started = Instant::now();
-    let mut child = Command::new(super::support::vakt_bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--decision-log",
-            "off",
-            "--data",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vakt serve starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut child, mut lines) = super::support::serve_data(dir.as_os_str());
     let listening = lines
         .by_ref()
         .map_while(Result::ok)
@@ -63,8 +37,8 @@ fn load(dir: &Path) -> (f64, u64, u64, f64) {
     std::thread::sleep(Duration::from_millis(500));
     let pid = child.id();
     let (peak, steady) = (
-        status_kb(pid, "VmHWM:") / 1024,
-        status_kb(pid, "VmRSS:") / 1024,
+        super::support::proc_kb(&pid.to_string(), "VmHWM:") / 1024,
+        super::support::proc_kb(&pid.to_string(), "VmRSS:") / 1024,
     );
     let _ = child.kill();
     let _ = child.wait();

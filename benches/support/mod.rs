@@ -52,3 +52,44 @@ pub fn spawn_vakt(args: &[&str], stdout: std::fs::File) -> (std::process::Child,
         .expect("vakt serve starts listening");
     (child, addr)
 }
+
+/// A field of `/proc/PID/status` in kB (`VmHWM:`, `VmRSS:`); 0 when unreadable.
+#[allow(dead_code)]
+pub fn proc_kb(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts `vakt serve --listen 127.0.0.1:0 --decision-log off --data DATA` with
+/// its stdout discarded; the child and the lines of its log (stderr), which the
+/// caller reads up to "listening" and then keeps draining.
+#[allow(dead_code)]
+pub fn serve_data(
+    data: &std::ffi::OsStr,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(vakt_bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--decision-log",
+            "off",
+            "--data",
+        ])
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vakt serve starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    (child, std::io::BufReader::new(stderr).lines())
+}
