@@ -307,6 +307,19 @@ impl FileMedium {
 
     /// WARNs once free space on the log's file system falls below the threshold,
     /// and again each time it falls below after recovering.
+    /// Cuts a regular file back to `len` bytes and syncs it; what went wrong,
+    /// if anything. A device is left as it is.
+    fn cut_to(&mut self, len: u64) -> Option<String> {
+        if !self.regular {
+            return None;
+        }
+        self.file
+            .set_len(len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| e.to_string())
+            .err()
+    }
+
     fn check_free_space(&mut self) {
         if self.opts.min_free_bytes == 0 || self.free_checked.elapsed() < FREE_SPACE_EVERY {
             return;
@@ -409,15 +422,7 @@ impl Medium for FileMedium {
                 // not leave part of a record behind: cut the file back to the last
                 // whole record, so the log stays whole and the next write continues
                 // the chain from there.
-                let cut = if self.file.metadata().is_ok_and(|m| m.is_file()) {
-                    self.file
-                        .set_len(self.bytes)
-                        .and_then(|()| self.file.sync_data())
-                        .map_err(|e| e.to_string())
-                        .err()
-                } else {
-                    None
-                };
+                let cut = self.cut_to(self.bytes);
                 tracing::error!(
                     error = %e,
                     file = %self.path.display(),
@@ -438,15 +443,7 @@ impl Medium for FileMedium {
     fn cut_back(&mut self, mark: u64) {
         // Records whose sync failed may or may not be on the disk: cut them off,
         // so the log ends with its last durable record, as the chain does.
-        let cut = if self.regular {
-            self.file
-                .set_len(mark)
-                .and_then(|()| self.file.sync_data())
-                .map_err(|e| e.to_string())
-                .err()
-        } else {
-            None
-        };
+        let cut = self.cut_to(mark);
         tracing::error!(
             file = %self.path.display(),
             dropped_bytes = self.bytes.saturating_sub(mark),
