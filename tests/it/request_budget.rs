@@ -359,35 +359,39 @@ fn a_header_block_is_charged_before_the_call_begins() {
     rt.block_on(async move {
         let sender = connect(&addr).await;
         // Two streams hold about 20 KB: messages of 9,900 bytes, declared and
-        // half sent.
-        let mut held = Vec::new();
-        for _ in 0..2 {
-            held.push(
-                stall(
-                    &sender,
-                    "/vakt.v1.Authorizer/Authorize",
-                    partial_message(9_900, 4_000),
-                    Duration::from_secs(60),
-                )
-                .await,
-            );
-        }
-        // Wait until the held messages are charged: until then a 12 KB header block
-        // with a small body still fits and is answered.
+        // half sent. Wait until they are charged: until then a 12 KB header block
+        // with a small body still fits and is answered. A probe that arrives
+        // between the two held messages takes the room the second one needs, and
+        // the server rightly refuses that one (its stream ends): then a new held
+        // stream takes its place, so the test waits for two charged streams
+        // rather than for one that can never come.
         let probe = large_request(0);
-        eventually_some(
-            Duration::from_secs(30),
-            "the held streams to be charged",
-            || {
-                let probe = probe.clone();
-                let sender = &sender;
-                async move {
-                    (authorize_raw(sender, 12_000, Some(probe)).await.0 == Code::ResourceExhausted)
-                        .then_some(())
-                }
-            },
-        )
-        .await;
+        let mut held = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            held.retain(|h: &tokio::task::JoinHandle<Option<Ended>>| !h.is_finished());
+            while held.len() < 2 {
+                held.push(
+                    stall(
+                        &sender,
+                        "/vakt.v1.Authorizer/Authorize",
+                        partial_message(9_900, 4_000),
+                        Duration::from_secs(60),
+                    )
+                    .await,
+                );
+            }
+            let refused = authorize_raw(&sender, 12_000, Some(probe.clone())).await.0
+                == Code::ResourceExhausted;
+            if refused && held.iter().all(|h| !h.is_finished()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 30 s for the held streams to be charged"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // A call whose 12 KB header block does not fit is refused at once,
         // though it has sent no body: it never waits for the timeout.
         let asked = Instant::now();
