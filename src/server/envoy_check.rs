@@ -15,7 +15,8 @@ use super::binding::Binding;
 use super::call::{new_decision_id, CallMeta, Vakt};
 use super::dispatch::{Call, Caller, Gate};
 use super::envoy::{
-    self, reason, ClientKind, DecisionInput, Denied, Outcome, RequestSummary, TokenKind, Verdict,
+    self, reason, CheckInput, ClientKind, DecisionInput, Denied, Outcome, RequestSummary,
+    TokenKind, Verdict,
 };
 use super::error::CallError;
 use super::metrics::Method;
@@ -24,30 +25,98 @@ use crate::decision_log::{now_rfc3339, DecisionRecord, EnvoyNote, TokenNote};
 use crate::maskinporten::{OrgNumber, Scope, Token, TokenError};
 use crate::rules::snapshot::Snapshot;
 use crate::world::{OrgNo, SystemUser};
-use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
-    Authorization, AuthorizationServer,
-};
-use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::{Request, Response, Status};
 
-/// The Check service over the sidecar's state.
-pub(super) struct EnvoyCheck(Arc<Vakt>);
-
-/// The Check service, ready to add to the server.
-pub(super) fn service(vakt: Arc<Vakt>) -> AuthorizationServer<EnvoyCheck> {
-    AuthorizationServer::new(EnvoyCheck(vakt))
+/// Envoy's `envoy.service.auth.v3.Authorization` service, as envoy-types'
+/// generated `AuthorizationServer` serves it (the same path, codec, limits and
+/// answer to an unknown method), except that the request is decoded as
+/// [`CheckInput`]: only the fields Check reads, the headers without a map.
+#[derive(Clone)]
+pub(super) struct CheckServer {
+    vakt: Arc<Vakt>,
+    max_decoding_message_size: Option<usize>,
 }
 
-#[tonic::async_trait]
-impl Authorization for EnvoyCheck {
-    async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        super::dispatch::run(&self.0, req).await
+/// The Check service, ready to add to the server.
+pub(super) fn service(vakt: Arc<Vakt>) -> CheckServer {
+    CheckServer {
+        vakt,
+        max_decoding_message_size: None,
     }
 }
 
-impl Call for CheckRequest {
+impl CheckServer {
+    /// Limits the size of a decoded request (default: tonic's 4 MB).
+    #[must_use]
+    pub(super) fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.max_decoding_message_size = Some(limit);
+        self
+    }
+}
+
+impl tonic::server::NamedService for CheckServer {
+    const NAME: &'static str = "envoy.service.auth.v3.Authorization";
+}
+
+/// The one method: `Check`.
+struct CheckMethod(Arc<Vakt>);
+
+impl tonic::server::UnaryService<CheckInput> for CheckMethod {
+    type Response = CheckResponse;
+    type Future = BoxFuture<Response<CheckResponse>, Status>;
+
+    fn call(&mut self, req: Request<CheckInput>) -> Self::Future {
+        let vakt = self.0.clone();
+        Box::pin(async move { super::dispatch::run(&vakt, req).await })
+    }
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for CheckServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != "/envoy.service.auth.v3.Authorization/Check" {
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let method = CheckMethod(self.vakt.clone());
+        let max = self.max_decoding_message_size;
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<CheckResponse, CheckInput>::default();
+            let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(max, None);
+            Ok(grpc.unary(method, req).await)
+        })
+    }
+}
+
+impl Call for CheckInput {
     type Answer = CheckResponse;
     const METHOD: Method = Method::EnvoyCheck;
     const GATE: Gate = Gate::Decision;

@@ -12,6 +12,7 @@
 mod config;
 mod path;
 mod respond;
+mod wire;
 
 pub use config::{
     ClientFrom, ClientKind, EmployeeFrom, EnvoyConfig, HostPattern, Route, TokenKind,
@@ -20,10 +21,10 @@ pub use config::{
 };
 pub use path::{normalise, NormalPath, PathError, Pattern};
 pub use respond::{is_token, respond, respond_owned, Outcome, Verdict};
+pub use wire::{CheckInput, CheckMessage};
 
-use envoy_types::ext_authz::v3::pb::CheckRequest;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use std::borrow::Cow;
+use wire::Http;
 
 /// The header Envoy adds when `with_request_body.allow_partial_message` let a
 /// body through cut at `max_request_bytes`.
@@ -140,7 +141,7 @@ pub mod reason {
 struct Headers<'c>(Vec<(&'c str, Cow<'c, str>)>);
 
 impl<'c> Headers<'c> {
-    fn of(http: &'c HttpRequest) -> Self {
+    fn of(http: &'c Http) -> Self {
         let out = match &http.header_map {
             Some(m) if !m.headers.is_empty() => m
                 .headers
@@ -155,11 +156,7 @@ impl<'c> Headers<'c> {
                     (h.key.as_str(), value)
                 })
                 .collect(),
-            _ => http
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), Cow::Borrowed(v.as_str())))
-                .collect(),
+            _ => http.headers().map(|(k, v)| (k, Cow::Borrowed(v))).collect(),
         };
         Self(out)
     }
@@ -200,11 +197,12 @@ impl<'c> Headers<'c> {
 /// before deciding. `verifier` reads the employee from a JWT when the
 /// configuration asks for that (without one, such requests are denied).
 pub fn plan(
-    check: &CheckRequest,
+    check: &(impl CheckMessage + ?Sized),
     config: &EnvoyConfig,
     verifier: Option<&dyn EmployeeVerifier>,
 ) -> Result<DecisionInput, Box<Denied>> {
-    let req = Incoming::read(check)?;
+    let check = check.as_input();
+    let req = Incoming::read(&check)?;
     let (route, captures) = req.route(config)?;
     let employee = req.employee(config, route, verifier)?;
     let system_user = req.system_user(config, route)?;
@@ -226,8 +224,8 @@ pub fn plan(
 /// The denial of a Check on a sidecar without `[envoy]` or `[[route]]`: every
 /// request is denied (`vakt:envoy-not-configured`), with as much of the request
 /// as could be read for the record.
-pub fn unconfigured(check: &CheckRequest) -> Box<Denied> {
-    let mut denied = match Incoming::read(check) {
+pub fn unconfigured(check: &(impl CheckMessage + ?Sized)) -> Box<Denied> {
+    let mut denied = match Incoming::read(&check.as_input()) {
         Ok(req) => req.deny(None, reason::NOT_CONFIGURED, String::new()),
         Err(d) => d,
     };
@@ -244,7 +242,7 @@ type Matched<'r, 'p> = (&'r Route, Vec<(&'r str, &'p str)>);
 /// A Check's HTTP request, read as far as every route needs: its headers, its
 /// host, and its normalised path and raw query.
 struct Incoming<'c> {
-    http: &'c HttpRequest,
+    http: &'c Http,
     headers: Headers<'c>,
     vakt_headers: Vec<String>,
     summary: RequestSummary,
@@ -253,13 +251,8 @@ struct Incoming<'c> {
 }
 
 impl<'c> Incoming<'c> {
-    fn read(check: &'c CheckRequest) -> Result<Self, Box<Denied>> {
-        let http = check
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
-        let Some(http) = http else {
+    fn read(check: &'c CheckInput) -> Result<Self, Box<Denied>> {
+        let Some(http) = check.http() else {
             return Err(Box::new(Denied {
                 reason: Reason::new(reason::NOT_HTTP, "the check carries no HTTP request"),
                 route: None,
@@ -473,7 +466,7 @@ impl<'c> Incoming<'c> {
 
 /// The client at `pointer` in the request body, or why the body cannot say.
 fn body_client(
-    http: &HttpRequest,
+    http: &Http,
     headers: &Headers<'_>,
     pointer: &str,
     max: usize,

@@ -1,7 +1,7 @@
 //! Unit tests of the Envoy check's planning and answers.
 
 use super::*;
-use envoy_types::ext_authz::v3::pb::{CheckResponse, HttpResponse, OkHttpResponse};
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse, OkHttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 
@@ -80,6 +80,14 @@ fn request(
             ..Default::default()
         }),
     }
+}
+
+/// Envoy's message as the Check service reads it: encoded, and decoded as the
+/// part Check reads ([`CheckInput`]).
+fn input(r: &CheckRequest) -> CheckInput {
+    use prost::Message as _;
+    CheckInput::decode(r.encode_to_vec().as_slice())
+        .expect("a CheckRequest decodes as a CheckInput")
 }
 
 fn get(host: &str, path: &str) -> CheckRequest {
@@ -496,13 +504,15 @@ fn responses() {
 /// headers Envoy typically forwards: what callgrind counts for
 /// BENCHMARKS.md's binding section (`check_cost_probe`).
 #[inline(never)]
-fn probe_loop(r: &CheckRequest, c: &EnvoyConfig, n: usize) -> usize {
+fn probe_loop(wire: &[u8], c: &EnvoyConfig, n: usize) -> usize {
     use prost::Message as _;
     let mut kept = 0;
     for i in 0..n {
-        // As Check does it: the plan's route and Vakt's headers move into
-        // the answer (`respond_owned`), nothing is copied for it.
-        let input = plan(r, c, None).unwrap();
+        // As Check does it: the request decoded as `CheckInput`, then the
+        // plan's route and Vakt's headers move into the answer
+        // (`respond_owned`), nothing is copied for it.
+        let check = CheckInput::decode(wire).unwrap();
+        let input = plan(&check, c, None).unwrap();
         let allow = Outcome {
             verdict: Verdict::Allow,
             reasons: vec![],
@@ -546,7 +556,8 @@ fn check_cost_probe() {
         &headers,
         "",
     );
-    assert!(probe_loop(&r, &config(), 1000) > 0);
+    use prost::Message as _;
+    assert!(probe_loop(&r.encode_to_vec(), &config(), 1000) > 0);
 }
 
 /// The 403 body is written straight from the outcome: the same bytes as the
@@ -603,4 +614,103 @@ fn a_long_token_is_checked_to_its_last_byte() {
     }
     assert!(!is_token(""));
     assert!(!is_token("a\r\nb"));
+}
+
+/// The headers map is decoded entry by entry, and read as the map reads: a key
+/// sent twice keeps its last value (as `CheckRequest`'s own map keeps it), two
+/// spellings in case are two keys, and so a header given twice.
+#[test]
+fn headers_read_as_the_map_reads() {
+    use prost::Message as _;
+    let wire = |entries: &[(&str, &str)]| {
+        let mut r = input(&get("platform.altinn.no", &format!("/parties?orgno={ORG}")));
+        let http = r
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|q| q.http.as_mut())
+            .unwrap();
+        http.header_entries = entries
+            .iter()
+            .map(|(k, v)| wire::MapEntry {
+                key: (*k).into(),
+                value: (*v).into(),
+            })
+            .collect();
+        r.encode_to_vec()
+    };
+    let repeated = wire(&[
+        ("x-vakt-employee", "per"),
+        ("accept", "*/*"),
+        ("x-vakt-employee", "kari"),
+    ]);
+    let envoy = CheckRequest::decode(repeated.as_slice()).unwrap();
+    let envoy_map = &envoy
+        .attributes
+        .unwrap()
+        .request
+        .unwrap()
+        .http
+        .unwrap()
+        .headers;
+    assert_eq!(envoy_map["x-vakt-employee"], "kari");
+    let ours = CheckInput::decode(repeated.as_slice()).unwrap();
+    assert_eq!(plan(&ours, &config(), None).unwrap().employee, "kari");
+    assert_eq!(ours.http().unwrap().headers().count(), 2);
+
+    let two_spellings = wire(&[("X-Vakt-Employee", "kari"), ("x-vakt-employee", "kari")]);
+    let ours = CheckInput::decode(two_spellings.as_slice()).unwrap();
+    let denied = plan(&ours, &config(), None).unwrap_err();
+    assert_eq!(denied.reason.policy_id, reason::EMPLOYEE);
+    assert!(denied.reason.message.contains("more than once"));
+}
+
+/// What Check does not read (the peers, TLS, metadata, context extensions, the
+/// other HTTP fields) is skipped while decoding and changes nothing.
+#[test]
+fn the_rest_of_the_check_request_is_skipped() {
+    use envoy_types::pb::envoy::config::core::v3::{
+        address, socket_address, Address, Metadata, SocketAddress,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{Peer, TlsSession};
+    let bare = request(
+        "GET",
+        "platform.altinn.no",
+        &format!("/parties?orgno={ORG}"),
+        &[("x-vakt-employee", "kari"), ("x-vakt-trace", "1")],
+        "",
+    );
+    let peer = Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "10.0.0.7".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(8443)),
+                ..Default::default()
+            })),
+        }),
+        service: "app".into(),
+        principal: "spiffe://cluster/ns/app".into(),
+        ..Default::default()
+    };
+    let mut full = bare.clone();
+    let a = full.attributes.as_mut().unwrap();
+    a.source = Some(peer.clone());
+    a.destination = Some(peer);
+    a.context_extensions = [("k".to_owned(), "v".to_owned())].into();
+    a.metadata_context = Some(Metadata::default());
+    a.tls_session = Some(TlsSession {
+        sni: "platform.altinn.no".into(),
+    });
+    let http = a.request.as_mut().unwrap().http.as_mut().unwrap();
+    http.id = "17".into();
+    http.scheme = "https".into();
+    http.query = "orgno=1".into();
+    http.fragment = "f".into();
+    http.size = 12;
+    http.protocol = "HTTP/2".into();
+    let c = config();
+    assert_eq!(
+        plan(&full, &c, None).unwrap(),
+        plan(&bare, &c, None).unwrap()
+    );
 }
