@@ -1,18 +1,17 @@
 //! The file sink: chained records appended to a file, one write per batch and,
-//! with fsync, syncs on threads of their own that cover every batch written
-//! before they began (the writer goes on meanwhile); rotated between batches once
-//! everything written is durable, with the durable chain head checkpointed beside
-//! it.
+//! with fsync, one sync per batch before any of its calls is answered (the records
+//! queued meanwhile form the next batch); rotated between batches, with the
+//! durable chain head checkpointed beside it.
 
 use super::chain::{sha256_hex, Chain, GENESIS, MISMATCH_ACCEPTED_EVENT, UNATTESTED_EVENT};
 use super::checkpoint::{checkpoint_path, publish, Checkpoint, Signer};
 use super::rotation::{rotated_path, Rotation};
-use super::sink::{Batch, Medium, Syncer};
+use super::sink::{Batch, Medium};
 use super::tail;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// When the file sink calls fsync.
@@ -50,11 +49,7 @@ const FREE_SPACE_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) struct FileMedium {
     path: PathBuf,
-    /// Shared with the sync threads through `syncing`.
-    file: Arc<File>,
-    /// The file the sync threads sync: replaced on rotation, which waits until
-    /// nothing is in flight.
-    syncing: Arc<Mutex<Arc<File>>>,
+    file: File,
     opts: FileOptions,
     /// False for a device such as /dev/null: nothing to checkpoint or rotate.
     regular: bool,
@@ -153,10 +148,8 @@ impl FileMedium {
             }
         };
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let file = Arc::new(file);
         let mut medium = Self {
             path: path.to_owned(),
-            syncing: Arc::new(Mutex::new(file.clone())),
             file,
             opts,
             regular: is_file,
@@ -244,7 +237,7 @@ impl FileMedium {
     fn append_note(&mut self, chain: &mut Chain, note: serde_json::Value) -> Result<(), String> {
         let mut line = chain.link(&note.to_string());
         line.push('\n');
-        (&*self.file)
+        (&self.file)
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
@@ -289,8 +282,7 @@ impl FileMedium {
         });
         match reopened {
             Ok(f) => {
-                self.file = Arc::new(f);
-                *self.syncing.lock().unwrap_or_else(PoisonError::into_inner) = self.file.clone();
+                self.file = f;
                 self.bytes = 0;
                 self.opened = Instant::now();
                 self.first_seq = chain.seq.saturating_add(1);
@@ -353,63 +345,19 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-/// Syncs the file a [`FileMedium`] writes, timing each sync.
-struct FileSyncer {
-    file: Arc<Mutex<Arc<File>>>,
-    path: PathBuf,
-    times: Arc<crate::metrics::Histogram>,
-}
-
-impl Syncer for FileSyncer {
-    fn sync(&self) -> Result<(), String> {
-        let file = self
-            .file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let started = Instant::now();
-        let synced = file.sync_data();
-        self.times.observe(started.elapsed());
-        synced.map_err(|e| format!("{}: {e}", self.path.display()))
-    }
-}
-
 impl FileMedium {
-    /// Syncs the file on the writer's thread (a sink without sync threads).
+    /// Syncs the file, timing the sync.
     fn sync_now(&self) -> Result<(), String> {
         let started = Instant::now();
         let synced = self.file.sync_data();
         self.opts.fsync_times.observe(started.elapsed());
         synced.map_err(|e| format!("{}: {e}", self.path.display()))
     }
-}
 
-impl Medium for FileMedium {
-    fn deliver(&mut self, batch: &Batch, chain: &Chain) -> Result<(), String> {
-        let start = self.bytes;
-        self.write(batch, chain)?;
-        if self.opts.fsync == Fsync::Always {
-            if let Err(e) = self.sync_now() {
-                self.cut_back(start);
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    fn syncer(&mut self) -> Option<Arc<dyn Syncer>> {
-        (self.opts.fsync == Fsync::Always).then(|| {
-            Arc::new(FileSyncer {
-                file: self.syncing.clone(),
-                path: self.path.clone(),
-                times: self.opts.fsync_times.clone(),
-            }) as Arc<dyn Syncer>
-        })
-    }
-
-    fn write(&mut self, batch: &Batch, _chain: &Chain) -> Result<(), String> {
+    /// Appends the batch with one write; a failed write leaves nothing of it.
+    fn write(&mut self, batch: &Batch) -> Result<(), String> {
         // One write for the whole batch: a killed process leaves whole lines.
-        match (&*self.file).write_all(batch.bytes()) {
+        match (&self.file).write_all(batch.bytes()) {
             Ok(()) => {
                 if self.bytes == 0 {
                     self.first_hash = batch.lines().next().map(|l| sha256_hex(l.as_bytes()));
@@ -436,10 +384,9 @@ impl Medium for FileMedium {
         }
     }
 
-    fn mark(&self) -> u64 {
-        self.bytes
-    }
-
+    /// What was written from `mark` on was never made durable (its sync failed):
+    /// cuts it off, so that the file ends with its last durable record, as the
+    /// chain does.
     fn cut_back(&mut self, mark: u64) {
         // Records whose sync failed may or may not be on the disk: cut them off,
         // so the log ends with its last durable record, as the chain does.
@@ -456,17 +403,31 @@ impl Medium for FileMedium {
             self.first_hash = None;
         }
     }
+}
 
-    fn wants_settled(&self) -> bool {
-        self.regular && self.opts.rotation.due(self.bytes, self.opened)
+impl Medium for FileMedium {
+    /// Writes the batch and, with fsync, syncs it before any of its calls is
+    /// answered; the records queued meanwhile are the next batch (group commit).
+    fn deliver(&mut self, batch: &Batch, _chain: &Chain) -> Result<(), String> {
+        let start = self.bytes;
+        self.write(batch)?;
+        if self.opts.fsync == Fsync::Always {
+            if let Err(e) = self.sync_now() {
+                self.cut_back(start);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
-    fn tick(&mut self, chain: &Chain, settled: bool) {
+    /// Every record written is durable here (each batch was synced before this),
+    /// so the checkpoint names the chain's head and rotation may happen at once.
+    fn tick(&mut self, chain: &Chain) {
         if !self.regular {
             return;
         }
         self.check_free_space();
-        if settled && self.opts.rotation.due(self.bytes, self.opened) {
+        if self.opts.rotation.due(self.bytes, self.opened) {
             self.rotate(chain);
         }
         if chain.seq != self.checkpointed && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
