@@ -10,7 +10,7 @@
 
 use super::chain::Chain;
 use super::record::now_rfc3339;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
@@ -65,9 +65,21 @@ impl SinkStats {
 struct Wake {
     idle: AtomicBool,
     writer: OnceLock<Thread>,
+    /// Records queued and not yet taken by the writer (buffered sinks): a
+    /// lingering writer is woken early once [`WAKE_AT`] have gathered.
+    queued: AtomicUsize,
 }
 
 impl Wake {
+    /// Counts a record of a buffered sink about to be queued (before it is, so
+    /// that the writer never takes one not counted yet); wakes a lingering writer
+    /// once a full batch has gathered.
+    fn queued_one(&self) {
+        if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == WAKE_AT {
+            self.wake();
+        }
+    }
+
     fn wake_if_idle(&self) {
         if self.idle.load(Ordering::SeqCst) {
             self.idle.store(false, Ordering::SeqCst);
@@ -107,7 +119,9 @@ impl SinkQueue {
     pub fn submit(&self, record: Arc<str>) -> Option<oneshot::Receiver<Result<(), String>>> {
         match self.delivery {
             Delivery::Buffered => {
+                self.wake.queued_one();
                 if self.tx.try_send(Pending { record, ack: None }).is_err() {
+                    self.wake.queued.fetch_sub(1, Ordering::Relaxed);
                     self.stats.drop_records(1);
                 }
                 self.wake.wake_if_idle();
@@ -197,8 +211,19 @@ pub(crate) trait Medium: Send + 'static {
 pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// How long a buffered sink's writer waits for more records after a batch before
-/// it goes idle: records gather into batches without waking it one by one.
-const LINGER: Duration = Duration::from_millis(1);
+/// it goes idle: records gather into batches without waking it one by one. Each
+/// wake-up costs the writer a timer, a `write` and a pass through the scheduler,
+/// and on two cores it can take the core a call was about to run on; at 1 ms the
+/// writer woke about 1,000 times a second under load for batches of ten or so
+/// records at concurrency 1 (2.2 µs of writer CPU per record), at 10 ms with
+/// [`WAKE_AT`] about 120 times (1.1 µs) (BENCHMARKS.md, "The default log's
+/// cost"). A buffered record may wait this long before it reaches the medium.
+const LINGER: Duration = Duration::from_millis(10);
+
+/// How many queued records wake a lingering buffered writer before its linger
+/// ends, so that a burst is written in batches of about this many, well inside
+/// the queue, whatever the rate.
+const WAKE_AT: usize = 256;
 
 /// Most records written in one batch.
 const MAX_BATCH: usize = 4096;
@@ -305,6 +330,9 @@ fn write_loop(
             }
         }
         let n = batch.len() as u64;
+        if delivery == Delivery::Buffered {
+            wake.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        }
         let result = medium.deliver(&batch, &chain);
         let was_failing = stats.failing.swap(result.is_err(), Ordering::Relaxed);
         if was_failing && result.is_ok() {
@@ -366,8 +394,9 @@ fn note_dropped(medium: &mut impl Medium, chain: &mut Chain, batch: &mut Batch, 
 
 #[cfg(test)]
 mod tests {
-    //! The durable group commit against a medium in memory whose syncs the test
-    //! holds and ends, one by one, with the result it chooses.
+    //! The durable group commit, and a buffered sink's count of what waits,
+    //! against a medium in memory whose syncs the test holds and ends, one by
+    //! one, with the result it chooses.
 
     use super::*;
     use std::sync::mpsc::{channel, Receiver as StdReceiver, Sender};
@@ -599,5 +628,53 @@ mod tests {
             assert_eq!(h.answer(rx, &r), Ok(()));
         }
         assert_eq!(h.close(), chained(&(0..=64).map(rec).collect::<Vec<_>>()));
+    }
+
+    /// A buffered sink whose writer is held in a delivery: what is queued
+    /// meanwhile, and dropped when the queue is full, is counted exactly, so that
+    /// a lingering writer is woken at [`WAKE_AT`] queued records and not before
+    /// or never.
+    #[test]
+    fn a_buffered_sink_counts_what_waits_for_its_writer() {
+        let disk = Arc::new(Mutex::new(Disk::default()));
+        let (began_tx, began) = channel();
+        let (results, results_rx) = channel();
+        let medium = HeldMedium {
+            disk: disk.clone(),
+            began: began_tx,
+            results: results_rx,
+        };
+        let (queue, thread) = start(
+            "test-log".into(),
+            medium,
+            Chain::default(),
+            Delivery::Buffered,
+            8,
+        )
+        .unwrap();
+        assert!(queue.submit(Arc::from(rec(0))).is_none());
+        began.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The writer is held; eight fit in the queue, two are dropped.
+        for i in 1..=10 {
+            queue.submit(Arc::from(rec(i)));
+        }
+        assert_eq!(queue.wake.queued.load(Ordering::Relaxed), 8);
+        assert_eq!(queue.stats.dropped.load(Ordering::Relaxed), 2);
+        results.send(Ok(())).unwrap();
+        // First the note of the two dropped, written after the batch that
+        // succeeded; the eight still wait.
+        began.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(queue.wake.queued.load(Ordering::Relaxed), 8);
+        results.send(Ok(())).unwrap();
+        // Then the eight, one batch, and the count is back to nothing.
+        began.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(queue.wake.queued.load(Ordering::Relaxed), 0);
+        results.send(Ok(())).unwrap();
+        drop(queue);
+        thread.join().unwrap();
+        let disk = disk.lock().unwrap();
+        assert_eq!(disk.writes, vec![1, 1, 8]);
+        let text = String::from_utf8_lossy(&disk.bytes);
+        assert!(text.contains("\"dropped\":2"), "{text}");
     }
 }
