@@ -458,6 +458,10 @@ mod tests {
 
     impl Harness {
         fn start() -> Self {
+            Self::with(Delivery::Durable, 64)
+        }
+
+        fn with(delivery: Delivery, capacity: usize) -> Self {
             let disk = Arc::new(Mutex::new(Disk::default()));
             let (began_tx, began) = channel();
             let (results, results_rx) = channel();
@@ -470,8 +474,8 @@ mod tests {
                 "test-log".into(),
                 medium,
                 Chain::default(),
-                Delivery::Durable,
-                64,
+                delivery,
+                capacity,
             )
             .unwrap();
             Self {
@@ -636,45 +640,29 @@ mod tests {
     /// or never.
     #[test]
     fn a_buffered_sink_counts_what_waits_for_its_writer() {
-        let disk = Arc::new(Mutex::new(Disk::default()));
-        let (began_tx, began) = channel();
-        let (results, results_rx) = channel();
-        let medium = HeldMedium {
-            disk: disk.clone(),
-            began: began_tx,
-            results: results_rx,
-        };
-        let (queue, thread) = start(
-            "test-log".into(),
-            medium,
-            Chain::default(),
-            Delivery::Buffered,
-            8,
-        )
-        .unwrap();
+        let h = Harness::with(Delivery::Buffered, 8);
+        let queue = h.queue.as_ref().unwrap();
         assert!(queue.submit(Arc::from(rec(0))).is_none());
-        began.recv_timeout(Duration::from_secs(10)).unwrap();
+        h.sync_began();
         // The writer is held; eight fit in the queue, two are dropped.
         for i in 1..=10 {
             queue.submit(Arc::from(rec(i)));
         }
         assert_eq!(queue.wake.queued.load(Ordering::Relaxed), 8);
         assert_eq!(queue.stats.dropped.load(Ordering::Relaxed), 2);
-        results.send(Ok(())).unwrap();
+        h.results.send(Ok(())).unwrap();
         // First the note of the two dropped, written after the batch that
         // succeeded; the eight still wait.
-        began.recv_timeout(Duration::from_secs(10)).unwrap();
+        h.sync_began();
         assert_eq!(queue.wake.queued.load(Ordering::Relaxed), 8);
-        results.send(Ok(())).unwrap();
+        h.results.send(Ok(())).unwrap();
         // Then the eight, one batch, and the count is back to nothing.
-        began.recv_timeout(Duration::from_secs(10)).unwrap();
+        h.sync_began();
         assert_eq!(queue.wake.queued.load(Ordering::Relaxed), 0);
-        results.send(Ok(())).unwrap();
-        drop(queue);
-        thread.join().unwrap();
-        let disk = disk.lock().unwrap();
-        assert_eq!(disk.writes, vec![1, 1, 8]);
-        let text = String::from_utf8_lossy(&disk.bytes);
+        h.results.send(Ok(())).unwrap();
+        let disk = h.disk.clone();
+        let text = h.close();
+        assert_eq!(disk.lock().unwrap().writes, vec![1, 1, 8]);
         assert!(text.contains("\"dropped\":2"), "{text}");
     }
 }
